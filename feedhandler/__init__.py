@@ -1,0 +1,1 @@
+"""The venue side: fixed-point books, venue adapters and decoders."""

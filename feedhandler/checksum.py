@@ -1,0 +1,58 @@
+"""CRC32 (IEEE, as zlib) in numba, and Kraken's book checksum over the top 10 levels."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from shm.fixedpoint import MAX_TEXT, format_decimal_into
+
+from .book_kernels import ASK, BID, M_HI, M_LO, side_key
+
+KRAKEN_CHECKSUM_DEPTH = 10
+
+
+def _crc_table() -> np.ndarray:
+    table = np.empty(256, np.uint32)
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (0xEDB88320 ^ (c >> 1)) if c & 1 else c >> 1
+        table[n] = c
+    return table
+
+
+CRC_TABLE = _crc_table()
+
+
+@njit(inline="always", nogil=True)
+def crc32_update(crc, data, n):
+    """Continue a CRC32 (pre-inverted state) over data[:n]."""
+    for k in range(n):
+        crc = CRC_TABLE[(crc ^ data[k]) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+@njit(nogil=True, cache=True)
+def crc32(data):
+    return np.uint32(crc32_update(np.uint32(0xFFFFFFFF), data, len(data)) ^ np.uint32(0xFFFFFFFF))
+
+
+@njit(inline="always", nogil=True)
+def _crc_levels(crc, levels, lo, hi, side, text):
+    for r in range(hi - 1, max(lo, hi - KRAKEN_CHECKSUM_DEPTH) - 1, -1):
+        n = format_decimal_into(side_key(side, levels[r, 0]), 0, text)
+        crc = crc32_update(crc, text, n)
+        n = format_decimal_into(levels[r, 1], 0, text)
+        crc = crc32_update(crc, text, n)
+    return crc
+
+
+@njit(nogil=True, cache=True)
+def kraken_checksum(levels, meta, book):
+    """Kraken's CRC32: top 10 asks best first, then top 10 bids best first, each price then qty as
+    its digits at the instrument's precisions (the book's decimals), dot and leading zeros gone."""
+    text = np.empty(MAX_TEXT, np.uint8)
+    crc = np.uint32(0xFFFFFFFF)
+    crc = _crc_levels(crc, levels, meta[book, 3 * ASK + M_LO], meta[book, 3 * ASK + M_HI], ASK, text)
+    crc = _crc_levels(crc, levels, meta[book, 3 * BID + M_LO], meta[book, 3 * BID + M_HI], BID, text)
+    return np.int64(crc ^ np.uint32(0xFFFFFFFF))

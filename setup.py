@@ -1,0 +1,19 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="fh",
+    version="0.1.0",
+    description="Low-latency market-data feed handler: numba L2 books in shared memory",
+    python_requires=">=3.11,<3.14",
+    packages=find_packages(include=["feedhandler", "feedhandler.*", "shm", "shm.*", "workers", "workers.*",
+                                    "tools", "tools.*"]),
+    install_requires=[
+        "numpy>=1.26,<2.6",  # numba 0.68 supports numpy < 2.6
+        "numba>=0.61,<0.69",
+        "psutil>=5.9,<8",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
+    },
+    entry_points={"console_scripts": ["fh=tools.cli:main"]},
+)

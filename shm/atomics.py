@@ -1,0 +1,70 @@
+"""Acquire/release memory-ordering primitives for numba code that shares memory across processes.
+
+A plain array load in a numba spin loop is loop-invariant to LLVM and gets hoisted, so a reader
+never sees another process's store. Every word another process polls goes through these. On x86
+acquire/release compile to plain moves plus a compiler barrier; on ARM to ldar/stlr.
+"""
+from __future__ import annotations
+
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _element_pointer(context, builder, arr_type, arr_value, idx_type, idx_value):
+    array = context.make_array(arr_type)(context, builder, arr_value)
+    index = context.cast(builder, idx_value, idx_type, types.intp)
+    return cgutils.get_item_pointer(context, builder, arr_type, array, [index], wraparound=False)
+
+
+def _is_int64_vector(arr) -> bool:
+    return isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.int64
+
+
+@intrinsic
+def load_acquire(typingctx, arr, idx):
+    """`arr[idx]` as an atomic acquire load (int64, 1-D array; no bounds check)."""
+    if not (_is_int64_vector(arr) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(arr, idx), codegen
+
+
+@intrinsic
+def store_release(typingctx, arr, idx, value):
+    """`arr[idx] = value` as an atomic release store (int64, 1-D writable array; no bounds check)."""
+    if not (_is_int64_vector(arr) and arr.mutable and isinstance(idx, types.Integer)
+            and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        stored = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.store_atomic(stored, ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, value), codegen
+
+
+def _fence(ordering: str):
+    @intrinsic
+    def fence(typingctx):
+        def codegen(context, builder, signature, args):
+            builder.fence(ordering)
+            return context.get_dummy_value()
+
+        return types.void(), codegen
+
+    return fence
+
+
+fence_acquire = _fence("acquire")
+fence_acquire.__doc__ = "Orders every earlier load before every later load and store."
+fence_release = _fence("release")
+fence_release.__doc__ = "Orders every earlier load and store before every later store."
+
+__all__ = ["load_acquire", "store_release", "fence_acquire", "fence_release"]

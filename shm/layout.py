@@ -1,0 +1,239 @@
+"""Byte layout of a segment: header words, instrument table, book blocks, ring slots, counters.
+
+Every region starts on a 64-byte boundary and its offset and size are in the header, so a reader
+validates a segment before trusting anything in it. All numeric words are little-endian int64.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+from numba import njit
+
+MAGIC = int.from_bytes(b"FHSHMSEG", "little")
+LAYOUT_VERSION = 1
+ALIGN = 64
+WORD = 8
+
+# Header: int64 words, then the segment name as UTF-8 in bytes [HEADER_NAME_AT, HEADER_BYTES).
+HEADER_BYTES = 512
+HEADER_NAME_AT = 256
+HEADER_NAME_BYTES = HEADER_BYTES - HEADER_NAME_AT
+
+
+class Header(IntEnum):
+    MAGIC = 0
+    VERSION = 1
+    SIZE = 2
+    STATE = 3
+    WRITER_PID = 4
+    START_NS = 5
+    HEARTBEAT_NS = 6
+    N_INSTRUMENTS = 7
+    DEPTH = 8
+    BLOCK_WORDS = 9
+    RING_SLOTS = 10
+    SLOT_WORDS = 11
+    N_COUNTERS = 12
+    INSTRUMENTS_OFF = 13
+    INSTRUMENTS_SIZE = 14
+    BOOKS_OFF = 15
+    BOOKS_SIZE = 16
+    RING_OFF = 17
+    RING_SIZE = 18
+    COUNTERS_OFF = 19
+    COUNTERS_SIZE = 20
+
+
+class State(IntEnum):
+    INITIALIZING = 0
+    OPEN = 1
+    CLOSED = 2  # the writer shut down cleanly; the last books stay readable
+    REPLACED = 3  # a new writer took over the name; re-attach to follow it
+
+
+INSTRUMENT_DTYPE = np.dtype([
+    ("venue_symbol", "S32"),
+    ("symbol", "S32"),
+    ("px_dec", "<i4"),
+    ("qty_dec", "<i4"),
+    ("capacity", "<i8"),
+])
+
+# Book block: one per instrument, guarded by a seqlock (SEQ odd while the writer is inside).
+BOOK_SEQ = 0
+BOOK_UPDATE_ID = 1
+BOOK_TS_EXCHANGE = 2
+BOOK_TS_RECV = 3
+BOOK_TS_PUBLISH = 4
+BOOK_VALID = 5
+BOOK_N_BIDS = 6  # levels in the writer's full book
+BOOK_N_ASKS = 7
+BOOK_DEPTH_BIDS = 8  # levels published below (<= depth)
+BOOK_DEPTH_ASKS = 9
+BOOK_MAX_DEPTH = 10  # levels per side this block has room for; set once at creation
+BOOK_LEVELS = 16  # bids [price, qty] * depth, then asks [price, qty] * depth, best first
+
+# Ring: a control line (the count of records published), then slots of SLOT_WORDS int64 words.
+RING_CONTROL_WORDS = ALIGN // WORD
+RING_WRITE_POS = 0
+SLOT_WORDS = 16
+SLOT_SEQ = 0  # position + 1, stored last with release; anything else means not (yet) that record
+SLOT_KIND = 1
+SLOT_INSTRUMENT = 2
+SLOT_ID = 3  # book update id, trade id, or status reason
+SLOT_TS_EXCHANGE = 4
+SLOT_TS_RECV = 5
+SLOT_TS_PUBLISH = 6
+# book change
+SLOT_BID_PX = 7
+SLOT_BID_QTY = 8
+SLOT_ASK_PX = 9
+SLOT_ASK_QTY = 10
+SLOT_N_BIDS = 11
+SLOT_N_ASKS = 12
+# trade
+SLOT_TRADE_PX = 7
+SLOT_TRADE_QTY = 8
+SLOT_TRADE_SIDE = 9
+# status
+SLOT_STATUS = 7
+# reader-side gap marker (never written to shared memory): records skipped
+SLOT_MISSED = 3
+
+
+class Kind(IntEnum):
+    BOOK = 1
+    TRADE = 2
+    STATUS = 3
+    READER_GAP = 4  # synthesised by a reader that was lapped, never in the ring itself
+
+
+class Side(IntEnum):
+    UNKNOWN = 0
+    BUY = 1
+    SELL = -1
+
+
+class Status(IntEnum):
+    BOOK_VALID = 1
+    BOOK_INVALID = 2
+    GAP = 3
+    RESYNC = 4
+    CONNECT = 5
+    DISCONNECT = 6
+
+
+class Reason(IntEnum):
+    NONE = 0
+    SNAPSHOT = 1
+    SEQUENCE_GAP = 2
+    CHECKSUM = 3
+    CROSSED = 4
+    DISCONNECTED = 5
+    STALE = 6
+    DECODE_ERROR = 7
+    SHUTDOWN = 8
+
+
+class Counter(IntEnum):
+    FRAMES = 0
+    BYTES = 1
+    DECODE_ERRORS = 2
+    BOOK_UPDATES = 3
+    TRADES = 4
+    GAPS = 5
+    RESYNCS = 6
+    CHECKSUM_OK = 7
+    CHECKSUM_FAIL = 8
+    CROSSED = 9
+    ABSENT_DELETES = 10
+    BOOK_OVERFLOW = 11
+
+
+N_COUNTERS = 16
+
+
+def _aligned(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@njit(inline="always", nogil=True)
+def asks_at(depth: int) -> int:
+    """Word index of the first ask level in a block of `depth` levels per side (njit and Python)."""
+    return BOOK_LEVELS + 2 * depth
+
+
+def block_words(depth: int) -> int:
+    """int64 words of one book block at `depth` levels per side, a whole number of cache lines."""
+    return _aligned((BOOK_LEVELS + 4 * depth) * WORD) // WORD
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where every region of a segment lives; derived from three numbers, checked on attach."""
+
+    n_instruments: int
+    depth: int
+    ring_slots: int
+
+    def __post_init__(self) -> None:
+        if self.n_instruments < 1:
+            raise ValueError("a segment needs at least one instrument")
+        if not 1 <= self.depth <= 100_000:
+            raise ValueError(f"book depth must be in 1..100000, got {self.depth}")
+        if self.ring_slots < 2 or self.ring_slots & (self.ring_slots - 1):
+            raise ValueError(f"ring slots must be a power of two >= 2, got {self.ring_slots}")
+
+    @property
+    def block_words(self) -> int:
+        return block_words(self.depth)
+
+    @property
+    def instruments_off(self) -> int:
+        return HEADER_BYTES
+
+    @property
+    def instruments_size(self) -> int:
+        return _aligned(self.n_instruments * INSTRUMENT_DTYPE.itemsize)
+
+    @property
+    def books_off(self) -> int:
+        return self.instruments_off + self.instruments_size
+
+    @property
+    def books_size(self) -> int:
+        return self.n_instruments * self.block_words * WORD
+
+    @property
+    def ring_off(self) -> int:
+        return self.books_off + self.books_size
+
+    @property
+    def ring_size(self) -> int:
+        return (RING_CONTROL_WORDS + self.ring_slots * SLOT_WORDS) * WORD
+
+    @property
+    def counters_off(self) -> int:
+        return self.ring_off + self.ring_size
+
+    @property
+    def counters_size(self) -> int:
+        return (self.n_instruments + 1) * N_COUNTERS * WORD
+
+    @property
+    def size(self) -> int:
+        return self.counters_off + self.counters_size
+
+    def header_words(self) -> dict[Header, int]:
+        return {
+            Header.MAGIC: MAGIC, Header.VERSION: LAYOUT_VERSION, Header.SIZE: self.size,
+            Header.N_INSTRUMENTS: self.n_instruments, Header.DEPTH: self.depth,
+            Header.BLOCK_WORDS: self.block_words, Header.RING_SLOTS: self.ring_slots,
+            Header.SLOT_WORDS: SLOT_WORDS, Header.N_COUNTERS: N_COUNTERS,
+            Header.INSTRUMENTS_OFF: self.instruments_off, Header.INSTRUMENTS_SIZE: self.instruments_size,
+            Header.BOOKS_OFF: self.books_off, Header.BOOKS_SIZE: self.books_size,
+            Header.RING_OFF: self.ring_off, Header.RING_SIZE: self.ring_size,
+            Header.COUNTERS_OFF: self.counters_off, Header.COUNTERS_SIZE: self.counters_size,
+        }

@@ -1,0 +1,302 @@
+"""The reader API for strategies: attach read-only to a venue segment, read consistent books, and
+follow the event ring with explicit gap reporting. Needs nothing from the writer process.
+
+Python:
+    reader = VenueReader("binance", prefix="fh")
+    book = reader.book("BTC-USDT")            # BookSnapshot: best first, exact integers
+    cursor = reader.events()                 # from the live head
+    for event in cursor.poll(): ...          # BookEvent / TradeEvent / StatusEvent / GapEvent
+
+numba: pass `reader.books[i]`, `reader.ring`, `reader.ring_control` to the njit functions
+`read_best`, `read_top`, `read_block` (shm.seqlock) and `poll` (shm.ring); they are re-exported here.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from .fixedpoint import format_decimal
+from .layout import (
+    BOOK_DEPTH_ASKS, BOOK_DEPTH_BIDS, BOOK_LEVELS, BOOK_N_ASKS, BOOK_N_BIDS, BOOK_TS_EXCHANGE,
+    BOOK_TS_PUBLISH, BOOK_TS_RECV, BOOK_UPDATE_ID, BOOK_VALID, SLOT_ASK_PX, SLOT_ASK_QTY, SLOT_BID_PX,
+    SLOT_BID_QTY, SLOT_ID, SLOT_INSTRUMENT, SLOT_KIND, SLOT_MISSED, SLOT_N_ASKS, SLOT_N_BIDS, SLOT_SEQ,
+    SLOT_STATUS, SLOT_TRADE_PX, SLOT_TRADE_QTY, SLOT_TRADE_SIDE, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH,
+    SLOT_TS_RECV, SLOT_WORDS, Counter, Kind, Reason, Side, State, Status, asks_at,
+)
+from .ring import poll, write_position
+from .segment import Segment, SegmentError
+from .seqlock import read_best, read_block, read_top
+
+__all__ = ["VenueReader", "EventCursor", "Instrument", "BookSnapshot", "BookEvent", "TradeEvent",
+           "StatusEvent", "GapEvent", "read_best", "read_top", "read_block", "poll", "write_position"]
+
+MAX_SPINS = 1_000_000  # a writer never holds the seqlock this long unless it died inside it
+
+
+@dataclass(frozen=True)
+class Instrument:
+    index: int
+    venue_symbol: str
+    symbol: str  # normalized BASE-QUOTE
+    px_dec: int
+    qty_dec: int
+    capacity: int
+
+    def price_text(self, mantissa: int) -> str:
+        return format_decimal(mantissa, self.px_dec)
+
+    def qty_text(self, mantissa: int) -> str:
+        return format_decimal(mantissa, self.qty_dec)
+
+    def price(self, mantissa: int) -> Decimal:
+        return Decimal(self.price_text(mantissa))
+
+    def qty(self, mantissa: int) -> Decimal:
+        return Decimal(self.qty_text(mantissa))
+
+
+@dataclass(frozen=True)
+class BookSnapshot:
+    """One consistent image of a published book. Prices and quantities are int64 mantissas at the
+    instrument's decimals; `bids`/`asks` are (n, 2) [price, qty] rows, best first."""
+
+    instrument: Instrument
+    valid: bool
+    update_id: int
+    ts_exchange: int
+    ts_recv: int
+    ts_publish: int
+    n_bids: int  # levels in the writer's full book; `bids` holds the published top
+    n_asks: int
+    bids: np.ndarray
+    asks: np.ndarray
+
+    def best_bid(self) -> tuple[Decimal, Decimal] | None:
+        return self._level(self.bids)
+
+    def best_ask(self) -> tuple[Decimal, Decimal] | None:
+        return self._level(self.asks)
+
+    def _level(self, rows: np.ndarray) -> tuple[Decimal, Decimal] | None:
+        if not len(rows):
+            return None
+        return self.instrument.price(int(rows[0, 0])), self.instrument.qty(int(rows[0, 1]))
+
+    def levels_text(self, side: str) -> list[list[str]]:
+        """[[price, qty], ...] as exact decimal strings, `side` 'bids' or 'asks'."""
+        rows = self.bids if side == "bids" else self.asks
+        return [[self.instrument.price_text(int(p)), self.instrument.qty_text(int(q))] for p, q in rows]
+
+
+@dataclass(frozen=True)
+class BookEvent:
+    position: int
+    instrument: Instrument
+    update_id: int
+    ts_exchange: int
+    ts_recv: int
+    ts_publish: int
+    bid_px: int
+    bid_qty: int  # 0: no bid
+    ask_px: int
+    ask_qty: int  # 0: no ask
+    n_bids: int
+    n_asks: int
+
+
+@dataclass(frozen=True)
+class TradeEvent:
+    position: int
+    instrument: Instrument
+    trade_id: int
+    ts_exchange: int
+    ts_recv: int
+    ts_publish: int
+    price: int
+    qty: int
+    side: Side  # the aggressor
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    position: int
+    instrument: Instrument | None  # None: the whole venue
+    status: Status
+    reason: Reason
+    ts_exchange: int
+    ts_recv: int
+    ts_publish: int
+
+
+@dataclass(frozen=True)
+class GapEvent:
+    """This reader fell a full ring behind: `missed` records are lost to it. Re-read the books."""
+
+    position: int  # where reading resumed
+    missed: int
+
+
+Event = BookEvent | TradeEvent | StatusEvent | GapEvent
+
+
+class EventCursor:
+    """A private read position in a venue's ring. The writer never waits for it."""
+
+    def __init__(self, reader: VenueReader, position: int, batch: int = 256):
+        self._reader = reader
+        self._cursor = np.array([position, 0], np.int64)
+        self._rows = np.zeros((batch, SLOT_WORDS), np.int64)
+
+    @property
+    def position(self) -> int:
+        return int(self._cursor[0])
+
+    @property
+    def missed(self) -> int:
+        """Records lost to laps since this cursor started."""
+        return int(self._cursor[1])
+
+    def poll(self) -> list[Event]:
+        """Whatever has been published since the last call (up to the batch size), in order."""
+        segment = self._reader.segment
+        filled = poll(segment.ring, segment.ring_control, self._cursor, self._rows)
+        return [self._reader._event(row) for row in self._rows[:filled]]
+
+    def follow(self, timeout_s: float, idle_sleep_s: float = 0.0002) -> Iterator[Event]:
+        """Yield events as they arrive until `timeout_s` passes with nothing new."""
+        quiet_since = time.monotonic()
+        while True:
+            events = self.poll()
+            if events:
+                quiet_since = time.monotonic()
+                yield from events
+            elif time.monotonic() - quiet_since > timeout_s:
+                return
+            else:
+                time.sleep(idle_sleep_s)
+
+
+class VenueReader:
+    """Read-only access to one venue's segment `<prefix>.<venue>`."""
+
+    def __init__(self, venue: str, prefix: str = "fh", directory: str | None = None):
+        self.segment = Segment(prefix, venue, directory)
+        self.instruments = [
+            Instrument(i, row["venue_symbol"].decode(), row["symbol"].decode(), int(row["px_dec"]),
+                       int(row["qty_dec"]), int(row["capacity"]))
+            for i, row in enumerate(self.segment.instruments)
+        ]
+        self._by_name = {}
+        for instrument in self.instruments:
+            self._by_name.setdefault(instrument.symbol, instrument)
+            self._by_name.setdefault(instrument.venue_symbol, instrument)
+        self._block = np.zeros(self.segment.geometry.block_words, np.int64)
+
+    @property
+    def venue(self) -> str:
+        return self.segment.name
+
+    @property
+    def books(self) -> np.ndarray:
+        """int64 (instruments, block words), read-only: one seqlock block per instrument."""
+        return self.segment.books
+
+    @property
+    def ring(self) -> np.ndarray:
+        return self.segment.ring
+
+    @property
+    def ring_control(self) -> np.ndarray:
+        return self.segment.ring_control
+
+    def instrument(self, key: str | int) -> Instrument:
+        """By index, normalized symbol (BTC-USDT) or venue symbol (BTCUSDT)."""
+        if isinstance(key, int):
+            if not 0 <= key < len(self.instruments):
+                raise KeyError(f"{self.venue}: no instrument #{key} (have {len(self.instruments)})")
+            return self.instruments[key]
+        try:
+            return self._by_name[key]
+        except KeyError:
+            known = ", ".join(i.symbol for i in self.instruments)
+            raise KeyError(f"{self.venue}: unknown instrument {key!r}; known: {known}") from None
+
+    def book(self, key: str | int, depth: int | None = None) -> BookSnapshot:
+        """A consistent snapshot of one book (its published top, or the best `depth` levels)."""
+        instrument = self.instrument(key)
+        block = self._block
+        if read_block(self.segment.books[instrument.index], block, MAX_SPINS) < 0:
+            raise SegmentError(f"{self.venue}:{instrument.symbol}: writer stuck inside a publish "
+                               f"(state {self.segment.state.name}); is it alive?")
+        book_depth = self.segment.geometry.depth
+        depth = book_depth if depth is None else min(depth, book_depth)
+        n_bids = min(depth, int(block[BOOK_DEPTH_BIDS]))
+        n_asks = min(depth, int(block[BOOK_DEPTH_ASKS]))
+        first_ask = asks_at(book_depth)
+        return BookSnapshot(
+            instrument=instrument, valid=bool(block[BOOK_VALID]), update_id=int(block[BOOK_UPDATE_ID]),
+            ts_exchange=int(block[BOOK_TS_EXCHANGE]), ts_recv=int(block[BOOK_TS_RECV]),
+            ts_publish=int(block[BOOK_TS_PUBLISH]), n_bids=int(block[BOOK_N_BIDS]),
+            n_asks=int(block[BOOK_N_ASKS]),
+            bids=block[BOOK_LEVELS:BOOK_LEVELS + 2 * n_bids].reshape(n_bids, 2).copy(),
+            asks=block[first_ask:first_ask + 2 * n_asks].reshape(n_asks, 2).copy(),
+        )
+
+    def events(self, start: str = "live", batch: int = 256) -> EventCursor:
+        """A cursor from the live head (`live`) or from the oldest record still in the ring (`oldest`)."""
+        head = int(write_position(self.segment.ring_control))
+        if start == "live":
+            position = head
+        elif start == "oldest":
+            position = max(0, head - self.segment.geometry.ring_slots)
+        else:
+            raise ValueError(f"start must be 'live' or 'oldest', not {start!r}")
+        return EventCursor(self, position, batch)
+
+    def counters(self, key: str | int | None = None) -> dict[str, int]:
+        """Counters of one instrument, or of the venue connection(s) when `key` is None."""
+        row = self.segment.counters[-1 if key is None else self.instrument(key).index]
+        return {c.name.lower(): int(row[c]) for c in Counter}
+
+    def status(self) -> dict[str, object]:
+        segment = self.segment
+        return {"venue": self.venue, "state": segment.state.name.lower(), "writer_pid": segment.writer_pid,
+                "writer_alive": segment.writer_alive(), "heartbeat_age_s": segment.heartbeat_age_s()}
+
+    @property
+    def replaced(self) -> bool:
+        """True once a new writer took over the name: attach again to follow it."""
+        return self.segment.state == State.REPLACED
+
+    def close(self) -> None:
+        self.segment.close()
+
+    def __enter__(self) -> VenueReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _event(self, row: np.ndarray) -> Event:
+        kind = int(row[SLOT_KIND])
+        position = int(row[SLOT_SEQ]) - 1
+        if kind == Kind.READER_GAP:
+            return GapEvent(position, int(row[SLOT_MISSED]))
+        index = int(row[SLOT_INSTRUMENT])
+        instrument = self.instruments[index] if 0 <= index < len(self.instruments) else None
+        stamps = int(row[SLOT_TS_EXCHANGE]), int(row[SLOT_TS_RECV]), int(row[SLOT_TS_PUBLISH])
+        if kind == Kind.BOOK:
+            return BookEvent(position, instrument, int(row[SLOT_ID]), *stamps, int(row[SLOT_BID_PX]),
+                             int(row[SLOT_BID_QTY]), int(row[SLOT_ASK_PX]), int(row[SLOT_ASK_QTY]),
+                             int(row[SLOT_N_BIDS]), int(row[SLOT_N_ASKS]))
+        if kind == Kind.TRADE:
+            return TradeEvent(position, instrument, int(row[SLOT_ID]), *stamps, int(row[SLOT_TRADE_PX]),
+                              int(row[SLOT_TRADE_QTY]), Side(int(row[SLOT_TRADE_SIDE])))
+        if kind == Kind.STATUS:
+            return StatusEvent(position, instrument, Status(int(row[SLOT_STATUS])), Reason(int(row[SLOT_ID])),
+                               *stamps)
+        raise SegmentError(f"{self.venue}: ring record of unknown kind {kind} at position {position}")

@@ -1,0 +1,262 @@
+"""Segment files under /dev/shm: created and owned by one writer, mapped read-only by readers.
+
+Plain files plus mmap, not `multiprocessing.shared_memory`: its resource tracker would unlink a
+segment when any attaching process exits. The writer holds an exclusive `flock` on its file for
+its whole life, which is how a second writer tells a live owner from a dead one's leftovers.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layout import (
+    BOOK_MAX_DEPTH, HEADER_BYTES, HEADER_NAME_AT, HEADER_NAME_BYTES, INSTRUMENT_DTYPE, LAYOUT_VERSION, MAGIC,
+    N_COUNTERS, RING_CONTROL_WORDS, SLOT_WORDS, Geometry, Header, State,
+)
+
+DEFAULT_DIR = "/dev/shm"
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+class SegmentError(Exception):
+    """A segment is missing, busy, or not what this code can read."""
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    """One row of the instrument table: enough for a reader to interpret a book on its own."""
+
+    venue_symbol: str
+    symbol: str
+    px_dec: int
+    qty_dec: int
+    capacity: int
+
+
+def segment_path(prefix: str, name: str, directory: str | None = None) -> str:
+    """`<dir>/<prefix>.<name>`; the directory defaults to $FH_SHM_DIR or /dev/shm."""
+    for label, value in (("prefix", prefix), ("name", name)):
+        if not _NAME.match(value):
+            raise SegmentError(f"segment {label} {value!r} must be 1-64 of [A-Za-z0-9_.-] and not start with '.' or '-'")
+    return os.path.join(directory or os.environ.get("FH_SHM_DIR", DEFAULT_DIR), f"{prefix}.{name}")
+
+
+class _Regions:
+    """numpy views over a mapped segment, shared by the writer and reader classes."""
+
+    def __init__(self, buffer, geometry: Geometry):
+        g = geometry
+        self.geometry = g
+        self.header = np.frombuffer(buffer, np.int64, HEADER_NAME_AT // 8, 0)
+        self.instruments = np.frombuffer(buffer, INSTRUMENT_DTYPE, g.n_instruments, g.instruments_off)
+        self.books = np.frombuffer(buffer, np.int64, g.n_instruments * g.block_words, g.books_off).reshape(
+            g.n_instruments, g.block_words)
+        ring_words = np.frombuffer(buffer, np.int64, g.ring_size // 8, g.ring_off)
+        self.ring_control = ring_words[:RING_CONTROL_WORDS]
+        self.ring = ring_words[RING_CONTROL_WORDS:].reshape(g.ring_slots, SLOT_WORDS)
+        self.counters = np.frombuffer(buffer, np.int64, (g.n_instruments + 1) * N_COUNTERS, g.counters_off).reshape(
+            g.n_instruments + 1, N_COUNTERS)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SegmentWriter(_Regions):
+    """The owning side of a segment. Create it with `SegmentWriter.create(...)`."""
+
+    def __init__(self, path: str, fd: int, buffer: mmap.mmap, geometry: Geometry):
+        super().__init__(buffer, geometry)
+        self.path = path
+        self._fd = fd
+        self._mmap = buffer
+
+    @classmethod
+    def create(cls, prefix: str, name: str, instruments: Sequence[InstrumentSpec], depth: int,
+               ring_slots: int, directory: str | None = None) -> SegmentWriter:
+        """Create `<prefix>.<name>`, replacing the leftovers of a dead writer; refuse a live one."""
+        geometry = Geometry(len(instruments), depth, ring_slots)
+        table = _instrument_table(instruments)
+        path = segment_path(prefix, name, directory)
+        _retire_previous(path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, geometry.size)
+            buffer = mmap.mmap(fd, geometry.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        writer = cls(path, fd, buffer, geometry)
+        writer._initialise(name, table)
+        return writer
+
+    def _initialise(self, name: str, table: np.ndarray) -> None:
+        encoded = name.encode()[:HEADER_NAME_BYTES]
+        self._mmap[HEADER_NAME_AT:HEADER_NAME_AT + len(encoded)] = encoded
+        self.instruments[:] = table
+        self.books[:, BOOK_MAX_DEPTH] = self.geometry.depth
+        for field, value in self.geometry.header_words().items():
+            self.header[field] = value
+        now = time.time_ns()
+        self.header[Header.WRITER_PID] = os.getpid()
+        self.header[Header.START_NS] = now
+        self.header[Header.HEARTBEAT_NS] = now
+        self.header[Header.STATE] = State.OPEN  # last: readers reject a segment until it is open
+
+    def heartbeat(self, now_ns: int | None = None) -> None:
+        self.header[Header.HEARTBEAT_NS] = time.time_ns() if now_ns is None else now_ns
+
+    def close(self, unlink: bool = False) -> None:
+        """Mark the segment closed (readers keep the last books) and release it."""
+        if self._fd < 0:
+            return
+        self.heartbeat()
+        self.header[Header.STATE] = State.CLOSED
+        if unlink:
+            os.unlink(self.path)
+        self._release()
+
+    def _release(self) -> None:
+        for view in ("header", "instruments", "books", "ring_control", "ring", "counters"):
+            setattr(self, view, None)
+        self._mmap.close()
+        os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> SegmentWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _instrument_table(instruments: Sequence[InstrumentSpec]) -> np.ndarray:
+    table = np.zeros(len(instruments), INSTRUMENT_DTYPE)
+    for row, spec in zip(table, instruments):
+        for field in ("venue_symbol", "symbol"):
+            text = getattr(spec, field).encode()
+            if not text or len(text) > INSTRUMENT_DTYPE[field].itemsize:
+                raise SegmentError(f"instrument {field} {getattr(spec, field)!r} must be 1-32 bytes")
+            row[field] = text
+        for field, top in (("px_dec", 18), ("qty_dec", 18)):
+            if not 0 <= getattr(spec, field) <= top:
+                raise SegmentError(f"instrument {spec.venue_symbol}: {field} must be 0..{top}")
+        if spec.capacity < 1:
+            raise SegmentError(f"instrument {spec.venue_symbol}: capacity must be >= 1")
+        row["px_dec"], row["qty_dec"], row["capacity"] = spec.px_dec, spec.qty_dec, spec.capacity
+    return table
+
+
+def _retire_previous(path: str) -> None:
+    """Remove a segment whose writer is gone, marking it REPLACED for readers still mapped to it."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            pid = _header_word(fd, Header.WRITER_PID)
+            raise SegmentError(f"{path} is owned by a live writer (pid {pid}); stop it first") from None
+        if os.fstat(fd).st_size >= HEADER_BYTES and _header_word(fd, Header.MAGIC) == MAGIC:
+            os.pwrite(fd, int(State.REPLACED).to_bytes(8, "little", signed=True), Header.STATE * 8)
+        os.unlink(path)
+    finally:
+        os.close(fd)
+
+
+def _header_word(fd: int, field: Header) -> int:
+    return int.from_bytes(os.pread(fd, 8, field * 8), "little", signed=True)
+
+
+class Segment(_Regions):
+    """A read-only mapping of a segment: the writer's memory cannot be changed through it."""
+
+    def __init__(self, prefix: str, name: str, directory: str | None = None):
+        self.path = segment_path(prefix, name, directory)
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise SegmentError(f"no segment at {self.path}: is the writer for {name!r} running with prefix {prefix!r}?") from None
+        try:
+            size = os.fstat(fd).st_size
+            if size < HEADER_BYTES:
+                raise SegmentError(f"{self.path}: {size} bytes is too small for a segment header")
+            buffer = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        header = np.frombuffer(buffer, np.int64, HEADER_NAME_AT // 8, 0)
+        geometry = _validate(self.path, header, size)
+        super().__init__(buffer, geometry)
+        self._mmap = buffer
+        self.name = bytes(buffer[HEADER_NAME_AT:HEADER_BYTES]).rstrip(b"\0").decode()
+
+    @property
+    def state(self) -> State:
+        return State(int(self.header[Header.STATE]))
+
+    @property
+    def writer_pid(self) -> int:
+        return int(self.header[Header.WRITER_PID])
+
+    def heartbeat_age_s(self, now_ns: int | None = None) -> float:
+        now = time.time_ns() if now_ns is None else now_ns
+        return (now - int(self.header[Header.HEARTBEAT_NS])) / 1e9
+
+    def writer_alive(self, stale_after_s: float = 5.0) -> bool:
+        """Open, its writer process exists, and its heartbeat is recent."""
+        return (self.state == State.OPEN and _pid_alive(self.writer_pid)
+                and self.heartbeat_age_s() <= stale_after_s)
+
+    def close(self) -> None:
+        for view in ("header", "instruments", "books", "ring_control", "ring", "counters"):
+            setattr(self, view, None)
+        self._mmap.close()
+
+    def __enter__(self) -> Segment:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _validate(path: str, header: np.ndarray, size: int) -> Geometry:
+    if int(header[Header.MAGIC]) != MAGIC:
+        raise SegmentError(f"{path} is not an fh segment (bad magic)")
+    if int(header[Header.VERSION]) != LAYOUT_VERSION:
+        raise SegmentError(f"{path} has layout version {int(header[Header.VERSION])}; this reader knows {LAYOUT_VERSION}")
+    if int(header[Header.STATE]) == State.INITIALIZING:
+        raise SegmentError(f"{path} is still being initialised by its writer; retry")
+    try:
+        geometry = Geometry(int(header[Header.N_INSTRUMENTS]), int(header[Header.DEPTH]),
+                            int(header[Header.RING_SLOTS]))
+    except ValueError as exc:
+        raise SegmentError(f"{path}: corrupt header: {exc}") from None
+    expected = geometry.header_words()
+    wrong = [f.name for f, v in expected.items() if int(header[f]) != v]
+    if wrong:
+        raise SegmentError(f"{path}: header fields {', '.join(wrong)} disagree with its geometry")
+    if size != geometry.size:
+        raise SegmentError(f"{path}: file is {size} bytes, header says {geometry.size}")
+    return geometry

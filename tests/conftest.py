@@ -1,0 +1,27 @@
+import glob
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def shm_prefix():
+    """A segment prefix no other test or deployment uses; its segments are removed afterwards."""
+    prefix = f"fhtest{os.getpid()}n{next(_prefixes)}"
+    yield prefix
+    for path in glob.glob(f"/dev/shm/{prefix}.*"):
+        os.unlink(path)
+
+
+@pytest.fixture
+def captures() -> Path:
+    """The real venue recordings in ../shared/captures (or $FH_CAPTURES); skip when absent."""
+    path = Path(os.environ.get("FH_CAPTURES", REPO.parent / "shared" / "captures"))
+    if not path.is_dir():
+        pytest.skip(f"real recordings not found at {path} (set FH_CAPTURES); skipping the check on real data")
+    return path

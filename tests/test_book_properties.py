@@ -1,0 +1,132 @@
+"""Random operation sequences against a deliberately plain dict-of-Decimal reference book."""
+import random
+from decimal import Decimal
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feedhandler.book import BookStore
+from feedhandler.book_kernels import ASK, BID
+from shm.fixedpoint import format_decimal, parse
+
+PX_DEC, QTY_DEC = 2, 8
+
+
+class ReferenceBook:
+    """Both sides as {Decimal price: Decimal qty}, trimmed to the best `capacity` after every change."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.sides = {BID: {}, ASK: {}}
+
+    def set(self, side: int, price: Decimal, qty: Decimal) -> None:
+        if qty == 0:
+            self.sides[side].pop(price, None)
+        else:
+            self.sides[side][price] = qty
+            self._trim(side)
+
+    def load(self, side: int, levels) -> None:
+        self.sides[side] = {}
+        for price, qty in levels:
+            self.set(side, price, qty)
+
+    def truncate(self, depth: int) -> None:
+        for side in (BID, ASK):
+            self.sides[side] = dict(self.levels(side)[:depth])
+
+    def levels(self, side: int):
+        return sorted(self.sides[side].items(), reverse=side == BID)
+
+    def _trim(self, side: int) -> None:
+        while len(self.sides[side]) > self.capacity:
+            worst = min(self.sides[side]) if side == BID else max(self.sides[side])
+            del self.sides[side][worst]
+
+
+def held(books: BookStore, side: int):
+    return [(Decimal(format_decimal(int(p), PX_DEC)), Decimal(format_decimal(int(q), QTY_DEC)))
+            for p, q in books.top(0, side)]
+
+
+def encoded(levels):
+    return np.array([[parse(format(p, "f"), PX_DEC), parse(format(q, "f"), QTY_DEC)] for p, q in levels], np.int64).reshape(-1, 2)
+
+
+def apply(books: BookStore, reference: ReferenceBook, op) -> None:
+    kind = op[0]
+    if kind == "set":
+        _, side, price, qty = op
+        books.set(0, side, parse(format(price, "f"), PX_DEC), parse(format(qty, "f"), QTY_DEC))
+        reference.set(side, price, qty)
+    elif kind == "batch":
+        _, side, levels = op
+        rows = encoded(levels)
+        books.apply(0, side, rows[:, 0].copy(), rows[:, 1].copy())
+        for price, qty in levels:
+            reference.set(side, price, qty)
+    elif kind == "load":
+        _, bids, asks = op
+        books.load(0, encoded(bids), encoded(asks))
+        reference.load(BID, bids)
+        reference.load(ASK, asks)
+    elif kind == "truncate":
+        books.truncate(0, op[1])
+        reference.truncate(op[1])
+
+
+def assert_same(books: BookStore, reference: ReferenceBook) -> None:
+    for side in (BID, ASK):
+        assert held(books, side) == reference.levels(side)
+    bids, asks = reference.levels(BID), reference.levels(ASK)
+    assert books.crossed(0) == bool(bids and asks and bids[0][0] >= asks[0][0])
+
+
+near_prices = st.integers(1, 400).map(lambda ticks: Decimal(ticks).scaleb(-PX_DEC))
+far_prices = st.integers(1, 10**15).map(lambda ticks: Decimal(ticks).scaleb(-PX_DEC))
+prices = st.one_of(near_prices, near_prices, far_prices)
+qtys = st.one_of(st.just(Decimal(0)), st.integers(1, 10**12).map(lambda units: Decimal(units).scaleb(-QTY_DEC)))
+sides = st.sampled_from([BID, ASK])
+level_lists = st.lists(st.tuples(prices, qtys), max_size=60)
+operations = st.one_of(
+    st.tuples(st.just("set"), sides, prices, qtys),
+    st.tuples(st.just("set"), sides, prices, qtys),
+    st.tuples(st.just("batch"), sides, level_lists),
+    st.tuples(st.just("load"), level_lists, level_lists),
+    st.tuples(st.just("truncate"), st.integers(0, 30)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 48), st.lists(operations, max_size=40))
+def test_random_operations_match_the_reference_book(capacity, ops):
+    books, reference = BookStore([capacity]), ReferenceBook(capacity)
+    for op in ops:
+        apply(books, reference, op)
+        assert_same(books, reference)
+
+
+def test_long_random_session_on_a_deep_book_matches_the_reference():
+    rng = random.Random(20261121)
+    capacity = 6000
+    books, reference = BookStore([capacity]), ReferenceBook(capacity)
+    mid = 5_000_000
+    snapshot_bids = [(Decimal(mid - i).scaleb(-PX_DEC), Decimal(rng.randint(1, 10**9)).scaleb(-QTY_DEC))
+                     for i in range(1, 5001)]
+    snapshot_asks = [(Decimal(mid + i).scaleb(-PX_DEC), Decimal(rng.randint(1, 10**9)).scaleb(-QTY_DEC))
+                     for i in range(1, 5001)]
+    apply(books, reference, ("load", snapshot_bids, snapshot_asks))
+    for step in range(3000):
+        mid += rng.randint(-3, 3)
+        side = rng.choice((BID, ASK))
+        levels = []
+        for _ in range(rng.randint(1, 40)):
+            depth = int(rng.expovariate(1 / 30)) if rng.random() < 0.9 else rng.randint(0, 6000)
+            ticks = mid - 1 - depth if side == BID else mid + 1 + depth
+            qty = 0 if rng.random() < 0.3 else rng.randint(1, 10**9)
+            levels.append((Decimal(max(ticks, 1)).scaleb(-PX_DEC), Decimal(qty).scaleb(-QTY_DEC)))
+        apply(books, reference, ("batch", side, levels))
+        if step % 250 == 0:
+            assert_same(books, reference)
+    assert_same(books, reference)
