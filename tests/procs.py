@@ -1,0 +1,73 @@
+"""Code that tests run in separate processes (spawned, so importable by module name)."""
+import time
+
+import numpy as np
+from numba import njit
+
+from shm.clock import monotonic_ns
+from shm.layout import BOOK_LEVELS, BOOK_UPDATE_ID, SLOT_ID, SLOT_SEQ, SLOT_WORDS
+from shm.ring import READ_EMPTY, READ_OK, read_record
+from shm.segment import InstrumentSpec, Segment, SegmentWriter
+from shm.seqlock import write_begin, write_end
+
+
+@njit(nogil=True)
+def follow_ring(ring, control, expected, timeout_ns):
+    """Spin on the ring from position 0 until `expected` records were read; returns
+    (records read, positions out of order or lapped, sum of ids)."""
+    row = np.zeros(SLOT_WORDS, np.int64)
+    position = 0
+    bad = 0
+    total = 0
+    deadline = monotonic_ns() + timeout_ns
+    while position < expected and monotonic_ns() < deadline:
+        status = read_record(ring, control, position, row)
+        if status == READ_EMPTY:
+            continue
+        if status != READ_OK or row[SLOT_SEQ] != position + 1 or row[SLOT_ID] != position:
+            bad += 1
+        total += row[SLOT_ID]
+        position += 1
+    return position, bad, total
+
+
+def ring_follower(prefix, name, expected, ready, results):
+    with Segment(prefix, name) as segment:
+        ready.set()
+        results.put(follow_ring(segment.ring, segment.ring_control, expected, 20_000_000_000))
+
+
+@njit(nogil=True)
+def hammer_block(block, rounds):
+    """Rewrite every level word of a block with the round number, under the seqlock."""
+    for k in range(1, rounds + 1):
+        write_begin(block)
+        block[BOOK_UPDATE_ID] = k
+        for w in range(BOOK_LEVELS, len(block)):
+            block[w] = k
+        write_end(block)
+
+
+def seqlock_writer(prefix, name, rounds, ready):
+    spec = InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 100)
+    with SegmentWriter.create(prefix, name, [spec], depth=200, ring_slots=16) as writer:
+        ready.set()
+        hammer_block(writer.books[0], rounds)
+
+
+def writer_that_waits(prefix, name, ready):
+    """Create a segment and wait to be killed (a writer that dies without cleaning up)."""
+    SegmentWriter.create(prefix, name, [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 8)], 4, 16)
+    ready.set()
+    while True:
+        time.sleep(1)
+
+
+def attach_and_exit(prefix, name):
+    Segment(prefix, name).close()
+
+
+def book_torn_words(block_copy):
+    """Words of a consistent block copy that disagree with its update id (0 for an untorn copy)."""
+    levels = block_copy[BOOK_LEVELS:]
+    return int(np.count_nonzero(levels != block_copy[BOOK_UPDATE_ID]))
