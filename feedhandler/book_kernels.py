@@ -1,15 +1,24 @@
 """numba kernels for full-depth L2 books held in plain int64 arrays.
 
-Layout: `levels` is an int64 (rows, 2) pool of [key, qty]. Each side of each book owns `capacity`
-consecutive rows from its offset and keeps its levels in rows [lo, hi), ascending by key, best
-level at hi-1. Bids store key = price and asks key = -price, so one code path serves both sides.
-An insert or delete shifts the shorter neighbouring run (near the touch that is a few rows); when
-the end it needs is reached the run is re-centred in its slab, O(n) and rare. A side never grows:
-the memory bound is 2 * capacity * 16 bytes per book. A full side keeps its best `capacity` levels
-and counts what it had to drop (`M_OVERFLOW`).
+Each side is a hybrid of two stores, in key space where a larger key is a better level (bids:
+key = price, asks: key = -price, so one code path serves both sides):
 
-`meta` is int64 (books, NMETA): per side [offset, lo, hi] at column 3*side, then the capacity and
-counters. Callers keep lo/hi in locals across a message and write them back once.
+- a price-indexed **ladder** of `window` slots holding the qty of keys [base, base + window): an
+  update near the touch is one array store, whatever its depth inside the window;
+- a sorted **run** for every level below the window (key < base), ascending, best at the high end,
+  inside a fixed slab of `capacity` rows with slack at both ends: a change shifts the shorter
+  neighbouring run, and the run re-centres in its slab when an end runs out (rare).
+
+Every level with key >= base is in the ladder, so the best level of a side is the ladder's top
+when the ladder holds anything, else the run's top. The window re-anchors (O(window)) so the best
+sits at 3/4 of it when the best leaves the window above or falls into its bottom quarter, which
+gives hysteresis of half a window either way. Prices far from the market are correct, just slower
+(they live in the run). Memory per book is fixed: 2 * (window * 8 + capacity * 16) bytes. A full
+run keeps its best levels and counts what it dropped (`M_OVERFLOW`).
+
+Arrays: `levels` int64 (rows, 2) [key, qty] holds the runs, `ladder` int64 (slots,) the ladders,
+`meta` int64 (books, NMETA) the per-side state at column SIDE_COLUMNS * side, then per-book
+fields. Kernels keep a side's state in locals for a whole message and write it back once.
 """
 from __future__ import annotations
 
@@ -19,25 +28,40 @@ from numba import njit
 BID = 0
 ASK = 1
 
-M_OFFSET = 0
-M_LO = 1
-M_HI = 2
-M_CAPACITY = 6
-M_ABSENT_DELETES = 7  # deletes of levels the book does not hold (normal on every venue)
-M_OVERFLOW = 8  # levels dropped or evicted because a side was full
-NMETA = 9
+# Per-side state, at column SIDE_COLUMNS * side.
+S_OFFSET = 0  # first row of the run's slab in `levels`
+S_LO = 1  # the run occupies rows [lo, hi)
+S_HI = 2
+S_LADDER = 3  # first slot of the ladder in `ladder`
+S_BASE = 4  # key of ladder slot 0
+S_TOP = 5  # best key in the ladder (meaningful when S_COUNT > 0)
+S_COUNT = 6  # levels in the ladder
+SIDE_COLUMNS = 8
+# Per-book fields.
+M_CAPACITY = 16  # rows of each side's run
+M_WINDOW = 17  # slots of each side's ladder
+M_ABSENT_DELETES = 18  # deletes of levels the book does not hold (normal on every venue)
+M_OVERFLOW = 19  # levels dropped because a run was full
+M_REJECTED = 20  # changes refused: price outside [0, MAX_PRICE] or negative qty
+NMETA = 21
+
+MAX_PRICE = 1 << 62  # keeps every key difference and window base inside int64
 
 SET_UPDATED = 0
 SET_INSERTED = 1
 SET_DELETED = 2
 SET_ABSENT = 3
 SET_OVERFLOW = 4
+SET_REJECTED = 5
 
 
 @njit(inline="always", nogil=True)
 def side_key(side, price):
+    """Key of a price on a side (bids: the price, asks: its negation); its own inverse."""
     return price if side == BID else -price
 
+
+# ---------------------------------------------------------------- sorted run (levels below the window)
 
 @njit(inline="always", nogil=True)
 def _find(levels, lo, hi, key):
@@ -79,8 +103,8 @@ def _move_rows(levels, first, last, shift):
 
 
 @njit(inline="always", nogil=True)
-def side_set(levels, offset, capacity, lo, hi, key, qty):
-    """Set the level at `key` to `qty` (0 deletes) on one side; returns (lo, hi, SET_* status)."""
+def run_set(levels, offset, capacity, lo, hi, key, qty):
+    """Set `key` to `qty` (0 deletes) in a sorted run; returns (lo, hi, SET_* status)."""
     p = _find(levels, lo, hi, key)
     found = p < hi and levels[p, 0] == key
     if qty == 0:
@@ -124,114 +148,283 @@ def side_set(levels, offset, capacity, lo, hi, key, qty):
     return lo, hi, status
 
 
-@njit(nogil=True, cache=True)
-def apply_levels(levels, meta, book, side, prices, qtys, n):
-    """Apply `n` absolute level changes in order to one side; returns how many were absent deletes."""
-    column = 3 * side
-    offset = meta[book, column + M_OFFSET]
-    lo = meta[book, column + M_LO]
-    hi = meta[book, column + M_HI]
+# ---------------------------------------------------------------- ladder and window
+
+@njit(inline="always", nogil=True)
+def _ladder_top_below(ladder, slot0, base, key):
+    """Best key < `key` held in the ladder, or base - 1 when there is none."""
+    k = key - 1
+    while k >= base and ladder[slot0 + k - base] == 0:
+        k -= 1
+    return k
+
+
+@njit(inline="always", nogil=True)
+def _anchor(levels, ladder, offset, capacity, slot0, window, lo, hi, base, count, new_base):
+    """Move the window to start at `new_base`: levels leaving it go to the run's top, levels of the
+    run now inside it come into the ladder. Returns (lo, hi, count, overflow).
+    Callers only move it down when nothing would leave through the top."""
+    overflow = 0
+    shift = new_base - base
+    if shift > 0:
+        leaving = min(shift, window)
+        for i in range(leaving):
+            qty = ladder[slot0 + i]
+            if qty != 0:
+                lo, hi, status = run_set(levels, offset, capacity, lo, hi, base + i, qty)
+                overflow += status == SET_OVERFLOW
+                count -= 1
+        for i in range(window - leaving):
+            ladder[slot0 + i] = ladder[slot0 + i + leaving]
+        for i in range(window - leaving, window):
+            ladder[slot0 + i] = 0
+    elif shift < 0:
+        moved = min(-shift, window)
+        for i in range(window - 1, moved - 1, -1):
+            ladder[slot0 + i] = ladder[slot0 + i - moved]
+        for i in range(moved):
+            ladder[slot0 + i] = 0
+        while hi > lo and levels[hi - 1, 0] >= new_base:
+            ladder[slot0 + levels[hi - 1, 0] - new_base] = levels[hi - 1, 1]
+            hi -= 1
+            count += 1
+    return lo, hi, count, overflow
+
+
+@njit(inline="always", nogil=True)
+def _anchor_at(best, window):
+    """The base that puts `best` at about 3/4 of the window (always inside it)."""
+    return best - (window - 1 - window // 4)
+
+
+@njit(inline="always", nogil=True)
+def side_set(levels, ladder, offset, capacity, slot0, window, lo, hi, base, top, count, key, qty):
+    """Set `key` to `qty` (0 deletes) on one side; returns (lo, hi, base, top, count, status)."""
+    overflow = 0
+    if key >= base:
+        if key - base >= window:
+            if qty == 0:
+                return lo, hi, base, top, count, SET_ABSENT
+            new_base = _anchor_at(key, window)
+            lo, hi, count, overflow = _anchor(levels, ladder, offset, capacity, slot0, window, lo, hi, base,
+                                              count, new_base)
+            base = new_base
+        slot = slot0 + key - base
+        old = ladder[slot]
+        ladder[slot] = qty
+        if qty != 0:
+            if old != 0:
+                return lo, hi, base, top, count, SET_UPDATED
+            if count == 0 or key > top:
+                top = key
+            count += 1
+            return lo, hi, base, top, count, SET_OVERFLOW if overflow else SET_INSERTED
+        if old == 0:
+            return lo, hi, base, top, count, SET_ABSENT
+        count -= 1
+        if key != top:
+            return lo, hi, base, top, count, SET_DELETED
+        top = _ladder_top_below(ladder, slot0, base, key)
+        status = SET_DELETED
+    else:
+        lo, hi, status = run_set(levels, offset, capacity, lo, hi, key, qty)
+        if count > 0 or status == SET_UPDATED or status == SET_ABSENT:
+            return lo, hi, base, top, count, status
+    # The best level moved down: re-anchor when it fell into the bottom quarter of the window.
+    best = top if count > 0 else (levels[hi - 1, 0] if hi > lo else base + window)
+    if best - base < window // 4:
+        new_base = _anchor_at(best, window)
+        lo, hi, count, overflow = _anchor(levels, ladder, offset, capacity, slot0, window, lo, hi, base, count,
+                                          new_base)
+        base = new_base
+        top = best
+        if overflow:
+            status = SET_OVERFLOW
+    return lo, hi, base, top, count, status
+
+
+# ---------------------------------------------------------------- whole-book kernels
+
+@njit(inline="always", nogil=True)
+def load_state(meta, book, side):
+    """(offset, lo, hi, ladder slot 0, base, top, count) of one side."""
+    c = SIDE_COLUMNS * side
+    return (meta[book, c + S_OFFSET], meta[book, c + S_LO], meta[book, c + S_HI], meta[book, c + S_LADDER],
+            meta[book, c + S_BASE], meta[book, c + S_TOP], meta[book, c + S_COUNT])
+
+
+@njit(inline="always", nogil=True)
+def store_state(meta, book, side, lo, hi, base, top, count):
+    c = SIDE_COLUMNS * side
+    meta[book, c + S_LO] = lo
+    meta[book, c + S_HI] = hi
+    meta[book, c + S_BASE] = base
+    meta[book, c + S_TOP] = top
+    meta[book, c + S_COUNT] = count
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def apply_changes(levels, ladder, meta, book, sides, prices, qtys):
+    """Apply absolute level changes (qty 0 deletes) in order, each on its side (BID/ASK); both
+    sides' state stays in locals for the whole call. Returns how many were absent deletes."""
     capacity = meta[book, M_CAPACITY]
+    window = meta[book, M_WINDOW]
+    b_off, b_lo, b_hi, b_slot0, b_base, b_top, b_count = load_state(meta, book, BID)
+    a_off, a_lo, a_hi, a_slot0, a_base, a_top, a_count = load_state(meta, book, ASK)
     absent = 0
     overflow = 0
-    for k in range(n):
-        lo, hi, status = side_set(levels, offset, capacity, lo, hi, side_key(side, prices[k]), qtys[k])
+    rejected = 0
+    for k in range(len(prices)):
+        if not (0 <= prices[k] <= MAX_PRICE and qtys[k] >= 0):
+            rejected += 1
+            continue
+        if sides[k] == BID:
+            b_lo, b_hi, b_base, b_top, b_count, status = side_set(
+                levels, ladder, b_off, capacity, b_slot0, window, b_lo, b_hi, b_base, b_top, b_count,
+                prices[k], qtys[k])
+        else:
+            a_lo, a_hi, a_base, a_top, a_count, status = side_set(
+                levels, ladder, a_off, capacity, a_slot0, window, a_lo, a_hi, a_base, a_top, a_count,
+                -prices[k], qtys[k])
         if status == SET_ABSENT:
             absent += 1
         elif status == SET_OVERFLOW:
             overflow += 1
-    meta[book, column + M_LO] = lo
-    meta[book, column + M_HI] = hi
+    store_state(meta, book, BID, b_lo, b_hi, b_base, b_top, b_count)
+    store_state(meta, book, ASK, a_lo, a_hi, a_base, a_top, a_count)
     meta[book, M_ABSENT_DELETES] += absent
     meta[book, M_OVERFLOW] += overflow
+    meta[book, M_REJECTED] += rejected
     return absent
 
 
 @njit(nogil=True, cache=True)
-def load_side(levels, meta, book, side, prices, qtys, n):
+def clear_side(ladder, meta, book, side):
+    """Empty one side (the ladder is zeroed: O(window))."""
+    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
+    window = meta[book, M_WINDOW]
+    for i in range(window):
+        ladder[slot0 + i] = 0
+    middle = offset + meta[book, M_CAPACITY] // 2
+    store_state(meta, book, side, middle, middle, base, top, 0)
+
+
+@njit(nogil=True, cache=True)
+def load_side(levels, ladder, meta, book, side, prices, qtys, n):
     """Replace one side with a snapshot of `n` levels in any order; returns the levels held.
 
     Same result as applying the levels in order to an empty side: a repeated price keeps its last
-    quantity, qty 0 leaves a price out, and only the best `capacity` levels are kept.
+    quantity and qty 0 leaves a price out. Only the best window + capacity levels can be held.
     """
-    column = 3 * side
-    offset = meta[book, column + M_OFFSET]
+    clear_side(ladder, meta, book, side)
+    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
     capacity = meta[book, M_CAPACITY]
+    window = meta[book, M_WINDOW]
     keys = np.empty(n, np.int64)
     for k in range(n):
         keys[k] = side_key(side, prices[k])
     order = np.argsort(keys, kind="mergesort")
     kept = np.empty(n, np.int64)
     held = 0
+    rejected = 0
     for j in range(n):
         k = order[j]
         if j + 1 < n and keys[order[j + 1]] == keys[k]:
             continue
-        if qtys[k] != 0:
+        if not (0 <= prices[k] <= MAX_PRICE and qtys[k] >= 0):
+            rejected += 1
+        elif qtys[k] != 0:
             kept[held] = k
             held += 1
-    first = 0
-    if held > capacity:
-        first = held - capacity
-        meta[book, M_OVERFLOW] += first
-    count = held - first
-    lo = offset + (capacity - count) // 2
-    for j in range(count):
+    meta[book, M_REJECTED] += rejected
+    if held == 0:
+        return 0
+    base = _anchor_at(keys[kept[held - 1]], window)
+    top = keys[kept[held - 1]]
+    first_in_ladder = held
+    while first_in_ladder > 0 and keys[kept[first_in_ladder - 1]] >= base:
+        first_in_ladder -= 1
+        k = kept[first_in_ladder]
+        ladder[slot0 + keys[k] - base] = qtys[k]
+    count = held - first_in_ladder
+    first = max(0, first_in_ladder - capacity)
+    meta[book, M_OVERFLOW] += first
+    in_run = first_in_ladder - first
+    lo = offset + (capacity - in_run) // 2
+    for j in range(in_run):
         k = kept[first + j]
         levels[lo + j, 0] = keys[k]
         levels[lo + j, 1] = qtys[k]
-    meta[book, column + M_LO] = lo
-    meta[book, column + M_HI] = lo + count
-    return count
-
-
-@njit(nogil=True, cache=True)
-def clear_side(meta, book, side):
-    column = 3 * side
-    middle = meta[book, column + M_OFFSET] + meta[book, M_CAPACITY] // 2
-    meta[book, column + M_LO] = middle
-    meta[book, column + M_HI] = middle
+    store_state(meta, book, side, lo, lo + in_run, base, top, count)
+    return held - first
 
 
 @njit(inline="always", nogil=True)
 def side_count(meta, book, side):
-    return meta[book, 3 * side + M_HI] - meta[book, 3 * side + M_LO]
+    c = SIDE_COLUMNS * side
+    return meta[book, c + S_COUNT] + meta[book, c + S_HI] - meta[book, c + S_LO]
 
 
 @njit(nogil=True, cache=True)
-def truncate_side(meta, book, side, depth):
-    """Keep only the best `depth` levels (Kraken drops out-of-scope levels without telling)."""
-    column = 3 * side
-    if meta[book, column + M_HI] - meta[book, column + M_LO] > depth:
-        meta[book, column + M_LO] = meta[book, column + M_HI] - depth
-
-
-@njit(nogil=True, cache=True)
-def best_level(levels, meta, book, side):
+def best_level(levels, ladder, meta, book, side):
     """(price, qty) of the best level; qty 0 when the side is empty."""
-    hi = meta[book, 3 * side + M_HI]
-    if hi == meta[book, 3 * side + M_LO]:
-        return 0, 0
-    return side_key(side, levels[hi - 1, 0]), levels[hi - 1, 1]
+    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
+    if count > 0:
+        return side_key(side, top), ladder[slot0 + top - base]
+    if hi > lo:
+        return side_key(side, levels[hi - 1, 0]), levels[hi - 1, 1]
+    return 0, 0
 
 
 @njit(nogil=True, cache=True)
-def copy_top(levels, meta, book, side, out, at, depth):
+def copy_top(levels, ladder, meta, book, side, out, at, depth):
     """Write up to `depth` best levels, best first, as price, qty pairs into the flat int64 `out`
     from index `at` (a shm book block or a caller's array); returns the count written."""
-    lo = meta[book, 3 * side + M_LO]
-    hi = meta[book, 3 * side + M_HI]
-    count = min(depth, hi - lo)
-    for j in range(count):
-        out[at + 2 * j] = side_key(side, levels[hi - 1 - j, 0])
-        out[at + 2 * j + 1] = levels[hi - 1 - j, 1]
-    return count
+    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
+    written = 0
+    if count > 0:
+        key = top
+        while written < depth and written < count:
+            qty = ladder[slot0 + key - base]
+            if qty != 0:
+                out[at + 2 * written] = side_key(side, key)
+                out[at + 2 * written + 1] = qty
+                written += 1
+            key -= 1
+    row = hi - 1
+    while written < depth and row >= lo:
+        out[at + 2 * written] = side_key(side, levels[row, 0])
+        out[at + 2 * written + 1] = levels[row, 1]
+        written += 1
+        row -= 1
+    return written
 
 
 @njit(nogil=True, cache=True)
-def is_crossed(levels, meta, book):
+def truncate_side(ladder, meta, book, side, depth):
+    """Keep only the best `depth` levels (Kraken drops out-of-scope levels without telling)."""
+    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
+    if count + hi - lo <= depth:
+        return
+    if count >= depth:
+        kept = 0
+        key = top
+        while kept < depth:
+            kept += ladder[slot0 + key - base] != 0
+            key -= 1
+        for k in range(base, key + 1):
+            ladder[slot0 + k - base] = 0
+        count = depth
+        lo = hi
+    else:
+        lo = hi - (depth - count)
+    store_state(meta, book, side, lo, hi, base, top, count)
+
+
+@njit(nogil=True, cache=True)
+def is_crossed(levels, ladder, meta, book):
     """True when both sides hold levels and best bid >= best ask (locked counts: one venue's
     book can never be locked)."""
-    bid_px, bid_qty = best_level(levels, meta, book, BID)
-    ask_px, ask_qty = best_level(levels, meta, book, ASK)
+    bid_px, bid_qty = best_level(levels, ladder, meta, book, BID)
+    ask_px, ask_qty = best_level(levels, ladder, meta, book, ASK)
     return bid_qty != 0 and ask_qty != 0 and bid_px >= ask_px

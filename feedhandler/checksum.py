@@ -6,7 +6,7 @@ from numba import njit
 
 from shm.fixedpoint import MAX_TEXT, format_decimal_into
 
-from .book_kernels import ASK, BID, M_HI, M_LO, side_key
+from .book_kernels import ASK, BID, copy_top
 
 KRAKEN_CHECKSUM_DEPTH = 10
 
@@ -37,22 +37,15 @@ def crc32(data):
     return np.uint32(crc32_update(np.uint32(0xFFFFFFFF), data, len(data)) ^ np.uint32(0xFFFFFFFF))
 
 
-@njit(inline="always", nogil=True)
-def _crc_levels(crc, levels, lo, hi, side, text):
-    for r in range(hi - 1, max(lo, hi - KRAKEN_CHECKSUM_DEPTH) - 1, -1):
-        n = format_decimal_into(side_key(side, levels[r, 0]), 0, text)
-        crc = crc32_update(crc, text, n)
-        n = format_decimal_into(levels[r, 1], 0, text)
-        crc = crc32_update(crc, text, n)
-    return crc
-
-
 @njit(nogil=True, cache=True)
-def kraken_checksum(levels, meta, book):
+def kraken_checksum(levels, ladder, meta, book):
     """Kraken's CRC32: top 10 asks best first, then top 10 bids best first, each price then qty as
     its digits at the instrument's precisions (the book's decimals), dot and leading zeros gone."""
     text = np.empty(MAX_TEXT, np.uint8)
+    top = np.empty(2 * KRAKEN_CHECKSUM_DEPTH, np.int64)
     crc = np.uint32(0xFFFFFFFF)
-    crc = _crc_levels(crc, levels, meta[book, 3 * ASK + M_LO], meta[book, 3 * ASK + M_HI], ASK, text)
-    crc = _crc_levels(crc, levels, meta[book, 3 * BID + M_LO], meta[book, 3 * BID + M_HI], BID, text)
+    for side in (ASK, BID):
+        count = copy_top(levels, ladder, meta, book, side, top, 0, KRAKEN_CHECKSUM_DEPTH)
+        for i in range(2 * count):
+            crc = crc32_update(crc, text, format_decimal_into(top[i], 0, text))
     return np.int64(crc ^ np.uint32(0xFFFFFFFF))

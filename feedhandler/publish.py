@@ -13,7 +13,7 @@ from .book_kernels import ASK, BID, best_level, copy_top, side_count
 
 
 @njit(nogil=True, cache=True)
-def write_book_block(levels, meta, book, block, update_id, ts_exchange, ts_recv, ts_publish, valid):
+def write_book_block(levels, ladder, meta, book, block, update_id, ts_exchange, ts_recv, ts_publish, valid):
     """Copy the top levels of `book` into its shm block under the seqlock (one write section)."""
     depth = block_depth(block)
     write_begin(block)
@@ -24,18 +24,18 @@ def write_book_block(levels, meta, book, block, update_id, ts_exchange, ts_recv,
     block[BOOK_VALID] = 1 if valid else 0
     block[BOOK_N_BIDS] = side_count(meta, book, BID)
     block[BOOK_N_ASKS] = side_count(meta, book, ASK)
-    block[BOOK_DEPTH_BIDS] = copy_top(levels, meta, book, BID, block, BOOK_LEVELS, depth)
-    block[BOOK_DEPTH_ASKS] = copy_top(levels, meta, book, ASK, block, asks_at(depth), depth)
+    block[BOOK_DEPTH_BIDS] = copy_top(levels, ladder, meta, book, BID, block, BOOK_LEVELS, depth)
+    block[BOOK_DEPTH_ASKS] = copy_top(levels, ladder, meta, book, ASK, block, asks_at(depth), depth)
     write_end(block)
 
 
 @njit(nogil=True, cache=True)
-def publish(levels, meta, book, blocks, ring, control, update_id, ts_exchange, ts_recv, valid):
+def publish(levels, ladder, meta, book, blocks, ring, control, update_id, ts_exchange, ts_recv, valid):
     """Publish one frame's result: the book block, then a book-change record in the ring.
     Returns the ring position of the record."""
     ts_publish = realtime_ns()
-    write_book_block(levels, meta, book, blocks[book], update_id, ts_exchange, ts_recv, ts_publish, valid)
-    bid_px, bid_qty = best_level(levels, meta, book, BID)
-    ask_px, ask_qty = best_level(levels, meta, book, ASK)
+    write_book_block(levels, ladder, meta, book, blocks[book], update_id, ts_exchange, ts_recv, ts_publish, valid)
+    bid_px, bid_qty = best_level(levels, ladder, meta, book, BID)
+    ask_px, ask_qty = best_level(levels, ladder, meta, book, ASK)
     return publish_book(ring, control, book, update_id, ts_exchange, ts_recv, ts_publish, bid_px, bid_qty,
                         ask_px, ask_qty, side_count(meta, book, BID), side_count(meta, book, ASK))

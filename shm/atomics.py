@@ -6,6 +6,7 @@ acquire/release compile to plain moves plus a compiler barrier; on ARM to ldar/s
 """
 from __future__ import annotations
 
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -68,3 +69,22 @@ fence_release = _fence("release")
 fence_release.__doc__ = "Orders every earlier load and store before every later store."
 
 __all__ = ["load_acquire", "store_release", "fence_acquire", "fence_release"]
+
+
+@intrinsic
+def prefetch_for_write(typingctx, arr, idx):
+    """Hint that `arr[idx]`'s cache line is about to be written: issue its ownership request now,
+    so the requests for several lines overlap instead of stalling one by one at store commit."""
+    if not (_is_int64_vector(arr) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen

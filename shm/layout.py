@@ -61,19 +61,21 @@ INSTRUMENT_DTYPE = np.dtype([
     ("capacity", "<i8"),
 ])
 
-# Book block: one per instrument, guarded by a seqlock (SEQ odd while the writer is inside).
+# Book block: one per instrument, guarded by a seqlock (SEQ odd while the writer is inside). SEQ
+# has a cache line to itself (with the constant MAX_DEPTH) so that readers polling it do not pull
+# the data lines away from the writer while it fills them.
 BOOK_SEQ = 0
-BOOK_UPDATE_ID = 1
-BOOK_TS_EXCHANGE = 2
-BOOK_TS_RECV = 3
-BOOK_TS_PUBLISH = 4
-BOOK_VALID = 5
-BOOK_N_BIDS = 6  # levels in the writer's full book
-BOOK_N_ASKS = 7
-BOOK_DEPTH_BIDS = 8  # levels published below (<= depth)
-BOOK_DEPTH_ASKS = 9
-BOOK_MAX_DEPTH = 10  # levels per side this block has room for; set once at creation
-BOOK_LEVELS = 16  # bids [price, qty] * depth, then asks [price, qty] * depth, best first
+BOOK_MAX_DEPTH = 1  # levels per side this block has room for; set once at creation
+BOOK_UPDATE_ID = 8
+BOOK_TS_EXCHANGE = 9
+BOOK_TS_RECV = 10
+BOOK_TS_PUBLISH = 11
+BOOK_VALID = 12
+BOOK_N_BIDS = 13  # levels in the writer's full book
+BOOK_N_ASKS = 14
+BOOK_DEPTH_BIDS = 15  # levels published below (<= MAX_DEPTH)
+BOOK_DEPTH_ASKS = 16
+BOOK_LEVELS = 24  # bids [price, qty] * depth, then asks [price, qty] * depth, best first
 
 # Ring: a control line (the count of records published), then slots of SLOT_WORDS int64 words.
 RING_CONTROL_WORDS = ALIGN // WORD

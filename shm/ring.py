@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .atomics import fence_acquire, fence_release, load_acquire, store_release
+from .atomics import fence_acquire, fence_release, load_acquire, prefetch_for_write, store_release
 from .layout import (
     RING_WRITE_POS, SLOT_ASK_PX, SLOT_ASK_QTY, SLOT_BID_PX, SLOT_BID_QTY, SLOT_ID, SLOT_INSTRUMENT,
     SLOT_KIND, SLOT_MISSED, SLOT_N_ASKS, SLOT_N_BIDS, SLOT_SEQ, SLOT_STATUS, SLOT_TRADE_PX,
@@ -32,6 +32,7 @@ _BUSY = -1
 def _begin(ring, control, kind, instrument, record_id, ts_exchange, ts_recv, ts_publish):
     position = control[RING_WRITE_POS]
     slot = ring[position & (len(ring) - 1)]
+    prefetch_for_write(slot, SLOT_WORDS - 1)  # the second line's ownership request overlaps the first's
     store_release(slot, SLOT_SEQ, _BUSY)
     fence_release()
     slot[SLOT_KIND] = kind

@@ -89,13 +89,43 @@ def test_one_sided_book_is_not_crossed():
 
 
 def test_a_full_side_keeps_its_best_levels_and_counts_what_it_dropped():
-    books = BookStore([4])
-    books.load(0, rows(*[[100 - i, 1] for i in range(6)]), rows())
-    assert books.top(0, BID)[:, 0].tolist() == [100, 99, 98, 97]
-    books.set(0, BID, 50, 1)  # worse than everything held: dropped
-    books.set(0, BID, 101, 1)  # better: the worst held level is evicted
-    assert books.top(0, BID)[:, 0].tolist() == [101, 100, 99, 98]
+    books = BookStore([4], window=2)  # 2 ticks in the ladder, 4 levels in the run below it
+    books.load(0, rows(*[[100 - i, 1] for i in range(8)]), rows())
+    assert books.top(0, BID)[:, 0].tolist() == [100, 99, 98, 97, 96, 95]
+    books.set(0, BID, 50, 1)  # worse than everything held with the run full: dropped
+    books.set(0, BID, 101, 1)  # a new best pushes 99 into the full run, which evicts its worst
+    assert books.top(0, BID)[:, 0].tolist() == [101, 100, 99, 98, 97, 96]
     assert books.overflow(0) == 4
+
+
+def test_levels_outside_the_window_are_held_exactly():
+    books = BookStore([16], window=4)
+    books.load(0, rows(*[[1000 - 3 * i, i + 1] for i in range(10)]), rows(*[[1001 + 5 * i, 1] for i in range(10)]))
+    books.set(0, BID, 973, 0)  # deep, in the run
+    books.set(0, BID, 990, 77)  # deep insert between run levels
+    assert books.top(0, BID).tolist() == [[1000, 1], [997, 2], [994, 3], [991, 4], [990, 77], [988, 5],
+                                          [985, 6], [982, 7], [979, 8], [976, 9]]
+
+
+def test_the_window_follows_the_touch_both_ways():
+    books = BookStore([64], window=8)
+    for price in range(100, 140):  # best bid walks up far past the window
+        books.set(0, BID, price, 1)
+    for price in range(139, 110, -1):  # and back down
+        books.set(0, BID, price, 0)
+    assert books.top(0, BID)[:, 0].tolist() == list(range(110, 99, -1))
+    assert books.best(0, BID) == (110, 1)
+
+
+def test_hostile_prices_and_negative_quantities_are_refused_and_counted():
+    books = BookStore([8])
+    books.set(0, BID, 100, 1)
+    books.set(0, BID, 2**63 - 1, 5)
+    books.set(0, ASK, -5, 5)
+    books.set(0, ASK, 101, -1)
+    assert books.top(0, BID).tolist() == [[100, 1]]
+    assert books.count(0, ASK) == 0
+    assert books.rejected(0) == 3
 
 
 def test_prices_far_apart_share_one_side():
@@ -106,7 +136,7 @@ def test_prices_far_apart_share_one_side():
 
 
 def test_many_inserts_at_the_touch_re_centre_without_losing_levels():
-    books = BookStore([64])
+    books = BookStore([64], window=4)
     for price in range(1, 61):
         books.set(0, BID, price, price)
     for price in range(1, 61, 2):
@@ -118,9 +148,10 @@ def test_many_inserts_at_the_touch_re_centre_without_losing_levels():
 
 
 def test_memory_per_book_is_fixed_by_its_capacity():
-    books = BookStore([5000, 1000])
-    assert books.levels.nbytes == BookStore.memory_bytes(5000) + BookStore.memory_bytes(1000)
-    assert BookStore.memory_bytes(5000) == 160_000
+    books = BookStore([5000, 1000], window=2048)
+    held = books.levels.nbytes + books.ladder.nbytes
+    assert held == BookStore.memory_bytes(5000, 2048) + BookStore.memory_bytes(1000, 2048)
+    assert BookStore.memory_bytes(5000, window=4096) == 2 * (4096 * 8 + 5000 * 16)
 
 
 def test_books_of_different_instruments_are_independent():

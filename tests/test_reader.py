@@ -48,7 +48,7 @@ def test_an_unpublished_book_is_invalid_and_empty(venue):
 
 def test_book_snapshot_has_exact_levels_and_stamps(venue):
     writer, books, reader = venue
-    publish(books.levels, books.meta, 0, writer.books, writer.ring, writer.ring_control, 41, 1000, 2000, True)
+    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control, 41, 1000, 2000, True)
     snapshot = reader.book("BTC-USDT")
     assert snapshot.valid and snapshot.update_id == 41
     assert (snapshot.ts_exchange, snapshot.ts_recv) == (1000, 2000) and snapshot.ts_publish > 0
@@ -60,14 +60,14 @@ def test_book_snapshot_has_exact_levels_and_stamps(venue):
 
 def test_book_depth_limits_the_levels_returned(venue):
     writer, books, reader = venue
-    publish(books.levels, books.meta, 0, writer.books, writer.ring, writer.ring_control, 1, 0, 0, True)
+    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control, 1, 0, 0, True)
     assert len(reader.book("BTC-USDT", depth=1).bids) == 1
 
 
 def test_events_arrive_typed_and_in_order(venue):
     writer, books, reader = venue
     cursor = reader.events()
-    publish(books.levels, books.meta, 0, writer.books, writer.ring, writer.ring_control, 5, 0, 0, True)
+    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control, 5, 0, 0, True)
     ring.publish_trade(writer.ring, writer.ring_control, 0, 9, 0, 0, 0, 6500050, 100, int(Side.SELL))
     ring.publish_status(writer.ring, writer.ring_control, 0, int(Status.BOOK_INVALID), int(Reason.CHECKSUM), 0, 0, 0)
     book, trade, status = cursor.poll()
@@ -80,7 +80,7 @@ def test_events_arrive_typed_and_in_order(venue):
 def test_a_live_cursor_skips_history_and_an_oldest_cursor_replays_what_the_ring_holds(venue):
     writer, books, reader = venue
     for update_id in range(3):
-        publish(books.levels, books.meta, 0, writer.books, writer.ring, writer.ring_control, update_id, 0, 0, True)
+        publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control, update_id, 0, 0, True)
     assert reader.events("live").poll() == []
     assert [e.update_id for e in reader.events("oldest").poll()] == [0, 1, 2]
 
@@ -89,7 +89,7 @@ def test_a_slow_consumer_is_told_how_many_events_it_lost(venue):
     writer, books, reader = venue
     cursor = reader.events()
     for update_id in range(40):
-        publish(books.levels, books.meta, 0, writer.books, writer.ring, writer.ring_control, update_id, 0, 0, True)
+        publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control, update_id, 0, 0, True)
     events = cursor.poll()
     assert events == [GapEvent(position=40, missed=40)]
     assert cursor.missed == 40

@@ -16,7 +16,7 @@ def published(shm_prefix, depth=3):
     writer = SegmentWriter.create(shm_prefix, "binance", SPEC, depth, 16)
     books = BookStore([100])
     books.load(0, np.array([[100, 1], [99, 2], [98, 3], [97, 4]]), np.array([[101, 5], [102, 6]]))
-    write_book_block(books.levels, books.meta, 0, writer.books[0], 7, 1, 2, 3, True)
+    write_book_block(books.levels, books.ladder, books.meta, 0, writer.books[0], 7, 1, 2, 3, True)
     return writer
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks behind `fh bench ...`: figures are printed, never asserted."""

@@ -1,0 +1,51 @@
+"""The `fh` command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _bench_book(args: argparse.Namespace) -> dict:
+    from .bench import book
+    return book.run(levels=args.levels, diffs=args.diffs)
+
+
+def _bench_shm(args: argparse.Namespace) -> dict:
+    from .bench import shm
+    return shm.run(samples=args.samples, records=args.records)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fh", description="fh: low-latency crypto market-data feed handler")
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser("bench", help="measure the hot path (figures are printed, never asserted)")
+    benches = bench.add_subparsers(dest="bench", required=True)
+
+    book = benches.add_parser("book", help="numba L2 book: ns per level update, 40-level diff p50/p99")
+    book.add_argument("--levels", type=int, default=5_000_000, help="level changes applied in one kernel call")
+    book.add_argument("--diffs", type=int, default=100_000, help="40-level diffs to time")
+    book.set_defaults(run=_bench_book, title="fh bench book")
+
+    shm = benches.add_parser("shm", help="cross-process ring and seqlock latency, ring throughput")
+    shm.add_argument("--samples", type=int, default=200_000, help="publishes timed per hop")
+    shm.add_argument("--records", type=int, default=20_000_000, help="records for the throughput run")
+    shm.set_defaults(run=_bench_shm, title="fh bench shm")
+
+    for sub in (book, shm):
+        sub.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .bench.stats import emit
+    for name in ("levels", "diffs", "samples", "records"):
+        if getattr(args, name, 1) < 1:
+            print(f"fh: --{name} must be >= 1", file=sys.stderr)
+            return 2
+    emit(args.title, args.run(args), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
