@@ -19,6 +19,11 @@ run keeps its best levels and counts what it dropped (`M_OVERFLOW`).
 Arrays: `levels` int64 (rows, 2) [key, qty] holds the runs, `ladder` int64 (slots,) the ladders,
 `meta` int64 (books, NMETA) the per-side state at column SIDE_COLUMNS * side, then per-book
 fields. Kernels keep a side's state in locals for a whole message and write it back once.
+
+Compilation: kernels that allocate nothing are compiled without the numba runtime (`_nrt=False`):
+helpers inlined into a loop otherwise bring reference-count calls into every iteration (that
+cost 8 ns a level here). Only the small ladder path is inlined into `apply_changes`; the run and
+re-anchoring are ordinary calls, which keeps compile time to seconds.
 """
 from __future__ import annotations
 
@@ -102,7 +107,7 @@ def _move_rows(levels, first, last, shift):
             levels[r + shift, 1] = levels[r, 1]
 
 
-@njit(inline="always", nogil=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def run_set(levels, offset, capacity, lo, hi, key, qty):
     """Set `key` to `qty` (0 deletes) in a sorted run; returns (lo, hi, SET_* status)."""
     p = _find(levels, lo, hi, key)
@@ -159,7 +164,7 @@ def _ladder_top_below(ladder, slot0, base, key):
     return k
 
 
-@njit(inline="always", nogil=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _anchor(levels, ladder, offset, capacity, slot0, window, lo, hi, base, count, new_base):
     """Move the window to start at `new_base`: levels leaving it go to the run's top, levels of the
     run now inside it come into the ladder. Returns (lo, hi, count, overflow).
@@ -298,7 +303,7 @@ def apply_changes(levels, ladder, meta, book, sides, prices, qtys):
     return absent
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def clear_side(ladder, meta, book, side):
     """Empty one side (the ladder is zeroed: O(window))."""
     offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
@@ -365,7 +370,7 @@ def side_count(meta, book, side):
     return meta[book, c + S_COUNT] + meta[book, c + S_HI] - meta[book, c + S_LO]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def best_level(levels, ladder, meta, book, side):
     """(price, qty) of the best level; qty 0 when the side is empty."""
     offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
@@ -376,7 +381,7 @@ def best_level(levels, ladder, meta, book, side):
     return 0, 0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def copy_top(levels, ladder, meta, book, side, out, at, depth):
     """Write up to `depth` best levels, best first, as price, qty pairs into the flat int64 `out`
     from index `at` (a shm book block or a caller's array); returns the count written."""
@@ -400,7 +405,7 @@ def copy_top(levels, ladder, meta, book, side, out, at, depth):
     return written
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def truncate_side(ladder, meta, book, side, depth):
     """Keep only the best `depth` levels (Kraken drops out-of-scope levels without telling)."""
     offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
@@ -421,7 +426,7 @@ def truncate_side(ladder, meta, book, side, depth):
     store_state(meta, book, side, lo, hi, base, top, count)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def is_crossed(levels, ladder, meta, book):
     """True when both sides hold levels and best bid >= best ask (locked counts: one venue's
     book can never be locked)."""

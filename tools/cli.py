@@ -15,6 +15,12 @@ def _bench_shm(args: argparse.Namespace) -> dict:
     return shm.run(samples=args.samples, records=args.records)
 
 
+def _demo(args: argparse.Namespace) -> dict:
+    from . import demo
+    print(f"fh demo: publishing to /dev/shm/{args.prefix}.{args.venue} for {args.duration:g} s", file=sys.stderr)
+    return demo.run(prefix=args.prefix, venue=args.venue, duration_s=args.duration, rate=args.rate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fh", description="fh: low-latency crypto market-data feed handler")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -31,7 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     shm.add_argument("--records", type=int, default=20_000_000, help="records for the throughput run")
     shm.set_defaults(run=_bench_shm, title="fh bench shm")
 
-    for sub in (book, shm):
+    demo = commands.add_parser("demo", help="publish synthetic books to shared memory for trying the reader API")
+    demo.add_argument("--prefix", default="fh", help="segment prefix (default fh)")
+    demo.add_argument("--venue", default="demo", help="segment name (default demo)")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds to run")
+    demo.add_argument("--rate", type=float, default=200.0, help="book changes per second")
+    demo.set_defaults(run=_demo, title="fh demo")
+
+    for sub in (book, shm, demo):
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -39,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .bench.stats import emit
-    for name in ("levels", "diffs", "samples", "records"):
-        if getattr(args, name, 1) < 1:
-            print(f"fh: --{name} must be >= 1", file=sys.stderr)
+    for name in ("levels", "diffs", "samples", "records", "duration", "rate"):
+        if getattr(args, name, 1) <= 0:
+            print(f"fh: --{name} must be > 0", file=sys.stderr)
             return 2
     emit(args.title, args.run(args), args.json)
     return 0

@@ -1,0 +1,65 @@
+"""The `fh` commands as a user runs them: figures printed, keys present; timings never asserted."""
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO
+
+FH = [sys.executable, "-m", "tools.cli"]
+
+
+def fh(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*FH, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_bench_book_json_has_the_documented_keys():
+    result = fh("bench", "book", "--json", "--levels", "20000", "--diffs", "2000")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    for key in ("ns_per_level", "diff40_p50_ns", "diff40_p99_ns"):
+        assert isinstance(figures[key], float) and figures[key] > 0
+    assert figures["crossed_after_diffs"] is False
+
+
+def test_bench_shm_json_has_the_documented_keys():
+    result = fh("bench", "shm", "--json", "--samples", "2000", "--records", "100000")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    for key in ("ring_hop_p50_ns", "ring_hop_p99_ns", "seqlock_hop_p50_ns", "seqlock_hop_p99_ns",
+                "ring_records_per_s"):
+        assert isinstance(figures[key], float) and figures[key] > 0
+
+
+def test_bench_rejects_a_non_positive_count():
+    result = fh("bench", "book", "--levels", "0")
+    assert result.returncode == 2
+    assert "--levels must be > 0" in result.stderr
+
+
+def readme_example() -> str:
+    text = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- strategy-example -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "README lost its strategy example"
+    return match.group(1)
+
+
+def test_readme_strategy_example_prints_the_book_as_it_changes(shm_prefix, tmp_path):
+    script = tmp_path / "strategy.py"
+    script.write_text(readme_example().replace('prefix="fh"', f'prefix="{shm_prefix}"'))
+    demo = subprocess.Popen([*FH, "demo", "--prefix", shm_prefix, "--duration", "4", "--rate", "100"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        segment = Path(f"/dev/shm/{shm_prefix}.demo")
+        deadline = time.monotonic() + 120
+        while not segment.exists():
+            assert time.monotonic() < deadline and demo.poll() is None, "fh demo did not start"
+            time.sleep(0.1)
+        run = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        demo.wait(120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert any(line.startswith("BTC-USDT") or line.startswith("ETH-USDT") for line in lines), run.stdout

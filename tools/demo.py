@@ -1,0 +1,61 @@
+"""`fh demo`: a writer that publishes synthetic books into a segment, so a strategy written
+against the reader API can be run before any venue is connected."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from feedhandler.book import BookStore
+from feedhandler.book_kernels import ASK, BID, apply_changes
+from feedhandler.publish import publish
+from shm.layout import Counter, Side
+from shm.ring import publish_trade
+from shm.segment import InstrumentSpec, SegmentWriter
+
+INSTRUMENTS = [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 4096), InstrumentSpec("ETHUSDT", "ETH-USDT", 2, 4, 4096)]
+START_MID = [6_500_000, 350_000]  # 65000.00 and 3500.00
+DEPTH = 20
+
+
+def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate: float = 200.0,
+        seed: int = 7) -> dict[str, int]:
+    """Publish `rate` book changes per second (spread over the instruments) for `duration_s`."""
+    rng = np.random.default_rng(seed)
+    books = BookStore([spec.capacity for spec in INSTRUMENTS], window=1024)
+    mids = list(START_MID)
+    ticks = np.arange(1, DEPTH + 1)
+    for i, mid in enumerate(mids):
+        sizes = rng.integers(1, 10**6, DEPTH)
+        books.load(i, np.stack([mid - ticks, sizes], 1), np.stack([mid + ticks, sizes], 1))
+    published = trades = 0
+    with SegmentWriter.create(prefix, venue, INSTRUMENTS, depth=10, ring_slots=4096) as writer:
+        started = time.monotonic()
+        next_at = started
+        while time.monotonic() - started < duration_s:
+            i = int(rng.integers(len(INSTRUMENTS)))
+            step = int(rng.integers(-1, 2))
+            mids[i] += step
+            side = rng.integers(0, 2, 4)
+            depth = rng.integers(0, DEPTH, 4)
+            prices = np.where(side == BID, mids[i] - 1 - depth, mids[i] + 1 + depth).astype(np.int64)
+            qtys = np.where(rng.random(4) < 0.3, 0, rng.integers(1, 10**6, 4))
+            crossing = np.array([BID if step < 0 else ASK], np.int64)  # the level the mid moved onto
+            sides = np.concatenate([crossing, side.astype(np.int64)])
+            apply_changes(books.levels, books.ladder, books.meta, i, sides,
+                          np.concatenate([[mids[i]], prices]).astype(np.int64), np.concatenate([[0], qtys]))
+            now = time.time_ns()
+            publish(books.levels, books.ladder, books.meta, i, writer.books, writer.ring, writer.ring_control,
+                    published, now, now, True)
+            writer.counters[i, Counter.BOOK_UPDATES] += 1
+            published += 1
+            if step:
+                aggressor = Side.BUY if step > 0 else Side.SELL
+                publish_trade(writer.ring, writer.ring_control, i, trades, now, now, time.time_ns(), mids[i],
+                              int(rng.integers(1, 10**5)), int(aggressor))
+                writer.counters[i, Counter.TRADES] += 1
+                trades += 1
+            writer.heartbeat()
+            next_at += 1.0 / rate
+            time.sleep(max(0.0, next_at - time.monotonic()))
+    return {"book_updates": published, "trades": trades}
