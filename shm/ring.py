@@ -91,18 +91,29 @@ def write_position(control):
 
 @njit(nogil=True, cache=True)
 def read_record(ring, control, position, out):
-    """Copy the record at `position` into `out`: READ_OK, READ_EMPTY (not written yet) or READ_LAPPED."""
+    """Copy the record at `position` into `out`: READ_OK, READ_EMPTY (not written yet) or READ_LAPPED.
+
+    The slot is intact while the writer has not started position + len(ring), i.e. while the
+    published count is below it; a busy or older slot with the count past `position` is a record
+    committed between our two loads, so it is read again rather than reported as lost (once is
+    enough with a sound writer; the bound only keeps a corrupt segment from trapping the reader).
+    """
     slot = ring[position & (len(ring) - 1)]
     expected = position + 1
-    if load_acquire(slot, SLOT_SEQ) == expected:
-        for k in range(1, SLOT_WORDS):
-            out[k] = slot[k]
-        fence_acquire()
+    for _ in range(3):
         if load_acquire(slot, SLOT_SEQ) == expected:
-            out[SLOT_SEQ] = expected
-            return READ_OK
-    if load_acquire(control, RING_WRITE_POS) <= position:
-        return READ_EMPTY
+            for k in range(1, SLOT_WORDS):
+                out[k] = slot[k]
+            fence_acquire()
+            if load_acquire(slot, SLOT_SEQ) == expected:
+                out[SLOT_SEQ] = expected
+                return READ_OK
+            return READ_LAPPED
+        published = load_acquire(control, RING_WRITE_POS)
+        if published <= position:
+            return READ_EMPTY
+        if published - position >= len(ring):
+            return READ_LAPPED
     return READ_LAPPED
 
 

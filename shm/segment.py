@@ -52,6 +52,8 @@ def segment_path(prefix: str, name: str, directory: str | None = None) -> str:
 class _Regions:
     """numpy views over a mapped segment, shared by the writer and reader classes."""
 
+    _VIEWS = ("header", "instruments", "books", "ring_control", "ring", "counters")
+
     def __init__(self, buffer, geometry: Geometry):
         g = geometry
         self.geometry = g
@@ -64,6 +66,17 @@ class _Regions:
         self.ring = ring_words[RING_CONTROL_WORDS:].reshape(g.ring_slots, SLOT_WORDS)
         self.counters = np.frombuffer(buffer, np.int64, (g.n_instruments + 1) * N_COUNTERS, g.counters_off).reshape(
             g.n_instruments + 1, N_COUNTERS)
+
+
+    def _unmap(self) -> None:
+        """Drop our views and unmap; arrays a caller still holds keep the mapping alive until
+        they are gone (unmapping under them would crash the process)."""
+        for view in self._VIEWS:
+            setattr(self, view, None)
+        try:
+            self._mmap.close()
+        except BufferError:
+            pass
 
 
 def _pid_alive(pid: int) -> bool:
@@ -122,6 +135,7 @@ class SegmentWriter(_Regions):
         self.header[Header.STATE] = State.OPEN  # last: readers reject a segment until it is open
 
     def heartbeat(self, now_ns: int | None = None) -> None:
+        """Prove liveness to readers; call it at least every second (readers' default staleness is 5 s)."""
         self.header[Header.HEARTBEAT_NS] = time.time_ns() if now_ns is None else now_ns
 
     def close(self, unlink: bool = False) -> None:
@@ -135,9 +149,7 @@ class SegmentWriter(_Regions):
         self._release()
 
     def _release(self) -> None:
-        for view in ("header", "instruments", "books", "ring_control", "ring", "counters"):
-            setattr(self, view, None)
-        self._mmap.close()
+        self._unmap()
         os.close(self._fd)
         self._fd = -1
 
@@ -230,9 +242,7 @@ class Segment(_Regions):
                 and self.heartbeat_age_s() <= stale_after_s)
 
     def close(self) -> None:
-        for view in ("header", "instruments", "books", "ring_control", "ring", "counters"):
-            setattr(self, view, None)
-        self._mmap.close()
+        self._unmap()
 
     def __enter__(self) -> Segment:
         return self

@@ -6,7 +6,7 @@ from numba import njit
 
 from shm.clock import monotonic_ns
 from shm.layout import BOOK_LEVELS, BOOK_UPDATE_ID, SLOT_ID, SLOT_SEQ, SLOT_WORDS
-from shm.ring import READ_EMPTY, READ_OK, read_record
+from shm.ring import READ_EMPTY, READ_OK, publish_book, read_record
 from shm.segment import InstrumentSpec, Segment, SegmentWriter
 from shm.seqlock import write_begin, write_end
 
@@ -71,3 +71,10 @@ def book_torn_words(block_copy):
     """Words of a consistent block copy that disagree with its update id (0 for an untorn copy)."""
     levels = block_copy[BOOK_LEVELS:]
     return int(np.count_nonzero(levels != block_copy[BOOK_UPDATE_ID]))
+
+
+@njit(nogil=True)
+def publish_ids(ring, control, count):
+    """Publish `count` book records as fast as possible, each with id = its position."""
+    for k in range(count):
+        publish_book(ring, control, 0, k, 0, 0, 0, 100, 1, 101, 1, 1, 1)

@@ -158,3 +158,12 @@ def test_counters_have_a_row_per_instrument_and_one_for_the_venue(shm_prefix):
     with make_writer(shm_prefix) as writer:
         assert writer.counters.shape[0] == len(SPEC) + 1
         assert np.all(writer.counters == 0)
+
+
+def test_closing_a_reader_keeps_arrays_a_caller_still_holds_readable(shm_prefix):
+    with make_writer(shm_prefix) as writer:
+        writer.books[0, 8] = 5
+        segment = Segment(shm_prefix, "binance")
+        books = segment.books
+        segment.close()
+        assert books[0, 8] == 5

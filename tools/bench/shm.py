@@ -125,7 +125,7 @@ def _reader_process(prefix: str, kind: str, samples: int, cpu: int | None, ready
     results.put((out[:received], lapped))
 
 
-def _hop(kind: str, samples: int) -> tuple[np.ndarray, int]:
+def hop(kind: str, samples: int) -> tuple[np.ndarray, int]:
     """One writer/reader run over a fresh segment; returns the reader's latencies (ns) and how
     many records it lost to laps (ring only)."""
     prefix = f"fhbench{os.getpid()}"
@@ -166,8 +166,8 @@ def _hop(kind: str, samples: int) -> tuple[np.ndarray, int]:
 
 
 def run(samples: int = 200_000, records: int = 20_000_000) -> dict[str, object]:
-    ring_ns, lapped = _hop("ring", samples)
-    seqlock_ns, _ = _hop("seqlock", samples)
+    ring_ns, lapped = hop("ring", samples)
+    seqlock_ns, _ = hop("seqlock", samples)
     spec = [InstrumentSpec("BENCH", "BEN-CH", 2, 8, 64)]
     prefix = f"fhbench{os.getpid()}"
     with SegmentWriter.create(prefix, "flood", spec, depth=10, ring_slots=RING_SLOTS) as writer:
