@@ -160,7 +160,7 @@ def hop(kind: str, samples: int) -> tuple[np.ndarray, int]:
         finally:
             os.sched_setaffinity(0, saved_affinity)
             writer.close(unlink=True)
-    if len(latencies) < samples // 2:
+    if len(latencies) < max(1, samples // 100):
         raise RuntimeError(f"{kind} reader saw only {len(latencies)} of {samples} publishes")
     return latencies, lapped
 
@@ -182,7 +182,7 @@ def run(samples: int = 200_000, records: int = 20_000_000) -> dict[str, object]:
     result["ring_records_per_s"] = records / (elapsed_ns / 1e9)
     result["ring_samples"] = len(ring_ns)
     result["ring_reader_lapped"] = int(lapped)  # records a descheduled reader lost (never blocks the writer)
-    result["seqlock_samples"] = len(seqlock_ns)
+    result["seqlock_samples"] = len(seqlock_ns)  # a seqlock carries the latest book: a late reader skips versions
     result["pinned_cpus"] = list(_cpus()) if _cpus()[0] is not None else None
     result["machine"] = machine()
     return result
