@@ -11,6 +11,7 @@ setup(
         "numpy>=1.26,<2.6",  # numba 0.68 supports numpy < 2.6
         "numba>=0.61,<0.69",
         "psutil>=5.9,<8",
+        "zstandard>=0.22,<1",  # capture blocks and cryptofeed v2 recordings
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],

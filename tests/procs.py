@@ -78,3 +78,14 @@ def publish_ids(ring, control, count):
     """Publish `count` book records as fast as possible, each with id = its position."""
     for k in range(count):
         publish_book(ring, control, 0, k, 0, 0, 0, 100, 1, 101, 1, 1, 1)
+
+
+def capture_forever(path):
+    """Append numbered frames in small blocks until killed."""
+    from feedhandler.capture import CaptureWriter, FrameKind
+
+    writer = CaptureWriter(path, "binance", block_bytes=512)
+    k = 0
+    while True:
+        writer.append(FrameKind.WS_RECV, 1, k, b'{"n":%d}' % k)
+        k += 1

@@ -21,6 +21,16 @@ def _demo(args: argparse.Namespace) -> dict:
     return demo.run(prefix=args.prefix, venue=args.venue, duration_s=args.duration, rate=args.rate)
 
 
+def _capture_info(args: argparse.Namespace) -> dict:
+    from feedhandler.capture import CaptureReader
+    return CaptureReader(args.file).verify()
+
+
+def _capture_import(args: argparse.Namespace) -> dict:
+    from .importers import cryptofeed
+    return cryptofeed.import_recordings(args.paths, args.output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fh", description="fh: low-latency crypto market-data feed handler")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,7 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=200.0, help="book changes per second")
     demo.set_defaults(run=_demo, title="fh demo")
 
-    for sub in (book, shm, demo):
+    capture = commands.add_parser("capture", help="capture files: inspect and import")
+    captures = capture.add_subparsers(dest="capture", required=True)
+    info = captures.add_parser("info", help="header, counts by kind, time range, block checks")
+    info.add_argument("file")
+    info.set_defaults(run=_capture_info, title="fh capture info")
+    importer = captures.add_parser("import", help="turn other projects' recordings into one capture")
+    importer.add_argument("--format", choices=["cryptofeed"], required=True)
+    importer.add_argument("paths", nargs="+", help="cryptofeed text prefix DIR/EXCH, or a v2 .jsonl.zst file")
+    importer.add_argument("-o", "--output", required=True, help="the .fhcap to write")
+    importer.set_defaults(run=_capture_import, title="fh capture import")
+
+    for sub in (book, shm, demo, info, importer):
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 

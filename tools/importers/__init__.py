@@ -1,0 +1,1 @@
+"""Importers: other projects' recordings turned into fh capture files."""
