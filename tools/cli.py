@@ -31,6 +31,13 @@ def _capture_import(args: argparse.Namespace) -> dict:
     return cryptofeed.import_recordings(args.paths, args.output)
 
 
+def _replay(args: argparse.Namespace) -> dict:
+    from .replay import replay
+    summary = replay(args.files, shm_prefix=args.shm_prefix, depth=args.depth, speed=args.speed,
+                     summary_json=args.summary_json)
+    return {key: value for key, value in summary.items() if key != "books"} | {"books": len(summary["books"])}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fh", description="fh: low-latency crypto market-data feed handler")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,7 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("-o", "--output", required=True, help="the .fhcap to write")
     importer.set_defaults(run=_capture_import, title="fh capture import")
 
-    for sub in (book, shm, demo, info, importer):
+    replay = commands.add_parser("replay", help="captured frames through the decode and book path into shm")
+    replay.add_argument("files", nargs="+")
+    replay.add_argument("--speed", default="max", help="max (default), realtime, or a factor such as 10")
+    replay.add_argument("--shm-prefix", default="fhreplay", help="segment prefix (default fhreplay)")
+    replay.add_argument("--depth", type=int, default=10, help="levels per side in books and summary")
+    replay.add_argument("--summary-json", help="write the summary contract to this file")
+    replay.set_defaults(run=_replay, title="fh replay")
+
+    for sub in (book, shm, demo, info, importer, replay):
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 

@@ -1,0 +1,169 @@
+"""numba scanning of JSON frames as bytes: keys, integers, strings and arrays of decimal pairs.
+
+Scanners never raise and never read outside [start, end): they return -1 positions or error codes,
+so a malformed or hostile frame is counted, never fatal. They assume the venues' compact JSON
+(keys are unique within the object scanned; values of interest are numbers and plain strings).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from shm.fixedpoint import OK, parse_decimal  # noqa: F401  (re-exported for decoders)
+
+QUOTE, COLON, COMMA, LBRACKET, RBRACKET = 34, 58, 44, 91, 93
+ERR_SYNTAX = 20  # decode error codes above the fixed-point ones
+ERR_TOO_MANY_LEVELS = 21
+
+
+def key(name: str) -> np.ndarray:
+    """The bytes `"name"` to search for."""
+    return np.frombuffer(f'"{name}"'.encode(), np.uint8)
+
+
+@njit(inline="always", nogil=True)
+def _skip_spaces(buf, pos, end):
+    while pos < end and (buf[pos] == 32 or buf[pos] == 9 or buf[pos] == 10 or buf[pos] == 13):
+        pos += 1
+    return pos
+
+
+@njit(nogil=True, cache=True)
+def looks_like_object(buf, n):
+    """A frame that is not `{...}` (truncated, binary garbage) is a decode error, not ignorable."""
+    first = _skip_spaces(buf, 0, n)
+    last = n - 1
+    while last > first and (buf[last] == 32 or buf[last] == 9 or buf[last] == 10 or buf[last] == 13):
+        last -= 1
+    return first < last and buf[first] == 123 and buf[last] == 125
+
+
+@njit(nogil=True, cache=True)
+def find_value(buf, start, end, name):
+    """Position of the value after `"name":` in buf[start:end], or -1."""
+    n = len(name)
+    last = end - n
+    i = start
+    while i <= last:
+        if buf[i] == QUOTE:
+            matched = True
+            for k in range(1, n):
+                if buf[i + k] != name[k]:
+                    matched = False
+                    break
+            if matched:
+                pos = _skip_spaces(buf, i + n, end)
+                if pos < end and buf[pos] == COLON:
+                    return _skip_spaces(buf, pos + 1, end)
+        i += 1
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def parse_int(buf, pos, end):
+    """(value, position after it) of a non-negative JSON integer at `pos`; position -1 if none."""
+    if pos < 0 or pos >= end:
+        return 0, -1
+    value = 0
+    i = pos
+    while i < end and 48 <= buf[i] <= 57:
+        if value > (9223372036854775807 - (buf[i] - 48)) // 10:
+            return 0, -1
+        value = value * 10 + (buf[i] - 48)
+        i += 1
+    if i == pos:
+        return 0, -1
+    return value, i
+
+
+@njit(nogil=True, cache=True)
+def string_span(buf, pos, end):
+    """(first, stop) of the string value starting with a quote at `pos`; (-1, -1) if none.
+    Escapes are not decoded (the values scanned never contain them)."""
+    if pos < 0 or pos >= end or buf[pos] != QUOTE:
+        return -1, -1
+    i = pos + 1
+    while i < end and buf[i] != QUOTE:
+        if buf[i] == 92:  # backslash: never in a symbol or a number
+            return -1, -1
+        i += 1
+    if i >= end:
+        return -1, -1
+    return pos + 1, i
+
+
+@njit(nogil=True, cache=True)
+def parse_pairs(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count):
+    """Parse `[["price","qty"], ...]` (extra elements in a pair are skipped) at `pos`, appending to
+    the output arrays from index `count`. Returns (new count, position after the array, error)."""
+    if pos < 0 or pos >= end or buf[pos] != LBRACKET:
+        return count, -1, ERR_SYNTAX
+    i = _skip_spaces(buf, pos + 1, end)
+    if i < end and buf[i] == RBRACKET:
+        return count, i + 1, OK
+    while i < end:
+        if buf[i] != LBRACKET:
+            return count, -1, ERR_SYNTAX
+        first, stop = string_span(buf, _skip_spaces(buf, i + 1, end), end)
+        if first < 0:
+            return count, -1, ERR_SYNTAX
+        price, err = parse_decimal(buf, first, stop, px_dec, False)
+        if err != OK:
+            return count, -1, err
+        i = _skip_spaces(buf, stop + 1, end)
+        if i >= end or buf[i] != COMMA:
+            return count, -1, ERR_SYNTAX
+        first, stop = string_span(buf, _skip_spaces(buf, i + 1, end), end)
+        if first < 0:
+            return count, -1, ERR_SYNTAX
+        qty, err = parse_decimal(buf, first, stop, qty_dec, False)
+        if err != OK:
+            return count, -1, err
+        i = stop + 1
+        while i < end and buf[i] != RBRACKET:  # skip anything else in the pair
+            if buf[i] == LBRACKET or buf[i] == 123:
+                return count, -1, ERR_SYNTAX
+            i += 1
+        if i >= end:
+            return count, -1, ERR_SYNTAX
+        if count >= len(prices):
+            return count, -1, ERR_TOO_MANY_LEVELS
+        sides[count] = side
+        prices[count] = price
+        qtys[count] = qty
+        count += 1
+        i = _skip_spaces(buf, i + 1, end)
+        if i < end and buf[i] == RBRACKET:
+            return count, i + 1, OK
+        if i >= end or buf[i] != COMMA:
+            return count, -1, ERR_SYNTAX
+        i = _skip_spaces(buf, i + 1, end)
+    return count, -1, ERR_SYNTAX
+
+
+@njit(nogil=True, cache=True)
+def match_symbol(buf, first, stop, symbols, lengths):
+    """Index of buf[first:stop] in the symbol table (uint8 rows, with lengths), or -1."""
+    n = stop - first
+    for row in range(len(lengths)):
+        if lengths[row] != n:
+            continue
+        same = True
+        for k in range(n):
+            if symbols[row, k] != buf[first + k]:
+                same = False
+                break
+        if same:
+            return row
+    return -1
+
+
+def symbol_table(symbols: list[str], width: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 rows, lengths) for `match_symbol`."""
+    table = np.zeros((len(symbols), width), np.uint8)
+    lengths = np.zeros(len(symbols), np.int64)
+    for row, symbol in enumerate(symbols):
+        encoded = symbol.encode()
+        table[row, :len(encoded)] = np.frombuffer(encoded, np.uint8)
+        lengths[row] = len(encoded)
+    return table, lengths

@@ -1,0 +1,1 @@
+"""One module per venue: protocol constants and limits as data, a numba decoder, book sync."""

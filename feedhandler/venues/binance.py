@@ -1,0 +1,161 @@
+"""Binance spot: combined-stream decoder (numba) and the official diff-depth bridging procedure.
+
+Bridging (docs 2025-11): buffer diffs from the first one; fetch a REST snapshot; a snapshot whose
+lastUpdateId is below the first buffered U is stale (refetch); drop diffs with u <= lastUpdateId;
+then every diff must have U == previous u + 1, else the book is invalid and resyncs.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from shm.fixedpoint import OK
+
+from ..book_kernels import ASK, BID
+from ..jsonscan import (ERR_SYNTAX, find_value, key, looks_like_object, match_symbol, parse_decimal, parse_int,
+                        parse_pairs, string_span)
+from .adapter import VenueAdapter
+
+ADAPTER = VenueAdapter(
+    name="binance",
+    ws_url="wss://stream.binance.com:9443/stream",
+    rest_url="https://api.binance.com",
+    channels={"depth": "{symbol}@depth@100ms", "trade": "{symbol}@trade", "ticker": "{symbol}@bookTicker"},
+    snapshot_path="/api/v3/depth?symbol={SYMBOL}&limit=5000",
+    instruments_path="/api/v3/exchangeInfo",
+    limits={"streams_per_connection": 1024, "control_messages_per_s": 5, "connections_per_5min": 300,
+            "snapshot_weight": 250, "weight_per_minute": 6000, "connection_lifetime_s": 86400,
+            "server_ping_interval_s": 20},
+)
+
+FRAME_IGNORED = 0  # a channel we do not decode (kline, aggTrade, subscription acks)
+FRAME_DEPTH = 1
+FRAME_TRADE = 2
+FRAME_TICKER = 3
+FRAME_ERROR = 4
+FRAME_UNKNOWN_SYMBOL = 5
+
+# header words filled by decode()
+H_INSTRUMENT = 0
+H_FIRST_ID = 1  # depth U | trade id | ticker u
+H_LAST_ID = 2  # depth u
+H_EVENT_TIME = 3  # E (ms)
+H_LEVELS = 4  # depth: levels written to the output arrays
+H_ERROR = 5  # decode error code (shm.fixedpoint / jsonscan codes)
+H_PRICE = 6  # trade price | ticker bid price
+H_QTY = 7  # trade qty | ticker bid qty
+H_SIDE = 8  # trade aggressor: 1 buy, -1 sell
+H_ASK_PRICE = 9
+H_ASK_QTY = 10
+HEADER_WORDS = 12
+
+_E = key("e")
+_S = key("s")
+_U_FIRST = key("U")
+_U_LAST = key("u")
+_E_TIME = key("E")
+_BIDS = key("b")
+_ASKS = key("a")
+_T_ID = key("t")
+_P = key("p")
+_Q = key("q")
+_M = key("m")
+_B_QTY = key("B")
+_A_QTY = key("A")
+_LAST_UPDATE_ID = key("lastUpdateId")
+_SNAPSHOT_BIDS = key("bids")
+_SNAPSHOT_ASKS = key("asks")
+_DEPTH_UPDATE = np.frombuffer(b"depthUpdate", np.uint8)
+_TRADE = np.frombuffer(b"trade", np.uint8)
+
+
+@njit(inline="always", nogil=True)
+def _equals(buf, first, stop, word):
+    if stop - first != len(word):
+        return False
+    for k in range(len(word)):
+        if buf[first + k] != word[k]:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _decimal_at(buf, pos, end, decimals):
+    first, stop = string_span(buf, pos, end)
+    if first < 0:
+        return 0, ERR_SYNTAX
+    return parse_decimal(buf, first, stop, decimals, False)
+
+
+@njit(nogil=True, cache=True)
+def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header):
+    """Decode one combined-stream frame; returns FRAME_*, details in `header`, depth levels in
+    sides/prices/qtys (bids first, then asks, in frame order)."""
+    for k in range(HEADER_WORDS):
+        header[k] = 0
+    if not looks_like_object(buf, n):
+        header[H_ERROR] = ERR_SYNTAX
+        return FRAME_ERROR
+    event = find_value(buf, 0, n, _E)
+    symbol_first, symbol_stop = string_span(buf, find_value(buf, 0, n, _S), n)
+    if symbol_first < 0:
+        return FRAME_IGNORED
+    instrument = match_symbol(buf, symbol_first, symbol_stop, symbols, lengths)
+    if instrument < 0:
+        return FRAME_UNKNOWN_SYMBOL
+    header[H_INSTRUMENT] = instrument
+    px_dec = px_decs[instrument]
+    qty_dec = qty_decs[instrument]
+    event_first, event_stop = string_span(buf, event, n)
+    if event_first < 0:  # bookTicker carries no event type
+        if find_value(buf, 0, n, _B_QTY) < 0:
+            return FRAME_IGNORED
+        header[H_FIRST_ID], pos = parse_int(buf, find_value(buf, 0, n, _U_LAST), n)
+        header[H_PRICE], e1 = _decimal_at(buf, find_value(buf, 0, n, _BIDS), n, px_dec)
+        header[H_QTY], e2 = _decimal_at(buf, find_value(buf, 0, n, _B_QTY), n, qty_dec)
+        header[H_ASK_PRICE], e3 = _decimal_at(buf, find_value(buf, 0, n, _ASKS), n, px_dec)
+        header[H_ASK_QTY], e4 = _decimal_at(buf, find_value(buf, 0, n, _A_QTY), n, qty_dec)
+        header[H_ERROR] = max(max(e1, e2), max(e3, e4)) if pos >= 0 else ERR_SYNTAX
+        return FRAME_TICKER if header[H_ERROR] == OK else FRAME_ERROR
+    if _equals(buf, event_first, event_stop, _DEPTH_UPDATE):
+        header[H_FIRST_ID], p1 = parse_int(buf, find_value(buf, 0, n, _U_FIRST), n)
+        header[H_LAST_ID], p2 = parse_int(buf, find_value(buf, 0, n, _U_LAST), n)
+        header[H_EVENT_TIME], p3 = parse_int(buf, find_value(buf, 0, n, _E_TIME), n)
+        if p1 < 0 or p2 < 0 or p3 < 0 or header[H_FIRST_ID] > header[H_LAST_ID]:
+            header[H_ERROR] = ERR_SYNTAX
+            return FRAME_ERROR
+        count, pos, err = parse_pairs(buf, find_value(buf, 0, n, _BIDS), n, px_dec, qty_dec, BID, sides, prices,
+                                      qtys, 0)
+        if err == OK:
+            count, pos, err = parse_pairs(buf, find_value(buf, 0, n, _ASKS), n, px_dec, qty_dec, ASK, sides,
+                                          prices, qtys, count)
+        header[H_LEVELS] = count
+        header[H_ERROR] = err
+        return FRAME_DEPTH if err == OK else FRAME_ERROR
+    if _equals(buf, event_first, event_stop, _TRADE):
+        header[H_FIRST_ID], p1 = parse_int(buf, find_value(buf, 0, n, _T_ID), n)
+        header[H_EVENT_TIME], p2 = parse_int(buf, find_value(buf, 0, n, _E_TIME), n)
+        header[H_PRICE], e1 = _decimal_at(buf, find_value(buf, 0, n, _P), n, px_dec)
+        header[H_QTY], e2 = _decimal_at(buf, find_value(buf, 0, n, _Q), n, qty_dec)
+        maker = find_value(buf, 0, n, _M)
+        if p1 < 0 or p2 < 0 or maker < 0 or e1 != OK or e2 != OK:
+            header[H_ERROR] = max(max(e1, e2), ERR_SYNTAX if (p1 < 0 or p2 < 0 or maker < 0) else OK)
+            return FRAME_ERROR
+        header[H_SIDE] = -1 if buf[maker] == 116 else 1  # buyer is maker ("m":true): the seller hit the bid
+        return FRAME_TRADE
+    return FRAME_IGNORED
+
+
+@njit(nogil=True, cache=True)
+def decode_snapshot(buf, n, px_dec, qty_dec, sides, prices, qtys):
+    """GET /api/v3/depth body -> (lastUpdateId, levels that are bids, all levels, error)."""
+    last_id, pos = parse_int(buf, find_value(buf, 0, n, _LAST_UPDATE_ID), n)
+    if pos < 0:
+        return 0, 0, 0, ERR_SYNTAX
+    n_bids, pos, err = parse_pairs(buf, find_value(buf, 0, n, _SNAPSHOT_BIDS), n, px_dec, qty_dec, BID, sides,
+                                   prices, qtys, 0)
+    if err != OK:
+        return last_id, 0, 0, err
+    total, pos, err = parse_pairs(buf, find_value(buf, 0, n, _SNAPSHOT_ASKS), n, px_dec, qty_dec, ASK, sides,
+                                  prices, qtys, n_bids)
+    return last_id, n_bids, total, err

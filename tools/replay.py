@@ -1,0 +1,109 @@
+"""`fh replay`: captured frames through the live decode and book path into shared memory.
+
+Deterministic: the same capture gives the same books, bit for bit. The summary JSON is a contract:
+{"books": {"<venue>:<venue symbol>": {"symbol", "valid", "bids", "asks", "update_id", "gaps",
+"resyncs", "checksum_ok", "checksum_fail", "crossed"}}, "frames", "decode_errors", "elapsed_s",
+"msgs_per_s"}, levels as exact decimal strings, best first.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from urllib.parse import parse_qs, urlparse
+
+from feedhandler.capture import CaptureReader, FrameKind, split_rest
+from feedhandler.feed import BinanceFeed
+from feedhandler.instruments import binance_instruments
+from shm.layout import Counter
+from shm.reader import VenueReader
+from shm.segment import SegmentWriter
+
+SUPPORTED = ("binance",)
+
+
+class ReplayError(ValueError):
+    """A capture this replay cannot use, with the reason."""
+
+
+def _binance_setup(reader: CaptureReader):
+    """Instruments from the captured exchangeInfo, limited to the symbols the connections streamed."""
+    info = streamed = None
+    streamed = set()
+    for frame in reader.frames():
+        if frame.kind == FrameKind.REST and info is None:
+            _, url, _, body = split_rest(frame.payload)
+            if urlparse(url).path.endswith("/exchangeInfo"):
+                info = json.loads(body)
+        elif frame.kind == FrameKind.CONNECT:
+            streams = parse_qs(urlparse(frame.payload.decode()).query).get("streams", [""])[0]
+            streamed |= {stream.split("@")[0].upper() for stream in streams.split("/") if stream}
+    if info is None:
+        raise ReplayError(f"{reader.path}: no exchangeInfo response captured; instruments unknown")
+    instruments = [i for i in binance_instruments(info) if i.venue_symbol in streamed or not streamed]
+    return sorted(instruments, key=lambda i: i.venue_symbol)
+
+
+def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, speed: str = "max",
+           summary_json: str | None = None) -> dict:
+    readers = [CaptureReader(path) for path in paths]
+    venues = {reader.header["venue"] for reader in readers}
+    if len(venues) != 1:
+        raise ReplayError(f"replay one venue at a time; these captures hold {sorted(venues)}")
+    venue = venues.pop()
+    if venue not in SUPPORTED:
+        raise ReplayError(f"replay of {venue} captures is not implemented yet (supported: {', '.join(SUPPORTED)})")
+    factor = None if speed == "max" else (1.0 if speed == "realtime" else float(speed))
+    instruments = _binance_setup(readers[0])
+    writer = SegmentWriter.create(shm_prefix, venue, [i.spec(8192) for i in instruments], depth=depth,
+                                  ring_slots=1 << 16)
+    feed = BinanceFeed(instruments, writer)
+    frames = 0
+    started = time.perf_counter()
+    first_ts = None
+    try:
+        for reader in readers:
+            for frame in reader.frames():
+                if factor:
+                    first_ts = frame.ts_ns if first_ts is None else first_ts
+                    due = started + (frame.ts_ns - first_ts) / 1e9 / factor
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                if frame.kind == FrameKind.WS_RECV:
+                    frames += 1
+                    feed.on_frame(frame.payload, frame.ts_ns)
+                elif frame.kind == FrameKind.REST:
+                    _, url, _, body = split_rest(frame.payload)
+                    parsed = urlparse(url)
+                    if parsed.path.endswith("/depth"):
+                        frames += 1
+                        feed.on_snapshot(parse_qs(parsed.query)["symbol"][0], body, frame.ts_ns)
+            writer.heartbeat()
+        elapsed = time.perf_counter() - started
+        summary = _summary(venue, shm_prefix, writer, depth, frames, elapsed)
+    finally:
+        writer.close(unlink=True)
+    if summary_json:
+        tmp = f"{summary_json}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(tmp, summary_json)
+    return summary
+
+
+def _summary(venue: str, prefix: str, writer: SegmentWriter, depth: int, frames: int, elapsed: float) -> dict:
+    books = {}
+    with VenueReader(venue, prefix=prefix) as reader:
+        for instrument in reader.instruments:
+            book = reader.book(instrument.index, depth=depth)
+            counters = reader.counters(instrument.index)
+            books[f"{venue}:{instrument.venue_symbol}"] = {
+                "symbol": instrument.symbol, "valid": book.valid,
+                "bids": book.levels_text("bids"), "asks": book.levels_text("asks"),
+                "update_id": book.update_id if book.valid else None,
+                "gaps": counters["gaps"], "resyncs": counters["resyncs"],
+                "checksum_ok": counters["checksum_ok"], "checksum_fail": counters["checksum_fail"],
+                "crossed": counters["crossed"],
+            }
+    decode_errors = int(writer.counters[:, Counter.DECODE_ERRORS].sum())
+    return {"books": books, "frames": frames, "decode_errors": decode_errors, "elapsed_s": elapsed,
+            "msgs_per_s": frames / elapsed if elapsed > 0 else 0.0}
