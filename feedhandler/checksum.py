@@ -37,10 +37,15 @@ def crc32(data):
     return np.uint32(crc32_update(np.uint32(0xFFFFFFFF), data, len(data)) ^ np.uint32(0xFFFFFFFF))
 
 
+_ZERO = np.frombuffer(b"0", np.uint8)
+
+
 @njit(nogil=True, cache=True)
-def kraken_checksum(levels, ladder, meta, book):
+def kraken_checksum(levels, ladder, meta, book, px_pad, qty_pad):
     """Kraken's CRC32: top 10 asks best first, then top 10 bids best first, each price then qty as
-    its digits at the instrument's precisions (the book's decimals), dot and leading zeros gone."""
+    its digits, dot and leading zeros gone. The book's mantissas are printed with `px_pad` /
+    `qty_pad` zeros appended: v2 prints at the instrument's precisions (pads 0), v1 sends strings
+    with more decimals than the pair's (e.g. "354.15000000" at 2 price decimals: pad 6)."""
     text = np.empty(MAX_TEXT, np.uint8)
     top = np.empty(2 * KRAKEN_CHECKSUM_DEPTH, np.int64)
     crc = np.uint32(0xFFFFFFFF)
@@ -48,4 +53,6 @@ def kraken_checksum(levels, ladder, meta, book):
         count = copy_top(levels, ladder, meta, book, side, top, 0, KRAKEN_CHECKSUM_DEPTH)
         for i in range(2 * count):
             crc = crc32_update(crc, text, format_decimal_into(top[i], 0, text))
+            for _ in range(px_pad if i % 2 == 0 else qty_pad):
+                crc = crc32_update(crc, _ZERO, 1)
     return np.int64(crc ^ np.uint32(0xFFFFFFFF))

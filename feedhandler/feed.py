@@ -23,7 +23,7 @@ from .book_kernels import ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes,
 from .instruments import Instrument
 from .jsonscan import symbol_table
 from .publish import publish
-from .venues import binance
+from .venues import binance, kraken
 
 MAX_LEVELS_PER_FRAME = 20_000
 
@@ -41,16 +41,17 @@ class BookSync:
     stale_snapshots: int = 0
 
 
-class BinanceFeed:
-    """Binance spot books for `instruments`, published into `writer` (its instruments, same order)."""
+class VenueFeed:
+    """What every venue feed shares: the instrument table as decoder arrays, the books, the scratch
+    arrays a decoder fills, and publishing books, statuses and invalidations to the segment."""
 
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 8192,
-                 buffer_frames: int = 10_000):
+    HEADER_WORDS = 16
+
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 8192):
         self.instruments = instruments
         self.writer = writer
         self.books = BookStore([capacity] * len(instruments))
         self.sync = [BookSync() for _ in instruments]
-        self.buffer_frames = buffer_frames
         self._index = {inst.venue_symbol: i for i, inst in enumerate(instruments)}
         self._symbols, self._lengths = symbol_table([inst.venue_symbol for inst in instruments])
         self._px_decs = np.array([inst.px_dec for inst in instruments], np.int64)
@@ -58,24 +59,87 @@ class BinanceFeed:
         self._sides = np.zeros(MAX_LEVELS_PER_FRAME, np.int64)
         self._prices = np.zeros(MAX_LEVELS_PER_FRAME, np.int64)
         self._qtys = np.zeros(MAX_LEVELS_PER_FRAME, np.int64)
-        self._header = np.zeros(binance.HEADER_WORDS, np.int64)
+        self._header = np.zeros(self.HEADER_WORDS, np.int64)
         self.counters = writer.counters
 
-    # ---------------------------------------------------------------- inputs
+    def _decode(self, decoder, payload: bytes) -> int:
+        buf = np.frombuffer(payload, np.uint8)
+        return decoder(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs, self._sides,
+                       self._prices, self._qtys, self._header)
+
+    def _count_frame(self, payload: bytes) -> None:
+        self.counters[-1, Counter.FRAMES] += 1
+        self.counters[-1, Counter.BYTES] += len(payload)
+
+    def _apply(self, book: int, n: int) -> None:
+        """Apply the n decoded levels to a book, counting absent deletes and overflow into shm."""
+        books = self.books
+        before_absent = books.meta[book, M_ABSENT_DELETES]
+        before_overflow = books.meta[book, M_OVERFLOW]
+        apply_changes(books.levels, books.ladder, books.meta, book, self._sides[:n], self._prices[:n], self._qtys[:n])
+        self.counters[book, Counter.ABSENT_DELETES] += books.meta[book, M_ABSENT_DELETES] - before_absent
+        self.counters[book, Counter.BOOK_OVERFLOW] += books.meta[book, M_OVERFLOW] - before_overflow
+
+    def _load(self, book: int, n: int) -> None:
+        """Replace a book with the n decoded levels (a snapshot)."""
+        books = self.books
+        for side in (BID, ASK):
+            chosen = self._sides[:n] == side
+            prices, qtys = self._prices[:n][chosen], self._qtys[:n][chosen]
+            load_side(books.levels, books.ladder, books.meta, book, side, prices, qtys, len(prices))
+
+    def _crossed(self, book: int, ts_recv: int) -> bool:
+        """A crossed book is never published as valid: count it and invalidate that book."""
+        books = self.books
+        if is_crossed(books.levels, books.ladder, books.meta, book):
+            self.counters[book, Counter.CROSSED] += 1
+            self._invalidate(book, Reason.CROSSED, ts_recv)
+            return True
+        return False
+
+    def _went_live(self, book: int, update_id: int, ts_recv: int) -> None:
+        sync = self.sync[book]
+        sync.state = SyncState.LIVE
+        sync.update_id = update_id
+        self._status(book, Status.BOOK_VALID, Reason.SNAPSHOT, ts_recv)
+
+    def _invalidate(self, book: int, reason: Reason, ts_recv: int) -> None:
+        """Mark one book invalid for every consumer and start its resync; other books carry on."""
+        sync = self.sync[book]
+        sync.state = SyncState.BUFFERING
+        sync.buffered.clear()
+        self.books.clear(book)
+        self.counters[book, Counter.RESYNCS] += 1
+        self._status(book, Status.BOOK_INVALID, reason, ts_recv)
+        self._publish(book, 0, ts_recv, False)
+
+    def _publish(self, book: int, ts_exchange: int, ts_recv: int, valid: bool) -> None:
+        books, writer = self.books, self.writer
+        publish(books.levels, books.ladder, books.meta, book, writer.books, writer.ring, writer.ring_control,
+                self.sync[book].update_id, ts_exchange, ts_recv, valid)
+
+    def _status(self, book: int, status: Status, reason: Reason, ts_recv: int) -> None:
+        publish_status(self.writer.ring, self.writer.ring_control, book, int(status), int(reason), 0, ts_recv,
+                       time.time_ns())
+
+
+class BinanceFeed(VenueFeed):
+    """Binance spot books: diffs buffered until a REST snapshot bridges them (official procedure)."""
+
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 8192,
+                 buffer_frames: int = 10_000):
+        super().__init__(instruments, writer, capacity)
+        self.buffer_frames = buffer_frames
 
     def on_frame(self, payload: bytes, ts_recv: int) -> None:
-        venue = self.counters[-1]
-        venue[Counter.FRAMES] += 1
-        venue[Counter.BYTES] += len(payload)
-        buf = np.frombuffer(payload, np.uint8)
-        kind = binance.decode(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs,
-                              self._sides, self._prices, self._qtys, self._header)
+        self._count_frame(payload)
+        kind = self._decode(binance.decode, payload)
         if kind == binance.FRAME_DEPTH:
             self._on_depth(int(self._header[binance.H_INSTRUMENT]), payload, ts_recv)
         elif kind == binance.FRAME_TRADE:
             self._on_trade(ts_recv)
         elif kind in (binance.FRAME_ERROR, binance.FRAME_UNKNOWN_SYMBOL):
-            venue[Counter.DECODE_ERRORS] += 1
+            self.counters[-1, Counter.DECODE_ERRORS] += 1
 
     def on_snapshot(self, venue_symbol: str, body: bytes, ts_recv: int) -> None:
         """A REST depth snapshot for one book (requested through `snapshots_wanted`)."""
@@ -102,22 +166,13 @@ class BinanceFeed:
         load_side(books.levels, books.ladder, books.meta, book, BID, prices[:n_bids], qtys[:n_bids], n_bids)
         load_side(books.levels, books.ladder, books.meta, book, ASK, prices[n_bids:total], qtys[n_bids:total],
                   total - n_bids)
-        sync.state = SyncState.LIVE
-        sync.update_id = last_id
         buffered = list(sync.buffered)
         sync.buffered.clear()
-        self._status(book, Status.BOOK_VALID, Reason.SNAPSHOT, ts_recv)
+        self._went_live(book, last_id, ts_recv)
         self._publish(book, 0, ts_recv, True)
         for frame, frame_ts, _ in buffered:
-            buf = np.frombuffer(frame, np.uint8)  # decoded again: the scratch arrays held other frames
-            binance.decode(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs,
-                           self._sides, self._prices, self._qtys, self._header)
+            self._decode(binance.decode, frame)  # again: the scratch arrays have held other frames since
             self._on_depth(book, frame, frame_ts)
-
-    def snapshots_wanted(self) -> list[str]:
-        """Venue symbols whose books wait for a snapshot (buffering, with at least one diff)."""
-        return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
-                if sync.state == SyncState.BUFFERING and sync.buffered]
 
     # ---------------------------------------------------------------- book path
 
@@ -136,21 +191,17 @@ class BinanceFeed:
             self._invalidate(book, Reason.SEQUENCE_GAP, ts_recv)
             self._buffer(book, payload, ts_recv)
             return
-        books = self.books
-        n = int(header[binance.H_LEVELS])
-        before_absent = books.meta[book, M_ABSENT_DELETES]
-        before_overflow = books.meta[book, M_OVERFLOW]
-        apply_changes(books.levels, books.ladder, books.meta, book, self._sides[:n], self._prices[:n], self._qtys[:n])
-        self.counters[book, Counter.ABSENT_DELETES] += books.meta[book, M_ABSENT_DELETES] - before_absent
-        self.counters[book, Counter.BOOK_OVERFLOW] += books.meta[book, M_OVERFLOW] - before_overflow
+        self._apply(book, int(header[binance.H_LEVELS]))
         sync.update_id = last_id
-        ts_exchange = int(header[binance.H_EVENT_TIME]) * 1_000_000
-        if is_crossed(books.levels, books.ladder, books.meta, book):
-            self.counters[book, Counter.CROSSED] += 1
-            self._invalidate(book, Reason.CROSSED, ts_recv)
+        if self._crossed(book, ts_recv):
             return
         self.counters[book, Counter.BOOK_UPDATES] += 1
-        self._publish(book, ts_exchange, ts_recv, True)
+        self._publish(book, int(header[binance.H_EVENT_TIME]) * 1_000_000, ts_recv, True)
+
+    def snapshots_wanted(self) -> list[str]:
+        """Venue symbols whose books wait for a snapshot (buffering, with at least one diff)."""
+        return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
+                if sync.state == SyncState.BUFFERING and sync.buffered]
 
     def _on_trade(self, ts_recv: int) -> None:
         header = self._header
@@ -167,21 +218,56 @@ class BinanceFeed:
             buffered.popleft()  # a snapshot must now be newer than what is left
         buffered.append((payload, ts_recv, int(self._header[binance.H_FIRST_ID])))
 
-    def _invalidate(self, book: int, reason: Reason, ts_recv: int) -> None:
-        """Mark one book invalid for every consumer and start its resync; other books carry on."""
+
+class KrakenFeed(VenueFeed):
+    """Kraken v1 books: the snapshot arrives on the socket; every update is applied, the book
+    truncated to the subscribed depth, and the CRC32 of the top 10 checked. A mismatch
+    invalidates that book only, which then waits for a fresh snapshot (resubscribe)."""
+
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 2048):
+        super().__init__(instruments, writer, capacity)
+        self._pads = [(0, 0)] * len(instruments)  # wire decimals beyond the book's, for the checksum text
+
+    def on_frame(self, payload: bytes, ts_recv: int) -> None:
+        self._count_frame(payload)
+        kind = self._decode(kraken.decode, payload)
+        header = self._header
+        book = int(header[kraken.H_INSTRUMENT])
+        if kind == kraken.FRAME_SNAPSHOT:
+            inst = self.instruments[book]
+            self._pads[book] = (max(0, int(header[kraken.H_PX_WIRE_DEC]) - inst.px_dec),
+                                max(0, int(header[kraken.H_QTY_WIRE_DEC]) - inst.qty_dec))
+            self._load(book, int(header[kraken.H_LEVELS]))
+            self.books.truncate(book, int(header[kraken.H_DEPTH]))
+            if not self._crossed(book, ts_recv):
+                self._went_live(book, 0, ts_recv)
+                self._publish(book, 0, ts_recv, True)
+        elif kind == kraken.FRAME_UPDATE:
+            self._on_update(book, ts_recv)
+        elif kind in (kraken.FRAME_ERROR, kraken.FRAME_UNKNOWN_SYMBOL):
+            self.counters[-1, Counter.DECODE_ERRORS] += 1
+
+    def books_to_resubscribe(self) -> list[str]:
+        """Pairs whose books are invalid and wait for a new snapshot."""
+        return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
+                if sync.state != SyncState.LIVE]
+
+    def _on_update(self, book: int, ts_recv: int) -> None:
         sync = self.sync[book]
-        sync.state = SyncState.BUFFERING
-        sync.buffered.clear()
-        self.books.clear(book)
-        self.counters[book, Counter.RESYNCS] += 1
-        self._status(book, Status.BOOK_INVALID, reason, ts_recv)
-        self._publish(book, 0, ts_recv, False)
-
-    def _publish(self, book: int, ts_exchange: int, ts_recv: int, valid: bool) -> None:
-        books, writer = self.books, self.writer
-        publish(books.levels, books.ladder, books.meta, book, writer.books, writer.ring, writer.ring_control,
-                self.sync[book].update_id, ts_exchange, ts_recv, valid)
-
-    def _status(self, book: int, status: Status, reason: Reason, ts_recv: int) -> None:
-        publish_status(self.writer.ring, self.writer.ring_control, book, int(status), int(reason), 0, ts_recv,
-                       time.time_ns())
+        if sync.state != SyncState.LIVE:
+            return  # nothing to apply it to until the next snapshot
+        header = self._header
+        self._apply(book, int(header[kraken.H_LEVELS]))
+        self.books.truncate(book, int(header[kraken.H_DEPTH]))
+        sync.update_id += 1  # Kraken v1 has no update ids: count the updates applied
+        expected = int(header[kraken.H_CHECKSUM])
+        if expected >= 0:
+            if self.books.kraken_checksum(book, *self._pads[book]) != expected:
+                self.counters[book, Counter.CHECKSUM_FAIL] += 1
+                self._invalidate(book, Reason.CHECKSUM, ts_recv)
+                return
+            self.counters[book, Counter.CHECKSUM_OK] += 1
+        if self._crossed(book, ts_recv):
+            return
+        self.counters[book, Counter.BOOK_UPDATES] += 1
+        self._publish(book, 0, ts_recv, True)

@@ -76,3 +76,17 @@ def save(instruments: list[Instrument], path: Path) -> None:
 
 def load(path: Path) -> list[Instrument]:
     return [Instrument(**row) for row in json.loads(path.read_text())]
+
+
+def kraken_instruments(asset_pairs: dict) -> list[Instrument]:
+    """From GET /0/public/AssetPairs: the WebSocket name (`XBT/USD`) is the venue symbol, its two
+    halves the assets; decimals are pair_decimals and lot_decimals. Dark-pool pairs are skipped."""
+    instruments = []
+    for name, entry in asset_pairs["result"].items():
+        wsname = entry.get("wsname")
+        if not wsname or name.endswith(".d") or "/" not in wsname:
+            continue
+        base, quote = wsname.split("/", 1)
+        instruments.append(Instrument("kraken", wsname, normalize_asset(base), normalize_asset(quote),
+                                      int(entry["pair_decimals"]), int(entry["lot_decimals"])))
+    return instruments

@@ -13,35 +13,47 @@ import time
 from urllib.parse import parse_qs, urlparse
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
-from feedhandler.feed import BinanceFeed
-from feedhandler.instruments import binance_instruments
+from feedhandler.feed import BinanceFeed, KrakenFeed
+from feedhandler.instruments import Instrument, binance_instruments, kraken_instruments
 from shm.layout import Counter
 from shm.reader import VenueReader
 from shm.segment import SegmentWriter
-
-SUPPORTED = ("binance",)
 
 
 class ReplayError(ValueError):
     """A capture this replay cannot use, with the reason."""
 
 
-def _binance_setup(reader: CaptureReader):
-    """Instruments from the captured exchangeInfo, limited to the symbols the connections streamed."""
-    info = streamed = None
-    streamed = set()
+def _captured_instruments(reader: CaptureReader, endpoint: str, parse) -> list[Instrument]:
+    """Instruments from the captured metadata response, limited to what the connections asked for
+    (Binance: the combined-stream URL; Kraken: the pairs of subscribe messages)."""
+    metadata = None
+    wanted: set[str] = set()
     for frame in reader.frames():
-        if frame.kind == FrameKind.REST and info is None:
+        if frame.kind == FrameKind.REST and metadata is None:
             _, url, _, body = split_rest(frame.payload)
-            if urlparse(url).path.endswith("/exchangeInfo"):
-                info = json.loads(body)
+            if urlparse(url).path.endswith(endpoint):
+                metadata = json.loads(body)
         elif frame.kind == FrameKind.CONNECT:
-            streams = parse_qs(urlparse(frame.payload.decode()).query).get("streams", [""])[0]
-            streamed |= {stream.split("@")[0].upper() for stream in streams.split("/") if stream}
-    if info is None:
-        raise ReplayError(f"{reader.path}: no exchangeInfo response captured; instruments unknown")
-    instruments = [i for i in binance_instruments(info) if i.venue_symbol in streamed or not streamed]
-    return sorted(instruments, key=lambda i: i.venue_symbol)
+            streams = parse_qs(urlparse(frame.payload.decode(errors="replace")).query).get("streams", [""])[0]
+            wanted |= {stream.split("@")[0].upper() for stream in streams.split("/") if stream}
+        elif frame.kind == FrameKind.WS_SENT:
+            try:
+                message = json.loads(frame.payload)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and message.get("event") == "subscribe":
+                wanted |= set(message.get("pair", []))
+    if metadata is None:
+        raise ReplayError(f"{reader.path}: no {endpoint} response captured; instruments unknown")
+    return sorted((i for i in parse(metadata) if not wanted or i.venue_symbol in wanted),
+                  key=lambda i: i.venue_symbol)
+
+
+VENUES = {
+    "binance": ("/exchangeInfo", binance_instruments, BinanceFeed),
+    "kraken": ("/AssetPairs", kraken_instruments, KrakenFeed),
+}
 
 
 def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, speed: str = "max",
@@ -51,13 +63,14 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
     if len(venues) != 1:
         raise ReplayError(f"replay one venue at a time; these captures hold {sorted(venues)}")
     venue = venues.pop()
-    if venue not in SUPPORTED:
-        raise ReplayError(f"replay of {venue} captures is not implemented yet (supported: {', '.join(SUPPORTED)})")
+    if venue not in VENUES:
+        raise ReplayError(f"replay of {venue} captures is not implemented yet (supported: {', '.join(VENUES)})")
     factor = None if speed == "max" else (1.0 if speed == "realtime" else float(speed))
-    instruments = _binance_setup(readers[0])
+    endpoint, parse, feed_class = VENUES[venue]
+    instruments = _captured_instruments(readers[0], endpoint, parse)
     writer = SegmentWriter.create(shm_prefix, venue, [i.spec(8192) for i in instruments], depth=depth,
                                   ring_slots=1 << 16)
-    feed = BinanceFeed(instruments, writer)
+    feed = feed_class(instruments, writer)
     frames = 0
     started = time.perf_counter()
     first_ts = None
@@ -74,7 +87,7 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
                 elif frame.kind == FrameKind.REST:
                     _, url, _, body = split_rest(frame.payload)
                     parsed = urlparse(url)
-                    if parsed.path.endswith("/depth"):
+                    if parsed.path.endswith("/depth") and hasattr(feed, "on_snapshot"):
                         frames += 1
                         feed.on_snapshot(parse_qs(parsed.query)["symbol"][0], body, frame.ts_ns)
             writer.heartbeat()

@@ -1,0 +1,158 @@
+"""Kraken WebSocket v1 book (the format of our real recording): numba decoder and data.
+
+A book message is `[channelID, {...}, ("book-N"), "PAIR"]`: a snapshot object with "as"/"bs", or
+one or two update objects with "a"/"b", the CRC32 "c" in the last one. Levels are
+[price, volume, timestamp(, "r")] as decimal strings. After every update the book is truncated
+to the subscribed depth N, then the top-10 checksum must match.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from shm.fixedpoint import OK
+
+from ..book_kernels import ASK, BID
+from ..jsonscan import ERR_SYNTAX, find_value, key, match_symbol, parse_int, parse_pairs, string_span
+from .adapter import VenueAdapter
+
+ADAPTER = VenueAdapter(
+    name="kraken",
+    ws_url="wss://ws.kraken.com",
+    rest_url="https://api.kraken.com",
+    channels={"book": "book", "trade": "trade"},
+    instruments_path="/0/public/AssetPairs",
+    limits={"book_depths": (10, 25, 100, 500, 1000), "checksum_levels": 10},
+)
+
+FRAME_IGNORED = 0  # events (heartbeat, status, acks) and channels not decoded here
+FRAME_SNAPSHOT = 1
+FRAME_UPDATE = 2
+FRAME_ERROR = 4
+FRAME_UNKNOWN_SYMBOL = 5
+
+H_INSTRUMENT = 0
+H_LEVELS = 1
+H_CHECKSUM = 2  # -1 when the message carries none
+H_DEPTH = 3  # subscribed depth, from the channel name
+H_PX_WIRE_DEC = 4  # decimals the venue printed (snapshot), for the checksum text
+H_QTY_WIRE_DEC = 5
+H_ERROR = 6
+HEADER_WORDS = 8
+
+_SNAP_ASKS = key("as")
+_SNAP_BIDS = key("bs")
+_ASKS = key("a")
+_BIDS = key("b")
+_CHECKSUM = key("c")
+_BOOK = np.frombuffer(b"book-", np.uint8)
+
+
+@njit(nogil=True, cache=True)
+def _last_strings(buf, n):
+    """Spans of the last two strings of a JSON array frame: (channel first, stop, pair first, stop)."""
+    end = n - 1
+    while end > 0 and buf[end] != 93:
+        end -= 1
+    spans = np.full(4, -1, np.int64)
+    i = end - 1
+    for slot in (2, 0):
+        while i > 0 and buf[i] != 34:
+            if buf[i] != 32 and buf[i] != 44 and buf[i] != 10:
+                return spans
+            i -= 1
+        stop = i
+        i -= 1
+        while i > 0 and buf[i] != 34:
+            i -= 1
+        spans[slot] = i + 1
+        spans[slot + 1] = stop
+        i -= 1
+    return spans
+
+
+@njit(nogil=True, cache=True)
+def _fraction_digits(buf, pos, n):
+    """Digits after the dot in the first string of the first level of the array at `pos`."""
+    i = pos
+    while i < n and buf[i] != 34:
+        i += 1
+    first, stop = string_span(buf, i, n)
+    digits = 0
+    seen_dot = False
+    for k in range(max(first, 0), max(stop, 0)):
+        if seen_dot:
+            digits += 1
+        elif buf[k] == 46:
+            seen_dot = True
+    return digits, stop
+
+
+@njit(nogil=True, cache=True)
+def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header):
+    """Decode one v1 frame; returns FRAME_*, details in `header`, levels in sides/prices/qtys
+    (asks, then bids, each in message order)."""
+    for k in range(HEADER_WORDS):
+        header[k] = 0
+    header[H_CHECKSUM] = -1
+    start = 0
+    while start < n and buf[start] == 32:
+        start += 1
+    if start >= n or buf[start] != 91:  # events are objects: nothing for the book
+        return FRAME_IGNORED if start < n and buf[start] == 123 else FRAME_ERROR
+    spans = _last_strings(buf, n)
+    if spans[0] < 0 or spans[2] < 0:
+        return FRAME_ERROR
+    channel_first, channel_stop = spans[0], spans[1]
+    if channel_stop - channel_first <= len(_BOOK):
+        return FRAME_IGNORED
+    for k in range(len(_BOOK)):
+        if buf[channel_first + k] != _BOOK[k]:
+            return FRAME_IGNORED
+    depth, after = parse_int(buf, channel_first + len(_BOOK), channel_stop)
+    if after != channel_stop or depth <= 0:
+        return FRAME_ERROR
+    header[H_DEPTH] = depth
+    instrument = match_symbol(buf, spans[2], spans[3], symbols, lengths)
+    if instrument < 0:
+        return FRAME_UNKNOWN_SYMBOL
+    header[H_INSTRUMENT] = instrument
+    px_dec = px_decs[instrument]
+    qty_dec = qty_decs[instrument]
+    body_end = channel_first - 1
+    snapshot_asks = find_value(buf, 0, body_end, _SNAP_ASKS)
+    snapshot_bids = find_value(buf, 0, body_end, _SNAP_BIDS)
+    count = 0
+    err = OK
+    if snapshot_asks >= 0 or snapshot_bids >= 0:
+        if snapshot_asks >= 0:
+            header[H_PX_WIRE_DEC], stop = _fraction_digits(buf, snapshot_asks, body_end)
+            header[H_QTY_WIRE_DEC], stop = _fraction_digits(buf, stop + 1, body_end)
+            count, pos, err = parse_pairs(buf, snapshot_asks, body_end, px_dec, qty_dec, ASK, sides, prices, qtys, 0)
+        if err == OK and snapshot_bids >= 0:
+            if snapshot_asks < 0:
+                header[H_PX_WIRE_DEC], stop = _fraction_digits(buf, snapshot_bids, body_end)
+                header[H_QTY_WIRE_DEC], stop = _fraction_digits(buf, stop + 1, body_end)
+            count, pos, err = parse_pairs(buf, snapshot_bids, body_end, px_dec, qty_dec, BID, sides, prices, qtys,
+                                          count)
+        header[H_LEVELS] = count
+        header[H_ERROR] = err
+        return FRAME_SNAPSHOT if err == OK else FRAME_ERROR
+    asks = find_value(buf, 0, body_end, _ASKS)
+    bids = find_value(buf, 0, body_end, _BIDS)
+    if asks < 0 and bids < 0:
+        header[H_ERROR] = ERR_SYNTAX
+        return FRAME_ERROR
+    if asks >= 0:
+        count, pos, err = parse_pairs(buf, asks, body_end, px_dec, qty_dec, ASK, sides, prices, qtys, 0)
+    if err == OK and bids >= 0:
+        count, pos, err = parse_pairs(buf, bids, body_end, px_dec, qty_dec, BID, sides, prices, qtys, count)
+    first, stop = string_span(buf, find_value(buf, 0, body_end, _CHECKSUM), body_end)
+    if first >= 0:
+        value, after = parse_int(buf, first, stop)
+        if after != stop or value > 0xFFFFFFFF:
+            err = ERR_SYNTAX
+        header[H_CHECKSUM] = value
+    header[H_LEVELS] = count
+    header[H_ERROR] = err
+    return FRAME_UPDATE if err == OK else FRAME_ERROR

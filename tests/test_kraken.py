@@ -1,0 +1,158 @@
+"""Kraken v1 books: checksums on crafted frames, and replay of the real recording."""
+import json
+import zlib
+from decimal import Decimal
+
+import pytest
+
+from feedhandler.feed import KrakenFeed, SyncState
+from feedhandler.instruments import Instrument, kraken_instruments
+from shm.reader import StatusEvent, VenueReader
+from shm.segment import SegmentWriter
+from tools.importers.cryptofeed import import_recordings
+from tools.replay import replay
+
+XMR = Instrument("kraken", "XMR/USD", "XMR", "USD", 2, 8)
+ETH = Instrument("kraken", "ETH/USD", "ETH", "USD", 2, 8)
+
+
+def checksum(asks, bids):
+    """Kraken's rule on the strings as sent: top 10 asks then bids, dot removed, leading zeros stripped."""
+    text = "".join(s.replace(".", "").lstrip("0") for level in asks[:10] + bids[:10] for s in level[:2])
+    return zlib.crc32(text.encode())
+
+
+def snapshot_frame(pair, asks, bids, depth=10):
+    return json.dumps([1, {"as": [[p, q, "1618678133.1"] for p, q in asks],
+                           "bs": [[p, q, "1618678133.1"] for p, q in bids]}, f"book-{depth}", pair]).encode()
+
+
+def update_frame(pair, side, levels, crc, depth=10):
+    return json.dumps([1, {side: [[p, q, "1618678134.2"] for p, q in levels], "c": str(crc)},
+                       f"book-{depth}", pair]).encode()
+
+
+ASKS = [("354.20000000", "1.00000000"), ("354.30000000", "2.00000000")]
+BIDS = [("354.10000000", "3.00000000"), ("354.00000000", "4.00000000")]
+
+
+@pytest.fixture
+def feed(shm_prefix):
+    writer = SegmentWriter.create(shm_prefix, "kraken", [XMR.spec(64), ETH.spec(64)], depth=10, ring_slots=1024)
+    kraken = KrakenFeed([XMR, ETH], writer, capacity=64)
+    for pair in ("XMR/USD", "ETH/USD"):
+        kraken.on_frame(snapshot_frame(pair, ASKS, BIDS), 1)
+    yield kraken, VenueReader("kraken", prefix=shm_prefix)
+    writer.close()
+
+
+def test_an_update_with_the_right_checksum_keeps_the_book_valid(feed):
+    kraken, reader = feed
+    bids = [("354.15000000", "5.00000000")] + BIDS
+    kraken.on_frame(update_frame("XMR/USD", "b", [bids[0]], checksum(ASKS, bids)), 2)
+    book = reader.book("XMR-USD")
+    assert book.valid and book.levels_text("bids")[0] == ["354.15", "5.00000000"]
+    assert reader.counters("XMR-USD")["checksum_ok"] == 1
+
+
+def test_a_bad_checksum_invalidates_that_book_only(feed):
+    kraken, reader = feed
+    cursor = reader.events()
+    kraken.on_frame(update_frame("XMR/USD", "b", [("354.15000000", "5.00000000")], 12345), 2)
+    assert not reader.book("XMR-USD").valid and reader.book("ETH-USD").valid
+    assert reader.counters("XMR-USD")["checksum_fail"] == 1
+    assert kraken.books_to_resubscribe() == ["XMR/USD"]
+    statuses = [(e.status.name, e.reason.name) for e in cursor.poll() if isinstance(e, StatusEvent)]
+    assert statuses == [("BOOK_INVALID", "CHECKSUM")]
+    kraken.on_frame(snapshot_frame("XMR/USD", ASKS, BIDS), 3)  # the resubscribe's snapshot
+    assert reader.book("XMR-USD").valid and kraken.sync[0].state == SyncState.LIVE
+
+
+def test_updates_are_truncated_to_the_subscribed_depth_before_the_checksum(feed):
+    kraken, reader = feed
+    asks = [(f"{354.2 + i / 100:.8f}", "1.00000000") for i in range(10)]
+    kraken.on_frame(snapshot_frame("XMR/USD", asks, BIDS), 1)
+    better = ("354.19000000", "9.00000000")
+    kraken.on_frame(update_frame("XMR/USD", "a", [better], checksum([better] + asks[:9], BIDS)), 2)
+    book = reader.book("XMR-USD")
+    assert book.valid and book.n_asks == 10  # the 11th ask fell out of scope
+
+
+@pytest.mark.parametrize("frame", [
+    b'[1,{"b":[["1e5","1.0","1"]],"c":"1"},"book-10","XMR/USD"]',
+    b'[1,{"b":[["354.1","1.0","1"]],"c":"not-a-number"},"book-10","XMR/USD"]',
+    b'[1,{"b":[["354.1","1.0","1"]],"c":"1"},"book-10","DOGE/USD"]',
+    b'[1,{"b":[["354.1","1.0"',
+    b'[1,{"x":1},"book-10","XMR/USD"]',
+], ids=["exponent", "bad-checksum-text", "unknown-pair", "truncated", "no-levels"])
+def test_bad_frames_are_counted_and_no_book_changes(feed, frame):
+    kraken, reader = feed
+    before = reader.book("XMR-USD").levels_text("bids")
+    kraken.on_frame(frame, 2)
+    assert reader.counters()["decode_errors"] == 1
+    assert reader.book("XMR-USD").valid and reader.book("XMR-USD").levels_text("bids") == before
+
+
+def test_events_and_other_channels_are_not_errors(feed):
+    kraken, reader = feed
+    kraken.on_frame(b'{"event":"heartbeat"}', 2)
+    kraken.on_frame(b'[2,[["354.1","0.5","1618678134.1","b","l",""]],"trade","XMR/USD"]', 2)
+    assert reader.counters()["decode_errors"] == 0
+
+
+def test_assetpairs_give_ws_names_normalized_assets_and_decimals():
+    pairs = {"result": {"XXBTZUSD": {"wsname": "XBT/USD", "pair_decimals": 1, "lot_decimals": 8},
+                        "XBTUSD.d": {"wsname": "XBT/USD", "pair_decimals": 1, "lot_decimals": 8},
+                        "XDGUSD": {"wsname": "XDG/USD", "pair_decimals": 7, "lot_decimals": 8}}}
+    assert [(i.venue_symbol, i.symbol, i.px_dec) for i in kraken_instruments(pairs)] == [
+        ("XBT/USD", "BTC-USD", 1), ("XDG/USD", "DOGE-USD", 7)]
+
+
+# ---------------------------------------------------------------- the real recording
+
+def reference_books(path):
+    """Plain Decimal books with the original strings; every update's checksum recomputed from them."""
+    books, verified = {}, 0
+    for line in open(path):
+        message = json.loads(line.partition(": ")[2]) if line[0].isdigit() else None
+        if not isinstance(message, list) or not str(message[-2]).startswith("book-"):
+            continue
+        pair, depth = message[-1], int(message[-2][5:])
+        objects = [part for part in message[1:-2] if isinstance(part, dict)]
+        if "as" in objects[0] or "bs" in objects[0]:
+            books[pair] = {"a": {Decimal(p): (p, q) for p, q, *_ in objects[0].get("as", [])},
+                           "b": {Decimal(p): (p, q) for p, q, *_ in objects[0].get("bs", [])}}
+            continue
+        book = books[pair]
+        for part in objects:
+            for side in ("a", "b"):
+                for p, q, *_ in part.get(side, []):
+                    if Decimal(q) == 0:
+                        book[side].pop(Decimal(p), None)
+                    else:
+                        book[side][Decimal(p)] = (p, q)
+        for side, best_first in (("a", sorted(book["a"])), ("b", sorted(book["b"], reverse=True))):
+            book[side] = {price: book[side][price] for price in best_first[:depth]}
+        asks = [book["a"][p] for p in sorted(book["a"])]
+        bids = [book["b"][p] for p in sorted(book["b"], reverse=True)]
+        assert checksum(asks, bids) == int(objects[-1]["c"])
+        verified += 1
+    return books, verified
+
+
+def test_real_recording_verifies_every_checksum_and_matches_the_reference(captures, tmp_path, shm_prefix):
+    capture = tmp_path / "kraken.fhcap"
+    import_recordings([str(captures / "kraken-v1-2021" / "KRAKEN")], str(capture))
+    summary = replay([str(capture)], shm_prefix=shm_prefix, depth=1000)
+    reference, verified = reference_books(captures / "kraken-v1-2021" / "KRAKEN.ws.50.0")
+    assert verified == 4269
+    assert sum(book["checksum_ok"] for book in summary["books"].values()) == 4269
+    assert all(book["checksum_fail"] == 0 and book["valid"] and book["crossed"] == 0
+               for book in summary["books"].values())
+    assert summary["decode_errors"] == 0
+    for pair, book in reference.items():
+        got = summary["books"][f"kraken:{pair}"]
+        assert [(Decimal(p), Decimal(q)) for p, q in got["bids"]] == \
+            [(p, Decimal(book["b"][p][1])) for p in sorted(book["b"], reverse=True)]
+        assert [(Decimal(p), Decimal(q)) for p, q in got["asks"]] == \
+            [(p, Decimal(book["a"][p][1])) for p in sorted(book["a"])]
