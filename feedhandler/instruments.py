@@ -1,16 +1,15 @@
 """Instruments: venue symbols mapped to normalized BASE-QUOTE symbols and fixed-point decimals.
 
-Decimals are the precision the venue prints, not its current tick: books keep resting orders from
-before a tick-size change (the recorded NKNUSDT book holds 0.25974 under a 0.0001 tick, and
-11979.3 under a lot of 1), and an exact book must represent them. Asset aliases are canonicalized
+Decimals must hold every level a book can contain, not just the current tick: Binance books keep
+resting orders from before a tick-size change (the recorded NKNUSDT book holds 0.25974 under a
+0.0001 tick, and 11979.3 under a lot of 1), so Binance uses the 8 decimals it prints. Kraken's
+checksum is defined over pair_decimals/lot_decimals, so Kraken uses those; a level finer than
+that would be a counted decode error, never a rounded one. Asset aliases are canonicalized
 (Kraken's XBT is BTC, XDG is DOGE).
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from shm.segment import InstrumentSpec
 
@@ -20,14 +19,6 @@ ASSET_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
 def normalize_asset(asset: str) -> str:
     asset = asset.upper()
     return ASSET_ALIASES.get(asset, asset)
-
-
-def decimals_of(step: str) -> int:
-    """Decimals needed to write `step` exactly: '0.00010000' -> 4, '1.00000000' -> 0, '0.25' -> 2."""
-    whole, _, fraction = step.strip().partition(".")
-    if not whole.isdigit() or (fraction and not fraction.isdigit()):
-        raise ValueError(f"not a plain decimal step size: {step!r}")
-    return len(fraction.rstrip("0"))
 
 
 @dataclass(frozen=True)
@@ -60,22 +51,6 @@ def binance_instruments(exchange_info: dict) -> list[Instrument]:
                                       normalize_asset(entry["quoteAsset"]), int(price_decimals),
                                       int(entry["baseAssetPrecision"])))
     return instruments
-
-
-def cache_path(venue: str) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fh" / "instruments"
-    return base / f"{venue}.json"
-
-
-def save(instruments: list[Instrument], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([asdict(i) for i in instruments]))
-    tmp.replace(path)
-
-
-def load(path: Path) -> list[Instrument]:
-    return [Instrument(**row) for row in json.loads(path.read_text())]
 
 
 def kraken_instruments(asset_pairs: dict) -> list[Instrument]:

@@ -6,7 +6,7 @@ import pytest
 
 from feedhandler.capture import CaptureReader
 from feedhandler.feed import BinanceFeed, SyncState
-from feedhandler.instruments import Instrument, binance_instruments, decimals_of
+from feedhandler.instruments import Instrument, binance_instruments
 from shm.reader import StatusEvent, VenueReader
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
@@ -116,11 +116,6 @@ def test_instruments_use_the_printed_precision_and_normalized_assets():
                          "quotePrecision": 8, "quoteAssetPrecision": 8, "filters": []}]}
     (instrument,) = binance_instruments(info)
     assert (instrument.symbol, instrument.px_dec, instrument.qty_dec) == ("BTC-USDT", 8, 8)
-
-
-@pytest.mark.parametrize("step, decimals", [("0.00010000", 4), ("1.00000000", 0), ("0.25", 2), ("10", 0)])
-def test_step_sizes_give_their_decimals(step, decimals):
-    assert decimals_of(step) == decimals
 
 
 # ---------------------------------------------------------------- the real recording

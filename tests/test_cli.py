@@ -33,6 +33,26 @@ def test_bench_shm_json_has_the_documented_keys():
         assert isinstance(figures[key], float) and figures[key] > 0
 
 
+def test_bench_decode_json_has_a_figure_per_venue():
+    result = fh("bench", "decode", "--json", "--frames", "500")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    for venue in ("binance", "kraken"):
+        assert set(figures[venue]) == {"p50_ns", "p99_ns", "msgs_per_s"}
+        assert figures[venue]["msgs_per_s"] > 0
+    assert "coinbase" in figures
+
+
+def test_bench_replay_json_counts_frames(captures, tmp_path):
+    from tools.importers.cryptofeed import import_recordings
+    capture = tmp_path / "b.fhcap"
+    import_recordings([str(captures / "binance-spot-2021" / "BINANCE")], str(capture))
+    result = fh("bench", "replay", str(capture), "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["frames"] == 269 and figures["msgs_per_s"] > 0
+
+
 def test_bench_rejects_a_non_positive_count():
     result = fh("bench", "book", "--levels", "0")
     assert result.returncode == 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -13,6 +14,18 @@ def _bench_book(args: argparse.Namespace) -> dict:
 def _bench_shm(args: argparse.Namespace) -> dict:
     from .bench import shm
     return shm.run(samples=args.samples, records=args.records)
+
+
+def _bench_decode(args: argparse.Namespace) -> dict:
+    from .bench import decode
+    return decode.run(frames=args.frames)
+
+
+def _bench_replay(args: argparse.Namespace) -> dict:
+    from .replay import replay
+    summary = replay([args.file], shm_prefix=f"fhbench{os.getpid()}")  # first pass compiles and warms
+    summary = replay([args.file], shm_prefix=f"fhbench{os.getpid()}")
+    return {"frames": summary["frames"], "msgs_per_s": summary["msgs_per_s"], "elapsed_s": summary["elapsed_s"]}
 
 
 def _demo(args: argparse.Namespace) -> dict:
@@ -54,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     shm.add_argument("--records", type=int, default=20_000_000, help="records for the throughput run")
     shm.set_defaults(run=_bench_shm, title="fh bench shm")
 
+    decode = benches.add_parser("decode", help="per-venue frame decode+apply+publish: p50/p99, msgs/s")
+    decode.add_argument("--frames", type=int, default=20_000, help="frames timed per venue")
+    decode.set_defaults(run=_bench_decode, title="fh bench decode")
+    replay_bench = benches.add_parser("replay", help="a capture end to end through fh replay: msgs/s")
+    replay_bench.add_argument("file")
+    replay_bench.set_defaults(run=_bench_replay, title="fh bench replay")
+
     demo = commands.add_parser("demo", help="publish synthetic books to shared memory for trying the reader API")
     demo.add_argument("--prefix", default="fh", help="segment prefix (default fh)")
     demo.add_argument("--venue", default="demo", help="segment name (default demo)")
@@ -80,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--summary-json", help="write the summary contract to this file")
     replay.set_defaults(run=_replay, title="fh replay")
 
-    for sub in (book, shm, demo, info, importer, replay):
+    for sub in (book, shm, decode, replay_bench, demo, info, importer, replay):
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -88,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .bench.stats import emit
-    for name in ("levels", "diffs", "samples", "records", "duration", "rate"):
+    for name in ("levels", "diffs", "samples", "records", "frames", "duration", "rate"):
         if getattr(args, name, 1) <= 0:
             print(f"fh: --{name} must be > 0", file=sys.stderr)
             return 2

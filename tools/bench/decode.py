@@ -1,0 +1,111 @@
+"""`fh bench decode`: one venue frame decoded, applied to its book and published to shm, per message.
+
+Binance: 40-level depth diffs (20 bids, 20 asks near the touch) on a 1,000-level book.
+Kraken v1: single-level updates on a depth-10 book, each with its checksum verified.
+The timing is of `feed.on_frame`, the call a venue worker makes per frame: Python included.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from feedhandler.book import BookStore
+from feedhandler.book_kernels import ASK, BID
+from feedhandler.feed import BinanceFeed, KrakenFeed, SyncState
+from feedhandler.instruments import Instrument
+from shm.fixedpoint import format_decimal
+from shm.layout import Counter
+from shm.segment import SegmentWriter
+
+from .stats import machine, percentiles
+
+MID = 6_500_000  # 65000.00
+
+
+def _time_frames(feed, frames: list[bytes]) -> np.ndarray:
+    for frame in frames[:200]:  # compile and warm
+        feed.on_frame(frame, 0)
+    timings = np.empty(len(frames) - 200, np.int64)
+    for k, frame in enumerate(frames[200:]):
+        started = time.perf_counter_ns()
+        feed.on_frame(frame, started)
+        timings[k] = time.perf_counter_ns() - started
+    return timings
+
+
+def _binance_frames(rng: np.random.Generator, count: int) -> list[bytes]:
+    frames = []
+    for k in range(count):
+        levels = {}
+        for side, sign in (("b", -1), ("a", 1)):
+            ticks = MID + sign * (1 + rng.exponential(12, 20).astype(np.int64))
+            qtys = np.where(rng.random(20) < 0.25, 0, rng.integers(1, 10**8, 20))
+            levels[side] = [[format_decimal(int(p), 2), format_decimal(int(q), 8)] for p, q in zip(ticks, qtys)]
+        data = {"e": "depthUpdate", "E": 1700000000000 + k, "s": "BTCUSDT", "U": 1001 + k, "u": 1001 + k, **levels}
+        frames.append(json.dumps({"stream": "btcusdt@depth@100ms", "data": data}, separators=(",", ":")).encode())
+    return frames
+
+
+def _binance(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    instrument = Instrument("binance", "BTCUSDT", "BTC", "USDT", 2, 8)
+    with SegmentWriter.create(prefix, "binance", [instrument.spec(8192)], depth=10, ring_slots=1 << 16) as writer:
+        feed = BinanceFeed([instrument], writer)
+        ladder = np.arange(1, 1001)
+        snapshot = {"lastUpdateId": 1000,
+                    "bids": [[format_decimal(MID - int(t), 2), "1.00000000"] for t in ladder],
+                    "asks": [[format_decimal(MID + int(t), 2), "1.00000000"] for t in ladder]}
+        feed.on_frame(_binance_frames(rng, 1)[0].replace(b'"U":1001,"u":1001', b'"U":1000,"u":1000'), 0)
+        feed.on_snapshot("BTCUSDT", json.dumps(snapshot).encode(), 0)
+        timings = _time_frames(feed, _binance_frames(rng, count))
+        writer.close(unlink=True)
+    return timings
+
+
+def _kraken_frames(rng: np.random.Generator, count: int) -> tuple[bytes, list[bytes]]:
+    """A depth-10 snapshot and `count` one-level updates whose checksums a shadow book computes."""
+    shadow = BookStore([64], window=256)
+    asks = [[format_decimal(MID + t, 1), "1.00000000", "1.0"] for t in range(1, 11)]
+    bids = [[format_decimal(MID - t, 1), "1.00000000", "1.0"] for t in range(1, 11)]
+    shadow.load(0, np.array([[MID - t, 10**8] for t in range(1, 11)]), np.array([[MID + t, 10**8] for t in range(1, 11)]))
+    snapshot = json.dumps([1, {"as": asks, "bs": bids}, "book-10", "XBT/USD"]).encode()
+    frames = []
+    for _ in range(count):
+        side = BID if rng.random() < 0.5 else ASK
+        price = MID - 1 - int(rng.integers(0, 10)) if side == BID else MID + 1 + int(rng.integers(0, 10))
+        qty = 0 if rng.random() < 0.2 else int(rng.integers(1, 10**8))
+        shadow.set(0, side, price, qty)
+        shadow.truncate(0, 10)
+        level = [format_decimal(price, 1), format_decimal(qty, 8), "1.0"]
+        message = [1, {"b" if side == BID else "a": [level], "c": str(shadow.kraken_checksum(0))}, "book-10", "XBT/USD"]
+        frames.append(json.dumps(message).encode())
+    return snapshot, frames
+
+
+def _kraken(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    instrument = Instrument("kraken", "XBT/USD", "BTC", "USD", 1, 8)
+    snapshot, frames = _kraken_frames(rng, count)
+    with SegmentWriter.create(prefix, "kraken", [instrument.spec(64)], depth=10, ring_slots=1 << 16) as writer:
+        feed = KrakenFeed([instrument], writer, capacity=64)
+        feed.on_frame(snapshot, 0)
+        timings = _time_frames(feed, frames)
+        if writer.counters[0, Counter.CHECKSUM_FAIL] or feed.sync[0].state != SyncState.LIVE:
+            raise RuntimeError("kraken benchmark frames failed their checksums")
+        writer.close(unlink=True)
+    return timings
+
+
+def run(frames: int = 20_000, seed: int = 3) -> dict[str, object]:
+    rng = np.random.default_rng(seed)
+    prefix = f"fhbench{os.getpid()}"
+    result: dict[str, object] = {}
+    for venue, measure in (("binance", _binance), ("kraken", _kraken)):
+        timings = measure(prefix, frames + 200, rng)
+        figures = percentiles(timings, "decode")
+        result[venue] = {"p50_ns": figures["decode_p50_ns"], "p99_ns": figures["decode_p99_ns"],
+                         "msgs_per_s": 1e9 / float(np.mean(timings))}
+    result["coinbase"] = None  # decoder not implemented yet
+    result["machine"] = machine()
+    return result
