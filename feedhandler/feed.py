@@ -80,13 +80,13 @@ class VenueFeed:
         self.counters[book, Counter.ABSENT_DELETES] += books.meta[book, M_ABSENT_DELETES] - before_absent
         self.counters[book, Counter.BOOK_OVERFLOW] += books.meta[book, M_OVERFLOW] - before_overflow
 
-    def _load(self, book: int, n: int) -> None:
-        """Replace a book with the n decoded levels (a snapshot)."""
+    def _load(self, book: int, sides: np.ndarray, prices: np.ndarray, qtys: np.ndarray) -> None:
+        """Replace a book with decoded snapshot levels (each tagged with its side)."""
         books = self.books
         for side in (BID, ASK):
-            chosen = self._sides[:n] == side
-            prices, qtys = self._prices[:n][chosen], self._qtys[:n][chosen]
-            load_side(books.levels, books.ladder, books.meta, book, side, prices, qtys, len(prices))
+            chosen = sides == side
+            side_prices, side_qtys = prices[chosen], qtys[chosen]
+            load_side(books.levels, books.ladder, books.meta, book, side, side_prices, side_qtys, len(side_prices))
 
     def _crossed(self, book: int, ts_recv: int) -> bool:
         """A crossed book is never published as valid: count it and invalidate that book."""
@@ -154,7 +154,7 @@ class BinanceFeed(VenueFeed):
         buf = np.frombuffer(body, np.uint8)
         capacity = max(MAX_LEVELS_PER_FRAME, 2 * len(buf) // 8)
         sides, prices, qtys = (np.empty(capacity, np.int64) for _ in range(3))
-        last_id, n_bids, total, err = binance.decode_snapshot(buf, len(buf), inst.px_dec, inst.qty_dec, sides,
+        last_id, _, total, err = binance.decode_snapshot(buf, len(buf), inst.px_dec, inst.qty_dec, sides,
                                                               prices, qtys)
         if err != 0:
             self.counters[book, Counter.DECODE_ERRORS] += 1
@@ -162,10 +162,7 @@ class BinanceFeed(VenueFeed):
         if sync.buffered and last_id < sync.buffered[0][2]:
             sync.stale_snapshots += 1  # older than the buffer: refetch
             return
-        books = self.books
-        load_side(books.levels, books.ladder, books.meta, book, BID, prices[:n_bids], qtys[:n_bids], n_bids)
-        load_side(books.levels, books.ladder, books.meta, book, ASK, prices[n_bids:total], qtys[n_bids:total],
-                  total - n_bids)
+        self._load(book, sides[:total], prices[:total], qtys[:total])
         buffered = list(sync.buffered)
         sync.buffered.clear()
         self._went_live(book, last_id, ts_recv)
@@ -237,7 +234,8 @@ class KrakenFeed(VenueFeed):
             inst = self.instruments[book]
             self._pads[book] = (max(0, int(header[kraken.H_PX_WIRE_DEC]) - inst.px_dec),
                                 max(0, int(header[kraken.H_QTY_WIRE_DEC]) - inst.qty_dec))
-            self._load(book, int(header[kraken.H_LEVELS]))
+            n = int(header[kraken.H_LEVELS])
+            self._load(book, self._sides[:n], self._prices[:n], self._qtys[:n])
             self.books.truncate(book, int(header[kraken.H_DEPTH]))
             if not self._crossed(book, ts_recv):
                 self._went_live(book, 0, ts_recv)

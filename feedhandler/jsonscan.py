@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from shm.fixedpoint import OK, parse_decimal  # noqa: F401  (re-exported for decoders)
+from shm.fixedpoint import OK, parse_decimal
 
 QUOTE, COLON, COMMA, LBRACKET, RBRACKET = 34, 58, 44, 91, 93
 ERR_SYNTAX = 20  # decode error codes above the fixed-point ones
@@ -93,6 +93,16 @@ def string_span(buf, pos, end):
 
 
 @njit(nogil=True, cache=True)
+def decimal_string(buf, pos, end, decimals):
+    """(mantissa, position of the closing quote, error) of a quoted decimal at `pos`."""
+    first, stop = string_span(buf, pos, end)
+    if first < 0:
+        return 0, -1, ERR_SYNTAX
+    value, err = parse_decimal(buf, first, stop, decimals, False)
+    return value, stop, err
+
+
+@njit(nogil=True, cache=True)
 def parse_pairs(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count):
     """Parse `[["price","qty"], ...]` (extra elements in a pair are skipped) at `pos`, appending to
     the output arrays from index `count`. Returns (new count, position after the array, error)."""
@@ -104,19 +114,13 @@ def parse_pairs(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count
     while i < end:
         if buf[i] != LBRACKET:
             return count, -1, ERR_SYNTAX
-        first, stop = string_span(buf, _skip_spaces(buf, i + 1, end), end)
-        if first < 0:
-            return count, -1, ERR_SYNTAX
-        price, err = parse_decimal(buf, first, stop, px_dec, False)
+        price, stop, err = decimal_string(buf, _skip_spaces(buf, i + 1, end), end, px_dec)
         if err != OK:
             return count, -1, err
         i = _skip_spaces(buf, stop + 1, end)
         if i >= end or buf[i] != COMMA:
             return count, -1, ERR_SYNTAX
-        first, stop = string_span(buf, _skip_spaces(buf, i + 1, end), end)
-        if first < 0:
-            return count, -1, ERR_SYNTAX
-        qty, err = parse_decimal(buf, first, stop, qty_dec, False)
+        qty, stop, err = decimal_string(buf, _skip_spaces(buf, i + 1, end), end, qty_dec)
         if err != OK:
             return count, -1, err
         i = stop + 1

@@ -12,7 +12,7 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, find_value, key, looks_like_object, match_symbol, parse_decimal, parse_int,
+from ..jsonscan import (ERR_SYNTAX, decimal_string, find_value, key, looks_like_object, match_symbol, parse_int,
                         parse_pairs, string_span)
 from .adapter import VenueAdapter
 
@@ -79,12 +79,10 @@ def _equals(buf, first, stop, word):
     return True
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True)
 def _decimal_at(buf, pos, end, decimals):
-    first, stop = string_span(buf, pos, end)
-    if first < 0:
-        return 0, ERR_SYNTAX
-    return parse_decimal(buf, first, stop, decimals, False)
+    value, stop, err = decimal_string(buf, pos, end, decimals)
+    return value, err
 
 
 @njit(nogil=True, cache=True)

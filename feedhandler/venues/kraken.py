@@ -125,16 +125,13 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     count = 0
     err = OK
     if snapshot_asks >= 0 or snapshot_bids >= 0:
-        if snapshot_asks >= 0:
-            header[H_PX_WIRE_DEC], stop = _fraction_digits(buf, snapshot_asks, body_end)
-            header[H_QTY_WIRE_DEC], stop = _fraction_digits(buf, stop + 1, body_end)
-            count, pos, err = parse_pairs(buf, snapshot_asks, body_end, px_dec, qty_dec, ASK, sides, prices, qtys, 0)
-        if err == OK and snapshot_bids >= 0:
-            if snapshot_asks < 0:
-                header[H_PX_WIRE_DEC], stop = _fraction_digits(buf, snapshot_bids, body_end)
+        for pos, side in ((snapshot_asks, ASK), (snapshot_bids, BID)):
+            if pos < 0 or err != OK:
+                continue
+            if count == 0:  # the decimals Kraken printed, from the first level, for the checksum text
+                header[H_PX_WIRE_DEC], stop = _fraction_digits(buf, pos, body_end)
                 header[H_QTY_WIRE_DEC], stop = _fraction_digits(buf, stop + 1, body_end)
-            count, pos, err = parse_pairs(buf, snapshot_bids, body_end, px_dec, qty_dec, BID, sides, prices, qtys,
-                                          count)
+            count, after, err = parse_pairs(buf, pos, body_end, px_dec, qty_dec, side, sides, prices, qtys, count)
         header[H_LEVELS] = count
         header[H_ERROR] = err
         return FRAME_SNAPSHOT if err == OK else FRAME_ERROR
@@ -143,10 +140,9 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     if asks < 0 and bids < 0:
         header[H_ERROR] = ERR_SYNTAX
         return FRAME_ERROR
-    if asks >= 0:
-        count, pos, err = parse_pairs(buf, asks, body_end, px_dec, qty_dec, ASK, sides, prices, qtys, 0)
-    if err == OK and bids >= 0:
-        count, pos, err = parse_pairs(buf, bids, body_end, px_dec, qty_dec, BID, sides, prices, qtys, count)
+    for pos, side in ((asks, ASK), (bids, BID)):
+        if pos >= 0 and err == OK:
+            count, after, err = parse_pairs(buf, pos, body_end, px_dec, qty_dec, side, sides, prices, qtys, count)
     first, stop = string_span(buf, find_value(buf, 0, body_end, _CHECKSUM), body_end)
     if first >= 0:
         value, after = parse_int(buf, first, stop)
