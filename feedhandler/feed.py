@@ -23,9 +23,9 @@ from .book_kernels import ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes,
 from .instruments import Instrument
 from .jsonscan import symbol_table
 from .publish import publish
-from .venues import binance, kraken
+from .venues import binance, coinbase, kraken
 
-MAX_LEVELS_PER_FRAME = 20_000
+INITIAL_LEVELS = 20_000
 
 
 class SyncState(Enum):
@@ -56,13 +56,20 @@ class VenueFeed:
         self._symbols, self._lengths = symbol_table([inst.venue_symbol for inst in instruments])
         self._px_decs = np.array([inst.px_dec for inst in instruments], np.int64)
         self._qty_decs = np.array([inst.qty_dec for inst in instruments], np.int64)
-        self._sides = np.zeros(MAX_LEVELS_PER_FRAME, np.int64)
-        self._prices = np.zeros(MAX_LEVELS_PER_FRAME, np.int64)
-        self._qtys = np.zeros(MAX_LEVELS_PER_FRAME, np.int64)
+        self._sides, self._prices, self._qtys = (np.zeros(INITIAL_LEVELS, np.int64) for _ in range(3))
         self._header = np.zeros(self.HEADER_WORDS, np.int64)
         self.counters = writer.counters
 
+    def _fit_scratch(self, payload: bytes) -> None:
+        """Size the level arrays for this frame: a level takes at least 8 bytes of JSON, so a frame
+        can never hold more than len/8 of them (Coinbase snapshots carry ~46k)."""
+        needed = len(payload) // 8 + 1
+        if needed > len(self._prices):
+            size = max(needed, 2 * len(self._prices))
+            self._sides, self._prices, self._qtys = (np.zeros(size, np.int64) for _ in range(3))
+
     def _decode(self, decoder, payload: bytes) -> int:
+        self._fit_scratch(payload)
         buf = np.frombuffer(payload, np.uint8)
         return decoder(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs, self._sides,
                        self._prices, self._qtys, self._header)
@@ -71,12 +78,13 @@ class VenueFeed:
         self.counters[-1, Counter.FRAMES] += 1
         self.counters[-1, Counter.BYTES] += len(payload)
 
-    def _apply(self, book: int, n: int) -> None:
-        """Apply the n decoded levels to a book, counting absent deletes and overflow into shm."""
+    def _apply(self, book: int, first: int, end: int) -> None:
+        """Apply decoded levels [first, end) to a book, counting absent deletes and overflow into shm."""
         books = self.books
         before_absent = books.meta[book, M_ABSENT_DELETES]
         before_overflow = books.meta[book, M_OVERFLOW]
-        apply_changes(books.levels, books.ladder, books.meta, book, self._sides[:n], self._prices[:n], self._qtys[:n])
+        apply_changes(books.levels, books.ladder, books.meta, book, self._sides[first:end],
+                      self._prices[first:end], self._qtys[first:end])
         self.counters[book, Counter.ABSENT_DELETES] += books.meta[book, M_ABSENT_DELETES] - before_absent
         self.counters[book, Counter.BOOK_OVERFLOW] += books.meta[book, M_OVERFLOW] - before_overflow
 
@@ -131,7 +139,7 @@ class BinanceFeed(VenueFeed):
         super().__init__(instruments, writer, capacity)
         self.buffer_frames = buffer_frames
 
-    def on_frame(self, payload: bytes, ts_recv: int) -> None:
+    def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
         self._count_frame(payload)
         kind = self._decode(binance.decode, payload)
         if kind == binance.FRAME_DEPTH:
@@ -151,11 +159,11 @@ class BinanceFeed(VenueFeed):
         if sync.state == SyncState.LIVE:
             return  # not asked for: the book is already bridged
         inst = self.instruments[book]
+        self._fit_scratch(body)
         buf = np.frombuffer(body, np.uint8)
-        capacity = max(MAX_LEVELS_PER_FRAME, 2 * len(buf) // 8)
-        sides, prices, qtys = (np.empty(capacity, np.int64) for _ in range(3))
+        sides, prices, qtys = self._sides, self._prices, self._qtys
         last_id, _, total, err = binance.decode_snapshot(buf, len(buf), inst.px_dec, inst.qty_dec, sides,
-                                                              prices, qtys)
+                                                         prices, qtys)
         if err != 0:
             self.counters[book, Counter.DECODE_ERRORS] += 1
             return
@@ -188,7 +196,7 @@ class BinanceFeed(VenueFeed):
             self._invalidate(book, Reason.SEQUENCE_GAP, ts_recv)
             self._buffer(book, payload, ts_recv)
             return
-        self._apply(book, int(header[binance.H_LEVELS]))
+        self._apply(book, 0, int(header[binance.H_LEVELS]))
         sync.update_id = last_id
         if self._crossed(book, ts_recv):
             return
@@ -225,7 +233,7 @@ class KrakenFeed(VenueFeed):
         super().__init__(instruments, writer, capacity)
         self._pads = [(0, 0)] * len(instruments)  # wire decimals beyond the book's, for the checksum text
 
-    def on_frame(self, payload: bytes, ts_recv: int) -> None:
+    def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
         self._count_frame(payload)
         kind = self._decode(kraken.decode, payload)
         header = self._header
@@ -255,7 +263,7 @@ class KrakenFeed(VenueFeed):
         if sync.state != SyncState.LIVE:
             return  # nothing to apply it to until the next snapshot
         header = self._header
-        self._apply(book, int(header[kraken.H_LEVELS]))
+        self._apply(book, 0, int(header[kraken.H_LEVELS]))
         self.books.truncate(book, int(header[kraken.H_DEPTH]))
         sync.update_id += 1  # Kraken v1 has no update ids: count the updates applied
         expected = int(header[kraken.H_CHECKSUM])
@@ -265,6 +273,70 @@ class KrakenFeed(VenueFeed):
                 self._invalidate(book, Reason.CHECKSUM, ts_recv)
                 return
             self.counters[book, Counter.CHECKSUM_OK] += 1
+        if self._crossed(book, ts_recv):
+            return
+        self.counters[book, Counter.BOOK_UPDATES] += 1
+        self._publish(book, 0, ts_recv, True)
+
+
+class CoinbaseFeed(VenueFeed):
+    """Coinbase books from either API. Advanced Trade: the l2_data snapshot event makes a book valid,
+    updates follow, and every message's sequence_num must follow the last one of its connection; a
+    jump invalidates every book that connection carries (they resubscribe). Exchange level2: a
+    snapshot, then l2update changes (no sequence on that channel)."""
+
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 65536):
+        super().__init__(instruments, writer, capacity)
+        self._events = np.zeros((coinbase.MAX_EVENTS, 4), np.int64)
+        self._last_sequence: dict[int, int] = {}
+        self._book_conn = [-1] * len(instruments)
+
+    def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
+        self._count_frame(payload)
+        self._fit_scratch(payload)
+        buf = np.frombuffer(payload, np.uint8)
+        header = self._header
+        kind = coinbase.decode(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs,
+                               self._sides, self._prices, self._qtys, header, self._events)
+        if header[coinbase.H_SEQUENCE] >= 0:
+            self._check_sequence(conn, int(header[coinbase.H_SEQUENCE]), ts_recv)
+        if kind == coinbase.FRAME_L2:
+            for instrument, is_snapshot, first, end in self._events[:int(header[coinbase.H_EVENTS])]:
+                self._on_levels(int(instrument), bool(is_snapshot), int(first), int(end), conn, ts_recv)
+        elif kind in (coinbase.FRAME_SNAPSHOT, coinbase.FRAME_UPDATE):
+            self._on_levels(int(header[coinbase.H_INSTRUMENT]), kind == coinbase.FRAME_SNAPSHOT, 0,
+                            int(header[coinbase.H_LEVELS]), conn, ts_recv)
+        elif kind in (coinbase.FRAME_ERROR, coinbase.FRAME_UNKNOWN_SYMBOL):
+            self.counters[-1, Counter.DECODE_ERRORS] += 1
+
+    def books_to_resubscribe(self) -> list[str]:
+        return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
+                if sync.state != SyncState.LIVE]
+
+    def _check_sequence(self, conn: int, sequence: int, ts_recv: int) -> None:
+        last = self._last_sequence.get(conn)
+        self._last_sequence[conn] = sequence
+        if last is None or sequence == last + 1:
+            return
+        for book, book_conn in enumerate(self._book_conn):
+            if book_conn == conn and self.sync[book].state == SyncState.LIVE:
+                self.counters[book, Counter.GAPS] += 1
+                self._status(book, Status.GAP, Reason.SEQUENCE_GAP, ts_recv)
+                self._invalidate(book, Reason.SEQUENCE_GAP, ts_recv)
+
+    def _on_levels(self, book: int, is_snapshot: bool, first: int, end: int, conn: int, ts_recv: int) -> None:
+        sync = self.sync[book]
+        if is_snapshot:
+            self._load(book, self._sides[first:end], self._prices[first:end], self._qtys[first:end])
+            self._book_conn[book] = conn
+            if not self._crossed(book, ts_recv):
+                self._went_live(book, 0, ts_recv)
+                self._publish(book, 0, ts_recv, True)
+            return
+        if sync.state != SyncState.LIVE:
+            return  # nothing to apply it to until the next snapshot
+        self._apply(book, first, end)
+        sync.update_id += 1  # neither API numbers book updates: count the ones applied
         if self._crossed(book, ts_recv):
             return
         self.counters[book, Counter.BOOK_UPDATES] += 1

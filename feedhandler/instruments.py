@@ -21,6 +21,14 @@ def normalize_asset(asset: str) -> str:
     return ASSET_ALIASES.get(asset, asset)
 
 
+def decimals_of(step: str) -> int:
+    """Decimals needed to write `step` exactly: '0.00010000' -> 4, '1' -> 0, '0.25' -> 2."""
+    whole, _, fraction = step.strip().partition(".")
+    if not whole.isdigit() or (fraction and not fraction.isdigit()):
+        raise ValueError(f"not a plain decimal step size: {step!r}")
+    return len(fraction.rstrip("0"))
+
+
 @dataclass(frozen=True)
 class Instrument:
     venue: str
@@ -64,4 +72,20 @@ def kraken_instruments(asset_pairs: dict) -> list[Instrument]:
         base, quote = wsname.split("/", 1)
         instruments.append(Instrument("kraken", wsname, normalize_asset(base), normalize_asset(quote),
                                       int(entry["pair_decimals"]), int(entry["lot_decimals"])))
+    return instruments
+
+
+def coinbase_instruments(products: dict | list) -> list[Instrument]:
+    """From Advanced Trade `/api/v3/brokerage/market/products` ({"products": [...]}) or Exchange
+    `/products` ([...]): product id, base and quote, decimals of quote_increment / base_increment."""
+    rows = products["products"] if isinstance(products, dict) else products
+    instruments = []
+    for row in rows:
+        product = row.get("product_id") or row.get("id")
+        base = row.get("base_currency_id") or row.get("base_currency")
+        quote = row.get("quote_currency_id") or row.get("quote_currency")
+        if not (product and base and quote and row.get("quote_increment") and row.get("base_increment")):
+            continue
+        instruments.append(Instrument("coinbase", product, normalize_asset(base), normalize_asset(quote),
+                                      decimals_of(row["quote_increment"]), decimals_of(row["base_increment"])))
     return instruments

@@ -171,3 +171,57 @@ def symbol_table(symbols: list[str], width: int = 32) -> tuple[np.ndarray, np.nd
         table[row, :len(encoded)] = np.frombuffer(encoded, np.uint8)
         lengths[row] = len(encoded)
     return table, lengths
+
+
+@njit(nogil=True, cache=True)
+def skip_value(buf, pos, end):
+    """Position just after the JSON value at `pos` (strings, numbers, literals, nested arrays and
+    objects), or -1 when it does not end inside [pos, end)."""
+    pos = _skip_spaces(buf, pos, end)
+    if pos >= end:
+        return -1
+    depth = 0
+    i = pos
+    while i < end:
+        c = buf[i]
+        if c == QUOTE:
+            i += 1
+            while i < end and buf[i] != QUOTE:
+                i += 2 if buf[i] == 92 else 1
+            if i >= end:
+                return -1
+            if depth == 0:
+                return i + 1
+        elif c == LBRACKET or c == 123:
+            depth += 1
+        elif c == RBRACKET or c == 125:
+            depth -= 1
+            if depth < 0:
+                return -1
+            if depth == 0:
+                return i + 1
+        elif depth == 0 and (c == COMMA or c == 32 or c == 10 or c == 13 or c == 9):
+            return i
+        i += 1
+    return end if depth == 0 and i > pos else -1
+
+
+@njit(nogil=True, cache=True)
+def next_element(buf, pos, end):
+    """After an element ending at `pos`: position of the next element of the same array, or -1 at
+    the closing bracket (or on a syntax error)."""
+    pos = _skip_spaces(buf, pos, end)
+    if pos < end and buf[pos] == COMMA:
+        return _skip_spaces(buf, pos + 1, end)
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def first_element(buf, pos, end):
+    """Position of the first element of the array at `pos`, or -1 when empty or not an array."""
+    if pos < 0 or pos >= end or buf[pos] != LBRACKET:
+        return -1
+    pos = _skip_spaces(buf, pos + 1, end)
+    if pos >= end or buf[pos] == RBRACKET:
+        return -1
+    return pos

@@ -13,8 +13,8 @@ import time
 from urllib.parse import parse_qs, urlparse
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
-from feedhandler.feed import BinanceFeed, KrakenFeed
-from feedhandler.instruments import Instrument, binance_instruments, kraken_instruments
+from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
+from feedhandler.instruments import Instrument, binance_instruments, coinbase_instruments, kraken_instruments
 from shm.layout import Counter
 from shm.reader import VenueReader
 from shm.segment import SegmentWriter
@@ -43,7 +43,9 @@ def _captured_instruments(reader: CaptureReader, endpoint: str, parse) -> list[I
             except ValueError:
                 continue
             if isinstance(message, dict) and message.get("event") == "subscribe":
-                wanted |= set(message.get("pair", []))
+                wanted |= set(message.get("pair", []))  # Kraken
+            elif isinstance(message, dict) and message.get("type") == "subscribe":
+                wanted |= set(message.get("product_ids", []))  # Coinbase
     if metadata is None:
         raise ReplayError(f"{reader.path}: no {endpoint} response captured; instruments unknown")
     return sorted((i for i in parse(metadata) if not wanted or i.venue_symbol in wanted),
@@ -53,6 +55,7 @@ def _captured_instruments(reader: CaptureReader, endpoint: str, parse) -> list[I
 VENUES = {
     "binance": ("/exchangeInfo", binance_instruments, BinanceFeed),
     "kraken": ("/AssetPairs", kraken_instruments, KrakenFeed),
+    "coinbase": ("/products", coinbase_instruments, CoinbaseFeed),
 }
 
 
@@ -68,7 +71,8 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
     factor = None if speed == "max" else (1.0 if speed == "realtime" else float(speed))
     endpoint, parse, feed_class = VENUES[venue]
     instruments = _captured_instruments(readers[0], endpoint, parse)
-    writer = SegmentWriter.create(shm_prefix, venue, [i.spec(8192) for i in instruments], depth=depth,
+    feed_capacity = feed_class.__init__.__defaults__[0]
+    writer = SegmentWriter.create(shm_prefix, venue, [i.spec(feed_capacity) for i in instruments], depth=depth,
                                   ring_slots=1 << 16)
     feed = feed_class(instruments, writer)
     frames = 0
@@ -83,7 +87,7 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
                     time.sleep(max(0.0, due - time.perf_counter()))
                 if frame.kind == FrameKind.WS_RECV:
                     frames += 1
-                    feed.on_frame(frame.payload, frame.ts_ns)
+                    feed.on_frame(frame.payload, frame.ts_ns, frame.conn)
                 elif frame.kind == FrameKind.REST:
                     _, url, _, body = split_rest(frame.payload)
                     parsed = urlparse(url)

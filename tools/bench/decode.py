@@ -2,6 +2,7 @@
 
 Binance: 40-level depth diffs (20 bids, 20 asks near the touch) on a 1,000-level book.
 Kraken v1: single-level updates on a depth-10 book, each with its checksum verified.
+Coinbase Advanced Trade: l2_data updates of 5 levels on a 2,000-level book, sequence checked.
 The timing is of `feed.on_frame`, the call a venue worker makes per frame: Python included.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID
-from feedhandler.feed import BinanceFeed, KrakenFeed, SyncState
+from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed, SyncState
 from feedhandler.instruments import Instrument
 from shm.fixedpoint import format_decimal
 from shm.layout import Counter
@@ -97,15 +98,44 @@ def _kraken(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
     return timings
 
 
+def _coinbase_message(sequence: int, kind: str, updates: list[tuple[str, int, int]]) -> bytes:
+    return json.dumps({"channel": "l2_data", "timestamp": "2026-08-09T21:05:48.505350477Z",
+                       "sequence_num": sequence, "events": [{"type": kind, "product_id": "BTC-USD", "updates": [
+                           {"side": side, "event_time": "2026-08-09T21:05:48.210883Z",
+                            "price_level": format_decimal(price, 2), "new_quantity": format_decimal(qty, 8)}
+                           for side, price, qty in updates]}]}, separators=(",", ":")).encode()
+
+
+def _coinbase(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    instrument = Instrument("coinbase", "BTC-USD", "BTC", "USD", 2, 8)
+    snapshot = [("bid", MID - t, 10**8) for t in range(1, 1001)] + [("offer", MID + t, 10**8) for t in range(1, 1001)]
+    frames = []
+    for k in range(count):
+        updates = []
+        for _ in range(5):
+            bid = rng.random() < 0.5
+            depth = 1 + int(rng.exponential(12))
+            qty = 0 if rng.random() < 0.25 else int(rng.integers(1, 10**8))
+            updates.append(("bid", MID - depth, qty) if bid else ("offer", MID + depth, qty))
+        frames.append(_coinbase_message(k + 1, "update", updates))
+    with SegmentWriter.create(prefix, "coinbase", [instrument.spec(4096)], depth=10, ring_slots=1 << 16) as writer:
+        feed = CoinbaseFeed([instrument], writer, capacity=4096)
+        feed.on_frame(_coinbase_message(0, "snapshot", snapshot), 0)
+        timings = _time_frames(feed, frames)
+        if writer.counters[0, Counter.GAPS] or feed.sync[0].state != SyncState.LIVE:
+            raise RuntimeError("coinbase benchmark frames broke their sequence")
+        writer.close(unlink=True)
+    return timings
+
+
 def run(frames: int = 20_000, seed: int = 3) -> dict[str, object]:
     rng = np.random.default_rng(seed)
     prefix = f"fhbench{os.getpid()}"
     result: dict[str, object] = {}
-    for venue, measure in (("binance", _binance), ("kraken", _kraken)):
+    for venue, measure in (("binance", _binance), ("coinbase", _coinbase), ("kraken", _kraken)):
         timings = measure(prefix, frames + 200, rng)
         figures = percentiles(timings, "decode")
         result[venue] = {"p50_ns": figures["decode_p50_ns"], "p99_ns": figures["decode_p99_ns"],
                          "msgs_per_s": 1e9 / float(np.mean(timings))}
-    result["coinbase"] = None  # decoder not implemented yet
     result["machine"] = machine()
     return result

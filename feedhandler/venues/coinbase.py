@@ -1,0 +1,230 @@
+"""Coinbase: the Advanced Trade `level2` channel (l2_data) and the Exchange `level2(_batch)` feed.
+
+Advanced Trade: `{"channel":"l2_data","sequence_num":N,"events":[{"type":"snapshot"|"update",
+"product_id":..,"updates":[{"side":"bid"|"offer","price_level":..,"new_quantity":..},...]}]}`;
+`sequence_num` counts every message of a connection, all channels together, so a jump means that
+connection lost messages. Exchange: `{"type":"snapshot","product_id":..,"bids":[[p,q]..],"asks":..}`
+and `{"type":"l2update","product_id":..,"changes":[["buy"|"sell",p,q],..]}`.
+Quantities are absolute; 0 removes the level.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from shm.fixedpoint import OK
+
+from ..book_kernels import ASK, BID
+from ..jsonscan import (ERR_SYNTAX, ERR_TOO_MANY_LEVELS, decimal_string, find_value, first_element, key,
+                        looks_like_object, match_symbol, next_element, parse_int, parse_pairs, skip_value,
+                        string_span)
+from .adapter import VenueAdapter
+
+ADVANCED = VenueAdapter(
+    name="coinbase",
+    ws_url="wss://advanced-trade-ws.coinbase.com",
+    rest_url="https://api.coinbase.com",
+    channels={"book": "level2", "trade": "market_trades", "heartbeat": "heartbeats"},
+    instruments_path="/api/v3/brokerage/market/products",
+    limits={"subscribe_deadline_s": 5, "level2_products_per_connection": 16, "quiet_disconnect_s": 60},
+)
+EXCHANGE = VenueAdapter(
+    name="coinbase",
+    ws_url="wss://ws-feed.exchange.coinbase.com",
+    rest_url="https://api.exchange.coinbase.com",
+    channels={"book": "level2_batch", "trade": "matches"},
+    instruments_path="/products",
+    limits={"messages_per_s": 100},
+)
+
+FRAME_IGNORED = 0
+FRAME_L2 = 1  # Advanced: events listed in `events`
+FRAME_SNAPSHOT = 2  # Exchange
+FRAME_UPDATE = 3  # Exchange
+FRAME_OTHER_SEQUENCED = 6  # Advanced, another channel: only its sequence_num matters here
+FRAME_ERROR = 4
+FRAME_UNKNOWN_SYMBOL = 5
+
+H_INSTRUMENT = 0  # Exchange frames
+H_LEVELS = 1
+H_SEQUENCE = 2  # Advanced sequence_num, -1 when absent
+H_EVENTS = 3  # Advanced: rows filled in `events`
+H_ERROR = 4
+HEADER_WORDS = 8
+# `events` rows: instrument, is snapshot, first level, end level
+MAX_EVENTS = 64
+
+_CHANNEL = key("channel")
+_SEQUENCE = key("sequence_num")
+_EVENTS = key("events")
+_TYPE = key("type")
+_PRODUCT = key("product_id")
+_UPDATES = key("updates")
+_SIDE = key("side")
+_PRICE_LEVEL = key("price_level")
+_NEW_QUANTITY = key("new_quantity")
+_BIDS = key("bids")
+_ASKS = key("asks")
+_CHANGES = key("changes")
+_L2_DATA = np.frombuffer(b"l2_data", np.uint8)
+_SNAPSHOT = np.frombuffer(b"snapshot", np.uint8)
+_UPDATE = np.frombuffer(b"update", np.uint8)
+_L2UPDATE = np.frombuffer(b"l2update", np.uint8)
+_BID = np.frombuffer(b"bid", np.uint8)
+_OFFER = np.frombuffer(b"offer", np.uint8)
+_BUY = np.frombuffer(b"buy", np.uint8)
+_SELL = np.frombuffer(b"sell", np.uint8)
+
+
+@njit(inline="always", nogil=True)
+def _is(buf, first, stop, word):
+    if first < 0 or stop - first != len(word):
+        return False
+    for k in range(len(word)):
+        if buf[first + k] != word[k]:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _side_of(buf, pos, end, bid_word, ask_word):
+    first, stop = string_span(buf, pos, end)
+    if _is(buf, first, stop, bid_word):
+        return BID, stop
+    if _is(buf, first, stop, ask_word):
+        return ASK, stop
+    return -1, stop
+
+
+@njit(nogil=True, cache=True)
+def _updates(buf, pos, end, px_dec, qty_dec, sides, prices, qtys, count):
+    """Advanced `updates`: an array of level objects. Returns (count, error)."""
+    item = first_element(buf, pos, end)
+    if pos < 0 or (item < 0 and (pos >= end or buf[pos] != 91)):
+        return count, ERR_SYNTAX
+    while item >= 0:
+        stop = skip_value(buf, item, end)
+        if stop < 0 or buf[item] != 123:
+            return count, ERR_SYNTAX
+        side, _ = _side_of(buf, find_value(buf, item, stop, _SIDE), stop, _BID, _OFFER)
+        price, _, err = decimal_string(buf, find_value(buf, item, stop, _PRICE_LEVEL), stop, px_dec)
+        if err != OK:
+            return count, err
+        qty, _, err = decimal_string(buf, find_value(buf, item, stop, _NEW_QUANTITY), stop, qty_dec)
+        if err != OK:
+            return count, err
+        if side < 0:
+            return count, ERR_SYNTAX
+        if count >= len(prices):
+            return count, ERR_TOO_MANY_LEVELS
+        sides[count] = side
+        prices[count] = price
+        qtys[count] = qty
+        count += 1
+        item = next_element(buf, stop, end)
+    return count, OK
+
+
+@njit(nogil=True, cache=True)
+def _changes(buf, pos, end, px_dec, qty_dec, sides, prices, qtys, count):
+    """Exchange `changes`: [["buy"|"sell", price, size], ...]. Returns (count, error)."""
+    item = first_element(buf, pos, end)
+    if pos < 0 or (item < 0 and (pos >= end or buf[pos] != 91)):
+        return count, ERR_SYNTAX
+    while item >= 0:
+        stop = skip_value(buf, item, end)
+        if stop < 0 or buf[item] != 91:
+            return count, ERR_SYNTAX
+        side, after = _side_of(buf, first_element(buf, item, stop), stop, _BUY, _SELL)
+        if side < 0:
+            return count, ERR_SYNTAX
+        price_at = next_element(buf, after + 1, stop)
+        price, after, err = decimal_string(buf, price_at, stop, px_dec)
+        if err != OK:
+            return count, err
+        qty, after, err = decimal_string(buf, next_element(buf, after + 1, stop), stop, qty_dec)
+        if err != OK:
+            return count, err
+        if count >= len(prices):
+            return count, ERR_TOO_MANY_LEVELS
+        sides[count] = side
+        prices[count] = price
+        qtys[count] = qty
+        count += 1
+        item = next_element(buf, stop, end)
+    return count, OK
+
+
+@njit(nogil=True, cache=True)
+def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header, events):
+    """Decode one Coinbase frame (either API); returns FRAME_*, details in `header` and, for
+    Advanced l2_data, one `events` row per book event."""
+    for k in range(HEADER_WORDS):
+        header[k] = 0
+    header[H_SEQUENCE] = -1
+    if not looks_like_object(buf, n):
+        header[H_ERROR] = ERR_SYNTAX
+        return FRAME_ERROR
+    channel = find_value(buf, 0, n, _CHANNEL)
+    if channel >= 0:  # Advanced Trade
+        header[H_SEQUENCE], after = parse_int(buf, find_value(buf, 0, n, _SEQUENCE), n)
+        if after < 0:
+            header[H_SEQUENCE] = -1
+        first, stop = string_span(buf, channel, n)
+        if not _is(buf, first, stop, _L2_DATA):
+            return FRAME_OTHER_SEQUENCED
+        event = first_element(buf, find_value(buf, 0, n, _EVENTS), n)
+        count = 0
+        rows = 0
+        while event >= 0:
+            stop = skip_value(buf, event, n)
+            if stop < 0 or rows >= MAX_EVENTS:
+                header[H_ERROR] = ERR_SYNTAX
+                return FRAME_ERROR
+            kind_first, kind_stop = string_span(buf, find_value(buf, event, stop, _TYPE), stop)
+            is_snapshot = _is(buf, kind_first, kind_stop, _SNAPSHOT)
+            if not is_snapshot and not _is(buf, kind_first, kind_stop, _UPDATE):
+                header[H_ERROR] = ERR_SYNTAX
+                return FRAME_ERROR
+            product_first, product_stop = string_span(buf, find_value(buf, event, stop, _PRODUCT), stop)
+            instrument = match_symbol(buf, product_first, product_stop, symbols, lengths)
+            if instrument < 0:
+                return FRAME_UNKNOWN_SYMBOL
+            start = count
+            count, err = _updates(buf, find_value(buf, event, stop, _UPDATES), stop, px_decs[instrument],
+                                  qty_decs[instrument], sides, prices, qtys, count)
+            if err != OK:
+                header[H_ERROR] = err
+                return FRAME_ERROR
+            events[rows, 0] = instrument
+            events[rows, 1] = 1 if is_snapshot else 0
+            events[rows, 2] = start
+            events[rows, 3] = count
+            rows += 1
+            event = next_element(buf, stop, n)
+        header[H_EVENTS] = rows
+        header[H_LEVELS] = count
+        return FRAME_L2
+    kind_first, kind_stop = string_span(buf, find_value(buf, 0, n, _TYPE), n)
+    is_snapshot = _is(buf, kind_first, kind_stop, _SNAPSHOT)
+    if not is_snapshot and not _is(buf, kind_first, kind_stop, _L2UPDATE):
+        return FRAME_IGNORED
+    product_first, product_stop = string_span(buf, find_value(buf, 0, n, _PRODUCT), n)
+    instrument = match_symbol(buf, product_first, product_stop, symbols, lengths)
+    if instrument < 0:
+        return FRAME_UNKNOWN_SYMBOL
+    header[H_INSTRUMENT] = instrument
+    px_dec, qty_dec = px_decs[instrument], qty_decs[instrument]
+    if is_snapshot:
+        count, pos, err = parse_pairs(buf, find_value(buf, 0, n, _BIDS), n, px_dec, qty_dec, BID, sides, prices,
+                                      qtys, 0)
+        if err == OK:
+            count, pos, err = parse_pairs(buf, find_value(buf, 0, n, _ASKS), n, px_dec, qty_dec, ASK, sides,
+                                          prices, qtys, count)
+    else:
+        count, err = _changes(buf, find_value(buf, 0, n, _CHANGES), n, px_dec, qty_dec, sides, prices, qtys, 0)
+    header[H_LEVELS] = count
+    header[H_ERROR] = err
+    if err != OK:
+        return FRAME_ERROR
+    return FRAME_SNAPSHOT if is_snapshot else FRAME_UPDATE
