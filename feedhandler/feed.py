@@ -7,6 +7,7 @@ nothing is published as valid until the book is bridged to a snapshot.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -225,58 +226,79 @@ class BinanceFeed(VenueFeed):
 
 
 class KrakenFeed(VenueFeed):
-    """Kraken v1 books: the snapshot arrives on the socket; every update is applied, the book
-    truncated to the subscribed depth, and the CRC32 of the top 10 checked. A mismatch
-    invalidates that book only, which then waits for a fresh snapshot (resubscribe)."""
+    """Kraken books, v1 or v2 frames: a snapshot arrives on the socket; every update is applied,
+    the book truncated to the subscribed depth, and the CRC32 of the top 10 checked (v2 checks
+    the snapshot too). A mismatch invalidates that book only, which then waits for a fresh snapshot
+    (resubscribe). v2 messages do not carry the depth: it comes from the subscription ack."""
 
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 2048):
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 2048,
+                 depth: int = 10):
         super().__init__(instruments, writer, capacity)
-        self._pads = [(0, 0)] * len(instruments)  # wire decimals beyond the book's, for the checksum text
+        self._pads = [(0, 0)] * len(instruments)  # v1 wire decimals beyond the book's, for the checksum text
+        self._depths = [depth] * len(instruments)
 
     def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
         self._count_frame(payload)
-        kind = self._decode(kraken.decode, payload)
+        v2 = payload[:1] == b"{" and b'"channel"' in payload[:64]
+        if payload[:1] == b"{" and b'"method":"subscribe"' in payload[:64]:
+            self._subscription_ack(payload)
+            return
+        kind = self._decode(kraken.decode_v2 if v2 else kraken.decode, payload)
         header = self._header
         book = int(header[kraken.H_INSTRUMENT])
+        if kind in (kraken.FRAME_ERROR, kraken.FRAME_UNKNOWN_SYMBOL):
+            self.counters[-1, Counter.DECODE_ERRORS] += 1
+            return
+        if kind == kraken.FRAME_IGNORED:
+            return
+        if not v2:
+            self._depths[book] = int(header[kraken.H_DEPTH])
         if kind == kraken.FRAME_SNAPSHOT:
-            inst = self.instruments[book]
-            self._pads[book] = (max(0, int(header[kraken.H_PX_WIRE_DEC]) - inst.px_dec),
-                                max(0, int(header[kraken.H_QTY_WIRE_DEC]) - inst.qty_dec))
+            if not v2:
+                inst = self.instruments[book]
+                self._pads[book] = (max(0, int(header[kraken.H_PX_WIRE_DEC]) - inst.px_dec),
+                                    max(0, int(header[kraken.H_QTY_WIRE_DEC]) - inst.qty_dec))
             n = int(header[kraken.H_LEVELS])
             self._load(book, self._sides[:n], self._prices[:n], self._qtys[:n])
-            self.books.truncate(book, int(header[kraken.H_DEPTH]))
-            if not self._crossed(book, ts_recv):
+            self.books.truncate(book, self._depths[book])
+            if self._verified(book, ts_recv) and not self._crossed(book, ts_recv):
                 self._went_live(book, 0, ts_recv)
                 self._publish(book, 0, ts_recv, True)
-        elif kind == kraken.FRAME_UPDATE:
-            self._on_update(book, ts_recv)
-        elif kind in (kraken.FRAME_ERROR, kraken.FRAME_UNKNOWN_SYMBOL):
-            self.counters[-1, Counter.DECODE_ERRORS] += 1
+        elif self.sync[book].state == SyncState.LIVE:  # an update: nothing to apply it to before a snapshot
+            self._apply(book, 0, int(header[kraken.H_LEVELS]))
+            self.books.truncate(book, self._depths[book])
+            self.sync[book].update_id += 1  # Kraken numbers no update: count the ones applied
+            if self._verified(book, ts_recv) and not self._crossed(book, ts_recv):
+                self.counters[book, Counter.BOOK_UPDATES] += 1
+                self._publish(book, 0, ts_recv, True)
 
     def books_to_resubscribe(self) -> list[str]:
         """Pairs whose books are invalid and wait for a new snapshot."""
         return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
                 if sync.state != SyncState.LIVE]
 
-    def _on_update(self, book: int, ts_recv: int) -> None:
-        sync = self.sync[book]
-        if sync.state != SyncState.LIVE:
-            return  # nothing to apply it to until the next snapshot
-        header = self._header
-        self._apply(book, 0, int(header[kraken.H_LEVELS]))
-        self.books.truncate(book, int(header[kraken.H_DEPTH]))
-        sync.update_id += 1  # Kraken v1 has no update ids: count the updates applied
-        expected = int(header[kraken.H_CHECKSUM])
-        if expected >= 0:
-            if self.books.kraken_checksum(book, *self._pads[book]) != expected:
-                self.counters[book, Counter.CHECKSUM_FAIL] += 1
-                self._invalidate(book, Reason.CHECKSUM, ts_recv)
-                return
-            self.counters[book, Counter.CHECKSUM_OK] += 1
-        if self._crossed(book, ts_recv):
+    def _subscription_ack(self, payload: bytes) -> None:
+        """v2: `{"method":"subscribe","result":{"channel":"book","depth":N,"symbol":S},...}` sets S's depth."""
+        try:
+            result = json.loads(payload).get("result", {})
+        except ValueError:
+            self.counters[-1, Counter.DECODE_ERRORS] += 1
             return
-        self.counters[book, Counter.BOOK_UPDATES] += 1
-        self._publish(book, 0, ts_recv, True)
+        book = self._index.get(result.get("symbol"))
+        if result.get("channel") == "book" and book is not None and isinstance(result.get("depth"), int):
+            self._depths[book] = result["depth"]
+
+    def _verified(self, book: int, ts_recv: int) -> bool:
+        """True when the message carried no checksum or it matches; a mismatch invalidates the book."""
+        expected = int(self._header[kraken.H_CHECKSUM])
+        if expected < 0:
+            return True
+        if self.books.kraken_checksum(book, *self._pads[book]) != expected:
+            self.counters[book, Counter.CHECKSUM_FAIL] += 1
+            self._invalidate(book, Reason.CHECKSUM, ts_recv)
+            return False
+        self.counters[book, Counter.CHECKSUM_OK] += 1
+        return True
 
 
 class CoinbaseFeed(VenueFeed):

@@ -225,3 +225,18 @@ def first_element(buf, pos, end):
     if pos >= end or buf[pos] == RBRACKET:
         return -1
     return pos
+
+
+@njit(nogil=True, cache=True)
+def number_span(buf, pos, end):
+    """(first, stop) of a bare JSON number at `pos` (the digits, sign, dot and exponent characters
+    it is made of; the fixed-point parser then judges them), or (-1, -1)."""
+    if pos < 0 or pos >= end:
+        return -1, -1
+    i = pos
+    while i < end and (48 <= buf[i] <= 57 or buf[i] == 46 or buf[i] == 45 or buf[i] == 43 or buf[i] == 101
+                       or buf[i] == 69):
+        i += 1
+    if i == pos:
+        return -1, -1
+    return pos, i

@@ -156,3 +156,52 @@ def test_real_recording_verifies_every_checksum_and_matches_the_reference(captur
             [(p, Decimal(book["b"][p][1])) for p in sorted(book["b"], reverse=True)]
         assert [(Decimal(p), Decimal(q)) for p, q in got["asks"]] == \
             [(p, Decimal(book["a"][p][1])) for p in sorted(book["a"])]
+
+
+# ---------------------------------------------------------------- WebSocket v2
+
+MATIC = Instrument("kraken", "MATIC/USD", "MATIC", "USD", 4, 8)
+
+
+def v2(kind, symbol, bids, asks, checksum):
+    return json.dumps({"channel": "book", "type": kind, "data": [{
+        "symbol": symbol, "bids": [{"price": p, "qty": q} for p, q in bids],
+        "asks": [{"price": p, "qty": q} for p, q in asks], "checksum": checksum,
+        "timestamp": "2023-10-06T17:35:55.440295Z"}]}).encode()
+
+
+@pytest.fixture
+def matic(shm_prefix):
+    writer = SegmentWriter.create(shm_prefix, "kraken", [MATIC.spec(64)], depth=10, ring_slots=1024)
+    yield KrakenFeed([MATIC], writer, capacity=64), VenueReader("kraken", prefix=shm_prefix)
+    writer.close()
+
+
+def test_v2_documented_matic_snapshot_and_update_verify(matic):
+    from test_checksum import MATIC_ASKS, MATIC_BIDS
+    kraken, reader = matic
+    kraken.on_frame(b'{"method":"subscribe","result":{"channel":"book","depth":10,"snapshot":true,'
+                    b'"symbol":"MATIC/USD"},"success":true}', 1)
+    kraken.on_frame(v2("snapshot", "MATIC/USD", MATIC_BIDS, MATIC_ASKS, 2439117997), 1)
+    kraken.on_frame(v2("update", "MATIC/USD", [(0.5657, 1098.3947558)], [], 2114181697), 2)
+    book = reader.book("MATIC-USD")
+    assert book.valid and reader.counters("MATIC-USD")["checksum_ok"] == 2
+    assert book.levels_text("bids")[-1] == ["0.5657", "1098.39475580"]
+
+
+def test_v2_snapshot_with_a_wrong_checksum_never_becomes_valid(matic):
+    from test_checksum import MATIC_ASKS, MATIC_BIDS
+    kraken, reader = matic
+    kraken.on_frame(v2("snapshot", "MATIC/USD", MATIC_BIDS, MATIC_ASKS, 1), 1)
+    assert not reader.book("MATIC-USD").valid
+    assert reader.counters("MATIC-USD")["checksum_fail"] == 1
+
+
+def test_v2_recorded_sample_snapshot_verifies_through_the_decoder(captures, shm_prefix):
+    payload = (captures / "kraken-v2-samples" / "ws_book_snapshot.json").read_bytes()  # as published, pretty-printed
+    btc = Instrument("kraken", "BTC/USD", "BTC", "USD", 1, 8)
+    with SegmentWriter.create(shm_prefix, "kraken", [btc.spec(64)], depth=10, ring_slots=64) as writer:
+        KrakenFeed([btc], writer, capacity=64).on_frame(payload, 1)
+        reader = VenueReader("kraken", prefix=shm_prefix)
+        assert reader.book("BTC-USD").valid
+        assert reader.counters("BTC-USD")["checksum_ok"] == 1

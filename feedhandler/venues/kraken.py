@@ -1,9 +1,13 @@
-"""Kraken WebSocket v1 book (the format of our real recording): numba decoder and data.
+"""Kraken WebSocket books, v1 (the format of our real recording) and v2: numba decoders and data.
 
-A book message is `[channelID, {...}, ("book-N"), "PAIR"]`: a snapshot object with "as"/"bs", or
-one or two update objects with "a"/"b", the CRC32 "c" in the last one. Levels are
-[price, volume, timestamp(, "r")] as decimal strings. After every update the book is truncated
-to the subscribed depth N, then the top-10 checksum must match.
+v1: `[channelID, {...}, ("book-N"), "PAIR"]`: a snapshot object with "as"/"bs", or one or two
+update objects with "a"/"b", the CRC32 "c" in the last one. Levels are [price, volume, timestamp
+(, "r")] as decimal strings.
+v2: `{"channel":"book","type":"snapshot"|"update","data":[{"symbol":..,"bids":[{"price":p,"qty":q}..],
+"asks":[..],"checksum":N,..}]}` with JSON numbers; the checksum comes on snapshots too, and the
+depth is the subscription's (not in the message).
+After every message the book is truncated to the subscribed depth, then the top-10 checksum must
+match.
 """
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import ERR_SYNTAX, find_value, key, match_symbol, parse_int, parse_pairs, string_span
+from ..jsonscan import (ERR_SYNTAX, ERR_TOO_MANY_LEVELS, find_value, first_element, key, looks_like_object,
+                        match_symbol, next_element, number_span, parse_decimal, parse_int, parse_pairs,
+                        skip_value, string_span)
 from .adapter import VenueAdapter
 
 ADAPTER = VenueAdapter(
@@ -152,3 +158,101 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     header[H_LEVELS] = count
     header[H_ERROR] = err
     return FRAME_UPDATE if err == OK else FRAME_ERROR
+
+
+_CHANNEL = key("channel")
+_TYPE = key("type")
+_DATA = key("data")
+_SYMBOL = key("symbol")
+_V2_BIDS = key("bids")
+_V2_ASKS = key("asks")
+_V2_CHECKSUM = key("checksum")
+_PRICE = key("price")
+_QTY = key("qty")
+_BOOK_CHANNEL = np.frombuffer(b"book", np.uint8)
+_SNAPSHOT_TYPE = np.frombuffer(b"snapshot", np.uint8)
+_UPDATE_TYPE = np.frombuffer(b"update", np.uint8)
+
+
+@njit(inline="always", nogil=True)
+def _word(buf, first, stop, word):
+    if first < 0 or stop - first != len(word):
+        return False
+    for k in range(len(word)):
+        if buf[first + k] != word[k]:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _v2_levels(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count):
+    """`[{"price":p,"qty":q},...]` with JSON numbers; returns (count, error)."""
+    item = first_element(buf, pos, end)
+    if pos < 0 or (item < 0 and (pos >= end or buf[pos] != 91)):
+        return count, ERR_SYNTAX
+    while item >= 0:
+        stop = skip_value(buf, item, end)
+        if stop < 0 or buf[item] != 123:
+            return count, ERR_SYNTAX
+        first, last = number_span(buf, find_value(buf, item, stop, _PRICE), stop)
+        if first < 0:
+            return count, ERR_SYNTAX
+        price, err = parse_decimal(buf, first, last, px_dec, False)
+        if err != OK:
+            return count, err
+        first, last = number_span(buf, find_value(buf, item, stop, _QTY), stop)
+        if first < 0:
+            return count, ERR_SYNTAX
+        qty, err = parse_decimal(buf, first, last, qty_dec, False)
+        if err != OK:
+            return count, err
+        if count >= len(prices):
+            return count, ERR_TOO_MANY_LEVELS
+        sides[count] = side
+        prices[count] = price
+        qtys[count] = qty
+        count += 1
+        item = next_element(buf, stop, end)
+    return count, OK
+
+
+@njit(nogil=True, cache=True)
+def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header):
+    """Decode one v2 frame; returns FRAME_*, details in `header` (depth 0: the subscription's)."""
+    for k in range(HEADER_WORDS):
+        header[k] = 0
+    header[H_CHECKSUM] = -1
+    if not looks_like_object(buf, n):
+        return FRAME_ERROR
+    first, stop = string_span(buf, find_value(buf, 0, n, _CHANNEL), n)
+    if not _word(buf, first, stop, _BOOK_CHANNEL):
+        return FRAME_IGNORED
+    first, stop = string_span(buf, find_value(buf, 0, n, _TYPE), n)
+    is_snapshot = _word(buf, first, stop, _SNAPSHOT_TYPE)
+    if not is_snapshot and not _word(buf, first, stop, _UPDATE_TYPE):
+        header[H_ERROR] = ERR_SYNTAX
+        return FRAME_ERROR
+    book = first_element(buf, find_value(buf, 0, n, _DATA), n)
+    end = skip_value(buf, book, n) if book >= 0 else -1
+    if end < 0 or next_element(buf, end, n) >= 0:  # exactly one book object
+        header[H_ERROR] = ERR_SYNTAX
+        return FRAME_ERROR
+    first, stop = string_span(buf, find_value(buf, book, end, _SYMBOL), end)
+    instrument = match_symbol(buf, first, stop, symbols, lengths)
+    if instrument < 0:
+        return FRAME_UNKNOWN_SYMBOL
+    header[H_INSTRUMENT] = instrument
+    count, err = _v2_levels(buf, find_value(buf, book, end, _V2_ASKS), end, px_decs[instrument],
+                            qty_decs[instrument], ASK, sides, prices, qtys, 0)
+    if err == OK:
+        count, err = _v2_levels(buf, find_value(buf, book, end, _V2_BIDS), end, px_decs[instrument],
+                                qty_decs[instrument], BID, sides, prices, qtys, count)
+    checksum, after = parse_int(buf, find_value(buf, book, end, _V2_CHECKSUM), end)
+    if after < 0 or checksum > 0xFFFFFFFF:
+        err = ERR_SYNTAX if err == OK else err
+    header[H_CHECKSUM] = checksum
+    header[H_LEVELS] = count
+    header[H_ERROR] = err
+    if err != OK:
+        return FRAME_ERROR
+    return FRAME_SNAPSHOT if is_snapshot else FRAME_UPDATE
