@@ -47,11 +47,12 @@ class VenueFeed:
     arrays a decoder fills, and publishing books, statuses and invalidations to the segment."""
 
     HEADER_WORDS = 16
+    CAPACITY = 8192  # default run rows per book side; the segment's instrument table records it
 
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 8192):
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None):
         self.instruments = instruments
         self.writer = writer
-        self.books = BookStore([capacity] * len(instruments))
+        self.books = BookStore([capacity or self.CAPACITY] * len(instruments))
         self.sync = [BookSync() for _ in instruments]
         self._index = {inst.venue_symbol: i for i, inst in enumerate(instruments)}
         self._symbols, self._lengths = symbol_table([inst.venue_symbol for inst in instruments])
@@ -60,6 +61,12 @@ class VenueFeed:
         self._sides, self._prices, self._qtys = (np.zeros(INITIAL_LEVELS, np.int64) for _ in range(3))
         self._header = np.zeros(self.HEADER_WORDS, np.int64)
         self.counters = writer.counters
+
+    def books_to_resubscribe(self) -> list[str]:
+        """Venue symbols of the books that are not live: for venues whose snapshot comes on the
+        socket (Kraken, Coinbase), resubscribing them is the resync."""
+        return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
+                if sync.state != SyncState.LIVE]
 
     def _fit_scratch(self, payload: bytes) -> None:
         """Size the level arrays for this frame: a level takes at least 8 bytes of JSON, so a frame
@@ -135,7 +142,7 @@ class VenueFeed:
 class BinanceFeed(VenueFeed):
     """Binance spot books: diffs buffered until a REST snapshot bridges them (official procedure)."""
 
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 8192,
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
                  buffer_frames: int = 10_000):
         super().__init__(instruments, writer, capacity)
         self.buffer_frames = buffer_frames
@@ -231,7 +238,9 @@ class KrakenFeed(VenueFeed):
     the snapshot too). A mismatch invalidates that book only, which then waits for a fresh snapshot
     (resubscribe). v2 messages do not carry the depth: it comes from the subscription ack."""
 
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 2048,
+    CAPACITY = 2048  # Kraken books are at most 1,000 levels deep
+
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
                  depth: int = 10):
         super().__init__(instruments, writer, capacity)
         self._pads = [(0, 0)] * len(instruments)  # v1 wire decimals beyond the book's, for the checksum text
@@ -272,11 +281,6 @@ class KrakenFeed(VenueFeed):
                 self.counters[book, Counter.BOOK_UPDATES] += 1
                 self._publish(book, 0, ts_recv, True)
 
-    def books_to_resubscribe(self) -> list[str]:
-        """Pairs whose books are invalid and wait for a new snapshot."""
-        return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
-                if sync.state != SyncState.LIVE]
-
     def _subscription_ack(self, payload: bytes) -> None:
         """v2: `{"method":"subscribe","result":{"channel":"book","depth":N,"symbol":S},...}` sets S's depth."""
         try:
@@ -307,7 +311,9 @@ class CoinbaseFeed(VenueFeed):
     jump invalidates every book that connection carries (they resubscribe). Exchange level2: a
     snapshot, then l2update changes (no sequence on that channel)."""
 
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int = 65536):
+    CAPACITY = 65536  # full-depth snapshots: BTC-USD had 27k offers in 2026
+
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None):
         super().__init__(instruments, writer, capacity)
         self._events = np.zeros((coinbase.MAX_EVENTS, 4), np.int64)
         self._last_sequence: dict[int, int] = {}
@@ -330,10 +336,6 @@ class CoinbaseFeed(VenueFeed):
                             int(header[coinbase.H_LEVELS]), conn, ts_recv)
         elif kind in (coinbase.FRAME_ERROR, coinbase.FRAME_UNKNOWN_SYMBOL):
             self.counters[-1, Counter.DECODE_ERRORS] += 1
-
-    def books_to_resubscribe(self) -> list[str]:
-        return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
-                if sync.state != SyncState.LIVE]
 
     def _check_sequence(self, conn: int, sequence: int, ts_recv: int) -> None:
         last = self._last_sequence.get(conn)

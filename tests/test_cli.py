@@ -82,3 +82,13 @@ def test_readme_strategy_example_prints_the_book_as_it_changes(shm_prefix, tmp_p
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert any(line.startswith("BTC-USDT") or line.startswith("ETH-USDT") for line in lines), run.stdout
+
+
+def test_replay_reports_a_missing_file_or_a_bad_speed_without_a_traceback(captures, tmp_path):
+    from tools.importers.cryptofeed import import_recordings
+    missing = fh("replay", str(tmp_path / "nope.fhcap"))
+    assert missing.returncode == 2 and "No such file" in missing.stderr and "Traceback" not in missing.stderr
+    capture = tmp_path / "k.fhcap"
+    import_recordings([str(captures / "kraken-v1-2021" / "KRAKEN")], str(capture))
+    bad_speed = fh("replay", str(capture), "--speed", "fast")
+    assert bad_speed.returncode == 2 and "--speed must be" in bad_speed.stderr

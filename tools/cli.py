@@ -112,7 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name, 1) <= 0:
             print(f"fh: --{name} must be > 0", file=sys.stderr)
             return 2
-    emit(args.title, args.run(args), args.json)
+    from feedhandler.capture import CaptureError
+    from shm.segment import SegmentError
+    from .importers.cryptofeed import RecordingError
+    from .replay import ReplayError
+    try:
+        result = args.run(args)
+    except (CaptureError, SegmentError, RecordingError, ReplayError, FileNotFoundError) as exc:
+        print(f"fh: {exc}", file=sys.stderr)
+        return 2
+    emit(args.title, result, args.json)
     return 0
 
 

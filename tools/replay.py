@@ -59,6 +59,21 @@ VENUES = {
 }
 
 
+def _speed_factor(speed: str) -> float | None:
+    """None for as fast as possible, else how many times faster than recorded."""
+    if speed == "max":
+        return None
+    if speed == "realtime":
+        return 1.0
+    try:
+        factor = float(speed)
+    except ValueError:
+        factor = 0.0
+    if not factor > 0:
+        raise ReplayError(f"--speed must be max, realtime or a positive factor, not {speed!r}")
+    return factor
+
+
 def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, speed: str = "max",
            summary_json: str | None = None) -> dict:
     readers = [CaptureReader(path) for path in paths]
@@ -68,12 +83,11 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
     venue = venues.pop()
     if venue not in VENUES:
         raise ReplayError(f"replay of {venue} captures is not implemented yet (supported: {', '.join(VENUES)})")
-    factor = None if speed == "max" else (1.0 if speed == "realtime" else float(speed))
+    factor = _speed_factor(speed)
     endpoint, parse, feed_class = VENUES[venue]
     instruments = _captured_instruments(readers[0], endpoint, parse)
-    feed_capacity = feed_class.__init__.__defaults__[0]
-    writer = SegmentWriter.create(shm_prefix, venue, [i.spec(feed_capacity) for i in instruments], depth=depth,
-                                  ring_slots=1 << 16)
+    writer = SegmentWriter.create(shm_prefix, venue, [i.spec(feed_class.CAPACITY) for i in instruments],
+                                  depth=depth, ring_slots=1 << 16)
     feed = feed_class(instruments, writer)
     frames = 0
     started = time.perf_counter()
