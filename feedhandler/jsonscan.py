@@ -11,9 +11,12 @@ from numba import njit
 
 from shm.fixedpoint import OK, parse_decimal
 
+from .book_kernels import ASK, BID
+
 QUOTE, COLON, COMMA, LBRACKET, RBRACKET = 34, 58, 44, 91, 93
 ERR_SYNTAX = 20  # decode error codes above the fixed-point ones
 ERR_TOO_MANY_LEVELS = 21
+NO_WORD = np.zeros(0, np.uint8)  # for parse_level_objects arguments a call does not use
 
 
 def key(name: str) -> np.ndarray:
@@ -92,6 +95,28 @@ def string_span(buf, pos, end):
     return pos + 1, i
 
 
+@njit(inline="always", nogil=True)
+def equals(buf, first, stop, word):
+    """buf[first:stop] == word (False for a missing span, first < 0)."""
+    if first < 0 or stop - first != len(word):
+        return False
+    for k in range(len(word)):
+        if buf[first + k] != word[k]:
+            return False
+    return True
+
+
+@njit(inline="always", nogil=True)
+def push_level(sides, prices, qtys, count, side, price, qty):
+    """Append one level; returns (new count, OK or ERR_TOO_MANY_LEVELS)."""
+    if count >= len(prices):
+        return count, ERR_TOO_MANY_LEVELS
+    sides[count] = side
+    prices[count] = price
+    qtys[count] = qty
+    return count + 1, OK
+
+
 @njit(nogil=True, cache=True)
 def decimal_string(buf, pos, end, decimals):
     """(mantissa, position of the closing quote, error) of a quoted decimal at `pos`."""
@@ -130,12 +155,9 @@ def parse_pairs(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count
             i += 1
         if i >= end:
             return count, -1, ERR_SYNTAX
-        if count >= len(prices):
-            return count, -1, ERR_TOO_MANY_LEVELS
-        sides[count] = side
-        prices[count] = price
-        qtys[count] = qty
-        count += 1
+        count, err = push_level(sides, prices, qtys, count, side, price, qty)
+        if err != OK:
+            return count, -1, err
         i = _skip_spaces(buf, i + 1, end)
         if i < end and buf[i] == RBRACKET:
             return count, i + 1, OK
@@ -240,3 +262,50 @@ def number_span(buf, pos, end):
     if i == pos:
         return -1, -1
     return pos, i
+
+
+@njit(nogil=True, cache=True)
+def number_value(buf, pos, end, decimals):
+    """(mantissa, error) of a decimal at `pos` written as a JSON string or a bare JSON number."""
+    if pos >= 0 and pos < end and buf[pos] == QUOTE:
+        value, stop, err = decimal_string(buf, pos, end, decimals)
+        return value, err
+    first, stop = number_span(buf, pos, end)
+    if first < 0:
+        return 0, ERR_SYNTAX
+    return parse_decimal(buf, first, stop, decimals, False)
+
+
+@njit(nogil=True, cache=True)
+def parse_level_objects(buf, pos, end, px_dec, qty_dec, price_name, qty_name, side, side_name, bid_word,
+                        ask_word, sides, prices, qtys, count):
+    """Parse `[{price_name: p, qty_name: q, ...}, ...]` (values quoted or bare) at `pos`, appending
+    to the outputs. Each level is on `side`, or, when `side` < 0, on the side its `side_name`
+    string names (`bid_word` / `ask_word`). Returns (count, error)."""
+    item = first_element(buf, pos, end)
+    if pos < 0 or (item < 0 and (pos >= end or buf[pos] != LBRACKET)):
+        return count, ERR_SYNTAX
+    while item >= 0:
+        stop = skip_value(buf, item, end)
+        if stop < 0 or buf[item] != 123:
+            return count, ERR_SYNTAX
+        level_side = side
+        if side < 0:
+            first, last = string_span(buf, find_value(buf, item, stop, side_name), stop)
+            if equals(buf, first, last, bid_word):
+                level_side = BID
+            elif equals(buf, first, last, ask_word):
+                level_side = ASK
+            else:
+                return count, ERR_SYNTAX
+        price, err = number_value(buf, find_value(buf, item, stop, price_name), stop, px_dec)
+        if err != OK:
+            return count, err
+        qty, err = number_value(buf, find_value(buf, item, stop, qty_name), stop, qty_dec)
+        if err != OK:
+            return count, err
+        count, err = push_level(sides, prices, qtys, count, level_side, price, qty)
+        if err != OK:
+            return count, err
+        item = next_element(buf, stop, end)
+    return count, OK

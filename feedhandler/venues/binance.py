@@ -12,7 +12,7 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, decimal_string, find_value, key, looks_like_object, match_symbol, parse_int,
+from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, key, looks_like_object, match_symbol, parse_int,
                         parse_pairs, string_span)
 from .adapter import VenueAdapter
 
@@ -70,16 +70,6 @@ _TRADE = np.frombuffer(b"trade", np.uint8)
 
 
 @njit(inline="always", nogil=True)
-def _equals(buf, first, stop, word):
-    if stop - first != len(word):
-        return False
-    for k in range(len(word)):
-        if buf[first + k] != word[k]:
-            return False
-    return True
-
-
-@njit(inline="always", nogil=True)
 def _decimal_at(buf, pos, end, decimals):
     value, stop, err = decimal_string(buf, pos, end, decimals)
     return value, err
@@ -115,7 +105,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         header[H_ASK_QTY], e4 = _decimal_at(buf, find_value(buf, 0, n, _A_QTY), n, qty_dec)
         header[H_ERROR] = max(max(e1, e2), max(e3, e4)) if pos >= 0 else ERR_SYNTAX
         return FRAME_TICKER if header[H_ERROR] == OK else FRAME_ERROR
-    if _equals(buf, event_first, event_stop, _DEPTH_UPDATE):
+    if equals(buf, event_first, event_stop, _DEPTH_UPDATE):
         header[H_FIRST_ID], p1 = parse_int(buf, find_value(buf, 0, n, _U_FIRST), n)
         header[H_LAST_ID], p2 = parse_int(buf, find_value(buf, 0, n, _U_LAST), n)
         header[H_EVENT_TIME], p3 = parse_int(buf, find_value(buf, 0, n, _E_TIME), n)
@@ -130,7 +120,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         header[H_LEVELS] = count
         header[H_ERROR] = err
         return FRAME_DEPTH if err == OK else FRAME_ERROR
-    if _equals(buf, event_first, event_stop, _TRADE):
+    if equals(buf, event_first, event_stop, _TRADE):
         header[H_FIRST_ID], p1 = parse_int(buf, find_value(buf, 0, n, _T_ID), n)
         header[H_EVENT_TIME], p2 = parse_int(buf, find_value(buf, 0, n, _E_TIME), n)
         header[H_PRICE], e1 = _decimal_at(buf, find_value(buf, 0, n, _P), n, px_dec)

@@ -15,9 +15,9 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, ERR_TOO_MANY_LEVELS, decimal_string, find_value, first_element, key,
-                        looks_like_object, match_symbol, next_element, parse_int, parse_pairs, skip_value,
-                        string_span)
+from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, first_element, key, looks_like_object,
+                        match_symbol, next_element, parse_int, parse_level_objects, parse_pairs, push_level,
+                        skip_value, string_span)
 from .adapter import VenueAdapter
 
 ADVANCED = VenueAdapter(
@@ -76,53 +76,14 @@ _BUY = np.frombuffer(b"buy", np.uint8)
 _SELL = np.frombuffer(b"sell", np.uint8)
 
 
-@njit(inline="always", nogil=True)
-def _is(buf, first, stop, word):
-    if first < 0 or stop - first != len(word):
-        return False
-    for k in range(len(word)):
-        if buf[first + k] != word[k]:
-            return False
-    return True
-
-
 @njit(nogil=True, cache=True)
 def _side_of(buf, pos, end, bid_word, ask_word):
     first, stop = string_span(buf, pos, end)
-    if _is(buf, first, stop, bid_word):
+    if equals(buf, first, stop, bid_word):
         return BID, stop
-    if _is(buf, first, stop, ask_word):
+    if equals(buf, first, stop, ask_word):
         return ASK, stop
     return -1, stop
-
-
-@njit(nogil=True, cache=True)
-def _updates(buf, pos, end, px_dec, qty_dec, sides, prices, qtys, count):
-    """Advanced `updates`: an array of level objects. Returns (count, error)."""
-    item = first_element(buf, pos, end)
-    if pos < 0 or (item < 0 and (pos >= end or buf[pos] != 91)):
-        return count, ERR_SYNTAX
-    while item >= 0:
-        stop = skip_value(buf, item, end)
-        if stop < 0 or buf[item] != 123:
-            return count, ERR_SYNTAX
-        side, _ = _side_of(buf, find_value(buf, item, stop, _SIDE), stop, _BID, _OFFER)
-        price, _, err = decimal_string(buf, find_value(buf, item, stop, _PRICE_LEVEL), stop, px_dec)
-        if err != OK:
-            return count, err
-        qty, _, err = decimal_string(buf, find_value(buf, item, stop, _NEW_QUANTITY), stop, qty_dec)
-        if err != OK:
-            return count, err
-        if side < 0:
-            return count, ERR_SYNTAX
-        if count >= len(prices):
-            return count, ERR_TOO_MANY_LEVELS
-        sides[count] = side
-        prices[count] = price
-        qtys[count] = qty
-        count += 1
-        item = next_element(buf, stop, end)
-    return count, OK
 
 
 @njit(nogil=True, cache=True)
@@ -145,12 +106,9 @@ def _changes(buf, pos, end, px_dec, qty_dec, sides, prices, qtys, count):
         qty, after, err = decimal_string(buf, next_element(buf, after + 1, stop), stop, qty_dec)
         if err != OK:
             return count, err
-        if count >= len(prices):
-            return count, ERR_TOO_MANY_LEVELS
-        sides[count] = side
-        prices[count] = price
-        qtys[count] = qty
-        count += 1
+        count, err = push_level(sides, prices, qtys, count, side, price, qty)
+        if err != OK:
+            return count, err
         item = next_element(buf, stop, end)
     return count, OK
 
@@ -171,7 +129,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         if after < 0:
             header[H_SEQUENCE] = -1
         first, stop = string_span(buf, channel, n)
-        if not _is(buf, first, stop, _L2_DATA):
+        if not equals(buf, first, stop, _L2_DATA):
             return FRAME_OTHER_SEQUENCED
         event = first_element(buf, find_value(buf, 0, n, _EVENTS), n)
         count = 0
@@ -182,8 +140,8 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
                 header[H_ERROR] = ERR_SYNTAX
                 return FRAME_ERROR
             kind_first, kind_stop = string_span(buf, find_value(buf, event, stop, _TYPE), stop)
-            is_snapshot = _is(buf, kind_first, kind_stop, _SNAPSHOT)
-            if not is_snapshot and not _is(buf, kind_first, kind_stop, _UPDATE):
+            is_snapshot = equals(buf, kind_first, kind_stop, _SNAPSHOT)
+            if not is_snapshot and not equals(buf, kind_first, kind_stop, _UPDATE):
                 header[H_ERROR] = ERR_SYNTAX
                 return FRAME_ERROR
             product_first, product_stop = string_span(buf, find_value(buf, event, stop, _PRODUCT), stop)
@@ -191,8 +149,9 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
             if instrument < 0:
                 return FRAME_UNKNOWN_SYMBOL
             start = count
-            count, err = _updates(buf, find_value(buf, event, stop, _UPDATES), stop, px_decs[instrument],
-                                  qty_decs[instrument], sides, prices, qtys, count)
+            count, err = parse_level_objects(buf, find_value(buf, event, stop, _UPDATES), stop,
+                                             px_decs[instrument], qty_decs[instrument], _PRICE_LEVEL, _NEW_QUANTITY,
+                                             -1, _SIDE, _BID, _OFFER, sides, prices, qtys, count)
             if err != OK:
                 header[H_ERROR] = err
                 return FRAME_ERROR
@@ -206,8 +165,8 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         header[H_LEVELS] = count
         return FRAME_L2
     kind_first, kind_stop = string_span(buf, find_value(buf, 0, n, _TYPE), n)
-    is_snapshot = _is(buf, kind_first, kind_stop, _SNAPSHOT)
-    if not is_snapshot and not _is(buf, kind_first, kind_stop, _L2UPDATE):
+    is_snapshot = equals(buf, kind_first, kind_stop, _SNAPSHOT)
+    if not is_snapshot and not equals(buf, kind_first, kind_stop, _L2UPDATE):
         return FRAME_IGNORED
     product_first, product_stop = string_span(buf, find_value(buf, 0, n, _PRODUCT), n)
     instrument = match_symbol(buf, product_first, product_stop, symbols, lengths)

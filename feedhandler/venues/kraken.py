@@ -17,9 +17,8 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, ERR_TOO_MANY_LEVELS, find_value, first_element, key, looks_like_object,
-                        match_symbol, next_element, number_span, parse_decimal, parse_int, parse_pairs,
-                        skip_value, string_span)
+from ..jsonscan import (ERR_SYNTAX, NO_WORD, equals, find_value, first_element, key, looks_like_object, match_symbol,
+                        next_element, parse_int, parse_level_objects, parse_pairs, skip_value, string_span)
 from .adapter import VenueAdapter
 
 ADAPTER = VenueAdapter(
@@ -174,48 +173,6 @@ _SNAPSHOT_TYPE = np.frombuffer(b"snapshot", np.uint8)
 _UPDATE_TYPE = np.frombuffer(b"update", np.uint8)
 
 
-@njit(inline="always", nogil=True)
-def _word(buf, first, stop, word):
-    if first < 0 or stop - first != len(word):
-        return False
-    for k in range(len(word)):
-        if buf[first + k] != word[k]:
-            return False
-    return True
-
-
-@njit(nogil=True, cache=True)
-def _v2_levels(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count):
-    """`[{"price":p,"qty":q},...]` with JSON numbers; returns (count, error)."""
-    item = first_element(buf, pos, end)
-    if pos < 0 or (item < 0 and (pos >= end or buf[pos] != 91)):
-        return count, ERR_SYNTAX
-    while item >= 0:
-        stop = skip_value(buf, item, end)
-        if stop < 0 or buf[item] != 123:
-            return count, ERR_SYNTAX
-        first, last = number_span(buf, find_value(buf, item, stop, _PRICE), stop)
-        if first < 0:
-            return count, ERR_SYNTAX
-        price, err = parse_decimal(buf, first, last, px_dec, False)
-        if err != OK:
-            return count, err
-        first, last = number_span(buf, find_value(buf, item, stop, _QTY), stop)
-        if first < 0:
-            return count, ERR_SYNTAX
-        qty, err = parse_decimal(buf, first, last, qty_dec, False)
-        if err != OK:
-            return count, err
-        if count >= len(prices):
-            return count, ERR_TOO_MANY_LEVELS
-        sides[count] = side
-        prices[count] = price
-        qtys[count] = qty
-        count += 1
-        item = next_element(buf, stop, end)
-    return count, OK
-
-
 @njit(nogil=True, cache=True)
 def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header):
     """Decode one v2 frame; returns FRAME_*, details in `header` (depth 0: the subscription's)."""
@@ -225,11 +182,11 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
     if not looks_like_object(buf, n):
         return FRAME_ERROR
     first, stop = string_span(buf, find_value(buf, 0, n, _CHANNEL), n)
-    if not _word(buf, first, stop, _BOOK_CHANNEL):
+    if not equals(buf, first, stop, _BOOK_CHANNEL):
         return FRAME_IGNORED
     first, stop = string_span(buf, find_value(buf, 0, n, _TYPE), n)
-    is_snapshot = _word(buf, first, stop, _SNAPSHOT_TYPE)
-    if not is_snapshot and not _word(buf, first, stop, _UPDATE_TYPE):
+    is_snapshot = equals(buf, first, stop, _SNAPSHOT_TYPE)
+    if not is_snapshot and not equals(buf, first, stop, _UPDATE_TYPE):
         header[H_ERROR] = ERR_SYNTAX
         return FRAME_ERROR
     book = first_element(buf, find_value(buf, 0, n, _DATA), n)
@@ -242,11 +199,13 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
     if instrument < 0:
         return FRAME_UNKNOWN_SYMBOL
     header[H_INSTRUMENT] = instrument
-    count, err = _v2_levels(buf, find_value(buf, book, end, _V2_ASKS), end, px_decs[instrument],
-                            qty_decs[instrument], ASK, sides, prices, qtys, 0)
-    if err == OK:
-        count, err = _v2_levels(buf, find_value(buf, book, end, _V2_BIDS), end, px_decs[instrument],
-                                qty_decs[instrument], BID, sides, prices, qtys, count)
+    count = 0
+    err = OK
+    for name, side in ((_V2_ASKS, ASK), (_V2_BIDS, BID)):
+        if err == OK:
+            count, err = parse_level_objects(buf, find_value(buf, book, end, name), end, px_decs[instrument],
+                                             qty_decs[instrument], _PRICE, _QTY, side, NO_WORD, NO_WORD, NO_WORD,
+                                             sides, prices, qtys, count)
     checksum, after = parse_int(buf, find_value(buf, book, end, _V2_CHECKSUM), end)
     if after < 0 or checksum > 0xFFFFFFFF:
         err = ERR_SYNTAX if err == OK else err
