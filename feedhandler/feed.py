@@ -58,7 +58,7 @@ class VenueFeed:
         self._symbols, self._lengths = symbol_table([inst.venue_symbol for inst in instruments])
         self._px_decs = np.array([inst.px_dec for inst in instruments], np.int64)
         self._qty_decs = np.array([inst.qty_dec for inst in instruments], np.int64)
-        self._sides, self._prices, self._qtys = (np.zeros(INITIAL_LEVELS, np.int64) for _ in range(3))
+        self._sides, self._prices, self._qtys, self._times = (np.zeros(INITIAL_LEVELS, np.int64) for _ in range(4))
         self._header = np.zeros(self.HEADER_WORDS, np.int64)
         self.counters = writer.counters
 
@@ -74,7 +74,7 @@ class VenueFeed:
         needed = len(payload) // 8 + 1
         if needed > len(self._prices):
             size = max(needed, 2 * len(self._prices))
-            self._sides, self._prices, self._qtys = (np.zeros(size, np.int64) for _ in range(3))
+            self._sides, self._prices, self._qtys, self._times = (np.zeros(size, np.int64) for _ in range(4))
 
     def _decode(self, decoder, payload: bytes) -> int:
         self._fit_scratch(payload)
@@ -133,6 +133,13 @@ class VenueFeed:
         books, writer = self.books, self.writer
         publish(books.levels, books.ladder, books.meta, book, writer.books, writer.ring, writer.ring_control,
                 self.sync[book].update_id, ts_exchange, ts_recv, valid)
+
+    def _trade(self, book: int, trade_id: int, ts_exchange: int, ts_recv: int, price: int, qty: int,
+               aggressor: int) -> None:
+        """Publish one trade; `aggressor` is the taker's side (+1 buy, -1 sell) whatever the venue's convention."""
+        self.counters[book, Counter.TRADES] += 1
+        publish_trade(self.writer.ring, self.writer.ring_control, book, trade_id, ts_exchange, ts_recv,
+                      time.time_ns(), price, qty, aggressor)
 
     def _status(self, book: int, status: Status, reason: Reason, ts_recv: int) -> None:
         publish_status(self.writer.ring, self.writer.ring_control, book, int(status), int(reason), 0, ts_recv,
@@ -218,11 +225,9 @@ class BinanceFeed(VenueFeed):
 
     def _on_trade(self, ts_recv: int) -> None:
         header = self._header
-        book = int(header[binance.H_INSTRUMENT])
-        self.counters[book, Counter.TRADES] += 1
-        publish_trade(self.writer.ring, self.writer.ring_control, book, int(header[binance.H_FIRST_ID]),
-                      int(header[binance.H_EVENT_TIME]) * 1_000_000, ts_recv, time.time_ns(),
-                      int(header[binance.H_PRICE]), int(header[binance.H_QTY]), int(header[binance.H_SIDE]))
+        self._trade(int(header[binance.H_INSTRUMENT]), int(header[binance.H_FIRST_ID]),
+                    int(header[binance.H_EVENT_TIME]) * 1_000_000, ts_recv, int(header[binance.H_PRICE]),
+                    int(header[binance.H_QTY]), int(header[binance.H_SIDE]))
 
     def _buffer(self, book: int, payload: bytes, ts_recv: int) -> None:
         """Keep a diff (the one just decoded) until a snapshot bridges it; bounded."""
@@ -245,6 +250,7 @@ class KrakenFeed(VenueFeed):
         super().__init__(instruments, writer, capacity)
         self._pads = [(0, 0)] * len(instruments)  # v1 wire decimals beyond the book's, for the checksum text
         self._depths = [depth] * len(instruments)
+        self._trades_seen = [0] * len(instruments)  # v1 trades carry no id: they are numbered per pair
 
     def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
         self._count_frame(payload)
@@ -255,6 +261,9 @@ class KrakenFeed(VenueFeed):
         kind = self._decode(kraken.decode_v2 if v2 else kraken.decode, payload)
         header = self._header
         book = int(header[kraken.H_INSTRUMENT])
+        if kind == kraken.FRAME_TRADES:
+            self._on_trades(payload, ts_recv)
+            return
         if kind in (kraken.FRAME_ERROR, kraken.FRAME_UNKNOWN_SYMBOL):
             self.counters[-1, Counter.DECODE_ERRORS] += 1
             return
@@ -280,6 +289,19 @@ class KrakenFeed(VenueFeed):
             if self._verified(book, ts_recv) and not self._crossed(book, ts_recv):
                 self.counters[book, Counter.BOOK_UPDATES] += 1
                 self._publish(book, 0, ts_recv, True)
+
+    def _on_trades(self, payload: bytes, ts_recv: int) -> None:
+        buf = np.frombuffer(payload, np.uint8)
+        count = kraken.decode_trades(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs,
+                                     self._sides, self._prices, self._qtys, self._times, self._header)
+        if count < 0:
+            self.counters[-1, Counter.DECODE_ERRORS] += 1
+            return
+        book = int(self._header[kraken.H_INSTRUMENT])
+        for k in range(count):
+            self._trades_seen[book] += 1
+            self._trade(book, self._trades_seen[book], int(self._times[k]), ts_recv, int(self._prices[k]),
+                        int(self._qtys[k]), int(self._sides[k]))
 
     def _subscription_ack(self, payload: bytes) -> None:
         """v2: `{"method":"subscribe","result":{"channel":"book","depth":N,"symbol":S},...}` sets S's depth."""
@@ -334,6 +356,10 @@ class CoinbaseFeed(VenueFeed):
         elif kind in (coinbase.FRAME_SNAPSHOT, coinbase.FRAME_UPDATE):
             self._on_levels(int(header[coinbase.H_INSTRUMENT]), kind == coinbase.FRAME_SNAPSHOT, 0,
                             int(header[coinbase.H_LEVELS]), conn, ts_recv)
+        elif kind == coinbase.FRAME_TRADE:
+            self._trade(int(header[coinbase.H_INSTRUMENT]), int(header[coinbase.H_TRADE_ID]),
+                        int(header[coinbase.H_TIME]), ts_recv, int(header[coinbase.H_PRICE]),
+                        int(header[coinbase.H_QTY]), int(header[coinbase.H_SIDE]))
         elif kind in (coinbase.FRAME_ERROR, coinbase.FRAME_UNKNOWN_SYMBOL):
             self.counters[-1, Counter.DECODE_ERRORS] += 1
 

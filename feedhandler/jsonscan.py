@@ -25,7 +25,7 @@ def key(name: str) -> np.ndarray:
 
 
 @njit(inline="always", nogil=True)
-def _skip_spaces(buf, pos, end):
+def skip_spaces_to(buf, pos, end):
     while pos < end and (buf[pos] == 32 or buf[pos] == 9 or buf[pos] == 10 or buf[pos] == 13):
         pos += 1
     return pos
@@ -34,7 +34,7 @@ def _skip_spaces(buf, pos, end):
 @njit(nogil=True, cache=True)
 def looks_like_object(buf, n):
     """A frame that is not `{...}` (truncated, binary garbage) is a decode error, not ignorable."""
-    first = _skip_spaces(buf, 0, n)
+    first = skip_spaces_to(buf, 0, n)
     last = n - 1
     while last > first and (buf[last] == 32 or buf[last] == 9 or buf[last] == 10 or buf[last] == 13):
         last -= 1
@@ -55,9 +55,9 @@ def find_value(buf, start, end, name):
                     matched = False
                     break
             if matched:
-                pos = _skip_spaces(buf, i + n, end)
+                pos = skip_spaces_to(buf, i + n, end)
                 if pos < end and buf[pos] == COLON:
-                    return _skip_spaces(buf, pos + 1, end)
+                    return skip_spaces_to(buf, pos + 1, end)
         i += 1
     return -1
 
@@ -133,19 +133,19 @@ def parse_pairs(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count
     the output arrays from index `count`. Returns (new count, position after the array, error)."""
     if pos < 0 or pos >= end or buf[pos] != LBRACKET:
         return count, -1, ERR_SYNTAX
-    i = _skip_spaces(buf, pos + 1, end)
+    i = skip_spaces_to(buf, pos + 1, end)
     if i < end and buf[i] == RBRACKET:
         return count, i + 1, OK
     while i < end:
         if buf[i] != LBRACKET:
             return count, -1, ERR_SYNTAX
-        price, stop, err = decimal_string(buf, _skip_spaces(buf, i + 1, end), end, px_dec)
+        price, stop, err = decimal_string(buf, skip_spaces_to(buf, i + 1, end), end, px_dec)
         if err != OK:
             return count, -1, err
-        i = _skip_spaces(buf, stop + 1, end)
+        i = skip_spaces_to(buf, stop + 1, end)
         if i >= end or buf[i] != COMMA:
             return count, -1, ERR_SYNTAX
-        qty, stop, err = decimal_string(buf, _skip_spaces(buf, i + 1, end), end, qty_dec)
+        qty, stop, err = decimal_string(buf, skip_spaces_to(buf, i + 1, end), end, qty_dec)
         if err != OK:
             return count, -1, err
         i = stop + 1
@@ -158,12 +158,12 @@ def parse_pairs(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count
         count, err = push_level(sides, prices, qtys, count, side, price, qty)
         if err != OK:
             return count, -1, err
-        i = _skip_spaces(buf, i + 1, end)
+        i = skip_spaces_to(buf, i + 1, end)
         if i < end and buf[i] == RBRACKET:
             return count, i + 1, OK
         if i >= end or buf[i] != COMMA:
             return count, -1, ERR_SYNTAX
-        i = _skip_spaces(buf, i + 1, end)
+        i = skip_spaces_to(buf, i + 1, end)
     return count, -1, ERR_SYNTAX
 
 
@@ -199,7 +199,7 @@ def symbol_table(symbols: list[str], width: int = 32) -> tuple[np.ndarray, np.nd
 def skip_value(buf, pos, end):
     """Position just after the JSON value at `pos` (strings, numbers, literals, nested arrays and
     objects), or -1 when it does not end inside [pos, end)."""
-    pos = _skip_spaces(buf, pos, end)
+    pos = skip_spaces_to(buf, pos, end)
     if pos >= end:
         return -1
     depth = 0
@@ -232,9 +232,9 @@ def skip_value(buf, pos, end):
 def next_element(buf, pos, end):
     """After an element ending at `pos`: position of the next element of the same array, or -1 at
     the closing bracket (or on a syntax error)."""
-    pos = _skip_spaces(buf, pos, end)
+    pos = skip_spaces_to(buf, pos, end)
     if pos < end and buf[pos] == COMMA:
-        return _skip_spaces(buf, pos + 1, end)
+        return skip_spaces_to(buf, pos + 1, end)
     return -1
 
 
@@ -243,7 +243,7 @@ def first_element(buf, pos, end):
     """Position of the first element of the array at `pos`, or -1 when empty or not an array."""
     if pos < 0 or pos >= end or buf[pos] != LBRACKET:
         return -1
-    pos = _skip_spaces(buf, pos + 1, end)
+    pos = skip_spaces_to(buf, pos + 1, end)
     if pos >= end or buf[pos] == RBRACKET:
         return -1
     return pos
@@ -309,3 +309,48 @@ def parse_level_objects(buf, pos, end, px_dec, qty_dec, price_name, qty_name, si
             return count, err
         item = next_element(buf, stop, end)
     return count, OK
+
+
+@njit(inline="always", nogil=True)
+def _digits(buf, first, count):
+    value = 0
+    for k in range(first, first + count):
+        d = buf[k] - 48
+        if d < 0 or d > 9:
+            return -1
+        value = value * 10 + d
+    return value
+
+
+@njit(nogil=True, cache=True)
+def parse_rfc3339_ns(buf, first, stop):
+    """ns since the epoch of `YYYY-MM-DDTHH:MM:SS[.fraction]Z` in buf[first:stop], or -1.
+    (Days from the civil date, H. Hinnant's algorithm; no float, fraction exact to 1 ns.)"""
+    if first < 0 or stop - first < 20 or buf[stop - 1] != 90:  # 'Z'
+        return -1
+    year, month, day = _digits(buf, first, 4), _digits(buf, first + 5, 2), _digits(buf, first + 8, 2)
+    hour, minute, second = _digits(buf, first + 11, 2), _digits(buf, first + 14, 2), _digits(buf, first + 17, 2)
+    if min(year, month, day, hour, minute, second) < 0 or not 1 <= month <= 12 or not 1 <= day <= 31 \
+            or hour > 23 or minute > 59 or second > 60:
+        return -1
+    nanos = 0
+    pos = first + 19
+    if buf[pos] == 46:  # '.'
+        scale = 100_000_000
+        pos += 1
+        while pos < stop - 1:
+            d = buf[pos] - 48
+            if d < 0 or d > 9:
+                return -1
+            nanos += d * scale
+            scale //= 10
+            pos += 1
+    elif pos != stop - 1:
+        return -1
+    y = year - (1 if month <= 2 else 0)
+    era = y // 400
+    year_of_era = y - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    days = era * 146097 + day_of_era - 719468
+    return ((days * 24 + hour) * 60 + minute) * 60_000_000_000 + second * 1_000_000_000 + nanos

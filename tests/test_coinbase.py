@@ -8,7 +8,9 @@ import zstandard
 
 from feedhandler.feed import CoinbaseFeed, SyncState
 from feedhandler.instruments import Instrument, coinbase_instruments, decimals_of
-from shm.reader import StatusEvent, VenueReader
+from feedhandler.capture import CaptureReader, FrameKind
+from shm.layout import Counter, Side
+from shm.reader import StatusEvent, TradeEvent, VenueReader
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.replay import replay
@@ -169,3 +171,38 @@ def test_exchange_recording_keeps_all_ten_books_uncrossed_and_exact(captures, tm
         got = summary["books"][f"coinbase:{product}"]
         assert got["valid"] and got["crossed"] == 0 and got["resyncs"] == 0
         assert_same(got, reference, 1000)
+
+
+def test_an_exchange_match_publishes_the_taker_side(feed):
+    coinbase, reader = feed
+    cursor = reader.events()
+    coinbase.on_frame(b'{"type":"match","trade_id":280232,"maker_order_id":"a","taker_order_id":"b","side":"sell",'
+                      b'"size":"0.5","price":"100.50","product_id":"BTC-USD","sequence":1,'
+                      b'"time":"2021-04-17T16:43:37.089723Z"}', 9, conn=3)
+    (trade,) = [e for e in cursor.poll() if isinstance(e, TradeEvent)]
+    assert (trade.trade_id, trade.price, trade.qty) == (280232, 10050, 50000000)
+    assert trade.side == Side.BUY  # the resting order sold: a buyer lifted it
+    assert trade.ts_exchange == 1618677817089723000
+
+
+def test_last_match_is_history_not_a_new_trade(feed):
+    coinbase, reader = feed
+    coinbase.on_frame(b'{"type":"last_match","trade_id":1,"side":"sell","size":"1","price":"100","product_id":'
+                      b'"BTC-USD","time":"2021-04-17T16:43:37Z"}', 9, conn=3)
+    assert reader.counters("BTC-USD")["trades"] == 0 and reader.counters()["decode_errors"] == 0
+
+
+def test_exchange_recording_publishes_every_match(captures, tmp_path, shm_prefix):
+    path = captures / "coinbase-exchange-2021" / "COINBASE.ws.28.0"
+    matches = sum(1 for line in open(path) if '"type":"match"' in line)
+    import_recordings([str(captures / "coinbase-exchange-2021" / "COINBASE")], str(tmp_path / "e.fhcap"))
+    products = sorted({json.loads(line.partition(": ")[2])["product_id"] for line in open(path)
+                       if '"type":"match"' in line})
+    instruments = [Instrument("coinbase", p, *p.split("-"), 8, 8) for p in products]
+    with SegmentWriter.create(shm_prefix, "coinbase", [i.spec(256) for i in instruments], 5, 1 << 12) as writer:
+        coinbase = CoinbaseFeed(instruments, writer, capacity=256)
+        for frame in CaptureReader(tmp_path / "e.fhcap").frames():
+            if frame.kind == FrameKind.WS_RECV and b'"match"' in frame.payload:
+                coinbase.on_frame(frame.payload, frame.ts_ns, frame.conn)
+        assert matches > 0 and int(writer.counters[:, Counter.TRADES].sum()) == matches
+        assert int(writer.counters[-1, Counter.DECODE_ERRORS]) == 0

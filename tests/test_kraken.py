@@ -7,7 +7,9 @@ import pytest
 
 from feedhandler.feed import KrakenFeed, SyncState
 from feedhandler.instruments import Instrument, kraken_instruments
-from shm.reader import StatusEvent, VenueReader
+from feedhandler.capture import CaptureReader, FrameKind
+from shm.layout import Counter, Side
+from shm.reader import StatusEvent, TradeEvent, VenueReader
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.replay import replay
@@ -205,3 +207,43 @@ def test_v2_recorded_sample_snapshot_verifies_through_the_decoder(captures, shm_
         reader = VenueReader("kraken", prefix=shm_prefix)
         assert reader.book("BTC-USD").valid
         assert reader.counters("BTC-USD")["checksum_ok"] == 1
+
+
+# ---------------------------------------------------------------- trades
+
+def test_v1_trades_are_published_with_the_takers_side_and_exchange_time(feed):
+    kraken, reader = feed
+    cursor = reader.events()
+    kraken.on_frame(b'[993,[["354.11000000","0.89594024","1618678142.557535","s","l",""],'
+                    b'["354.55000000","1.25690315","1618678145.715785","b","m",""]],"trade","XMR/USD"]', 5)
+    trades = [e for e in cursor.poll() if isinstance(e, TradeEvent)]
+    assert [(t.price, t.qty, t.side, t.ts_exchange, t.trade_id) for t in trades] == [
+        (35411, 89594024, Side.SELL, 1618678142557535000, 1), (35455, 125690315, Side.BUY, 1618678145715785000, 2)]
+    assert reader.counters("XMR-USD")["trades"] == 2
+
+
+def test_a_trade_with_an_unknown_side_letter_is_a_decode_error(feed):
+    kraken, reader = feed
+    kraken.on_frame(b'[993,[["354.11","0.5","1618678142.5","x","l",""]],"trade","XMR/USD"]', 5)
+    assert reader.counters()["decode_errors"] == 1 and reader.counters("XMR-USD")["trades"] == 0
+
+
+def test_real_recording_publishes_every_trade(captures, tmp_path, shm_prefix):
+    recorded = 0
+    for path in sorted((captures / "kraken-v1-2021").glob("KRAKEN.ws.*")):
+        for line in open(path):
+            message = json.loads(line.partition(": ")[2]) if line[0].isdigit() else None
+            if isinstance(message, list) and message[-2] == "trade":
+                recorded += len(message[1])
+    capture = tmp_path / "kraken.fhcap"
+    import_recordings([str(captures / "kraken-v1-2021" / "KRAKEN")], str(capture))
+    pairs = ["ADA/XBT", "ETH/CHF", "GRT/ETH", "KSM/XBT", "OCEAN/XBT", "OMG/USD", "SC/EUR", "WAVES/EUR", "XBT/CHF",
+             "XMR/USD"]
+    instruments = [Instrument("kraken", p, p.split("/")[0], p.split("/")[1], 8, 8) for p in pairs]
+    with SegmentWriter.create(shm_prefix, "kraken", [i.spec(2048) for i in instruments], 10, 1 << 12) as writer:
+        kraken = KrakenFeed(instruments, writer)
+        for frame in CaptureReader(capture).frames():
+            if frame.kind == FrameKind.WS_RECV and b'"trade"' in frame.payload:
+                kraken.on_frame(frame.payload, frame.ts_ns)
+        assert recorded > 0 and int(writer.counters[:, Counter.TRADES].sum()) == recorded
+        assert int(writer.counters[-1, Counter.DECODE_ERRORS]) == 0

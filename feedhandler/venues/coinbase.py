@@ -16,8 +16,8 @@ from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
 from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, first_element, key, looks_like_object,
-                        match_symbol, next_element, parse_int, parse_level_objects, parse_pairs, push_level,
-                        skip_value, string_span)
+                        match_symbol, next_element, parse_int, parse_level_objects, parse_pairs,
+                        parse_rfc3339_ns, push_level, skip_value, string_span)
 from .adapter import VenueAdapter
 
 ADVANCED = VenueAdapter(
@@ -42,6 +42,7 @@ FRAME_L2 = 1  # Advanced: events listed in `events`
 FRAME_SNAPSHOT = 2  # Exchange
 FRAME_UPDATE = 3  # Exchange
 FRAME_OTHER_SEQUENCED = 6  # Advanced, another channel: only its sequence_num matters here
+FRAME_TRADE = 7  # Exchange match: the trade is in the header
 FRAME_ERROR = 4
 FRAME_UNKNOWN_SYMBOL = 5
 
@@ -50,7 +51,12 @@ H_LEVELS = 1
 H_SEQUENCE = 2  # Advanced sequence_num, -1 when absent
 H_EVENTS = 3  # Advanced: rows filled in `events`
 H_ERROR = 4
-HEADER_WORDS = 8
+H_TRADE_ID = 5
+H_PRICE = 6
+H_QTY = 7
+H_SIDE = 8  # the aggressor: +1 buy, -1 sell
+H_TIME = 9
+HEADER_WORDS = 12
 # `events` rows: instrument, is snapshot, first level, end level
 MAX_EVENTS = 64
 
@@ -74,6 +80,11 @@ _BID = np.frombuffer(b"bid", np.uint8)
 _OFFER = np.frombuffer(b"offer", np.uint8)
 _BUY = np.frombuffer(b"buy", np.uint8)
 _SELL = np.frombuffer(b"sell", np.uint8)
+_MATCH = np.frombuffer(b"match", np.uint8)
+_TRADE_ID = key("trade_id")
+_SIZE = key("size")
+_PRICE = key("price")
+_TIME = key("time")
 
 
 @njit(nogil=True, cache=True)
@@ -111,6 +122,22 @@ def _changes(buf, pos, end, px_dec, qty_dec, sides, prices, qtys, count):
             return count, err
         item = next_element(buf, stop, end)
     return count, OK
+
+
+@njit(nogil=True, cache=True)
+def _match(buf, n, px_dec, qty_dec, header):
+    """Exchange `match`: `side` is the maker order's side, so the aggressor is the other one."""
+    header[H_TRADE_ID], after = parse_int(buf, find_value(buf, 0, n, _TRADE_ID), n)
+    maker, _ = _side_of(buf, find_value(buf, 0, n, _SIDE), n, _BUY, _SELL)
+    header[H_PRICE], _, e1 = decimal_string(buf, find_value(buf, 0, n, _PRICE), n, px_dec)
+    header[H_QTY], _, e2 = decimal_string(buf, find_value(buf, 0, n, _SIZE), n, qty_dec)
+    first, stop = string_span(buf, find_value(buf, 0, n, _TIME), n)
+    header[H_TIME] = parse_rfc3339_ns(buf, first, stop)
+    header[H_SIDE] = -1 if maker == BID else 1
+    if after < 0 or maker < 0 or e1 != OK or e2 != OK or header[H_TIME] < 0:
+        header[H_ERROR] = ERR_SYNTAX if e1 == OK and e2 == OK else max(e1, e2)
+        return FRAME_ERROR
+    return FRAME_TRADE
 
 
 @njit(nogil=True, cache=True)
@@ -166,14 +193,17 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         return FRAME_L2
     kind_first, kind_stop = string_span(buf, find_value(buf, 0, n, _TYPE), n)
     is_snapshot = equals(buf, kind_first, kind_stop, _SNAPSHOT)
-    if not is_snapshot and not equals(buf, kind_first, kind_stop, _L2UPDATE):
-        return FRAME_IGNORED
+    is_match = equals(buf, kind_first, kind_stop, _MATCH)
+    if not is_snapshot and not is_match and not equals(buf, kind_first, kind_stop, _L2UPDATE):
+        return FRAME_IGNORED  # last_match (history), subscriptions, heartbeats, tickers
     product_first, product_stop = string_span(buf, find_value(buf, 0, n, _PRODUCT), n)
     instrument = match_symbol(buf, product_first, product_stop, symbols, lengths)
     if instrument < 0:
         return FRAME_UNKNOWN_SYMBOL
     header[H_INSTRUMENT] = instrument
     px_dec, qty_dec = px_decs[instrument], qty_decs[instrument]
+    if is_match:
+        return _match(buf, n, px_dec, qty_dec, header)
     if is_snapshot:
         count, pos, err = parse_pairs(buf, find_value(buf, 0, n, _BIDS), n, px_dec, qty_dec, BID, sides, prices,
                                       qtys, 0)

@@ -17,8 +17,9 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, NO_WORD, equals, find_value, first_element, key, looks_like_object, match_symbol,
-                        next_element, parse_int, parse_level_objects, parse_pairs, skip_value, string_span)
+from ..jsonscan import (ERR_SYNTAX, NO_WORD, decimal_string, equals, find_value, first_element, key,
+                        looks_like_object, match_symbol, next_element, parse_decimal, parse_int, parse_level_objects,
+                        parse_pairs, skip_spaces_to, skip_value, string_span)
 from .adapter import VenueAdapter
 
 ADAPTER = VenueAdapter(
@@ -35,6 +36,7 @@ FRAME_SNAPSHOT = 1
 FRAME_UPDATE = 2
 FRAME_ERROR = 4
 FRAME_UNKNOWN_SYMBOL = 5
+FRAME_TRADES = 6  # v1 trade channel: decode with decode_trades
 
 H_INSTRUMENT = 0
 H_LEVELS = 1
@@ -51,6 +53,7 @@ _ASKS = key("a")
 _BIDS = key("b")
 _CHECKSUM = key("c")
 _BOOK = np.frombuffer(b"book-", np.uint8)
+_TRADE_CHANNEL = np.frombuffer(b"trade", np.uint8)
 
 
 @njit(nogil=True, cache=True)
@@ -109,6 +112,8 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     if spans[0] < 0 or spans[2] < 0:
         return FRAME_ERROR
     channel_first, channel_stop = spans[0], spans[1]
+    if equals(buf, channel_first, channel_stop, _TRADE_CHANNEL):
+        return FRAME_TRADES
     if channel_stop - channel_first <= len(_BOOK):
         return FRAME_IGNORED
     for k in range(len(_BOOK)):
@@ -215,3 +220,43 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
     if err != OK:
         return FRAME_ERROR
     return FRAME_SNAPSHOT if is_snapshot else FRAME_UPDATE
+
+
+@njit(nogil=True, cache=True)
+def decode_trades(buf, n, symbols, lengths, px_decs, qty_decs, aggressors, prices, qtys, times, header):
+    """v1 `[id, [[price, volume, time, side, type, misc], ...], "trade", PAIR]`: side is the taker's
+    ("b" buy, "s" sell), time decimal seconds. Returns the trades written, or -1 on a bad frame
+    (header[H_INSTRUMENT] set; -2 for an unknown pair)."""
+    spans = _last_strings(buf, n)
+    instrument = match_symbol(buf, spans[2], spans[3], symbols, lengths)
+    header[H_INSTRUMENT] = instrument
+    if instrument < 0:
+        return -2
+    start = 1
+    while start < n and buf[start] != 44:  # past the channel id
+        start += 1
+    item = first_element(buf, skip_spaces_to(buf, start + 1, n), n)
+    count = 0
+    while item >= 0:
+        stop = skip_value(buf, item, n)
+        field = first_element(buf, item, stop)
+        price, after, err = decimal_string(buf, field, stop, px_decs[instrument])
+        if err != OK:
+            return -1
+        qty, after, err = decimal_string(buf, next_element(buf, after + 1, stop), stop, qty_decs[instrument])
+        if err != OK:
+            return -1
+        first, last = string_span(buf, next_element(buf, after + 1, stop), stop)
+        when, err = parse_decimal(buf, first, last, 9, False)
+        side_first, side_stop = string_span(buf, next_element(buf, last + 1, stop), stop)
+        if err != OK or side_stop - side_first != 1 or count >= len(prices):
+            return -1
+        aggressors[count] = 1 if buf[side_first] == 98 else (-1 if buf[side_first] == 115 else 0)
+        if aggressors[count] == 0:
+            return -1
+        prices[count] = price
+        qtys[count] = qty
+        times[count] = when
+        count += 1
+        item = next_element(buf, stop, n)
+    return count
