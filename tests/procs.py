@@ -48,19 +48,23 @@ def hammer_block(block, rounds):
         write_end(block)
 
 
-def seqlock_writer(prefix, name, rounds, ready):
+def seqlock_writer(prefix, name, rounds, ready, enough):
+    """Hammer the block in bursts of `rounds` until the reader has seen `enough` (or 60 s pass)."""
     spec = InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 100)
     with SegmentWriter.create(prefix, name, [spec], depth=200, ring_slots=16) as writer:
         ready.set()
-        hammer_block(writer.books[0], rounds)
+        deadline = time.monotonic() + 60
+        while not enough.is_set() and time.monotonic() < deadline:
+            hammer_block(writer.books[0], rounds)
 
 
 def writer_that_waits(prefix, name, ready):
-    """Create a segment and wait to be killed (a writer that dies without cleaning up)."""
-    SegmentWriter.create(prefix, name, [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 8)], 4, 16)
+    """Create a segment and keep it alive until killed (a writer that dies without cleaning up)."""
+    writer = SegmentWriter.create(prefix, name, [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 8)], 4, 16)
     ready.set()
     while True:
-        time.sleep(1)
+        writer.heartbeat()
+        time.sleep(0.2)
 
 
 def attach_and_exit(prefix, name):

@@ -9,13 +9,25 @@ import numpy as np
 from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID, apply_changes
 from feedhandler.publish import publish
-from shm.layout import Counter, Side
+from shm.layout import BOOK_MAX_DEPTH, RING_CONTROL_WORDS, SLOT_WORDS, Counter, Side, block_words
 from shm.ring import publish_trade
 from shm.segment import InstrumentSpec, SegmentWriter
 
 INSTRUMENTS = [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 4096), InstrumentSpec("ETHUSDT", "ETH-USDT", 2, 4, 4096)]
 START_MID = [6_500_000, 350_000]  # 65000.00 and 3500.00
 DEPTH = 20
+
+
+def _compile(books: BookStore) -> None:
+    """Run every kernel the loop uses once, on private arrays shaped like the segment's."""
+    blocks = np.zeros((len(INSTRUMENTS), block_words(10)), np.int64)
+    blocks[:, BOOK_MAX_DEPTH] = 10
+    ring, control = np.zeros((16, SLOT_WORDS), np.int64), np.zeros(RING_CONTROL_WORDS, np.int64)
+    scratch = BookStore(books.capacities, window=books.window)
+    apply_changes(scratch.levels, scratch.ladder, scratch.meta, 0, np.zeros(1, np.int64), np.ones(1, np.int64),
+                  np.ones(1, np.int64))
+    publish(scratch.levels, scratch.ladder, scratch.meta, 0, blocks, ring, control, 0, 0, 0, True)
+    publish_trade(ring, control, 0, 0, 0, 0, 0, 1, 1, 1)
 
 
 def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate: float = 200.0,
@@ -28,6 +40,7 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
     for i, mid in enumerate(mids):
         sizes = rng.integers(1, 10**6, DEPTH)
         books.load(i, np.stack([mid - ticks, sizes], 1), np.stack([mid + ticks, sizes], 1))
+    _compile(books)  # before the segment exists: a reader attaching must not wait on the compiler
     published = trades = 0
     with SegmentWriter.create(prefix, venue, INSTRUMENTS, depth=10, ring_slots=4096) as writer:
         started = time.monotonic()
