@@ -58,7 +58,8 @@ class VenueFeed:
         self._symbols, self._lengths = symbol_table([inst.venue_symbol for inst in instruments])
         self._px_decs = np.array([inst.px_dec for inst in instruments], np.int64)
         self._qty_decs = np.array([inst.qty_dec for inst in instruments], np.int64)
-        self._sides, self._prices, self._qtys, self._times = (np.zeros(INITIAL_LEVELS, np.int64) for _ in range(4))
+        self._sides, self._prices, self._qtys, self._times, self._ids, self._books = (
+            np.zeros(INITIAL_LEVELS, np.int64) for _ in range(6))
         self._header = np.zeros(self.HEADER_WORDS, np.int64)
         self.counters = writer.counters
 
@@ -74,7 +75,8 @@ class VenueFeed:
         needed = len(payload) // 8 + 1
         if needed > len(self._prices):
             size = max(needed, 2 * len(self._prices))
-            self._sides, self._prices, self._qtys, self._times = (np.zeros(size, np.int64) for _ in range(4))
+            self._sides, self._prices, self._qtys, self._times, self._ids, self._books = (
+                np.zeros(size, np.int64) for _ in range(6))
 
     def _decode(self, decoder, payload: bytes) -> int:
         self._fit_scratch(payload)
@@ -140,6 +142,19 @@ class VenueFeed:
         self.counters[book, Counter.TRADES] += 1
         publish_trade(self.writer.ring, self.writer.ring_control, book, trade_id, ts_exchange, ts_recv,
                       time.time_ns(), price, qty, aggressor)
+
+    def _trades(self, decoder, payload: bytes, ts_recv: int) -> None:
+        """Decode a frame of trade objects (one `parse_trade_objects` decoder) and publish them."""
+        self._fit_scratch(payload)
+        buf = np.frombuffer(payload, np.uint8)
+        count = decoder(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs, self._books,
+                        self._sides, self._prices, self._qtys, self._ids, self._times)
+        if count < 0:
+            self.counters[-1, Counter.DECODE_ERRORS] += 1
+            return
+        for k in range(count):
+            self._trade(int(self._books[k]), int(self._ids[k]), int(self._times[k]), ts_recv, int(self._prices[k]),
+                        int(self._qtys[k]), int(self._sides[k]))
 
     def _status(self, book: int, status: Status, reason: Reason, ts_recv: int) -> None:
         publish_status(self.writer.ring, self.writer.ring_control, book, int(status), int(reason), 0, ts_recv,
@@ -264,6 +279,9 @@ class KrakenFeed(VenueFeed):
         if kind == kraken.FRAME_TRADES:
             self._on_trades(payload, ts_recv)
             return
+        if kind == kraken.FRAME_TRADES_V2:
+            self._trades(kraken.decode_v2_trades, payload, ts_recv)
+            return
         if kind in (kraken.FRAME_ERROR, kraken.FRAME_UNKNOWN_SYMBOL):
             self.counters[-1, Counter.DECODE_ERRORS] += 1
             return
@@ -356,6 +374,8 @@ class CoinbaseFeed(VenueFeed):
         elif kind in (coinbase.FRAME_SNAPSHOT, coinbase.FRAME_UPDATE):
             self._on_levels(int(header[coinbase.H_INSTRUMENT]), kind == coinbase.FRAME_SNAPSHOT, 0,
                             int(header[coinbase.H_LEVELS]), conn, ts_recv)
+        elif kind == coinbase.FRAME_MARKET_TRADES:
+            self._trades(coinbase.decode_market_trades, payload, ts_recv)
         elif kind == coinbase.FRAME_TRADE:
             self._trade(int(header[coinbase.H_INSTRUMENT]), int(header[coinbase.H_TRADE_ID]),
                         int(header[coinbase.H_TIME]), ts_recv, int(header[coinbase.H_PRICE]),

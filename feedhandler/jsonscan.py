@@ -354,3 +354,70 @@ def parse_rfc3339_ns(buf, first, stop):
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
     days = era * 146097 + day_of_era - 719468
     return ((days * 24 + hour) * 60 + minute) * 60_000_000_000 + second * 1_000_000_000 + nanos
+
+
+@njit(nogil=True, cache=True)
+def integer_value(buf, pos, end):
+    """(value, ok) of a non-negative integer at `pos`, bare or as a quoted string of digits."""
+    if pos >= 0 and pos < end and buf[pos] == QUOTE:
+        first, stop = string_span(buf, pos, end)
+        value, after = parse_int(buf, first, stop)
+        return value, first >= 0 and after == stop
+    value, after = parse_int(buf, pos, end)
+    return value, after >= 0
+
+
+@njit(nogil=True, cache=True)
+def parse_trade_objects(buf, pos, end, symbols, lengths, px_decs, qty_decs, names, buy_word, sell_word,
+                        side_sign, books, aggressors, prices, qtys, ids, times, count):
+    """Parse `[{symbol, side, price, qty, id, time}, ...]` at `pos`, appending from `count`. `names`
+    holds the five key tokens in that order (symbol, side, price, qty, id) and the time key last,
+    as rows of a uint8 table with lengths in column 0. `side_sign` is +1 when the venue names the
+    taker's side, -1 when it names the maker's. Returns the new count, -1 for a malformed trade,
+    -2 for an unknown symbol."""
+    item = first_element(buf, pos, end)
+    if pos < 0 or (item < 0 and (pos >= end or buf[pos] != LBRACKET)):
+        return -1
+    while item >= 0:
+        stop = skip_value(buf, item, end)
+        if stop < 0 or buf[item] != 123 or count >= len(prices):
+            return -1
+        first, last = string_span(buf, find_value(buf, item, stop, names[0, 1:1 + names[0, 0]]), stop)
+        book = match_symbol(buf, first, last, symbols, lengths)
+        if book < 0:
+            return -2
+        first, last = string_span(buf, find_value(buf, item, stop, names[1, 1:1 + names[1, 0]]), stop)
+        if equals(buf, first, last, buy_word):
+            aggressor = side_sign
+        elif equals(buf, first, last, sell_word):
+            aggressor = -side_sign
+        else:
+            return -1
+        price, err = number_value(buf, find_value(buf, item, stop, names[2, 1:1 + names[2, 0]]), stop,
+                                  px_decs[book])
+        qty, err2 = number_value(buf, find_value(buf, item, stop, names[3, 1:1 + names[3, 0]]), stop,
+                                 qty_decs[book])
+        trade_id, ok = integer_value(buf, find_value(buf, item, stop, names[4, 1:1 + names[4, 0]]), stop)
+        first, last = string_span(buf, find_value(buf, item, stop, names[5, 1:1 + names[5, 0]]), stop)
+        when = parse_rfc3339_ns(buf, first, last)
+        if err != OK or err2 != OK or not ok or when < 0:
+            return -1
+        books[count] = book
+        aggressors[count] = aggressor
+        prices[count] = price
+        qtys[count] = qty
+        ids[count] = trade_id
+        times[count] = when
+        count += 1
+        item = next_element(buf, stop, end)
+    return count
+
+
+def key_table(*names: str) -> np.ndarray:
+    """Quoted key tokens as rows [length, bytes...] for kernels that take several keys at once."""
+    tokens = [f'"{name}"'.encode() for name in names]
+    table = np.zeros((len(tokens), 1 + max(len(t) for t in tokens)), np.uint8)
+    for row, token in enumerate(tokens):
+        table[row, 0] = len(token)
+        table[row, 1:1 + len(token)] = np.frombuffer(token, np.uint8)
+    return table

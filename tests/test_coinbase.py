@@ -206,3 +206,46 @@ def test_exchange_recording_publishes_every_match(captures, tmp_path, shm_prefix
                 coinbase.on_frame(frame.payload, frame.ts_ns, frame.conn)
         assert matches > 0 and int(writer.counters[:, Counter.TRADES].sum()) == matches
         assert int(writer.counters[-1, Counter.DECODE_ERRORS]) == 0
+
+
+def test_advanced_market_trades_publish_the_opposite_of_the_makers_side(feed):
+    coinbase, reader = feed
+    cursor = reader.events()
+    message = {"channel": "market_trades", "sequence_num": 2, "events": [
+        {"type": "snapshot", "trades": [{"product_id": "BTC-USD", "trade_id": "1", "price": "100.00",
+                                         "size": "1", "time": "2026-08-09T21:05:42.514318Z", "side": "SELL"}]},
+        {"type": "update", "trades": [{"product_id": "BTC-USD", "trade_id": "1068572091", "price": "101.00",
+                                       "size": "0.01034361", "time": "2026-08-09T21:05:48.167634Z", "side": "SELL"}]}]}
+    coinbase.on_frame(json.dumps(message).encode(), 3, conn=7)
+    (trade,) = [e for e in cursor.poll() if isinstance(e, TradeEvent)]
+    assert (trade.trade_id, trade.price, trade.qty, trade.side) == (1068572091, 10100, 1034361, Side.BUY)
+
+
+def test_advanced_recording_trade_sides_agree_with_the_touch(captures, tmp_path, shm_prefix):
+    """Taker side inferred from the trade price against the latest ticker best bid/ask."""
+    path = captures / "coinbase-advanced-2026" / "COINBASE.jsonl.zst"
+    import_recordings([str(path)], str(tmp_path / "c.fhcap"))
+    instruments = [Instrument("coinbase", p, *p.split("-"), 2, 8) for p in ("BTC-USD", "ETH-USD")]
+    with SegmentWriter.create(shm_prefix, "coinbase", [i.spec(65536) for i in instruments], 5, 1 << 14) as writer:
+        coinbase = CoinbaseFeed(instruments, writer)
+        reader = VenueReader("coinbase", prefix=shm_prefix)
+        cursor = reader.events(batch=1 << 14)
+        best, inferred = {}, {}
+        for frame in CaptureReader(tmp_path / "c.fhcap").frames():
+            if frame.kind != FrameKind.WS_RECV:
+                continue
+            coinbase.on_frame(frame.payload, frame.ts_ns, frame.conn)
+            message = json.loads(frame.payload)
+            for event in message.get("events", []):
+                for ticker in event.get("tickers", []):
+                    best[ticker["product_id"]] = (Decimal(ticker["best_bid"]), Decimal(ticker["best_ask"]))
+                for trade in event.get("trades", []) if event.get("type") == "update" else []:
+                    bid, ask = best.get(trade["product_id"], (None, None))
+                    if bid is not None and Decimal(trade["price"]) >= ask:
+                        inferred[int(trade["trade_id"])] = Side.BUY
+                    elif bid is not None and Decimal(trade["price"]) <= bid:
+                        inferred[int(trade["trade_id"])] = Side.SELL
+        published = {e.trade_id: e.side for e in cursor.poll() if isinstance(e, TradeEvent)}
+        assert int(writer.counters[-1, Counter.DECODE_ERRORS]) == 0 and len(inferred) > 50
+        agree = sum(published[trade_id] == side for trade_id, side in inferred.items())
+        assert agree >= 0.95 * len(inferred)

@@ -247,3 +247,16 @@ def test_real_recording_publishes_every_trade(captures, tmp_path, shm_prefix):
                 kraken.on_frame(frame.payload, frame.ts_ns)
         assert recorded > 0 and int(writer.counters[:, Counter.TRADES].sum()) == recorded
         assert int(writer.counters[-1, Counter.DECODE_ERRORS]) == 0
+
+
+def test_v2_trades_carry_the_takers_side_id_and_time(matic):
+    kraken, reader = matic
+    cursor = reader.events()
+    trade = {"symbol": "MATIC/USD", "side": "buy", "price": 0.5147, "qty": 6423.46326, "ord_type": "limit",
+             "trade_id": 4665846, "timestamp": "2023-09-25T07:48:36.925533Z"}
+    kraken.on_frame(json.dumps({"channel": "trade", "type": "snapshot", "data": [trade]}).encode(), 1)  # history
+    kraken.on_frame(json.dumps({"channel": "trade", "type": "update", "data": [trade]}).encode(), 2)
+    (event,) = [e for e in cursor.poll() if isinstance(e, TradeEvent)]
+    assert (event.trade_id, event.price, event.qty, event.side) == (4665846, 5147, 642346326000, Side.BUY)
+    assert event.ts_exchange == 1695628116925533000
+    assert reader.counters()["decode_errors"] == 0

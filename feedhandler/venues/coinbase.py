@@ -15,9 +15,9 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, first_element, key, looks_like_object,
-                        match_symbol, next_element, parse_int, parse_level_objects, parse_pairs,
-                        parse_rfc3339_ns, push_level, skip_value, string_span)
+from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, first_element, key, key_table,
+                        looks_like_object, match_symbol, next_element, parse_int, parse_level_objects, parse_pairs,
+                        parse_rfc3339_ns, parse_trade_objects, push_level, skip_value, string_span)
 from .adapter import VenueAdapter
 
 ADVANCED = VenueAdapter(
@@ -43,6 +43,7 @@ FRAME_SNAPSHOT = 2  # Exchange
 FRAME_UPDATE = 3  # Exchange
 FRAME_OTHER_SEQUENCED = 6  # Advanced, another channel: only its sequence_num matters here
 FRAME_TRADE = 7  # Exchange match: the trade is in the header
+FRAME_MARKET_TRADES = 8  # Advanced market_trades: decode with decode_market_trades
 FRAME_ERROR = 4
 FRAME_UNKNOWN_SYMBOL = 5
 
@@ -73,6 +74,11 @@ _BIDS = key("bids")
 _ASKS = key("asks")
 _CHANGES = key("changes")
 _L2_DATA = np.frombuffer(b"l2_data", np.uint8)
+_MARKET_TRADES = np.frombuffer(b"market_trades", np.uint8)
+_TRADES = key("trades")
+_TRADE_KEYS = key_table("product_id", "side", "price", "size", "trade_id", "time")
+_BUY_UPPER = np.frombuffer(b"BUY", np.uint8)
+_SELL_UPPER = np.frombuffer(b"SELL", np.uint8)
 _SNAPSHOT = np.frombuffer(b"snapshot", np.uint8)
 _UPDATE = np.frombuffer(b"update", np.uint8)
 _L2UPDATE = np.frombuffer(b"l2update", np.uint8)
@@ -156,6 +162,8 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         if after < 0:
             header[H_SEQUENCE] = -1
         first, stop = string_span(buf, channel, n)
+        if equals(buf, first, stop, _MARKET_TRADES):
+            return FRAME_MARKET_TRADES
         if not equals(buf, first, stop, _L2_DATA):
             return FRAME_OTHER_SEQUENCED
         event = first_element(buf, find_value(buf, 0, n, _EVENTS), n)
@@ -217,3 +225,27 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     if err != OK:
         return FRAME_ERROR
     return FRAME_SNAPSHOT if is_snapshot else FRAME_UPDATE
+
+
+@njit(nogil=True, cache=True)
+def decode_market_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggressors, prices, qtys, ids, times):
+    """Advanced `market_trades`: trades of "update" events ("snapshot" ones are history). `side` is
+    the maker's: in our 2026 recording 75 of 76 trades priced at the touch have `side` opposite to
+    the side that crossed. Returns the trades written, -1 if malformed, -2 for an unknown product."""
+    count = 0
+    event = first_element(buf, find_value(buf, 0, n, _EVENTS), n)
+    while event >= 0:
+        stop = skip_value(buf, event, n)
+        if stop < 0:
+            return -1
+        first, last = string_span(buf, find_value(buf, event, stop, _TYPE), stop)
+        if equals(buf, first, last, _UPDATE):
+            count = parse_trade_objects(buf, find_value(buf, event, stop, _TRADES), stop, symbols, lengths, px_decs,
+                                        qty_decs, _TRADE_KEYS, _BUY_UPPER, _SELL_UPPER, -1, books, aggressors,
+                                        prices, qtys, ids, times, count)
+            if count < 0:
+                return count
+        elif not equals(buf, first, last, _SNAPSHOT):
+            return -1
+        event = next_element(buf, stop, n)
+    return count

@@ -18,8 +18,9 @@ from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
 from ..jsonscan import (ERR_SYNTAX, NO_WORD, decimal_string, equals, find_value, first_element, key,
-                        looks_like_object, match_symbol, next_element, parse_decimal, parse_int, parse_level_objects,
-                        parse_pairs, skip_spaces_to, skip_value, string_span)
+                        key_table, looks_like_object, match_symbol, next_element, parse_decimal, parse_int,
+                        parse_level_objects, parse_pairs, parse_trade_objects, skip_spaces_to, skip_value,
+                        string_span)
 from .adapter import VenueAdapter
 
 ADAPTER = VenueAdapter(
@@ -37,6 +38,7 @@ FRAME_UPDATE = 2
 FRAME_ERROR = 4
 FRAME_UNKNOWN_SYMBOL = 5
 FRAME_TRADES = 6  # v1 trade channel: decode with decode_trades
+FRAME_TRADES_V2 = 7  # v2 trade channel: decode with decode_v2_trades
 
 H_INSTRUMENT = 0
 H_LEVELS = 1
@@ -174,6 +176,10 @@ _V2_CHECKSUM = key("checksum")
 _PRICE = key("price")
 _QTY = key("qty")
 _BOOK_CHANNEL = np.frombuffer(b"book", np.uint8)
+_TRADE_V2_CHANNEL = np.frombuffer(b"trade", np.uint8)
+_V2_TRADE_KEYS = key_table("symbol", "side", "price", "qty", "trade_id", "timestamp")
+_BUY = np.frombuffer(b"buy", np.uint8)
+_SELL = np.frombuffer(b"sell", np.uint8)
 _SNAPSHOT_TYPE = np.frombuffer(b"snapshot", np.uint8)
 _UPDATE_TYPE = np.frombuffer(b"update", np.uint8)
 
@@ -187,6 +193,8 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
     if not looks_like_object(buf, n):
         return FRAME_ERROR
     first, stop = string_span(buf, find_value(buf, 0, n, _CHANNEL), n)
+    if equals(buf, first, stop, _TRADE_V2_CHANNEL):
+        return FRAME_TRADES_V2
     if not equals(buf, first, stop, _BOOK_CHANNEL):
         return FRAME_IGNORED
     first, stop = string_span(buf, find_value(buf, 0, n, _TYPE), n)
@@ -260,3 +268,17 @@ def decode_trades(buf, n, symbols, lengths, px_decs, qty_decs, aggressors, price
         count += 1
         item = next_element(buf, stop, n)
     return count
+
+
+@njit(nogil=True, cache=True)
+def decode_v2_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggressors, prices, qtys, ids, times):
+    """v2 `{"channel":"trade","type":"update","data":[{symbol, side, price, qty, trade_id, timestamp}]}`;
+    `side` is the taker's. A snapshot (the last 50 trades, history) gives 0 trades. Returns the
+    trades written, -1 for a malformed frame, -2 for an unknown symbol."""
+    first, stop = string_span(buf, find_value(buf, 0, n, _TYPE), n)
+    if equals(buf, first, stop, _SNAPSHOT_TYPE):
+        return 0
+    if not equals(buf, first, stop, _UPDATE_TYPE):
+        return -1
+    return parse_trade_objects(buf, find_value(buf, 0, n, _DATA), n, symbols, lengths, px_decs, qty_decs,
+                               _V2_TRADE_KEYS, _BUY, _SELL, 1, books, aggressors, prices, qtys, ids, times, 0)

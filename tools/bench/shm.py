@@ -108,7 +108,7 @@ def _cpus() -> tuple[int | None, int | None]:
     return (cores[0], cores[1]) if len(cores) >= 2 else (None, None)
 
 
-def _reader_process(prefix: str, kind: str, samples: int, cpu: int | None, ready, results) -> None:
+def _reader_process(prefix: str, kind: str, samples: int, cpu: int | None, ready, done, results) -> None:
     _pin(cpu)
     out = np.zeros(samples, np.int64)
     lapped = 0
@@ -122,6 +122,7 @@ def _reader_process(prefix: str, kind: str, samples: int, cpu: int | None, ready
             _seqlock_reader(segment.books[0], copy, out[:0])
             ready.set()
             received = _seqlock_reader(segment.books[0], copy, out)
+    done.set()
     results.put((out[:received], lapped))
 
 
@@ -135,9 +136,9 @@ def hop(kind: str, samples: int) -> tuple[np.ndarray, int]:
     context = multiprocessing.get_context("spawn")
     with SegmentWriter.create(prefix, "bench", spec, depth=10, ring_slots=RING_SLOTS) as writer:
         try:
-            ready, results = context.Event(), context.Queue()
+            ready, done, results = context.Event(), context.Event(), context.Queue()
             reader = context.Process(target=_reader_process,
-                                     args=(prefix, kind, samples, reader_cpu, ready, results))
+                                     args=(prefix, kind, samples, reader_cpu, ready, done, results))
             reader.start()
             _pin(writer_cpu)
             books = BookStore([64])
@@ -154,7 +155,11 @@ def hop(kind: str, samples: int) -> tuple[np.ndarray, int]:
             if kind == "ring":
                 _ring_writer(writer.ring, writer.ring_control, samples, PACING_NS)
             else:
-                _seqlock_writer(books.levels, books.ladder, books.meta, writer.books[0], samples, PACING_NS)
+                # A seqlock reader only sees versions published while it watches: keep publishing
+                # until it has its samples (a descheduled reader would otherwise miss the whole run).
+                deadline = time.monotonic() + 60
+                while not done.is_set() and time.monotonic() < deadline:
+                    _seqlock_writer(books.levels, books.ladder, books.meta, writer.books[0], 1000, PACING_NS)
             latencies, lapped = results.get(timeout=120)
             reader.join(30)
         finally:
