@@ -22,7 +22,7 @@ from shm.segment import SegmentWriter
 from .book import BookStore
 from .book_kernels import ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes, is_crossed, load_side
 from .instruments import Instrument
-from .jsonscan import symbol_table
+from .jsonscan import NO_TRADE_ID, symbol_table
 from .publish import publish
 from .venues import binance, coinbase, kraken
 
@@ -61,6 +61,7 @@ class VenueFeed:
         self._sides, self._prices, self._qtys, self._times, self._ids, self._books = (
             np.zeros(INITIAL_LEVELS, np.int64) for _ in range(6))
         self._header = np.zeros(self.HEADER_WORDS, np.int64)
+        self._trades_seen = [0] * len(instruments)  # numbers the trades of venues that give no ids
         self.counters = writer.counters
 
     def books_to_resubscribe(self) -> list[str]:
@@ -144,7 +145,8 @@ class VenueFeed:
                       time.time_ns(), price, qty, aggressor)
 
     def _trades(self, decoder, payload: bytes, ts_recv: int) -> None:
-        """Decode a frame of trade objects (one `parse_trade_objects` decoder) and publish them."""
+        """Decode a frame of trades (a decoder with `parse_trade_objects`' outputs) and publish them;
+        trades without a venue id are numbered per book."""
         self._fit_scratch(payload)
         buf = np.frombuffer(payload, np.uint8)
         count = decoder(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs, self._books,
@@ -153,8 +155,12 @@ class VenueFeed:
             self.counters[-1, Counter.DECODE_ERRORS] += 1
             return
         for k in range(count):
-            self._trade(int(self._books[k]), int(self._ids[k]), int(self._times[k]), ts_recv, int(self._prices[k]),
-                        int(self._qtys[k]), int(self._sides[k]))
+            book, trade_id = int(self._books[k]), int(self._ids[k])
+            if trade_id == NO_TRADE_ID:
+                self._trades_seen[book] += 1
+                trade_id = self._trades_seen[book]
+            self._trade(book, trade_id, int(self._times[k]), ts_recv, int(self._prices[k]), int(self._qtys[k]),
+                        int(self._sides[k]))
 
     def _status(self, book: int, status: Status, reason: Reason, ts_recv: int) -> None:
         publish_status(self.writer.ring, self.writer.ring_control, book, int(status), int(reason), 0, ts_recv,
@@ -265,7 +271,6 @@ class KrakenFeed(VenueFeed):
         super().__init__(instruments, writer, capacity)
         self._pads = [(0, 0)] * len(instruments)  # v1 wire decimals beyond the book's, for the checksum text
         self._depths = [depth] * len(instruments)
-        self._trades_seen = [0] * len(instruments)  # v1 trades carry no id: they are numbered per pair
 
     def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
         self._count_frame(payload)
@@ -277,7 +282,7 @@ class KrakenFeed(VenueFeed):
         header = self._header
         book = int(header[kraken.H_INSTRUMENT])
         if kind == kraken.FRAME_TRADES:
-            self._on_trades(payload, ts_recv)
+            self._trades(kraken.decode_trades, payload, ts_recv)
             return
         if kind == kraken.FRAME_TRADES_V2:
             self._trades(kraken.decode_v2_trades, payload, ts_recv)
@@ -307,19 +312,6 @@ class KrakenFeed(VenueFeed):
             if self._verified(book, ts_recv) and not self._crossed(book, ts_recv):
                 self.counters[book, Counter.BOOK_UPDATES] += 1
                 self._publish(book, 0, ts_recv, True)
-
-    def _on_trades(self, payload: bytes, ts_recv: int) -> None:
-        buf = np.frombuffer(payload, np.uint8)
-        count = kraken.decode_trades(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs,
-                                     self._sides, self._prices, self._qtys, self._times, self._header)
-        if count < 0:
-            self.counters[-1, Counter.DECODE_ERRORS] += 1
-            return
-        book = int(self._header[kraken.H_INSTRUMENT])
-        for k in range(count):
-            self._trades_seen[book] += 1
-            self._trade(book, self._trades_seen[book], int(self._times[k]), ts_recv, int(self._prices[k]),
-                        int(self._qtys[k]), int(self._sides[k]))
 
     def _subscription_ack(self, payload: bytes) -> None:
         """v2: `{"method":"subscribe","result":{"channel":"book","depth":N,"symbol":S},...}` sets S's depth."""

@@ -17,6 +17,7 @@ QUOTE, COLON, COMMA, LBRACKET, RBRACKET = 34, 58, 44, 91, 93
 ERR_SYNTAX = 20  # decode error codes above the fixed-point ones
 ERR_TOO_MANY_LEVELS = 21
 NO_WORD = np.zeros(0, np.uint8)  # for parse_level_objects arguments a call does not use
+NO_TRADE_ID = -1  # a trade decoder's id for venues that number no trades (Kraken v1)
 
 
 def key(name: str) -> np.ndarray:

@@ -17,7 +17,7 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, NO_WORD, decimal_string, equals, find_value, first_element, key,
+from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, decimal_string, equals, find_value, first_element, key,
                         key_table, looks_like_object, match_symbol, next_element, parse_decimal, parse_int,
                         parse_level_objects, parse_pairs, parse_trade_objects, skip_spaces_to, skip_value,
                         string_span)
@@ -231,13 +231,12 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
 
 
 @njit(nogil=True, cache=True)
-def decode_trades(buf, n, symbols, lengths, px_decs, qty_decs, aggressors, prices, qtys, times, header):
+def decode_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggressors, prices, qtys, ids, times):
     """v1 `[id, [[price, volume, time, side, type, misc], ...], "trade", PAIR]`: side is the taker's
-    ("b" buy, "s" sell), time decimal seconds. Returns the trades written, or -1 on a bad frame
-    (header[H_INSTRUMENT] set; -2 for an unknown pair)."""
+    ("b" buy, "s" sell), time decimal seconds, no trade id (ids are NO_TRADE_ID). Same outputs as
+    `parse_trade_objects`: the trades written, -1 on a bad frame, -2 for an unknown pair."""
     spans = _last_strings(buf, n)
     instrument = match_symbol(buf, spans[2], spans[3], symbols, lengths)
-    header[H_INSTRUMENT] = instrument
     if instrument < 0:
         return -2
     start = 1
@@ -262,8 +261,10 @@ def decode_trades(buf, n, symbols, lengths, px_decs, qty_decs, aggressors, price
         aggressors[count] = 1 if buf[side_first] == 98 else (-1 if buf[side_first] == 115 else 0)
         if aggressors[count] == 0:
             return -1
+        books[count] = instrument
         prices[count] = price
         qtys[count] = qty
+        ids[count] = NO_TRADE_ID
         times[count] = when
         count += 1
         item = next_element(buf, stop, n)
