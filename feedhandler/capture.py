@@ -26,11 +26,15 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+import numpy as np
+from numba import njit
+
 FILE_MAGIC = b"FHCAP01\n"
 BLOCK_MAGIC = b"FHBK"
 FORMAT_VERSION = 1
 _BLOCK = struct.Struct("<4sB3xIIIIqq")
 _FRAME = struct.Struct("<BxHIq")
+FRAME_HEADER_BYTES = _FRAME.size
 CODEC_NONE = 0
 CODEC_ZSTD = 1
 MAX_PAYLOAD = 1 << 30
@@ -239,20 +243,24 @@ class CaptureReader:
 
         return zstandard.ZstdDecompressor().decompress(stored, max_output_size=block.raw)
 
-    def frames(self, start_ns: int | None = None) -> Iterator[Frame]:
-        """Frames in file order, from the first block that can hold `start_ns` on. A block that fails
-        its checksum is skipped and recorded in `problems` (blocks are independent; the decoders see
-        the hole as a sequence gap)."""
+    def batches(self, start_ns: int | None = None) -> Iterator[FrameBatch]:
+        """Each block's frames as arrays (no Python object per frame), from the first block that can
+        hold `start_ns` on. A block that fails its checksum is skipped and recorded in `problems`
+        (blocks are independent; the decoders see the hole as a sequence gap)."""
         with open(self.path, "rb") as f:
             for block in self.blocks:
                 if start_ns is not None and block.last_ts < start_ns:
                     continue
                 payload = self.block_payload(block, f)
-                if payload is None:
-                    continue
-                for frame in iter_frames(payload):
-                    if start_ns is None or frame.ts_ns >= start_ns:
-                        yield frame
+                if payload is not None:
+                    yield FrameBatch.of(payload, block.frames)
+
+    def frames(self, start_ns: int | None = None) -> Iterator[Frame]:
+        """Frames in file order, from `start_ns` on (see `batches`)."""
+        for batch in self.batches(start_ns):
+            for k in range(len(batch)):
+                if start_ns is None or batch.ts[k] >= start_ns:
+                    yield batch.frame(k)
 
     def verify(self) -> dict[str, Any]:
         """Check every block; counts by kind, time range and problems."""
@@ -265,7 +273,7 @@ class CaptureReader:
                 if payload is None:
                     bad_blocks += 1
                     continue
-                for frame in iter_frames(payload):
+                for frame in FrameBatch.of(payload, block.frames).all():
                     frames += 1
                     kinds[FrameKind(frame.kind).name.lower()] += 1
                     first = frame.ts_ns if first is None else min(first, frame.ts_ns)
@@ -275,14 +283,66 @@ class CaptureReader:
                 "problems": list(dict.fromkeys(self.problems))}
 
 
-def iter_frames(payload: bytes) -> Iterator[Frame]:
+@dataclass(frozen=True)
+class FrameBatch:
+    """The frames of one block as arrays: frame k is kinds[k], conns[k], ts[k] and the payload
+    data[starts[k]:stops[k]]. Replay runs whole batches through numba."""
+
+    data: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
+    kinds: np.ndarray
+    conns: np.ndarray
+    ts: np.ndarray
+
+    @classmethod
+    def of(cls, payload: bytes, frames: int) -> FrameBatch:
+        """Index a block's raw frame bytes (`frames`: the count its header gives, an upper bound)."""
+        data = np.frombuffer(payload, np.uint8)
+        starts, stops, kinds, conns, ts = (np.zeros(frames, np.int64) for _ in range(5))
+        count = _index_frames(data, starts, stops, kinds, conns, ts)
+        return cls(data, starts[:count], stops[:count], kinds[:count], conns[:count], ts[:count])
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def slice(self, first: int, end: int) -> FrameBatch:
+        return FrameBatch(self.data, self.starts[first:end], self.stops[first:end], self.kinds[first:end],
+                          self.conns[first:end], self.ts[first:end])
+
+    def payload(self, k: int) -> bytes:
+        return self.data[self.starts[k]:self.stops[k]].tobytes()
+
+    def frame(self, k: int) -> Frame:
+        return Frame(FrameKind(int(self.kinds[k])), int(self.conns[k]), int(self.ts[k]), self.payload(k))
+
+    def all(self) -> Iterator[Frame]:
+        return (self.frame(k) for k in range(len(self)))
+
+
+@njit(nogil=True, cache=True)
+def _index_frames(data, starts, stops, kinds, conns, ts):
+    """Walk the frame headers (u8 kind, u8, u16 conn, u32 length, i64 ts_ns; little-endian) of a
+    block; returns the frames indexed (a frame cut short ends the walk)."""
     offset = 0
-    end = len(payload)
-    while offset + _FRAME.size <= end:
-        kind, conn, length, ts_ns = _FRAME.unpack_from(payload, offset)
-        offset += _FRAME.size
-        yield Frame(FrameKind(kind), conn, ts_ns, payload[offset:offset + length])
-        offset += length
+    count = 0
+    while count < len(starts) and offset + FRAME_HEADER_BYTES <= len(data):
+        length = 0
+        for k in range(4):
+            length |= np.int64(data[offset + 4 + k]) << (8 * k)
+        stamp = np.uint64(0)
+        for k in range(8):
+            stamp |= np.uint64(data[offset + 8 + k]) << np.uint64(8 * k)
+        if offset + FRAME_HEADER_BYTES + length > len(data):
+            break
+        kinds[count] = data[offset]
+        conns[count] = np.int64(data[offset + 2]) | (np.int64(data[offset + 3]) << 8)
+        ts[count] = np.int64(stamp)
+        starts[count] = offset + FRAME_HEADER_BYTES
+        stops[count] = offset + FRAME_HEADER_BYTES + length
+        offset = stops[count]
+        count += 1
+    return count
 
 
 class RotatingCaptureWriter:

@@ -4,8 +4,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from shm.fixedpoint import MAX_TEXT, format_decimal_into
-
 from .book_kernels import ASK, BID, copy_top
 
 KRAKEN_CHECKSUM_DEPTH = 10
@@ -37,22 +35,30 @@ def crc32(data):
     return np.uint32(crc32_update(np.uint32(0xFFFFFFFF), data, len(data)) ^ np.uint32(0xFFFFFFFF))
 
 
-_ZERO = np.frombuffer(b"0", np.uint8)
+@njit(inline="always", nogil=True)
+def crc32_digits(crc, value, pad):
+    """Continue a CRC32 over the decimal digits of a non-negative int64, then `pad` zeros."""
+    scale = 1
+    while value // scale >= 10:
+        scale *= 10
+    while scale > 0:
+        crc = CRC_TABLE[(crc ^ (48 + (value // scale) % 10)) & 0xFF] ^ (crc >> 8)
+        scale //= 10
+    for _ in range(pad):
+        crc = CRC_TABLE[(crc ^ 48) & 0xFF] ^ (crc >> 8)
+    return crc
 
 
-@njit(nogil=True, cache=True)
-def kraken_checksum(levels, ladder, meta, book, px_pad, qty_pad):
+@njit(nogil=True, cache=True, _nrt=False)
+def kraken_checksum(levels, ladder, meta, book, px_pad, qty_pad, work):
     """Kraken's CRC32: top 10 asks best first, then top 10 bids best first, each price then qty as
     its digits, dot and leading zeros gone. The book's mantissas are printed with `px_pad` /
     `qty_pad` zeros appended: v2 prints at the instrument's precisions (pads 0), v1 sends strings
-    with more decimals than the pair's (e.g. "354.15000000" at 2 price decimals: pad 6)."""
-    text = np.empty(MAX_TEXT, np.uint8)
-    top = np.empty(2 * KRAKEN_CHECKSUM_DEPTH, np.int64)
+    with more decimals than the pair's (e.g. "354.15000000" at 2 price decimals: pad 6).
+    `work`: int64 scratch of at least 20 words."""
     crc = np.uint32(0xFFFFFFFF)
     for side in (ASK, BID):
-        count = copy_top(levels, ladder, meta, book, side, top, 0, KRAKEN_CHECKSUM_DEPTH)
+        count = copy_top(levels, ladder, meta, book, side, work, 0, KRAKEN_CHECKSUM_DEPTH)
         for i in range(2 * count):
-            crc = crc32_update(crc, text, format_decimal_into(top[i], 0, text))
-            for _ in range(px_pad if i % 2 == 0 else qty_pad):
-                crc = crc32_update(crc, _ZERO, 1)
+            crc = crc32_digits(crc, work[i], px_pad if i % 2 == 0 else qty_pad)
     return np.int64(crc ^ np.uint32(0xFFFFFFFF))

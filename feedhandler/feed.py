@@ -1,261 +1,278 @@
 """A venue feed: frames in, books and events out to the venue's shared-memory segment.
 
 The same object serves a live worker (frames from sockets, snapshots it fetches when asked) and a
-replay (frames and snapshots from a capture), so both take exactly the same decode and book path.
-Per book it runs the sync state machine: buffering -> live -> (gap, crossed) -> buffering ...;
-nothing is published as valid until the book is bridged to a snapshot.
+replay (batches of frames from a capture), so both take exactly the same decode and book path.
+Each received frame is one numba call (the venue's `step`: decode, sequence check, apply, settle,
+publish); Python runs only when the step hands back an Action (a diff to buffer, a snapshot to load,
+a subscription ack) and for the per-book sync lifecycle (see `feedhandler.sync`).
 """
 from __future__ import annotations
 
 import json
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from enum import Enum
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
 from shm.layout import Counter, Reason, Status
-from shm.ring import publish_status, publish_trade
 from shm.segment import SegmentWriter
 
 from .book import BookStore
-from .book_kernels import ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes, is_crossed, load_side
+from .book_kernels import ASK, BID, load_side
+from .capture import FrameBatch, FrameKind, split_rest
+from .feed_kernels import (NO_CHECKSUM, ROW_PRICE, ROW_QTY, ROW_SIDE, SCRATCH_ROWS, TABLE_ROWS, T_LENGTH, T_PX_DEC,
+                           T_QTY_DEC, apply_levels, invalidate, settle, status)
 from .instruments import Instrument
-from .jsonscan import NO_TRADE_ID, symbol_table
-from .publish import publish
+from .jsonscan import symbol_table
+from .steps import BINANCE, COINBASE, KRAKEN, STEPS, run_frames
+from .sync import (BRIDGING, BUFFERING, CONNECTING, CS_SEQUENCE, LIVE, RESYNC, SNAPSHOT, SY_CONN, SY_DEPTH,
+                   SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_UPDATE_ID, Action, ResyncLimiter, SyncState, new_conn_state,
+                   new_sync)
 from .venues import binance, coinbase, kraken
 
 INITIAL_LEVELS = 20_000
-
-
-class SyncState(Enum):
-    BUFFERING = "buffering"  # diffs kept until a snapshot bridges them
-    LIVE = "live"
-
-
-@dataclass
-class BookSync:
-    state: SyncState = SyncState.BUFFERING
-    update_id: int = 0
-    buffered: deque = field(default_factory=deque)  # (payload, ts_recv, first update id)
-    stale_snapshots: int = 0
+HEADER_WORDS = 16
 
 
 class VenueFeed:
-    """What every venue feed shares: the instrument table as decoder arrays, the books, the scratch
-    arrays a decoder fills, and publishing books, statuses and invalidations to the segment."""
+    """What every venue feed shares: the instrument table as decoder arrays, the books, the sync
+    words, the scratch arrays a decoder fills, and the Python side of the sync machine."""
 
-    HEADER_WORDS = 16
+    VENUE = -1
     CAPACITY = 8192  # default run rows per book side; the segment's instrument table records it
 
     def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None):
         self.instruments = instruments
         self.writer = writer
         self.books = BookStore([capacity or self.CAPACITY] * len(instruments))
-        self.sync = [BookSync() for _ in instruments]
-        self._index = {inst.venue_symbol: i for i, inst in enumerate(instruments)}
-        self._symbols, self._lengths = symbol_table([inst.venue_symbol for inst in instruments])
-        self._px_decs = np.array([inst.px_dec for inst in instruments], np.int64)
-        self._qty_decs = np.array([inst.qty_dec for inst in instruments], np.int64)
-        self._sides, self._prices, self._qtys, self._times, self._ids, self._books = (
-            np.zeros(INITIAL_LEVELS, np.int64) for _ in range(6))
-        self._header = np.zeros(self.HEADER_WORDS, np.int64)
-        self._trades_seen = [0] * len(instruments)  # numbers the trades of venues that give no ids
+        self.sync = new_sync(len(instruments))
+        self.conn_state = new_conn_state()
+        self.limiter = ResyncLimiter(len(instruments))
         self.counters = writer.counters
+        self._index = {inst.venue_symbol: i for i, inst in enumerate(instruments)}
+        self._step = STEPS[self.VENUE]
+        self._symbols, lengths = symbol_table([inst.venue_symbol for inst in instruments])
+        self._tables = np.zeros((TABLE_ROWS, len(instruments)), np.int64)
+        self._tables[T_LENGTH] = lengths
+        self._tables[T_PX_DEC] = [inst.px_dec for inst in instruments]
+        self._tables[T_QTY_DEC] = [inst.qty_dec for inst in instruments]
+        self._header = np.zeros(HEADER_WORDS, np.int64)
+        self._events = np.zeros((coinbase.MAX_EVENTS, 4), np.int64)
+        self._fit_scratch(INITIAL_LEVELS * 8)
 
-    def books_to_resubscribe(self) -> list[str]:
-        """Venue symbols of the books that are not live: for venues whose snapshot comes on the
-        socket (Kraken, Coinbase), resubscribing them is the resync."""
-        return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
-                if sync.state != SyncState.LIVE]
+    def _fit_scratch(self, frame_bytes: int) -> None:
+        """Size the scratch rows for frames up to `frame_bytes`: a level takes at least 8 bytes of
+        JSON, so a frame never holds more than len/8 of them (Coinbase snapshots carry ~46k)."""
+        needed = frame_bytes // 8 + 32
+        if needed <= getattr(self, "_scratch_levels", 0):
+            return
+        self._scratch_levels = max(needed, 2 * getattr(self, "_scratch_levels", 0))
+        self._scratch = np.zeros((SCRATCH_ROWS, self._scratch_levels), np.int64)
+        books, writer = self.books, self.writer
+        self._kernel_args = (self._symbols, self._tables, self._scratch, self._header, self._events, self.sync,
+                             self.conn_state, books.levels, books.ladder, books.meta, writer.books, writer.ring,
+                             writer.ring_control, writer.counters)
+        self._scratch_bytes = 8 * (self._scratch_levels - 32)
 
-    def _fit_scratch(self, payload: bytes) -> None:
-        """Size the level arrays for this frame: a level takes at least 8 bytes of JSON, so a frame
-        can never hold more than len/8 of them (Coinbase snapshots carry ~46k)."""
-        needed = len(payload) // 8 + 1
-        if needed > len(self._prices):
-            size = max(needed, 2 * len(self._prices))
-            self._sides, self._prices, self._qtys, self._times, self._ids, self._books = (
-                np.zeros(size, np.int64) for _ in range(6))
+    # ---------------------------------------------------------------- frames in
 
-    def _decode(self, decoder, payload: bytes) -> int:
-        self._fit_scratch(payload)
-        buf = np.frombuffer(payload, np.uint8)
-        return decoder(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs, self._sides,
-                       self._prices, self._qtys, self._header)
+    def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
+        """One received WebSocket message."""
+        if len(payload) > self._scratch_bytes:
+            self._fit_scratch(len(payload))
+        action = self._step(np.frombuffer(payload, np.uint8), ts_recv, conn, True, *self._kernel_args)
+        if action:
+            self._act(Action(action), payload, ts_recv, conn)
 
-    def _count_frame(self, payload: bytes) -> None:
-        self.counters[-1, Counter.FRAMES] += 1
-        self.counters[-1, Counter.BYTES] += len(payload)
+    def on_batch(self, batch: FrameBatch) -> None:
+        """Every frame of a capture batch, in order, in as few numba calls as the frames allow."""
+        if len(batch) == 0:
+            return
+        self._fit_scratch(int((batch.stops - batch.starts).max()))
+        k, end = 0, len(batch)
+        while k < end:
+            k, action = run_frames(self.VENUE, batch.data, batch.starts, batch.stops, batch.kinds, batch.ts,
+                                   batch.conns, k, end, *self._kernel_args)
+            if k == end:
+                break
+            ts_recv, conn = int(batch.ts[k]), int(batch.conns[k])
+            if action == Action.OTHER:
+                self.on_event(FrameKind(int(batch.kinds[k])), batch.payload(k), ts_recv, conn)
+            else:
+                self._act(Action(action), batch.payload(k), ts_recv, conn)
+            k += 1
 
-    def _apply(self, book: int, first: int, end: int) -> None:
-        """Apply decoded levels [first, end) to a book, counting absent deletes and overflow into shm."""
-        books = self.books
-        before_absent = books.meta[book, M_ABSENT_DELETES]
-        before_overflow = books.meta[book, M_OVERFLOW]
-        apply_changes(books.levels, books.ladder, books.meta, book, self._sides[first:end],
-                      self._prices[first:end], self._qtys[first:end])
-        self.counters[book, Counter.ABSENT_DELETES] += books.meta[book, M_ABSENT_DELETES] - before_absent
-        self.counters[book, Counter.BOOK_OVERFLOW] += books.meta[book, M_OVERFLOW] - before_overflow
+    def on_event(self, kind: FrameKind, payload: bytes, ts_recv: int, conn: int) -> None:
+        """A captured frame other than a received message: REST response, connect, disconnect."""
+        if kind == FrameKind.REST:
+            _, url, _, body = split_rest(payload)
+            self.on_rest(url, body, ts_recv)
+        elif kind == FrameKind.CONNECT:
+            self.on_connect(conn, ts_recv)
+        elif kind == FrameKind.DISCONNECT:
+            self.on_disconnect(conn, ts_recv)
 
-    def _load(self, book: int, sides: np.ndarray, prices: np.ndarray, qtys: np.ndarray) -> None:
-        """Replace a book with decoded snapshot levels (each tagged with its side)."""
-        books = self.books
+    def on_rest(self, url: str, body: bytes, ts_recv: int) -> None:
+        """A REST response; only Binance books take one (their snapshots)."""
+
+    def on_connect(self, conn: int, ts_recv: int) -> None:
+        """A new connection under this id: its sequence numbering starts over."""
+        self.conn_state[conn, CS_SEQUENCE] = -1
+        self._venue_status(Status.CONNECT, Reason.NONE, ts_recv)
+
+    def on_disconnect(self, conn: int, ts_recv: int) -> None:
+        """The connection dropped: every book it carried is invalid until resynced on a new one."""
+        self._venue_status(Status.DISCONNECT, Reason.DISCONNECTED, ts_recv)
+        for book in np.flatnonzero(self.sync[:, SY_CONN] == conn):
+            if self.sync[book, SY_STATE] in (LIVE, BRIDGING):
+                self._invalidate(int(book), Reason.DISCONNECTED, ts_recv)
+            self.sync[book, SY_STATE] = CONNECTING
+            self.sync[book, SY_CONN] = -1
+
+    # ---------------------------------------------------------------- sync lifecycle
+
+    def state(self, book: int) -> SyncState:
+        return SyncState(int(self.sync[book, SY_STATE]))
+
+    def books_to_resync(self, now: float | None = None) -> list[str]:
+        """Venue symbols of the books that wait for a snapshot and whose resync the rate limit
+        allows now; each returned book is marked SNAPSHOT (asked for) and its request recorded.
+        Binance: fetch their REST snapshots; Kraken, Coinbase: resubscribe them."""
+        now = time.monotonic() if now is None else now
+        wanted = []
+        for book in range(len(self.instruments)):
+            if self._wants_snapshot(book) and self.limiter.allowed(book, now):
+                self.limiter.requested(book, now)
+                self.sync[book, SY_STATE] = SNAPSHOT
+                wanted.append(self.instruments[book].venue_symbol)
+        return wanted
+
+    def _wants_snapshot(self, book: int) -> bool:
+        return int(self.sync[book, SY_STATE]) == RESYNC
+
+    def _act(self, action: Action, payload: bytes, ts_recv: int, conn: int) -> None:
+        """What a step could not do alone (Action other than DONE)."""
+        raise NotImplementedError(f"{type(self).__name__} got {action!r}")
+
+    # ---------------------------------------------------------------- book helpers (rare paths)
+
+    def _load(self, book: int, first: int, end: int) -> None:
+        """Replace a book with the decoded snapshot levels [first, end) (each tagged with its side)."""
+        books, scratch = self.books, self._scratch
+        sides = scratch[ROW_SIDE, first:end]
         for side in (BID, ASK):
             chosen = sides == side
-            side_prices, side_qtys = prices[chosen], qtys[chosen]
-            load_side(books.levels, books.ladder, books.meta, book, side, side_prices, side_qtys, len(side_prices))
+            prices, qtys = scratch[ROW_PRICE, first:end][chosen], scratch[ROW_QTY, first:end][chosen]
+            load_side(books.levels, books.ladder, books.meta, book, side, prices, qtys, len(prices))
 
-    def _crossed(self, book: int, ts_recv: int) -> bool:
-        """A crossed book is never published as valid: count it and invalidate that book."""
+    def _settle_snapshot(self, book: int, update_id: int, checksum: int, ts_recv: int, conn: int) -> bool:
+        """A loaded snapshot: verified, then LIVE and published valid, or invalidated."""
+        self.sync[book, SY_UPDATE_ID] = update_id
+        self.sync[book, SY_CONN] = conn
+        live = bool(settle(book, True, checksum, 0, ts_recv, *self._book_args()))
+        if live:
+            self.limiter.went_live(book, time.monotonic())
+        return live
+
+    def _apply_update(self, book: int, first: int, end: int, checksum: int, ts_recv: int) -> None:
+        """An update handled from Python (it shares a frame with a snapshot): same kernels as the step."""
+        if self.sync[book, SY_STATE] != LIVE:
+            return
         books = self.books
-        if is_crossed(books.levels, books.ladder, books.meta, book):
-            self.counters[book, Counter.CROSSED] += 1
-            self._invalidate(book, Reason.CROSSED, ts_recv)
-            return True
-        return False
-
-    def _went_live(self, book: int, update_id: int, ts_recv: int) -> None:
-        sync = self.sync[book]
-        sync.state = SyncState.LIVE
-        sync.update_id = update_id
-        self._status(book, Status.BOOK_VALID, Reason.SNAPSHOT, ts_recv)
+        apply_levels(book, first, end, self._scratch, books.levels, books.ladder, books.meta, self.counters)
+        self.sync[book, SY_UPDATE_ID] += 1
+        settle(book, False, checksum, 0, ts_recv, *self._book_args())
 
     def _invalidate(self, book: int, reason: Reason, ts_recv: int) -> None:
-        """Mark one book invalid for every consumer and start its resync; other books carry on."""
-        sync = self.sync[book]
-        sync.state = SyncState.BUFFERING
-        sync.buffered.clear()
-        self.books.clear(book)
-        self.counters[book, Counter.RESYNCS] += 1
-        self._status(book, Status.BOOK_INVALID, reason, ts_recv)
-        self._publish(book, 0, ts_recv, False)
-
-    def _publish(self, book: int, ts_exchange: int, ts_recv: int, valid: bool) -> None:
         books, writer = self.books, self.writer
-        publish(books.levels, books.ladder, books.meta, book, writer.books, writer.ring, writer.ring_control,
-                self.sync[book].update_id, ts_exchange, ts_recv, valid)
+        invalidate(book, int(reason), ts_recv, self.sync, books.levels, books.ladder, books.meta, writer.books,
+                   writer.ring, writer.ring_control, writer.counters)
 
-    def _trade(self, book: int, trade_id: int, ts_exchange: int, ts_recv: int, price: int, qty: int,
-               aggressor: int) -> None:
-        """Publish one trade; `aggressor` is the taker's side (+1 buy, -1 sell) whatever the venue's convention."""
-        self.counters[book, Counter.TRADES] += 1
-        publish_trade(self.writer.ring, self.writer.ring_control, book, trade_id, ts_exchange, ts_recv,
-                      time.time_ns(), price, qty, aggressor)
+    def _book_args(self) -> tuple:
+        books, writer = self.books, self.writer
+        return (self._scratch, self.sync, books.levels, books.ladder, books.meta, writer.books, writer.ring,
+                writer.ring_control, writer.counters)
 
-    def _trades(self, decoder, payload: bytes, ts_recv: int) -> None:
-        """Decode a frame of trades (a decoder with `parse_trade_objects`' outputs) and publish them;
-        trades without a venue id are numbered per book."""
-        self._fit_scratch(payload)
-        buf = np.frombuffer(payload, np.uint8)
-        count = decoder(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs, self._books,
-                        self._sides, self._prices, self._qtys, self._ids, self._times)
-        if count < 0:
-            self.counters[-1, Counter.DECODE_ERRORS] += 1
-            return
-        for k in range(count):
-            book, trade_id = int(self._books[k]), int(self._ids[k])
-            if trade_id == NO_TRADE_ID:
-                self._trades_seen[book] += 1
-                trade_id = self._trades_seen[book]
-            self._trade(book, trade_id, int(self._times[k]), ts_recv, int(self._prices[k]), int(self._qtys[k]),
-                        int(self._sides[k]))
+    def _venue_status(self, code: Status, reason: Reason, ts_recv: int) -> None:
+        status(-1, int(code), int(reason), ts_recv, self.writer.ring, self.writer.ring_control)
 
-    def _status(self, book: int, status: Status, reason: Reason, ts_recv: int) -> None:
-        publish_status(self.writer.ring, self.writer.ring_control, book, int(status), int(reason), 0, ts_recv,
-                       time.time_ns())
+    def _decode_error(self) -> None:
+        self.counters[-1, Counter.DECODE_ERRORS] += 1
 
 
 class BinanceFeed(VenueFeed):
-    """Binance spot books: diffs buffered until a REST snapshot bridges them (official procedure)."""
+    """Binance spot books: diffs buffered until a REST snapshot bridges them (official procedure):
+    a snapshot older than the first buffered diff is stale (fetch again), diffs it already holds
+    are dropped, then every diff must continue the last (U == previous u + 1)."""
+
+    VENUE = BINANCE
 
     def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
                  buffer_frames: int = 10_000):
         super().__init__(instruments, writer, capacity)
         self.buffer_frames = buffer_frames
+        self.buffered: list[deque] = [deque() for _ in instruments]  # (payload, ts_recv, conn, first id)
+        self.stale_snapshots = 0
 
-    def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
-        self._count_frame(payload)
-        kind = self._decode(binance.decode, payload)
-        if kind == binance.FRAME_DEPTH:
-            self._on_depth(int(self._header[binance.H_INSTRUMENT]), payload, ts_recv)
-        elif kind == binance.FRAME_TRADE:
-            self._on_trade(ts_recv)
-        elif kind in (binance.FRAME_ERROR, binance.FRAME_UNKNOWN_SYMBOL):
-            self.counters[-1, Counter.DECODE_ERRORS] += 1
+    def _act(self, action: Action, payload: bytes, ts_recv: int, conn: int) -> None:
+        book = int(self._header[binance.H_INSTRUMENT])
+        if action == Action.GAP:
+            self.buffered[book].clear()
+        elif self.sync[book, SY_STATE] in (CONNECTING, RESYNC):
+            self.sync[book, SY_STATE] = BUFFERING
+        buffered = self.buffered[book]
+        if len(buffered) >= self.buffer_frames:
+            buffered.popleft()  # a snapshot must now be newer than what is left
+        buffered.append((payload, ts_recv, conn, int(self._header[binance.H_FIRST_ID])))
+
+    def _wants_snapshot(self, book: int) -> bool:
+        return int(self.sync[book, SY_STATE]) == BUFFERING and bool(self.buffered[book])
+
+    def on_disconnect(self, conn: int, ts_recv: int) -> None:
+        for book in np.flatnonzero(self.sync[:, SY_CONN] == conn):
+            self.buffered[book].clear()  # diffs of a dead connection bridge nothing
+        super().on_disconnect(conn, ts_recv)
+
+    def on_rest(self, url: str, body: bytes, ts_recv: int) -> None:
+        parsed = urlparse(url)
+        if parsed.path.endswith("/depth"):
+            self.on_snapshot(parse_qs(parsed.query).get("symbol", [""])[0], body, ts_recv)
 
     def on_snapshot(self, venue_symbol: str, body: bytes, ts_recv: int) -> None:
-        """A REST depth snapshot for one book (requested through `snapshots_wanted`)."""
+        """A REST depth snapshot for one book (asked for through `books_to_resync`)."""
         book = self._index.get(venue_symbol)
         if book is None:
-            self.counters[-1, Counter.DECODE_ERRORS] += 1
+            self._decode_error()
             return
-        sync = self.sync[book]
-        if sync.state == SyncState.LIVE:
+        if self.sync[book, SY_STATE] in (LIVE, BRIDGING):
             return  # not asked for: the book is already bridged
+        buffered = self.buffered[book]
+        self._fit_scratch(len(body))
         inst = self.instruments[book]
-        self._fit_scratch(body)
-        buf = np.frombuffer(body, np.uint8)
-        sides, prices, qtys = self._sides, self._prices, self._qtys
-        last_id, _, total, err = binance.decode_snapshot(buf, len(buf), inst.px_dec, inst.qty_dec, sides,
-                                                         prices, qtys)
+        scratch = self._scratch
+        last_id, _, total, err = binance.decode_snapshot(np.frombuffer(body, np.uint8), len(body), inst.px_dec,
+                                                         inst.qty_dec, scratch[ROW_SIDE], scratch[ROW_PRICE],
+                                                         scratch[ROW_QTY])
         if err != 0:
             self.counters[book, Counter.DECODE_ERRORS] += 1
             return
-        if sync.buffered and last_id < sync.buffered[0][2]:
-            sync.stale_snapshots += 1  # older than the buffer: refetch
+        if buffered and last_id < buffered[0][3]:
+            self.stale_snapshots += 1  # older than the buffer: fetch again
+            self.sync[book, SY_STATE] = BUFFERING
             return
-        self._load(book, sides[:total], prices[:total], qtys[:total])
-        buffered = list(sync.buffered)
-        sync.buffered.clear()
-        self._went_live(book, last_id, ts_recv)
-        self._publish(book, 0, ts_recv, True)
-        for frame, frame_ts, _ in buffered:
-            self._decode(binance.decode, frame)  # again: the scratch arrays have held other frames since
-            self._on_depth(book, frame, frame_ts)
-
-    # ---------------------------------------------------------------- book path
-
-    def _on_depth(self, book: int, payload: bytes, ts_recv: int) -> None:
-        sync = self.sync[book]
-        header = self._header
-        first_id, last_id = int(header[binance.H_FIRST_ID]), int(header[binance.H_LAST_ID])
-        if sync.state != SyncState.LIVE:
-            self._buffer(book, payload, ts_recv)
+        self._load(book, 0, total)
+        if not self._settle_snapshot(book, last_id, NO_CHECKSUM, ts_recv, self.sync[book, SY_CONN]):
             return
-        if last_id <= sync.update_id:
-            return  # already in the snapshot, or a duplicate
-        if first_id > sync.update_id + 1:
-            self.counters[book, Counter.GAPS] += 1
-            self._status(book, Status.GAP, Reason.SEQUENCE_GAP, ts_recv)
-            self._invalidate(book, Reason.SEQUENCE_GAP, ts_recv)
-            self._buffer(book, payload, ts_recv)
-            return
-        self._apply(book, 0, int(header[binance.H_LEVELS]))
-        sync.update_id = last_id
-        if self._crossed(book, ts_recv):
-            return
-        self.counters[book, Counter.BOOK_UPDATES] += 1
-        self._publish(book, int(header[binance.H_EVENT_TIME]) * 1_000_000, ts_recv, True)
-
-    def snapshots_wanted(self) -> list[str]:
-        """Venue symbols whose books wait for a snapshot (buffering, with at least one diff)."""
-        return [self.instruments[i].venue_symbol for i, sync in enumerate(self.sync)
-                if sync.state == SyncState.BUFFERING and sync.buffered]
-
-    def _on_trade(self, ts_recv: int) -> None:
-        header = self._header
-        self._trade(int(header[binance.H_INSTRUMENT]), int(header[binance.H_FIRST_ID]),
-                    int(header[binance.H_EVENT_TIME]) * 1_000_000, ts_recv, int(header[binance.H_PRICE]),
-                    int(header[binance.H_QTY]), int(header[binance.H_SIDE]))
-
-    def _buffer(self, book: int, payload: bytes, ts_recv: int) -> None:
-        """Keep a diff (the one just decoded) until a snapshot bridges it; bounded."""
-        buffered = self.sync[book].buffered
-        if len(buffered) >= self.buffer_frames:
-            buffered.popleft()  # a snapshot must now be newer than what is left
-        buffered.append((payload, ts_recv, int(self._header[binance.H_FIRST_ID])))
+        self.sync[book, SY_STATE] = BRIDGING
+        frames = list(buffered)
+        buffered.clear()
+        for payload, frame_ts, conn, _ in frames:
+            action = self._step(np.frombuffer(payload, np.uint8), frame_ts, conn, False, *self._kernel_args)
+            if action:
+                self._act(Action(action), payload, frame_ts, conn)
+        if self.sync[book, SY_STATE] == BRIDGING:
+            self.sync[book, SY_STATE] = LIVE
 
 
 class KrakenFeed(VenueFeed):
@@ -264,77 +281,39 @@ class KrakenFeed(VenueFeed):
     the snapshot too). A mismatch invalidates that book only, which then waits for a fresh snapshot
     (resubscribe). v2 messages do not carry the depth: it comes from the subscription ack."""
 
+    VENUE = KRAKEN
     CAPACITY = 2048  # Kraken books are at most 1,000 levels deep
 
     def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
                  depth: int = 10):
         super().__init__(instruments, writer, capacity)
-        self._pads = [(0, 0)] * len(instruments)  # v1 wire decimals beyond the book's, for the checksum text
-        self._depths = [depth] * len(instruments)
+        self.sync[:, SY_DEPTH] = depth
 
-    def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
-        self._count_frame(payload)
-        v2 = payload[:1] == b"{" and b'"channel"' in payload[:64]
-        if payload[:1] == b"{" and b'"method":"subscribe"' in payload[:64]:
+    def _act(self, action: Action, payload: bytes, ts_recv: int, conn: int) -> None:
+        if action == Action.ACK:
             self._subscription_ack(payload)
             return
-        kind = self._decode(kraken.decode_v2 if v2 else kraken.decode, payload)
         header = self._header
         book = int(header[kraken.H_INSTRUMENT])
-        if kind == kraken.FRAME_TRADES:
-            self._trades(kraken.decode_trades, payload, ts_recv)
-            return
-        if kind == kraken.FRAME_TRADES_V2:
-            self._trades(kraken.decode_v2_trades, payload, ts_recv)
-            return
-        if kind in (kraken.FRAME_ERROR, kraken.FRAME_UNKNOWN_SYMBOL):
-            self.counters[-1, Counter.DECODE_ERRORS] += 1
-            return
-        if kind == kraken.FRAME_IGNORED:
-            return
-        if not v2:
-            self._depths[book] = int(header[kraken.H_DEPTH])
-        if kind == kraken.FRAME_SNAPSHOT:
-            if not v2:
-                inst = self.instruments[book]
-                self._pads[book] = (max(0, int(header[kraken.H_PX_WIRE_DEC]) - inst.px_dec),
-                                    max(0, int(header[kraken.H_QTY_WIRE_DEC]) - inst.qty_dec))
-            n = int(header[kraken.H_LEVELS])
-            self._load(book, self._sides[:n], self._prices[:n], self._qtys[:n])
-            self.books.truncate(book, self._depths[book])
-            if self._verified(book, ts_recv) and not self._crossed(book, ts_recv):
-                self._went_live(book, 0, ts_recv)
-                self._publish(book, 0, ts_recv, True)
-        elif self.sync[book].state == SyncState.LIVE:  # an update: nothing to apply it to before a snapshot
-            self._apply(book, 0, int(header[kraken.H_LEVELS]))
-            self.books.truncate(book, self._depths[book])
-            self.sync[book].update_id += 1  # Kraken numbers no update: count the ones applied
-            if self._verified(book, ts_recv) and not self._crossed(book, ts_recv):
-                self.counters[book, Counter.BOOK_UPDATES] += 1
-                self._publish(book, 0, ts_recv, True)
+        if header[kraken.H_PX_WIRE_DEC] or header[kraken.H_QTY_WIRE_DEC]:  # v1: the decimals Kraken prints
+            inst = self.instruments[book]
+            self.sync[book, SY_PX_PAD] = max(0, int(header[kraken.H_PX_WIRE_DEC]) - inst.px_dec)
+            self.sync[book, SY_QTY_PAD] = max(0, int(header[kraken.H_QTY_WIRE_DEC]) - inst.qty_dec)
+        self._load(book, 0, int(header[kraken.H_LEVELS]))
+        self._settle_snapshot(book, 0, int(header[kraken.H_CHECKSUM]), ts_recv, conn)
 
     def _subscription_ack(self, payload: bytes) -> None:
         """v2: `{"method":"subscribe","result":{"channel":"book","depth":N,"symbol":S},...}` sets S's depth."""
         try:
             result = json.loads(payload).get("result", {})
-        except ValueError:
-            self.counters[-1, Counter.DECODE_ERRORS] += 1
+        except (ValueError, AttributeError):
+            self._decode_error()
+            return
+        if not isinstance(result, dict):
             return
         book = self._index.get(result.get("symbol"))
         if result.get("channel") == "book" and book is not None and isinstance(result.get("depth"), int):
-            self._depths[book] = result["depth"]
-
-    def _verified(self, book: int, ts_recv: int) -> bool:
-        """True when the message carried no checksum or it matches; a mismatch invalidates the book."""
-        expected = int(self._header[kraken.H_CHECKSUM])
-        if expected < 0:
-            return True
-        if self.books.kraken_checksum(book, *self._pads[book]) != expected:
-            self.counters[book, Counter.CHECKSUM_FAIL] += 1
-            self._invalidate(book, Reason.CHECKSUM, ts_recv)
-            return False
-        self.counters[book, Counter.CHECKSUM_OK] += 1
-        return True
+            self.sync[book, SY_DEPTH] = result["depth"]
 
 
 class CoinbaseFeed(VenueFeed):
@@ -343,63 +322,19 @@ class CoinbaseFeed(VenueFeed):
     jump invalidates every book that connection carries (they resubscribe). Exchange level2: a
     snapshot, then l2update changes (no sequence on that channel)."""
 
+    VENUE = COINBASE
     CAPACITY = 65536  # full-depth snapshots: BTC-USD had 27k offers in 2026
 
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None):
-        super().__init__(instruments, writer, capacity)
-        self._events = np.zeros((coinbase.MAX_EVENTS, 4), np.int64)
-        self._last_sequence: dict[int, int] = {}
-        self._book_conn = [-1] * len(instruments)
-
-    def on_frame(self, payload: bytes, ts_recv: int, conn: int = 0) -> None:
-        self._count_frame(payload)
-        self._fit_scratch(payload)
-        buf = np.frombuffer(payload, np.uint8)
+    def _act(self, action: Action, payload: bytes, ts_recv: int, conn: int) -> None:
         header = self._header
-        kind = coinbase.decode(buf, len(buf), self._symbols, self._lengths, self._px_decs, self._qty_decs,
-                               self._sides, self._prices, self._qtys, header, self._events)
-        if header[coinbase.H_SEQUENCE] >= 0:
-            self._check_sequence(conn, int(header[coinbase.H_SEQUENCE]), ts_recv)
-        if kind == coinbase.FRAME_L2:
-            for instrument, is_snapshot, first, end in self._events[:int(header[coinbase.H_EVENTS])]:
-                self._on_levels(int(instrument), bool(is_snapshot), int(first), int(end), conn, ts_recv)
-        elif kind in (coinbase.FRAME_SNAPSHOT, coinbase.FRAME_UPDATE):
-            self._on_levels(int(header[coinbase.H_INSTRUMENT]), kind == coinbase.FRAME_SNAPSHOT, 0,
-                            int(header[coinbase.H_LEVELS]), conn, ts_recv)
-        elif kind == coinbase.FRAME_MARKET_TRADES:
-            self._trades(coinbase.decode_market_trades, payload, ts_recv)
-        elif kind == coinbase.FRAME_TRADE:
-            self._trade(int(header[coinbase.H_INSTRUMENT]), int(header[coinbase.H_TRADE_ID]),
-                        int(header[coinbase.H_TIME]), ts_recv, int(header[coinbase.H_PRICE]),
-                        int(header[coinbase.H_QTY]), int(header[coinbase.H_SIDE]))
-        elif kind in (coinbase.FRAME_ERROR, coinbase.FRAME_UNKNOWN_SYMBOL):
-            self.counters[-1, Counter.DECODE_ERRORS] += 1
-
-    def _check_sequence(self, conn: int, sequence: int, ts_recv: int) -> None:
-        last = self._last_sequence.get(conn)
-        self._last_sequence[conn] = sequence
-        if last is None or sequence == last + 1:
+        if header[coinbase.H_EVENTS] == 0:  # Exchange snapshot
+            book = int(header[coinbase.H_INSTRUMENT])
+            self._load(book, 0, int(header[coinbase.H_LEVELS]))
+            self._settle_snapshot(book, 0, NO_CHECKSUM, ts_recv, conn)
             return
-        for book, book_conn in enumerate(self._book_conn):
-            if book_conn == conn and self.sync[book].state == SyncState.LIVE:
-                self.counters[book, Counter.GAPS] += 1
-                self._status(book, Status.GAP, Reason.SEQUENCE_GAP, ts_recv)
-                self._invalidate(book, Reason.SEQUENCE_GAP, ts_recv)
-
-    def _on_levels(self, book: int, is_snapshot: bool, first: int, end: int, conn: int, ts_recv: int) -> None:
-        sync = self.sync[book]
-        if is_snapshot:
-            self._load(book, self._sides[first:end], self._prices[first:end], self._qtys[first:end])
-            self._book_conn[book] = conn
-            if not self._crossed(book, ts_recv):
-                self._went_live(book, 0, ts_recv)
-                self._publish(book, 0, ts_recv, True)
-            return
-        if sync.state != SyncState.LIVE:
-            return  # nothing to apply it to until the next snapshot
-        self._apply(book, first, end)
-        sync.update_id += 1  # neither API numbers book updates: count the ones applied
-        if self._crossed(book, ts_recv):
-            return
-        self.counters[book, Counter.BOOK_UPDATES] += 1
-        self._publish(book, 0, ts_recv, True)
+        for book, is_snapshot, first, end in self._events[:int(header[coinbase.H_EVENTS])].tolist():
+            if is_snapshot:
+                self._load(book, first, end)
+                self._settle_snapshot(book, 0, NO_CHECKSUM, ts_recv, conn)
+            else:
+                self._apply_update(book, first, end, NO_CHECKSUM, ts_recv)

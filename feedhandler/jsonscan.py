@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from shm.fixedpoint import OK, parse_decimal
+from shm.fixedpoint import OK, parse_decimal, scan_decimal
 
 from .book_kernels import ASK, BID
 
@@ -61,6 +61,17 @@ def find_value(buf, start, end, name):
                     return skip_spaces_to(buf, pos + 1, end)
         i += 1
     return -1
+
+
+@njit(nogil=True, cache=True)
+def find_value_after(buf, hint, end, name):
+    """find_value in buf[0:end], looking from `hint` first: venues print their keys in a fixed
+    order, so the search starting where the previous value was found rarely scans anything."""
+    if hint >= 0:
+        pos = find_value(buf, hint, end, name)
+        if pos >= 0:
+            return pos
+    return find_value(buf, 0, end, name)
 
 
 @njit(nogil=True, cache=True)
@@ -118,9 +129,19 @@ def push_level(sides, prices, qtys, count, side, price, qty):
     return count + 1, OK
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always", nogil=True)
 def decimal_string(buf, pos, end, decimals):
-    """(mantissa, position of the closing quote, error) of a quoted decimal at `pos`."""
+    """(mantissa, position of the closing quote, error) of a quoted decimal at `pos`: one pass for
+    a plain number, the checked parse for anything else."""
+    if 0 <= pos < end and buf[pos] == QUOTE:
+        value, stop, ok = scan_decimal(buf, pos + 1, end, decimals)
+        if ok and stop < end and buf[stop] == QUOTE:
+            return value, stop, OK
+    return _checked_decimal_string(buf, pos, end, decimals)
+
+
+@njit(nogil=True, cache=True)
+def _checked_decimal_string(buf, pos, end, decimals):
     first, stop = string_span(buf, pos, end)
     if first < 0:
         return 0, -1, ERR_SYNTAX
@@ -277,38 +298,76 @@ def number_value(buf, pos, end, decimals):
     return parse_decimal(buf, first, stop, decimals, False)
 
 
+@njit(inline="always", nogil=True)
+def _number_at(buf, pos, end, decimals):
+    """(mantissa, position after the value, error) of a quoted or bare decimal at `pos`."""
+    if pos < end and buf[pos] == QUOTE:
+        value, stop, err = decimal_string(buf, pos, end, decimals)
+        return value, stop + 1, err
+    first, stop = number_span(buf, pos, end)
+    if first < 0:
+        return 0, -1, ERR_SYNTAX
+    value, err = parse_decimal(buf, first, stop, decimals, False)
+    return value, stop, err
+
+
+@njit(inline="always", nogil=True)
+def _is_key(buf, first, stop, name):
+    """buf[first:stop] is the string `name` names (`name` holds the quotes)."""
+    return len(name) > 0 and equals(buf, first - 1, stop + 1, name)
+
+
 @njit(nogil=True, cache=True)
 def parse_level_objects(buf, pos, end, px_dec, qty_dec, price_name, qty_name, side, side_name, bid_word,
                         ask_word, sides, prices, qtys, count):
     """Parse `[{price_name: p, qty_name: q, ...}, ...]` (values quoted or bare) at `pos`, appending
-    to the outputs. Each level is on `side`, or, when `side` < 0, on the side its `side_name`
-    string names (`bid_word` / `ask_word`). Returns (count, error)."""
+    to the outputs, in one pass over each object's members. Each level is on `side`, or, when
+    `side` < 0, on the side its `side_name` string names (`bid_word` / `ask_word`).
+    Returns (count, error)."""
     item = first_element(buf, pos, end)
     if pos < 0 or (item < 0 and (pos >= end or buf[pos] != LBRACKET)):
         return count, ERR_SYNTAX
     while item >= 0:
-        stop = skip_value(buf, item, end)
-        if stop < 0 or buf[item] != 123:
+        if buf[item] != 123:
             return count, ERR_SYNTAX
         level_side = side
-        if side < 0:
-            first, last = string_span(buf, find_value(buf, item, stop, side_name), stop)
-            if equals(buf, first, last, bid_word):
-                level_side = BID
-            elif equals(buf, first, last, ask_word):
-                level_side = ASK
-            else:
+        price = qty = -1
+        err = OK
+        i = skip_spaces_to(buf, item + 1, end)
+        while i < end and buf[i] != 125:
+            key_first, key_stop = string_span(buf, i, end)
+            if key_first < 0:
                 return count, ERR_SYNTAX
-        price, err = number_value(buf, find_value(buf, item, stop, price_name), stop, px_dec)
-        if err != OK:
-            return count, err
-        qty, err = number_value(buf, find_value(buf, item, stop, qty_name), stop, qty_dec)
-        if err != OK:
-            return count, err
+            i = skip_spaces_to(buf, key_stop + 1, end)
+            if i >= end or buf[i] != COLON:
+                return count, ERR_SYNTAX
+            i = skip_spaces_to(buf, i + 1, end)
+            if _is_key(buf, key_first, key_stop, price_name):
+                price, i, err = _number_at(buf, i, end, px_dec)
+            elif _is_key(buf, key_first, key_stop, qty_name):
+                qty, i, err = _number_at(buf, i, end, qty_dec)
+            elif side < 0 and _is_key(buf, key_first, key_stop, side_name):
+                first, last = string_span(buf, i, end)
+                level_side = BID if equals(buf, first, last, bid_word) else (
+                    ASK if equals(buf, first, last, ask_word) else -1)
+                i = last + 1 if first >= 0 else -1
+            else:
+                i = skip_value(buf, i, end)
+            if err != OK:
+                return count, err
+            if i < 0:
+                return count, ERR_SYNTAX
+            i = skip_spaces_to(buf, i, end)
+            if i < end and buf[i] == COMMA:
+                i = skip_spaces_to(buf, i + 1, end)
+            elif i >= end or buf[i] != 125:
+                return count, ERR_SYNTAX
+        if i >= end or price < 0 or qty < 0 or level_side < 0:
+            return count, ERR_SYNTAX
         count, err = push_level(sides, prices, qtys, count, level_side, price, qty)
         if err != OK:
             return count, err
-        item = next_element(buf, stop, end)
+        item = next_element(buf, i + 1, end)
     return count, OK
 
 

@@ -51,12 +51,75 @@ _INF = np.frombuffer(b"inf", np.uint8)
 _INFINITY = np.frombuffer(b"infinity", np.uint8)
 
 
+_POW10 = np.array([10 ** k for k in range(19)], np.int64)
+_SAFE_DIGITS = 18  # any 18-digit mantissa fits int64: no overflow check before that
+
+
 @njit(nogil=True, cache=True)
+def _bad_text(buf, i):
+    """The error for text that stopped being a plain decimal at `i`."""
+    c = buf[i]
+    if c == 101 or c == 69:
+        return ERR_EXPONENT
+    if c == _MINUS or c == _PLUS:
+        return ERR_SIGN
+    return ERR_CHAR
+
+
+@njit(inline="always", nogil=True)
+def scan_decimal(buf, start, end, decimals):
+    """The fast path of decimal parsing: digits, optionally a dot and digits, from `start` up to the
+    first other byte. Returns (mantissa, index of that byte, ok); ok only for what venues send
+    (unsigned, at most 18 digits: no overflow possible, so a multiply-add per digit, `decimals`
+    applied once at the end). Not ok means: use `parse_decimal`'s checked path for the verdict."""
+    i = start
+    value = 0
+    while i < end:
+        d = np.int64(buf[i]) - _ZERO
+        if d < 0 or d > 9:
+            break
+        value = value * 10 + d
+        i += 1
+    count = i - start
+    fraction = 0
+    if i < end and buf[i] == _DOT:
+        i += 1
+        first = i
+        while i < end:
+            d = np.int64(buf[i]) - _ZERO
+            if d < 0 or d > 9:
+                break
+            value = value * 10 + d
+            i += 1
+        fraction = i - first
+        count += fraction
+    if 0 < count <= _SAFE_DIGITS and 0 <= decimals <= MAX_DECIMALS:
+        if fraction <= decimals:
+            if count + decimals - fraction <= _SAFE_DIGITS:
+                return value * _POW10[decimals - fraction], i, True
+        else:
+            scale = _POW10[fraction - decimals]
+            whole = value // scale
+            if whole * scale == value:  # the extra digits are zeros
+                return whole, i, True
+    return 0, i, False
+
+
+@njit(inline="always", nogil=True)
 def parse_decimal(buf, start, end, decimals, signed):
     """Parse `buf[start:end]` (ASCII bytes) to (mantissa, error) at `decimals` decimals.
 
     Accepts `12`, `12.`, `.5`, `0012.3400`; extra fraction digits only when they are zeros.
     """
+    value, stop, ok = scan_decimal(buf, start, end, decimals)
+    if ok and stop == end:
+        return value, OK
+    return _parse_checked(buf, start, end, decimals, signed)
+
+
+@njit(nogil=True, cache=True)
+def _parse_checked(buf, start, end, decimals, signed):
+    """parse_decimal with every check: signs, words, overflow past 18 significant digits."""
     if decimals < 0 or decimals > MAX_DECIMALS:
         return 0, ERR_DECIMALS
     i = start
@@ -66,41 +129,52 @@ def parse_decimal(buf, start, end, decimals, signed):
             return 0, ERR_SIGN
         negative = buf[i] == _MINUS
         i += 1
-    if _is_word(buf, i, end, _NAN) or _is_word(buf, i, end, _INF) or _is_word(buf, i, end, _INFINITY):
-        return 0, ERR_NOT_FINITE
+    if i < end and (_lower(buf[i]) == 110 or _lower(buf[i]) == 105):  # n, i: nan, inf, infinity
+        if _is_word(buf, i, end, _NAN) or _is_word(buf, i, end, _INF) or _is_word(buf, i, end, _INFINITY):
+            return 0, ERR_NOT_FINITE
+        return 0, ERR_CHAR
     value = 0
     digits = 0
+    significant = 0
     fraction = 0
-    in_fraction = False
-    while i < end:
-        c = buf[i]
+    while i < end:  # integer part
+        d = np.int64(buf[i]) - _ZERO
+        if not 0 <= d <= 9:
+            break
         i += 1
-        d = c - _ZERO
-        if 0 <= d <= 9:
+        digits += 1
+        if value == 0 and d == 0:
+            continue
+        significant += 1
+        if significant > _SAFE_DIGITS and value > (INT64_MAX - d) // 10:
+            return 0, ERR_OVERFLOW
+        value = value * 10 + d
+    if i < end and buf[i] == _DOT:
+        i += 1
+        while i < end:
+            d = np.int64(buf[i]) - _ZERO
+            if not 0 <= d <= 9:
+                break
+            i += 1
             digits += 1
-            if in_fraction:
-                if fraction == decimals:
-                    if d != 0:
-                        return 0, ERR_PRECISION
-                    continue
-                fraction += 1
-            if value > (INT64_MAX - d) // 10:
+            if fraction == decimals:
+                if d != 0:
+                    return 0, ERR_PRECISION
+                continue
+            fraction += 1
+            if value != 0 or d != 0:
+                significant += 1
+            if significant > _SAFE_DIGITS and value > (INT64_MAX - d) // 10:
                 return 0, ERR_OVERFLOW
             value = value * 10 + d
-        elif c == _DOT and not in_fraction:
-            in_fraction = True
-        elif c == 101 or c == 69:
-            return 0, ERR_EXPONENT
-        elif c == _MINUS or c == _PLUS:
-            return 0, ERR_SIGN if not signed else ERR_CHAR
-        else:
-            return 0, ERR_CHAR
+    if i < end:
+        return 0, _bad_text(buf, i) if not (signed and (buf[i] == _MINUS or buf[i] == _PLUS)) else ERR_CHAR
     if digits == 0:
         return 0, ERR_EMPTY
-    for _ in range(decimals - fraction):
-        if value > INT64_MAX // 10:
-            return 0, ERR_OVERFLOW
-        value *= 10
+    scale = decimals - fraction
+    if value != 0 and (significant + scale > _SAFE_DIGITS and value > INT64_MAX // _POW10[scale]):
+        return 0, ERR_OVERFLOW
+    value *= _POW10[scale]
     return (-value if negative else value), OK
 
 

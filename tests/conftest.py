@@ -4,9 +4,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
 _prefixes = itertools.count()
+
+# Timings are never pass/fail here: a first example that compiles numba kernels takes seconds.
+settings.register_profile("fh", deadline=None)
+settings.load_profile("fh")
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from decimal import Decimal
 import pytest
 
 from feedhandler.capture import CaptureReader
-from feedhandler.feed import BinanceFeed, SyncState
+from feedhandler.feed import BinanceFeed
+from feedhandler.sync import SyncState
 from feedhandler.instruments import Instrument, binance_instruments
 from shm.reader import StatusEvent, VenueReader
 from shm.segment import SegmentWriter
@@ -42,7 +43,7 @@ def test_a_book_stays_invalid_until_a_snapshot_bridges_the_buffered_diffs(feed):
     binance, reader = feed
     binance.on_frame(depth(100, 101, bids=[("99.5", "1")]), 1)
     assert not reader.book("BTCUSDT").valid
-    assert binance.snapshots_wanted() == ["BTCUSDT"]
+    assert binance.books_to_resync() == ["BTCUSDT"]
     binance.on_snapshot("BTCUSDT", snapshot(100, [("99", "2")], [("101", "3")]), 2)
     book = reader.book("BTCUSDT")
     assert book.valid and book.update_id == 101
@@ -62,8 +63,8 @@ def test_a_snapshot_older_than_the_buffer_is_refused_and_asked_again(feed):
     binance.on_frame(depth(100, 101), 1)
     binance.on_snapshot("BTCUSDT", snapshot(98, [("99", "2")], [("101", "3")]), 2)
     assert not reader.book("BTCUSDT").valid
-    assert binance.sync[0].stale_snapshots == 1
-    assert binance.snapshots_wanted() == ["BTCUSDT"]
+    assert binance.stale_snapshots == 1
+    assert binance.books_to_resync() == ["BTCUSDT"]
 
 
 def test_a_gap_invalidates_the_book_tells_consumers_and_resyncs(feed):
@@ -72,7 +73,7 @@ def test_a_gap_invalidates_the_book_tells_consumers_and_resyncs(feed):
     cursor = reader.events()
     binance.on_frame(depth(105, 106, bids=[("99.7", "1")]), 3)
     assert not reader.book("BTCUSDT").valid
-    assert binance.sync[0].state == SyncState.BUFFERING
+    assert binance.state(0) == SyncState.BUFFERING
     statuses = [(e.status.name, e.reason.name) for e in cursor.poll() if isinstance(e, StatusEvent)]
     assert statuses == [("GAP", "SEQUENCE_GAP"), ("BOOK_INVALID", "SEQUENCE_GAP")]
     assert reader.counters("BTCUSDT")["gaps"] == 1 and reader.counters("BTCUSDT")["resyncs"] == 1

@@ -49,7 +49,7 @@ def test_bench_replay_json_counts_frames(captures, tmp_path):
     result = fh("bench", "replay", str(capture), "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert figures["frames"] == 269 and figures["msgs_per_s"] > 0
+    assert figures["frames"] == 265 + 5 and figures["msgs_per_s"] > 0  # WebSocket messages + REST responses
 
 
 def test_bench_rejects_a_non_positive_count():

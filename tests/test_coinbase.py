@@ -6,7 +6,8 @@ from decimal import Decimal
 import pytest
 import zstandard
 
-from feedhandler.feed import CoinbaseFeed, SyncState
+from feedhandler.feed import CoinbaseFeed
+from feedhandler.sync import SyncState
 from feedhandler.instruments import Instrument, coinbase_instruments, decimals_of
 from feedhandler.capture import CaptureReader, FrameKind
 from shm.layout import Counter, Side
@@ -56,12 +57,12 @@ def test_a_sequence_jump_invalidates_the_books_of_that_connection(feed):
     coinbase.on_frame(heartbeat(2), 2, conn=7)
     coinbase.on_frame(heartbeat(4), 3, conn=7)  # 3 is missing
     assert not reader.book("BTC-USD").valid and not reader.book("ETH-USD").valid
-    assert sorted(coinbase.books_to_resubscribe()) == ["BTC-USD", "ETH-USD"]
+    assert sorted(coinbase.books_to_resync()) == ["BTC-USD", "ETH-USD"]
     assert reader.counters("BTC-USD")["gaps"] == 1
     assert ("GAP", "SEQUENCE_GAP") in [(e.status.name, e.reason.name) for e in cursor.poll()
                                        if isinstance(e, StatusEvent)]
     coinbase.on_frame(l2(5, "snapshot", "BTC-USD", [("bid", "100.00", "1")]), 4, conn=7)
-    assert reader.book("BTC-USD").valid and coinbase.sync[1].state == SyncState.BUFFERING
+    assert reader.book("BTC-USD").valid and coinbase.state(1) == SyncState.SNAPSHOT
 
 
 def test_sequences_are_per_connection(feed):

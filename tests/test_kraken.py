@@ -5,7 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from feedhandler.feed import KrakenFeed, SyncState
+from feedhandler.feed import KrakenFeed
+from feedhandler.sync import SyncState
 from feedhandler.instruments import Instrument, kraken_instruments
 from feedhandler.capture import CaptureReader, FrameKind
 from shm.layout import Counter, Side
@@ -63,11 +64,11 @@ def test_a_bad_checksum_invalidates_that_book_only(feed):
     kraken.on_frame(update_frame("XMR/USD", "b", [("354.15000000", "5.00000000")], 12345), 2)
     assert not reader.book("XMR-USD").valid and reader.book("ETH-USD").valid
     assert reader.counters("XMR-USD")["checksum_fail"] == 1
-    assert kraken.books_to_resubscribe() == ["XMR/USD"]
+    assert kraken.books_to_resync() == ["XMR/USD"]
     statuses = [(e.status.name, e.reason.name) for e in cursor.poll() if isinstance(e, StatusEvent)]
     assert statuses == [("BOOK_INVALID", "CHECKSUM")]
     kraken.on_frame(snapshot_frame("XMR/USD", ASKS, BIDS), 3)  # the resubscribe's snapshot
-    assert reader.book("XMR-USD").valid and kraken.sync[0].state == SyncState.LIVE
+    assert reader.book("XMR-USD").valid and kraken.state(0) == SyncState.LIVE
 
 
 def test_updates_are_truncated_to_the_subscribed_depth_before_the_checksum(feed):

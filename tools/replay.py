@@ -12,12 +12,17 @@ import os
 import time
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
+
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
 from feedhandler.instruments import Instrument, binance_instruments, coinbase_instruments, kraken_instruments
 from shm.layout import Counter
 from shm.reader import VenueReader
 from shm.segment import SegmentWriter
+
+
+_RECEIVED = (int(FrameKind.WS_RECV), int(FrameKind.REST))
 
 
 class ReplayError(ValueError):
@@ -94,20 +99,16 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
     first_ts = None
     try:
         for reader in readers:
-            for frame in reader.frames():
-                if factor:
-                    first_ts = frame.ts_ns if first_ts is None else first_ts
-                    due = started + (frame.ts_ns - first_ts) / 1e9 / factor
+            for batch in reader.batches():
+                frames += int(np.isin(batch.kinds, _RECEIVED).sum())
+                if factor is None:
+                    feed.on_batch(batch)
+                    continue
+                for k in range(len(batch)):  # paced: one frame at a time, each at its recorded offset
+                    first_ts = int(batch.ts[k]) if first_ts is None else first_ts
+                    due = started + (int(batch.ts[k]) - first_ts) / 1e9 / factor
                     time.sleep(max(0.0, due - time.perf_counter()))
-                if frame.kind == FrameKind.WS_RECV:
-                    frames += 1
-                    feed.on_frame(frame.payload, frame.ts_ns, frame.conn)
-                elif frame.kind == FrameKind.REST:
-                    _, url, _, body = split_rest(frame.payload)
-                    parsed = urlparse(url)
-                    if parsed.path.endswith("/depth") and hasattr(feed, "on_snapshot"):
-                        frames += 1
-                        feed.on_snapshot(parse_qs(parsed.query)["symbol"][0], body, frame.ts_ns)
+                    feed.on_batch(batch.slice(k, k + 1))
             writer.heartbeat()
         elapsed = time.perf_counter() - started
         summary = _summary(venue, shm_prefix, writer, depth, frames, elapsed)

@@ -12,8 +12,12 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, key, looks_like_object, match_symbol, parse_int,
+from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME,
+                            T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, publish_trades, report_gap,
+                            settle)
+from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object, match_symbol, parse_int,
                         parse_pairs, string_span)
+from ..sync import BRIDGING, BUFFERING, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import VenueAdapter
 
 ADAPTER = VenueAdapter(
@@ -65,6 +69,9 @@ _A_QTY = key("A")
 _LAST_UPDATE_ID = key("lastUpdateId")
 _SNAPSHOT_BIDS = key("bids")
 _SNAPSHOT_ASKS = key("asks")
+ACTION_DONE = int(Action.DONE)
+ACTION_BUFFER = int(Action.BUFFER)
+ACTION_GAP = int(Action.GAP)
 _DEPTH_UPDATE = np.frombuffer(b"depthUpdate", np.uint8)
 _TRADE = np.frombuffer(b"trade", np.uint8)
 
@@ -85,7 +92,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         header[H_ERROR] = ERR_SYNTAX
         return FRAME_ERROR
     event = find_value(buf, 0, n, _E)
-    symbol_first, symbol_stop = string_span(buf, find_value(buf, 0, n, _S), n)
+    symbol_first, symbol_stop = string_span(buf, find_value_after(buf, event, n, _S), n)
     if symbol_first < 0:
         return FRAME_IGNORED
     instrument = match_symbol(buf, symbol_first, symbol_stop, symbols, lengths)
@@ -106,17 +113,17 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         header[H_ERROR] = max(max(e1, e2), max(e3, e4)) if pos >= 0 else ERR_SYNTAX
         return FRAME_TICKER if header[H_ERROR] == OK else FRAME_ERROR
     if equals(buf, event_first, event_stop, _DEPTH_UPDATE):
-        header[H_FIRST_ID], p1 = parse_int(buf, find_value(buf, 0, n, _U_FIRST), n)
-        header[H_LAST_ID], p2 = parse_int(buf, find_value(buf, 0, n, _U_LAST), n)
-        header[H_EVENT_TIME], p3 = parse_int(buf, find_value(buf, 0, n, _E_TIME), n)
+        header[H_EVENT_TIME], p3 = parse_int(buf, find_value_after(buf, event, n, _E_TIME), n)
+        header[H_FIRST_ID], p1 = parse_int(buf, find_value_after(buf, symbol_stop, n, _U_FIRST), n)
+        header[H_LAST_ID], p2 = parse_int(buf, find_value_after(buf, p1, n, _U_LAST), n)
         if p1 < 0 or p2 < 0 or p3 < 0 or header[H_FIRST_ID] > header[H_LAST_ID]:
             header[H_ERROR] = ERR_SYNTAX
             return FRAME_ERROR
-        count, pos, err = parse_pairs(buf, find_value(buf, 0, n, _BIDS), n, px_dec, qty_dec, BID, sides, prices,
-                                      qtys, 0)
+        count, pos, err = parse_pairs(buf, find_value_after(buf, p2, n, _BIDS), n, px_dec, qty_dec, BID, sides,
+                                      prices, qtys, 0)
         if err == OK:
-            count, pos, err = parse_pairs(buf, find_value(buf, 0, n, _ASKS), n, px_dec, qty_dec, ASK, sides,
-                                          prices, qtys, count)
+            count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec, ASK,
+                                          sides, prices, qtys, count)
         header[H_LEVELS] = count
         header[H_ERROR] = err
         return FRAME_DEPTH if err == OK else FRAME_ERROR
@@ -147,3 +154,43 @@ def decode_snapshot(buf, n, px_dec, qty_dec, sides, prices, qtys):
     total, pos, err = parse_pairs(buf, find_value(buf, 0, n, _SNAPSHOT_ASKS), n, px_dec, qty_dec, ASK, sides,
                                   prices, qtys, n_bids)
     return last_id, n_bids, total, err
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
+         meta, blocks, ring, control, counters):
+    """One received frame, start to end: decode, sequence check, apply, settle and publish, trades.
+    Returns an Action for what Python must do (buffer a diff of a book not yet bridged). `fresh`:
+    count the frame (0 when a buffered diff is applied again after its snapshot)."""
+    n = len(frame)
+    if fresh:
+        count_frame(counters, n)
+    kind = decode(frame, n, symbols, tables[T_LENGTH], tables[T_PX_DEC], tables[T_QTY_DEC], scratch[ROW_SIDE],
+                  scratch[ROW_PRICE], scratch[ROW_QTY], header)
+    if kind == FRAME_DEPTH:
+        book = header[H_INSTRUMENT]
+        sync[book, SY_CONN] = conn
+        state = sync[book, SY_STATE]
+        if state != LIVE and state != BRIDGING:
+            return ACTION_BUFFER
+        if header[H_LAST_ID] <= sync[book, SY_UPDATE_ID]:
+            return ACTION_DONE  # already in the snapshot, or a duplicate
+        if header[H_FIRST_ID] > sync[book, SY_UPDATE_ID] + 1:
+            report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters)
+            sync[book, SY_STATE] = BUFFERING
+            return ACTION_GAP
+        apply_levels(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
+        sync[book, SY_UPDATE_ID] = header[H_LAST_ID]
+        settle(book, False, NO_CHECKSUM, header[H_EVENT_TIME] * 1_000_000, ts_recv, scratch, sync, levels, ladder,
+               meta, blocks, ring, control, counters)
+    elif kind == FRAME_TRADE:
+        scratch[ROW_BOOK, 0] = header[H_INSTRUMENT]
+        scratch[ROW_ID, 0] = header[H_FIRST_ID]
+        scratch[ROW_TIME, 0] = header[H_EVENT_TIME] * 1_000_000
+        scratch[ROW_PRICE, 0] = header[H_PRICE]
+        scratch[ROW_QTY, 0] = header[H_QTY]
+        scratch[ROW_SIDE, 0] = header[H_SIDE]
+        publish_trades(1, ts_recv, scratch, sync, ring, control, counters)
+    elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
+        counters[-1, C_DECODE_ERRORS] += 1
+    return ACTION_DONE

@@ -18,6 +18,10 @@ from ..book_kernels import ASK, BID
 from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, first_element, key, key_table,
                         looks_like_object, match_symbol, next_element, parse_int, parse_level_objects, parse_pairs,
                         parse_rfc3339_ns, parse_trade_objects, push_level, skip_value, string_span)
+from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME,
+                            T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, publish_trades, report_gap,
+                            settle)
+from ..sync import CS_SEQUENCE, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import VenueAdapter
 
 ADVANCED = VenueAdapter(
@@ -59,7 +63,13 @@ H_SIDE = 8  # the aggressor: +1 buy, -1 sell
 H_TIME = 9
 HEADER_WORDS = 12
 # `events` rows: instrument, is snapshot, first level, end level
+E_INSTRUMENT = 0
+E_SNAPSHOT = 1
+E_FIRST = 2
+E_END = 3
 MAX_EVENTS = 64
+ACTION_DONE = int(Action.DONE)
+ACTION_SNAPSHOT = int(Action.SNAPSHOT)
 
 _CHANNEL = key("channel")
 _SEQUENCE = key("sequence_num")
@@ -190,10 +200,10 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
             if err != OK:
                 header[H_ERROR] = err
                 return FRAME_ERROR
-            events[rows, 0] = instrument
-            events[rows, 1] = 1 if is_snapshot else 0
-            events[rows, 2] = start
-            events[rows, 3] = count
+            events[rows, E_INSTRUMENT] = instrument
+            events[rows, E_SNAPSHOT] = 1 if is_snapshot else 0
+            events[rows, E_FIRST] = start
+            events[rows, E_END] = count
             rows += 1
             event = next_element(buf, stop, n)
         header[H_EVENTS] = rows
@@ -249,3 +259,75 @@ def decode_market_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, agg
             return -1
         event = next_element(buf, stop, n)
     return count
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _check_sequence(conn, sequence, ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring, control, counters):
+    """Advanced: sequence_num counts a connection's messages; a jump invalidates every live book
+    that connection carries (they resubscribe)."""
+    last = conn_state[conn, CS_SEQUENCE]
+    conn_state[conn, CS_SEQUENCE] = sequence
+    if last < 0 or sequence == last + 1:
+        return
+    for book in range(len(sync)):
+        if sync[book, SY_CONN] == conn and sync[book, SY_STATE] == LIVE:
+            report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _update(book, first, end, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control, counters):
+    if sync[book, SY_STATE] != LIVE:
+        return  # nothing to apply it to until the next snapshot
+    apply_levels(book, first, end, scratch, levels, ladder, meta, counters)
+    sync[book, SY_UPDATE_ID] += 1  # neither API numbers book updates: count the ones applied
+    settle(book, False, NO_CHECKSUM, 0, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
+           counters)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
+         meta, blocks, ring, control, counters):
+    """One received frame of either API: decode, sequence check (Advanced), updates of live books
+    applied and published, trades published. Returns Action.SNAPSHOT when the frame holds a
+    snapshot (Python loads it, with the frame's other events)."""
+    n = len(frame)
+    if fresh:
+        count_frame(counters, n)
+    lengths, px_decs, qty_decs = tables[T_LENGTH], tables[T_PX_DEC], tables[T_QTY_DEC]
+    kind = decode(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_SIDE], scratch[ROW_PRICE],
+                  scratch[ROW_QTY], header, events)
+    if header[H_SEQUENCE] >= 0:
+        _check_sequence(conn, header[H_SEQUENCE], ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring,
+                        control, counters)
+    if kind == FRAME_L2:
+        rows = header[H_EVENTS]
+        for row in range(rows):
+            if events[row, E_SNAPSHOT]:
+                return ACTION_SNAPSHOT
+        for row in range(rows):
+            _update(events[row, E_INSTRUMENT], events[row, E_FIRST], events[row, E_END], ts_recv, scratch, sync,
+                    levels, ladder, meta, blocks, ring, control, counters)
+    elif kind == FRAME_SNAPSHOT:
+        return ACTION_SNAPSHOT
+    elif kind == FRAME_UPDATE:
+        _update(header[H_INSTRUMENT], 0, header[H_LEVELS], ts_recv, scratch, sync, levels, ladder, meta, blocks,
+                ring, control, counters)
+    elif kind == FRAME_MARKET_TRADES:
+        count = decode_market_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
+                                     scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
+                                     scratch[ROW_TIME])
+        if count < 0:
+            counters[-1, C_DECODE_ERRORS] += 1
+        else:
+            publish_trades(count, ts_recv, scratch, sync, ring, control, counters)
+    elif kind == FRAME_TRADE:
+        scratch[ROW_BOOK, 0] = header[H_INSTRUMENT]
+        scratch[ROW_ID, 0] = header[H_TRADE_ID]
+        scratch[ROW_TIME, 0] = header[H_TIME]
+        scratch[ROW_PRICE, 0] = header[H_PRICE]
+        scratch[ROW_QTY, 0] = header[H_QTY]
+        scratch[ROW_SIDE, 0] = header[H_SIDE]
+        publish_trades(1, ts_recv, scratch, sync, ring, control, counters)
+    elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
+        counters[-1, C_DECODE_ERRORS] += 1
+    return ACTION_DONE

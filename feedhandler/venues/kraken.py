@@ -21,6 +21,9 @@ from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, decimal_string, equals
                         key_table, looks_like_object, match_symbol, next_element, parse_decimal, parse_int,
                         parse_level_objects, parse_pairs, parse_trade_objects, skip_spaces_to, skip_value,
                         string_span)
+from ..feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
+                            T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, publish_trades, settle)
+from ..sync import LIVE, SY_CONN, SY_DEPTH, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import VenueAdapter
 
 ADAPTER = VenueAdapter(
@@ -39,6 +42,11 @@ FRAME_ERROR = 4
 FRAME_UNKNOWN_SYMBOL = 5
 FRAME_TRADES = 6  # v1 trade channel: decode with decode_trades
 FRAME_TRADES_V2 = 7  # v2 trade channel: decode with decode_v2_trades
+FRAME_ACK = 8  # v2 method response (subscribe ack: carries the book depth)
+
+ACTION_DONE = int(Action.DONE)
+ACTION_SNAPSHOT = int(Action.SNAPSHOT)
+ACTION_ACK = int(Action.ACK)
 
 H_INSTRUMENT = 0
 H_LEVELS = 1
@@ -58,27 +66,33 @@ _BOOK = np.frombuffer(b"book-", np.uint8)
 _TRADE_CHANNEL = np.frombuffer(b"trade", np.uint8)
 
 
+@njit(inline="always", nogil=True)
+def _string_before(buf, i):
+    """Span (first, stop) of the JSON string ending at or before `i` with only separators after it,
+    and the index before its opening quote; first is -1 when there is none."""
+    while i > 0 and buf[i] != 34:
+        if buf[i] != 32 and buf[i] != 44 and buf[i] != 10:
+            return -1, -1, i
+        i -= 1
+    stop = i
+    i -= 1
+    while i > 0 and buf[i] != 34:
+        i -= 1
+    return i + 1, stop, i - 1
+
+
 @njit(nogil=True, cache=True)
 def _last_strings(buf, n):
-    """Spans of the last two strings of a JSON array frame: (channel first, stop, pair first, stop)."""
+    """Spans of the last two strings of a JSON array frame: (channel first, stop, pair first, stop),
+    -1 where missing."""
     end = n - 1
     while end > 0 and buf[end] != 93:
         end -= 1
-    spans = np.full(4, -1, np.int64)
-    i = end - 1
-    for slot in (2, 0):
-        while i > 0 and buf[i] != 34:
-            if buf[i] != 32 and buf[i] != 44 and buf[i] != 10:
-                return spans
-            i -= 1
-        stop = i
-        i -= 1
-        while i > 0 and buf[i] != 34:
-            i -= 1
-        spans[slot] = i + 1
-        spans[slot + 1] = stop
-        i -= 1
-    return spans
+    pair_first, pair_stop, i = _string_before(buf, end - 1)
+    if pair_first < 0:
+        return -1, -1, -1, -1
+    channel_first, channel_stop, i = _string_before(buf, i)
+    return channel_first, channel_stop, pair_first, pair_stop
 
 
 @njit(nogil=True, cache=True)
@@ -110,10 +124,9 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         start += 1
     if start >= n or buf[start] != 91:  # events are objects: nothing for the book
         return FRAME_IGNORED if start < n and buf[start] == 123 else FRAME_ERROR
-    spans = _last_strings(buf, n)
-    if spans[0] < 0 or spans[2] < 0:
+    channel_first, channel_stop, pair_first, pair_stop = _last_strings(buf, n)
+    if channel_first < 0 or pair_first < 0:
         return FRAME_ERROR
-    channel_first, channel_stop = spans[0], spans[1]
     if equals(buf, channel_first, channel_stop, _TRADE_CHANNEL):
         return FRAME_TRADES
     if channel_stop - channel_first <= len(_BOOK):
@@ -125,7 +138,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     if after != channel_stop or depth <= 0:
         return FRAME_ERROR
     header[H_DEPTH] = depth
-    instrument = match_symbol(buf, spans[2], spans[3], symbols, lengths)
+    instrument = match_symbol(buf, pair_first, pair_stop, symbols, lengths)
     if instrument < 0:
         return FRAME_UNKNOWN_SYMBOL
     header[H_INSTRUMENT] = instrument
@@ -167,6 +180,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
 
 
 _CHANNEL = key("channel")
+_METHOD = key("method")
 _TYPE = key("type")
 _DATA = key("data")
 _SYMBOL = key("symbol")
@@ -193,6 +207,8 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
     if not looks_like_object(buf, n):
         return FRAME_ERROR
     first, stop = string_span(buf, find_value(buf, 0, n, _CHANNEL), n)
+    if first < 0 and find_value(buf, 0, n, _METHOD) >= 0:
+        return FRAME_ACK
     if equals(buf, first, stop, _TRADE_V2_CHANNEL):
         return FRAME_TRADES_V2
     if not equals(buf, first, stop, _BOOK_CHANNEL):
@@ -235,8 +251,8 @@ def decode_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggressors
     """v1 `[id, [[price, volume, time, side, type, misc], ...], "trade", PAIR]`: side is the taker's
     ("b" buy, "s" sell), time decimal seconds, no trade id (ids are NO_TRADE_ID). Same outputs as
     `parse_trade_objects`: the trades written, -1 on a bad frame, -2 for an unknown pair."""
-    spans = _last_strings(buf, n)
-    instrument = match_symbol(buf, spans[2], spans[3], symbols, lengths)
+    channel_first, channel_stop, pair_first, pair_stop = _last_strings(buf, n)
+    instrument = match_symbol(buf, pair_first, pair_stop, symbols, lengths)
     if instrument < 0:
         return -2
     start = 1
@@ -283,3 +299,57 @@ def decode_v2_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggress
         return -1
     return parse_trade_objects(buf, find_value(buf, 0, n, _DATA), n, symbols, lengths, px_decs, qty_decs,
                                _V2_TRADE_KEYS, _BUY, _SELL, 1, books, aggressors, prices, qtys, ids, times, 0)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
+         meta, blocks, ring, control, counters):
+    """One received v1 or v2 frame: decode; an update of a live book is applied, truncated,
+    checksummed and published; trades are published. Returns an Action: SNAPSHOT (levels decoded,
+    Python loads them) or ACK (v2 subscription ack, Python reads the depth)."""
+    n = len(frame)
+    if fresh:
+        count_frame(counters, n)
+    start = skip_spaces_to(frame, 0, n)
+    v2 = start < n and frame[start] == 123  # v2 messages are objects; v1 objects are events, ignored either way
+    lengths, px_decs, qty_decs = tables[T_LENGTH], tables[T_PX_DEC], tables[T_QTY_DEC]
+    if v2:
+        kind = decode_v2(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_SIDE], scratch[ROW_PRICE],
+                         scratch[ROW_QTY], header)
+    else:
+        kind = decode(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_SIDE], scratch[ROW_PRICE],
+                      scratch[ROW_QTY], header)
+    if kind == FRAME_IGNORED:
+        return ACTION_DONE
+    if kind == FRAME_ACK:
+        return ACTION_ACK
+    if kind == FRAME_TRADES or kind == FRAME_TRADES_V2:
+        if kind == FRAME_TRADES:
+            count = decode_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
+                                  scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
+                                  scratch[ROW_TIME])
+        else:
+            count = decode_v2_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
+                                     scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
+                                     scratch[ROW_TIME])
+        if count < 0:
+            counters[-1, C_DECODE_ERRORS] += 1
+        else:
+            publish_trades(count, ts_recv, scratch, sync, ring, control, counters)
+        return ACTION_DONE
+    if kind != FRAME_SNAPSHOT and kind != FRAME_UPDATE:
+        counters[-1, C_DECODE_ERRORS] += 1
+        return ACTION_DONE
+    book = header[H_INSTRUMENT]
+    sync[book, SY_CONN] = conn
+    if not v2:
+        sync[book, SY_DEPTH] = header[H_DEPTH]
+    if kind == FRAME_SNAPSHOT:
+        return ACTION_SNAPSHOT
+    if sync[book, SY_STATE] != LIVE:
+        return ACTION_DONE  # nothing to apply an update to before a snapshot
+    apply_levels(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
+    sync[book, SY_UPDATE_ID] += 1  # Kraken numbers no update: count the ones applied
+    settle(book, False, header[H_CHECKSUM], 0, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
+           counters)
+    return ACTION_DONE

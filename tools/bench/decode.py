@@ -15,7 +15,8 @@ import numpy as np
 
 from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID
-from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed, SyncState
+from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
+from feedhandler.sync import SyncState
 from feedhandler.instruments import Instrument
 from shm.fixedpoint import format_decimal
 from shm.layout import Counter
@@ -92,7 +93,7 @@ def _kraken(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
         feed = KrakenFeed([instrument], writer, capacity=64)
         feed.on_frame(snapshot, 0)
         timings = _time_frames(feed, frames)
-        if writer.counters[0, Counter.CHECKSUM_FAIL] or feed.sync[0].state != SyncState.LIVE:
+        if writer.counters[0, Counter.CHECKSUM_FAIL] or feed.state(0) != SyncState.LIVE:
             raise RuntimeError("kraken benchmark frames failed their checksums")
         writer.close(unlink=True)
     return timings
@@ -122,7 +123,7 @@ def _coinbase(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
         feed = CoinbaseFeed([instrument], writer, capacity=4096)
         feed.on_frame(_coinbase_message(0, "snapshot", snapshot), 0)
         timings = _time_frames(feed, frames)
-        if writer.counters[0, Counter.GAPS] or feed.sync[0].state != SyncState.LIVE:
+        if writer.counters[0, Counter.GAPS] or feed.state(0) != SyncState.LIVE:
             raise RuntimeError("coinbase benchmark frames broke their sequence")
         writer.close(unlink=True)
     return timings
