@@ -26,7 +26,7 @@ class BookStore:
         self.capacities = [int(c) for c in capacities]
         self.window = int(window)
         self.levels = np.zeros((2 * sum(self.capacities), 2), np.int64)
-        self.ladder = np.zeros(2 * len(self.capacities) * self.window, np.int64)
+        self.ladder = np.zeros(2 * len(self.capacities) * k.ladder_words(self.window), np.int64)
         self.meta = np.zeros((len(self.capacities), k.NMETA), np.int64)
         offset = 0
         for book, capacity in enumerate(self.capacities):
@@ -35,14 +35,15 @@ class BookStore:
             for side in (k.BID, k.ASK):
                 column = k.SIDE_COLUMNS * side
                 self.meta[book, column + k.S_OFFSET] = offset
-                self.meta[book, column + k.S_LADDER] = (2 * book + side) * self.window
+                self.meta[book, column + k.S_LADDER] = (2 * book + side) * k.ladder_words(self.window)
                 k.clear_side(self.ladder, self.meta, book, side)
                 offset += capacity
 
     @staticmethod
     def memory_bytes(capacity: int, window: int = DEFAULT_WINDOW) -> int:
-        """The fixed memory one book takes: two sides of ladder (8 B a slot) and run (16 B a row)."""
-        return 2 * (window * 8 + capacity * 16)
+        """The fixed memory one book takes: two sides of ladder (8 B a slot, plus a bit of occupancy)
+        and run (16 B a row)."""
+        return 2 * (k.ladder_words(window) * 8 + capacity * 16)
 
     def __len__(self) -> int:
         return len(self.capacities)
@@ -91,7 +92,7 @@ class BookStore:
         return bool(k.is_crossed(self.levels, self.ladder, self.meta, book))
 
     def kraken_checksum(self, book: int, px_pad: int = 0, qty_pad: int = 0) -> int:
-        return int(kraken_checksum(self.levels, self.ladder, self.meta, book, px_pad, qty_pad, np.empty(20, np.int64)))
+        return int(kraken_checksum(self.levels, self.ladder, self.meta, book, px_pad, qty_pad, np.empty(40, np.int64)))
 
     def absent_deletes(self, book: int) -> int:
         return int(self.meta[book, k.M_ABSENT_DELETES])

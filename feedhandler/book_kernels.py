@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 BID = 0
 ASK = 1
@@ -156,12 +157,70 @@ def run_set(levels, offset, capacity, lo, hi, key, qty):
 # ---------------------------------------------------------------- ladder and window
 
 @njit(inline="always", nogil=True)
-def _ladder_top_below(ladder, slot0, base, key):
+def ladder_words(window):
+    """int64 words one side's ladder takes: `window` quantities, then one occupancy bit per slot."""
+    return window + (window + 63) // 64
+
+
+@njit(inline="always", nogil=True)
+def _mark(ladder, slot0, window, i):
+    ladder[slot0 + window + (i >> 6)] |= np.int64(1) << (i & 63)
+
+
+@njit(inline="always", nogil=True)
+def _unmark(ladder, slot0, window, i):
+    ladder[slot0 + window + (i >> 6)] &= ~(np.int64(1) << (i & 63))
+
+
+@njit(inline="always", nogil=True)
+def _held_at_or_below(ladder, slot0, window, i):
+    """Highest occupied ladder slot <= i, or -1: a word of the occupancy bits covers 64 slots, so
+    walking a sparse ladder (8-decimal prices, a thin book) costs words, not slots."""
+    if i < 0:
+        return -1
+    bits0 = slot0 + window
+    w = i >> 6
+    word = ladder[bits0 + w]
+    if (i & 63) != 63:
+        word &= (np.int64(1) << ((i & 63) + 1)) - 1
+    while word == 0:
+        w -= 1
+        if w < 0:
+            return -1
+        word = ladder[bits0 + w]
+    return (w << 6) + 63 - leading_zeros(word)
+
+
+@njit(inline="always", nogil=True)
+def _held_at_or_above(ladder, slot0, window, i):
+    """Lowest occupied ladder slot >= i, or -1."""
+    bits0 = slot0 + window
+    words = (window + 63) >> 6
+    w = i >> 6
+    if w >= words:
+        return -1
+    word = ladder[bits0 + w] & ~((np.int64(1) << (i & 63)) - 1)
+    while word == 0:
+        w += 1
+        if w >= words:
+            return -1
+        word = ladder[bits0 + w]
+    return (w << 6) + trailing_zeros(word)
+
+
+@njit(inline="always", nogil=True)
+def _rebuild_marks(ladder, slot0, window):
+    for w in range((window + 63) >> 6):
+        ladder[slot0 + window + w] = 0
+    for i in range(window):
+        if ladder[slot0 + i] != 0:
+            _mark(ladder, slot0, window, i)
+
+
+@njit(inline="always", nogil=True)
+def _ladder_top_below(ladder, slot0, window, base, key):
     """Best key < `key` held in the ladder, or base - 1 when there is none."""
-    k = key - 1
-    while k >= base and ladder[slot0 + k - base] == 0:
-        k -= 1
-    return k
+    return base + _held_at_or_below(ladder, slot0, window, key - 1 - base)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -193,6 +252,7 @@ def _anchor(levels, ladder, offset, capacity, slot0, window, lo, hi, base, count
             ladder[slot0 + levels[hi - 1, 0] - new_base] = levels[hi - 1, 1]
             hi -= 1
             count += 1
+    _rebuild_marks(ladder, slot0, window)
     return lo, hi, count, overflow
 
 
@@ -220,16 +280,18 @@ def side_set(levels, ladder, offset, capacity, slot0, window, lo, hi, base, top,
         if qty != 0:
             if old != 0:
                 return lo, hi, base, top, count, SET_UPDATED
+            _mark(ladder, slot0, window, key - base)
             if count == 0 or key > top:
                 top = key
             count += 1
             return lo, hi, base, top, count, SET_OVERFLOW if overflow else SET_INSERTED
         if old == 0:
             return lo, hi, base, top, count, SET_ABSENT
+        _unmark(ladder, slot0, window, key - base)
         count -= 1
         if key != top:
             return lo, hi, base, top, count, SET_DELETED
-        top = _ladder_top_below(ladder, slot0, base, key)
+        top = _ladder_top_below(ladder, slot0, window, base, key)
         status = SET_DELETED
     else:
         lo, hi, status = run_set(levels, offset, capacity, lo, hi, key, qty)
@@ -308,7 +370,7 @@ def clear_side(ladder, meta, book, side):
     """Empty one side (the ladder is zeroed: O(window))."""
     offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
     window = meta[book, M_WINDOW]
-    for i in range(window):
+    for i in range(ladder_words(window)):
         ladder[slot0 + i] = 0
     middle = offset + meta[book, M_CAPACITY] // 2
     store_state(meta, book, side, middle, middle, base, top, 0)
@@ -351,6 +413,7 @@ def load_side(levels, ladder, meta, book, side, prices, qtys, n):
         first_in_ladder -= 1
         k = kept[first_in_ladder]
         ladder[slot0 + keys[k] - base] = qtys[k]
+        _mark(ladder, slot0, window, keys[k] - base)
     count = held - first_in_ladder
     first = max(0, first_in_ladder - capacity)
     meta[book, M_OVERFLOW] += first
@@ -386,16 +449,15 @@ def copy_top(levels, ladder, meta, book, side, out, at, depth):
     """Write up to `depth` best levels, best first, as price, qty pairs into the flat int64 `out`
     from index `at` (a shm book block or a caller's array); returns the count written."""
     offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
+    window = meta[book, M_WINDOW]
     written = 0
-    if count > 0:
-        key = top
-        while written < depth and written < count:
-            qty = ladder[slot0 + key - base]
-            if qty != 0:
-                out[at + 2 * written] = side_key(side, key)
-                out[at + 2 * written + 1] = qty
-                written += 1
-            key -= 1
+    i = top - base
+    while written < depth and written < count:
+        i = _held_at_or_below(ladder, slot0, window, i)
+        out[at + 2 * written] = side_key(side, base + i)
+        out[at + 2 * written + 1] = ladder[slot0 + i]
+        written += 1
+        i -= 1
     row = hi - 1
     while written < depth and row >= lo:
         out[at + 2 * written] = side_key(side, levels[row, 0])
@@ -409,21 +471,19 @@ def copy_top(levels, ladder, meta, book, side, out, at, depth):
 def truncate_side(ladder, meta, book, side, depth):
     """Keep only the best `depth` levels (Kraken drops out-of-scope levels without telling)."""
     offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
-    if count + hi - lo <= depth:
+    excess = count + hi - lo - depth
+    if excess <= 0:
         return
-    if count >= depth:
-        kept = 0
-        key = top
-        while kept < depth:
-            kept += ladder[slot0 + key - base] != 0
-            key -= 1
-        for k in range(base, key + 1):
-            ladder[slot0 + k - base] = 0
-        count = depth
-        lo = hi
-    else:
-        lo = hi - (depth - count)
-    store_state(meta, book, side, lo, hi, base, top, count)
+    from_run = min(excess, hi - lo)  # the worst levels first: the run's, then the ladder's lowest
+    lo += from_run
+    excess -= from_run
+    window = meta[book, M_WINDOW]
+    i = 0
+    for _ in range(excess):
+        i = _held_at_or_above(ladder, slot0, window, i)
+        ladder[slot0 + i] = 0
+        _unmark(ladder, slot0, window, i)
+    store_state(meta, book, side, lo, hi, base, top, count - excess)
 
 
 @njit(nogil=True, cache=True, _nrt=False)

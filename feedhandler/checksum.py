@@ -36,14 +36,19 @@ def crc32(data):
 
 
 @njit(inline="always", nogil=True)
-def crc32_digits(crc, value, pad):
-    """Continue a CRC32 over the decimal digits of a non-negative int64, then `pad` zeros."""
-    scale = 1
-    while value // scale >= 10:
-        scale *= 10
-    while scale > 0:
-        crc = CRC_TABLE[(crc ^ (48 + (value // scale) % 10)) & 0xFF] ^ (crc >> 8)
-        scale //= 10
+def crc32_digits(crc, value, pad, work, at):
+    """Continue a CRC32 over the decimal digits of a non-negative int64, then `pad` zeros. The
+    digits come out least significant first (division by the constant 10 is a multiply) into
+    work[at:at + 19], then go through the CRC in reading order."""
+    n = 0
+    while True:
+        work[at + n] = value % 10
+        value //= 10
+        n += 1
+        if value == 0:
+            break
+    for k in range(n - 1, -1, -1):
+        crc = CRC_TABLE[(crc ^ (48 + work[at + k])) & 0xFF] ^ (crc >> 8)
     for _ in range(pad):
         crc = CRC_TABLE[(crc ^ 48) & 0xFF] ^ (crc >> 8)
     return crc
@@ -55,10 +60,10 @@ def kraken_checksum(levels, ladder, meta, book, px_pad, qty_pad, work):
     its digits, dot and leading zeros gone. The book's mantissas are printed with `px_pad` /
     `qty_pad` zeros appended: v2 prints at the instrument's precisions (pads 0), v1 sends strings
     with more decimals than the pair's (e.g. "354.15000000" at 2 price decimals: pad 6).
-    `work`: int64 scratch of at least 20 words."""
+    `work`: int64 scratch of at least 40 words."""
     crc = np.uint32(0xFFFFFFFF)
     for side in (ASK, BID):
         count = copy_top(levels, ladder, meta, book, side, work, 0, KRAKEN_CHECKSUM_DEPTH)
         for i in range(2 * count):
-            crc = crc32_digits(crc, work[i], px_pad if i % 2 == 0 else qty_pad)
+            crc = crc32_digits(crc, work[i], px_pad if i % 2 == 0 else qty_pad, work, 2 * KRAKEN_CHECKSUM_DEPTH)
     return np.int64(crc ^ np.uint32(0xFFFFFFFF))

@@ -41,6 +41,7 @@ class VenueFeed:
 
     VENUE = -1
     CAPACITY = 8192  # default run rows per book side; the segment's instrument table records it
+    clock = staticmethod(time.monotonic)  # seconds, for the resync rate limit
 
     def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None):
         self.instruments = instruments
@@ -58,7 +59,7 @@ class VenueFeed:
         self._tables[T_PX_DEC] = [inst.px_dec for inst in instruments]
         self._tables[T_QTY_DEC] = [inst.qty_dec for inst in instruments]
         self._header = np.zeros(HEADER_WORDS, np.int64)
-        self._events = np.zeros((coinbase.MAX_EVENTS, 4), np.int64)
+        self._events = np.zeros((coinbase.MAX_EVENTS, coinbase.EVENT_WORDS), np.int64)
         self._fit_scratch(INITIAL_LEVELS * 8)
 
     def _fit_scratch(self, frame_bytes: int) -> None:
@@ -139,7 +140,7 @@ class VenueFeed:
         """Venue symbols of the books that wait for a snapshot and whose resync the rate limit
         allows now; each returned book is marked SNAPSHOT (asked for) and its request recorded.
         Binance: fetch their REST snapshots; Kraken, Coinbase: resubscribe them."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         wanted = []
         for book in range(len(self.instruments)):
             if self._wants_snapshot(book) and self.limiter.allowed(book, now):
@@ -172,7 +173,7 @@ class VenueFeed:
         self.sync[book, SY_CONN] = conn
         live = bool(settle(book, True, checksum, 0, ts_recv, *self._book_args()))
         if live:
-            self.limiter.went_live(book, time.monotonic())
+            self.limiter.went_live(book, self.clock())
         return live
 
     def _apply_update(self, book: int, first: int, end: int, checksum: int, ts_recv: int) -> None:
@@ -332,7 +333,9 @@ class CoinbaseFeed(VenueFeed):
             self._load(book, 0, int(header[coinbase.H_LEVELS]))
             self._settle_snapshot(book, 0, NO_CHECKSUM, ts_recv, conn)
             return
-        for book, is_snapshot, first, end in self._events[:int(header[coinbase.H_EVENTS])].tolist():
+        rows = self._events[:int(header[coinbase.H_EVENTS])]
+        for book, is_snapshot, first, end in rows[:, [coinbase.E_INSTRUMENT, coinbase.E_SNAPSHOT, coinbase.E_FIRST,
+                                                       coinbase.E_END]].tolist():
             if is_snapshot:
                 self._load(book, first, end)
                 self._settle_snapshot(book, 0, NO_CHECKSUM, ts_recv, conn)

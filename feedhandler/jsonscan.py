@@ -312,9 +312,39 @@ def _number_at(buf, pos, end, decimals):
 
 
 @njit(inline="always", nogil=True)
-def _is_key(buf, first, stop, name):
-    """buf[first:stop] is the string `name` names (`name` holds the quotes)."""
+def is_key(buf, first, stop, name):
+    """buf[first:stop] is the string `name` names (`name` holds the quotes, as `key` makes it)."""
     return len(name) > 0 and equals(buf, first - 1, stop + 1, name)
+
+
+@njit(inline="always", nogil=True)
+def member_at(buf, i, end):
+    """At `i` inside an object, after `{` or a comma: (key first, key stop, value position) of the
+    member there; key first is -1 at the closing brace, -2 on a syntax error."""
+    i = skip_spaces_to(buf, i, end)
+    if i < end and buf[i] == 125:
+        return -1, i, -1
+    key_first, key_stop = string_span(buf, i, end)
+    if key_first < 0:
+        return -2, -1, -1
+    i = skip_spaces_to(buf, key_stop + 1, end)
+    if i >= end or buf[i] != COLON:
+        return -2, -1, -1
+    return key_first, key_stop, skip_spaces_to(buf, i + 1, end)
+
+
+@njit(inline="always", nogil=True)
+def after_member(buf, i, end):
+    """After a member's value ending at `i`: where the next member starts, the closing brace's
+    position as -(pos + 2) when the object ends there, or -1 on a syntax error."""
+    if i < 0:
+        return -1
+    i = skip_spaces_to(buf, i, end)
+    if i < end and buf[i] == COMMA:
+        return i + 1
+    if i < end and buf[i] == 125:
+        return -(i + 2)
+    return -1
 
 
 @njit(nogil=True, cache=True)
@@ -323,52 +353,58 @@ def parse_level_objects(buf, pos, end, px_dec, qty_dec, price_name, qty_name, si
     """Parse `[{price_name: p, qty_name: q, ...}, ...]` (values quoted or bare) at `pos`, appending
     to the outputs, in one pass over each object's members. Each level is on `side`, or, when
     `side` < 0, on the side its `side_name` string names (`bid_word` / `ask_word`).
-    Returns (count, error)."""
+    Returns (count, position after the array, error)."""
     item = first_element(buf, pos, end)
     if pos < 0 or (item < 0 and (pos >= end or buf[pos] != LBRACKET)):
-        return count, ERR_SYNTAX
-    while item >= 0:
+        return count, -1, ERR_SYNTAX
+    if item < 0:
+        return count, skip_spaces_to(buf, pos + 1, end) + 1, OK
+    while True:
         if buf[item] != 123:
-            return count, ERR_SYNTAX
+            return count, -1, ERR_SYNTAX
         level_side = side
         price = qty = -1
         err = OK
-        i = skip_spaces_to(buf, item + 1, end)
-        while i < end and buf[i] != 125:
-            key_first, key_stop = string_span(buf, i, end)
+        i = item + 1
+        while True:
+            key_first, key_stop, value = member_at(buf, i, end)
+            if key_first == -1:
+                i = key_stop
+                break
             if key_first < 0:
-                return count, ERR_SYNTAX
-            i = skip_spaces_to(buf, key_stop + 1, end)
-            if i >= end or buf[i] != COLON:
-                return count, ERR_SYNTAX
-            i = skip_spaces_to(buf, i + 1, end)
-            if _is_key(buf, key_first, key_stop, price_name):
-                price, i, err = _number_at(buf, i, end, px_dec)
-            elif _is_key(buf, key_first, key_stop, qty_name):
-                qty, i, err = _number_at(buf, i, end, qty_dec)
-            elif side < 0 and _is_key(buf, key_first, key_stop, side_name):
-                first, last = string_span(buf, i, end)
+                return count, -1, ERR_SYNTAX
+            if is_key(buf, key_first, key_stop, price_name):
+                price, i, err = _number_at(buf, value, end, px_dec)
+            elif is_key(buf, key_first, key_stop, qty_name):
+                qty, i, err = _number_at(buf, value, end, qty_dec)
+            elif side < 0 and is_key(buf, key_first, key_stop, side_name):
+                first, last = string_span(buf, value, end)
                 level_side = BID if equals(buf, first, last, bid_word) else (
                     ASK if equals(buf, first, last, ask_word) else -1)
                 i = last + 1 if first >= 0 else -1
             else:
-                i = skip_value(buf, i, end)
+                i = skip_value(buf, value, end)
             if err != OK:
-                return count, err
-            if i < 0:
-                return count, ERR_SYNTAX
-            i = skip_spaces_to(buf, i, end)
-            if i < end and buf[i] == COMMA:
-                i = skip_spaces_to(buf, i + 1, end)
-            elif i >= end or buf[i] != 125:
-                return count, ERR_SYNTAX
-        if i >= end or price < 0 or qty < 0 or level_side < 0:
-            return count, ERR_SYNTAX
+                return count, -1, err
+            i = after_member(buf, i, end)
+            if i == -1:
+                return count, -1, ERR_SYNTAX
+            if i < -1:
+                i = -i - 2
+                break
+        if price < 0 or qty < 0 or level_side < 0:
+            return count, -1, ERR_SYNTAX
         count, err = push_level(sides, prices, qtys, count, level_side, price, qty)
         if err != OK:
-            return count, err
-        item = next_element(buf, i + 1, end)
-    return count, OK
+            return count, -1, err
+        i = skip_spaces_to(buf, i + 1, end)
+        if i < end and buf[i] == RBRACKET:
+            return count, i + 1, OK
+        if i >= end or buf[i] != COMMA:
+            return count, -1, ERR_SYNTAX
+        item = skip_spaces_to(buf, i + 1, end)
+        if item >= end:
+            return count, -1, ERR_SYNTAX
 
 
 @njit(inline="always", nogil=True)

@@ -189,3 +189,14 @@ def test_replay_writes_the_summary_contract(binance_capture, shm_prefix, tmp_pat
                          "checksum_fail", "crossed"}
     assert book["symbol"] == "NKN-USDT" and len(book["bids"]) == 10
     assert CaptureReader(binance_capture).header["venue"] == "binance"
+
+
+def test_a_book_goes_connecting_buffering_snapshot_live(feed):
+    binance, reader = feed
+    assert binance.state(0) == SyncState.CONNECTING
+    binance.on_frame(depth(100, 101, bids=[("99.5", "1")]), 1)
+    assert binance.state(0) == SyncState.BUFFERING
+    assert binance.books_to_resync(now=0.0) == ["BTCUSDT"] and binance.state(0) == SyncState.SNAPSHOT
+    assert binance.books_to_resync(now=0.1) == []  # asked already
+    binance.on_snapshot("BTCUSDT", snapshot(100, [("99", "2")], [("101", "3")]), 2)
+    assert binance.state(0) == SyncState.LIVE and reader.book("BTCUSDT").valid

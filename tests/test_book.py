@@ -151,7 +151,7 @@ def test_memory_per_book_is_fixed_by_its_capacity():
     books = BookStore([5000, 1000], window=2048)
     held = books.levels.nbytes + books.ladder.nbytes
     assert held == BookStore.memory_bytes(5000, 2048) + BookStore.memory_bytes(1000, 2048)
-    assert BookStore.memory_bytes(5000, window=4096) == 2 * (4096 * 8 + 5000 * 16)
+    assert BookStore.memory_bytes(5000, window=4096) == 2 * ((4096 + 4096 // 64) * 8 + 5000 * 16)
 
 
 def test_books_of_different_instruments_are_independent():

@@ -261,3 +261,35 @@ def test_v2_trades_carry_the_takers_side_id_and_time(matic):
     assert (event.trade_id, event.price, event.qty, event.side) == (4665846, 5147, 642346326000, Side.BUY)
     assert event.ts_exchange == 1695628116925533000
     assert reader.counters()["decode_errors"] == 0
+
+
+def test_a_disconnect_invalidates_the_books_of_that_connection_only(shm_prefix):
+    with SegmentWriter.create(shm_prefix, "kraken", [XMR.spec(64), ETH.spec(64)], depth=10, ring_slots=1024) as writer:
+        kraken = KrakenFeed([XMR, ETH], writer, capacity=64)
+        kraken.on_frame(snapshot_frame("XMR/USD", ASKS, BIDS), 1, conn=1)
+        kraken.on_frame(snapshot_frame("ETH/USD", ASKS, BIDS), 1, conn=2)
+        reader = VenueReader("kraken", prefix=shm_prefix)
+        cursor = reader.events()
+        kraken.on_disconnect(1, 2)
+        assert not reader.book("XMR-USD").valid and reader.book("ETH-USD").valid
+        assert (kraken.state(0), kraken.state(1)) == (SyncState.CONNECTING, SyncState.LIVE)
+        statuses = [(e.status.name, e.reason.name) for e in cursor.poll() if isinstance(e, StatusEvent)]
+        assert statuses == [("DISCONNECT", "DISCONNECTED"), ("BOOK_INVALID", "DISCONNECTED")]
+        kraken.on_frame(snapshot_frame("XMR/USD", ASKS, BIDS), 3, conn=3)  # resubscribed on a new connection
+        assert reader.book("XMR-USD").valid and kraken.state(0) == SyncState.LIVE
+
+
+def test_resyncs_of_a_flapping_book_are_rate_limited(feed):
+    kraken, reader = feed
+    now = [100.0]
+    kraken.clock = lambda: now[0]
+    bad = update_frame("XMR/USD", "b", [("354.15000000", "5.00000000")], 12345)
+    kraken.on_frame(bad, 2)
+    assert kraken.books_to_resync() == ["XMR/USD"] and kraken.state(0) == SyncState.SNAPSHOT
+    kraken.on_frame(snapshot_frame("XMR/USD", ASKS, BIDS), 3)
+    kraken.on_frame(bad, 4)
+    assert kraken.state(0) == SyncState.RESYNC
+    now[0] = 100.2
+    assert kraken.books_to_resync() == []  # the second resync waits out its backoff
+    now[0] = 101.1
+    assert kraken.books_to_resync() == ["XMR/USD"]

@@ -16,7 +16,8 @@ import numpy as np
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
-from feedhandler.instruments import Instrument, binance_instruments, coinbase_instruments, kraken_instruments
+from feedhandler.instrument_cache import InstrumentCacheError, parse_metadata
+from feedhandler.instruments import Instrument
 from shm.layout import Counter
 from shm.reader import VenueReader
 from shm.segment import SegmentWriter
@@ -29,7 +30,7 @@ class ReplayError(ValueError):
     """A capture this replay cannot use, with the reason."""
 
 
-def _captured_instruments(reader: CaptureReader, endpoint: str, parse) -> list[Instrument]:
+def _captured_instruments(reader: CaptureReader, venue: str, endpoint: str) -> list[Instrument]:
     """Instruments from the captured metadata response, limited to what the connections asked for
     (Binance: the combined-stream URL; Kraken: the pairs of subscribe messages)."""
     metadata = None
@@ -38,7 +39,7 @@ def _captured_instruments(reader: CaptureReader, endpoint: str, parse) -> list[I
         if frame.kind == FrameKind.REST and metadata is None:
             _, url, _, body = split_rest(frame.payload)
             if urlparse(url).path.endswith(endpoint):
-                metadata = json.loads(body)
+                metadata = body
         elif frame.kind == FrameKind.CONNECT:
             streams = parse_qs(urlparse(frame.payload.decode(errors="replace")).query).get("streams", [""])[0]
             wanted |= {stream.split("@")[0].upper() for stream in streams.split("/") if stream}
@@ -53,14 +54,18 @@ def _captured_instruments(reader: CaptureReader, endpoint: str, parse) -> list[I
                 wanted |= set(message.get("product_ids", []))  # Coinbase
     if metadata is None:
         raise ReplayError(f"{reader.path}: no {endpoint} response captured; instruments unknown")
-    return sorted((i for i in parse(metadata) if not wanted or i.venue_symbol in wanted),
+    try:
+        instruments = parse_metadata(venue, metadata)
+    except InstrumentCacheError as exc:
+        raise ReplayError(f"{reader.path}: {exc}") from exc
+    return sorted((i for i in instruments if not wanted or i.venue_symbol in wanted),
                   key=lambda i: i.venue_symbol)
 
 
-VENUES = {
-    "binance": ("/exchangeInfo", binance_instruments, BinanceFeed),
-    "kraken": ("/AssetPairs", kraken_instruments, KrakenFeed),
-    "coinbase": ("/products", coinbase_instruments, CoinbaseFeed),
+VENUES = {  # the metadata endpoint a capture holds, and the feed
+    "binance": ("/exchangeInfo", BinanceFeed),
+    "kraken": ("/AssetPairs", KrakenFeed),
+    "coinbase": ("/products", CoinbaseFeed),
 }
 
 
@@ -89,8 +94,8 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
     if venue not in VENUES:
         raise ReplayError(f"replay of {venue} captures is not implemented yet (supported: {', '.join(VENUES)})")
     factor = _speed_factor(speed)
-    endpoint, parse, feed_class = VENUES[venue]
-    instruments = _captured_instruments(readers[0], endpoint, parse)
+    endpoint, feed_class = VENUES[venue]
+    instruments = _captured_instruments(readers[0], venue, endpoint)
     writer = SegmentWriter.create(shm_prefix, venue, [i.spec(feed_class.CAPACITY) for i in instruments],
                                   depth=depth, ring_slots=1 << 16)
     feed = feed_class(instruments, writer)

@@ -15,9 +15,10 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, first_element, key, key_table,
-                        looks_like_object, match_symbol, next_element, parse_int, parse_level_objects, parse_pairs,
-                        parse_rfc3339_ns, parse_trade_objects, push_level, skip_value, string_span)
+from ..jsonscan import (ERR_SYNTAX, after_member, decimal_string, equals, find_value, find_value_after, first_element,
+                        is_key, key, key_table, looks_like_object, match_symbol, member_at, next_element, parse_int,
+                        parse_level_objects, parse_pairs, parse_rfc3339_ns, parse_trade_objects, push_level,
+                        skip_spaces_to, skip_value, string_span)
 from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME,
                             T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, publish_trades, report_gap,
                             settle)
@@ -62,11 +63,13 @@ H_QTY = 7
 H_SIDE = 8  # the aggressor: +1 buy, -1 sell
 H_TIME = 9
 HEADER_WORDS = 12
-# `events` rows: instrument, is snapshot, first level, end level
+# `events` rows
 E_INSTRUMENT = 0
 E_SNAPSHOT = 1
 E_FIRST = 2
 E_END = 3
+E_AFTER = 4  # decoder's own: where the event object ended
+EVENT_WORDS = 5
 MAX_EVENTS = 64
 ACTION_DONE = int(Action.DONE)
 ACTION_SNAPSHOT = int(Action.SNAPSHOT)
@@ -156,6 +159,72 @@ def _match(buf, n, px_dec, qty_dec, header):
     return FRAME_TRADE
 
 
+_KNOWN = 1
+_UNKNOWN = 2
+
+
+@njit(nogil=True, cache=True)
+def _event_members(buf, i, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, count, row):
+    """One l2_data event object, members from `i`, in one pass (`updates` is parsed where it stands
+    when `product_id` came first, as Coinbase sends it, else after the walk). Fills the event row
+    (instrument, is snapshot, first level, end level, position after the object). Returns _KNOWN,
+    _UNKNOWN (product not subscribed), -1 (syntax) or -2 (a level error, its code in the end word)."""
+    instrument = -2  # not seen yet
+    is_snapshot = -1
+    updates = -1
+    end = count
+    while True:
+        key_first, key_stop, value = member_at(buf, i, n)
+        if key_first == -1:
+            i = key_stop
+            break
+        if key_first < 0:
+            return -1
+        if is_key(buf, key_first, key_stop, _TYPE):
+            first, stop = string_span(buf, value, n)
+            is_snapshot = 1 if equals(buf, first, stop, _SNAPSHOT) else (0 if equals(buf, first, stop, _UPDATE)
+                                                                           else -1)
+            i = stop + 1 if first >= 0 else -1
+        elif is_key(buf, key_first, key_stop, _PRODUCT):
+            first, stop = string_span(buf, value, n)
+            instrument = match_symbol(buf, first, stop, symbols, lengths)
+            i = stop + 1 if first >= 0 else -1
+        elif is_key(buf, key_first, key_stop, _UPDATES) and instrument >= 0:
+            end, i, err = parse_level_objects(buf, value, n, px_decs[instrument], qty_decs[instrument], _PRICE_LEVEL,
+                                              _NEW_QUANTITY, -1, _SIDE, _BID, _OFFER, sides, prices, qtys, count)
+            if err != OK:
+                row[E_END] = err
+                return -2
+            updates = -2  # parsed
+        else:
+            if is_key(buf, key_first, key_stop, _UPDATES):
+                updates = value
+            i = skip_value(buf, value, n)
+        i = after_member(buf, i, n)
+        if i == -1:
+            return -1
+        if i < -1:
+            i = -i - 2
+            break
+    if is_snapshot < 0 or updates == -1:
+        return -1
+    if instrument < 0:
+        return _UNKNOWN
+    if updates >= 0:
+        end, after, err = parse_level_objects(buf, updates, n, px_decs[instrument], qty_decs[instrument],
+                                              _PRICE_LEVEL, _NEW_QUANTITY, -1, _SIDE, _BID, _OFFER, sides, prices,
+                                              qtys, count)
+        if err != OK:
+            row[E_END] = err
+            return -2
+    row[E_INSTRUMENT] = instrument
+    row[E_SNAPSHOT] = is_snapshot
+    row[E_FIRST] = count
+    row[E_END] = end
+    row[E_AFTER] = i + 1
+    return _KNOWN
+
+
 @njit(nogil=True, cache=True)
 def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header, events):
     """Decode one Coinbase frame (either API); returns FRAME_*, details in `header` and, for
@@ -166,9 +235,17 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     if not looks_like_object(buf, n):
         header[H_ERROR] = ERR_SYNTAX
         return FRAME_ERROR
-    channel = find_value(buf, 0, n, _CHANNEL)
+    key_first, key_stop, value = member_at(buf, skip_spaces_to(buf, 0, n) + 1, n)
+    kind_at = -1
+    if key_first >= 0 and is_key(buf, key_first, key_stop, _CHANNEL):
+        channel = value
+    elif key_first >= 0 and is_key(buf, key_first, key_stop, _TYPE):
+        channel = -1  # Exchange frames lead with their type
+        kind_at = value
+    else:
+        channel = find_value(buf, 0, n, _CHANNEL)
     if channel >= 0:  # Advanced Trade
-        header[H_SEQUENCE], after = parse_int(buf, find_value(buf, 0, n, _SEQUENCE), n)
+        header[H_SEQUENCE], after = parse_int(buf, find_value_after(buf, channel, n, _SEQUENCE), n)
         if after < 0:
             header[H_SEQUENCE] = -1
         first, stop = string_span(buf, channel, n)
@@ -176,45 +253,32 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
             return FRAME_MARKET_TRADES
         if not equals(buf, first, stop, _L2_DATA):
             return FRAME_OTHER_SEQUENCED
-        event = first_element(buf, find_value(buf, 0, n, _EVENTS), n)
+        event = first_element(buf, find_value_after(buf, after, n, _EVENTS), n)
         count = 0
         rows = 0
         while event >= 0:
-            stop = skip_value(buf, event, n)
-            if stop < 0 or rows >= MAX_EVENTS:
+            if rows >= MAX_EVENTS or buf[event] != 123:
                 header[H_ERROR] = ERR_SYNTAX
                 return FRAME_ERROR
-            kind_first, kind_stop = string_span(buf, find_value(buf, event, stop, _TYPE), stop)
-            is_snapshot = equals(buf, kind_first, kind_stop, _SNAPSHOT)
-            if not is_snapshot and not equals(buf, kind_first, kind_stop, _UPDATE):
-                header[H_ERROR] = ERR_SYNTAX
+            kind = _event_members(buf, event + 1, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, count,
+                                  events[rows])
+            if kind < 0:
+                header[H_ERROR] = ERR_SYNTAX if kind == -1 else events[rows, E_END]
                 return FRAME_ERROR
-            product_first, product_stop = string_span(buf, find_value(buf, event, stop, _PRODUCT), stop)
-            instrument = match_symbol(buf, product_first, product_stop, symbols, lengths)
-            if instrument < 0:
+            if kind == _UNKNOWN:
                 return FRAME_UNKNOWN_SYMBOL
-            start = count
-            count, err = parse_level_objects(buf, find_value(buf, event, stop, _UPDATES), stop,
-                                             px_decs[instrument], qty_decs[instrument], _PRICE_LEVEL, _NEW_QUANTITY,
-                                             -1, _SIDE, _BID, _OFFER, sides, prices, qtys, count)
-            if err != OK:
-                header[H_ERROR] = err
-                return FRAME_ERROR
-            events[rows, E_INSTRUMENT] = instrument
-            events[rows, E_SNAPSHOT] = 1 if is_snapshot else 0
-            events[rows, E_FIRST] = start
-            events[rows, E_END] = count
+            count = events[rows, E_END]
             rows += 1
-            event = next_element(buf, stop, n)
+            event = next_element(buf, events[rows - 1, E_AFTER], n)
         header[H_EVENTS] = rows
         header[H_LEVELS] = count
         return FRAME_L2
-    kind_first, kind_stop = string_span(buf, find_value(buf, 0, n, _TYPE), n)
+    kind_first, kind_stop = string_span(buf, kind_at if kind_at >= 0 else find_value(buf, 0, n, _TYPE), n)
     is_snapshot = equals(buf, kind_first, kind_stop, _SNAPSHOT)
     is_match = equals(buf, kind_first, kind_stop, _MATCH)
     if not is_snapshot and not is_match and not equals(buf, kind_first, kind_stop, _L2UPDATE):
         return FRAME_IGNORED  # last_match (history), subscriptions, heartbeats, tickers
-    product_first, product_stop = string_span(buf, find_value(buf, 0, n, _PRODUCT), n)
+    product_first, product_stop = string_span(buf, find_value_after(buf, kind_stop, n, _PRODUCT), n)
     instrument = match_symbol(buf, product_first, product_stop, symbols, lengths)
     if instrument < 0:
         return FRAME_UNKNOWN_SYMBOL
@@ -223,13 +287,14 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     if is_match:
         return _match(buf, n, px_dec, qty_dec, header)
     if is_snapshot:
-        count, pos, err = parse_pairs(buf, find_value(buf, 0, n, _BIDS), n, px_dec, qty_dec, BID, sides, prices,
-                                      qtys, 0)
+        count, pos, err = parse_pairs(buf, find_value_after(buf, product_stop, n, _BIDS), n, px_dec, qty_dec, BID,
+                                      sides, prices, qtys, 0)
         if err == OK:
-            count, pos, err = parse_pairs(buf, find_value(buf, 0, n, _ASKS), n, px_dec, qty_dec, ASK, sides,
-                                          prices, qtys, count)
+            count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec, ASK,
+                                          sides, prices, qtys, count)
     else:
-        count, err = _changes(buf, find_value(buf, 0, n, _CHANGES), n, px_dec, qty_dec, sides, prices, qtys, 0)
+        count, err = _changes(buf, find_value_after(buf, product_stop, n, _CHANGES), n, px_dec, qty_dec, sides,
+                              prices, qtys, 0)
     header[H_LEVELS] = count
     header[H_ERROR] = err
     if err != OK:

@@ -17,10 +17,10 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, decimal_string, equals, find_value, first_element, key,
-                        key_table, looks_like_object, match_symbol, next_element, parse_decimal, parse_int,
-                        parse_level_objects, parse_pairs, parse_trade_objects, skip_spaces_to, skip_value,
-                        string_span)
+from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_string, equals, find_value,
+                        first_element, is_key, key, key_table, looks_like_object, match_symbol, member_at,
+                        next_element, parse_decimal, parse_int, parse_level_objects, parse_pairs, parse_trade_objects,
+                        skip_spaces_to, skip_value, string_span)
 from ..feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
                             T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, publish_trades, settle)
 from ..sync import LIVE, SY_CONN, SY_DEPTH, SY_STATE, SY_UPDATE_ID, Action
@@ -145,38 +145,56 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     px_dec = px_decs[instrument]
     qty_dec = qty_decs[instrument]
     body_end = channel_first - 1
-    snapshot_asks = find_value(buf, 0, body_end, _SNAP_ASKS)
-    snapshot_bids = find_value(buf, 0, body_end, _SNAP_BIDS)
+    item = next_element(buf, skip_value(buf, first_element(buf, start, body_end), body_end), body_end)
     count = 0
     err = OK
-    if snapshot_asks >= 0 or snapshot_bids >= 0:
-        for pos, side in ((snapshot_asks, ASK), (snapshot_bids, BID)):
-            if pos < 0 or err != OK:
-                continue
-            if count == 0:  # the decimals Kraken printed, from the first level, for the checksum text
-                header[H_PX_WIRE_DEC], stop = _fraction_digits(buf, pos, body_end)
-                header[H_QTY_WIRE_DEC], stop = _fraction_digits(buf, stop + 1, body_end)
-            count, after, err = parse_pairs(buf, pos, body_end, px_dec, qty_dec, side, sides, prices, qtys, count)
-        header[H_LEVELS] = count
-        header[H_ERROR] = err
-        return FRAME_SNAPSHOT if err == OK else FRAME_ERROR
-    asks = find_value(buf, 0, body_end, _ASKS)
-    bids = find_value(buf, 0, body_end, _BIDS)
-    if asks < 0 and bids < 0:
-        header[H_ERROR] = ERR_SYNTAX
-        return FRAME_ERROR
-    for pos, side in ((asks, ASK), (bids, BID)):
-        if pos >= 0 and err == OK:
-            count, after, err = parse_pairs(buf, pos, body_end, px_dec, qty_dec, side, sides, prices, qtys, count)
-    first, stop = string_span(buf, find_value(buf, 0, body_end, _CHECKSUM), body_end)
-    if first >= 0:
-        value, after = parse_int(buf, first, stop)
-        if after != stop or value > 0xFFFFFFFF:
-            err = ERR_SYNTAX
-        header[H_CHECKSUM] = value
+    snapshot = False
+    levels = False
+    while item >= 0 and buf[item] == 123 and err == OK:  # the book objects, members in one pass
+        i = item + 1
+        while err == OK:
+            key_first, key_stop, value = member_at(buf, i, body_end)
+            if key_first == -1:
+                i = key_stop
+                break
+            if key_first < 0:
+                err = ERR_SYNTAX
+                break
+            side = -1
+            if is_key(buf, key_first, key_stop, _SNAP_ASKS) or is_key(buf, key_first, key_stop, _SNAP_BIDS):
+                side = ASK if is_key(buf, key_first, key_stop, _SNAP_ASKS) else BID
+                if not snapshot:  # the decimals Kraken printed, from the first level, for the checksum text
+                    header[H_PX_WIRE_DEC], stop = _fraction_digits(buf, value, body_end)
+                    header[H_QTY_WIRE_DEC], stop = _fraction_digits(buf, stop + 1, body_end)
+                snapshot = True
+            elif is_key(buf, key_first, key_stop, _ASKS) or is_key(buf, key_first, key_stop, _BIDS):
+                side = ASK if is_key(buf, key_first, key_stop, _ASKS) else BID
+            if side >= 0:
+                count, i, err = parse_pairs(buf, value, body_end, px_dec, qty_dec, side, sides, prices, qtys, count)
+                levels = True
+            elif is_key(buf, key_first, key_stop, _CHECKSUM):
+                first, stop = string_span(buf, value, body_end)
+                checksum, after = parse_int(buf, first, stop)
+                if first < 0 or after != stop or checksum > 0xFFFFFFFF:
+                    err = ERR_SYNTAX
+                header[H_CHECKSUM] = checksum
+                i = stop + 1
+            else:
+                i = skip_value(buf, value, body_end)
+            i = after_member(buf, i, body_end)
+            if i == -1:
+                err = ERR_SYNTAX if err == OK else err
+            elif i < -1:
+                i = -i - 2
+                break
+        item = next_element(buf, i + 1, body_end)
+    if not levels and err == OK:
+        err = ERR_SYNTAX
     header[H_LEVELS] = count
     header[H_ERROR] = err
-    return FRAME_UPDATE if err == OK else FRAME_ERROR
+    if err != OK:
+        return FRAME_ERROR
+    return FRAME_SNAPSHOT if snapshot else FRAME_UPDATE
 
 
 _CHANNEL = key("channel")
@@ -232,9 +250,9 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
     err = OK
     for name, side in ((_V2_ASKS, ASK), (_V2_BIDS, BID)):
         if err == OK:
-            count, err = parse_level_objects(buf, find_value(buf, book, end, name), end, px_decs[instrument],
-                                             qty_decs[instrument], _PRICE, _QTY, side, NO_WORD, NO_WORD, NO_WORD,
-                                             sides, prices, qtys, count)
+            count, after, err = parse_level_objects(buf, find_value(buf, book, end, name), end,
+                                                    px_decs[instrument], qty_decs[instrument], _PRICE, _QTY, side,
+                                                    NO_WORD, NO_WORD, NO_WORD, sides, prices, qtys, count)
     checksum, after = parse_int(buf, find_value(buf, book, end, _V2_CHECKSUM), end)
     if after < 0 or checksum > 0xFFFFFFFF:
         err = ERR_SYNTAX if err == OK else err
