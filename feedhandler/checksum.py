@@ -4,54 +4,77 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from shm.fixedpoint import POW10
+
 from .book_kernels import ASK, BID, copy_top
 
 KRAKEN_CHECKSUM_DEPTH = 10
 
 
-def _crc_table() -> np.ndarray:
-    table = np.empty(256, np.uint32)
+def _crc_tables() -> np.ndarray:
+    """Table 0 is the classic byte-at-a-time table; table k advances a byte through k more zero
+    bytes, which lets `crc32_update` fold 8 bytes per step with independent lookups."""
+    tables = np.empty((8, 256), np.uint32)
     for n in range(256):
         c = n
         for _ in range(8):
             c = (0xEDB88320 ^ (c >> 1)) if c & 1 else c >> 1
-        table[n] = c
-    return table
+        tables[0, n] = c
+    for k in range(1, 8):
+        for n in range(256):
+            tables[k, n] = (tables[k - 1, n] >> 8) ^ tables[0, tables[k - 1, n] & 0xFF]
+    return tables
 
 
-CRC_TABLE = _crc_table()
+CRC_TABLES = _crc_tables()
+CRC_TABLE = CRC_TABLES[0].copy()
+TEXT_AT = 2 * KRAKEN_CHECKSUM_DEPTH  # where kraken_checksum writes its text in `work`
 
 
 @njit(inline="always", nogil=True)
-def crc32_update(crc, data, n):
-    """Continue a CRC32 (pre-inverted state) over data[:n]."""
-    for k in range(n):
-        crc = CRC_TABLE[(crc ^ data[k]) & 0xFF] ^ (crc >> 8)
+def crc32_update(crc, data, first, stop):
+    """Continue a CRC32 (pre-inverted state) over data[first:stop] (one byte per element):
+    slicing-by-8, so the serial dependency is one step per 8 bytes, not per byte."""
+    k = first
+    while k + 8 <= stop:
+        one = crc ^ np.uint32(data[k] | (data[k + 1] << 8) | (data[k + 2] << 16) | (data[k + 3] << 24))
+        two = np.uint32(data[k + 4] | (data[k + 5] << 8) | (data[k + 6] << 16) | (data[k + 7] << 24))
+        crc = (CRC_TABLES[7, one & 0xFF] ^ CRC_TABLES[6, (one >> 8) & 0xFF] ^ CRC_TABLES[5, (one >> 16) & 0xFF]
+               ^ CRC_TABLES[4, one >> 24] ^ CRC_TABLES[3, two & 0xFF] ^ CRC_TABLES[2, (two >> 8) & 0xFF]
+               ^ CRC_TABLES[1, (two >> 16) & 0xFF] ^ CRC_TABLES[0, two >> 24])
+        k += 8
+    while k < stop:
+        crc = CRC_TABLES[0, (crc ^ np.uint32(data[k])) & 0xFF] ^ (crc >> 8)
+        k += 1
     return crc
 
 
 @njit(nogil=True, cache=True)
 def crc32(data):
-    return np.uint32(crc32_update(np.uint32(0xFFFFFFFF), data, len(data)) ^ np.uint32(0xFFFFFFFF))
+    return np.uint32(crc32_update(np.uint32(0xFFFFFFFF), data, 0, len(data)) ^ np.uint32(0xFFFFFFFF))
 
 
 @njit(inline="always", nogil=True)
-def crc32_digits(crc, value, pad, work, at):
-    """Continue a CRC32 over the decimal digits of a non-negative int64, then `pad` zeros. The
-    digits come out least significant first (division by the constant 10 is a multiply) into
-    work[at:at + 19], then go through the CRC in reading order."""
-    n = 0
-    while True:
-        work[at + n] = value % 10
-        value //= 10
+def write_digits(value, pad, text, at):
+    """Write the decimal digits of a non-negative int64, then `pad` zeros, into text[at:] (one byte
+    per element); returns the position after them. Unsigned division by a constant is a multiply,
+    and two digits come out of each."""
+    n = 1
+    while n < 19 and value >= POW10[n]:
         n += 1
-        if value == 0:
-            break
-    for k in range(n - 1, -1, -1):
-        crc = CRC_TABLE[(crc ^ (48 + work[at + k])) & 0xFF] ^ (crc >> 8)
-    for _ in range(pad):
-        crc = CRC_TABLE[(crc ^ 48) & 0xFF] ^ (crc >> 8)
-    return crc
+    rest = np.uint64(value)
+    k = at + n - 1
+    while k > at:
+        pair = np.int64(rest % np.uint64(100))
+        rest //= np.uint64(100)
+        text[k] = 48 + pair % 10
+        text[k - 1] = 48 + pair // 10
+        k -= 2
+    if k == at:
+        text[k] = 48 + np.int64(rest)
+    for j in range(pad):
+        text[at + n + j] = 48
+    return at + n + pad
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -60,10 +83,11 @@ def kraken_checksum(levels, ladder, meta, book, px_pad, qty_pad, work):
     its digits, dot and leading zeros gone. The book's mantissas are printed with `px_pad` /
     `qty_pad` zeros appended: v2 prints at the instrument's precisions (pads 0), v1 sends strings
     with more decimals than the pair's (e.g. "354.15000000" at 2 price decimals: pad 6).
-    `work`: int64 scratch of at least 40 words."""
-    crc = np.uint32(0xFFFFFFFF)
+    `work`: int64 scratch of at least 1,024 words (levels, then the text, a byte per word)."""
+    stop = TEXT_AT
     for side in (ASK, BID):
         count = copy_top(levels, ladder, meta, book, side, work, 0, KRAKEN_CHECKSUM_DEPTH)
         for i in range(2 * count):
-            crc = crc32_digits(crc, work[i], px_pad if i % 2 == 0 else qty_pad, work, 2 * KRAKEN_CHECKSUM_DEPTH)
+            stop = write_digits(work[i], px_pad if i % 2 == 0 else qty_pad, work, stop)
+    crc = crc32_update(np.uint32(0xFFFFFFFF), work, TEXT_AT, stop)
     return np.int64(crc ^ np.uint32(0xFFFFFFFF))

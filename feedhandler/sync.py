@@ -59,7 +59,6 @@ class Action(IntEnum):
     DONE = 0
     BUFFER = 1  # Binance: the book is not bridged; keep this diff
     GAP = 2  # Binance: the book was invalidated by this diff's gap; it starts the new buffer
-    SNAPSHOT = 3  # a snapshot's levels are decoded: load them
     ACK = 4  # Kraken v2 subscription ack: it names the book depth
     OTHER = 5  # a capture frame that is not a received WebSocket message (REST, connect, ...)
 
@@ -79,29 +78,26 @@ def new_conn_state() -> np.ndarray:
 
 class ResyncLimiter:
     """How often one book may ask for a snapshot: after a resync request the next one must wait
-    `first_s`, doubling per request up to `max_s`; a book that stays live for `reset_s` starts over.
-    Keeps a flapping book (or a venue in trouble) from a request storm and a ban."""
+    `first_s`, doubling per request up to `max_s`; a request `reset_s` after the previous one starts
+    over. Keeps a flapping book (or a venue in trouble) from a request storm and a ban."""
 
     def __init__(self, books: int, first_s: float = 0.5, max_s: float = 60.0, reset_s: float = 300.0):
         self.first_s, self.max_s, self.reset_s = first_s, max_s, reset_s
-        self._next = [0.0] * books
+        self._last = [None] * books
         self._wait = [0.0] * books
-        self._live_since = [None] * books
 
     def allowed(self, book: int, now: float) -> bool:
-        return now >= self._next[book]
+        last = self._last[book]
+        return last is None or now >= last + self._wait[book]
 
     def requested(self, book: int, now: float) -> None:
         """Record a snapshot request (REST fetch or resubscription) made at `now`."""
-        live_since = self._live_since[book]
-        if live_since is not None and now - live_since >= self.reset_s:
+        last = self._last[book]
+        if last is None or now - last >= self.reset_s:
             self._wait[book] = 0.0
-        self._live_since[book] = None
         self._wait[book] = min(self.max_s, max(self.first_s, 2 * self._wait[book]))
-        self._next[book] = now + self._wait[book]
-
-    def went_live(self, book: int, now: float) -> None:
-        self._live_since[book] = now
+        self._last[book] = now
 
     def wait_s(self, book: int, now: float) -> float:
-        return max(0.0, self._next[book] - now)
+        last = self._last[book]
+        return 0.0 if last is None else max(0.0, last + self._wait[book] - now)

@@ -51,7 +51,7 @@ _INF = np.frombuffer(b"inf", np.uint8)
 _INFINITY = np.frombuffer(b"infinity", np.uint8)
 
 
-_POW10 = np.array([10 ** k for k in range(19)], np.int64)
+POW10 = np.array([10 ** k for k in range(19)], np.int64)
 _SAFE_DIGITS = 18  # any 18-digit mantissa fits int64: no overflow check before that
 
 
@@ -96,9 +96,9 @@ def scan_decimal(buf, start, end, decimals):
     if 0 < count <= _SAFE_DIGITS and 0 <= decimals <= MAX_DECIMALS:
         if fraction <= decimals:
             if count + decimals - fraction <= _SAFE_DIGITS:
-                return value * _POW10[decimals - fraction], i, True
+                return value * POW10[decimals - fraction], i, True
         else:
-            scale = _POW10[fraction - decimals]
+            scale = POW10[fraction - decimals]
             whole = value // scale
             if whole * scale == value:  # the extra digits are zeros
                 return whole, i, True
@@ -172,9 +172,9 @@ def _parse_checked(buf, start, end, decimals, signed):
     if digits == 0:
         return 0, ERR_EMPTY
     scale = decimals - fraction
-    if value != 0 and (significant + scale > _SAFE_DIGITS and value > INT64_MAX // _POW10[scale]):
+    if value != 0 and (significant + scale > _SAFE_DIGITS and value > INT64_MAX // POW10[scale]):
         return 0, ERR_OVERFLOW
-    value *= _POW10[scale]
+    value *= POW10[scale]
     return (-value if negative else value), OK
 
 

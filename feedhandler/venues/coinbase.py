@@ -20,8 +20,8 @@ from ..jsonscan import (ERR_SYNTAX, after_member, decimal_string, equals, find_v
                         parse_level_objects, parse_pairs, parse_rfc3339_ns, parse_trade_objects, push_level,
                         skip_spaces_to, skip_value, string_span)
 from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME,
-                            T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, publish_trades, report_gap,
-                            settle)
+                            T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades,
+                            report_gap, settle)
 from ..sync import CS_SEQUENCE, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import VenueAdapter
 
@@ -72,7 +72,6 @@ E_AFTER = 4  # decoder's own: where the event object ended
 EVENT_WORDS = 5
 MAX_EVENTS = 64
 ACTION_DONE = int(Action.DONE)
-ACTION_SNAPSHOT = int(Action.SNAPSHOT)
 
 _CHANNEL = key("channel")
 _SEQUENCE = key("sequence_num")
@@ -340,21 +339,27 @@ def _check_sequence(conn, sequence, ts_recv, sync, conn_state, levels, ladder, m
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _update(book, first, end, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control, counters):
-    if sync[book, SY_STATE] != LIVE:
+def _levels(book, is_snapshot, first, end, conn, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
+            counters):
+    """A snapshot (the book goes live on this connection) or an update of a live book."""
+    if is_snapshot:
+        load_snapshot(book, first, end, scratch, levels, ladder, meta, counters)
+        sync[book, SY_UPDATE_ID] = 0
+        sync[book, SY_CONN] = conn
+    elif sync[book, SY_STATE] == LIVE:
+        apply_levels(book, first, end, scratch, levels, ladder, meta, counters)
+        sync[book, SY_UPDATE_ID] += 1  # neither API numbers book updates: count the ones applied
+    else:
         return  # nothing to apply it to until the next snapshot
-    apply_levels(book, first, end, scratch, levels, ladder, meta, counters)
-    sync[book, SY_UPDATE_ID] += 1  # neither API numbers book updates: count the ones applied
-    settle(book, False, NO_CHECKSUM, 0, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
+    settle(book, is_snapshot, NO_CHECKSUM, 0, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
            counters)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
          meta, blocks, ring, control, counters):
-    """One received frame of either API: decode, sequence check (Advanced), updates of live books
-    applied and published, trades published. Returns Action.SNAPSHOT when the frame holds a
-    snapshot (Python loads it, with the frame's other events)."""
+    """One received frame of either API: decode, sequence check (Advanced), snapshots loaded and
+    updates of live books applied, each settled and published; trades published. Always DONE."""
     n = len(frame)
     if fresh:
         count_frame(counters, n)
@@ -365,18 +370,12 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         _check_sequence(conn, header[H_SEQUENCE], ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring,
                         control, counters)
     if kind == FRAME_L2:
-        rows = header[H_EVENTS]
-        for row in range(rows):
-            if events[row, E_SNAPSHOT]:
-                return ACTION_SNAPSHOT
-        for row in range(rows):
-            _update(events[row, E_INSTRUMENT], events[row, E_FIRST], events[row, E_END], ts_recv, scratch, sync,
-                    levels, ladder, meta, blocks, ring, control, counters)
-    elif kind == FRAME_SNAPSHOT:
-        return ACTION_SNAPSHOT
-    elif kind == FRAME_UPDATE:
-        _update(header[H_INSTRUMENT], 0, header[H_LEVELS], ts_recv, scratch, sync, levels, ladder, meta, blocks,
-                ring, control, counters)
+        for row in range(header[H_EVENTS]):
+            _levels(events[row, E_INSTRUMENT], events[row, E_SNAPSHOT] == 1, events[row, E_FIRST], events[row, E_END],
+                    conn, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control, counters)
+    elif kind == FRAME_SNAPSHOT or kind == FRAME_UPDATE:
+        _levels(header[H_INSTRUMENT], kind == FRAME_SNAPSHOT, 0, header[H_LEVELS], conn, ts_recv, scratch, sync,
+                levels, ladder, meta, blocks, ring, control, counters)
     elif kind == FRAME_MARKET_TRADES:
         count = decode_market_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],

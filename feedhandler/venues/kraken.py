@@ -22,8 +22,8 @@ from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_
                         next_element, parse_decimal, parse_int, parse_level_objects, parse_pairs, parse_trade_objects,
                         skip_spaces_to, skip_value, string_span)
 from ..feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
-                            T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, publish_trades, settle)
-from ..sync import LIVE, SY_CONN, SY_DEPTH, SY_STATE, SY_UPDATE_ID, Action
+                            T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades, settle)
+from ..sync import LIVE, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import VenueAdapter
 
 ADAPTER = VenueAdapter(
@@ -45,7 +45,6 @@ FRAME_TRADES_V2 = 7  # v2 trade channel: decode with decode_v2_trades
 FRAME_ACK = 8  # v2 method response (subscribe ack: carries the book depth)
 
 ACTION_DONE = int(Action.DONE)
-ACTION_SNAPSHOT = int(Action.SNAPSHOT)
 ACTION_ACK = int(Action.ACK)
 
 H_INSTRUMENT = 0
@@ -322,9 +321,9 @@ def decode_v2_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggress
 @njit(nogil=True, cache=True, _nrt=False)
 def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
          meta, blocks, ring, control, counters):
-    """One received v1 or v2 frame: decode; an update of a live book is applied, truncated,
-    checksummed and published; trades are published. Returns an Action: SNAPSHOT (levels decoded,
-    Python loads them) or ACK (v2 subscription ack, Python reads the depth)."""
+    """One received v1 or v2 frame: decode; a snapshot, or an update of a live book, is applied,
+    truncated, checksummed and published; trades are published. Returns Action.ACK for a v2
+    subscription ack (Python reads the depth from it), else DONE."""
     n = len(frame)
     if fresh:
         count_frame(counters, n)
@@ -363,11 +362,16 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
     if not v2:
         sync[book, SY_DEPTH] = header[H_DEPTH]
     if kind == FRAME_SNAPSHOT:
-        return ACTION_SNAPSHOT
-    if sync[book, SY_STATE] != LIVE:
-        return ACTION_DONE  # nothing to apply an update to before a snapshot
-    apply_levels(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
-    sync[book, SY_UPDATE_ID] += 1  # Kraken numbers no update: count the ones applied
-    settle(book, False, header[H_CHECKSUM], 0, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
-           counters)
+        if not v2:  # the checksum text has the decimals Kraken printed, more than the pair's
+            sync[book, SY_PX_PAD] = max(0, header[H_PX_WIRE_DEC] - tables[T_PX_DEC, book])
+            sync[book, SY_QTY_PAD] = max(0, header[H_QTY_WIRE_DEC] - tables[T_QTY_DEC, book])
+        load_snapshot(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
+        sync[book, SY_UPDATE_ID] = 0
+    elif sync[book, SY_STATE] == LIVE:  # an update: nothing to apply it to before a snapshot
+        apply_levels(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
+        sync[book, SY_UPDATE_ID] += 1  # Kraken numbers no update: count the ones applied
+    else:
+        return ACTION_DONE
+    settle(book, kind == FRAME_SNAPSHOT, header[H_CHECKSUM], 0, ts_recv, scratch, sync, levels, ladder, meta,
+           blocks, ring, control, counters)
     return ACTION_DONE
