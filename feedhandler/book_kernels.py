@@ -71,9 +71,12 @@ def side_key(side, price):
 
 @njit(inline="always", nogil=True)
 def _find(levels, lo, hi, key):
-    """First row in [lo, hi) whose key is >= `key`, galloping down from the best end."""
+    """First row in [lo, hi) whose key is >= `key`, galloping down from the best end; a key at or
+    below the worst row is answered at once (snapshots arrive best first, each level the worst)."""
     if hi == lo or levels[hi - 1, 0] < key:
         return hi
+    if levels[lo, 0] >= key:
+        return lo
     upper = hi - 1
     lower = lo - 1
     step = 1
