@@ -14,6 +14,14 @@ from .checksum import kraken_checksum
 DEFAULT_WINDOW = 8192  # ladder ticks per side: with the best at 3/4, a dense 5,000-level snapshot fits
 
 
+def _touched(shape) -> np.ndarray:
+    """A zeroed int64 array whose pages are all written now, so no book change takes a page fault
+    (np.zeros maps pages lazily, on first touch)."""
+    array = np.empty(shape, np.int64)
+    array.fill(0)
+    return array
+
+
 class BookStore:
     """Books for instruments 0..n-1. Each side holds every level within `window` ticks of its best
     in a price-indexed ladder, and up to `capacity` further levels in a sorted run."""
@@ -25,9 +33,9 @@ class BookStore:
             raise ValueError(f"the ladder window must be >= 1 tick, got {window}")
         self.capacities = [int(c) for c in capacities]
         self.window = int(window)
-        self.levels = np.zeros((2 * sum(self.capacities), 2), np.int64)
-        self.ladder = np.zeros(2 * len(self.capacities) * k.ladder_words(self.window), np.int64)
-        self.meta = np.zeros((len(self.capacities), k.NMETA), np.int64)
+        self.levels = _touched((2 * sum(self.capacities), 2))
+        self.ladder = _touched(2 * len(self.capacities) * k.ladder_words(self.window))
+        self.meta = _touched((len(self.capacities), k.NMETA))
         offset = 0
         for book, capacity in enumerate(self.capacities):
             self.meta[book, k.M_CAPACITY] = capacity

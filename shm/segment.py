@@ -112,7 +112,9 @@ class SegmentWriter(_Regions):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.ftruncate(fd, geometry.size)
-            buffer = mmap.mmap(fd, geometry.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            # Every page is allocated and mapped now: the first publish into a page must not fault.
+            buffer = mmap.mmap(fd, geometry.size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                               mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(fd)
             os.unlink(path)
