@@ -100,7 +100,8 @@ class BookStore:
         return bool(k.is_crossed(self.levels, self.ladder, self.meta, book))
 
     def kraken_checksum(self, book: int, px_pad: int = 0, qty_pad: int = 0) -> int:
-        return int(kraken_checksum(self.levels, self.ladder, self.meta, book, px_pad, qty_pad, np.empty(1024, np.int64)))
+        work = np.empty(1024, np.int64)
+        return int(kraken_checksum(self.levels, self.ladder, self.meta, book, px_pad, qty_pad, work))
 
     def absent_deletes(self, book: int) -> int:
         return int(self.meta[book, k.M_ABSENT_DELETES])

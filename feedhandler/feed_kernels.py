@@ -149,7 +149,10 @@ def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, lev
 @njit(nogil=True, cache=True, _nrt=False)
 def publish_trades(count, ts_recv, scratch, sync, ring, control, counters):
     """Publish `count` decoded trades (scratch rows BOOK, ID, TIME, PRICE, QTY, SIDE = aggressor);
-    a trade without a venue id (NO_TRADE_ID) is numbered per book."""
+    a trade without a venue id (NO_TRADE_ID) is numbered per book. A negative count is the trade
+    decoders' verdict on a bad frame: a decode error, nothing published."""
+    if count < 0:
+        counters[-1, C_DECODE_ERRORS] += 1
     for k in range(count):
         book = scratch[ROW_BOOK, k]
         trade_id = scratch[ROW_ID, k]
@@ -159,3 +162,16 @@ def publish_trades(count, ts_recv, scratch, sync, ring, control, counters):
         counters[book, C_TRADES] += 1
         publish_trade(ring, control, book, trade_id, scratch[ROW_TIME, k], ts_recv, realtime_ns(),
                       scratch[ROW_PRICE, k], scratch[ROW_QTY, k], scratch[ROW_SIDE, k])
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_recv, scratch, sync, ring, control,
+                      counters):
+    """Publish one trade a decoder left in its header."""
+    scratch[ROW_BOOK, 0] = book
+    scratch[ROW_ID, 0] = trade_id
+    scratch[ROW_TIME, 0] = ts_exchange
+    scratch[ROW_PRICE, 0] = price
+    scratch[ROW_QTY, 0] = qty
+    scratch[ROW_SIDE, 0] = aggressor
+    publish_trades(1, ts_recv, scratch, sync, ring, control, counters)

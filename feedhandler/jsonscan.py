@@ -149,6 +149,22 @@ def _checked_decimal_string(buf, pos, end, decimals):
     return value, stop, err
 
 
+@njit(inline="always", nogil=True)
+def _level_done(buf, i, end, sides, prices, qtys, count, side, price, qty):
+    """Store a parsed level whose array element ends before `i`. Returns (count, where the next
+    element starts or -(position after the closing bracket + 2) when the array ends, error)."""
+    count, err = push_level(sides, prices, qtys, count, side, price, qty)
+    if err != OK:
+        return count, -1, err
+    i = skip_spaces_to(buf, i, end)
+    if i < end and buf[i] == RBRACKET:
+        return count, -(i + 1 + 2), OK
+    if i >= end or buf[i] != COMMA:
+        return count, -1, ERR_SYNTAX
+    i = skip_spaces_to(buf, i + 1, end)
+    return count, i, OK if i < end else ERR_SYNTAX
+
+
 @njit(nogil=True, cache=True)
 def parse_pairs(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count):
     """Parse `[["price","qty"], ...]` (extra elements in a pair are skipped) at `pos`, appending to
@@ -177,15 +193,9 @@ def parse_pairs(buf, pos, end, px_dec, qty_dec, side, sides, prices, qtys, count
             i += 1
         if i >= end:
             return count, -1, ERR_SYNTAX
-        count, err = push_level(sides, prices, qtys, count, side, price, qty)
-        if err != OK:
-            return count, -1, err
-        i = skip_spaces_to(buf, i + 1, end)
-        if i < end and buf[i] == RBRACKET:
-            return count, i + 1, OK
-        if i >= end or buf[i] != COMMA:
-            return count, -1, ERR_SYNTAX
-        i = skip_spaces_to(buf, i + 1, end)
+        count, i, err = _level_done(buf, i + 1, end, sides, prices, qtys, count, side, price, qty)
+        if err != OK or i < -1:
+            return count, -i - 2 if err == OK else -1, err
     return count, -1, ERR_SYNTAX
 
 
@@ -394,17 +404,9 @@ def parse_level_objects(buf, pos, end, px_dec, qty_dec, price_name, qty_name, si
                 break
         if price < 0 or qty < 0 or level_side < 0:
             return count, -1, ERR_SYNTAX
-        count, err = push_level(sides, prices, qtys, count, level_side, price, qty)
-        if err != OK:
-            return count, -1, err
-        i = skip_spaces_to(buf, i + 1, end)
-        if i < end and buf[i] == RBRACKET:
-            return count, i + 1, OK
-        if i >= end or buf[i] != COMMA:
-            return count, -1, ERR_SYNTAX
-        item = skip_spaces_to(buf, i + 1, end)
-        if item >= end:
-            return count, -1, ERR_SYNTAX
+        count, item, err = _level_done(buf, i + 1, end, sides, prices, qtys, count, level_side, price, qty)
+        if err != OK or item < -1:
+            return count, -item - 2 if err == OK else -1, err
 
 
 @njit(inline="always", nogil=True)

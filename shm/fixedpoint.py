@@ -67,32 +67,31 @@ def _bad_text(buf, i):
 
 
 @njit(inline="always", nogil=True)
-def scan_decimal(buf, start, end, decimals):
-    """The fast path of decimal parsing: digits, optionally a dot and digits, from `start` up to the
-    first other byte. Returns (mantissa, index of that byte, ok); ok only for what venues send
-    (unsigned, at most 18 digits: no overflow possible, so a multiply-add per digit, `decimals`
-    applied once at the end). Not ok means: use `parse_decimal`'s checked path for the verdict."""
-    i = start
-    value = 0
+def _digits(buf, i, end, value):
+    """Append the run of digits at `i` to `value`; returns (value, index after the run)."""
     while i < end:
         d = np.int64(buf[i]) - _ZERO
         if d < 0 or d > 9:
             break
         value = value * 10 + d
         i += 1
+    return value, i
+
+
+@njit(inline="always", nogil=True)
+def scan_decimal(buf, start, end, decimals):
+    """The fast path of decimal parsing: digits, optionally a dot and digits, from `start` up to the
+    first other byte. Returns (mantissa, index of that byte, ok); ok only for what venues send
+    (unsigned, at most 18 digits: no overflow possible, so a multiply-add per digit, `decimals`
+    applied once at the end). Not ok means: use `parse_decimal`'s checked path for the verdict."""
+    value, i = _digits(buf, start, end, 0)
     count = i - start
     fraction = 0
     if i < end and buf[i] == _DOT:
-        i += 1
-        first = i
-        while i < end:
-            d = np.int64(buf[i]) - _ZERO
-            if d < 0 or d > 9:
-                break
-            value = value * 10 + d
-            i += 1
-        fraction = i - first
+        value, stop = _digits(buf, i + 1, end, value)
+        fraction = stop - i - 1
         count += fraction
+        i = stop
     if 0 < count <= _SAFE_DIGITS and 0 <= decimals <= MAX_DECIMALS:
         if fraction <= decimals:
             if count + decimals - fraction <= _SAFE_DIGITS:

@@ -12,11 +12,10 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
-from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME,
-                            T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, publish_trades, report_gap,
-                            settle)
-from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object, match_symbol, parse_int,
-                        parse_pairs, string_span)
+from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_PRICE, ROW_QTY, ROW_SIDE, T_LENGTH, T_PX_DEC,
+                            T_QTY_DEC, apply_levels, count_frame, publish_one_trade, report_gap, settle)
+from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object,
+                        match_symbol, parse_int, parse_pairs, string_span)
 from ..sync import BRIDGING, BUFFERING, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import VenueAdapter
 
@@ -184,13 +183,9 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         settle(book, False, NO_CHECKSUM, header[H_EVENT_TIME] * 1_000_000, ts_recv, scratch, sync, levels, ladder,
                meta, blocks, ring, control, counters)
     elif kind == FRAME_TRADE:
-        scratch[ROW_BOOK, 0] = header[H_INSTRUMENT]
-        scratch[ROW_ID, 0] = header[H_FIRST_ID]
-        scratch[ROW_TIME, 0] = header[H_EVENT_TIME] * 1_000_000
-        scratch[ROW_PRICE, 0] = header[H_PRICE]
-        scratch[ROW_QTY, 0] = header[H_QTY]
-        scratch[ROW_SIDE, 0] = header[H_SIDE]
-        publish_trades(1, ts_recv, scratch, sync, ring, control, counters)
+        publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * 1_000_000,
+                          header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, ring, control,
+                          counters)
     elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
         counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

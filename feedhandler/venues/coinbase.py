@@ -20,8 +20,8 @@ from ..jsonscan import (ERR_SYNTAX, after_member, decimal_string, equals, find_v
                         parse_level_objects, parse_pairs, parse_rfc3339_ns, parse_trade_objects, push_level,
                         skip_spaces_to, skip_value, string_span)
 from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME,
-                            T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades,
-                            report_gap, settle)
+                            T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_one_trade,
+                            publish_trades, report_gap, settle)
 from ..sync import CS_SEQUENCE, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import VenueAdapter
 
@@ -380,18 +380,10 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         count = decode_market_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
                                      scratch[ROW_TIME])
-        if count < 0:
-            counters[-1, C_DECODE_ERRORS] += 1
-        else:
-            publish_trades(count, ts_recv, scratch, sync, ring, control, counters)
+        publish_trades(count, ts_recv, scratch, sync, ring, control, counters)
     elif kind == FRAME_TRADE:
-        scratch[ROW_BOOK, 0] = header[H_INSTRUMENT]
-        scratch[ROW_ID, 0] = header[H_TRADE_ID]
-        scratch[ROW_TIME, 0] = header[H_TIME]
-        scratch[ROW_PRICE, 0] = header[H_PRICE]
-        scratch[ROW_QTY, 0] = header[H_QTY]
-        scratch[ROW_SIDE, 0] = header[H_SIDE]
-        publish_trades(1, ts_recv, scratch, sync, ring, control, counters)
+        publish_one_trade(header[H_INSTRUMENT], header[H_TRADE_ID], header[H_TIME], header[H_PRICE], header[H_QTY],
+                          header[H_SIDE], ts_recv, scratch, sync, ring, control, counters)
     elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
         counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE
