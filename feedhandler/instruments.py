@@ -61,11 +61,18 @@ def binance_instruments(exchange_info: dict) -> list[Instrument]:
     return instruments
 
 
-def kraken_instruments(asset_pairs: dict) -> list[Instrument]:
-    """From GET /0/public/AssetPairs: the WebSocket name (`XBT/USD`) is the venue symbol, its two
-    halves the assets; decimals are pair_decimals and lot_decimals. Dark-pool pairs are skipped."""
+def kraken_instruments(metadata: dict) -> list[Instrument]:
+    """From GET /0/public/AssetPairs, or from the v2 `instrument` channel snapshot. AssetPairs: the
+    WebSocket name (`XBT/USD`) is the venue symbol, its two halves the assets, decimals are
+    pair_decimals and lot_decimals; dark-pool pairs are skipped. v2: `data.pairs[]` with `symbol`,
+    `base`, `quote`, `price_precision`, `qty_precision` (what the v2 book checksum is printed at);
+    delisted pairs are skipped."""
+    if metadata.get("channel") == "instrument":
+        return [Instrument("kraken", pair["symbol"], normalize_asset(pair["base"]), normalize_asset(pair["quote"]),
+                           int(pair["price_precision"]), int(pair["qty_precision"]))
+                for pair in metadata["data"]["pairs"] if pair.get("status") != "delisted"]
     instruments = []
-    for name, entry in asset_pairs["result"].items():
+    for name, entry in metadata["result"].items():
         wsname = entry.get("wsname")
         if not wsname or name.endswith(".d") or "/" not in wsname:
             continue

@@ -200,9 +200,22 @@ def test_v2_snapshot_with_a_wrong_checksum_never_becomes_valid(matic):
     assert reader.counters("MATIC-USD")["checksum_fail"] == 1
 
 
+INSTRUMENT_SNAPSHOT = {"channel": "instrument", "type": "snapshot", "data": {
+    "assets": [{"id": "BTC", "status": "enabled", "precision": 10, "precision_display": 5}],
+    "pairs": [{"symbol": "BTC/USD", "base": "BTC", "quote": "USD", "status": "online", "qty_precision": 8,
+               "qty_increment": 1e-08, "price_precision": 1, "price_increment": 0.1, "cost_precision": 5},
+              {"symbol": "XDG/EUR", "base": "XDG", "quote": "EUR", "status": "delisted", "qty_precision": 8,
+               "price_precision": 7}]}}
+
+
+def test_the_v2_instrument_channel_gives_symbols_and_the_checksum_precisions():
+    assert [(i.venue_symbol, i.symbol, i.px_dec, i.qty_dec) for i in kraken_instruments(INSTRUMENT_SNAPSHOT)] == [
+        ("BTC/USD", "BTC-USD", 1, 8)]
+
+
 def test_v2_recorded_sample_snapshot_verifies_through_the_decoder(captures, shm_prefix):
     payload = (captures / "kraken-v2-samples" / "ws_book_snapshot.json").read_bytes()  # as published, pretty-printed
-    btc = Instrument("kraken", "BTC/USD", "BTC", "USD", 1, 8)
+    [btc] = kraken_instruments(INSTRUMENT_SNAPSHOT)  # precisions as the instrument channel gives them
     with SegmentWriter.create(shm_prefix, "kraken", [btc.spec(64)], depth=10, ring_slots=64) as writer:
         KrakenFeed([btc], writer, capacity=64).on_frame(payload, 1)
         reader = VenueReader("kraken", prefix=shm_prefix)
