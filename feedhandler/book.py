@@ -64,8 +64,7 @@ class BookStore:
                         len(rows))
 
     def clear(self, book: int) -> None:
-        for side in (k.BID, k.ASK):
-            k.clear_side(self.ladder, self.meta, book, side)
+        k.clear_book(self.ladder, self.meta, book)
 
     def set(self, book: int, side: int, price: int, qty: int) -> None:
         """One absolute level change (qty 0 deletes)."""

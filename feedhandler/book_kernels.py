@@ -379,6 +379,12 @@ def clear_side(ladder, meta, book, side):
     store_state(meta, book, side, middle, middle, base, top, 0)
 
 
+@njit(nogil=True, cache=True, _nrt=False)
+def clear_book(ladder, meta, book):
+    clear_side(ladder, meta, book, BID)
+    clear_side(ladder, meta, book, ASK)
+
+
 @njit(nogil=True, cache=True)
 def load_side(levels, ladder, meta, book, side, prices, qtys, n):
     """Replace one side with a snapshot of `n` levels in any order; returns the levels held.

@@ -59,21 +59,22 @@ class VenueFeed:
         self._tables[T_QTY_DEC] = [inst.qty_dec for inst in instruments]
         self._header = np.zeros(HEADER_WORDS, np.int64)
         self._events = np.zeros((coinbase.MAX_EVENTS, coinbase.EVENT_WORDS), np.int64)
+        self._scratch = np.zeros((SCRATCH_ROWS, 0), np.int64)
+        self._scratch_bytes = -1  # the largest frame the scratch rows can take
         self._fit_scratch(INITIAL_LEVELS * 8)
 
     def _fit_scratch(self, frame_bytes: int) -> None:
         """Size the scratch rows for frames up to `frame_bytes`: a level takes at least 8 bytes of
         JSON, so a frame never holds more than len/8 of them (Coinbase snapshots carry ~46k)."""
-        needed = frame_bytes // 8 + 32
-        if needed <= getattr(self, "_scratch_levels", 0):
+        if frame_bytes <= self._scratch_bytes:
             return
-        self._scratch_levels = max(needed, 2 * getattr(self, "_scratch_levels", 0))
-        self._scratch = np.zeros((SCRATCH_ROWS, self._scratch_levels), np.int64)
+        levels = max(frame_bytes // 8 + 32, 2 * self._scratch.shape[1])
+        self._scratch = np.zeros((SCRATCH_ROWS, levels), np.int64)
+        self._scratch_bytes = 8 * (levels - 32)
         books, writer = self.books, self.writer
         self._kernel_args = (self._symbols, self._tables, self._scratch, self._header, self._events, self.sync,
                              self.conn_state, books.levels, books.ladder, books.meta, writer.books, writer.ring,
                              writer.ring_control, writer.counters)
-        self._scratch_bytes = 8 * (self._scratch_levels - 32)
 
     # ---------------------------------------------------------------- frames in
 
@@ -161,11 +162,10 @@ class VenueFeed:
     # ---------------------------------------------------------------- book helpers (rare paths)
 
     def _invalidate(self, book: int, reason: Reason, ts_recv: int) -> None:
-        books, writer = self.books, self.writer
-        invalidate(book, int(reason), ts_recv, self.sync, books.levels, books.ladder, books.meta, writer.books,
-                   writer.ring, writer.ring_control, writer.counters)
+        invalidate(book, int(reason), ts_recv, *self._book_args()[1:])
 
     def _book_args(self) -> tuple:
+        """scratch, sync, the book arrays and the segment arrays: the tail of settle's arguments."""
         books, writer = self.books, self.writer
         return (self._scratch, self.sync, books.levels, books.ladder, books.meta, writer.books, writer.ring,
                 writer.ring_control, writer.counters)

@@ -17,7 +17,7 @@ from shm.clock import realtime_ns
 from shm.layout import Counter, Reason, Status
 from shm.ring import publish_status, publish_trade
 
-from .book_kernels import ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes, clear_side, is_crossed, truncate_side
+from .book_kernels import ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes, clear_book, is_crossed, truncate_side
 from .checksum import kraken_checksum
 from .jsonscan import NO_TRADE_ID
 from .publish import publish
@@ -85,8 +85,7 @@ def load_snapshot(book, first, end, scratch, levels, ladder, meta, counters):
     """Replace a book with the decoded snapshot levels [first, end): the same as applying them to an
     empty book (a repeated price keeps its last quantity). Venues send snapshots best first, for
     which every level lands in O(1): no sort, no allocation, so it runs inside the step."""
-    clear_side(ladder, meta, book, BID)
-    clear_side(ladder, meta, book, ASK)
+    clear_book(ladder, meta, book)
     apply_levels(book, first, end, scratch, levels, ladder, meta, counters)
 
 
@@ -100,8 +99,7 @@ def invalidate(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, 
     """Mark one book invalid for every consumer (status record, invalid block) and empty it; it waits
     in RESYNC for a new snapshot while the venue's other books carry on."""
     sync[book, SY_STATE] = RESYNC
-    clear_side(ladder, meta, book, BID)
-    clear_side(ladder, meta, book, ASK)
+    clear_book(ladder, meta, book)
     counters[book, C_RESYNCS] += 1
     status(book, ST_BOOK_INVALID, reason, ts_recv, ring, control)
     publish(levels, ladder, meta, book, blocks, ring, control, sync[book, SY_UPDATE_ID], 0, ts_recv, False)
