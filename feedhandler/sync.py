@@ -12,7 +12,7 @@ BRIDGING: the snapshot is loaded; buffered diffs are being applied in order.
 LIVE: every change is applied and published as valid.
 RESYNC: invalidated (gap, checksum, crossed, disconnect): nothing is published as valid, and the
 book waits, rate-limited, for a new snapshot.
-Only BRIDGING and LIVE books take diffs; only LIVE books are published as valid.
+Only BRIDGING and LIVE books take diffs; nothing is published valid before a verified snapshot.
 """
 from __future__ import annotations
 
