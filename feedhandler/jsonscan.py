@@ -119,6 +119,18 @@ def equals(buf, first, stop, word):
 
 
 @njit(inline="always", nogil=True)
+def push_trade(books, aggressors, prices, qtys, ids, times, count, book, aggressor, price, qty, trade_id, when):
+    """Append one trade (the caller checked there is room); returns the new count."""
+    books[count] = book
+    aggressors[count] = aggressor
+    prices[count] = price
+    qtys[count] = qty
+    ids[count] = trade_id
+    times[count] = when
+    return count + 1
+
+
+@njit(inline="always", nogil=True)
 def push_level(sides, prices, qtys, count, side, price, qty):
     """Append one level; returns (new count, OK or ERR_TOO_MANY_LEVELS)."""
     if count >= len(prices):
@@ -296,22 +308,11 @@ def number_span(buf, pos, end):
     return pos, i
 
 
-@njit(nogil=True, cache=True)
-def number_value(buf, pos, end, decimals):
-    """(mantissa, error) of a decimal at `pos` written as a JSON string or a bare JSON number."""
-    if pos >= 0 and pos < end and buf[pos] == QUOTE:
-        value, stop, err = decimal_string(buf, pos, end, decimals)
-        return value, err
-    first, stop = number_span(buf, pos, end)
-    if first < 0:
-        return 0, ERR_SYNTAX
-    return parse_decimal(buf, first, stop, decimals, False)
-
-
 @njit(inline="always", nogil=True)
-def _number_at(buf, pos, end, decimals):
-    """(mantissa, position after the value, error) of a quoted or bare decimal at `pos`."""
-    if pos < end and buf[pos] == QUOTE:
+def number_at(buf, pos, end, decimals):
+    """(mantissa, position after the value, error) of a decimal at `pos` written as a JSON string
+    or a bare JSON number."""
+    if 0 <= pos < end and buf[pos] == QUOTE:
         value, stop, err = decimal_string(buf, pos, end, decimals)
         return value, stop + 1, err
     first, stop = number_span(buf, pos, end)
@@ -384,9 +385,9 @@ def parse_level_objects(buf, pos, end, px_dec, qty_dec, price_name, qty_name, si
             if key_first < 0:
                 return count, -1, ERR_SYNTAX
             if is_key(buf, key_first, key_stop, price_name):
-                price, i, err = _number_at(buf, value, end, px_dec)
+                price, i, err = number_at(buf, value, end, px_dec)
             elif is_key(buf, key_first, key_stop, qty_name):
-                qty, i, err = _number_at(buf, value, end, qty_dec)
+                qty, i, err = number_at(buf, value, end, qty_dec)
             elif side < 0 and is_key(buf, key_first, key_stop, side_name):
                 first, last = string_span(buf, value, end)
                 level_side = BID if equals(buf, first, last, bid_word) else (
@@ -491,22 +492,17 @@ def parse_trade_objects(buf, pos, end, symbols, lengths, px_decs, qty_decs, name
             aggressor = -side_sign
         else:
             return -1
-        price, err = number_value(buf, find_value(buf, item, stop, names[2, 1:1 + names[2, 0]]), stop,
-                                  px_decs[book])
-        qty, err2 = number_value(buf, find_value(buf, item, stop, names[3, 1:1 + names[3, 0]]), stop,
-                                 qty_decs[book])
+        price, after, err = number_at(buf, find_value(buf, item, stop, names[2, 1:1 + names[2, 0]]), stop,
+                                      px_decs[book])
+        qty, after, err2 = number_at(buf, find_value(buf, item, stop, names[3, 1:1 + names[3, 0]]), stop,
+                                     qty_decs[book])
         trade_id, ok = integer_value(buf, find_value(buf, item, stop, names[4, 1:1 + names[4, 0]]), stop)
         first, last = string_span(buf, find_value(buf, item, stop, names[5, 1:1 + names[5, 0]]), stop)
         when = parse_rfc3339_ns(buf, first, last)
         if err != OK or err2 != OK or not ok or when < 0:
             return -1
-        books[count] = book
-        aggressors[count] = aggressor
-        prices[count] = price
-        qtys[count] = qty
-        ids[count] = trade_id
-        times[count] = when
-        count += 1
+        count = push_trade(books, aggressors, prices, qtys, ids, times, count, book, aggressor, price, qty,
+                           trade_id, when)
         item = next_element(buf, stop, end)
     return count
 

@@ -20,7 +20,7 @@ from ..book_kernels import ASK, BID
 from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_string, equals, find_value,
                         first_element, is_key, key, key_table, looks_like_object, match_symbol, member_at,
                         next_element, parse_decimal, parse_int, parse_level_objects, parse_pairs, parse_trade_objects,
-                        skip_spaces_to, skip_value, string_span)
+                        push_trade, skip_spaces_to, skip_value, string_span)
 from ..feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
                             T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades, settle)
 from ..sync import LIVE, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_UPDATE_ID, Action
@@ -291,15 +291,11 @@ def decode_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggressors
         side_first, side_stop = string_span(buf, next_element(buf, last + 1, stop), stop)
         if err != OK or side_stop - side_first != 1 or count >= len(prices):
             return -1
-        aggressors[count] = 1 if buf[side_first] == 98 else (-1 if buf[side_first] == 115 else 0)
-        if aggressors[count] == 0:
+        aggressor = 1 if buf[side_first] == 98 else (-1 if buf[side_first] == 115 else 0)
+        if aggressor == 0:
             return -1
-        books[count] = instrument
-        prices[count] = price
-        qtys[count] = qty
-        ids[count] = NO_TRADE_ID
-        times[count] = when
-        count += 1
+        count = push_trade(books, aggressors, prices, qtys, ids, times, count, instrument, aggressor, price, qty,
+                           NO_TRADE_ID, when)
         item = next_element(buf, stop, n)
     return count
 
