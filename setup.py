@@ -12,6 +12,11 @@ setup(
         "numba>=0.61,<0.69",
         "psutil>=5.9,<8",
         "zstandard>=0.22,<1",  # capture blocks and cryptofeed v2 recordings
+        "picows>=1.7,<3",  # venue WebSocket client: measured faster than websockets (fh bench wire)
+        "websockets>=13,<18",  # the reference client, selectable per venue
+        "uvloop>=0.19,<1",
+        "rich>=13,<16",  # fh top
+        "setproctitle>=1.3,<2",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],

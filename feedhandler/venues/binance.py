@@ -17,7 +17,7 @@ from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_PRICE, ROW_QTY, RO
 from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object,
                         match_symbol, parse_int, parse_pairs, string_span)
 from ..sync import BRIDGING, BUFFERING, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
-from .adapter import VenueAdapter
+from .adapter import ConnectionPlan, VenueAdapter, shards
 
 ADAPTER = VenueAdapter(
     name="binance",
@@ -30,6 +30,37 @@ ADAPTER = VenueAdapter(
             "snapshot_weight": 250, "weight_per_minute": 6000, "connection_lifetime_s": 86400,
             "server_ping_interval_s": 20},
 )
+
+
+
+def connection_plans(ws_url: str, symbols: list[str], streams_per_connection: int = 200) -> list[ConnectionPlan]:
+    """Combined-stream connections (`<ws_url>/stream?streams=...`), each symbol's depth diffs and
+    trades: the subscription is the URL itself, so nothing counts against the 5 messages/s limit."""
+    streams = ("depth", "trade")
+    plans = []
+    for group in shards(symbols, max(1, streams_per_connection // len(streams))):
+        names = "/".join(ADAPTER.channels[channel].format(symbol=symbol.lower())
+                         for symbol in group for channel in streams)
+        plans.append(ConnectionPlan(f"{ws_url.rstrip('/')}/stream?streams={names}", group))
+    return plans
+
+
+def snapshot_url(rest_url: str, symbol: str, limit: int = 5000) -> str:
+    return f"{rest_url.rstrip('/')}/api/v3/depth?symbol={symbol}&limit={limit}"
+
+
+def snapshot_weight(limit: int) -> int:
+    """Request weight of GET /api/v3/depth at `limit` levels (Binance's published table)."""
+    for top, weight in ((100, 5), (500, 25), (1000, 50)):
+        if limit <= top:
+            return weight
+    return 250
+
+
+def is_server_shutdown(payload: bytes) -> bool:
+    """`serverShutdown`: the server closes this connection soon; reconnect now."""
+    return len(payload) < 256 and b'"serverShutdown"' in payload
+
 
 FRAME_IGNORED = 0  # a channel we do not decode (kline, aggTrade, subscription acks)
 FRAME_DEPTH = 1

@@ -9,6 +9,8 @@ Quantities are absolute; 0 removes the level.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from numba import njit
 
@@ -23,7 +25,7 @@ from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_BOOK, ROW_ID, ROW_
                             T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_one_trade,
                             publish_trades, report_gap, settle)
 from ..sync import CS_SEQUENCE, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
-from .adapter import VenueAdapter
+from .adapter import ConnectionPlan, VenueAdapter, shards
 
 ADVANCED = VenueAdapter(
     name="coinbase",
@@ -41,6 +43,30 @@ EXCHANGE = VenueAdapter(
     instruments_path="/products",
     limits={"messages_per_s": 100},
 )
+
+
+
+def _message(kind: str, channel: str, products: list[str] | None = None) -> bytes:
+    message = {"type": kind, "channel": channel}
+    if products is not None:
+        message["product_ids"] = products
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def connection_plans(ws_url: str, symbols: list[str]) -> list[ConnectionPlan]:
+    """Advanced Trade: at most 16 level2 products per connection (more is refused), each connection
+    with its products' trades and the heartbeats channel (keeps quiet connections open)."""
+    per_connection = int(ADVANCED.limits["level2_products_per_connection"])
+    return [ConnectionPlan(ws_url, group, (_message("subscribe", "level2", list(group)),
+                                           _message("subscribe", "market_trades", list(group)),
+                                           _message("subscribe", "heartbeats")))
+            for group in shards(symbols, per_connection)]
+
+
+def resubscribe(symbols: list[str]) -> list[bytes]:
+    """Unsubscribe and subscribe these books again: a fresh snapshot for each."""
+    return [_message("unsubscribe", "level2", symbols), _message("subscribe", "level2", symbols)]
+
 
 FRAME_IGNORED = 0
 FRAME_L2 = 1  # Advanced: events listed in `events`

@@ -11,12 +11,15 @@ match.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from numba import njit
 
 from shm.fixedpoint import OK
 
 from ..book_kernels import ASK, BID
+from ..instruments import Instrument
 from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_string, equals, find_value,
                         first_element, is_key, key, key_table, looks_like_object, match_symbol, member_at,
                         next_element, parse_decimal, parse_int, parse_level_objects, parse_pairs, parse_trade_objects,
@@ -24,16 +27,47 @@ from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_
 from ..feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
                             T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades, settle)
 from ..sync import LIVE, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_UPDATE_ID, Action
-from .adapter import VenueAdapter
+from .adapter import ConnectionPlan, VenueAdapter
 
 ADAPTER = VenueAdapter(
     name="kraken",
-    ws_url="wss://ws.kraken.com",
+    ws_url="wss://ws.kraken.com/v2",
     rest_url="https://api.kraken.com",
     channels={"book": "book", "trade": "trade"},
     instruments_path="/0/public/AssetPairs",
     limits={"book_depths": (10, 25, 100, 500, 1000), "checksum_levels": 10},
 )
+
+
+
+def _request(method: str, params: dict, req_id: int) -> bytes:
+    return json.dumps({"method": method, "params": params, "req_id": req_id}, separators=(",", ":")).encode()
+
+
+def connection_plans(ws_url: str, symbols: list[str], depth: int) -> list[ConnectionPlan]:
+    """One v2 connection: books at `depth` (their snapshots come on the socket) and trades."""
+    if depth not in ADAPTER.limits["book_depths"]:
+        raise ValueError(f"kraken book depth must be one of {ADAPTER.limits['book_depths']}, got {depth}")
+    return [ConnectionPlan(ws_url, tuple(symbols), (
+        _request("subscribe", {"channel": "book", "symbol": list(symbols), "depth": depth, "snapshot": True}, 1),
+        _request("subscribe", {"channel": "trade", "symbol": list(symbols), "snapshot": False}, 2)))]
+
+
+def resubscribe(symbols: list[str], depth: int, req_id: int) -> list[bytes]:
+    """Unsubscribe and subscribe these books again: a fresh snapshot for each."""
+    return [_request("unsubscribe", {"channel": "book", "symbol": symbols, "depth": depth}, req_id),
+            _request("subscribe", {"channel": "book", "symbol": symbols, "depth": depth, "snapshot": True}, req_id + 1)]
+
+
+def ping(req_id: int) -> bytes:
+    return json.dumps({"method": "ping", "req_id": req_id}, separators=(",", ":")).encode()
+
+
+def v2_instruments(instruments: list[Instrument]) -> list[Instrument]:
+    """The same instruments under their v2 names: v2 names pairs by their canonical assets
+    (`BTC/USD`) where v1 and REST AssetPairs' wsname say `XBT/USD`."""
+    return [Instrument(i.venue, f"{i.base}/{i.quote}", i.base, i.quote, i.px_dec, i.qty_dec) for i in instruments]
+
 
 FRAME_IGNORED = 0  # events (heartbeat, status, acks) and channels not decoded here
 FRAME_SNAPSHOT = 1
@@ -223,6 +257,9 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
     header[H_CHECKSUM] = -1
     if not looks_like_object(buf, n):
         return FRAME_ERROR
+    opening = skip_spaces_to(buf, skip_spaces_to(buf, 0, n) + 1, n)
+    if equals(buf, opening, opening + len(_METHOD), _METHOD):
+        return FRAME_ACK  # a method response: its result may hold a "channel" of its own
     first, stop = string_span(buf, find_value(buf, 0, n, _CHANNEL), n)
     if first < 0 and find_value(buf, 0, n, _METHOD) >= 0:
         return FRAME_ACK

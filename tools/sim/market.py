@@ -58,10 +58,19 @@ class Market:
         prices = sorted(self.sides[side], reverse=side == BID)[:depth]
         return [(p, self.sides[side][p]) for p in prices]
 
-    def step(self) -> Step:
+    def mid(self) -> int:
+        return (self.best(BID) + self.best(ASK)) // 2
+
+    def step(self, target: int | None = None) -> Step:
+        """One step of order flow; with a `target` mid (ticks) the drift leans toward it, which is how
+        several venues' markets follow one reference price."""
         step = Step()
         if self.rng.random() < self.drift_probability:  # the mid moves: one side's touch is taken away
-            self._sweep(step, BID if self.rng.random() < 0.5 else ASK, None)
+            up = self.rng.random() < 0.5
+            if target is not None and abs(target - self.mid()) > 1 and self.rng.random() < 0.8:
+                up = target > self.mid()
+            self._sweep(step, ASK if up else BID, None)
+            self._add(step, BID if up else ASK, 0)  # the other side follows the move
         for _ in range(self.rng.poisson(self.orders_per_step)):
             side = BID if self.rng.random() < 0.5 else ASK
             depth = int(self.rng.geometric(1.0 / self.mean_depth)) - 1

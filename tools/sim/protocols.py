@@ -7,9 +7,11 @@ venue's rules stays in sync, and a fault injected by the simulator breaks exactl
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import zlib
+from collections.abc import Iterator
 
 from shm.fixedpoint import format_decimal
 
@@ -126,15 +128,14 @@ class CoinbaseAdvancedEncoder:
     """Coinbase Advanced Trade `level2` (l2_data) and `market_trades`, numbered by one
     `sequence_num` per connection across channels."""
 
-    def __init__(self, product: str, px_dec: int, qty_dec: int):
+    def __init__(self, product: str, px_dec: int, qty_dec: int, sequence: Iterator[int] | None = None):
         self.product, self.px_dec, self.qty_dec = product, px_dec, qty_dec
-        self.sequence = -1
+        self.sequence = itertools.count() if sequence is None else sequence  # shared by a connection's products
         self.trade_id = 0
 
     def _message(self, channel: str, ts_ns: int, events: list) -> bytes:
-        self.sequence += 1
         return _json({"channel": channel, "client_id": "", "timestamp": _rfc3339(ts_ns),
-                      "sequence_num": self.sequence, "events": events})
+                      "sequence_num": next(self.sequence), "events": events})
 
     def _updates(self, rows, ts_ns: int) -> list[dict]:
         when = _rfc3339(ts_ns)
@@ -147,9 +148,11 @@ class CoinbaseAdvancedEncoder:
         return self._message("l2_data", ts_ns, [{"type": "snapshot", "product_id": self.product,
                                                  "updates": self._updates(rows, ts_ns)}])
 
-    def frames(self, step: Step, ts_ns: int) -> list[bytes]:
+    def frames(self, step: Step, ts_ns: int, trades: bool = True) -> list[bytes]:
+        """The step's market_trades message (when subscribed: every message takes a sequence
+        number), then its l2_data update."""
         frames = []
-        if step.trades:
+        if step.trades and trades:
             trades = []
             for trade in step.trades:
                 self.trade_id += 1
