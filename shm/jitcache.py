@@ -2,8 +2,10 @@
 
 numba checks a cached function against its own source file only: a kernel that inlined a helper
 from another module keeps the old helper after that module changes. Keying the cache directory
-on a hash of every source file of fh (and the numba and Python versions) makes any change start a
-fresh cache. A user's own NUMBA_CACHE_DIR wins.
+on a hash of every source file of the packages that hold kernels (shm, feedhandler; and the numba
+and Python versions) makes any change there start a fresh cache. Kernels elsewhere (benchmarks) use
+only those packages' helpers, and numba checks their own files itself. A user's own
+NUMBA_CACHE_DIR wins.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numba
 
-PACKAGES = ("shm", "feedhandler", "workers", "tools")
+PACKAGES = ("shm", "feedhandler")
 
 
 def _source_digest() -> str:

@@ -103,6 +103,38 @@ SLOT_TRADE_SIDE = 9
 SLOT_STATUS = 7
 # reader-side gap marker (never written to shared memory): records skipped
 SLOT_MISSED = 3
+# NBBO change (words 7-10 as a book change: best bid px, qty, best ask px, qty)
+SLOT_NBBO_BID_VENUES = 11  # bit v: venue label v is at the best bid
+SLOT_NBBO_ASK_VENUES = 12
+SLOT_NBBO_FLAGS = 13
+SLOT_NBBO_SOURCE_TS = 14  # ts_publish of the venue record that caused this change
+SLOT_NBBO_SOURCE_VENUE = 15
+# status in an NBBO ring: a venue excluded from / restored to a symbol's NBBO
+SLOT_VENUE = 8
+
+# An NBBO segment uses the same geometry: an instrument is a normalized symbol (both symbol columns),
+# its block carries the NBBO in the words below and, from BOOK_LEVELS on, one NBBO_VENUE_WORDS row
+# per venue (the venue's top of book rescaled to the symbol's decimals). Venue v is label v of the
+# segment. Block words 8-12 mean what they mean in a book block (update id = NBBO change count).
+NBBO_BID_PX = 13
+NBBO_BID_QTY = 14
+NBBO_ASK_PX = 15
+NBBO_ASK_QTY = 16
+NBBO_BID_VENUES = 17
+NBBO_ASK_VENUES = 18
+NBBO_FLAGS = 19
+NBBO_INCLUDED = 20  # bit v: venue v is part of this NBBO (valid, fresh, connected)
+NBBO_VENUE_WORDS = 8
+VQ_BID_PX = 0
+VQ_BID_QTY = 1
+VQ_ASK_PX = 2
+VQ_ASK_QTY = 3
+VQ_TS_RECV = 4
+VQ_STATE = 5  # 1 included, else minus the Reason it is excluded for (0: never quoted)
+VQ_UPDATE_ID = 6
+VQ_TS_PUBLISH = 7
+NBBO_LOCKED = 1
+NBBO_CROSSED = 2
 
 
 class Kind(IntEnum):
@@ -110,6 +142,7 @@ class Kind(IntEnum):
     TRADE = 2
     STATUS = 3
     READER_GAP = 4  # synthesised by a reader that was lapped, never in the ring itself
+    NBBO = 5
 
 
 class Side(IntEnum):
@@ -125,6 +158,8 @@ class Status(IntEnum):
     RESYNC = 4
     CONNECT = 5
     DISCONNECT = 6
+    VENUE_EXCLUDED = 7  # NBBO rings: SLOT_VENUE left the symbol's NBBO, SLOT_ID says why
+    VENUE_RESTORED = 8
 
 
 class Reason(IntEnum):
@@ -137,6 +172,7 @@ class Reason(IntEnum):
     STALE = 6
     DECODE_ERROR = 7
     SHUTDOWN = 8
+    NO_QUOTE = 9  # valid but empty on a side
 
 
 class Counter(IntEnum):

@@ -183,8 +183,9 @@ class EventCursor:
 class VenueReader:
     """Read-only access to one venue's segment `<prefix>.<venue>`."""
 
-    def __init__(self, venue: str, prefix: str = "fh", directory: str | None = None):
+    def __init__(self, venue: str, prefix: str = "fh", directory: str | None = None, stale_after_s: float = 2.0):
         self.segment = Segment(prefix, venue, directory)
+        self.stale_after_s = stale_after_s  # a writer silent this long (or gone) has no valid books
         self.instruments = [
             Instrument(i, row["venue_symbol"].decode(), row["symbol"].decode(), int(row["px_dec"]),
                        int(row["qty_dec"]), int(row["capacity"]))
@@ -226,7 +227,9 @@ class VenueReader:
             raise KeyError(f"{self.venue}: unknown instrument {key!r}; known: {known}") from None
 
     def book(self, key: str | int, depth: int | None = None) -> BookSnapshot:
-        """A consistent snapshot of one book (its published top, or the best `depth` levels)."""
+        """A consistent snapshot of one book (its published top, or the best `depth` levels). It is
+        valid only while its writer is alive: a dead or stalled writer's last book is stale, never
+        valid (numba users of read_best/read_top check `segment.writer_alive` themselves)."""
         instrument = self.instrument(key)
         block = self._block
         if read_block(self.segment.books[instrument.index], block, MAX_SPINS) < 0:
@@ -238,7 +241,8 @@ class VenueReader:
         n_asks = min(depth, int(block[BOOK_DEPTH_ASKS]))
         first_ask = asks_at(book_depth)
         return BookSnapshot(
-            instrument=instrument, valid=bool(block[BOOK_VALID]), update_id=int(block[BOOK_UPDATE_ID]),
+            instrument=instrument, valid=bool(block[BOOK_VALID]) and self.segment.writer_alive(self.stale_after_s),
+            update_id=int(block[BOOK_UPDATE_ID]),
             ts_exchange=int(block[BOOK_TS_EXCHANGE]), ts_recv=int(block[BOOK_TS_RECV]),
             ts_publish=int(block[BOOK_TS_PUBLISH]), n_bids=int(block[BOOK_N_BIDS]),
             n_asks=int(block[BOOK_N_ASKS]),

@@ -13,7 +13,8 @@ from numba import njit
 from .atomics import fence_acquire, fence_release, load_acquire, prefetch_for_write, store_release
 from .layout import (
     RING_WRITE_POS, SLOT_ASK_PX, SLOT_ASK_QTY, SLOT_BID_PX, SLOT_BID_QTY, SLOT_ID, SLOT_INSTRUMENT,
-    SLOT_KIND, SLOT_MISSED, SLOT_N_ASKS, SLOT_N_BIDS, SLOT_SEQ, SLOT_STATUS, SLOT_TRADE_PX,
+    SLOT_KIND, SLOT_MISSED, SLOT_N_ASKS, SLOT_N_BIDS, SLOT_NBBO_ASK_VENUES, SLOT_NBBO_BID_VENUES, SLOT_NBBO_FLAGS,
+    SLOT_NBBO_SOURCE_TS, SLOT_NBBO_SOURCE_VENUE, SLOT_SEQ, SLOT_STATUS, SLOT_TRADE_PX, SLOT_VENUE,
     SLOT_TRADE_QTY, SLOT_TRADE_SIDE, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH, SLOT_TS_RECV, SLOT_WORDS, Kind,
 )
 
@@ -25,6 +26,7 @@ KIND_BOOK = int(Kind.BOOK)
 KIND_TRADE = int(Kind.TRADE)
 KIND_STATUS = int(Kind.STATUS)
 KIND_READER_GAP = int(Kind.READER_GAP)
+KIND_NBBO = int(Kind.NBBO)
 _BUSY = -1
 
 
@@ -80,6 +82,33 @@ def publish_status(ring, control, instrument, status, reason, ts_exchange, ts_re
     """Append a status record (Status code, Reason code); instrument -1 means the whole venue."""
     position, slot = _begin(ring, control, KIND_STATUS, instrument, reason, ts_exchange, ts_recv, ts_publish)
     slot[SLOT_STATUS] = status
+    return _commit(control, position, slot)
+
+
+@njit(nogil=True, cache=True)
+def publish_nbbo(ring, control, symbol, change, ts_exchange, ts_recv, ts_publish, bid_px, bid_qty, ask_px, ask_qty,
+                 bid_venues, ask_venues, flags, source_ts, source_venue):
+    """Append an NBBO-change record (venue bit masks at each best, locked/crossed flags, and the
+    venue record that caused it)."""
+    position, slot = _begin(ring, control, KIND_NBBO, symbol, change, ts_exchange, ts_recv, ts_publish)
+    slot[SLOT_BID_PX] = bid_px
+    slot[SLOT_BID_QTY] = bid_qty
+    slot[SLOT_ASK_PX] = ask_px
+    slot[SLOT_ASK_QTY] = ask_qty
+    slot[SLOT_NBBO_BID_VENUES] = bid_venues
+    slot[SLOT_NBBO_ASK_VENUES] = ask_venues
+    slot[SLOT_NBBO_FLAGS] = flags
+    slot[SLOT_NBBO_SOURCE_TS] = source_ts
+    slot[SLOT_NBBO_SOURCE_VENUE] = source_venue
+    return _commit(control, position, slot)
+
+
+@njit(nogil=True, cache=True)
+def publish_venue_status(ring, control, symbol, status, reason, venue, ts_recv, ts_publish):
+    """Append a status record about one venue of a symbol (NBBO rings: excluded / restored)."""
+    position, slot = _begin(ring, control, KIND_STATUS, symbol, reason, 0, ts_recv, ts_publish)
+    slot[SLOT_STATUS] = status
+    slot[SLOT_VENUE] = venue
     return _commit(control, position, slot)
 
 

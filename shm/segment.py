@@ -11,6 +11,7 @@ import fcntl
 import mmap
 import os
 import re
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,16 +80,16 @@ class _Regions:
             pass
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+# The writer holds a write lock (an open-file-description lock) on the segment's first byte for its
+# whole life; the kernel drops it the moment the process dies, zombie or not. Readers test for it
+# (F_OFD_GETLK places nothing, so probing never races a new writer taking over the name).
+_LIVENESS_LOCK = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0)
+_LIVENESS_PROBE = struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0)
+
+
+def _writer_holds_lock(fd: int) -> bool:
+    answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _LIVENESS_PROBE)
+    return struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK
 
 
 class SegmentWriter(_Regions):
@@ -102,15 +103,21 @@ class SegmentWriter(_Regions):
 
     @classmethod
     def create(cls, prefix: str, name: str, instruments: Sequence[InstrumentSpec], depth: int,
-               ring_slots: int, directory: str | None = None) -> SegmentWriter:
-        """Create `<prefix>.<name>`, replacing the leftovers of a dead writer; refuse a live one."""
+               ring_slots: int, directory: str | None = None, labels: Sequence[str] = ()) -> SegmentWriter:
+        """Create `<prefix>.<name>`, replacing the leftovers of a dead writer; refuse a live one.
+        `labels` name what a segment numbers besides its instruments (an NBBO segment's venues)."""
         geometry = Geometry(len(instruments), depth, ring_slots)
+        identity = "\0".join([name, ",".join(labels)]).encode()
+        if len(identity) > HEADER_NAME_BYTES or any("," in label or not label for label in labels):
+            raise SegmentError(f"segment {name!r}: name and labels must fit {HEADER_NAME_BYTES} bytes, labels "
+                               f"non-empty without commas")
         table = _instrument_table(instruments)
         path = segment_path(prefix, name, directory)
         _retire_previous(path)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _LIVENESS_LOCK)
             os.ftruncate(fd, geometry.size)
             # Every page is allocated and mapped now: the first publish into a page must not fault.
             buffer = mmap.mmap(fd, geometry.size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
@@ -120,12 +127,11 @@ class SegmentWriter(_Regions):
             os.unlink(path)
             raise
         writer = cls(path, fd, buffer, geometry)
-        writer._initialise(name, table)
+        writer._initialise(identity, table)
         return writer
 
-    def _initialise(self, name: str, table: np.ndarray) -> None:
-        encoded = name.encode()[:HEADER_NAME_BYTES]
-        self._mmap[HEADER_NAME_AT:HEADER_NAME_AT + len(encoded)] = encoded
+    def _initialise(self, identity: bytes, table: np.ndarray) -> None:
+        self._mmap[HEADER_NAME_AT:HEADER_NAME_AT + len(identity)] = identity
         self.instruments[:] = table
         self.books[:, BOOK_MAX_DEPTH] = self.geometry.depth
         for field, value in self.geometry.header_words().items():
@@ -213,18 +219,23 @@ class Segment(_Regions):
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             raise SegmentError(f"no segment at {self.path}: is the writer for {name!r} running with prefix {prefix!r}?") from None
+        self._fd = -1
         try:
             size = os.fstat(fd).st_size
             if size < HEADER_BYTES:
                 raise SegmentError(f"{self.path}: {size} bytes is too small for a segment header")
             buffer = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
-        finally:
+            header = np.frombuffer(buffer, np.int64, HEADER_NAME_AT // 8, 0)
+            geometry = _validate(self.path, header, size)
+        except BaseException:
             os.close(fd)
-        header = np.frombuffer(buffer, np.int64, HEADER_NAME_AT // 8, 0)
-        geometry = _validate(self.path, header, size)
+            raise
+        self._fd = fd  # kept open to test the writer's liveness lock
         super().__init__(buffer, geometry)
         self._mmap = buffer
-        self.name = bytes(buffer[HEADER_NAME_AT:HEADER_BYTES]).rstrip(b"\0").decode()
+        name, _, labels = bytes(buffer[HEADER_NAME_AT:HEADER_BYTES]).rstrip(b"\0").decode().partition("\0")
+        self.name = name
+        self.labels = tuple(labels.split(",")) if labels else ()
 
     @property
     def state(self) -> State:
@@ -239,12 +250,19 @@ class Segment(_Regions):
         return (now - int(self.header[Header.HEARTBEAT_NS])) / 1e9
 
     def writer_alive(self, stale_after_s: float = 5.0) -> bool:
-        """Open, its writer process exists, and its heartbeat is recent."""
-        return (self.state == State.OPEN and _pid_alive(self.writer_pid)
-                and self.heartbeat_age_s() <= stale_after_s)
+        """Open, its writer process still running (its lock is held), and its heartbeat recent."""
+        return (self.state == State.OPEN and self.heartbeat_age_s() <= stale_after_s
+                and self._fd >= 0 and _writer_holds_lock(self._fd))
 
     def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         self._unmap()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            os.close(self._fd)
 
     def __enter__(self) -> Segment:
         return self
