@@ -39,6 +39,7 @@ class VenueFeed:
     words, the scratch arrays a decoder fills, and the Python side of the sync machine."""
 
     VENUE = -1
+    WAITING = RESYNC  # the state of a book that needs a snapshot it has not asked for yet
     CAPACITY = 8192  # default run rows per book side; the segment's instrument table records it
     clock = staticmethod(time.monotonic)  # seconds, for the resync rate limit
 
@@ -152,6 +153,22 @@ class VenueFeed:
                 wanted.append(self.instruments[book].venue_symbol)
         return wanted
 
+    def snapshot_failed(self, venue_symbol: str) -> None:
+        """A requested snapshot did not come (REST error, lost subscription): the book waits for
+        the next `books_to_resync` the rate limit allows."""
+        book = self._index[venue_symbol]
+        if self.sync[book, SY_STATE] == SNAPSHOT:
+            self.sync[book, SY_STATE] = self.WAITING
+
+    def overdue_snapshots(self, timeout_s: float, now: float | None = None) -> list[str]:
+        """Books asked for a snapshot more than `timeout_s` ago that have none yet: failed."""
+        now = self.clock() if now is None else now
+        overdue = [self.instruments[book].venue_symbol for book in range(len(self.instruments))
+                   if self.sync[book, SY_STATE] == SNAPSHOT and now - self.limiter.last(book) > timeout_s]
+        for venue_symbol in overdue:
+            self.snapshot_failed(venue_symbol)
+        return overdue
+
     def _wants_snapshot(self, book: int) -> bool:
         return int(self.sync[book, SY_STATE]) == RESYNC
 
@@ -183,6 +200,7 @@ class BinanceFeed(VenueFeed):
     are dropped, then every diff must continue the last (U == previous u + 1)."""
 
     VENUE = BINANCE
+    WAITING = BUFFERING
 
     def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
                  buffer_frames: int = 10_000):

@@ -62,8 +62,8 @@ class InstrumentCache:
             raise
         return instruments
 
-    def load(self, venue: str) -> tuple[list[Instrument], int] | None:
-        """(instruments, fetch time ns) from the cached response, None when there is none."""
+    def record(self, venue: str) -> dict | None:
+        """The cached response as stored ({venue, url, fetched_ns, body}), None when there is none."""
         path = self.path(venue)
         try:
             record = json.loads(path.read_text())
@@ -73,6 +73,14 @@ class InstrumentCache:
             raise InstrumentCacheError(f"{path}: unreadable instrument cache: {exc}") from exc
         if not isinstance(record, dict) or record.get("venue") != venue or not isinstance(record.get("body"), str):
             raise InstrumentCacheError(f"{path}: not an instrument cache for {venue}")
+        return record
+
+    def load(self, venue: str) -> tuple[list[Instrument], int] | None:
+        """(instruments, fetch time ns) from the cached response, None when there is none."""
+        record = self.record(venue)
+        if record is None:
+            return None
+        path = self.path(venue)
         try:
             return parse_metadata(venue, record["body"]), int(record.get("fetched_ns", 0))
         except InstrumentCacheError as exc:

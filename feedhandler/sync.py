@@ -98,6 +98,11 @@ class ResyncLimiter:
         self._wait[book] = min(self.max_s, max(self.first_s, 2 * self._wait[book]))
         self._last[book] = now
 
+    def last(self, book: int) -> float:
+        """When the last request for this book was made (-inf: never)."""
+        last = self._last[book]
+        return float("-inf") if last is None else last
+
     def wait_s(self, book: int, now: float) -> float:
         last = self._last[book]
         return 0.0 if last is None else max(0.0, last + self._wait[book] - now)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
 
 
@@ -28,6 +30,16 @@ def _bench_replay(args: argparse.Namespace) -> dict:
     return {"frames": summary["frames"], "msgs_per_s": summary["msgs_per_s"], "elapsed_s": summary["elapsed_s"]}
 
 
+def _bench_wire(args: argparse.Namespace) -> dict:
+    from .bench import wire
+    return wire.run(tuple(args.clients.split(",")), seconds=args.seconds)
+
+
+def _bench_nbbo(args: argparse.Namespace) -> dict:
+    from .bench import nbbo
+    return nbbo.run(samples=args.samples)
+
+
 def _demo(args: argparse.Namespace) -> dict:
     from . import demo
     print(f"fh demo: publishing to /dev/shm/{args.prefix}.{args.venue} for {args.duration:g} s", file=sys.stderr)
@@ -49,6 +61,69 @@ def _replay(args: argparse.Namespace) -> dict:
     summary = replay(args.files, shm_prefix=args.shm_prefix, depth=args.depth, speed=args.speed,
                      summary_json=args.summary_json)
     return {key: value for key, value in summary.items() if key != "books"} | {"books": len(summary["books"])}
+
+
+def _config(args: argparse.Namespace):
+    from feedhandler.config import load_config
+    return load_config(args.config)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from workers.process import new_loop, set_title, setup_logging
+    from .sim.server import ReplaySim, Simulator, parse_fault
+    setup_logging("fh.sim")
+    set_title("fh: sim")
+    if args.replay:
+        replay = ReplaySim(args.replay, args.speed)
+        simulator = Simulator({replay.name: replay}, base_port=args.port)
+    else:
+        simulator = Simulator.synthetic(args.venues.split(","), rate=args.rate, seed=args.seed, base_port=args.port)
+    simulator.schedule = [parse_fault(text) for text in args.fault]
+    unknown = {venue for _, venue, _ in simulator.schedule} - set(simulator.venues)
+    if unknown:
+        raise ValueError(f"--fault names venues the simulator does not run: {sorted(unknown)}")
+    print(json.dumps(simulator.urls()), flush=True)
+    loop = new_loop()
+    task = loop.create_task(simulator.run(args.duration))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        pass
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from workers import supervisor
+    result = supervisor.run(args.config, _config(args), args.duration)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1), flush=True)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers import venue
+    config = _config(args)
+    if args.venue not in config.venues:
+        raise ValueError(f"{args.config}: no [venues.{args.venue}] section")
+    return venue.main(config, args.venue, args.duration)
+
+
+def _aggregator(args: argparse.Namespace) -> int:
+    from workers import aggregator
+    return aggregator.main(_config(args), args.duration)
+
+
+def _top(args: argparse.Namespace) -> int:
+    from . import top
+    return top.run(args.prefix, args.interval, args.once)
+
+
+def _warmup(args: argparse.Namespace) -> dict:
+    from . import warmup
+    return warmup.run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay_bench = benches.add_parser("replay", help="a capture end to end through fh replay: msgs/s")
     replay_bench.add_argument("file")
     replay_bench.set_defaults(run=_bench_replay, title="fh bench replay")
+
+    wire = benches.add_parser("wire", help="simulator -> worker -> book in shm over loopback: p50/p99, max msgs/s")
+    wire.add_argument("--clients", default="picows,websockets", help="WebSocket clients to compare")
+    wire.add_argument("--seconds", type=float, default=3.0, help="seconds sent per rate")
+    wire.set_defaults(run=_bench_wire, title="fh bench wire")
+    nbbo = benches.add_parser("nbbo", help="venue publish -> NBBO visible to a reader, across processes")
+    nbbo.add_argument("--samples", type=int, default=100_000)
+    nbbo.set_defaults(run=_bench_nbbo, title="fh bench nbbo")
 
     demo = commands.add_parser("demo", help="publish synthetic books to shared memory for trying the reader API")
     demo.add_argument("--prefix", default="fh", help="segment prefix (default fh)")
@@ -100,7 +183,40 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--summary-json", help="write the summary contract to this file")
     replay.set_defaults(run=_replay, title="fh replay")
 
-    for sub in (book, shm, decode, replay_bench, demo, info, importer, replay):
+    sim = commands.add_parser("sim", help="the venues' WebSocket and REST protocols on loopback, with faults")
+    sim.add_argument("--venues", default="binance,coinbase,kraken", help="comma-separated (default all three)")
+    sim.add_argument("--rate", type=float, default=20.0, help="market steps per second per symbol")
+    sim.add_argument("--port", type=int, default=18700, help="first port: venue k gets WS 2k, REST 2k+1")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--fault", action="append", default=[],
+                     help="venue:kind[:key=value,...]@seconds, e.g. binance:drop@5, kraken:stall:seconds=3@10")
+    sim.add_argument("--replay", help="serve this capture instead of a synthetic market")
+    sim.add_argument("--speed", type=float, default=1.0, help="replay pace factor (0: as fast as possible)")
+    sim.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until stopped)")
+    sim.set_defaults(run=_sim, title="fh sim")
+
+    run = commands.add_parser("run", help="supervise a venue worker per configured venue and the aggregator")
+    run.add_argument("-c", "--config", required=True, help="TOML run configuration")
+    run.add_argument("--duration", type=float, default=0.0, help="seconds once the pipeline is up (0: until stopped)")
+    run.set_defaults(run=_run, title="fh run")
+    worker = commands.add_parser("worker", help="one venue worker process (what fh run starts)")
+    worker.add_argument("venue", choices=["binance", "coinbase", "kraken"])
+    worker.add_argument("-c", "--config", required=True)
+    worker.add_argument("--duration", type=float, default=0.0)
+    worker.set_defaults(run=_worker, title="fh worker")
+    aggregator = commands.add_parser("aggregator", help="the NBBO aggregator process (what fh run starts)")
+    aggregator.add_argument("-c", "--config", required=True)
+    aggregator.add_argument("--duration", type=float, default=0.0)
+    aggregator.set_defaults(run=_aggregator, title="fh aggregator")
+    top = commands.add_parser("top", help="live terminal view: NBBO, venue books, rates, gaps")
+    top.add_argument("--prefix", default="fh")
+    top.add_argument("--interval", type=float, default=1.0)
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.set_defaults(run=_top, title="fh top")
+    warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
+    warmup.set_defaults(run=_warmup, title="fh warmup")
+
+    for sub in (book, shm, decode, replay_bench, wire, nbbo, demo, info, importer, replay, run, warmup):
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -108,8 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .bench.stats import emit
-    for name in ("levels", "diffs", "samples", "records", "frames", "duration", "rate"):
+    for name in ("levels", "diffs", "samples", "records", "frames", "rate", "interval", "seconds"):
         if getattr(args, name, 1) <= 0:
+            print(f"fh: --{name} must be > 0", file=sys.stderr)
+            return 2
+    for name in ("duration",):
+        if getattr(args, name, 0) < 0 or (args.command == "demo" and args.duration == 0):
             print(f"fh: --{name} must be > 0", file=sys.stderr)
             return 2
     from feedhandler.capture import CaptureError
@@ -118,9 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     from .replay import ReplayError
     try:
         result = args.run(args)
-    except (CaptureError, SegmentError, RecordingError, ReplayError, FileNotFoundError) as exc:
+    except (CaptureError, SegmentError, RecordingError, ReplayError, FileNotFoundError, ValueError) as exc:
         print(f"fh: {exc}", file=sys.stderr)
         return 2
+    if isinstance(result, int):
+        return result
     emit(args.title, result, args.json)
     return 0
 

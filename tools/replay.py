@@ -18,6 +18,7 @@ from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
 from feedhandler.instrument_cache import InstrumentCacheError, parse_metadata
 from feedhandler.instruments import Instrument
+from feedhandler.venues import kraken
 from shm.layout import Counter
 from shm.reader import VenueReader
 from shm.segment import SegmentWriter
@@ -35,13 +36,16 @@ def _captured_instruments(reader: CaptureReader, venue: str, endpoint: str) -> l
     (Binance: the combined-stream URL; Kraken: the pairs of subscribe messages)."""
     metadata = None
     wanted: set[str] = set()
+    kraken_v2 = False
     for frame in reader.frames():
         if frame.kind == FrameKind.REST and metadata is None:
             _, url, _, body = split_rest(frame.payload)
             if urlparse(url).path.endswith(endpoint):
                 metadata = body
         elif frame.kind == FrameKind.CONNECT:
-            streams = parse_qs(urlparse(frame.payload.decode(errors="replace")).query).get("streams", [""])[0]
+            url = urlparse(frame.payload.decode(errors="replace"))
+            kraken_v2 |= venue == "kraken" and url.path.rstrip("/").endswith("/v2")
+            streams = parse_qs(url.query).get("streams", [""])[0]
             wanted |= {stream.split("@")[0].upper() for stream in streams.split("/") if stream}
         elif frame.kind == FrameKind.WS_SENT:
             try:
@@ -49,7 +53,9 @@ def _captured_instruments(reader: CaptureReader, venue: str, endpoint: str) -> l
             except ValueError:
                 continue
             if isinstance(message, dict) and message.get("event") == "subscribe":
-                wanted |= set(message.get("pair", []))  # Kraken
+                wanted |= set(message.get("pair", []))  # Kraken v1
+            elif isinstance(message, dict) and message.get("method") == "subscribe":
+                wanted |= set((message.get("params") or {}).get("symbol", []))  # Kraken v2
             elif isinstance(message, dict) and message.get("type") == "subscribe":
                 wanted |= set(message.get("product_ids", []))  # Coinbase
     if metadata is None:
@@ -58,6 +64,8 @@ def _captured_instruments(reader: CaptureReader, venue: str, endpoint: str) -> l
         instruments = parse_metadata(venue, metadata)
     except InstrumentCacheError as exc:
         raise ReplayError(f"{reader.path}: {exc}") from exc
+    if kraken_v2:
+        instruments = kraken.v2_instruments(instruments)
     return sorted((i for i in instruments if not wanted or i.venue_symbol in wanted),
                   key=lambda i: i.venue_symbol)
 

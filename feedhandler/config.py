@@ -1,0 +1,182 @@
+"""The run configuration (TOML): what `fh run` starts and how. Every key is checked when the file is
+loaded, and a bad one fails fast with a message naming it; defaults make a minimal file short.
+
+    [run]                       prefix, capture_dir, instrument_cache
+    [aggregator]                cpu, stale_ms, idle, symbols, quote_aliases
+    [venues.<binance|coinbase|kraken>]
+                                symbols, ws_url, rest_url, cpu, depth, book_depth, client, idle,
+                                stale_after_s, ring_slots, snapshot_limit
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .venues import binance, coinbase, kraken
+
+ADAPTERS = {"binance": binance.ADAPTER, "coinbase": coinbase.ADVANCED, "kraken": kraken.ADAPTER}
+CLIENTS = ("picows", "websockets")
+WORKER_IDLE = ("block", "spin")
+AGGREGATOR_IDLE = ("block", "backoff", "spin")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, naming the file and key."""
+
+
+@dataclass(frozen=True)
+class VenueConfig:
+    name: str
+    symbols: tuple[str, ...]  # normalized BASE-QUOTE
+    ws_url: str
+    rest_url: str
+    cpu: int | None = None
+    depth: int = 20  # levels per side published in shared memory
+    book_depth: int = 10  # Kraken: the subscribed book depth (10, 25, 100, 500, 1000)
+    client: str = "picows"
+    idle: str = "block"  # block in epoll, or spin (a host with an isolated core)
+    stale_after_s: float = 10.0  # no frame for this long on a connection: reconnect
+    ring_slots: int = 1 << 16
+    snapshot_limit: int = 5000  # Binance REST snapshot depth
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    enabled: bool = True
+    cpu: int | None = None
+    stale_ms: float = 5000.0  # a venue quote older than this is excluded from the NBBO (0: never)
+    idle: str = "backoff"
+    symbols: tuple[str, ...] = ()  # empty: every symbol some venue carries
+    quote_aliases: dict[str, str] = field(default_factory=dict)  # e.g. {"USDT": "USD"}; off by default
+    ring_slots: int = 1 << 16
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    prefix: str = "fh"
+    capture_dir: str = ""  # empty: no capture files
+    instrument_cache: str = ""  # empty: ~/.cache/fh/instruments
+    venues: dict[str, VenueConfig] = field(default_factory=dict)
+    aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
+    source: str = "<defaults>"
+
+
+def _section(where: str, table: Any, known: set[str]) -> dict:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    return table
+
+
+def _typed(where: str, key: str, value: Any, kind: type, choices: tuple = ()) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+    if choices and value not in choices:
+        raise ConfigError(f"{where}.{key}: must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
+
+
+def _cpu(where: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    cpu = _typed(where, "cpu", value, int)
+    available = sorted(os.sched_getaffinity(0))
+    if cpu not in available:
+        raise ConfigError(f"{where}.cpu: CPU {cpu} is not available to this process (have {available})")
+    return cpu
+
+
+def _symbols(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ConfigError(f"{where}.symbols: expected a list of BASE-QUOTE strings, got {value!r}")
+    for symbol in value:
+        base, dash, quote = symbol.partition("-")
+        if not (dash and base and quote and symbol == symbol.upper()):
+            raise ConfigError(f"{where}.symbols: {symbol!r} is not a normalized BASE-QUOTE symbol (e.g. BTC-USDT)")
+    return tuple(value)
+
+
+def _venue(name: str, table: Any) -> VenueConfig:
+    where = f"venues.{name}"
+    if name not in ADAPTERS:
+        raise ConfigError(f"{where}: unknown venue (known: {', '.join(ADAPTERS)})")
+    known = {f.name for f in fields(VenueConfig)} - {"name"}
+    table = _section(where, table, known)
+    if "symbols" not in table or not table["symbols"]:
+        raise ConfigError(f"{where}.symbols: required, at least one symbol")
+    adapter = ADAPTERS[name]
+    depth = _typed(where, "depth", table.get("depth", 20), int)
+    ring_slots = _typed(where, "ring_slots", table.get("ring_slots", 1 << 16), int)
+    if not 1 <= depth <= 5000:
+        raise ConfigError(f"{where}.depth: must be 1..5000, got {depth}")
+    if ring_slots < 1024 or ring_slots & (ring_slots - 1):
+        raise ConfigError(f"{where}.ring_slots: must be a power of two >= 1024, got {ring_slots}")
+    book_depth = _typed(where, "book_depth", table.get("book_depth", 10), int,
+                        kraken.ADAPTER.limits["book_depths"] if name == "kraken" else ())
+    stale = _typed(where, "stale_after_s", table.get("stale_after_s", 10.0), float)
+    if stale <= 0:
+        raise ConfigError(f"{where}.stale_after_s: must be > 0, got {stale}")
+    return VenueConfig(
+        name=name, symbols=_symbols(where, table["symbols"]),
+        ws_url=_typed(where, "ws_url", table.get("ws_url", adapter.ws_url), str),
+        rest_url=_typed(where, "rest_url", table.get("rest_url", adapter.rest_url), str),
+        cpu=_cpu(where, table.get("cpu")), depth=depth, book_depth=book_depth,
+        client=_typed(where, "client", table.get("client", "picows"), str, CLIENTS),
+        idle=_typed(where, "idle", table.get("idle", "block"), str, WORKER_IDLE),
+        stale_after_s=stale, ring_slots=ring_slots,
+        snapshot_limit=_typed(where, "snapshot_limit", table.get("snapshot_limit", 5000), int,
+                              (5, 10, 20, 50, 100, 500, 1000, 5000)),
+    )
+
+
+def _aggregator(table: Any) -> AggregatorConfig:
+    where = "aggregator"
+    table = _section(where, table, {f.name for f in fields(AggregatorConfig)})
+    aliases = table.get("quote_aliases", {})
+    if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        raise ConfigError(f"{where}.quote_aliases: expected a table of QUOTE = \"QUOTE\" strings")
+    stale = _typed(where, "stale_ms", table.get("stale_ms", 5000.0), float)
+    if stale < 0:
+        raise ConfigError(f"{where}.stale_ms: must be >= 0 (0 disables), got {stale}")
+    ring_slots = _typed(where, "ring_slots", table.get("ring_slots", 1 << 16), int)
+    if ring_slots < 1024 or ring_slots & (ring_slots - 1):
+        raise ConfigError(f"{where}.ring_slots: must be a power of two >= 1024, got {ring_slots}")
+    return AggregatorConfig(
+        enabled=_typed(where, "enabled", table.get("enabled", True), bool), cpu=_cpu(where, table.get("cpu")),
+        stale_ms=stale, idle=_typed(where, "idle", table.get("idle", "backoff"), str, AGGREGATOR_IDLE),
+        symbols=_symbols(where, table.get("symbols", [])), quote_aliases=dict(aliases), ring_slots=ring_slots)
+
+
+def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
+    """A RunConfig from parsed TOML; raises ConfigError naming the first bad key."""
+    try:
+        data = _section("config", data, {"run", "aggregator", "venues"})
+        run = _section("run", data.get("run", {}), {"prefix", "capture_dir", "instrument_cache"})
+        venues_table = _section("venues", data.get("venues", {}), set(ADAPTERS))
+        if not venues_table:
+            raise ConfigError("venues: configure at least one venue ([venues.binance], ...)")
+        return RunConfig(
+            prefix=_typed("run", "prefix", run.get("prefix", "fh"), str),
+            capture_dir=_typed("run", "capture_dir", run.get("capture_dir", ""), str),
+            instrument_cache=_typed("run", "instrument_cache", run.get("instrument_cache", ""), str),
+            venues={name: _venue(name, table) for name, table in venues_table.items()},
+            aggregator=_aggregator(data.get("aggregator", {})), source=source)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str) -> RunConfig:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path)

@@ -1,0 +1,256 @@
+"""Cross-venue NBBO kernels: venue rings in, NBBO blocks and an NBBO ring out, one call per poll.
+
+A venue's quote for a symbol is its book's top as published in its ring (rescaled to the symbol's
+decimals). It counts toward the NBBO while the book is valid (BOOK_INVALID / BOOK_VALID status
+records), not older than the staleness limit, and the venue process is up (decided in Python from
+the segment heartbeat). Each change of inclusion is a VENUE_EXCLUDED / VENUE_RESTORED status record
+with the reason; each change of the NBBO an NBBO record. A lapped venue ring is recovered by
+re-reading that venue's book blocks. Every venue-level input arrives as a tuple indexed by venue.
+
+Private state, per symbol and venue: `quotes[s, v]` holds the NBBO_VENUE_WORDS row of the published
+block (VQ_*) plus the book's validity and the reason it went invalid; `last[s]` the NBBO last published.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from shm.clock import realtime_ns
+from shm.layout import (BOOK_LEVELS, BOOK_TS_EXCHANGE, BOOK_TS_PUBLISH, BOOK_TS_RECV, BOOK_UPDATE_ID, BOOK_VALID,
+                        BOOK_DEPTH_ASKS, BOOK_DEPTH_BIDS, NBBO_ASK_PX, NBBO_ASK_QTY, NBBO_ASK_VENUES, NBBO_BID_PX,
+                        NBBO_BID_QTY, NBBO_BID_VENUES, NBBO_CROSSED, NBBO_FLAGS, NBBO_INCLUDED, NBBO_LOCKED,
+                        NBBO_VENUE_WORDS, SLOT_ASK_PX, SLOT_ASK_QTY, SLOT_BID_PX, SLOT_BID_QTY, SLOT_ID,
+                        SLOT_INSTRUMENT, SLOT_KIND, SLOT_STATUS, SLOT_TS_PUBLISH, SLOT_TS_RECV,
+                        VQ_ASK_PX, VQ_ASK_QTY, VQ_BID_PX, VQ_BID_QTY, VQ_STATE, VQ_TS_PUBLISH, VQ_TS_RECV,
+                        VQ_UPDATE_ID, Kind, Reason, Status, asks_at)
+from shm.ring import poll, publish_nbbo, publish_venue_status
+from shm.seqlock import block_depth, read_block, write_begin, write_end
+
+# quotes[s, v] words past the published row
+Q_VALID = NBBO_VENUE_WORDS  # the venue's book is valid
+Q_REASON = NBBO_VENUE_WORDS + 1  # why it went invalid
+Q_WORDS = NBBO_VENUE_WORDS + 2
+# last[s] words
+L_BID_PX, L_BID_QTY, L_ASK_PX, L_ASK_QTY, L_BID_VENUES, L_ASK_VENUES, L_FLAGS, L_INCLUDED, L_CHANGES = range(9)
+L_WORDS = 9
+# venue_state[v] words
+V_UP = 0  # the venue process is alive (Python decides from the heartbeat)
+V_REASON = 1
+V_WORDS = 2
+
+KIND_BOOK, KIND_STATUS, KIND_READER_GAP = int(Kind.BOOK), int(Kind.STATUS), int(Kind.READER_GAP)
+ST_BOOK_VALID, ST_BOOK_INVALID = int(Status.BOOK_VALID), int(Status.BOOK_INVALID)
+ST_EXCLUDED, ST_RESTORED = int(Status.VENUE_EXCLUDED), int(Status.VENUE_RESTORED)
+R_STALE, R_NO_QUOTE, R_NONE = int(Reason.STALE), int(Reason.NO_QUOTE), int(Reason.NONE)
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def new_state(n_symbols: int, n_venues: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(quotes, last, venue_state) for an aggregator of these many symbols and venues."""
+    quotes = np.zeros((n_symbols, n_venues, Q_WORDS), np.int64)
+    last = np.zeros((n_symbols, L_WORDS), np.int64)
+    venue_state = np.zeros((n_venues, V_WORDS), np.int64)
+    venue_state[:, V_UP] = 1
+    return quotes, last, venue_state
+
+
+@njit(inline="always", nogil=True)
+def _scaled(value, scale):
+    """value * scale, or -1 when it would not fit an int64 (a hostile price never wraps)."""
+    if value > INT64_MAX // scale:
+        return -1
+    return value * scale
+
+
+@njit(nogil=True, cache=True)
+def _set_quote(quote, bid_px, bid_qty, ask_px, ask_qty, px_scale, qty_scale, ts_recv, update_id, ts_publish):
+    quote[VQ_BID_PX] = _scaled(bid_px, px_scale)
+    quote[VQ_BID_QTY] = _scaled(bid_qty, qty_scale)
+    quote[VQ_ASK_PX] = _scaled(ask_px, px_scale)
+    quote[VQ_ASK_QTY] = _scaled(ask_qty, qty_scale)
+    quote[VQ_TS_RECV] = ts_recv
+    quote[VQ_UPDATE_ID] = update_id
+    quote[VQ_TS_PUBLISH] = ts_publish
+    if min(quote[VQ_BID_PX], quote[VQ_BID_QTY], quote[VQ_ASK_PX], quote[VQ_ASK_QTY]) < 0:
+        quote[Q_VALID] = 0  # overflowed rescale: treated as an invalid book
+        quote[Q_REASON] = R_NO_QUOTE
+
+
+@njit(inline="always", nogil=True)
+def _exclusion(quote, venue_state, now, stale_ns):
+    """0 when the quote counts toward the NBBO, else the Reason it does not."""
+    if venue_state[V_UP] == 0:
+        return venue_state[V_REASON]
+    if quote[Q_VALID] == 0:
+        return quote[Q_REASON] if quote[Q_REASON] != R_NONE else R_NO_QUOTE
+    if stale_ns > 0 and now - quote[VQ_TS_RECV] > stale_ns:
+        return R_STALE
+    if quote[VQ_BID_QTY] == 0 and quote[VQ_ASK_QTY] == 0:
+        return R_NO_QUOTE
+    return 0
+
+
+@njit(nogil=True, cache=True)
+def recompute(symbol, source, now, stale_ns, quotes, last, venue_state, blocks, ring, control):
+    """The NBBO of one symbol from its venues' quotes: publish its block, an NBBO record when it
+    changed, and a status record for every venue whose inclusion changed. `source` is the venue
+    whose update caused it (-1: a timer or a status)."""
+    n_venues = quotes.shape[1]
+    bid_px, ask_px, bid_qty, ask_qty = -1, INT64_MAX, 0, 0
+    bid_venues, ask_venues, included = 0, 0, 0
+    state = last[symbol]
+    for v in range(n_venues):
+        quote = quotes[symbol, v]
+        reason = _exclusion(quote, venue_state[v], now, stale_ns)
+        was_in = (state[L_INCLUDED] >> v) & 1
+        if reason != 0:
+            quote[VQ_STATE] = -reason if quote[VQ_TS_RECV] != 0 or quote[Q_VALID] != 0 else 0
+            if was_in:
+                publish_venue_status(ring, control, symbol, ST_EXCLUDED, reason, v, quote[VQ_TS_RECV], now)
+            continue
+        quote[VQ_STATE] = 1
+        if not was_in:
+            publish_venue_status(ring, control, symbol, ST_RESTORED, R_NONE, v, quote[VQ_TS_RECV], now)
+        included |= 1 << v
+        if quote[VQ_BID_QTY] > 0:
+            if quote[VQ_BID_PX] > bid_px:
+                bid_px, bid_qty, bid_venues = quote[VQ_BID_PX], quote[VQ_BID_QTY], 1 << v
+            elif quote[VQ_BID_PX] == bid_px:
+                bid_qty += quote[VQ_BID_QTY]
+                bid_venues |= 1 << v
+        if quote[VQ_ASK_QTY] > 0:
+            if quote[VQ_ASK_PX] < ask_px:
+                ask_px, ask_qty, ask_venues = quote[VQ_ASK_PX], quote[VQ_ASK_QTY], 1 << v
+            elif quote[VQ_ASK_PX] == ask_px:
+                ask_qty += quote[VQ_ASK_QTY]
+                ask_venues |= 1 << v
+    if bid_venues == 0:
+        bid_px = 0
+    if ask_venues == 0:
+        ask_px = 0
+    flags = 0
+    if bid_venues != 0 and ask_venues != 0:
+        if bid_px == ask_px:
+            flags = NBBO_LOCKED
+        elif bid_px > ask_px:
+            flags = NBBO_CROSSED
+    changed = (bid_px != state[L_BID_PX] or bid_qty != state[L_BID_QTY] or ask_px != state[L_ASK_PX]
+               or ask_qty != state[L_ASK_QTY] or bid_venues != state[L_BID_VENUES]
+               or ask_venues != state[L_ASK_VENUES] or flags != state[L_FLAGS])
+    state[L_INCLUDED] = included
+    ts_recv = quotes[symbol, source, VQ_TS_RECV] if source >= 0 else now
+    source_ts = quotes[symbol, source, VQ_TS_PUBLISH] if source >= 0 else now
+    if changed:
+        state[L_BID_PX], state[L_BID_QTY], state[L_ASK_PX], state[L_ASK_QTY] = bid_px, bid_qty, ask_px, ask_qty
+        state[L_BID_VENUES], state[L_ASK_VENUES], state[L_FLAGS] = bid_venues, ask_venues, flags
+        state[L_CHANGES] += 1
+    ts_publish = realtime_ns()
+    block = blocks[symbol]
+    write_begin(block)
+    block[BOOK_UPDATE_ID] = state[L_CHANGES]
+    block[BOOK_TS_EXCHANGE] = 0
+    block[BOOK_TS_RECV] = ts_recv
+    block[BOOK_TS_PUBLISH] = ts_publish
+    block[BOOK_VALID] = 1 if bid_venues != 0 and ask_venues != 0 else 0
+    block[NBBO_BID_PX], block[NBBO_BID_QTY], block[NBBO_ASK_PX], block[NBBO_ASK_QTY] = bid_px, bid_qty, ask_px, ask_qty
+    block[NBBO_BID_VENUES], block[NBBO_ASK_VENUES], block[NBBO_FLAGS] = bid_venues, ask_venues, flags
+    block[NBBO_INCLUDED] = included
+    for v in range(n_venues):
+        row = BOOK_LEVELS + v * NBBO_VENUE_WORDS
+        for k in range(NBBO_VENUE_WORDS):
+            block[row + k] = quotes[symbol, v, k]
+    write_end(block)
+    if changed:
+        publish_nbbo(ring, control, symbol, state[L_CHANGES], 0, ts_recv, ts_publish, bid_px, bid_qty, ask_px,
+                     ask_qty, bid_venues, ask_venues, flags, source_ts, source)
+    return changed
+
+
+@njit(nogil=True, cache=True)
+def resync_venue(v, venue_books, route, scales, scratch, quotes, last, venue_state, now, stale_ns, blocks, ring,
+                 control):
+    """Re-read every book of venue `v` from its blocks (after a lapped ring or a new writer)."""
+    for instrument in range(venue_books.shape[0]):
+        symbol = route[v, instrument]
+        if symbol < 0:
+            continue
+        block = venue_books[instrument]
+        quote = quotes[symbol, v]
+        if read_block(block, scratch, 1_000_000) < 0:
+            quote[Q_VALID] = 0
+        else:
+            first_ask = asks_at(block_depth(block))
+            has_bid = scratch[BOOK_DEPTH_BIDS] > 0
+            has_ask = scratch[BOOK_DEPTH_ASKS] > 0
+            _set_quote(quote, scratch[BOOK_LEVELS] if has_bid else 0, scratch[BOOK_LEVELS + 1] if has_bid else 0,
+                       scratch[first_ask] if has_ask else 0, scratch[first_ask + 1] if has_ask else 0,
+                       scales[v, instrument, 0], scales[v, instrument, 1], scratch[BOOK_TS_RECV],
+                       scratch[BOOK_UPDATE_ID], scratch[BOOK_TS_PUBLISH])
+            quote[Q_VALID] = scratch[BOOK_VALID]
+        recompute(symbol, v, now, stale_ns, quotes, last, venue_state, blocks, ring, control)
+
+
+@njit(nogil=True, cache=True)
+def _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, blocks, ring, control):
+    """One venue ring record; returns True when it may have changed an NBBO."""
+    instrument = row[SLOT_INSTRUMENT]
+    if instrument < 0 or instrument >= route.shape[1]:
+        return False
+    symbol = route[v, instrument]
+    if symbol < 0:
+        return False
+    quote = quotes[symbol, v]
+    kind = row[SLOT_KIND]
+    if kind == KIND_BOOK:
+        _set_quote(quote, row[SLOT_BID_PX], row[SLOT_BID_QTY], row[SLOT_ASK_PX], row[SLOT_ASK_QTY],
+                   scales[v, instrument, 0], scales[v, instrument, 1], row[SLOT_TS_RECV], row[SLOT_ID],
+                   row[SLOT_TS_PUBLISH])
+    elif kind == KIND_STATUS and row[SLOT_STATUS] == ST_BOOK_INVALID:
+        quote[Q_VALID] = 0
+        quote[Q_REASON] = row[SLOT_ID]
+    elif kind == KIND_STATUS and row[SLOT_STATUS] == ST_BOOK_VALID:
+        quote[Q_VALID] = 1
+        quote[Q_REASON] = R_NONE
+        return False  # its book record follows
+    else:
+        return False
+    recompute(symbol, v, now, stale_ns, quotes, last, venue_state, blocks, ring, control)
+    return True
+
+
+@njit(nogil=True, cache=True)
+def sweep(now, stale_ns, quotes, last, venue_state, blocks, ring, control):
+    """Recompute every symbol whose inclusion would change now (staleness, venue up/down)."""
+    for symbol in range(quotes.shape[0]):
+        included = 0
+        for v in range(quotes.shape[1]):
+            if _exclusion(quotes[symbol, v], venue_state[v], now, stale_ns) == 0:
+                included |= 1 << v
+        if included != last[symbol, L_INCLUDED]:
+            recompute(symbol, -1, now, stale_ns, quotes, last, venue_state, blocks, ring, control)
+
+
+@njit(nogil=True, cache=True)
+def aggregate(rings, controls, venue_books, cursors, route, scales, rows, scratch, quotes, last, venue_state,
+              stale_ns, spins, blocks, ring, control):
+    """Poll every venue ring, apply what arrived, publish NBBO changes. Polls up to `spins` more
+    times while nothing arrives (0: once). Returns the number of venue records consumed."""
+    consumed = 0
+    for attempt in range(spins + 1):
+        for v in range(len(rings)):
+            filled = poll(rings[v], controls[v], cursors[v], rows)
+            if filled == 0:
+                continue
+            now = realtime_ns()
+            for k in range(filled):
+                row = rows[k]
+                if row[SLOT_KIND] == KIND_READER_GAP:
+                    resync_venue(v, venue_books[v], route, scales, scratch, quotes, last, venue_state, now,
+                                 stale_ns, blocks, ring, control)
+                else:
+                    _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, blocks, ring, control)
+            consumed += filled
+        if consumed > 0:
+            break
+    sweep(realtime_ns(), stale_ns, quotes, last, venue_state, blocks, ring, control)
+    return consumed

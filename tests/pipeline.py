@@ -1,0 +1,123 @@
+"""A running pipeline for tests: `fh sim` on free loopback ports and `fh run` (the supervisor, its venue
+workers and the aggregator) against it, as separate processes, with helpers to inject faults and
+wait for what readers see."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from shm.segment import Segment, SegmentError
+
+REPO = Path(__file__).resolve().parent.parent
+FH = [sys.executable, "-m", "tools.cli"]
+VENUE_SYMBOLS = {"binance": ["BTC-USDT", "ETH-USDT"], "coinbase": ["BTC-USD", "ETH-USD", "BTC-USDT"],
+                 "kraken": ["BTC-USD", "ETH-USD", "BTC-USDT"]}
+PORT_ORDER = ("binance", "coinbase", "kraken")
+
+
+def free_base_port() -> int:
+    """A base port with the six ports after it free on loopback."""
+    for _ in range(100):
+        base = random.randrange(20_000, 60_000, 8)
+        sockets = []
+        try:
+            for port in range(base, base + 6):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(every_s)
+
+
+class Pipeline:
+    def __init__(self, workdir: Path, prefix: str, rate: float = 20.0, stale_after_s: float = 2.0,
+                 stale_ms: float = 1500.0):
+        self.workdir = workdir
+        self.prefix = prefix
+        self.base = free_base_port()
+        self.rate = rate
+        self.config_path = workdir / "pipeline.toml"
+        self.config_path.write_text(self._config(stale_after_s, stale_ms))
+        self.sim: subprocess.Popen | None = None
+        self.run: subprocess.Popen | None = None
+
+    def _config(self, stale_after_s: float, stale_ms: float) -> str:
+        lines = [f'[run]\nprefix = "{self.prefix}"\ncapture_dir = "{self.workdir / "captures"}"\n'
+                 f'instrument_cache = "{self.workdir / "instruments"}"\n',
+                 f'[aggregator]\nstale_ms = {stale_ms}\nidle = "backoff"\n']
+        for k, venue in enumerate(PORT_ORDER):
+            path = "/v2" if venue == "kraken" else ""
+            lines.append(f'[venues.{venue}]\nsymbols = {json.dumps(VENUE_SYMBOLS[venue])}\n'
+                         f'ws_url = "ws://127.0.0.1:{self.base + 2 * k}{path}"\n'
+                         f'rest_url = "http://127.0.0.1:{self.base + 2 * k + 1}"\nstale_after_s = {stale_after_s}\n')
+        return "\n".join(lines)
+
+    def rest_port(self, venue: str) -> int:
+        return self.base + 2 * PORT_ORDER.index(venue) + 1
+
+    def start(self, duration_s: float | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.sim = subprocess.Popen(FH + ["sim", "--port", str(self.base), "--rate", str(self.rate)], cwd=REPO, env=env,
+                                    stdout=subprocess.PIPE, stderr=open(self.workdir / "sim.log", "w"))
+        self.sim.stdout.readline()  # the URLs: it is listening
+        argv = FH + ["run", "-c", str(self.config_path), "--json"]
+        if duration_s:
+            argv += ["--duration", str(duration_s)]
+        self.run = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                    stderr=open(self.workdir / "run.log", "w"), text=True)
+
+    def fault(self, venue: str, kind: str, **arguments) -> dict:
+        query = "&".join(f"{k}={v}" for k, v in {"kind": kind, **arguments}.items())
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port(venue)}/_sim/fault?{query}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def worker_pid(self, venue: str) -> int:
+        """The pid of the venue's worker, from its segment header (0 when there is no live one)."""
+        try:
+            with Segment(self.prefix, venue) as segment:
+                return segment.writer_pid if segment.writer_alive() else 0
+        except SegmentError:
+            return 0
+
+    def stop(self) -> str:
+        """SIGTERM the supervisor (it stops its children), then the simulator; the run's stdout."""
+        output = ""
+        if self.run is not None:
+            if self.run.poll() is None:
+                self.run.send_signal(signal.SIGTERM)
+            output, _ = self.run.communicate(timeout=30)
+        if self.sim is not None:
+            self.sim.send_signal(signal.SIGTERM)
+            self.sim.wait(timeout=10)
+        for path in glob.glob(f"/dev/shm/{self.prefix}.*"):
+            os.unlink(path)
+        return output
+
+    def logs(self) -> str:
+        return "\n".join((self.workdir / name).read_text()[-4000:] for name in ("run.log", "sim.log"))

@@ -1,0 +1,313 @@
+"""The running pipeline end to end: `fh sim` -> venue workers -> shared memory -> aggregator -> NBBO,
+with every fault the simulator injects. Real processes on loopback; the supervisor is `fh run`."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from shm.layout import Reason, Status
+from shm.nbbo_reader import NbboReader, VenueStatusEvent
+from shm.reader import StatusEvent, VenueReader
+from shm.segment import SegmentError
+from tools.replay import replay
+
+from pipeline import FH, REPO, VENUE_SYMBOLS, Pipeline, wait_for
+
+STARTUP_S = 240  # a cold numba cache compiles for minutes on a 2-core box
+RECOVER_S = 30
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    subprocess.run(FH + ["warmup"], cwd=REPO, check=True, capture_output=True)
+    running = Pipeline(tmp_path_factory.mktemp("pipeline"), f"fhpipe{os.getpid()}")
+    running.start()
+    try:
+        wait_for(lambda: all_valid(running), STARTUP_S, "every venue book and NBBO valid")
+        yield running
+    except AssertionError:
+        print(running.logs())
+        raise
+    finally:
+        running.stop()
+
+
+def reader(pipeline: Pipeline, venue: str) -> VenueReader | None:
+    try:
+        return VenueReader(venue, prefix=pipeline.prefix)
+    except SegmentError:
+        return None
+
+
+def all_valid(pipeline: Pipeline) -> bool:
+    for venue in VENUE_SYMBOLS:
+        venue_reader = reader(pipeline, venue)
+        if venue_reader is None:
+            return False
+        with venue_reader:
+            if not all(venue_reader.book(i.index).valid for i in venue_reader.instruments):
+                return False
+    try:
+        with NbboReader(prefix=pipeline.prefix) as nbbo:
+            return all(nbbo.quote(i.index).valid and len(nbbo.included(i.index)) == sum(
+                i.symbol in symbols for symbols in VENUE_SYMBOLS.values()) for i in nbbo.instruments)
+    except SegmentError:
+        return False
+
+
+class Events:
+    """Everything a venue ring and the NBBO ring publish from now on."""
+
+    def __init__(self, pipeline: Pipeline, venue: str):
+        self.venue_reader = VenueReader(venue, prefix=pipeline.prefix)
+        self.nbbo = NbboReader(prefix=pipeline.prefix)
+        self.venue = venue
+        self.cursors = (self.venue_reader.events(), self.nbbo.events())
+        self.seen: list = []
+
+    def until(self, predicate, what: str, timeout_s: float = RECOVER_S):
+        def poll():
+            for cursor in self.cursors:
+                self.seen.extend(cursor.poll())
+            return [e for e in self.seen if predicate(e)]
+        return wait_for(poll, timeout_s, what, every_s=0.01)
+
+    def book_status(self, status: Status, symbol: str | None = None):
+        return self.until(lambda e: isinstance(e, StatusEvent) and e.status == status and e.instrument is not None
+                          and (symbol is None or e.instrument.symbol == symbol), f"{self.venue} {status.name}")
+
+    def nbbo_status(self, status: Status, symbol: str):
+        return self.until(lambda e: isinstance(e, VenueStatusEvent) and e.status == status and e.venue == self.venue
+                          and e.instrument.symbol == symbol, f"NBBO {status.name} {self.venue} {symbol}")
+
+    def close(self):
+        self.venue_reader.close()
+        self.nbbo.close()
+
+
+def counters(pipeline: Pipeline, venue: str) -> dict:
+    with VenueReader(venue, prefix=pipeline.prefix) as venue_reader:
+        return venue_reader.counters() | {
+            name: sum(venue_reader.counters(i.index)[name] for i in venue_reader.instruments)
+            for name in ("gaps", "resyncs", "checksum_fail", "book_updates")}
+
+
+def recovers(pipeline: Pipeline) -> None:
+    wait_for(lambda: all_valid(pipeline), RECOVER_S, "every book and NBBO valid again")
+
+
+def test_every_venue_book_and_the_nbbo_become_valid(pipeline):
+    with NbboReader(prefix=pipeline.prefix) as nbbo:
+        assert sorted(i.symbol for i in nbbo.instruments) == ["BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT"]
+        quote = nbbo.quote("BTC-USDT")
+        assert set(nbbo.included("BTC-USDT")) == {"binance", "coinbase", "kraken"}
+        assert quote.bid_px > 0 and quote.ask_px > 0 and quote.bid_qty > 0 and quote.ask_qty > 0
+        assert quote.instrument.px_dec == 2  # the finest of binance 2, coinbase 2, kraken 1
+
+
+def test_binance_dropped_diff_is_a_gap_that_resyncs_and_leaves_then_rejoins_the_nbbo(pipeline):
+    before = counters(pipeline, "binance")
+    events = Events(pipeline, "binance")
+    pipeline.fault("binance", "drop", symbol="BTCUSDT")
+    events.book_status(Status.GAP, "BTC-USDT")
+    events.book_status(Status.BOOK_INVALID, "BTC-USDT")
+    excluded = events.nbbo_status(Status.VENUE_EXCLUDED, "BTC-USDT")
+    assert excluded[0].reason == Reason.SEQUENCE_GAP
+    events.book_status(Status.BOOK_VALID, "BTC-USDT")
+    events.nbbo_status(Status.VENUE_RESTORED, "BTC-USDT")
+    events.close()
+    after = counters(pipeline, "binance")
+    assert after["gaps"] == before["gaps"] + 1 and after["resyncs"] == before["resyncs"] + 1
+    recovers(pipeline)
+
+
+def test_binance_duplicated_diff_is_ignored(pipeline):
+    before = counters(pipeline, "binance")
+    pipeline.fault("binance", "duplicate", symbol="ETHUSDT")
+    time.sleep(1.5)
+    assert counters(pipeline, "binance")["gaps"] == before["gaps"]
+    recovers(pipeline)
+
+
+def test_coinbase_sequence_gap_resubscribes_the_books_of_that_connection(pipeline):
+    before = counters(pipeline, "coinbase")
+    events = Events(pipeline, "coinbase")
+    pipeline.fault("coinbase", "drop", symbol="ETH-USD")
+    events.book_status(Status.GAP)
+    excluded = events.nbbo_status(Status.VENUE_EXCLUDED, "BTC-USD")
+    assert excluded[0].reason == Reason.SEQUENCE_GAP
+    events.nbbo_status(Status.VENUE_RESTORED, "BTC-USD")
+    events.close()
+    assert counters(pipeline, "coinbase")["gaps"] > before["gaps"]
+    recovers(pipeline)
+
+
+@pytest.mark.parametrize("kind", ["bad_checksum", "drop"])
+def test_kraken_checksum_mismatch_resubscribes_that_book_only(pipeline, kind):
+    before = counters(pipeline, "kraken")
+    events = Events(pipeline, "kraken")
+    pipeline.fault("kraken", kind, symbol="ETH/USD")
+    invalid = events.book_status(Status.BOOK_INVALID, "ETH-USD")
+    assert invalid[0].reason == Reason.CHECKSUM
+    events.nbbo_status(Status.VENUE_RESTORED, "ETH-USD")
+    events.book_status(Status.BOOK_VALID, "ETH-USD")
+    assert not [e for e in events.seen if isinstance(e, StatusEvent) and e.status == Status.BOOK_INVALID
+                and e.instrument.symbol != "ETH-USD"]
+    events.close()
+    assert counters(pipeline, "kraken")["checksum_fail"] > before["checksum_fail"]
+    recovers(pipeline)
+
+
+def test_malformed_frames_are_counted_and_the_workers_carry_on(pipeline):
+    before = {venue: counters(pipeline, venue)["decode_errors"] for venue in VENUE_SYMBOLS}
+    pids = {venue: pipeline.worker_pid(venue) for venue in VENUE_SYMBOLS}
+    for venue in VENUE_SYMBOLS:
+        pipeline.fault(venue, "malformed")
+    wait_for(lambda: all(counters(pipeline, v)["decode_errors"] > before[v] for v in VENUE_SYMBOLS), 10,
+             "decode errors counted")
+    assert {venue: pipeline.worker_pid(venue) for venue in VENUE_SYMBOLS} == pids
+    recovers(pipeline)
+
+
+@pytest.mark.parametrize("kind", ["disconnect", "close"])
+def test_a_dropped_connection_invalidates_its_books_and_reconnects(pipeline, kind):
+    events = Events(pipeline, "coinbase")
+    pipeline.fault("coinbase", kind)
+    events.until(lambda e: isinstance(e, StatusEvent) and e.status == Status.DISCONNECT, "DISCONNECT")
+    invalid = events.book_status(Status.BOOK_INVALID, "BTC-USD")
+    assert invalid[0].reason == Reason.DISCONNECTED
+    events.until(lambda e: isinstance(e, StatusEvent) and e.status == Status.CONNECT, "CONNECT")
+    events.nbbo_status(Status.VENUE_RESTORED, "BTC-USD")
+    events.close()
+    recovers(pipeline)
+
+
+def test_binance_server_shutdown_reconnects_and_resyncs_by_rest(pipeline):
+    events = Events(pipeline, "binance")
+    pipeline.fault("binance", "close")
+    events.until(lambda e: isinstance(e, StatusEvent) and e.status == Status.CONNECT, "CONNECT")
+    events.book_status(Status.BOOK_VALID, "ETH-USDT")
+    events.close()
+    recovers(pipeline)
+
+
+def test_a_stalled_feed_leaves_the_nbbo_then_the_watchdog_reconnects(pipeline):
+    events = Events(pipeline, "kraken")
+    pipeline.fault("kraken", "stall", seconds=4)
+    excluded = events.nbbo_status(Status.VENUE_EXCLUDED, "BTC-USD")
+    assert excluded[0].reason in (Reason.STALE, Reason.DISCONNECTED)
+    events.until(lambda e: isinstance(e, StatusEvent) and e.status == Status.DISCONNECT, "watchdog reconnect")
+    events.nbbo_status(Status.VENUE_RESTORED, "BTC-USD")
+    events.close()
+    recovers(pipeline)
+
+
+def test_rest_429_and_slow_snapshots_delay_but_do_not_stop_a_binance_resync(pipeline):
+    pipeline.fault("binance", "rest_429", count=1)
+    pipeline.fault("binance", "slow_rest", seconds=1.5, count=1)
+    events = Events(pipeline, "binance")
+    pipeline.fault("binance", "drop", symbol="ETHUSDT")
+    events.book_status(Status.BOOK_INVALID, "ETH-USDT")
+    events.book_status(Status.BOOK_VALID, "ETH-USDT")
+    events.close()
+    recovers(pipeline)
+
+
+def test_a_burst_is_absorbed_without_gaps(pipeline):
+    before = counters(pipeline, "coinbase")
+    pipeline.fault("coinbase", "burst", rate=1000, seconds=2)
+    time.sleep(2.5)
+    after = counters(pipeline, "coinbase")
+    assert after["gaps"] == before["gaps"] and after["frames"] > before["frames"] + 1000
+    recovers(pipeline)
+
+
+def test_a_killed_worker_is_restarted_and_readers_never_see_its_stale_books_as_valid(pipeline):
+    pid = pipeline.worker_pid("kraken")
+    assert pid > 0  # never os.kill(0 or -1, ...): that signals every process we may signal
+    watcher = VenueReader("kraken", prefix=pipeline.prefix)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    while True:  # from the moment it is dead, none of its books reads valid
+        dead = not watcher.segment.writer_alive(watcher.stale_after_s)
+        books = [watcher.book(instrument.index) for instrument in watcher.instruments]
+        for book in books:
+            if book.valid:
+                assert not dead, "a dead writer's book was reported valid"
+                assert book.bids[0, 0] < book.asks[0, 0]
+        if dead:
+            break
+        assert time.monotonic() - killed_at < 1.0, "the writer's death went unnoticed for a second"
+    wait_for(lambda: pipeline.worker_pid("kraken") not in (0, pid), 30, "the supervisor to restart kraken")
+    wait_for(lambda: watcher.replaced, 60, "the new writer to replace the segment")
+    watcher.close()
+    recovers(pipeline)
+
+
+def last_books(prefix: str, venue: str) -> dict:
+    """A stopped worker's last books (its segment stays, CLOSED), as exact text."""
+    with VenueReader(venue, prefix=prefix) as venue_reader:
+        return {f"{venue}:{i.venue_symbol}": (venue_reader.book(i.index, depth=10).levels_text("bids"),
+                                               venue_reader.book(i.index, depth=10).levels_text("asks"))
+                for i in venue_reader.instruments}
+
+
+def test_run_prints_the_make_run_summary_and_its_captures_replay_to_the_same_books(tmp_path):
+    short = Pipeline(tmp_path, f"fhsum{os.getpid()}")
+    short.start(duration_s=3)
+    try:
+        output = short.run.communicate(timeout=STARTUP_S)[0]
+        books = {venue: last_books(short.prefix, venue) for venue in VENUE_SYMBOLS}
+    finally:
+        short.stop()
+    for venue, live in books.items():
+        paths = sorted(glob.glob(str(tmp_path / "captures" / f"{venue}-*.fhcap")))
+        replayed = replay(paths, shm_prefix=f"fhrep{os.getpid()}", depth=10)["books"]
+        assert {key: (book["bids"], book["asks"]) for key, book in replayed.items()} == live
+    summary = json.loads(output.strip().splitlines()[-1])
+    assert set(summary) == {"duration_s", "venues", "nbbo_updates", "symbols"}
+    assert summary["duration_s"] >= 3 and summary["nbbo_updates"] > 0
+    assert summary["symbols"] == ["BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT"]
+    for venue, figures in summary["venues"].items():
+        assert figures["books"] == len(VENUE_SYMBOLS[venue]) and figures["frames"] > 0
+        assert set(figures) == {"frames", "valid_books", "books", "gaps", "resyncs"}
+
+
+def test_top_shows_the_nbbo_and_every_venue(pipeline):
+    shown = subprocess.run(FH + ["top", "--prefix", pipeline.prefix, "--once", "--interval", "0.5"], cwd=REPO,
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    for name in ["BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT", "binance", "coinbase", "kraken"]:
+        assert name in shown.stdout
+
+
+def test_a_worker_starts_from_the_instrument_cache_when_the_metadata_endpoint_is_down(pipeline, tmp_path):
+    dead_port = pipeline.rest_port("kraken") + 6000  # nothing listens there
+    prefix = f"fhcache{os.getpid()}"
+    config = tmp_path / "cached.toml"
+    config.write_text(f'[run]\nprefix = "{prefix}"\ncapture_dir = "{tmp_path / "captures"}"\n'
+                      f'instrument_cache = "{pipeline.workdir / "instruments"}"\n'
+                      f'[venues.kraken]\nsymbols = ["BTC-USD"]\nws_url = "ws://127.0.0.1:{pipeline.base + 4}/v2"\n'
+                      f'rest_url = "http://127.0.0.1:{dead_port}"\n')
+    worker = subprocess.Popen(FH + ["worker", "kraken", "-c", str(config), "--duration", "6"], cwd=REPO,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        def valid():
+            try:
+                with VenueReader("kraken", prefix=prefix) as cached:
+                    return cached.book("BTC-USD").valid
+            except SegmentError:
+                return False
+        wait_for(valid, 30, "the kraken book from cached instruments")
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+        for path in glob.glob(f"/dev/shm/{prefix}.*"):
+            os.unlink(path)
+    assert "using the copy cached" in stderr
+    capture = glob.glob(str(tmp_path / "captures" / "kraken-*.fhcap"))
+    assert replay(capture, shm_prefix=f"fhrep{os.getpid()}", depth=10)["books"]["kraken:BTC/USD"]["bids"]

@@ -1,0 +1,256 @@
+"""The aggregator process: every venue segment in, the NBBO segment `<prefix>.nbbo` out.
+
+Venue segments are attached read-only as they appear, followed when a worker restarts (REPLACED),
+and a venue whose heartbeat stops (or whose segment closes) is excluded from every NBBO until it is
+back. Symbols are the normalized symbols the venues carry (`BTC-USD` is not `BTC-USDT`; an optional
+quote alias table merges quotes); each symbol's decimals are the finest of its venues', so every
+venue's prices rescale exactly. The hot path is one `aggregate` call per poll (feedhandler.nbbo).
+Idle strategies: `spin` (a core of its own), `backoff` (spins briefly, then sleeps up to 1 ms) and
+`block` (sleeps 1 ms between polls, least CPU).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import numpy as np
+
+from feedhandler.config import RunConfig
+from feedhandler.nbbo import V_REASON, V_UP, aggregate, new_state, resync_venue, sweep
+from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Reason
+from shm.reader import VenueReader
+from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
+
+from .process import pin, set_title, setup_logging
+
+ATTACH_WAIT_S = 180.0  # how long the first start waits for every venue before fixing decimals
+VENUE_STALE_S = 2.0  # a venue heartbeat older than this: the venue is down
+HOUSEKEEPING_S = 0.1
+MAX_VENUES = 16
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+class Aggregator:
+    def __init__(self, config: RunConfig, log: logging.Logger | None = None):
+        self.config = config
+        self.settings = config.aggregator
+        self.log = log or logging.getLogger("fh.aggregator")
+        self.venues = sorted(config.venues)
+        if len(self.venues) > MAX_VENUES:
+            raise ValueError(f"at most {MAX_VENUES} venues")
+        self.symbols = sorted({self._alias(s) for v in config.venues.values() for s in v.symbols}
+                              if not self.settings.symbols else set(self.settings.symbols))
+        self.readers: list[VenueReader | None] = [None] * len(self.venues)
+        self.writer: SegmentWriter | None = None
+        n_symbols, n_venues = len(self.symbols), len(self.venues)
+        self.quotes, self.last, self.venue_state = new_state(n_symbols, n_venues)
+        self.venue_state[:, V_UP] = 0
+        self.venue_state[:, V_REASON] = int(Reason.DISCONNECTED)
+        self.cursors = np.zeros((n_venues, 2), np.int64)
+        self.rows = np.zeros((256, SLOT_WORDS), np.int64)
+        self.scratch = np.zeros(1, np.int64)
+        self.route = np.full((n_venues, 1), -1, np.int64)
+        self.scales = np.ones((n_venues, 1, 2), np.int64)
+        empty_ring = _readonly(np.zeros((2, SLOT_WORDS), np.int64))
+        self._rings = [empty_ring] * n_venues
+        self._controls = [_readonly(np.zeros(RING_CONTROL_WORDS, np.int64))] * n_venues
+        self._books = [_readonly(np.zeros((1, 64), np.int64))] * n_venues
+        self.px_dec: dict[str, int] = {}
+        self.qty_dec: dict[str, int] = {}
+        self.polls = 0
+        self.consumed = 0
+
+    def _alias(self, symbol: str) -> str:
+        base, _, quote = symbol.partition("-")
+        return f"{base}-{self.settings.quote_aliases.get(quote, quote)}"
+
+    # ------------------------------------------------------------ attach
+    def _try_attach(self, k: int) -> bool:
+        venue = self.venues[k]
+        try:
+            reader = VenueReader(venue, prefix=self.config.prefix)
+        except SegmentError:
+            return False
+        if not reader.segment.writer_alive(VENUE_STALE_S):
+            reader.close()
+            return False
+        self.readers[k] = reader
+        return True
+
+    def start(self, wait_s: float = ATTACH_WAIT_S, stop: list[bool] | None = None) -> None:
+        """Attach the venues (waiting up to `wait_s` for all of them), then create the NBBO segment
+        with each symbol at the finest decimals of its venues."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            for k in range(len(self.venues)):
+                if self.readers[k] is None:
+                    self._try_attach(k)
+            missing = [v for v, r in zip(self.venues, self.readers) if r is None]
+            if not missing or time.monotonic() >= deadline or (stop and stop[0]):
+                break
+            time.sleep(0.2)
+        if missing:
+            self.log.warning("starting without %s (not up after %.0f s); they join when they come", missing, wait_s)
+        for reader in filter(None, self.readers):
+            for inst in reader.instruments:
+                symbol = self._alias(inst.symbol)
+                self.px_dec[symbol] = max(self.px_dec.get(symbol, 0), inst.px_dec)
+                self.qty_dec[symbol] = max(self.qty_dec.get(symbol, 0), inst.qty_dec)
+        specs = [InstrumentSpec(s, s, self.px_dec.get(s, 8), self.qty_dec.get(s, 8), len(self.venues))
+                 for s in self.symbols]
+        self.writer = SegmentWriter.create(self.config.prefix, "nbbo", specs, depth=2 * len(self.venues),
+                                           ring_slots=self.settings.ring_slots, labels=self.venues)
+        self.scratch = np.zeros(max([r.segment.geometry.block_words for r in self.readers if r] + [64]), np.int64)
+        for k, reader in enumerate(self.readers):
+            if reader is not None:
+                self._bind(k, reader)
+
+    def _bind(self, k: int, reader: VenueReader) -> None:
+        """Route venue k's instruments to NBBO symbols, follow its ring from the live head and read
+        its books as they are now."""
+        n = len(reader.instruments)
+        if n > self.route.shape[1]:
+            width = n
+            route = np.full((len(self.venues), width), -1, np.int64)
+            route[:, :self.route.shape[1]] = self.route
+            scales = np.ones((len(self.venues), width, 2), np.int64)
+            scales[:, :self.scales.shape[1]] = self.scales
+            self.route, self.scales = route, scales
+        self.route[k] = -1
+        index = {s: i for i, s in enumerate(self.symbols)}
+        for inst in reader.instruments:
+            symbol = index.get(self._alias(inst.symbol), -1)
+            if symbol < 0:
+                continue
+            px_extra = self.px_dec.get(self.symbols[symbol], 8) - inst.px_dec
+            qty_extra = self.qty_dec.get(self.symbols[symbol], 8) - inst.qty_dec
+            if px_extra < 0 or qty_extra < 0:
+                self.log.error("%s %s: decimals %d/%d finer than the NBBO's; not aggregated (restart the "
+                               "aggregator)", self.venues[k], inst.symbol, inst.px_dec, inst.qty_dec)
+                continue
+            self.route[k, inst.index] = symbol
+            self.scales[k, inst.index] = (10 ** px_extra, 10 ** qty_extra)
+        segment = reader.segment
+        self._rings[k], self._controls[k], self._books[k] = segment.ring, segment.ring_control, segment.books
+        if len(self.scratch) < segment.geometry.block_words:
+            self.scratch = np.zeros(segment.geometry.block_words, np.int64)
+        self.cursors[k] = (reader.events().position, 0)
+        self.venue_state[k] = (1, int(Reason.NONE))
+        now = time.time_ns()
+        resync_venue(k, segment.books, self.route, self.scales, self.scratch, self.quotes, self.last,
+                     self.venue_state, now, self._stale_ns, self.writer.books, self.writer.ring,
+                     self.writer.ring_control)
+        self.log.info("attached %s (pid %d, %d instruments)", self.venues[k], segment.writer_pid, n)
+
+    @property
+    def _stale_ns(self) -> int:
+        return int(self.settings.stale_ms * 1_000_000)
+
+    def housekeeping(self) -> None:
+        """Heartbeat; venues down (stale heartbeat, closed, replaced) excluded; new writers attached."""
+        self.writer.heartbeat()
+        for k, reader in enumerate(self.readers):
+            if reader is None:
+                if self._try_attach(k):
+                    self._bind(k, self.readers[k])
+                continue
+            segment = reader.segment
+            if reader.replaced:
+                self._venue_down(k, Reason.DISCONNECTED)
+                self._detach(k)
+            elif not segment.writer_alive(VENUE_STALE_S):
+                reason = Reason.SHUTDOWN if segment.state.name == "CLOSED" else Reason.DISCONNECTED
+                self._venue_down(k, reason)
+                if segment.state.name == "CLOSED":
+                    self._detach(k)
+            elif self.venue_state[k, V_UP] == 0:
+                self.venue_state[k] = (1, int(Reason.NONE))
+                self._resweep()
+
+    def _venue_down(self, k: int, reason: Reason) -> None:
+        if self.venue_state[k, V_UP]:
+            self.log.warning("%s down (%s)", self.venues[k], reason.name.lower())
+            self.venue_state[k] = (0, int(reason))
+            self._resweep()
+
+    def _detach(self, k: int) -> None:
+        """Drop a venue's mapping; the next housekeeping attaches its new writer."""
+        self._rings[k] = _readonly(np.zeros((2, SLOT_WORDS), np.int64))
+        self._controls[k] = _readonly(np.zeros(RING_CONTROL_WORDS, np.int64))
+        self._books[k] = _readonly(np.zeros((1, 64), np.int64))
+        self.readers[k].close()
+        self.readers[k] = None
+
+    def _resweep(self) -> None:
+        sweep(time.time_ns(), self._stale_ns, self.quotes, self.last, self.venue_state, self.writer.books,
+              self.writer.ring, self.writer.ring_control)
+
+    def poll(self, spins: int = 0) -> int:
+        """One aggregate call over every venue; returns the venue records consumed."""
+        writer = self.writer
+        consumed = aggregate(tuple(self._rings), tuple(self._controls), tuple(self._books), self.cursors,
+                             self.route, self.scales, self.rows, self.scratch, self.quotes, self.last,
+                             self.venue_state, self._stale_ns, spins, writer.books, writer.ring, writer.ring_control)
+        self.polls += 1
+        self.consumed += consumed
+        return consumed
+
+    def run(self, stop: list[bool], duration_s: float | None = None) -> None:
+        idle = self.settings.idle
+        spins = 100_000 if idle == "spin" else 200 if idle == "backoff" else 0
+        next_housekeeping = 0.0
+        quiet = 0
+        deadline = time.monotonic() + duration_s if duration_s else float("inf")
+        while not stop[0]:
+            now = time.monotonic()
+            if now >= next_housekeeping:
+                if now >= deadline:
+                    break
+                self.housekeeping()
+                next_housekeeping = now + HOUSEKEEPING_S
+            if self.poll(spins):
+                quiet = 0
+            elif idle == "backoff":
+                quiet += 1
+                time.sleep(min(1e-3, 20e-6 * 2 ** min(quiet, 6)))
+            elif idle == "block":
+                time.sleep(1e-3)
+
+    def close(self) -> None:
+        for k, reader in enumerate(self.readers):
+            if reader is not None:
+                self._detach(k)
+        if self.writer is not None:
+            self.writer.close()
+
+
+def main(config: RunConfig, duration_s: float | None = None) -> int:
+    """Process entry point (`fh aggregator -c CONFIG`)."""
+    log = setup_logging("fh.aggregator")
+    affinity = pin(config.aggregator.cpu)
+    set_title(f"fh: aggregator [{config.prefix}]")
+    stop = [False]
+
+    def request_stop(*_):
+        stop[0] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    aggregator = Aggregator(config, log)
+    try:
+        aggregator.start(stop=stop)
+        log.info("NBBO of %d symbols over %s on CPUs %s (%s idle)", len(aggregator.symbols), aggregator.venues,
+                 affinity, config.aggregator.idle)
+        aggregator.run(stop, duration_s)
+    except SegmentError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        aggregator.close()
+    log.info("stopped after %d polls, %d venue records", aggregator.polls, aggregator.consumed)
+    return 0

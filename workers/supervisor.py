@@ -1,0 +1,168 @@
+"""`fh run -c CONFIG`: the supervisor. Starts a worker process per configured venue and the aggregator
+(each pins itself to its configured CPU), restarts a child that dies with capped exponential
+backoff, and on SIGTERM / SIGINT (or after `--duration`) stops them all: SIGTERM, then SIGKILL for a
+child still alive after the grace period. Under systemd each child is its own unit instead.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from feedhandler.config import RunConfig
+from shm.layout import Counter
+from shm.nbbo_reader import NbboReader
+from shm.reader import VenueReader
+from shm.segment import SegmentError
+
+from .process import set_title, setup_logging
+
+RESTART_FIRST_S, RESTART_MAX_S, HEALTHY_AFTER_S = 0.5, 30.0, 60.0
+STOP_GRACE_S = 10.0
+READY_WAIT_S = 600.0  # a cold numba cache compiles for minutes on a small box
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+    exits: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv)
+        self.started = time.monotonic()
+
+
+def children(config_path: str, config: RunConfig) -> list[Child]:
+    fh = [sys.executable, "-m", "tools.cli"]
+    kids = [Child(f"venue {v}", fh + ["worker", v, "-c", config_path]) for v in sorted(config.venues)]
+    if config.aggregator.enabled:
+        kids.append(Child("aggregator", fh + ["aggregator", "-c", config_path]))
+    return kids
+
+
+def summary(config: RunConfig, duration_s: float) -> dict:
+    """What ran: per venue frames, books (valid now), gaps and resyncs; NBBO updates and symbols."""
+    venues = {}
+    for venue in sorted(config.venues):
+        try:
+            with VenueReader(venue, prefix=config.prefix) as reader:
+                counters = reader.segment.counters
+                books = [reader.book(i.index, depth=1) for i in reader.instruments]
+                venues[venue] = {"frames": int(counters[:, Counter.FRAMES].sum()),
+                                 "valid_books": sum(b.valid for b in books), "books": len(books),
+                                 "gaps": int(counters[:, Counter.GAPS].sum()),
+                                 "resyncs": int(counters[:, Counter.RESYNCS].sum())}
+        except SegmentError:
+            venues[venue] = {"frames": 0, "valid_books": 0, "books": 0, "gaps": 0, "resyncs": 0}
+    nbbo_updates, symbols = 0, []
+    try:
+        with NbboReader(prefix=config.prefix) as nbbo:
+            symbols = [i.symbol for i in nbbo.instruments]
+            nbbo_updates = sum(nbbo.quote(s).changes for s in symbols)
+    except SegmentError:
+        pass
+    return {"duration_s": round(duration_s, 3), "venues": venues, "nbbo_updates": nbbo_updates, "symbols": symbols}
+
+
+def nbbo_lines(config: RunConfig) -> list[str]:
+    """One line per symbol: best bid / ask with the venues at each."""
+    try:
+        with NbboReader(prefix=config.prefix) as nbbo:
+            lines = []
+            for inst in nbbo.instruments:
+                q = nbbo.quote(inst.index)
+                flag = " LOCKED" if q.locked else " CROSSED" if q.crossed else ""
+                lines.append(f"{inst.symbol:>10} {inst.qty_text(q.bid_qty):>14} @ {inst.price_text(q.bid_px):<14}"
+                             f"{'+'.join(q.bid_venues):<18} | {inst.price_text(q.ask_px):>14} x "
+                             f"{inst.qty_text(q.ask_qty):<14} {'+'.join(q.ask_venues)}{flag}")
+            return lines
+    except SegmentError as exc:
+        return [f"(no NBBO yet: {exc})"]
+
+
+def _ready(config: RunConfig) -> bool:
+    names = list(config.venues) + (["nbbo"] if config.aggregator.enabled else [])
+    for name in names:
+        try:
+            reader = NbboReader(prefix=config.prefix) if name == "nbbo" else VenueReader(name, prefix=config.prefix)
+        except SegmentError:
+            return False
+        alive = reader.segment.writer_alive()
+        reader.close()
+        if not alive:
+            return False
+    return True
+
+
+def run(config_path: str, config: RunConfig, duration_s: float | None = None, show_every_s: float = 5.0) -> dict:
+    log = setup_logging("fh.run")
+    set_title(f"fh: run {config_path}")
+    stop = [False]
+
+    def request_stop(*_):
+        stop[0] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    kids = children(config_path, config)
+    for child in kids:
+        child.start()
+        log.info("started %s (pid %d)", child.name, child.process.pid)
+    began = time.monotonic()
+    ready_at = None
+    next_show = 0.0
+    while not stop[0]:
+        time.sleep(0.2)
+        now = time.monotonic()
+        if ready_at is None and (_ready(config) or now - began > READY_WAIT_S):
+            ready_at = now
+            log.info("pipeline up after %.1f s", now - began)
+        if ready_at is not None and duration_s and now - ready_at >= duration_s:
+            break
+        if ready_at is not None and now >= next_show:
+            next_show = now + show_every_s
+            for line in nbbo_lines(config):
+                print(line, file=sys.stderr)
+        for child in kids:
+            code = child.process.poll() if child.process else None
+            if child.process is not None and code is not None:
+                child.exits.append(code)
+                healthy = now - child.started > HEALTHY_AFTER_S
+                child.restarts = 0 if healthy else child.restarts + 1
+                delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** child.restarts)
+                log.warning("%s exited with %d; restarting in %.1f s", child.name, code, delay)
+                child.process, child.next_start = None, now + delay
+            elif child.process is None and now >= child.next_start:
+                child.start()
+                log.info("restarted %s (pid %d)", child.name, child.process.pid)
+    ran = time.monotonic() - (ready_at or began)
+    result = summary(config, ran)
+    for child in kids:
+        if child.exits:
+            log.info("%s restarted %d time(s), exit codes %s", child.name, len(child.exits), child.exits)
+    stop_children(kids, log)
+    return result
+
+
+def stop_children(kids: list[Child], log: logging.Logger) -> None:
+    for child in kids:
+        if child.process is not None and child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in kids:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("%s did not stop in %.0f s; killing it", child.name, STOP_GRACE_S)
+            child.process.kill()
+            child.process.wait()
