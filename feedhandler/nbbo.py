@@ -232,11 +232,17 @@ def sweep(now, stale_ns, quotes, last, venue_state, blocks, ring, control):
 
 @njit(nogil=True, cache=True)
 def aggregate(rings, controls, venue_books, cursors, route, scales, rows, scratch, quotes, last, venue_state,
-              stale_ns, spins, blocks, ring, control):
-    """Poll every venue ring, apply what arrived, publish NBBO changes. Polls up to `spins` more
-    times while nothing arrives (0: once). Returns the number of venue records consumed."""
+              stale_ns, budget_ns, blocks, ring, control):
+    """Poll every venue ring, apply what arrived, publish NBBO changes; keeps polling for `budget_ns`
+    (0: one pass), so a spinning aggregator returns to Python about once per budget, not once per
+    record. Returns the number of venue records consumed."""
     consumed = 0
-    for attempt in range(spins + 1):
+    started = realtime_ns()
+    attempt = 0
+    while attempt == 0 or budget_ns > 0:
+        attempt += 1
+        if attempt % 64 == 0 and realtime_ns() - started >= budget_ns:
+            break
         for v in range(len(rings)):
             filled = poll(rings[v], controls[v], cursors[v], rows)
             if filled == 0:
@@ -250,7 +256,5 @@ def aggregate(rings, controls, venue_books, cursors, route, scales, rows, scratc
                 else:
                     _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, blocks, ring, control)
             consumed += filled
-        if consumed > 0:
-            break
     sweep(realtime_ns(), stale_ns, quotes, last, venue_state, blocks, ring, control)
     return consumed

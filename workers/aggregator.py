@@ -11,7 +11,6 @@ Idle strategies: `spin` (a core of its own), `backoff` (spins briefly, then slee
 from __future__ import annotations
 
 import logging
-import signal
 import time
 
 import numpy as np
@@ -22,12 +21,15 @@ from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Reason
 from shm.reader import VenueReader
 from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
 
-from .process import pin, set_title, setup_logging
+from .process import stop_flag, pin, set_title, setup_logging
 
 ATTACH_WAIT_S = 180.0  # how long the first start waits for every venue before fixing decimals
 VENUE_STALE_S = 2.0  # a venue heartbeat older than this: the venue is down
 HOUSEKEEPING_S = 0.1
 MAX_VENUES = 16
+# how long one aggregate call keeps polling: spin stays in numba (Python about once a millisecond),
+# backoff polls 50 us before it starts sleeping, block polls once per wake-up
+IDLE_BUDGET_NS = {"spin": 1_000_000, "backoff": 50_000, "block": 0}
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -190,19 +192,21 @@ class Aggregator:
         sweep(time.time_ns(), self._stale_ns, self.quotes, self.last, self.venue_state, self.writer.books,
               self.writer.ring, self.writer.ring_control)
 
-    def poll(self, spins: int = 0) -> int:
-        """One aggregate call over every venue; returns the venue records consumed."""
+    def poll(self, budget_ns: int = 0) -> int:
+        """One aggregate call over every venue, polling for `budget_ns`; returns the venue records
+        consumed."""
         writer = self.writer
         consumed = aggregate(tuple(self._rings), tuple(self._controls), tuple(self._books), self.cursors,
                              self.route, self.scales, self.rows, self.scratch, self.quotes, self.last,
-                             self.venue_state, self._stale_ns, spins, writer.books, writer.ring, writer.ring_control)
+                             self.venue_state, self._stale_ns, budget_ns, writer.books, writer.ring,
+                             writer.ring_control)
         self.polls += 1
         self.consumed += consumed
         return consumed
 
     def run(self, stop: list[bool], duration_s: float | None = None) -> None:
         idle = self.settings.idle
-        spins = 100_000 if idle == "spin" else 200 if idle == "backoff" else 0
+        budget_ns = IDLE_BUDGET_NS[idle]
         next_housekeeping = 0.0
         quiet = 0
         deadline = time.monotonic() + duration_s if duration_s else float("inf")
@@ -213,7 +217,7 @@ class Aggregator:
                     break
                 self.housekeeping()
                 next_housekeeping = now + HOUSEKEEPING_S
-            if self.poll(spins):
+            if self.poll(budget_ns):
                 quiet = 0
             elif idle == "backoff":
                 quiet += 1
@@ -234,13 +238,7 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
     log = setup_logging("fh.aggregator")
     affinity = pin(config.aggregator.cpu)
     set_title(f"fh: aggregator [{config.prefix}]")
-    stop = [False]
-
-    def request_stop(*_):
-        stop[0] = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_flag()
     aggregator = Aggregator(config, log)
     try:
         aggregator.start(stop=stop)

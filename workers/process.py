@@ -30,6 +30,18 @@ def setup_logging(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
+def stop_flag() -> list[bool]:
+    """[False] until SIGTERM / SIGINT sets it: the stop signal of a process without an event loop."""
+    stop = [False]
+
+    def request_stop(*_) -> None:
+        stop[0] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
 def stop_on_signals(stop: asyncio.Event) -> None:
     """SIGTERM / SIGINT set `stop`; the process then shuts down in order."""
     loop = asyncio.get_running_loop()

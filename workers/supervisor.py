@@ -18,7 +18,7 @@ from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
 from shm.segment import SegmentError
 
-from .process import set_title, setup_logging
+from .process import stop_flag, set_title, setup_logging
 
 RESTART_FIRST_S, RESTART_MAX_S, HEALTHY_AFTER_S = 0.5, 30.0, 60.0
 STOP_GRACE_S = 10.0
@@ -105,13 +105,7 @@ def _ready(config: RunConfig) -> bool:
 def run(config_path: str, config: RunConfig, duration_s: float | None = None, show_every_s: float = 5.0) -> dict:
     log = setup_logging("fh.run")
     set_title(f"fh: run {config_path}")
-    stop = [False]
-
-    def request_stop(*_):
-        stop[0] = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_flag()
     kids = children(config_path, config)
     for child in kids:
         child.start()
