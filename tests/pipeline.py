@@ -17,12 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shm.segment import Segment, SegmentError
+from tools.sim.server import DEFAULT_INSTRUMENTS, PORT_ORDER
 
 REPO = Path(__file__).resolve().parent.parent
 FH = [sys.executable, "-m", "tools.cli"]
-VENUE_SYMBOLS = {"binance": ["BTC-USDT", "ETH-USDT"], "coinbase": ["BTC-USD", "ETH-USD", "BTC-USDT"],
-                 "kraken": ["BTC-USD", "ETH-USD", "BTC-USDT"]}
-PORT_ORDER = ("binance", "coinbase", "kraken")
+VENUE_SYMBOLS = {venue: [i.symbol for i in instruments] for venue, instruments in DEFAULT_INSTRUMENTS.items()}
 
 
 def free_base_port() -> int:

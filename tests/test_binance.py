@@ -8,7 +8,8 @@ from feedhandler.capture import CaptureReader
 from feedhandler.feed import BinanceFeed
 from feedhandler.sync import SyncState
 from feedhandler.instruments import Instrument, binance_instruments
-from shm.reader import StatusEvent, VenueReader
+from readers import in_process_reader
+from shm.reader import StatusEvent
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.replay import replay
@@ -30,7 +31,7 @@ def snapshot(last_id, bids, asks):
 @pytest.fixture
 def feed(shm_prefix):
     writer = SegmentWriter.create(shm_prefix, "binance", [BTC.spec(1024)], depth=5, ring_slots=1024)
-    yield BinanceFeed([BTC], writer, capacity=1024), VenueReader("binance", prefix=shm_prefix)
+    yield BinanceFeed([BTC], writer, capacity=1024), in_process_reader("binance", shm_prefix)
     writer.close()
 
 

@@ -11,7 +11,8 @@ from feedhandler.sync import SyncState
 from feedhandler.instruments import Instrument, coinbase_instruments, decimals_of
 from feedhandler.capture import CaptureReader, FrameKind
 from shm.layout import Counter, Side
-from shm.reader import StatusEvent, TradeEvent, VenueReader
+from readers import in_process_reader
+from shm.reader import StatusEvent, TradeEvent
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.replay import replay
@@ -37,7 +38,7 @@ def feed(shm_prefix):
     coinbase = CoinbaseFeed([BTC, ETH], writer, capacity=256)
     coinbase.on_frame(l2(0, "snapshot", "BTC-USD", [("bid", "100.00", "1"), ("offer", "101.00", "2")]), 1, conn=7)
     coinbase.on_frame(l2(1, "snapshot", "ETH-USD", [("bid", "10.00", "1"), ("offer", "11.00", "2")]), 1, conn=7)
-    yield coinbase, VenueReader("coinbase", prefix=shm_prefix)
+    yield coinbase, in_process_reader("coinbase", shm_prefix)
     writer.close()
 
 
@@ -229,7 +230,7 @@ def test_advanced_recording_trade_sides_agree_with_the_touch(captures, tmp_path,
     instruments = [Instrument("coinbase", p, *p.split("-"), 2, 8) for p in ("BTC-USD", "ETH-USD")]
     with SegmentWriter.create(shm_prefix, "coinbase", [i.spec(65536) for i in instruments], 5, 1 << 14) as writer:
         coinbase = CoinbaseFeed(instruments, writer)
-        reader = VenueReader("coinbase", prefix=shm_prefix)
+        reader = in_process_reader("coinbase", shm_prefix)
         cursor = reader.events(batch=1 << 14)
         best, inferred = {}, {}
         for frame in CaptureReader(tmp_path / "c.fhcap").frames():

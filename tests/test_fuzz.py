@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
 from feedhandler.instruments import Instrument
-from shm.reader import VenueReader
+from readers import in_process_reader
 from shm.segment import SegmentWriter
 
 FRAMES = {
@@ -91,7 +91,7 @@ def test_mutated_frames_never_crash_and_never_publish_a_crossed_book(venue, batc
         for choice, cuts, flips, inserts in batch:
             frames = FRAMES[venue]
             feed.on_frame(mutate(frames[choice % len(frames)], cuts, flips, inserts), 1, 0)
-        with VenueReader(venue, prefix=shm_prefix) as reader:
+        with in_process_reader(venue, shm_prefix) as reader:
             book = reader.book(0)
             if book.valid and len(book.bids) and len(book.asks):
                 assert book.bids[0, 0] < book.asks[0, 0]

@@ -10,7 +10,8 @@ from feedhandler.sync import SyncState
 from feedhandler.instruments import Instrument, kraken_instruments
 from feedhandler.capture import CaptureReader, FrameKind
 from shm.layout import Counter, Side
-from shm.reader import StatusEvent, TradeEvent, VenueReader
+from readers import in_process_reader
+from shm.reader import StatusEvent, TradeEvent
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.replay import replay
@@ -45,7 +46,7 @@ def feed(shm_prefix):
     kraken = KrakenFeed([XMR, ETH], writer, capacity=64)
     for pair in ("XMR/USD", "ETH/USD"):
         kraken.on_frame(snapshot_frame(pair, ASKS, BIDS), 1)
-    yield kraken, VenueReader("kraken", prefix=shm_prefix)
+    yield kraken, in_process_reader("kraken", shm_prefix)
     writer.close()
 
 
@@ -176,7 +177,7 @@ def v2(kind, symbol, bids, asks, checksum):
 @pytest.fixture
 def matic(shm_prefix):
     writer = SegmentWriter.create(shm_prefix, "kraken", [MATIC.spec(64)], depth=10, ring_slots=1024)
-    yield KrakenFeed([MATIC], writer, capacity=64), VenueReader("kraken", prefix=shm_prefix)
+    yield KrakenFeed([MATIC], writer, capacity=64), in_process_reader("kraken", shm_prefix)
     writer.close()
 
 
@@ -218,7 +219,7 @@ def test_v2_recorded_sample_snapshot_verifies_through_the_decoder(captures, shm_
     [btc] = kraken_instruments(INSTRUMENT_SNAPSHOT)  # precisions as the instrument channel gives them
     with SegmentWriter.create(shm_prefix, "kraken", [btc.spec(64)], depth=10, ring_slots=64) as writer:
         KrakenFeed([btc], writer, capacity=64).on_frame(payload, 1)
-        reader = VenueReader("kraken", prefix=shm_prefix)
+        reader = in_process_reader("kraken", shm_prefix)
         assert reader.book("BTC-USD").valid
         assert reader.counters("BTC-USD")["checksum_ok"] == 1
 
@@ -281,7 +282,7 @@ def test_a_disconnect_invalidates_the_books_of_that_connection_only(shm_prefix):
         kraken = KrakenFeed([XMR, ETH], writer, capacity=64)
         kraken.on_frame(snapshot_frame("XMR/USD", ASKS, BIDS), 1, conn=1)
         kraken.on_frame(snapshot_frame("ETH/USD", ASKS, BIDS), 1, conn=2)
-        reader = VenueReader("kraken", prefix=shm_prefix)
+        reader = in_process_reader("kraken", shm_prefix)
         cursor = reader.events()
         kraken.on_disconnect(1, 2)
         assert not reader.book("XMR-USD").valid and reader.book("ETH-USD").valid

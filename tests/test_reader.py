@@ -1,3 +1,4 @@
+import time
 from decimal import Decimal
 
 import numpy as np
@@ -7,6 +8,7 @@ from feedhandler.book import BookStore
 from feedhandler.publish import publish
 from shm import ring
 from shm.layout import Counter, Reason, Side, Status
+from readers import in_process_reader
 from shm.reader import BookEvent, GapEvent, StatusEvent, TradeEvent, VenueReader
 from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
 
@@ -18,7 +20,7 @@ def venue(shm_prefix):
     writer = SegmentWriter.create(shm_prefix, "binance", SPEC, 5, 16)
     books = BookStore([100, 100])
     books.load(0, np.array([[6500012, 150000], [6500000, 7]]), np.array([[6500100, 2500000]]))
-    yield writer, books, VenueReader("binance", prefix=shm_prefix)
+    yield writer, books, in_process_reader("binance", shm_prefix)
     writer.close()
 
 
@@ -44,6 +46,27 @@ def test_an_unpublished_book_is_invalid_and_empty(venue):
     snapshot = reader.book("ETH-USDT")
     assert not snapshot.valid
     assert snapshot.best_bid() is None and len(snapshot.asks) == 0
+
+
+def test_a_valid_book_reads_invalid_once_its_writer_stops_heartbeating(venue, shm_prefix):
+    writer, books, _ = venue
+    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control, 41, 1000, 2000, True)
+    strict = VenueReader("binance", prefix=shm_prefix, stale_after_s=0.2)
+    writer.heartbeat()
+    assert strict.book("BTC-USDT").valid
+    time.sleep(0.3)
+    assert not strict.book("BTC-USDT").valid
+    writer.heartbeat()
+    assert strict.book("BTC-USDT").valid
+    strict.close()
+
+
+def test_a_closed_writers_books_read_invalid_but_keep_their_levels(venue):
+    writer, books, reader = venue
+    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control, 41, 1000, 2000, True)
+    writer.close()
+    snapshot = reader.book("BTC-USDT")
+    assert not snapshot.valid and snapshot.levels_text("bids")[0] == ["65000.12", "1.50000"]
 
 
 def test_book_snapshot_has_exact_levels_and_stamps(venue):
@@ -114,4 +137,4 @@ def test_status_reports_the_writer(venue):
 
 def test_attaching_to_an_absent_venue_fails_clearly(shm_prefix):
     with pytest.raises(SegmentError, match="is the writer for 'kraken' running"):
-        VenueReader("kraken", prefix=shm_prefix)
+        in_process_reader("kraken", shm_prefix)

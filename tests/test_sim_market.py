@@ -5,7 +5,7 @@ import pytest
 from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
 from feedhandler.instruments import Instrument
 from shm.fixedpoint import format_decimal
-from shm.reader import VenueReader
+from readers import in_process_reader
 from shm.segment import SegmentWriter
 from tools.sim.market import ASK, BID, Market
 from tools.sim.protocols import BinanceEncoder, CoinbaseAdvancedEncoder, KrakenV2Encoder
@@ -47,7 +47,7 @@ def replay(feed, frames_of_step, market):
 def segment(shm_prefix):
     def create(venue, instrument, capacity=512):
         writer = SegmentWriter.create(shm_prefix, venue, [instrument.spec(capacity)], depth=10, ring_slots=1 << 14)
-        return writer, VenueReader(venue, prefix=shm_prefix)
+        return writer, in_process_reader(venue, shm_prefix)
     return create
 
 

@@ -107,7 +107,6 @@ class Aggregator:
                  for s in self.symbols]
         self.writer = SegmentWriter.create(self.config.prefix, "nbbo", specs, depth=2 * len(self.venues),
                                            ring_slots=self.settings.ring_slots, labels=self.venues)
-        self.scratch = np.zeros(max([r.segment.geometry.block_words for r in self.readers if r] + [64]), np.int64)
         for k, reader in enumerate(self.readers):
             if reader is not None:
                 self._bind(k, reader)

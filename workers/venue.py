@@ -20,7 +20,7 @@ from dataclasses import asdict
 from feedhandler.capture import FrameKind, RotatingCaptureWriter, rest_payload
 from feedhandler.config import ADAPTERS, RunConfig, VenueConfig
 from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed, VenueFeed
-from feedhandler.instrument_cache import DEFAULT_DIRECTORY, InstrumentCache, InstrumentCacheError
+from feedhandler.instrument_cache import DEFAULT_DIRECTORY, InstrumentCache, InstrumentCacheError, parse_metadata
 from feedhandler.instruments import Instrument
 from feedhandler.venues import binance, coinbase, kraken
 from feedhandler.sync import SyncState
@@ -120,11 +120,11 @@ class VenueWorker:
         except (RestError, InstrumentCacheError) as exc:
             try:
                 record = cache.record(self.venue)
-                instruments = cache.load(self.venue)[0] if record else []
+                if not record:
+                    raise WorkerError(f"{self.venue}: no instrument metadata ({exc}) and nothing cached") from None
+                instruments = parse_metadata(self.venue, record["body"])
             except InstrumentCacheError as bad:
                 raise WorkerError(f"{self.venue}: no instrument metadata ({exc}); cache: {bad}") from None
-            if not record:
-                raise WorkerError(f"{self.venue}: no instrument metadata ({exc}) and nothing cached") from None
             self.log.warning("%s: metadata fetch failed (%s); using the copy cached at %s", self.venue, exc,
                              time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.get("fetched_ns", 0) / 1e9)))
             self._record(FrameKind.REST, 0, time.time_ns(),  # replays need the metadata the books were built on
