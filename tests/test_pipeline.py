@@ -15,7 +15,7 @@ from shm.reader import StatusEvent, VenueReader
 from shm.segment import SegmentError
 from tools.replay import replay
 
-from pipeline import FH, REPO, VENUE_SYMBOLS, Pipeline, wait_for
+from pipeline import FH, REPO, VENUE_SYMBOLS, Pipeline, free_base_port, wait_for
 
 STARTUP_S = 240  # a cold numba cache compiles for minutes on a 2-core box
 RECOVER_S = 30
@@ -257,6 +257,27 @@ def last_books(prefix: str, venue: str) -> dict:
                 for i in venue_reader.instruments}
 
 
+def served_to_a_worker_again_from(tmp_path, capture: str, expected: dict) -> None:
+    """`fh sim --replay` serves the capture; a fresh kraken worker ends with the same books."""
+    base, prefix = free_base_port(), f"fhresim{os.getpid()}"
+    config = tmp_path / "resim.toml"
+    config.write_text(f'[run]\nprefix = "{prefix}"\ninstrument_cache = "{tmp_path / "resim-instruments"}"\n'
+                      f'[venues.kraken]\nsymbols = {json.dumps(VENUE_SYMBOLS["kraken"])}\n'
+                      f'ws_url = "ws://127.0.0.1:{base + 4}/v2"\nrest_url = "http://127.0.0.1:{base + 5}"\n')
+    sim = subprocess.Popen(FH + ["sim", "--replay", capture, "--speed", "0", "--port", str(base)], cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        sim.stdout.readline()
+        subprocess.run(FH + ["worker", "kraken", "-c", str(config), "--duration", "5"], cwd=REPO, check=True,
+                       capture_output=True, timeout=60)
+        assert last_books(prefix, "kraken") == expected
+    finally:
+        sim.terminate()
+        sim.wait(10)
+        for path in glob.glob(f"/dev/shm/{prefix}.*"):
+            os.unlink(path)
+
+
 def test_run_prints_the_make_run_summary_and_its_captures_replay_to_the_same_books(tmp_path):
     short = Pipeline(tmp_path, f"fhsum{os.getpid()}")
     short.start(duration_s=3)
@@ -269,6 +290,8 @@ def test_run_prints_the_make_run_summary_and_its_captures_replay_to_the_same_boo
         paths = sorted(glob.glob(str(tmp_path / "captures" / f"{venue}-*.fhcap")))
         replayed = replay(paths, shm_prefix=f"fhrep{os.getpid()}", depth=10)["books"]
         assert {key: (book["bids"], book["asks"]) for key, book in replayed.items()} == live
+    served_to_a_worker_again_from(tmp_path, glob.glob(str(tmp_path / "captures" / "kraken-*.fhcap"))[0],
+                                  expected=books["kraken"])
     summary = json.loads(output.strip().splitlines()[-1])
     assert set(summary) == {"duration_s", "venues", "nbbo_updates", "symbols"}
     assert summary["duration_s"] >= 3 and summary["nbbo_updates"] > 0

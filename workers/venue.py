@@ -76,6 +76,7 @@ class VenueWorker:
         self.feed: VenueFeed | None = None
         self.connections: list[Connection] = []
         self._book_connection: dict[str, Connection] = {}
+        self._book_index: dict[str, int] = {}
         self._snapshots: set[str] = set()  # Binance symbols with a REST fetch in flight
         self._req_id = 100
         self._stop = asyncio.Event()

@@ -93,6 +93,22 @@ class Faults:
         return False
 
 
+class StepFault:
+    """Whether one step's book diff is dropped or duplicated, taken from the pending faults only
+    when the step has a diff (a step that changed nothing must not use up a fault)."""
+
+    def __init__(self, faults: Faults, symbol: str):
+        self._faults, self._symbol = faults, symbol
+        self._decided: tuple[bool, int] | None = None
+
+    def decide(self) -> tuple[bool, int]:
+        """(drop, times to send); the same answer for every session of the step."""
+        if self._decided is None:
+            self._decided = (Faults.take(self._faults.drop, self._symbol),
+                             2 if Faults.take(self._faults.duplicate, self._symbol) else 1)
+        return self._decided
+
+
 class Reference:
     """The shared mid of one BASE-QUOTE (in 1e-8 quote units) and each venue's offset from it."""
 
@@ -173,11 +189,9 @@ class VenueSim:
         market = self.markets[symbol]
         step = market.step(self.references[inst.symbol].target(self.name, inst.px_dec))
         self.steps += 1
-        drop = Faults.take(self.faults.drop, symbol)
-        repeat = 2 if Faults.take(self.faults.duplicate, symbol) else 1
-        self.publish(symbol, market, step, ts_ns, drop, repeat)
+        self.publish(symbol, market, step, ts_ns, StepFault(self.faults, symbol))
 
-    def publish(self, symbol: str, market: Market, step, ts_ns: int, drop: bool, repeat: int) -> None:
+    def publish(self, symbol: str, market: Market, step, ts_ns: int, fault: StepFault) -> None:
         raise NotImplementedError
 
     def heartbeat(self, ts_ns: int) -> None:
@@ -259,7 +273,7 @@ class BinanceSim(VenueSim):
         except (ValueError, AttributeError):
             session.send(b'{"code":2,"msg":"Invalid JSON"}')
 
-    def publish(self, symbol, market, step, ts_ns, drop, repeat) -> None:
+    def publish(self, symbol, market, step, ts_ns, fault) -> None:
         frames = self.encoders[symbol].frames(step, ts_ns)
         for session in list(self.sessions):
             if symbol not in session.books:
@@ -268,7 +282,9 @@ class BinanceSim(VenueSim):
                 if b'@trade"' in frame[:40]:
                     if symbol in session.trades:
                         self.send(session, frame)
-                elif not drop:
+                    continue
+                drop, repeat = fault.decide()
+                if not drop:
                     self.send(session, frame, repeat)
 
     def close_all(self) -> None:
@@ -339,7 +355,7 @@ class KrakenSim(VenueSim):
                 session.send(json.dumps({"method": method, "result": result, "success": True,
                                          "req_id": req_id}).encode())
 
-    def publish(self, symbol, market, step, ts_ns, drop, repeat) -> None:
+    def publish(self, symbol, market, step, ts_ns, fault) -> None:
         for session in list(self.sessions):
             encoder = session.books.get(symbol)
             if encoder is None:
@@ -349,6 +365,7 @@ class KrakenSim(VenueSim):
                     if symbol in session.trades:
                         self.send(session, frame)
                     continue
+                drop, repeat = fault.decide()
                 if drop:
                     continue
                 if Faults.take(self.faults.bad_checksum, symbol):
@@ -418,16 +435,18 @@ class CoinbaseSim(VenueSim):
                                  "sequence_num": next(session.sequence),
                                  "events": [{"subscriptions": current}]}).encode())
 
-    def publish(self, symbol, market, step, ts_ns, drop, repeat) -> None:
+    def publish(self, symbol, market, step, ts_ns, fault) -> None:
         for session in list(self.sessions):
             encoder = session.books.get(symbol)
             if encoder is None:
                 continue
-            frames = encoder.frames(step, ts_ns, trades=symbol in session.trades)
-            for frame in frames:
-                if drop and frame.startswith(b'{"channel":"l2_data"'):
-                    continue  # its sequence_num is spent: the client sees the gap
-                self.send(session, frame, repeat if frame.startswith(b'{"channel":"l2_data"') else 1)
+            for frame in encoder.frames(step, ts_ns, trades=symbol in session.trades):
+                if not frame.startswith(b'{"channel":"l2_data"'):
+                    self.send(session, frame)
+                    continue
+                drop, repeat = fault.decide()
+                if not drop:  # a dropped message's sequence_num is spent: the client sees the gap
+                    self.send(session, frame, repeat)
 
     def heartbeat(self, ts_ns: int) -> None:
         for session in list(self.sessions):
