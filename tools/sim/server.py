@@ -20,6 +20,7 @@ import numpy as np
 from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
+from feedhandler.instruments import Instrument
 
 from .market import Market
 from .protocols import BinanceEncoder, CoinbaseAdvancedEncoder, KrakenV2Encoder
@@ -39,34 +40,16 @@ FAULTS = {  # kind: what it does (arguments from the query string)
 MALFORMED = b'{"stream":"x@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"X","U":'
 
 
-@dataclass(frozen=True)
-class SimInstrument:
-    base: str
-    quote: str
-    px_dec: int
-    qty_dec: int
-
-    @property
-    def symbol(self) -> str:
-        return f"{self.base}-{self.quote}"
-
-
 REFERENCE_MIDS = {"BTC": 100_000, "ETH": 3_500, "SOL": 180}  # quote units, any quote
-DEFAULT_INSTRUMENTS = {
-    "binance": [SimInstrument("BTC", "USDT", 2, 5), SimInstrument("ETH", "USDT", 2, 4)],
-    "coinbase": [SimInstrument("BTC", "USD", 2, 8), SimInstrument("ETH", "USD", 2, 8),
-                 SimInstrument("BTC", "USDT", 2, 8)],
-    "kraken": [SimInstrument("BTC", "USD", 1, 8), SimInstrument("ETH", "USD", 2, 8),
-               SimInstrument("BTC", "USDT", 1, 8)],
+DEFAULT_INSTRUMENTS = {  # venue symbols as each venue spells them (Kraken: v2 names)
+    "binance": [Instrument("binance", "BTCUSDT", "BTC", "USDT", 2, 5),
+                Instrument("binance", "ETHUSDT", "ETH", "USDT", 2, 4)],
+    "coinbase": [Instrument("coinbase", "BTC-USD", "BTC", "USD", 2, 8),
+                 Instrument("coinbase", "ETH-USD", "ETH", "USD", 2, 8),
+                 Instrument("coinbase", "BTC-USDT", "BTC", "USDT", 2, 8)],
+    "kraken": [Instrument("kraken", "BTC/USD", "BTC", "USD", 1, 8), Instrument("kraken", "ETH/USD", "ETH", "USD", 2, 8),
+               Instrument("kraken", "BTC/USDT", "BTC", "USDT", 1, 8)],
 }
-
-
-def venue_symbol(venue: str, inst: SimInstrument) -> str:
-    if venue == "binance":
-        return f"{inst.base}{inst.quote}"
-    if venue == "kraken":
-        return f"{inst.base}/{inst.quote}"
-    return inst.symbol
 
 
 @dataclass
@@ -165,9 +148,9 @@ class VenueSim:
 
     name = ""
 
-    def __init__(self, instruments: list[SimInstrument], references: dict[str, Reference], seed: int,
+    def __init__(self, instruments: list[Instrument], references: dict[str, Reference], seed: int,
                  rate: float, depth: int = 200):
-        self.instruments = {venue_symbol(self.name, inst): inst for inst in instruments}
+        self.instruments = {inst.venue_symbol: inst for inst in instruments}
         self.references = references
         self.rate = rate  # market steps per second per symbol
         self.faults = Faults()
