@@ -31,7 +31,7 @@ from .ring import poll, write_position
 from .segment import Segment, SegmentError
 from .seqlock import read_best, read_block, read_top
 
-__all__ = ["VenueReader", "EventCursor", "Instrument", "BookSnapshot", "BookEvent", "TradeEvent",
+__all__ = ["VenueReader", "EventCursor", "counter_totals", "Instrument", "BookSnapshot", "BookEvent", "TradeEvent",
            "StatusEvent", "GapEvent", "read_best", "read_top", "read_block", "poll", "write_position"]
 
 MAX_SPINS = 1_000_000  # a writer never holds the seqlock this long unless it died inside it
@@ -141,6 +141,12 @@ class GapEvent:
 
 
 Event = BookEvent | TradeEvent | StatusEvent | GapEvent
+
+
+def counter_totals(counters: np.ndarray) -> dict[str, int]:
+    """A segment's counters (rows: instruments, then the venue) summed over every row, by name."""
+    totals = counters.sum(axis=0)
+    return {c.name.lower(): int(totals[c]) for c in Counter}
 
 
 class EventCursor:
@@ -265,6 +271,10 @@ class VenueReader:
         """Counters of one instrument, or of the venue connection(s) when `key` is None."""
         row = self.segment.counters[-1 if key is None else self.instrument(key).index]
         return {c.name.lower(): int(row[c]) for c in Counter}
+
+    def totals(self) -> dict[str, int]:
+        """Every counter summed over the venue and all its instruments."""
+        return counter_totals(self.segment.counters)
 
     def status(self) -> dict[str, object]:
         segment = self.segment

@@ -91,9 +91,7 @@ class Events:
 
 def counters(pipeline: Pipeline, venue: str) -> dict:
     with VenueReader(venue, prefix=pipeline.prefix) as venue_reader:
-        return venue_reader.counters() | {
-            name: sum(venue_reader.counters(i.index)[name] for i in venue_reader.instruments)
-            for name in ("gaps", "resyncs", "checksum_fail", "book_updates")}
+        return venue_reader.totals()
 
 
 def recovers(pipeline: Pipeline) -> None:

@@ -138,3 +138,12 @@ def test_status_reports_the_writer(venue):
 def test_attaching_to_an_absent_venue_fails_clearly(shm_prefix):
     with pytest.raises(SegmentError, match="is the writer for 'kraken' running"):
         in_process_reader("kraken", shm_prefix)
+
+
+def test_totals_sum_every_counter_over_the_venue_and_its_instruments(venue):
+    writer, _, reader = venue
+    writer.counters[0, Counter.GAPS] = 2
+    writer.counters[1, Counter.GAPS] = 3
+    writer.counters[-1, Counter.FRAMES] = 7
+    totals = reader.totals()
+    assert totals["gaps"] == 5 and totals["frames"] == 7 and totals["resyncs"] == 0

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 
-from shm.layout import Counter
 from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
 from shm.segment import DEFAULT_DIR, SegmentError
@@ -54,8 +53,8 @@ class Top:
                 if getattr(event, "ts_recv", 0) and hasattr(event, "bid_px"):
                     latencies.append(event.ts_publish - event.ts_recv)
             del latencies[:-5000]
-            counters = reader.segment.counters
-            frames = int(counters[:, Counter.FRAMES].sum())
+            totals = reader.totals()
+            frames = totals["frames"]
             last_t, last_frames = self.frames.get(venue, (now, frames))
             rate = (frames - last_frames) / (now - last_t) if now > last_t else 0.0
             self.frames[venue] = (now, frames)
@@ -64,9 +63,8 @@ class Top:
             status = reader.status()
             rows.append([venue, status["state"] if status["writer_alive"] else "DOWN",
                          f"{status['heartbeat_age_s']:.1f}s", f"{valid}/{len(reader.instruments)}", f"{rate:,.0f}",
-                         str(frames), str(int(counters[:, Counter.GAPS].sum())),
-                         str(int(counters[:, Counter.RESYNCS].sum())),
-                         str(int(counters[:, Counter.DECODE_ERRORS].sum())), f"{p50:.1f}", f"{p99:.1f}"])
+                         str(frames), str(totals["gaps"]), str(totals["resyncs"]), str(totals["decode_errors"]),
+                         f"{p50:.1f}", f"{p99:.1f}"])
         return rows
 
     def nbbo_rows(self) -> list[list[str]]:

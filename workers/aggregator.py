@@ -17,7 +17,7 @@ import numpy as np
 
 from feedhandler.config import RunConfig
 from feedhandler.nbbo import V_REASON, V_UP, aggregate, new_state, resync_venue, sweep
-from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Reason
+from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Reason, State
 from shm.reader import VenueReader
 from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
 
@@ -35,6 +35,13 @@ IDLE_BUDGET_NS = {"spin": 1_000_000, "backoff": 50_000, "block": 0}
 def _readonly(array: np.ndarray) -> np.ndarray:
     array.setflags(write=False)
     return array
+
+
+# what a venue that is not attached polls: an empty ring that never advances (read-only, like a
+# real mapping, so every venue has the same numba type)
+_NO_RING = _readonly(np.zeros((2, SLOT_WORDS), np.int64))
+_NO_CONTROL = _readonly(np.zeros(RING_CONTROL_WORDS, np.int64))
+_NO_BOOKS = _readonly(np.zeros((1, 64), np.int64))
 
 
 class Aggregator:
@@ -58,10 +65,9 @@ class Aggregator:
         self.scratch = np.zeros(1, np.int64)
         self.route = np.full((n_venues, 1), -1, np.int64)
         self.scales = np.ones((n_venues, 1, 2), np.int64)
-        empty_ring = _readonly(np.zeros((2, SLOT_WORDS), np.int64))
-        self._rings = [empty_ring] * n_venues
-        self._controls = [_readonly(np.zeros(RING_CONTROL_WORDS, np.int64))] * n_venues
-        self._books = [_readonly(np.zeros((1, 64), np.int64))] * n_venues
+        self._rings = [_NO_RING] * n_venues
+        self._controls = [_NO_CONTROL] * n_venues
+        self._books = [_NO_BOOKS] * n_venues
         self.px_dec: dict[str, int] = {}
         self.qty_dec: dict[str, int] = {}
         self.polls = 0
@@ -165,9 +171,9 @@ class Aggregator:
                 self._venue_down(k, Reason.DISCONNECTED)
                 self._detach(k)
             elif not segment.writer_alive(VENUE_STALE_S):
-                reason = Reason.SHUTDOWN if segment.state.name == "CLOSED" else Reason.DISCONNECTED
+                reason = Reason.SHUTDOWN if segment.state == State.CLOSED else Reason.DISCONNECTED
                 self._venue_down(k, reason)
-                if segment.state.name == "CLOSED":
+                if segment.state == State.CLOSED:
                     self._detach(k)
             elif self.venue_state[k, V_UP] == 0:
                 self.venue_state[k] = (1, int(Reason.NONE))
@@ -181,9 +187,7 @@ class Aggregator:
 
     def _detach(self, k: int) -> None:
         """Drop a venue's mapping; the next housekeeping attaches its new writer."""
-        self._rings[k] = _readonly(np.zeros((2, SLOT_WORDS), np.int64))
-        self._controls[k] = _readonly(np.zeros(RING_CONTROL_WORDS, np.int64))
-        self._books[k] = _readonly(np.zeros((1, 64), np.int64))
+        self._rings[k], self._controls[k], self._books[k] = _NO_RING, _NO_CONTROL, _NO_BOOKS
         self.readers[k].close()
         self.readers[k] = None
 

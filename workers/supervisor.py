@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 
 from feedhandler.config import RunConfig
-from shm.layout import Counter
 from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
 from shm.segment import SegmentError
@@ -54,12 +53,10 @@ def summary(config: RunConfig, duration_s: float) -> dict:
     for venue in sorted(config.venues):
         try:
             with VenueReader(venue, prefix=config.prefix) as reader:
-                counters = reader.segment.counters
+                totals = reader.totals()
                 books = [reader.book(i.index, depth=1) for i in reader.instruments]
-                venues[venue] = {"frames": int(counters[:, Counter.FRAMES].sum()),
-                                 "valid_books": sum(b.valid for b in books), "books": len(books),
-                                 "gaps": int(counters[:, Counter.GAPS].sum()),
-                                 "resyncs": int(counters[:, Counter.RESYNCS].sum())}
+                venues[venue] = {"frames": totals["frames"], "valid_books": sum(b.valid for b in books),
+                                 "books": len(books), "gaps": totals["gaps"], "resyncs": totals["resyncs"]}
         except SegmentError:
             venues[venue] = {"frames": 0, "valid_books": 0, "books": 0, "gaps": 0, "resyncs": 0}
     nbbo_updates, symbols = 0, []

@@ -25,7 +25,7 @@ from feedhandler.instruments import Instrument
 from feedhandler.venues import binance, coinbase, kraken
 from feedhandler.sync import SyncState
 from feedhandler.venues.adapter import ConnectionPlan
-from shm.layout import Counter
+from shm.reader import counter_totals
 from shm.segment import SegmentError, SegmentWriter
 
 from .process import new_loop, pin, set_title, setup_logging, stop_on_signals
@@ -306,10 +306,8 @@ class VenueWorker:
                 self._send(connection, message)
 
     def stats(self) -> dict:
-        counters = self.writer.counters
-        return {"frames": int(counters[:, Counter.FRAMES].sum()), "gaps": int(counters[:, Counter.GAPS].sum()),
-                "resyncs": int(counters[:, Counter.RESYNCS].sum()),
-                "decode_errors": int(counters[:, Counter.DECODE_ERRORS].sum()),
+        totals = counter_totals(self.writer.counters)
+        return {name: totals[name] for name in ("frames", "gaps", "resyncs", "decode_errors")} | {
                 "connects": sum(c.connects for c in self.connections),
                 "stale_reconnects": sum(c.stale_closes for c in self.connections),
                 "rest_requests": self.rest.requests, "rest_throttled": self.rest.throttled}
