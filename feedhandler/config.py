@@ -6,10 +6,15 @@ loaded, and a bad one fails fast with a message naming it; defaults make a minim
     [venues.<binance|coinbase|kraken>]
                                 symbols, ws_url, rest_url, cpu, depth, book_depth, client, idle,
                                 stale_after_s, ring_slots, snapshot_limit
+    [sinks.<kafka|redis|clickhouse>]
+                                url, in_aggregator, cpu, batch_max, depth, snapshot_interval_s,
+                                state_dir, retry_max_s, prefix, mode (kafka), max_commands_per_s and
+                                trades_maxlen (redis)
 """
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -20,6 +25,13 @@ ADAPTERS = {"binance": binance.ADAPTER, "coinbase": coinbase.ADVANCED, "kraken":
 CLIENTS = ("picows", "websockets")
 WORKER_IDLE = ("block", "spin")
 AGGREGATOR_IDLE = ("block", "backoff", "spin")
+KAFKA_MODES = ("at_least_once", "exactly_once")
+SINK_URLS = {  # what each sink's url must look like
+    "kafka": (re.compile(r"^[\w.-]+:\d+(,[\w.-]+:\d+)*$"), "host:port[,host:port...]"),
+    "redis": (re.compile(r"^rediss?://[^/\s]+(/\d+)?$"), "redis://host:port[/db]"),
+    "clickhouse": (re.compile(r"^(clickhouse://[^/\s]+(/\w+)?|chdb://\S+)$"),
+                   "clickhouse://host:port[/database] or chdb://PATH"),
+}
 
 
 class ConfigError(ValueError):
@@ -54,12 +66,30 @@ class AggregatorConfig:
 
 
 @dataclass(frozen=True)
+class SinkConfig:
+    name: str  # kafka | redis | clickhouse
+    url: str
+    in_aggregator: bool = False  # a thread of the aggregator process instead of a process of its own
+    cpu: int | None = None
+    batch_max: int = 4096  # records read from the rings per delivery
+    depth: int = 10  # levels per side in book snapshots
+    snapshot_interval_s: float = 5.0  # also snapshot every valid book this often (0: on change only)
+    state_dir: str = ".fh/sinks"  # acknowledged ring positions (sinks that keep them locally)
+    retry_max_s: float = 5.0  # cap of the reconnect backoff while the service is down
+    prefix: str = "fh"  # topic prefix (kafka), key prefix (redis)
+    mode: str = "at_least_once"  # kafka: at_least_once | exactly_once
+    max_commands_per_s: int = 50_000  # redis: conflate to stay within this
+    trades_maxlen: int = 100_000  # redis: the trades stream keeps about this many
+
+
+@dataclass(frozen=True)
 class RunConfig:
     prefix: str = "fh"
     capture_dir: str = ""  # empty: no capture files
     instrument_cache: str = ""  # empty: ~/.cache/fh/instruments
     venues: dict[str, VenueConfig] = field(default_factory=dict)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
+    sinks: dict[str, SinkConfig] = field(default_factory=dict)
     source: str = "<defaults>"
 
 
@@ -153,10 +183,36 @@ def _aggregator(table: Any) -> AggregatorConfig:
         symbols=_symbols(where, table.get("symbols", [])), quote_aliases=dict(aliases), ring_slots=ring_slots)
 
 
+def _sink(name: str, table: Any) -> SinkConfig:
+    where = f"sinks.{name}"
+    if name not in SINK_URLS:
+        raise ConfigError(f"{where}: unknown sink (known: {', '.join(SINK_URLS)})")
+    table = _section(where, table, {f.name for f in fields(SinkConfig)} - {"name"})
+    if "url" not in table:
+        raise ConfigError(f"{where}.url: required ({SINK_URLS[name][1]})")
+    url = _typed(where, "url", table["url"], str)
+    pattern, shape = SINK_URLS[name]
+    if not pattern.match(url):
+        raise ConfigError(f"{where}.url: {url!r} is not {shape}")
+    defaults = SinkConfig(name, url)
+    values = {}
+    for f in fields(SinkConfig):
+        if f.name in ("name", "url", "cpu") or f.name not in table:
+            continue
+        default = getattr(defaults, f.name)
+        values[f.name] = _typed(where, f.name, table[f.name], type(default), KAFKA_MODES if f.name == "mode" else ())
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and values[f.name] < 0:
+            raise ConfigError(f"{where}.{f.name}: must be >= 0, got {values[f.name]}")
+    for key in ("batch_max", "depth", "max_commands_per_s", "trades_maxlen"):
+        if values.get(key) == 0:
+            raise ConfigError(f"{where}.{key}: must be > 0")
+    return SinkConfig(name, url, cpu=_cpu(where, table.get("cpu")), **values)
+
+
 def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
     """A RunConfig from parsed TOML; raises ConfigError naming the first bad key."""
     try:
-        data = _section("config", data, {"run", "aggregator", "venues"})
+        data = _section("config", data, {"run", "aggregator", "venues", "sinks"})
         run = _section("run", data.get("run", {}), {"prefix", "capture_dir", "instrument_cache"})
         venues_table = _section("venues", data.get("venues", {}), set(ADAPTERS))
         if not venues_table:
@@ -166,7 +222,10 @@ def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
             capture_dir=_typed("run", "capture_dir", run.get("capture_dir", ""), str),
             instrument_cache=_typed("run", "instrument_cache", run.get("instrument_cache", ""), str),
             venues={name: _venue(name, table) for name, table in venues_table.items()},
-            aggregator=_aggregator(data.get("aggregator", {})), source=source)
+            aggregator=_aggregator(data.get("aggregator", {})),
+            sinks={name: _sink(name, table) for name, table in _section("sinks", data.get("sinks", {}),
+                                                                         set(SINK_URLS)).items()},
+            source=source)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

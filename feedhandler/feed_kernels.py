@@ -14,10 +14,11 @@ from __future__ import annotations
 from numba import njit
 
 from shm.clock import realtime_ns
-from shm.layout import Counter, Reason, Status
+from shm.layout import NO_BOOK, Counter, Reason, Side, Status
 from shm.ring import publish_status, publish_trade
 
-from .book_kernels import ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes, clear_book, is_crossed, truncate_side
+from .book_kernels import (ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes, best_level, clear_book, is_crossed,
+                           levels_through, truncate_side)
 from .checksum import kraken_checksum
 from .jsonscan import NO_TRADE_ID
 from .publish import publish
@@ -61,6 +62,9 @@ R_SNAPSHOT = int(Reason.SNAPSHOT)
 R_SEQUENCE_GAP = int(Reason.SEQUENCE_GAP)
 R_CHECKSUM = int(Reason.CHECKSUM)
 R_CROSSED = int(Reason.CROSSED)
+BUY = int(Side.BUY)
+SELL = int(Side.SELL)
+MAX_SWEPT = 1024  # a trade priced absurdly far through the book is not walked further
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -145,10 +149,12 @@ def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, lev
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def publish_trades(count, ts_recv, scratch, sync, ring, control, counters):
-    """Publish `count` decoded trades (scratch rows BOOK, ID, TIME, PRICE, QTY, SIDE = aggressor);
-    a trade without a venue id (NO_TRADE_ID) is numbered per book. A negative count is the trade
-    decoders' verdict on a bad frame: a decode error, nothing published."""
+def publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters):
+    """Publish `count` decoded trades (scratch rows BOOK, ID, TIME, PRICE, QTY, SIDE = aggressor), each
+    matched to its book as it stands before the trade (in feed order, so a replay matches the same):
+    best bid/ask, and the levels of the side it hit at or through its price (the side from the
+    aggressor, else from where the price lies). A trade without a venue id (NO_TRADE_ID) is numbered
+    per book. A negative count is the trade decoders' verdict on a bad frame: a decode error."""
     if count < 0:
         counters[-1, C_DECODE_ERRORS] += 1
     for k in range(count):
@@ -158,13 +164,24 @@ def publish_trades(count, ts_recv, scratch, sync, ring, control, counters):
             sync[book, SY_TRADES] += 1
             trade_id = sync[book, SY_TRADES]
         counters[book, C_TRADES] += 1
-        publish_trade(ring, control, book, trade_id, scratch[ROW_TIME, k], ts_recv, realtime_ns(),
-                      scratch[ROW_PRICE, k], scratch[ROW_QTY, k], scratch[ROW_SIDE, k])
+        price = scratch[ROW_PRICE, k]
+        aggressor = scratch[ROW_SIDE, k]
+        bid_px, bid_qty = best_level(levels, ladder, meta, book, BID)
+        ask_px, ask_qty = best_level(levels, ladder, meta, book, ASK)
+        swept = NO_BOOK
+        if sync[book, SY_STATE] == LIVE:
+            swept = 0
+            if aggressor == BUY or (aggressor != SELL and ask_qty != 0 and price >= ask_px):
+                swept = levels_through(levels, ladder, meta, book, ASK, price, MAX_SWEPT)
+            elif aggressor == SELL or (bid_qty != 0 and price <= bid_px):
+                swept = levels_through(levels, ladder, meta, book, BID, price, MAX_SWEPT)
+        publish_trade(ring, control, book, trade_id, scratch[ROW_TIME, k], ts_recv, realtime_ns(), price,
+                      scratch[ROW_QTY, k], aggressor, bid_px, bid_qty, ask_px, ask_qty, swept, sync[book, SY_UPDATE_ID])
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_recv, scratch, sync, ring, control,
-                      counters):
+def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_recv, scratch, sync, levels, ladder, meta,
+                      ring, control, counters):
     """Publish one trade a decoder left in its header."""
     scratch[ROW_BOOK, 0] = book
     scratch[ROW_ID, 0] = trade_id
@@ -172,4 +189,4 @@ def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_rec
     scratch[ROW_PRICE, 0] = price
     scratch[ROW_QTY, 0] = qty
     scratch[ROW_SIDE, 0] = aggressor
-    publish_trades(1, ts_recv, scratch, sync, ring, control, counters)
+    publish_trades(1, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters)

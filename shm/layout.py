@@ -99,6 +99,14 @@ SLOT_N_ASKS = 12
 SLOT_TRADE_PX = 7
 SLOT_TRADE_QTY = 8
 SLOT_TRADE_SIDE = 9
+# trade matched to its venue's book just before it (the writer's book, in feed order)
+SLOT_TRADE_BID_PX = 10
+SLOT_TRADE_BID_QTY = 11  # 0: no bid
+SLOT_TRADE_ASK_PX = 12
+SLOT_TRADE_ASK_QTY = 13  # 0: no ask
+SLOT_TRADE_SWEPT = 14  # levels of the side it hit at or through its price; NO_BOOK: the book was not valid
+SLOT_TRADE_BOOK_ID = 15  # the book's update id at that moment
+NO_BOOK = -1
 # status
 SLOT_STATUS = 7
 # reader-side gap marker (never written to shared memory): records skipped

@@ -24,8 +24,8 @@ from .layout import (
     BOOK_DEPTH_ASKS, BOOK_DEPTH_BIDS, BOOK_LEVELS, BOOK_N_ASKS, BOOK_N_BIDS, BOOK_TS_EXCHANGE,
     BOOK_TS_PUBLISH, BOOK_TS_RECV, BOOK_UPDATE_ID, BOOK_VALID, SLOT_ASK_PX, SLOT_ASK_QTY, SLOT_BID_PX,
     SLOT_BID_QTY, SLOT_ID, SLOT_INSTRUMENT, SLOT_KIND, SLOT_MISSED, SLOT_N_ASKS, SLOT_N_BIDS, SLOT_SEQ,
-    SLOT_STATUS, SLOT_TRADE_PX, SLOT_TRADE_QTY, SLOT_TRADE_SIDE, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH,
-    SLOT_TS_RECV, SLOT_WORDS, Counter, Kind, Reason, Side, State, Status, asks_at,
+    SLOT_STATUS, SLOT_TRADE_ASK_PX, SLOT_TRADE_ASK_QTY, SLOT_TRADE_BID_PX, SLOT_TRADE_BID_QTY, SLOT_TRADE_BOOK_ID,
+    SLOT_TRADE_PX, SLOT_TRADE_QTY, SLOT_TRADE_SIDE, SLOT_TRADE_SWEPT, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH, SLOT_TS_RECV, SLOT_WORDS, Counter, Kind, Reason, Side, State, Status, asks_at,
 )
 from .ring import poll, write_position
 from .segment import Segment, SegmentError
@@ -119,6 +119,13 @@ class TradeEvent:
     price: int
     qty: int
     side: Side  # the aggressor
+    # the venue's book just before the trade, in feed order (mantissas at the instrument's decimals)
+    bid_px: int
+    bid_qty: int  # 0: no bid
+    ask_px: int
+    ask_qty: int  # 0: no ask
+    swept: int  # levels of the side it hit at or through its price; NO_BOOK (-1): the book was not valid
+    book_update_id: int
 
 
 @dataclass(frozen=True)
@@ -309,7 +316,9 @@ class VenueReader:
                              int(row[SLOT_N_BIDS]), int(row[SLOT_N_ASKS]))
         if kind == Kind.TRADE:
             return TradeEvent(position, instrument, int(row[SLOT_ID]), *stamps, int(row[SLOT_TRADE_PX]),
-                              int(row[SLOT_TRADE_QTY]), Side(int(row[SLOT_TRADE_SIDE])))
+                              int(row[SLOT_TRADE_QTY]), Side(int(row[SLOT_TRADE_SIDE])), int(row[SLOT_TRADE_BID_PX]),
+                              int(row[SLOT_TRADE_BID_QTY]), int(row[SLOT_TRADE_ASK_PX]),
+                              int(row[SLOT_TRADE_ASK_QTY]), int(row[SLOT_TRADE_SWEPT]), int(row[SLOT_TRADE_BOOK_ID]))
         if kind == Kind.STATUS:
             return StatusEvent(position, instrument, Status(int(row[SLOT_STATUS])), Reason(int(row[SLOT_ID])),
                                *stamps)

@@ -14,8 +14,9 @@ from .atomics import fence_acquire, fence_release, load_acquire, prefetch_for_wr
 from .layout import (
     RING_WRITE_POS, SLOT_ASK_PX, SLOT_ASK_QTY, SLOT_BID_PX, SLOT_BID_QTY, SLOT_ID, SLOT_INSTRUMENT,
     SLOT_KIND, SLOT_MISSED, SLOT_N_ASKS, SLOT_N_BIDS, SLOT_NBBO_ASK_VENUES, SLOT_NBBO_BID_VENUES, SLOT_NBBO_FLAGS,
-    SLOT_NBBO_SOURCE_TS, SLOT_NBBO_SOURCE_VENUE, SLOT_SEQ, SLOT_STATUS, SLOT_TRADE_PX, SLOT_VENUE,
-    SLOT_TRADE_QTY, SLOT_TRADE_SIDE, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH, SLOT_TS_RECV, SLOT_WORDS, Kind,
+    SLOT_NBBO_SOURCE_TS, SLOT_NBBO_SOURCE_VENUE, SLOT_SEQ, SLOT_STATUS, SLOT_TRADE_ASK_PX, SLOT_TRADE_ASK_QTY,
+    SLOT_TRADE_BID_PX, SLOT_TRADE_BID_QTY, SLOT_TRADE_BOOK_ID, SLOT_TRADE_PX, SLOT_TRADE_QTY, SLOT_TRADE_SIDE,
+    SLOT_TRADE_SWEPT, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH, SLOT_TS_RECV, SLOT_VENUE, SLOT_WORDS, Kind,
 )
 
 READ_OK = 0
@@ -68,12 +69,20 @@ def publish_book(ring, control, instrument, update_id, ts_exchange, ts_recv, ts_
 
 
 @njit(nogil=True, cache=True)
-def publish_trade(ring, control, instrument, trade_id, ts_exchange, ts_recv, ts_publish, price, qty, side):
-    """Append a trade record; `side` is the aggressor (Side.BUY, Side.SELL or Side.UNKNOWN)."""
+def publish_trade(ring, control, instrument, trade_id, ts_exchange, ts_recv, ts_publish, price, qty, side,
+                  bid_px, bid_qty, ask_px, ask_qty, swept, book_id):
+    """Append a trade record; `side` is the aggressor (Side.BUY, Side.SELL or Side.UNKNOWN), then the
+    venue's book just before it: best bid/ask, levels swept (NO_BOOK: not valid), book update id."""
     position, slot = _begin(ring, control, KIND_TRADE, instrument, trade_id, ts_exchange, ts_recv, ts_publish)
     slot[SLOT_TRADE_PX] = price
     slot[SLOT_TRADE_QTY] = qty
     slot[SLOT_TRADE_SIDE] = side
+    slot[SLOT_TRADE_BID_PX] = bid_px
+    slot[SLOT_TRADE_BID_QTY] = bid_qty
+    slot[SLOT_TRADE_ASK_PX] = ask_px
+    slot[SLOT_TRADE_ASK_QTY] = ask_qty
+    slot[SLOT_TRADE_SWEPT] = swept
+    slot[SLOT_TRADE_BOOK_ID] = book_id
     return _commit(control, position, slot)
 
 

@@ -30,3 +30,18 @@ def captures() -> Path:
     if not path.is_dir():
         pytest.skip(f"real recordings not found at {path} (set FH_CAPTURES); skipping the check on real data")
     return path
+
+
+@pytest.fixture
+def service(tmp_path):
+    """start(name) -> a private real service (redis, kafka, clickhouse) on a free loopback port, stopped
+    afterwards. A missing server binary fails the test: `make test` installs them."""
+    from tools import services
+    started = []
+
+    def start(name: str):
+        started.append(services.start(name, tmp_path / "services"))
+        return started[-1]
+    yield start
+    for running in started:
+        running.stop()

@@ -56,13 +56,14 @@ def wait_for(condition: Callable[[], object], timeout_s: float, what: str, every
 
 class Pipeline:
     def __init__(self, workdir: Path, prefix: str, rate: float = 20.0, stale_after_s: float = 2.0,
-                 stale_ms: float = 1500.0):
+                 stale_ms: float = 1500.0, extra_config: str = "", ring_slots: int = 1 << 16):
         self.workdir = workdir
         self.prefix = prefix
         self.base = free_base_port()
         self.rate = rate
         self.config_path = workdir / "pipeline.toml"
-        self.config_path.write_text(self._config(stale_after_s, stale_ms))
+        self.ring_slots = ring_slots
+        self.config_path.write_text(self._config(stale_after_s, stale_ms) + extra_config)
         self.sim: subprocess.Popen | None = None
         self.run: subprocess.Popen | None = None
 
@@ -74,7 +75,8 @@ class Pipeline:
             path = "/v2" if venue == "kraken" else ""
             lines.append(f'[venues.{venue}]\nsymbols = {json.dumps(VENUE_SYMBOLS[venue])}\n'
                          f'ws_url = "ws://127.0.0.1:{self.base + 2 * k}{path}"\n'
-                         f'rest_url = "http://127.0.0.1:{self.base + 2 * k + 1}"\nstale_after_s = {stale_after_s}\n')
+                         f'rest_url = "http://127.0.0.1:{self.base + 2 * k + 1}"\nstale_after_s = {stale_after_s}\n'
+                         f'ring_slots = {self.ring_slots}\n')
         return "\n".join(lines)
 
     def rest_port(self, venue: str) -> int:

@@ -291,7 +291,7 @@ def test_run_prints_the_make_run_summary_and_its_captures_replay_to_the_same_boo
     served_to_a_worker_again_from(tmp_path, glob.glob(str(tmp_path / "captures" / "kraken-*.fhcap"))[0],
                                   expected=books["kraken"])
     summary = json.loads(output.strip().splitlines()[-1])
-    assert set(summary) == {"duration_s", "venues", "nbbo_updates", "symbols"}
+    assert set(summary) == {"duration_s", "venues", "nbbo_updates", "symbols", "sinks"} and summary["sinks"] == {}
     assert summary["duration_s"] >= 3 and summary["nbbo_updates"] > 0
     assert summary["symbols"] == ["BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT"]
     for venue, figures in summary["venues"].items():

@@ -91,11 +91,14 @@ def test_events_arrive_typed_and_in_order(venue):
     writer, books, reader = venue
     cursor = reader.events()
     publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control, 5, 0, 0, True)
-    ring.publish_trade(writer.ring, writer.ring_control, 0, 9, 0, 0, 0, 6500050, 100, int(Side.SELL))
+    ring.publish_trade(writer.ring, writer.ring_control, 0, 9, 0, 0, 0, 6500012, 100, int(Side.SELL), 6500012, 40,
+                       6500100, 30, 1, 5)
     ring.publish_status(writer.ring, writer.ring_control, 0, int(Status.BOOK_INVALID), int(Reason.CHECKSUM), 0, 0, 0)
     book, trade, status = cursor.poll()
     assert isinstance(book, BookEvent) and (book.bid_px, book.ask_px, book.update_id) == (6500012, 6500100, 5)
     assert isinstance(trade, TradeEvent) and trade.side == Side.SELL and trade.instrument.symbol == "BTC-USDT"
+    assert (trade.bid_px, trade.bid_qty, trade.ask_px, trade.ask_qty, trade.swept, trade.book_update_id) == (
+        6500012, 40, 6500100, 30, 1, 5)
     assert isinstance(status, StatusEvent) and (status.status, status.reason) == (Status.BOOK_INVALID, Reason.CHECKSUM)
     assert [e.position for e in (book, trade, status)] == [0, 1, 2]
 

@@ -71,7 +71,7 @@ def test_the_writer_never_waits_for_a_reader(writer):
 
 
 def test_trade_and_status_records_carry_their_kind(writer):
-    ring.publish_trade(writer.ring, writer.ring_control, 0, 555, 1, 2, 3, 100, 7, 1)
+    ring.publish_trade(writer.ring, writer.ring_control, 0, 555, 1, 2, 3, 100, 7, 1, 99, 5, 101, 6, 1, 42)
     ring.publish_status(writer.ring, writer.ring_control, 0, 3, 2, 1, 2, 3)
     rows = read_all(writer, np.zeros(2, np.int64))
     assert rows[:, SLOT_KIND].tolist() == [Kind.TRADE, Kind.STATUS]

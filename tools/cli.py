@@ -40,6 +40,11 @@ def _bench_nbbo(args: argparse.Namespace) -> dict:
     return nbbo.run(samples=args.samples)
 
 
+def _bench_sinks(args: argparse.Namespace) -> dict:
+    from .bench import sinks
+    return sinks.run(args.records)
+
+
 def _demo(args: argparse.Namespace) -> dict:
     from . import demo
     print(f"fh demo: publishing to /dev/shm/{args.prefix}.{args.venue} for {args.duration:g} s", file=sys.stderr)
@@ -59,7 +64,7 @@ def _capture_import(args: argparse.Namespace) -> dict:
 def _replay(args: argparse.Namespace) -> dict:
     from .replay import replay
     summary = replay(args.files, shm_prefix=args.shm_prefix, depth=args.depth, speed=args.speed,
-                     summary_json=args.summary_json)
+                     summary_json=args.summary_json, keep=args.keep)
     return {key: value for key, value in summary.items() if key != "books"} | {"books": len(summary["books"])}
 
 
@@ -116,6 +121,11 @@ def _aggregator(args: argparse.Namespace) -> int:
     return aggregator.main(_config(args), args.duration)
 
 
+def _sink(args: argparse.Namespace) -> int:
+    from workers import sink
+    return sink.main(_config(args), args.sink, args.duration)
+
+
 def _top(args: argparse.Namespace) -> int:
     from . import top
     return top.run(args.prefix, args.interval, args.once)
@@ -157,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     nbbo.add_argument("--samples", type=int, default=100_000)
     nbbo.set_defaults(run=_bench_nbbo, title="fh bench nbbo")
 
+    sinks_bench = benches.add_parser("sinks", help="Kafka, Redis, ClickHouse sinks against real local services")
+    sinks_bench.add_argument("--records", type=int, default=200_000, help="ring records to drain per sink")
+    sinks_bench.set_defaults(run=_bench_sinks, title="fh bench sinks")
     demo = commands.add_parser("demo", help="publish synthetic books to shared memory for trying the reader API")
     demo.add_argument("--prefix", default="fh", help="segment prefix (default fh)")
     demo.add_argument("--venue", default="demo", help="segment name (default demo)")
@@ -181,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--shm-prefix", default="fhreplay", help="segment prefix (default fhreplay)")
     replay.add_argument("--depth", type=int, default=10, help="levels per side in books and summary")
     replay.add_argument("--summary-json", help="write the summary contract to this file")
+    replay.add_argument("--keep", action="store_true", help="leave the segment (closed) for readers and sinks")
     replay.set_defaults(run=_replay, title="fh replay")
 
     sim = commands.add_parser("sim", help="the venues' WebSocket and REST protocols on loopback, with faults")
@@ -208,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     aggregator.add_argument("-c", "--config", required=True)
     aggregator.add_argument("--duration", type=float, default=0.0)
     aggregator.set_defaults(run=_aggregator, title="fh aggregator")
+    sink = commands.add_parser("sink", help="one fan-out sink process (what fh run starts per [sinks.NAME])")
+    sink.add_argument("sink", choices=["kafka", "redis", "clickhouse"])
+    sink.add_argument("-c", "--config", required=True)
+    sink.add_argument("--duration", type=float, default=0.0)
+    sink.set_defaults(run=_sink, title="fh sink")
     top = commands.add_parser("top", help="live terminal view: NBBO, venue books, rates, gaps")
     top.add_argument("--prefix", default="fh")
     top.add_argument("--interval", type=float, default=1.0)
@@ -216,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 
-    for sub in (book, shm, decode, replay_bench, wire, nbbo, demo, info, importer, replay, run, warmup):
+    for sub in (book, shm, decode, replay_bench, wire, nbbo, sinks_bench, demo, info, importer, replay, run, warmup):
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -235,10 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     from feedhandler.capture import CaptureError
     from shm.segment import SegmentError
     from .importers.cryptofeed import RecordingError
+    from workers.sinks.runner import SinkConfigError
     from .replay import ReplayError
     try:
         result = args.run(args)
-    except (CaptureError, SegmentError, RecordingError, ReplayError, FileNotFoundError, ValueError) as exc:
+    except (CaptureError, SegmentError, RecordingError, ReplayError, SinkConfigError, FileNotFoundError,
+            ValueError) as exc:
         print(f"fh: {exc}", file=sys.stderr)
         return 2
     if isinstance(result, int):

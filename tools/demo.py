@@ -8,9 +8,10 @@ import numpy as np
 
 from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID, apply_changes
+from feedhandler.feed_kernels import SCRATCH_ROWS, publish_one_trade
 from feedhandler.publish import publish
-from shm.layout import BOOK_MAX_DEPTH, RING_CONTROL_WORDS, SLOT_WORDS, Counter, Side, block_words
-from shm.ring import publish_trade
+from feedhandler.sync import LIVE, SY_STATE, new_sync
+from shm.layout import BOOK_MAX_DEPTH, RING_CONTROL_WORDS, N_COUNTERS, SLOT_WORDS, Counter, Side, block_words
 from shm.segment import InstrumentSpec, SegmentWriter
 
 INSTRUMENTS = [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 4096), InstrumentSpec("ETHUSDT", "ETH-USDT", 2, 4, 4096)]
@@ -27,12 +28,15 @@ def _compile(books: BookStore) -> None:
     apply_changes(scratch.levels, scratch.ladder, scratch.meta, 0, np.zeros(1, np.int64), np.ones(1, np.int64),
                   np.ones(1, np.int64))
     publish(scratch.levels, scratch.ladder, scratch.meta, 0, blocks, ring, control, 0, 0, 0, True)
-    publish_trade(ring, control, 0, 0, 0, 0, 0, 1, 1, 1)
+    publish_one_trade(0, 0, 0, 1, 1, 1, 0, np.zeros((SCRATCH_ROWS, 1), np.int64), new_sync(len(INSTRUMENTS)),
+                      scratch.levels, scratch.ladder, scratch.meta, ring, control,
+                      np.zeros((len(INSTRUMENTS) + 1, N_COUNTERS), np.int64))
 
 
 def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate: float = 200.0,
-        seed: int = 7) -> dict[str, int]:
-    """Publish `rate` book changes per second (spread over the instruments) for `duration_s`."""
+        seed: int = 7, ring_slots: int = 4096, changes: int = 0) -> dict[str, int]:
+    """Publish `rate` book changes per second (spread over the instruments) for `duration_s`, or until
+    `changes` were published (0: no limit)."""
     rng = np.random.default_rng(seed)
     books = BookStore([spec.capacity for spec in INSTRUMENTS], window=1024)
     mids = list(START_MID)
@@ -41,14 +45,24 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
         sizes = rng.integers(1, 10**6, DEPTH)
         books.load(i, np.stack([mid - ticks, sizes], 1), np.stack([mid + ticks, sizes], 1))
     _compile(books)  # before the segment exists: a reader attaching must not wait on the compiler
+    sync = new_sync(len(INSTRUMENTS))
+    sync[:, SY_STATE] = LIVE
+    trade_scratch = np.zeros((SCRATCH_ROWS, 1), np.int64)
     published = trades = 0
-    with SegmentWriter.create(prefix, venue, INSTRUMENTS, depth=10, ring_slots=4096) as writer:
+    with SegmentWriter.create(prefix, venue, INSTRUMENTS, depth=10, ring_slots=ring_slots) as writer:
         started = time.monotonic()
         next_at = started
-        while time.monotonic() - started < duration_s:
+        while time.monotonic() - started < duration_s and (not changes or published < changes):
             i = int(rng.integers(len(INSTRUMENTS)))
             step = int(rng.integers(-1, 2))
             mids[i] += step
+            now = time.time_ns()
+            if step:  # a trade at the new mid, matched to the book it moves
+                aggressor = Side.BUY if step > 0 else Side.SELL
+                publish_one_trade(i, trades, now, mids[i], int(rng.integers(1, 10**5)), int(aggressor), now,
+                                  trade_scratch, sync, books.levels, books.ladder, books.meta, writer.ring,
+                                  writer.ring_control, writer.counters)
+                trades += 1
             side = rng.integers(0, 2, 4)
             depth = rng.integers(0, DEPTH, 4)
             prices = np.where(side == BID, mids[i] - 1 - depth, mids[i] + 1 + depth).astype(np.int64)
@@ -57,17 +71,10 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
             sides = np.concatenate([crossing, side.astype(np.int64)])
             apply_changes(books.levels, books.ladder, books.meta, i, sides,
                           np.concatenate([[mids[i]], prices]).astype(np.int64), np.concatenate([[0], qtys]))
-            now = time.time_ns()
             publish(books.levels, books.ladder, books.meta, i, writer.books, writer.ring, writer.ring_control,
                     published, now, now, True)
             writer.counters[i, Counter.BOOK_UPDATES] += 1
             published += 1
-            if step:
-                aggressor = Side.BUY if step > 0 else Side.SELL
-                publish_trade(writer.ring, writer.ring_control, i, trades, now, now, time.time_ns(), mids[i],
-                              int(rng.integers(1, 10**5)), int(aggressor))
-                writer.counters[i, Counter.TRADES] += 1
-                trades += 1
             writer.heartbeat()
             next_at += 1.0 / rate
             time.sleep(max(0.0, next_at - time.monotonic()))

@@ -93,7 +93,9 @@ def _speed_factor(speed: str) -> float | None:
 
 
 def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, speed: str = "max",
-           summary_json: str | None = None) -> dict:
+           summary_json: str | None = None, keep: bool = False) -> dict:
+    """Feed captured frames through the venue's decode and book path into `<shm_prefix>.<venue>`; with
+    `keep` the segment stays (CLOSED) afterwards for readers and sinks, else it is removed."""
     readers = [CaptureReader(path) for path in paths]
     venues = {reader.header["venue"] for reader in readers}
     if len(venues) != 1:
@@ -126,7 +128,7 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
         elapsed = time.perf_counter() - started
         summary = _summary(venue, shm_prefix, writer, depth, frames, elapsed)
     finally:
-        writer.close(unlink=True)
+        writer.close(unlink=not keep)
     if summary_json:
         tmp = f"{summary_json}.tmp"
         with open(tmp, "w") as f:

@@ -11,6 +11,7 @@ Idle strategies: `spin` (a core of its own), `backoff` (spins briefly, then slee
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -22,6 +23,7 @@ from shm.reader import VenueReader
 from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
 
 from .process import stop_flag, pin, set_title, setup_logging
+from .sink import start_in_thread
 
 ATTACH_WAIT_S = 180.0  # how long the first start waits for every venue before fixing decimals
 VENUE_STALE_S = 2.0  # a venue heartbeat older than this: the venue is down
@@ -243,15 +245,21 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
     set_title(f"fh: aggregator [{config.prefix}]")
     stop = stop_flag()
     aggregator = Aggregator(config, log)
+    sinks_stop = threading.Event()
+    sinks = []
     try:
         aggregator.start(stop=stop)
         log.info("NBBO of %d symbols over %s on CPUs %s (%s idle)", len(aggregator.symbols), aggregator.venues,
                  affinity, config.aggregator.idle)
+        sinks = [start_in_thread(config, name, sinks_stop) for name, sink in config.sinks.items() if sink.in_aggregator]
         aggregator.run(stop, duration_s)
     except SegmentError as exc:
         log.error("%s", exc)
         return 2
     finally:
+        sinks_stop.set()
+        for thread in sinks:
+            thread.join(10)
         aggregator.close()
     log.info("stopped after %d polls, %d venue records", aggregator.polls, aggregator.consumed)
     return 0

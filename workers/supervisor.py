@@ -5,12 +5,14 @@ child still alive after the grace period. Under systemd each child is its own un
 """
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from feedhandler.config import RunConfig
 from shm.nbbo_reader import NbboReader
@@ -44,6 +46,8 @@ def children(config_path: str, config: RunConfig) -> list[Child]:
     kids = [Child(f"venue {v}", fh + ["worker", v, "-c", config_path]) for v in sorted(config.venues)]
     if config.aggregator.enabled:
         kids.append(Child("aggregator", fh + ["aggregator", "-c", config_path]))
+    kids += [Child(f"sink {name}", fh + ["sink", name, "-c", config_path])
+             for name, sink in sorted(config.sinks.items()) if not sink.in_aggregator or not config.aggregator.enabled]
     return kids
 
 
@@ -66,7 +70,14 @@ def summary(config: RunConfig, duration_s: float) -> dict:
             nbbo_updates = sum(nbbo.quote(s).changes for s in symbols)
     except SegmentError:
         pass
-    return {"duration_s": round(duration_s, 3), "venues": venues, "nbbo_updates": nbbo_updates, "symbols": symbols}
+    sinks = {}
+    for name, sink in sorted(config.sinks.items()):
+        try:
+            sinks[name] = json.loads((Path(sink.state_dir) / f"{name}.stats.json").read_text())
+        except (OSError, ValueError):
+            sinks[name] = {"up": 0, "last_error": "no stats yet"}
+    return {"duration_s": round(duration_s, 3), "venues": venues, "nbbo_updates": nbbo_updates, "symbols": symbols,
+            "sinks": sinks}
 
 
 def nbbo_lines(config: RunConfig) -> list[str]:

@@ -215,8 +215,8 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
                meta, blocks, ring, control, counters)
     elif kind == FRAME_TRADE:
         publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * 1_000_000,
-                          header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, ring, control,
-                          counters)
+                          header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, levels, ladder,
+                          meta, ring, control, counters)
     elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
         counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

@@ -406,10 +406,10 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         count = decode_market_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
                                      scratch[ROW_TIME])
-        publish_trades(count, ts_recv, scratch, sync, ring, control, counters)
+        publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters)
     elif kind == FRAME_TRADE:
         publish_one_trade(header[H_INSTRUMENT], header[H_TRADE_ID], header[H_TIME], header[H_PRICE], header[H_QTY],
-                          header[H_SIDE], ts_recv, scratch, sync, ring, control, counters)
+                          header[H_SIDE], ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters)
     elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
         counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

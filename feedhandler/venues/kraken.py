@@ -382,7 +382,7 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
             count = decode_v2_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
                                      scratch[ROW_TIME])
-        publish_trades(count, ts_recv, scratch, sync, ring, control, counters)
+        publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters)
         return ACTION_DONE
     if kind != FRAME_SNAPSHOT and kind != FRAME_UPDATE:
         counters[-1, C_DECODE_ERRORS] += 1

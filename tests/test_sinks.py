@@ -1,0 +1,214 @@
+"""The sinks against real services, fed a replayed real recording (deterministic input): what they
+deliver is checked record by record against the ring itself."""
+from __future__ import annotations
+
+import collections
+import time
+
+import msgpack
+import pytest
+import redis
+
+from feedhandler.config import ConfigError
+from shm.reader import StatusEvent, TradeEvent
+from tests.sinks import (Reference, at_heads, consume_all, delivered_keys, replayed, run_config, run_sink_until)
+from workers.sinks.records import SCHEMA_VERSION
+
+
+@pytest.fixture
+def coinbase(captures, tmp_path, shm_prefix):
+    venue = replayed(captures, tmp_path, shm_prefix)
+    return shm_prefix, venue, Reference(shm_prefix, venue)
+
+
+def sink_settings(tmp_path, **settings) -> dict:
+    return {"state_dir": str(tmp_path / "state"), "snapshot_interval_s": 0, **settings}
+
+
+@pytest.mark.kafka
+def test_kafka_delivers_every_trade_and_status_once_and_the_last_book_of_each_symbol(coinbase, service, tmp_path):
+    prefix, venue, ref = coinbase
+    broker = service("kafka")
+    run = run_config(prefix, [venue], {"kafka": sink_settings(tmp_path, url=broker.url, batch_max=500)})
+    runner = run_sink_until(run, "kafka", at_heads(ref))
+    assert runner.counters["retried"] == 0
+    messages = consume_all(broker.url, ["fh.books", "fh.trades", "fh.status"])
+    records = [record for _, _, record in messages]
+    assert all(record["v"] == SCHEMA_VERSION for record in records)
+    assert sorted(delivered_keys(records, "trade", "status")) == sorted(ref.one_for_one())
+    assert all(key == f"{venue}:{record['symbol']}".encode() for topic, key, record in messages if topic != "fh.status"
+               or record["symbol"])
+    last_snapshot = {}
+    for record in records:
+        if record["type"] == "book":
+            last_snapshot[record["symbol"]] = max(last_snapshot.get(record["symbol"], -1), record["seq"])
+    assert last_snapshot == ref.last_book_change()
+
+
+@pytest.mark.kafka
+def test_kafka_trades_carry_the_book_the_writer_matched_them_to(coinbase, service, tmp_path):
+    prefix, venue, ref = coinbase
+    broker = service("kafka")
+    run = run_config(prefix, [venue], {"kafka": sink_settings(tmp_path, url=broker.url)})
+    run_sink_until(run, "kafka", at_heads(ref))
+    trades = {r["seq"]: r for _, _, r in consume_all(broker.url, ["fh.trades"])}
+    for event in ref.trades():
+        record = trades[event.position]
+        assert (record["price"], record["qty"], record["bid_px"], record["ask_px"], record["levels_swept"],
+                record["book_update_id"]) == (event.price, event.qty, event.bid_px, event.ask_px, event.swept,
+                                              event.book_update_id)
+        assert record["spread"] == event.ask_px - event.bid_px and record["mid_px"] == (event.bid_px + event.ask_px) * 5
+
+
+@pytest.mark.kafka
+def test_kafka_exactly_once_resumes_after_the_last_committed_batch(coinbase, service, tmp_path):
+    prefix, venue, ref = coinbase
+    broker = service("kafka")
+    settings = sink_settings(tmp_path, url=broker.url, batch_max=300, mode="exactly_once")
+    run = run_config(prefix, [venue], {"kafka": settings})
+    first = run_sink_until(run, "kafka", lambda r: r.counters["batches"] >= 5)
+    assert first.counters["batches"] >= 5
+    second = run_sink_until(run, "kafka", at_heads(ref))
+    assert second.counters["acked"] < ref.head  # it resumed, it did not start over
+    records = [record for _, _, record in consume_all(broker.url, ["fh.trades", "fh.status"])]
+    keys = delivered_keys(records, "trade", "status")
+    assert len(keys) == len(set(keys)), "a record was delivered twice"
+    assert set(keys) == ref.one_for_one()
+
+
+@pytest.mark.redis
+def test_redis_holds_every_trade_once_and_the_latest_book_of_each_symbol(coinbase, service, tmp_path):
+    prefix, venue, ref = coinbase
+    server = service("redis")
+    run = run_config(prefix, [venue], {"redis": sink_settings(tmp_path, url=server.url)})
+    run_sink_until(run, "redis", at_heads(ref))
+    client = redis.Redis.from_url(server.url)
+    seen = []
+    for key in client.scan_iter("fh:trades:*"):
+        seen += [(f[b"ring"].decode(), int(f[b"epoch"]), int(f[b"seq"])) for _, f in client.xrange(key)]
+    assert sorted(seen) == sorted(ref.keys(TradeEvent))
+    for symbol, last in ref.last_book_change().items():
+        top = {k.decode(): int(v) for k, v in client.hgetall(f"fh:top:{venue}:{symbol}").items()}
+        assert top["seq"] == last
+        bids = client.zrevrange(f"fh:depth:{venue}:{symbol}:bids", 0, 0)
+        if top["bid_qty"]:
+            assert bids == [f"{top['bid_px']}:{top['bid_qty']}".encode()]
+    assert client.hget("fh:sink:positions", venue) == f"{ref.epoch}:{ref.head}".encode()
+
+
+@pytest.mark.redis
+def test_redis_publishes_a_notification_per_change(coinbase, service, tmp_path):
+    prefix, venue, ref = coinbase
+    server = service("redis")
+    pubsub = redis.Redis.from_url(server.url).pubsub()
+    pubsub.psubscribe("fh:updates:*")
+    pubsub.get_message(timeout=1)
+    run = run_config(prefix, [venue], {"redis": sink_settings(tmp_path, url=server.url)})
+    run_sink_until(run, "redis", at_heads(ref))
+    kinds = collections.Counter()
+    while message := pubsub.get_message(timeout=0.5):
+        if message["type"] == "pmessage":
+            kinds[msgpack.unpackb(message["data"])["type"]] += 1
+    assert kinds["trade"] == len(ref.trades()) and kinds["book"] >= len(ref.last_book_change())
+
+
+def chdb_sink(prefix, venue, tmp_path, ref):
+    run = run_config(prefix, [venue], {"clickhouse": sink_settings(tmp_path, url=f"chdb://{tmp_path / 'ch'}")})
+    runner = run_sink_until(run, "clickhouse", at_heads(ref))
+    sink = runner.sink
+    sink.open()  # the runner closed it; chDB allows one owner per path, which is now this test
+    return sink
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_chdb_holds_every_trade_matched_and_each_once(coinbase, tmp_path):
+    prefix, venue, ref = coinbase
+    sink = chdb_sink(prefix, venue, tmp_path, ref)
+    try:
+        rows = sink.query("SELECT venue, epoch, seq, price, bid_px, ask_px, levels_swept FROM {db}.trades")
+        assert sorted((r[0], int(r[1]), int(r[2])) for r in rows) == sorted(ref.keys(TradeEvent))
+        by_seq = {int(r[2]): r for r in rows}
+        for event in ref.trades():
+            assert tuple(int(v) for v in by_seq[event.position][3:]) == (event.price, event.bid_px, event.ask_px,
+                                                                       event.swept)
+        statuses = sink.query("SELECT count() FROM {db}.status FINAL WHERE kind = 'status'")[0][0]
+        assert int(statuses) == len(ref.keys(StatusEvent))
+    finally:
+        sink.close()
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_chdb_views_derive_top_of_book_and_one_minute_bars(coinbase, tmp_path):
+    prefix, venue, ref = coinbase
+    sink = chdb_sink(prefix, venue, tmp_path, ref)
+    try:
+        depth, top = (int(sink.query(f"SELECT count() FROM {{db}}.{t}")[0][0]) for t in ("depth", "top_of_book"))
+        assert depth == top > 0
+        volume = {s: sum(e.qty for e in ref.trades() if e.instrument.symbol == s)
+                  for s in {e.instrument.symbol for e in ref.trades()}}
+        bars = sink.query("SELECT symbol, sum(volume), sum(trades) FROM {db}.bars_1m GROUP BY symbol")
+        assert {r[0]: int(r[1]) for r in bars} == volume
+        assert sum(int(r[2]) for r in bars) == len(ref.trades())
+        started = time.perf_counter()
+        sink.query("SELECT toStartOfHour(ts_recv) h, min(price), max(price), sum(qty) FROM {db}.trades "
+                   "WHERE symbol = 'BTC-USD' AND ts_recv >= (SELECT max(ts_recv) FROM {db}.trades) - INTERVAL 1 DAY "
+                   "GROUP BY h")
+        print(f"1-day aggregate of one symbol: {(time.perf_counter() - started) * 1e3:.1f} ms")
+    finally:
+        sink.close()
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_retry_of_the_same_batch_inserts_nothing_twice(coinbase, tmp_path):
+    prefix, venue, ref = coinbase
+    sink = chdb_sink(prefix, venue, tmp_path, ref)
+    try:
+        rows = sink.query("SELECT count() FROM {db}.trades")[0][0]
+        record = {"v": 1, "type": "trade", "ring": venue, "epoch": 1, "seq": 0, "venue": venue, "symbol": "X-Y",
+                  "px_dec": 2, "qty_dec": 2, "trade_id": 1, "price": 100, "qty": 1, "side": "buy", "ts_exchange": 1,
+                  "ts_recv": 1, "ts_publish": 1, "book_valid": True, "book_update_id": 1, "bid_px": 99,
+                  "bid_qty": 1, "ask_px": 100, "ask_qty": 1, "mid_px": 995, "spread": 1, "touch_qty": 1,
+                  "levels_swept": 1, "nbbo_bid_px": None, "nbbo_ask_px": None, "nbbo_px_dec": None,
+                  "through_nbbo": None}
+        sink.deliver([record], {})
+        sink.deliver([record], {})
+        assert int(sink.query("SELECT count() FROM {db}.trades")[0][0]) == int(rows) + 1
+    finally:
+        sink.close()
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_server_over_the_native_protocol_holds_every_trade(coinbase, service, tmp_path):
+    prefix, venue, ref = coinbase
+    server = service("clickhouse")
+    run = run_config(prefix, [venue], {"clickhouse": sink_settings(tmp_path, url=server.url)})
+    runner = run_sink_until(run, "clickhouse", at_heads(ref))
+    sink = runner.sink
+    sink.open()
+    try:
+        assert sink.store.version.startswith("18.")
+        rows = sink.query("SELECT venue, epoch, seq FROM {db}.trades FINAL")
+        assert sorted((r[0], int(r[1]), int(r[2])) for r in rows) == sorted(ref.keys(TradeEvent))
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize("name, url, message", [
+    ("kafka", "kafka://host", "sinks.kafka.url: 'kafka://host' is not host:port"),
+    ("redis", "127.0.0.1:6379", "sinks.redis.url: '127.0.0.1:6379' is not redis://"),
+    ("clickhouse", "http://x", "sinks.clickhouse.url: 'http://x' is not clickhouse://"),
+])
+def test_a_malformed_sink_url_is_refused_naming_the_key(name, url, message, shm_prefix):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        run_config(shm_prefix, ["coinbase"], {name: {"url": url}})
+
+
+@pytest.mark.kafka
+def test_a_sink_whose_service_is_down_retries_with_backoff_and_counts_it(coinbase, tmp_path):
+    prefix, venue, ref = coinbase
+    from tools.services import free_port
+    run = run_config(prefix, [venue], {"kafka": sink_settings(tmp_path, url=f"127.0.0.1:{free_port()}")})
+    started = time.monotonic()
+    runner = run_sink_until(run, "kafka", lambda r: time.monotonic() - started > 5)
+    assert runner.counters["retried"] >= 2 and runner.counters["acked"] == 0 and runner.counters["up"] == 0
+    assert "unreachable" in runner.last_error

@@ -1,0 +1,115 @@
+"""`fh bench sinks`: each sink against its real service on loopback (private instances started here),
+draining a ring pre-filled by the demo writer (book changes and trades): ring records, messages or
+rows, and this process's CPU per second of it. Then Redis against a live writer in another process
+at a steady rate: publish -> visible in Redis, p50/p99."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from feedhandler.config import SinkConfig
+from shm.ring import write_position
+from shm.segment import Segment
+from tools import demo, services
+from workers.sinks import make_sink
+from workers.sinks.runner import SinkRunner
+
+from .stats import machine
+
+RING_SLOTS = 1 << 20
+
+
+def _drain(runner: SinkRunner, head: int) -> dict:
+    """Run the sink from the oldest record to `head`; throughput and CPU of this process."""
+    me = psutil.Process()
+    runner.start()
+    cpu0, t0 = sum(me.cpu_times()[:2]), time.perf_counter()
+    while runner.sources[0].acked is None or runner.sources[0].acked.next < head:
+        if not runner.cycle() and runner.last_error:
+            raise RuntimeError(f"{runner.config.name} sink: {runner.last_error}")
+    elapsed, cpu = time.perf_counter() - t0, sum(me.cpu_times()[:2]) - cpu0
+    runner.sink.close()
+    counters = runner.counters
+    return {"records_per_s": head / elapsed, "msgs_per_s": counters["acked"] / elapsed,
+            "cpu_pct": 100 * cpu / elapsed, "messages": counters["acked"], "batches": counters["batches"],
+            "seconds": elapsed}
+
+
+def _runner(name: str, url: str, prefix: str, state: Path, **settings) -> SinkRunner:
+    config = SinkConfig(name, url, state_dir=str(state / name), snapshot_interval_s=0.0, **settings)
+    return SinkRunner(make_sink(config), config, prefix, ["demo"])
+
+
+def _redis_live(url: str, root: Path, rate: float, seconds: float) -> dict:
+    """A demo writer in its own process at `rate` changes/s; the Redis sink here follows it live."""
+    prefix = f"fhbsl{os.getpid()}"
+    writer = subprocess.Popen([sys.executable, "-m", "tools.cli", "demo", "--prefix", prefix, "--rate", str(rate),
+                               "--duration", str(seconds + 30)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(f"/dev/shm/{prefix}.demo"):
+            if time.monotonic() > deadline or writer.poll() is not None:
+                raise RuntimeError("the demo writer did not start")
+            time.sleep(0.05)
+        runner = _runner("redis", url, prefix, root / "live", batch_max=4096)
+        me = psutil.Process()
+        runner.start()
+        cpu0, t0 = sum(me.cpu_times()[:2]), time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            before = runner.counters["commands"]
+            if not runner.cycle():
+                time.sleep(0.0005)
+            else:
+                time.sleep(runner.sink.pace(runner.counters["commands"] - before))
+        elapsed, cpu = time.perf_counter() - t0, sum(me.cpu_times()[:2]) - cpu0
+        runner.sink.close()
+        figures = runner.latency_percentiles()
+        return {"rate": rate, "commands_per_s": runner.counters["commands"] / elapsed,
+                "cpu_pct": 100 * cpu / elapsed, **figures}
+    finally:
+        writer.terminate()
+        writer.wait(10)
+        for path in Path("/dev/shm").glob(f"{prefix}.*"):
+            path.unlink()
+
+
+def run(records: int = 200_000, live_rate: float = 2000.0, live_seconds: float = 5.0) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="fh-bench-sinks-"))
+    prefix = f"fhbs{os.getpid()}"
+    started = []
+    try:
+        demo.run(prefix, "demo", duration_s=600, rate=1e9, ring_slots=RING_SLOTS, changes=records)
+        with Segment(prefix, "demo") as segment:
+            head = int(write_position(segment.ring_control))
+        result: dict = {"ring_records": head}
+        kafka = services.start("kafka", root)
+        started.append(kafka)
+        result["kafka"] = _drain(_runner("kafka", kafka.url, prefix, root), head)
+        redis = services.start("redis", root)
+        started.append(redis)
+        result["redis"] = _drain(_runner("redis", redis.url, prefix, root), head)
+        result["redis"]["live"] = _redis_live(redis.url, root, live_rate, live_seconds)
+        chdb = _drain(_runner("clickhouse", f"chdb://{root / 'chdb'}", prefix, root, batch_max=65536), head)
+        server = services.start("clickhouse", root)
+        started.append(server)
+        native = _drain(_runner("clickhouse", server.url, prefix, root, batch_max=65536), head)
+        result["clickhouse"] = {"rows_per_s": chdb["msgs_per_s"], "cpu_pct": chdb["cpu_pct"], "transport": "chdb",
+                                "records_per_s": chdb["records_per_s"]}
+        result["clickhouse_native"] = {"rows_per_s": native["msgs_per_s"], "cpu_pct": native["cpu_pct"],
+                                       "transport": "clickhouse-server 18.16 native",
+                                       "records_per_s": native["records_per_s"]}
+        result["machine"] = machine()
+        return result
+    finally:
+        for service in started:
+            service.stop()
+        for path in Path("/dev/shm").glob(f"{prefix}.*"):
+            path.unlink()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,214 @@
+"""ClickHouse sink: batched columnar inserts into the tables of clickhouse/schema.sql, through one of
+two transports behind one writer:
+
+    chdb://PATH                           embedded chDB (modern engine; the sink process owns PATH)
+    clickhouse://HOST:PORT[/DATABASE]     a server over the native protocol (clickhouse-driver)
+
+Guarantee: at-least-once, and a retried batch cannot duplicate: the same batch is retried with the
+same insert_deduplication_token per table (servers >= 22.2, chDB), and every table is a
+ReplacingMergeTree keyed by the record identity, so duplicates (a sink restarted mid-retry, or an old
+server) collapse on merge and never show under FINAL. Servers older than 20.1 (no DateTime64) get the
+tables of clickhouse/schema_legacy.sql (Int64 ns timestamps, no materialized views).
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from feedhandler.config import SinkConfig
+
+from .records import BOOK, GAP, NBBO, STATUS, TRADE
+from .runner import SinkConfigError, SinkDown
+
+def _schema_dir() -> Path:
+    """clickhouse/ of the source tree, else where setup.py installed its files."""
+    here = Path(__file__).resolve().parents[2] / "clickhouse"
+    return here if here.is_dir() else Path(sys.prefix) / "share" / "fh" / "clickhouse"
+
+
+SCHEMA_DIR = _schema_dir()
+CHDB_DATABASE = "fh"
+
+# table -> record types, columns as (name, kind); kinds: str, i64, i32, u8, ts, ?i64 / ?u8 (nullable),
+# [i64] / [str] (arrays)
+TABLES = {
+    "trades": ((TRADE,), (
+        ("venue", "str"), ("symbol", "str"), ("epoch", "i64"), ("seq", "i64"), ("trade_id", "i64"),
+        ("ts_exchange", "ts"), ("ts_recv", "ts"), ("ts_publish", "ts"), ("price", "i64"), ("qty", "i64"),
+        ("px_dec", "u8"), ("qty_dec", "u8"), ("side", "str"), ("book_valid", "u8"), ("book_update_id", "i64"),
+        ("bid_px", "i64"), ("bid_qty", "i64"), ("ask_px", "i64"), ("ask_qty", "i64"), ("mid_px", "?i64"),
+        ("spread", "?i64"), ("touch_qty", "?i64"), ("levels_swept", "i32"), ("nbbo_bid_px", "?i64"),
+        ("nbbo_ask_px", "?i64"), ("nbbo_px_dec", "?u8"), ("through_nbbo", "?u8"))),
+    "depth": ((BOOK,), (
+        ("venue", "str"), ("symbol", "str"), ("epoch", "i64"), ("seq", "i64"), ("update_id", "i64"),
+        ("valid", "u8"), ("changes", "i32"), ("periodic", "u8"), ("ts_exchange", "ts"), ("ts_recv", "ts"),
+        ("ts_publish", "ts"), ("px_dec", "u8"), ("qty_dec", "u8"), ("bid_px", "[i64]"), ("bid_qty", "[i64]"),
+        ("ask_px", "[i64]"), ("ask_qty", "[i64]"))),
+    "nbbo": ((NBBO,), (
+        ("symbol", "str"), ("epoch", "i64"), ("seq", "i64"), ("changes", "i64"), ("ts_recv", "ts"),
+        ("ts_publish", "ts"), ("source_ts_publish", "ts"), ("source_venue", "str"), ("px_dec", "u8"),
+        ("qty_dec", "u8"), ("bid_px", "i64"), ("bid_qty", "i64"), ("ask_px", "i64"), ("ask_qty", "i64"),
+        ("bid_venues", "[str]"), ("ask_venues", "[str]"), ("flags", "u8"))),
+    "status": ((STATUS, GAP), (
+        ("venue", "str"), ("symbol", "str"), ("ring", "str"), ("epoch", "i64"), ("seq", "i64"), ("kind", "str"),
+        ("status", "str"), ("reason", "str"), ("missed", "i64"), ("ts_recv", "ts"), ("ts_publish", "ts"))),
+}
+TABLE_OF = {kind: table for table, (kinds, _) in TABLES.items() for kind in kinds}
+_ARROW = {"str": pa.string(), "i64": pa.int64(), "i32": pa.int32(), "u8": pa.uint8(),
+          "ts": pa.timestamp("ns", tz="UTC"), "?i64": pa.int64(), "?u8": pa.uint8(),
+          "[i64]": pa.list_(pa.int64()), "[str]": pa.list_(pa.string())}
+
+
+def _row_values(record: dict) -> dict:
+    """The columns a record does not carry under its column names."""
+    kind = record["type"]
+    if kind == BOOK:
+        bids, asks = record["bids"], record["asks"]
+        return {"bid_px": [p for p, _ in bids], "bid_qty": [q for _, q in bids], "ask_px": [p for p, _ in asks],
+                "ask_qty": [q for _, q in asks]}
+    if kind in (STATUS, GAP):
+        return {"kind": kind, "symbol": record["symbol"] or "", "status": record.get("status", ""),
+                "missed": record.get("missed", 0)}
+    if kind == NBBO:
+        return {"source_venue": record["source_venue"] or ""}
+    return {}
+
+
+def split_schema(text: str, database: str) -> list[str]:
+    """The statements of a schema file, comments dropped, {db} filled in."""
+    text = re.sub(r"--[^\n]*", "", text).replace("{db}", database)
+    return [statement.strip() for statement in text.split(";") if statement.strip()]
+
+
+class _Chdb:
+    """Embedded chDB: one process per data path, which this sink owns."""
+
+    modern = True
+
+    def __init__(self, path: str):
+        from chdb import session  # imported here: chDB is a large library only this transport needs
+        Path(path).mkdir(parents=True, exist_ok=True)
+        try:
+            self.session = session.Session(path)
+        except Exception as exc:  # chDB raises plain exceptions, e.g. when another process holds PATH
+            raise SinkConfigError(f"chdb://{path}: cannot open ({exc}); is another process using it?") from None
+        self.database = CHDB_DATABASE
+
+    def execute(self, sql: str) -> None:
+        self.session.query(sql)
+
+    def insert(self, table: str, columns: dict[str, list], kinds: dict[str, str], token: str) -> None:
+        arrow = pa.table({name: pa.array(values, _ARROW[kinds[name]]) for name, values in columns.items()})
+        names = ", ".join(columns)
+        # chDB's Python() table function finds `arrow` among this frame's locals by name
+        self.session.query(f"INSERT INTO {self.database}.{table} ({names}) SELECT {names} FROM Python(arrow) "
+                           f"SETTINGS insert_deduplication_token = '{token}'")
+        del arrow
+
+    def query(self, sql: str) -> list[tuple]:
+        result = self.session.query(sql, "JSONCompact")
+        return [tuple(row) for row in __import__("json").loads(result.bytes() or b'{"data": []}')["data"]]
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class _Native:
+    """A ClickHouse server over the native protocol."""
+
+    def __init__(self, url: str):
+        from clickhouse_driver import Client
+        from clickhouse_driver.errors import Error, NetworkError
+        self.errors, self.network_errors = Error, (NetworkError, OSError, EOFError)
+        match = re.match(r"clickhouse://([^:/]+)(?::(\d+))?(?:/(\w+))?$", url)
+        host, port, database = match.group(1), int(match.group(2) or 9000), match.group(3) or "default"
+        self.client = Client(host=host, port=port, connect_timeout=2, send_receive_timeout=10,
+                             settings={"use_numpy": False})
+        self.database = database
+        try:
+            version = self.client.execute("SELECT version()")[0][0]
+        except self.network_errors as exc:
+            raise SinkDown(f"clickhouse {host}:{port}: unreachable ({exc})") from None
+        major, minor = (int(part) for part in version.split(".")[:2])
+        self.modern = (major, minor) >= (22, 2)  # DateTime64, codecs, insert_deduplication_token
+        self.version = version
+
+    def execute(self, sql: str) -> None:
+        self.client.execute(sql)
+
+    def insert(self, table: str, columns: dict[str, list], kinds: dict[str, str], token: str) -> None:
+        settings = {"insert_deduplication_token": token} if self.modern else {}
+        data = [values if not self.modern or kinds[name] != "ts" else
+                [np.datetime64(v, "ns") for v in values] for name, values in columns.items()]
+        self.client.execute(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES", data,
+                            columnar=True, settings=settings)
+
+    def query(self, sql: str) -> list[tuple]:
+        return self.client.execute(sql)
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+class ClickHouseSink:
+    name = "clickhouse"
+    keeps_positions = False
+
+    def __init__(self, config: SinkConfig):
+        self.config = config
+        self.store: _Chdb | _Native | None = None
+
+    def open(self) -> None:
+        url = self.config.url
+        store = _Chdb(url[len("chdb://"):]) if url.startswith("chdb://") else _Native(url)
+        schema = SCHEMA_DIR / ("schema.sql" if store.modern else "schema_legacy.sql")
+        for statement in split_schema(schema.read_text(), store.database):
+            try:
+                store.execute(statement)
+            except Exception as exc:
+                store.close()
+                raise SinkConfigError(f"clickhouse {url}: applying {schema.name} failed: {exc}\n{statement}") from None
+        self.store = store
+
+    def load_positions(self) -> None:
+        return None
+
+    def deliver(self, records: list[dict], positions) -> int:
+        if self.store is None:
+            self.open()
+        by_table: dict[str, list[dict]] = {}
+        for record in records:
+            by_table.setdefault(TABLE_OF[record["type"]], []).append(record)
+        for table, rows in by_table.items():
+            kinds = dict(TABLES[table][1])
+            columns: dict[str, list] = {name: [] for name in kinds}
+            for record in rows:
+                extra = _row_values(record)
+                for name, values in columns.items():
+                    value = extra[name] if name in extra else record[name]
+                    values.append(int(value) if isinstance(value, bool) else value)
+            token = f"{table}:{rows[0]['ring']}:{rows[0]['epoch']}:{rows[0]['seq']}:{rows[-1]['seq']}:{len(rows)}"
+            try:
+                self.store.insert(table, columns, kinds, token)
+            except Exception as exc:
+                self._failed(exc)
+        return len(by_table)
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(self.store, _Native) and isinstance(exc, self.store.network_errors):
+            self.store.close()
+            self.store = None
+        raise SinkDown(f"clickhouse insert: {exc}") from None
+
+    def query(self, sql: str) -> list[tuple]:
+        """For tests and tools that share this sink's (chDB: exclusive) store."""
+        return self.store.query(sql.replace("{db}", self.store.database))
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None

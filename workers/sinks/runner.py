@@ -1,0 +1,254 @@
+"""The loop every sink shares: read a batch from the rings, deliver it, and only then commit its ring
+positions. While the service is down the same batch is retried with capped jittered backoff (the
+rings are not read meanwhile: the workers never wait for a sink, and what fell out of a ring by the
+time reading resumes arrives as one explicit gap record). Memory is bounded by `batch_max` records.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from feedhandler.config import SinkConfig
+
+from .source import Batch, Position, RingSource
+
+IDLE_SLEEP_S = 0.0005
+LATENCY_SAMPLES = 1 << 16  # the most recent publish -> acknowledged latencies kept for percentiles
+STATS_EVERY_S = 1.0
+SAVE_POSITIONS_EVERY_S = 0.1
+
+
+class SinkDown(Exception):
+    """The service cannot take the batch now (down, timed out, refused): retry later."""
+
+
+class SinkConfigError(Exception):
+    """A sink that cannot work as configured (bad URL, no rights on a topic, ...): fail at start."""
+
+
+class Sink(Protocol):
+    name: str
+    keeps_positions: bool  # positions are stored by deliver() with the records, atomically
+
+    def open(self) -> None:
+        """Connect and prepare the schema; SinkConfigError for what retrying cannot fix, else SinkDown."""
+
+    def load_positions(self) -> dict[str, Position] | None:
+        """The positions the service holds (keeps_positions sinks), else None."""
+
+    def deliver(self, records: list[dict], positions: dict[str, Position]) -> int:
+        """Deliver and wait for the acknowledgement; returns the commands or messages it took."""
+
+    def close(self) -> None: ...
+
+
+class LocalPositions:
+    """Acknowledged positions in a JSON file, replaced atomically (at-least-once sinks)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._saved_at = 0.0
+
+    def load(self) -> dict[str, Position]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise SinkConfigError(f"{self.path}: unreadable sink positions ({exc}); remove it to start afresh")
+        return {ring: Position.from_json(value) for ring, value in data.items()}
+
+    def save(self, positions: dict[str, Position], force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._saved_at < SAVE_POSITIONS_EVERY_S:
+            return
+        self._saved_at = now
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({ring: p.to_json() for ring, p in positions.items()}))
+        os.replace(temporary, self.path)
+
+
+class SinkRunner:
+    """Runs one sink over the rings of `rings` (venue names and `nbbo`) under `prefix`."""
+
+    def __init__(self, sink: Sink, config: SinkConfig, prefix: str, rings: list[str], directory: str | None = None,
+                 log: logging.Logger | None = None):
+        self.sink, self.config = sink, config
+        self.log = log or logging.getLogger(f"fh.sink.{config.name}")
+        self.sources = [RingSource(prefix, ring, directory) for ring in rings]
+        self._nbbo_source = next((s for s in self.sources if s.ring == "nbbo"), None)
+        state = Path(config.state_dir)
+        self.local = LocalPositions(state / f"{config.name}.positions.json")
+        self.stats_path = state / f"{config.name}.stats.json"
+        self.counters = {"sent": 0, "acked": 0, "retried": 0, "dropped_with_gap": 0, "gaps": 0, "conflated": 0,
+                         "batches": 0, "lag": 0, "commands": 0, "up": 0}
+        self.last_error = ""
+        self._latency = np.zeros(LATENCY_SAMPLES, np.int64)  # ring of the latest samples, ns
+        self._latency_count = 0
+        self._failures = 0
+        self._retry_at = 0.0
+        self._opened = False
+        self._pending: tuple[Batch, list[dict], dict[str, Position]] | None = None  # read, not yet acknowledged
+        self._next_snapshot = time.monotonic() + config.snapshot_interval_s
+        self._next_stats = 0.0
+
+    def start(self) -> None:
+        """Open the sink (SinkConfigError propagates) and load the positions to resume from."""
+        try:
+            self.sink.open()
+            self._opened = True
+        except SinkDown as exc:
+            self._failed(exc)
+        saved = (self.sink.load_positions() if self._opened and self.sink.keeps_positions else None)
+        if saved is None:
+            saved = self.local.load()
+        for source in self.sources:
+            source.resume_from(saved.get(source.ring))
+        self.log.info("%s sink: resuming %s", self.config.name,
+                      {ring: p.to_json() for ring, p in saved.items()} or "from the oldest records in each ring")
+
+    def cycle(self) -> int:
+        """One read-and-deliver round; returns the ring records delivered (0: idle or retrying)."""
+        now = time.monotonic()
+        if now < self._retry_at:
+            return 0
+        if not self._opened:
+            try:
+                self.sink.open()
+                self._opened = True
+                if self.sink.keeps_positions:
+                    for source in self.sources:
+                        source.resume_from((self.sink.load_positions() or {}).get(source.ring, source.acked))
+            except SinkDown as exc:
+                self._failed(exc)
+                return 0
+        if self._pending is None:
+            self._pending = self._read(now)
+            if self._pending is None:
+                return 0
+            self.counters["sent"] += len(self._pending[1])
+        batch, records, positions = self._pending
+        try:
+            self.counters["commands"] += self.sink.deliver(records, positions)
+        except SinkDown as exc:
+            self._failed(exc)  # the same batch goes again: sinks with dedup tokens see an identical retry
+            return 0
+        self._pending = None
+        self._record_latency(records, time.time_ns())
+        for source in self.sources:
+            source.commit()
+        if not self.sink.keeps_positions:
+            self.local.save(positions)
+        self._delivered(batch, len(records))
+        return batch.read
+
+    def _read(self, now: float) -> tuple[Batch, list[dict], dict[str, Position]] | None:
+        """The next batch from the rings: up to batch_max records, books conflated."""
+        batch = Batch(self.config.depth, self._nbbo_reader())
+        budget = self.config.batch_max
+        for source in self.sources:
+            budget -= source.read(batch, budget)
+            if budget <= 0:
+                break
+        if self.config.snapshot_interval_s and now >= self._next_snapshot:
+            self._next_snapshot = now + self.config.snapshot_interval_s
+            for source in self.sources:
+                source.snapshots(batch)
+        records = batch.close()
+        if not records:
+            return None
+        return batch, records, {s.ring: s.position() for s in self.sources if s.position() is not None}
+
+    def _record_latency(self, records: list[dict], acked_ns: int) -> None:
+        """Publish (by the venue worker or aggregator) -> acknowledged by the service, per record."""
+        stamps = np.fromiter((r["ts_publish"] for r in records if r.get("ts_publish") and not r.get("periodic")),
+                             np.int64)
+        stamps = acked_ns - stamps[-LATENCY_SAMPLES:]
+        at = self._latency_count % LATENCY_SAMPLES
+        head = min(len(stamps), LATENCY_SAMPLES - at)
+        self._latency[at:at + head] = stamps[:head]
+        self._latency[:len(stamps) - head] = stamps[head:]
+        self._latency_count += len(stamps)
+
+    def latency_percentiles(self) -> dict[str, float]:
+        """p50 / p99 of publish -> acknowledged over the most recent samples (µs)."""
+        samples = self._latency[:min(self._latency_count, LATENCY_SAMPLES)]
+        if not len(samples):
+            return {}
+        p50, p99 = np.percentile(samples, [50, 99])
+        return {"visible_p50_us": round(float(p50) / 1e3, 1), "visible_p99_us": round(float(p99) / 1e3, 1)}
+
+    def _nbbo_reader(self):
+        source = self._nbbo_source
+        return source.reader if source is not None and source.attached else None
+
+    def _delivered(self, batch: Batch, count: int) -> None:
+        if self._failures:
+            self.log.warning("%s sink: delivering again after %d failed attempts", self.config.name, self._failures)
+        self._failures = 0
+        self.counters["up"] = 1
+        self.counters["acked"] += count
+        self.counters["batches"] += 1
+        self.counters["conflated"] += batch.conflated
+        self.counters["dropped_with_gap"] += batch.missed
+        self.counters["gaps"] += sum(1 for r in batch.records if r["type"] == "gap")
+
+    def _failed(self, exc: Exception) -> None:
+        self._failures += 1
+        self.counters["retried"] += 1
+        self.counters["up"] = 0
+        self.last_error = str(exc)
+        delay = min(self.config.retry_max_s, 0.05 * 2 ** min(self._failures, 10)) * random.uniform(0.5, 1.0)
+        self._retry_at = time.monotonic() + delay
+        if self._failures == 1 or self._failures % 20 == 0:
+            self.log.warning("%s sink: %s (attempt %d, next in %.2f s)", self.config.name, exc, self._failures, delay)
+
+    def stats(self) -> dict:
+        self.counters["lag"] = sum(source.lag() for source in self.sources)
+        return {"sink": self.config.name, **self.counters, **self.latency_percentiles(), "last_error": self.last_error,
+                "positions": {s.ring: s.acked.to_json() for s in self.sources if s.acked is not None}}
+
+    def write_stats(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now >= self._next_stats:
+            self._next_stats = now + STATS_EVERY_S
+            self.stats_path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.stats_path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self.stats()))
+            os.replace(temporary, self.stats_path)
+
+    def run(self, stop: Callable[[], bool], pace: Callable[[int], float] | None = None) -> dict:
+        """Cycle until `stop()`; `pace(commands)` may ask for a pause after a delivery (rate limits)."""
+        self.start()
+        try:
+            while not stop():
+                before = self.counters["commands"]
+                if self.cycle() == 0:
+                    time.sleep(IDLE_SLEEP_S)
+                elif pace is not None:
+                    time.sleep(pace(self.counters["commands"] - before))
+                self.write_stats()
+            self.drain()
+        finally:
+            self.write_stats(force=True)
+            for source in self.sources:
+                source.close()
+            self.sink.close()
+        return self.stats()
+
+    def drain(self, timeout_s: float = 5.0) -> None:
+        """At shutdown: deliver what the rings hold now, while the service takes it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._failures == 0 and self.cycle():
+            pass
+        if not self.sink.keeps_positions:
+            self.local.save({s.ring: s.acked for s in self.sources if s.acked is not None}, force=True)

@@ -1,0 +1,195 @@
+"""The rings as a sink reads them: a cursor per ring that advances while a batch is built; the
+position after it is committed (and saved) only once the service acknowledged that batch, which is
+where a restarted sink resumes (records the ring no longer holds become one explicit gap record).
+
+Book changes are conflated within a batch into one top-N snapshot per book, read from the book
+block when the batch closes; trades, statuses and NBBO changes are delivered one for one.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from shm.layout import SLOT_WORDS, Header, State
+from shm.nbbo_reader import NbboEvent, NbboReader, VenueStatusEvent
+from shm.reader import BookEvent, GapEvent, StatusEvent, TradeEvent, VenueReader
+from shm.ring import poll, write_position
+from shm.segment import SegmentError
+
+from . import records
+
+REATTACH_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a sink resumes in one ring: the writer (`epoch`, its start time) and the next position."""
+
+    epoch: int
+    next: int
+
+    def to_json(self) -> list[int]:
+        return [self.epoch, self.next]
+
+    @classmethod
+    def from_json(cls, value) -> Position:
+        epoch, position = value
+        return cls(int(epoch), int(position))
+
+
+class Batch:
+    """Records read for one delivery, books conflated; bounded by the caller's budget."""
+
+    def __init__(self, depth: int, nbbo: NbboReader | None):
+        self.depth = depth
+        self.nbbo = nbbo
+        self.records: list[dict] = []
+        self.read = 0  # ring records consumed
+        self.conflated = 0  # book changes merged into a snapshot with others
+        self.missed = 0  # records lost to gaps
+        self._books: dict[tuple[int, int], list] = {}  # (source id, instrument) -> [source, last seq, changes]
+
+    def book_changed(self, source: RingSource, index: int, seq: int) -> None:
+        entry = self._books.get((id(source), index))
+        if entry is None:
+            self._books[(id(source), index)] = [source, index, seq, 1]
+        else:
+            entry[2] = seq
+            entry[3] += 1
+            self.conflated += 1
+
+    def close(self) -> list[dict]:
+        """The records to deliver: everything read, then one snapshot per changed book."""
+        for source, index, seq, changes in self._books.values():
+            book = source.reader.book(index, self.depth)
+            self.records.append(records.book_record(source.ring, source.epoch, seq, changes, book, periodic=False))
+        self._books.clear()
+        return self.records
+
+
+class RingSource:
+    """One ring (a venue's, or `nbbo`) followed from an acknowledged position."""
+
+    def __init__(self, prefix: str, ring: str, directory: str | None = None, rows: int = 1024):
+        self.prefix, self.ring, self.directory = prefix, ring, directory
+        self.reader: VenueReader | None = None
+        self.epoch = 0
+        self.acked: Position | None = None  # None: never attached and nothing saved
+        self._cursor = np.zeros(2, np.int64)
+        self._rows = np.zeros((rows, SLOT_WORDS), np.int64)
+        self._next_attach = 0.0
+        self._pending_gap: dict | None = None
+
+    @property
+    def attached(self) -> bool:
+        return self.reader is not None
+
+    def resume_from(self, saved: Position | None) -> None:
+        self.acked = saved
+
+    def lag(self) -> int:
+        if self.reader is None:
+            return 0
+        return int(write_position(self.reader.ring_control)) - int(self._cursor[0])
+
+    def position(self) -> Position | None:
+        """The position after everything read so far (what a successful delivery acknowledges)."""
+        return Position(self.epoch, int(self._cursor[0])) if self.reader is not None else self.acked
+
+    def commit(self) -> None:
+        self.acked = self.position()
+
+    def read(self, batch: Batch, budget: int) -> int:
+        """Append up to `budget` ring records to `batch`; returns how many were read."""
+        if self.reader is None or self._ended():
+            self._try_attach(batch)
+            if self.reader is None:
+                return 0
+        if self._pending_gap is not None:
+            batch.records.append(self._pending_gap)
+            batch.missed += max(self._pending_gap["missed"], 0)
+            self._pending_gap = None
+        rows = self._rows[:max(1, min(budget, len(self._rows)))]
+        filled = poll(self.reader.ring, self.reader.ring_control, self._cursor, rows)
+        for row in rows[:filled]:
+            self._add(batch, row)
+        batch.read += filled
+        return filled
+
+    def _ended(self) -> bool:
+        """The writer was replaced or shut down, everything it wrote was read and delivered: time to
+        look for its successor."""
+        state = self.reader.segment.state
+        if state not in (State.REPLACED, State.CLOSED):
+            return False
+        drained = int(write_position(self.reader.ring_control)) == int(self._cursor[0])
+        return drained and self.acked == self.position() and time.monotonic() >= self._next_attach
+
+    def _try_attach(self, batch: Batch) -> None:
+        if time.monotonic() < self._next_attach:
+            return
+        self._next_attach = time.monotonic() + REATTACH_EVERY_S
+        try:
+            reader = NbboReader(self.prefix, self.directory) if self.ring == "nbbo" else \
+                VenueReader(self.ring, self.prefix, self.directory)
+        except SegmentError:
+            return
+        epoch = int(reader.segment.header[Header.START_NS])
+        if self.reader is not None and epoch == self.epoch:  # the same writer, closed: nothing new comes
+            reader.close()
+            return
+        drained_old = self.reader is not None
+        if self.reader is not None:
+            self.reader.close()
+        self.reader, self.epoch = reader, epoch
+        head = int(write_position(reader.ring_control))
+        oldest = max(0, head - reader.segment.geometry.ring_slots)
+        saved = self.acked
+        if saved is not None and saved.epoch == epoch:
+            self._cursor[0] = saved.next  # a lap since is reported by the ring read itself
+            return
+        self._cursor[0] = oldest
+        if saved is not None:
+            # A new writer: if we read its predecessor to the end, what we missed is exactly what the
+            # new ring no longer holds; after a restart of this sink, the old writer's tail is unknown.
+            missed = oldest if drained_old else -1
+            if missed:
+                self._pending_gap = records.gap_record(self.ring, epoch, oldest, missed, "writer_restarted",
+                                                       time.time_ns())
+        self.acked = Position(epoch, oldest)
+
+    def _add(self, batch: Batch, row: np.ndarray) -> None:
+        reader = self.reader
+        event = reader._event(row)
+        if isinstance(event, BookEvent):
+            batch.book_changed(self, event.instrument.index, event.position)
+        elif isinstance(event, TradeEvent):
+            batch.records.append(records.trade_record(self.ring, self.epoch, event, batch.nbbo))
+        elif isinstance(event, NbboEvent):
+            batch.records.append(records.nbbo_record(self.epoch, event))
+        elif isinstance(event, VenueStatusEvent):
+            batch.records.append(records.venue_status_record(self.epoch, event))
+        elif isinstance(event, StatusEvent):
+            batch.records.append(records.status_record(self.ring, self.epoch, event))
+        elif isinstance(event, GapEvent):
+            batch.records.append(records.gap_record(self.ring, self.epoch, event.position, event.missed, "lapped",
+                                                    time.time_ns()))
+            batch.missed += event.missed
+
+    def snapshots(self, batch: Batch) -> None:
+        """A periodic snapshot of every valid book of this venue (NBBO rings have none)."""
+        if self.reader is None or self.ring == "nbbo":
+            return
+        seq = int(self._cursor[0]) - 1
+        for instrument in self.reader.instruments:
+            book = self.reader.book(instrument.index, batch.depth)
+            if book.valid:
+                batch.records.append(records.book_record(self.ring, self.epoch, seq, 0, book, periodic=True))
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
