@@ -6,7 +6,9 @@ WORKDIR /opt/fh
 COPY setup.py README.md ./
 COPY shm shm
 COPY feedhandler feedhandler
+COPY workers workers
 COPY tools tools
+COPY clickhouse clickhouse
 RUN pip install --no-cache-dir . \
  && fh bench book --levels 1000 --diffs 100 > /dev/null  # compile and cache the book kernels once
 

@@ -118,20 +118,21 @@ class NbboReader(VenueReader):
         return _venues(int(self.segment.books[self.instrument(key).index, NBBO_INCLUDED]), self.venue_names)
 
     def _event(self, row: np.ndarray) -> Event | NbboEvent | VenueStatusEvent:
-        kind = int(row[SLOT_KIND])
+        v = row.tolist()  # Python ints at once: indexing numpy scalars costs microseconds each
+        kind = v[SLOT_KIND]
         if kind not in (Kind.NBBO, Kind.STATUS):
             return super()._event(row)
-        position = int(row[SLOT_SEQ]) - 1
-        instrument = self.instruments[int(row[SLOT_INSTRUMENT])]
+        position = v[SLOT_SEQ] - 1
+        instrument = self.instruments[v[SLOT_INSTRUMENT]]
         labels = self.venue_names
         if kind == Kind.STATUS:
-            venue = int(row[SLOT_VENUE])
+            venue = v[SLOT_VENUE]
             return VenueStatusEvent(position, instrument, labels[venue] if 0 <= venue < len(labels) else "?",
-                                    Status(int(row[SLOT_STATUS])), Reason(int(row[SLOT_ID])),
-                                    int(row[SLOT_TS_PUBLISH]))
-        source = int(row[SLOT_NBBO_SOURCE_VENUE])
-        return NbboEvent(position, instrument, int(row[SLOT_ID]), int(row[SLOT_TS_RECV]), int(row[SLOT_TS_PUBLISH]),
-                         int(row[SLOT_NBBO_SOURCE_TS]), labels[source] if 0 <= source < len(labels) else None,
-                         int(row[SLOT_BID_PX]), int(row[SLOT_BID_QTY]), int(row[SLOT_ASK_PX]), int(row[SLOT_ASK_QTY]),
-                         _venues(int(row[SLOT_NBBO_BID_VENUES]), labels),
-                         _venues(int(row[SLOT_NBBO_ASK_VENUES]), labels), int(row[SLOT_NBBO_FLAGS]))
+                                    Status(v[SLOT_STATUS]), Reason(v[SLOT_ID]),
+                                    v[SLOT_TS_PUBLISH])
+        source = v[SLOT_NBBO_SOURCE_VENUE]
+        return NbboEvent(position, instrument, v[SLOT_ID], v[SLOT_TS_RECV], v[SLOT_TS_PUBLISH],
+                         v[SLOT_NBBO_SOURCE_TS], labels[source] if 0 <= source < len(labels) else None,
+                         v[SLOT_BID_PX], v[SLOT_BID_QTY], v[SLOT_ASK_PX], v[SLOT_ASK_QTY],
+                         _venues(v[SLOT_NBBO_BID_VENUES], labels),
+                         _venues(v[SLOT_NBBO_ASK_VENUES], labels), v[SLOT_NBBO_FLAGS])

@@ -303,23 +303,24 @@ class VenueReader:
         self.close()
 
     def _event(self, row: np.ndarray) -> Event:
-        kind = int(row[SLOT_KIND])
-        position = int(row[SLOT_SEQ]) - 1
+        v = row.tolist()  # Python ints at once: indexing numpy scalars costs microseconds each
+        kind = v[SLOT_KIND]
+        position = v[SLOT_SEQ] - 1
         if kind == Kind.READER_GAP:
-            return GapEvent(position, int(row[SLOT_MISSED]))
-        index = int(row[SLOT_INSTRUMENT])
+            return GapEvent(position, v[SLOT_MISSED])
+        index = v[SLOT_INSTRUMENT]
         instrument = self.instruments[index] if 0 <= index < len(self.instruments) else None
-        stamps = int(row[SLOT_TS_EXCHANGE]), int(row[SLOT_TS_RECV]), int(row[SLOT_TS_PUBLISH])
+        stamps = v[SLOT_TS_EXCHANGE], v[SLOT_TS_RECV], v[SLOT_TS_PUBLISH]
         if kind == Kind.BOOK:
-            return BookEvent(position, instrument, int(row[SLOT_ID]), *stamps, int(row[SLOT_BID_PX]),
-                             int(row[SLOT_BID_QTY]), int(row[SLOT_ASK_PX]), int(row[SLOT_ASK_QTY]),
-                             int(row[SLOT_N_BIDS]), int(row[SLOT_N_ASKS]))
+            return BookEvent(position, instrument, v[SLOT_ID], *stamps, v[SLOT_BID_PX],
+                             v[SLOT_BID_QTY], v[SLOT_ASK_PX], v[SLOT_ASK_QTY],
+                             v[SLOT_N_BIDS], v[SLOT_N_ASKS])
         if kind == Kind.TRADE:
-            return TradeEvent(position, instrument, int(row[SLOT_ID]), *stamps, int(row[SLOT_TRADE_PX]),
-                              int(row[SLOT_TRADE_QTY]), Side(int(row[SLOT_TRADE_SIDE])), int(row[SLOT_TRADE_BID_PX]),
-                              int(row[SLOT_TRADE_BID_QTY]), int(row[SLOT_TRADE_ASK_PX]),
-                              int(row[SLOT_TRADE_ASK_QTY]), int(row[SLOT_TRADE_SWEPT]), int(row[SLOT_TRADE_BOOK_ID]))
+            return TradeEvent(position, instrument, v[SLOT_ID], *stamps, v[SLOT_TRADE_PX],
+                              v[SLOT_TRADE_QTY], Side(v[SLOT_TRADE_SIDE]), v[SLOT_TRADE_BID_PX],
+                              v[SLOT_TRADE_BID_QTY], v[SLOT_TRADE_ASK_PX],
+                              v[SLOT_TRADE_ASK_QTY], v[SLOT_TRADE_SWEPT], v[SLOT_TRADE_BOOK_ID])
         if kind == Kind.STATUS:
-            return StatusEvent(position, instrument, Status(int(row[SLOT_STATUS])), Reason(int(row[SLOT_ID])),
+            return StatusEvent(position, instrument, Status(v[SLOT_STATUS]), Reason(v[SLOT_ID]),
                                *stamps)
         raise SegmentError(f"{self.venue}: ring record of unknown kind {kind} at position {position}")

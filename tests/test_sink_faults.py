@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 
@@ -94,6 +95,20 @@ def test_after_its_service_restarts_a_sink_delivers_what_the_ring_held_meanwhile
     if name != "kafka":  # Kafka at-least-once may repeat a batch whose acknowledgement was lost
         assert len(delivered) == len(set(delivered))
     assert all(pipeline.worker_pid(venue) for venue in at_kill), "a venue worker died"
+    print(f"venue recv -> publish while {name} was up / down:", worker_latency(references, at_kill))
+
+
+def worker_latency(references: list[Reference], at_kill: dict) -> dict:
+    """p50 / p99 µs of the venue workers' receive -> publish, before the kill and after it (printed,
+    never asserted: the figure that must not move while a service is down)."""
+    import numpy as np
+    from shm.reader import BookEvent
+    out = {}
+    for label, after in (("up", False), ("down", True)):
+        lags = [e.ts_publish - e.ts_recv for ref in references for e in ref.events
+                if isinstance(e, BookEvent) and e.ts_recv and (e.position >= at_kill[ref.ring][1]) == after]
+        out[label] = [round(float(v) / 1e3, 1) for v in np.percentile(lags, [50, 99])] if lags else None
+    return out
 
 
 @pytest.mark.slow
@@ -116,3 +131,20 @@ def test_what_fell_out_of_the_ring_during_an_outage_arrives_as_one_gap_record(pi
     assert sum(int(g[b"missed"]) for g in gaps) == stats(state, "redis")["dropped_with_gap"]
     before = stats(state, "redis")["acked"]  # and deliveries go on after it
     wait_for(lambda: stats(state, "redis")["acked"] > before, 30, "deliveries after the gap")
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_a_sink_can_run_inside_the_aggregator_process(tmp_path, service):
+    server = service("redis")
+    state = tmp_path / "sinks"
+    extra = f'\n[sinks.redis]\nurl = "{server.url}"\nstate_dir = "{state}"\nin_aggregator = true\n'
+    pipeline = Pipeline(tmp_path, f"fhsa{os.getpid()}", extra_config=extra)
+    pipeline.start()
+    try:
+        wait_for(lambda: stats(state, "redis").get("acked", 0) > 0, STARTUP_S, "the in-aggregator sink delivering")
+        assert redis.Redis.from_url(server.url).hlen("fh:sink:positions") == 4  # every venue ring and the NBBO's
+        titles = [" ".join(child.cmdline()) for child in psutil.Process(pipeline.run.pid).children()]
+        assert any("aggregator" in t for t in titles) and not any("sink" in t for t in titles), titles
+    finally:
+        pipeline.stop()

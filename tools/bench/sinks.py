@@ -43,7 +43,8 @@ def _drain(runner: SinkRunner, head: int) -> dict:
 
 
 def _runner(name: str, url: str, prefix: str, state: Path, **settings) -> SinkRunner:
-    config = SinkConfig(name, url, state_dir=str(state / name), snapshot_interval_s=0.0, **settings)
+    """A sink from the oldest record: its positions in a state directory of its own."""
+    config = SinkConfig(name, url, state_dir=str(state / url.split(":")[0]), snapshot_interval_s=0.0, **settings)
     return SinkRunner(make_sink(config), config, prefix, ["demo"])
 
 

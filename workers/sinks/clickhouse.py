@@ -57,6 +57,7 @@ TABLES = {
         ("venue", "str"), ("symbol", "str"), ("ring", "str"), ("epoch", "i64"), ("seq", "i64"), ("kind", "str"),
         ("status", "str"), ("reason", "str"), ("missed", "i64"), ("ts_recv", "ts"), ("ts_publish", "ts"))),
 }
+BOOL_COLUMNS = {"valid", "periodic", "book_valid", "through_nbbo"}  # UInt8 in the tables
 TABLE_OF = {kind: table for table, (kinds, _) in TABLES.items() for kind in kinds}
 _ARROW = {"str": pa.string(), "i64": pa.int64(), "i32": pa.int32(), "u8": pa.uint8(),
           "ts": pa.timestamp("ns", tz="UTC"), "?i64": pa.int64(), "?u8": pa.uint8(),
@@ -64,7 +65,7 @@ _ARROW = {"str": pa.string(), "i64": pa.int64(), "i32": pa.int32(), "u8": pa.uin
 
 
 def _row_values(record: dict) -> dict:
-    """The columns a record does not carry under its column names."""
+    """The columns a record does not carry under its column names (added to it before an insert)."""
     kind = record["type"]
     if kind == BOOK:
         bids, asks = record["bids"], record["asks"]
@@ -185,12 +186,11 @@ class ClickHouseSink:
             by_table.setdefault(TABLE_OF[record["type"]], []).append(record)
         for table, rows in by_table.items():
             kinds = dict(TABLES[table][1])
-            columns: dict[str, list] = {name: [] for name in kinds}
             for record in rows:
-                extra = _row_values(record)
-                for name, values in columns.items():
-                    value = extra[name] if name in extra else record[name]
-                    values.append(int(value) if isinstance(value, bool) else value)
+                record.update(_row_values(record))
+            columns = {name: [record[name] for record in rows] for name in kinds}
+            for name in BOOL_COLUMNS.intersection(columns):
+                columns[name] = [None if value is None else int(value) for value in columns[name]]
             token = f"{table}:{rows[0]['ring']}:{rows[0]['epoch']}:{rows[0]['seq']}:{rows[-1]['seq']}:{len(rows)}"
             try:
                 self.store.insert(table, columns, kinds, token)

@@ -150,8 +150,11 @@ class KafkaSink:
             self._producer = None
             raise SinkDown(f"kafka producer: {exc}") from None
         if remaining or self._errors:
-            producer.purge(in_queue=True, in_flight=False)
+            # A new producer for the retry: after a broker restart the old one's idempotent producer
+            # id is unknown there and every later batch would time out the same way.
+            producer.purge(in_queue=True, in_flight=True)
             producer.poll(0)
+            self._producer = None
             raise SinkDown(f"kafka: {remaining} messages unacknowledged, {len(self._errors)} failed "
                            f"({self._errors[0] if self._errors else 'timeout'})")
         return len(records)

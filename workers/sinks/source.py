@@ -111,12 +111,17 @@ class RingSource:
             batch.records.append(self._pending_gap)
             batch.missed += max(self._pending_gap["missed"], 0)
             self._pending_gap = None
-        rows = self._rows[:max(1, min(budget, len(self._rows)))]
-        filled = poll(self.reader.ring, self.reader.ring_control, self._cursor, rows)
-        for row in rows[:filled]:
-            self._add(batch, row)
-        batch.read += filled
-        return filled
+        read = 0
+        while read < budget:
+            rows = self._rows[:min(budget - read, len(self._rows))]
+            filled = poll(self.reader.ring, self.reader.ring_control, self._cursor, rows)
+            for row in rows[:filled]:
+                self._add(batch, row)
+            read += filled
+            if filled < len(rows):
+                break
+        batch.read += read
+        return read
 
     def _ended(self) -> bool:
         """The writer was replaced or shut down, everything it wrote was read and delivered: time to
