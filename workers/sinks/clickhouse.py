@@ -12,6 +12,7 @@ tables of clickhouse/schema_legacy.sql (Int64 ns timestamps, no materialized vie
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -112,7 +113,7 @@ class _Chdb:
 
     def query(self, sql: str) -> list[tuple]:
         result = self.session.query(sql, "JSONCompact")
-        return [tuple(row) for row in __import__("json").loads(result.bytes() or b'{"data": []}')["data"]]
+        return [tuple(row) for row in json.loads(result.bytes() or b'{"data": []}')["data"]]
 
     def close(self) -> None:
         self.session.close()
@@ -123,8 +124,8 @@ class _Native:
 
     def __init__(self, url: str):
         from clickhouse_driver import Client
-        from clickhouse_driver.errors import Error, NetworkError
-        self.errors, self.network_errors = Error, (NetworkError, OSError, EOFError)
+        from clickhouse_driver.errors import NetworkError
+        self.network_errors = (NetworkError, OSError, EOFError)
         match = re.match(r"clickhouse://([^:/]+)(?::(\d+))?(?:/(\w+))?$", url)
         host, port, database = match.group(1), int(match.group(2) or 9000), match.group(3) or "default"
         self.client = Client(host=host, port=port, connect_timeout=2, send_receive_timeout=10,

@@ -126,8 +126,9 @@ class SinkRunner:
                 self.sink.open()
                 self._opened = True
                 if self.sink.keeps_positions:
+                    saved = self.sink.load_positions() or {}
                     for source in self.sources:
-                        source.resume_from((self.sink.load_positions() or {}).get(source.ring, source.acked))
+                        source.resume_from(saved.get(source.ring, source.acked))
             except SinkDown as exc:
                 self._failed(exc)
                 return 0
@@ -155,7 +156,8 @@ class SinkRunner:
         """The next batch from the rings: up to batch_max records, books conflated."""
         batch = Batch(self.config.depth, self._nbbo_reader())
         budget = self.config.batch_max
-        for source in self.sources:
+        first = self.counters["batches"] % len(self.sources)  # rotate, so no busy ring starves the others
+        for source in self.sources[first:] + self.sources[:first]:
             budget -= source.read(batch, budget)
             if budget <= 0:
                 break
