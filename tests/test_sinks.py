@@ -12,7 +12,8 @@ import redis
 from feedhandler.config import ConfigError
 from shm.reader import StatusEvent, TradeEvent
 from tests.sinks import (Reference, at_heads, consume_all, delivered_keys, replayed, run_config, run_sink_until)
-from workers.sinks.records import SCHEMA_VERSION
+from workers.sinks.records import SCHEMA_VERSION, trade_columns
+from workers.sinks.source import Batch, RingSource
 
 
 @pytest.fixture
@@ -170,8 +171,10 @@ def test_clickhouse_retry_of_the_same_batch_inserts_nothing_twice(coinbase, tmp_
                   "bid_qty": 1, "ask_px": 100, "ask_qty": 1, "mid_px": 995, "spread": 1, "touch_qty": 1,
                   "levels_swept": 1, "nbbo_bid_px": None, "nbbo_ask_px": None, "nbbo_px_dec": None,
                   "through_nbbo": None}
-        sink.deliver([record], {})
-        sink.deliver([record], {})
+        batch = Batch(depth=1, nbbo=None)
+        batch.records.append(record)
+        sink.deliver(batch, {})
+        sink.deliver(batch, {})
         assert int(sink.query("SELECT count() FROM {db}.trades")[0][0]) == int(rows) + 1
     finally:
         sink.close()
@@ -212,3 +215,20 @@ def test_a_sink_whose_service_is_down_retries_with_backoff_and_counts_it(coinbas
     runner = run_sink_until(run, "kafka", lambda r: time.monotonic() - started > 5)
     assert runner.counters["retried"] >= 2 and runner.counters["acked"] == 0 and runner.counters["up"] == 0
     assert "unreachable" in runner.last_error
+
+
+def test_trades_as_numpy_columns_hold_what_the_trade_records_hold(coinbase):
+    prefix, venue, ref = coinbase
+    sources = [RingSource(prefix, venue), RingSource(prefix, venue)]
+    batches = [Batch(depth=1, nbbo=None, columnar_trades=columnar) for columnar in (False, True)]
+    for source, batch in zip(sources, batches):
+        source.read(batch, ref.head)
+    records = [r for r in batches[0].records if r["type"] == "trade"]
+    columns = trade_columns(batches[1].trade_rows, None)
+    for source in sources:
+        source.close()
+    assert len(records) == len(columns["seq"]) == len(ref.trades())
+    for name, values in columns.items():
+        expected = [None if r[name] is None else int(r[name]) if isinstance(r[name], bool) else r[name]
+                    for r in records]
+        assert values.tolist() == expected, name

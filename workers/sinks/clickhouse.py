@@ -22,8 +22,9 @@ import pyarrow as pa
 
 from feedhandler.config import SinkConfig
 
-from .records import BOOK, GAP, NBBO, STATUS, TRADE
+from .records import BOOK, GAP, NBBO, STATUS, TRADE, trade_columns
 from .runner import SinkConfigError, SinkDown
+from .source import Batch
 
 def _schema_dir() -> Path:
     """clickhouse/ of the source tree, else where setup.py installed its files."""
@@ -144,8 +145,10 @@ class _Native:
 
     def insert(self, table: str, columns: dict[str, list], kinds: dict[str, str], token: str) -> None:
         settings = {"insert_deduplication_token": token} if self.modern else {}
-        data = [values if not self.modern or kinds[name] != "ts" else
-                [np.datetime64(v, "ns") for v in values] for name, values in columns.items()]
+        data = [values.tolist() if isinstance(values, np.ndarray) else values for values in columns.values()]
+        if self.modern:  # DateTime64 columns take datetimes, not ns integers
+            data = [[np.datetime64(v, "ns") for v in values] if kinds[name] == "ts" else values
+                    for name, values in zip(columns, data)]
         self.client.execute(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES", data,
                             columnar=True, settings=settings)
 
@@ -158,6 +161,7 @@ class _Native:
 
 class ClickHouseSink:
     name = "clickhouse"
+    columnar_trades = True  # trades go from ring rows to columns with numpy, no dict per trade
     keeps_positions = False
 
     def __init__(self, config: SinkConfig):
@@ -179,12 +183,13 @@ class ClickHouseSink:
     def load_positions(self) -> None:
         return None
 
-    def deliver(self, records: list[dict], positions) -> int:
+    def deliver(self, batch: Batch, positions) -> int:
         if self.store is None:
             self.open()
         by_table: dict[str, list[dict]] = {}
-        for record in records:
+        for record in batch.records:
             by_table.setdefault(TABLE_OF[record["type"]], []).append(record)
+        inserts = []
         for table, rows in by_table.items():
             kinds = dict(TABLES[table][1])
             for record in rows:
@@ -192,12 +197,18 @@ class ClickHouseSink:
             columns = {name: [record[name] for record in rows] for name in kinds}
             for name in BOOL_COLUMNS.intersection(columns):
                 columns[name] = [None if value is None else int(value) for value in columns[name]]
-            token = f"{table}:{rows[0]['ring']}:{rows[0]['epoch']}:{rows[0]['seq']}:{rows[-1]['seq']}:{len(rows)}"
+            inserts.append((table, columns, f"{rows[0]['ring']}:{rows[0]['epoch']}:{rows[0]['seq']}:{rows[-1]['seq']}"
+                                            f":{len(rows)}"))
+        if batch.trade_rows:
+            (first_source, first), (_, last) = batch.trade_rows[0], batch.trade_rows[-1]
+            inserts.append(("trades", trade_columns(batch.trade_rows, batch.nbbo),
+                            f"{first_source.ring}:{first_source.epoch}:{first[0, 0]}:{last[-1, 0]}:{batch.size}"))
+        for table, columns, token in inserts:
             try:
-                self.store.insert(table, columns, kinds, token)
+                self.store.insert(table, columns, dict(TABLES[table][1]), f"{table}:{token}")
             except Exception as exc:
                 self._failed(exc)
-        return len(by_table)
+        return len(inserts)
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(self.store, _Native) and isinstance(exc, self.store.network_errors):

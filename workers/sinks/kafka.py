@@ -24,7 +24,7 @@ from feedhandler.config import SinkConfig
 
 from .records import BOOK, GAP, NBBO, STATUS, TRADE, partition_key
 from .runner import SinkConfigError, SinkDown
-from .source import Position
+from .source import Batch, Position
 
 TOPIC_OF = {BOOK: "books", TRADE: "trades", NBBO: "nbbo", STATUS: "status", GAP: "status"}
 PARTITIONS = 6
@@ -43,6 +43,7 @@ _AUTH_ERRORS = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHOR
 
 
 class KafkaSink:
+    columnar_trades = False
     name = "kafka"
 
     def __init__(self, config: SinkConfig):
@@ -118,7 +119,8 @@ class KafkaSink:
             consumer.close()
         return {ring: Position.from_json(value) for ring, value in (latest or {}).items()}
 
-    def deliver(self, records: list[dict], positions: dict[str, Position]) -> int:
+    def deliver(self, batch: Batch, positions: dict[str, Position]) -> int:
+        records = batch.records
         if self._producer is None:
             self.open()
         elif self._check_topics:

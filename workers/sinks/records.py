@@ -14,7 +14,12 @@ mantissas with their decimals (`px_dec`, `qty_dec`); timestamps are ns since the
 """
 from __future__ import annotations
 
-from shm.layout import NO_BOOK, Reason, Side, Status
+import numpy as np
+
+from shm.layout import (NO_BOOK, SLOT_ID, SLOT_INSTRUMENT, SLOT_SEQ, SLOT_TRADE_ASK_PX, SLOT_TRADE_ASK_QTY,
+                        SLOT_TRADE_BID_PX, SLOT_TRADE_BID_QTY, SLOT_TRADE_BOOK_ID, SLOT_TRADE_PX, SLOT_TRADE_QTY,
+                        SLOT_TRADE_SIDE, SLOT_TRADE_SWEPT, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH, SLOT_TS_RECV, Reason,
+                        Side, Status)
 from shm.nbbo_reader import NbboReader
 from shm.reader import BookSnapshot, Instrument, StatusEvent, TradeEvent
 
@@ -118,3 +123,56 @@ def gap_record(ring: str, epoch: int, seq: int, missed: int, why: str, ts: int) 
     record = _base(GAP, ring, epoch, seq)
     record.update(venue=ring, symbol=None, missed=missed, reason=why, ts_recv=ts, ts_publish=ts)
     return record
+
+
+def trade_columns(chunks: list, nbbo: NbboReader | None) -> dict[str, np.ndarray]:
+    """The trade records of ring-row chunks [(source, int64 rows)] as columns, computed with numpy:
+    the same fields and values as trade_record gives row by row (nullable and text columns as object
+    arrays holding None)."""
+    parts = [_trade_chunk(source, rows, nbbo) for source, rows in chunks]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _nullable(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    out = values.astype(object)
+    out[~present] = None
+    return out
+
+
+def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> dict[str, np.ndarray]:
+    instruments = source.reader.instruments
+    index = rows[:, SLOT_INSTRUMENT]
+    symbols = np.array([i.symbol for i in instruments], object)[index]
+    px_dec = np.array([i.px_dec for i in instruments], np.int64)[index]
+    price, side, swept = rows[:, SLOT_TRADE_PX], rows[:, SLOT_TRADE_SIDE], rows[:, SLOT_TRADE_SWEPT]
+    bid_px, bid_qty = rows[:, SLOT_TRADE_BID_PX], rows[:, SLOT_TRADE_BID_QTY]
+    ask_px, ask_qty = rows[:, SLOT_TRADE_ASK_PX], rows[:, SLOT_TRADE_ASK_QTY]
+    book_ok = (swept != NO_BOOK) & (bid_qty != 0) & (ask_qty != 0)
+    nbbo_bid, nbbo_ask, nbbo_dec = (np.zeros(len(rows), np.int64) for _ in range(3))
+    quoted = np.zeros(len(rows), bool)
+    for symbol in set(symbols.tolist()) if nbbo is not None else ():
+        try:
+            quote = nbbo.quote(symbol)
+        except KeyError:
+            continue
+        if quote.valid:
+            these = symbols == symbol
+            nbbo_bid[these], nbbo_ask[these], nbbo_dec[these] = quote.bid_px, quote.ask_px, quote.instrument.px_dec
+            quoted |= these
+    scaled = price * 10 ** np.maximum(nbbo_dec - px_dec, 0)
+    return {
+        "venue": np.full(len(rows), source.ring, object), "symbol": symbols,
+        "epoch": np.full(len(rows), source.epoch, np.int64), "seq": rows[:, SLOT_SEQ] - 1,
+        "trade_id": rows[:, SLOT_ID], "ts_exchange": rows[:, SLOT_TS_EXCHANGE], "ts_recv": rows[:, SLOT_TS_RECV],
+        "ts_publish": rows[:, SLOT_TS_PUBLISH], "price": price, "qty": rows[:, SLOT_TRADE_QTY], "px_dec": px_dec,
+        "qty_dec": np.array([i.qty_dec for i in instruments], np.int64)[index],
+        "side": np.where(side == Side.BUY, "buy", np.where(side == Side.SELL, "sell", "unknown")).astype(object),
+        "book_valid": (swept != NO_BOOK).astype(np.int64), "book_update_id": rows[:, SLOT_TRADE_BOOK_ID],
+        "bid_px": bid_px, "bid_qty": bid_qty, "ask_px": ask_px, "ask_qty": ask_qty,
+        "mid_px": _nullable((bid_px + ask_px) * 5, book_ok), "spread": _nullable(ask_px - bid_px, book_ok),
+        "touch_qty": _nullable(np.where(side == Side.BUY, ask_qty, bid_qty), side != Side.UNKNOWN),
+        "levels_swept": np.maximum(swept, 0),
+        "nbbo_bid_px": _nullable(nbbo_bid, quoted), "nbbo_ask_px": _nullable(nbbo_ask, quoted),
+        "nbbo_px_dec": _nullable(nbbo_dec, quoted),
+        "through_nbbo": _nullable(((scaled > nbbo_ask) | (scaled < nbbo_bid)).astype(np.int64), quoted),
+    }

@@ -23,7 +23,7 @@ from feedhandler.config import SinkConfig
 
 from .records import BOOK, GAP, NBBO, STATUS, TRADE
 from .runner import SinkConfigError, SinkDown
-from .source import Position
+from .source import Batch, Position
 
 _TOP_FIELDS = ("epoch", "seq", "update_id", "valid", "px_dec", "qty_dec", "ts_exchange", "ts_recv", "ts_publish")
 _NBBO_FIELDS = ("epoch", "seq", "changes", "px_dec", "qty_dec", "bid_px", "bid_qty", "ask_px", "ask_qty", "flags",
@@ -35,6 +35,7 @@ def _flat(record: dict, names: tuple[str, ...]) -> dict:
 
 
 class RedisSink:
+    columnar_trades = False
     name = "redis"
     keeps_positions = True
 
@@ -64,7 +65,8 @@ class RedisSink:
             raise SinkDown(f"redis: reading positions: {exc}") from None
         return {ring.decode(): Position(*map(int, value.split(b":"))) for ring, value in saved.items()}
 
-    def deliver(self, records: list[dict], positions: dict[str, Position]) -> int:
+    def deliver(self, batch: Batch, positions: dict[str, Position]) -> int:
+        records = batch.records
         if self._client is None:
             self.open()
         pipe = self._client.pipeline(transaction=True)

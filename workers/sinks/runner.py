@@ -44,8 +44,11 @@ class Sink(Protocol):
     def load_positions(self) -> dict[str, Position] | None:
         """The positions the service holds (keeps_positions sinks), else None."""
 
-    def deliver(self, records: list[dict], positions: dict[str, Position]) -> int:
-        """Deliver and wait for the acknowledgement; returns the commands or messages it took."""
+    columnar_trades: bool  # takes trades as ring rows (Batch.trade_rows) rather than dicts
+
+    def deliver(self, batch: Batch, positions: dict[str, Position]) -> int:
+        """Deliver `batch.records` (and `batch.trade_rows`) and wait for the acknowledgement; returns
+        the commands or messages it took."""
 
     def close(self) -> None: ...
 
@@ -97,7 +100,7 @@ class SinkRunner:
         self._failures = 0
         self._retry_at = 0.0
         self._opened = False
-        self._pending: tuple[Batch, list[dict], dict[str, Position]] | None = None  # read, not yet acknowledged
+        self._pending: tuple[Batch, dict[str, Position]] | None = None  # read, not yet acknowledged
         self._next_snapshot = time.monotonic() + config.snapshot_interval_s
         self._next_stats = 0.0
 
@@ -136,25 +139,25 @@ class SinkRunner:
             self._pending = self._read(now)
             if self._pending is None:
                 return 0
-            self.counters["sent"] += len(self._pending[1])
-        batch, records, positions = self._pending
+            self.counters["sent"] += self._pending[0].size
+        batch, positions = self._pending
         try:
-            self.counters["commands"] += self.sink.deliver(records, positions)
+            self.counters["commands"] += self.sink.deliver(batch, positions)
         except SinkDown as exc:
             self._failed(exc)  # the same batch goes again: sinks with dedup tokens see an identical retry
             return 0
         self._pending = None
-        self._record_latency(records, time.time_ns())
+        self._record_latency(batch.publish_stamps(), time.time_ns())
         for source in self.sources:
             source.commit()
         if not self.sink.keeps_positions:
             self.local.save(positions)
-        self._delivered(batch, len(records))
+        self._delivered(batch)
         return batch.read
 
-    def _read(self, now: float) -> tuple[Batch, list[dict], dict[str, Position]] | None:
+    def _read(self, now: float) -> tuple[Batch, dict[str, Position]] | None:
         """The next batch from the rings: up to batch_max records, books conflated."""
-        batch = Batch(self.config.depth, self._nbbo_reader())
+        batch = Batch(self.config.depth, self._nbbo_reader(), self.sink.columnar_trades)
         budget = self.config.batch_max
         first = self.counters["batches"] % len(self.sources)  # rotate, so no busy ring starves the others
         for source in self.sources[first:] + self.sources[:first]:
@@ -165,16 +168,14 @@ class SinkRunner:
             self._next_snapshot = now + self.config.snapshot_interval_s
             for source in self.sources:
                 source.snapshots(batch)
-        records = batch.close()
-        if not records:
+        batch.close()
+        if not batch.size:
             return None
-        return batch, records, {s.ring: s.position() for s in self.sources if s.position() is not None}
+        return batch, {s.ring: s.position() for s in self.sources if s.position() is not None}
 
-    def _record_latency(self, records: list[dict], acked_ns: int) -> None:
+    def _record_latency(self, published: np.ndarray, acked_ns: int) -> None:
         """Publish (by the venue worker or aggregator) -> acknowledged by the service, per record."""
-        stamps = np.fromiter((r["ts_publish"] for r in records if r.get("ts_publish") and not r.get("periodic")),
-                             np.int64)
-        stamps = acked_ns - stamps[-LATENCY_SAMPLES:]
+        stamps = acked_ns - published[-LATENCY_SAMPLES:]
         at = self._latency_count % LATENCY_SAMPLES
         head = min(len(stamps), LATENCY_SAMPLES - at)
         self._latency[at:at + head] = stamps[:head]
@@ -193,12 +194,12 @@ class SinkRunner:
         source = self._nbbo_source
         return source.reader if source is not None and source.attached else None
 
-    def _delivered(self, batch: Batch, count: int) -> None:
+    def _delivered(self, batch: Batch) -> None:
         if self._failures:
             self.log.warning("%s sink: delivering again after %d failed attempts", self.config.name, self._failures)
         self._failures = 0
         self.counters["up"] = 1
-        self.counters["acked"] += count
+        self.counters["acked"] += batch.size
         self.counters["batches"] += 1
         self.counters["conflated"] += batch.conflated
         self.counters["dropped_with_gap"] += batch.missed

@@ -12,15 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shm.layout import SLOT_WORDS, Header, State
+from shm.layout import SLOT_INSTRUMENT, SLOT_KIND, SLOT_SEQ, SLOT_TS_PUBLISH, SLOT_WORDS, Header, Kind, State
 from shm.nbbo_reader import NbboEvent, NbboReader, VenueStatusEvent
-from shm.reader import BookEvent, GapEvent, StatusEvent, TradeEvent, VenueReader
+from shm.reader import GapEvent, StatusEvent, TradeEvent, VenueReader
 from shm.ring import poll, write_position
 from shm.segment import SegmentError
 
 from . import records
 
 REATTACH_EVERY_S = 1.0
+KIND_TRADE = int(Kind.TRADE)
+KIND_BOOK = int(Kind.BOOK)
 
 
 @dataclass(frozen=True)
@@ -40,25 +42,36 @@ class Position:
 
 
 class Batch:
-    """Records read for one delivery, books conflated; bounded by the caller's budget."""
+    """Records read for one delivery, books conflated; bounded by the caller's budget. With
+    `columnar_trades`, trades stay ring rows (`trade_rows`: (source, int64 rows) chunks) for sinks that
+    turn them into columns with numpy instead of one dict each."""
 
-    def __init__(self, depth: int, nbbo: NbboReader | None):
+    def __init__(self, depth: int, nbbo: NbboReader | None, columnar_trades: bool = False):
         self.depth = depth
         self.nbbo = nbbo
+        self.columnar_trades = columnar_trades
         self.records: list[dict] = []
+        self.trade_rows: list[tuple[RingSource, np.ndarray]] = []
         self.read = 0  # ring records consumed
         self.conflated = 0  # book changes merged into a snapshot with others
         self.missed = 0  # records lost to gaps
-        self._books: dict[tuple[int, int], list] = {}  # (source id, instrument) -> [source, last seq, changes]
+        self._books: dict[tuple[int, int], list] = {}  # (source id, book) -> [source, book, last seq, changes]
 
-    def book_changed(self, source: RingSource, index: int, seq: int) -> None:
-        entry = self._books.get((id(source), index))
-        if entry is None:
-            self._books[(id(source), index)] = [source, index, seq, 1]
-        else:
-            entry[2] = seq
-            entry[3] += 1
-            self.conflated += 1
+    def books_changed(self, source: RingSource, rows: np.ndarray) -> None:
+        """Book-change rows (in ring order) noted per book: its last position and how many changes;
+        the snapshot is read when the batch closes."""
+        instruments = rows[:, SLOT_INSTRUMENT]
+        books, last_reversed, counts = np.unique(instruments[::-1], return_index=True, return_counts=True)
+        for index, at, count in zip(books.tolist(), (len(rows) - 1 - last_reversed).tolist(), counts.tolist()):
+            seq = int(rows[at, SLOT_SEQ]) - 1
+            entry = self._books.get((id(source), index))
+            if entry is None:
+                self._books[(id(source), index)] = [source, index, seq, count]
+                self.conflated += count - 1
+            else:
+                entry[2] = seq
+                entry[3] += count
+                self.conflated += count
 
     def close(self) -> list[dict]:
         """The records to deliver: everything read, then one snapshot per changed book."""
@@ -67,6 +80,18 @@ class Batch:
             self.records.append(records.book_record(source.ring, source.epoch, seq, changes, book, periodic=False))
         self._books.clear()
         return self.records
+
+    @property
+    def size(self) -> int:
+        """Records to deliver: dicts and trade rows."""
+        return len(self.records) + sum(len(rows) for _, rows in self.trade_rows)
+
+    def publish_stamps(self) -> np.ndarray:
+        """ts_publish of every change-driven record (periodic snapshots and gaps excluded)."""
+        stamps = [np.fromiter((r["ts_publish"] for r in self.records if r.get("ts_publish") and not r.get("periodic")),
+                              np.int64)]
+        stamps += [rows[:, SLOT_TS_PUBLISH] for _, rows in self.trade_rows]
+        return np.concatenate(stamps)
 
 
 class RingSource:
@@ -115,7 +140,17 @@ class RingSource:
         while read < budget:
             rows = self._rows[:min(budget - read, len(self._rows))]
             filled = poll(self.reader.ring, self.reader.ring_control, self._cursor, rows)
-            for row in rows[:filled]:
+            polled = rows[:filled]
+            books = polled[:, SLOT_KIND] == KIND_BOOK
+            if books.any():
+                batch.books_changed(self, polled[books])
+                polled = polled[~books]
+            if batch.columnar_trades:
+                trades = polled[:, SLOT_KIND] == KIND_TRADE
+                if trades.any():
+                    batch.trade_rows.append((self, polled[trades].copy()))
+                    polled = polled[~trades]
+            for row in polled:
                 self._add(batch, row)
             read += filled
             if filled < len(rows):
@@ -168,9 +203,7 @@ class RingSource:
     def _add(self, batch: Batch, row: np.ndarray) -> None:
         reader = self.reader
         event = reader._event(row)
-        if isinstance(event, BookEvent):
-            batch.book_changed(self, event.instrument.index, event.position)
-        elif isinstance(event, TradeEvent):
+        if isinstance(event, TradeEvent):
             batch.records.append(records.trade_record(self.ring, self.epoch, event, batch.nbbo))
         elif isinstance(event, NbboEvent):
             batch.records.append(records.nbbo_record(self.epoch, event))
