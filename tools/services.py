@@ -5,6 +5,7 @@ port and its own directory, is started by us and stopped by the pid we started.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -14,6 +15,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+PR_SET_PDEATHSIG = 1
 
 
 class ServiceError(RuntimeError):
@@ -60,7 +64,7 @@ class Service:
             pass
         log = self.directory / f"{self.name}.log"
         self.process = subprocess.Popen(self.command, cwd=self.directory, stdout=open(log, "ab"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, preexec_fn=_own_session_dying_with_parent)
         _wait_listening(self.port, self.process, self.name, log)
         return self
 
@@ -82,6 +86,13 @@ class Service:
             self.process.kill()
             self.process.wait(5)
         self.process = None
+
+
+def _own_session_dying_with_parent() -> None:
+    """In the child before exec: its own session (a terminal's signals are not its), and SIGKILL when
+    the process that started it dies, so a killed test run leaves no server behind."""
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _need(binary: str, package: str) -> str:
