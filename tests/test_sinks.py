@@ -113,71 +113,63 @@ def test_redis_publishes_a_notification_per_change(coinbase, service, tmp_path):
     assert kinds["trade"] == len(ref.trades()) and kinds["book"] >= len(ref.last_book_change())
 
 
-def chdb_sink(prefix, venue, tmp_path, ref):
+@pytest.fixture
+def chdb(coinbase, tmp_path):
+    """The replay delivered into chDB by the ClickHouse sink, then that sink's store reopened here
+    (chDB allows one owner per path, which is now this test): (sink, venue, reference)."""
+    prefix, venue, ref = coinbase
     run = run_config(prefix, [venue], {"clickhouse": sink_settings(tmp_path, url=f"chdb://{tmp_path / 'ch'}")})
-    runner = run_sink_until(run, "clickhouse", at_heads(ref))
-    sink = runner.sink
-    sink.open()  # the runner closed it; chDB allows one owner per path, which is now this test
-    return sink
+    sink = run_sink_until(run, "clickhouse", at_heads(ref)).sink
+    sink.open()
+    yield sink, venue, ref
+    sink.close()
 
 
 @pytest.mark.clickhouse
-def test_clickhouse_chdb_holds_every_trade_matched_and_each_once(coinbase, tmp_path):
-    prefix, venue, ref = coinbase
-    sink = chdb_sink(prefix, venue, tmp_path, ref)
-    try:
-        rows = sink.query("SELECT venue, epoch, seq, price, bid_px, ask_px, levels_swept FROM {db}.trades")
-        assert sorted((r[0], int(r[1]), int(r[2])) for r in rows) == sorted(ref.keys(TradeEvent))
-        by_seq = {int(r[2]): r for r in rows}
-        for event in ref.trades():
-            assert tuple(int(v) for v in by_seq[event.position][3:]) == (event.price, event.bid_px, event.ask_px,
-                                                                       event.swept)
-        statuses = sink.query("SELECT count() FROM {db}.status FINAL WHERE kind = 'status'")[0][0]
-        assert int(statuses) == len(ref.keys(StatusEvent))
-    finally:
-        sink.close()
+def test_clickhouse_chdb_holds_every_trade_matched_and_each_once(chdb):
+    sink, venue, ref = chdb
+    rows = sink.query("SELECT venue, epoch, seq, price, bid_px, ask_px, levels_swept FROM {db}.trades")
+    assert sorted((r[0], int(r[1]), int(r[2])) for r in rows) == sorted(ref.keys(TradeEvent))
+    by_seq = {int(r[2]): r for r in rows}
+    for event in ref.trades():
+        assert tuple(int(v) for v in by_seq[event.position][3:]) == (event.price, event.bid_px, event.ask_px,
+                                                                   event.swept)
+    statuses = sink.query("SELECT count() FROM {db}.status FINAL WHERE kind = 'status'")[0][0]
+    assert int(statuses) == len(ref.keys(StatusEvent))
 
 
 @pytest.mark.clickhouse
-def test_clickhouse_chdb_views_derive_top_of_book_and_one_minute_bars(coinbase, tmp_path):
-    prefix, venue, ref = coinbase
-    sink = chdb_sink(prefix, venue, tmp_path, ref)
-    try:
-        depth, top = (int(sink.query(f"SELECT count() FROM {{db}}.{t}")[0][0]) for t in ("depth", "top_of_book"))
-        assert depth == top > 0
-        volume = {s: sum(e.qty for e in ref.trades() if e.instrument.symbol == s)
-                  for s in {e.instrument.symbol for e in ref.trades()}}
-        bars = sink.query("SELECT symbol, sum(volume), sum(trades) FROM {db}.bars_1m GROUP BY symbol")
-        assert {r[0]: int(r[1]) for r in bars} == volume
-        assert sum(int(r[2]) for r in bars) == len(ref.trades())
-        started = time.perf_counter()
-        sink.query("SELECT toStartOfHour(ts_recv) h, min(price), max(price), sum(qty) FROM {db}.trades "
-                   "WHERE symbol = 'BTC-USD' AND ts_recv >= (SELECT max(ts_recv) FROM {db}.trades) - INTERVAL 1 DAY "
-                   "GROUP BY h")
-        print(f"1-day aggregate of one symbol: {(time.perf_counter() - started) * 1e3:.1f} ms")
-    finally:
-        sink.close()
+def test_clickhouse_chdb_views_derive_top_of_book_and_one_minute_bars(chdb):
+    sink, venue, ref = chdb
+    depth, top = (int(sink.query(f"SELECT count() FROM {{db}}.{t}")[0][0]) for t in ("depth", "top_of_book"))
+    assert depth == top > 0
+    volume = {s: sum(e.qty for e in ref.trades() if e.instrument.symbol == s)
+              for s in {e.instrument.symbol for e in ref.trades()}}
+    bars = sink.query("SELECT symbol, sum(volume), sum(trades) FROM {db}.bars_1m GROUP BY symbol")
+    assert {r[0]: int(r[1]) for r in bars} == volume
+    assert sum(int(r[2]) for r in bars) == len(ref.trades())
+    started = time.perf_counter()
+    sink.query("SELECT toStartOfHour(ts_recv) h, min(price), max(price), sum(qty) FROM {db}.trades "
+               "WHERE symbol = 'BTC-USD' AND ts_recv >= (SELECT max(ts_recv) FROM {db}.trades) - INTERVAL 1 DAY "
+               "GROUP BY h")
+    print(f"1-day aggregate of one symbol: {(time.perf_counter() - started) * 1e3:.1f} ms")
 
 
 @pytest.mark.clickhouse
-def test_clickhouse_retry_of_the_same_batch_inserts_nothing_twice(coinbase, tmp_path):
-    prefix, venue, ref = coinbase
-    sink = chdb_sink(prefix, venue, tmp_path, ref)
-    try:
-        rows = sink.query("SELECT count() FROM {db}.trades")[0][0]
-        record = {"v": 1, "type": "trade", "ring": venue, "epoch": 1, "seq": 0, "venue": venue, "symbol": "X-Y",
-                  "px_dec": 2, "qty_dec": 2, "trade_id": 1, "price": 100, "qty": 1, "side": "buy", "ts_exchange": 1,
-                  "ts_recv": 1, "ts_publish": 1, "book_valid": True, "book_update_id": 1, "bid_px": 99,
-                  "bid_qty": 1, "ask_px": 100, "ask_qty": 1, "mid_px": 995, "spread": 1, "touch_qty": 1,
-                  "levels_swept": 1, "nbbo_bid_px": None, "nbbo_ask_px": None, "nbbo_px_dec": None,
-                  "through_nbbo": None}
-        batch = Batch(depth=1, nbbo=None)
-        batch.records.append(record)
-        sink.deliver(batch, {})
-        sink.deliver(batch, {})
-        assert int(sink.query("SELECT count() FROM {db}.trades")[0][0]) == int(rows) + 1
-    finally:
-        sink.close()
+def test_clickhouse_retry_of_the_same_batch_inserts_nothing_twice(chdb):
+    sink, venue, ref = chdb
+    rows = sink.query("SELECT count() FROM {db}.trades")[0][0]
+    record = {"v": 1, "type": "trade", "ring": venue, "epoch": 1, "seq": 0, "venue": venue, "symbol": "X-Y",
+              "px_dec": 2, "qty_dec": 2, "trade_id": 1, "price": 100, "qty": 1, "side": "buy", "ts_exchange": 1,
+              "ts_recv": 1, "ts_publish": 1, "book_valid": True, "book_update_id": 1, "bid_px": 99,
+              "bid_qty": 1, "ask_px": 100, "ask_qty": 1, "mid_px": 995, "spread": 1, "touch_qty": 1,
+              "levels_swept": 1, "nbbo_bid_px": None, "nbbo_ask_px": None, "nbbo_px_dec": None,
+              "through_nbbo": None}
+    batch = Batch(depth=1, nbbo=None)
+    batch.records.append(record)
+    sink.deliver(batch, {})
+    sink.deliver(batch, {})
+    assert int(sink.query("SELECT count() FROM {db}.trades")[0][0]) == int(rows) + 1
 
 
 @pytest.mark.clickhouse
