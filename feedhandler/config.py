@@ -7,7 +7,7 @@ loaded, and a bad one fails fast with a message naming it; defaults make a minim
                                 symbols, ws_url, rest_url, cpu, depth, book_depth, client, idle,
                                 stale_after_s, ring_slots, snapshot_limit
     [sinks.<kafka|redis|clickhouse>]
-                                url, in_aggregator, cpu, batch_max, depth, snapshot_interval_s,
+                                url, in_aggregator, cpu, batch_max, linger_s, depth, snapshot_interval_s,
                                 state_dir, retry_max_s, prefix, mode (kafka), max_commands_per_s and
                                 trades_maxlen (redis)
 """
@@ -26,6 +26,8 @@ CLIENTS = ("picows", "websockets")
 WORKER_IDLE = ("block", "spin")
 AGGREGATOR_IDLE = ("block", "backoff", "spin")
 KAFKA_MODES = ("at_least_once", "exactly_once")
+# ClickHouse wants few large inserts (each makes a part per table and day): at most one a second
+SINK_DEFAULTS = {"clickhouse": {"batch_max": 65536, "linger_s": 1.0}}
 SINK_URLS = {  # what each sink's url must look like
     "kafka": (re.compile(r"^[\w.-]+:\d+(,[\w.-]+:\d+)*$"), "host:port[,host:port...]"),
     "redis": (re.compile(r"^rediss?://[^/\s]+(/\d+)?$"), "redis://host:port[/db]"),
@@ -72,6 +74,7 @@ class SinkConfig:
     in_aggregator: bool = False  # a thread of the aggregator process instead of a process of its own
     cpu: int | None = None
     batch_max: int = 4096  # records read from the rings per delivery
+    linger_s: float = 0.0  # after a delivery, wait up to this long for batch_max records to gather
     depth: int = 10  # levels per side in book snapshots
     snapshot_interval_s: float = 5.0  # also snapshot every valid book this often (0: on change only)
     state_dir: str = ".fh/sinks"  # acknowledged ring positions (sinks that keep them locally)
@@ -195,7 +198,7 @@ def _sink(name: str, table: Any) -> SinkConfig:
     if not pattern.match(url):
         raise ConfigError(f"{where}.url: {url!r} is not {shape}")
     defaults = SinkConfig(name, url)
-    values = {}
+    values = dict(SINK_DEFAULTS.get(name, {}))
     for f in fields(SinkConfig):
         if f.name in ("name", "url", "cpu") or f.name not in table:
             continue

@@ -12,7 +12,7 @@ import redis
 from feedhandler.config import ConfigError
 from shm.reader import StatusEvent, TradeEvent
 from tests.sinks import (Reference, at_heads, consume_all, delivered_keys, replayed, run_config, run_sink_until)
-from workers.sinks.records import SCHEMA_VERSION, trade_columns
+from workers.sinks.records import SCHEMA_VERSION, trade_records
 from workers.sinks.source import Batch, RingSource
 
 
@@ -156,20 +156,19 @@ def test_clickhouse_chdb_views_derive_top_of_book_and_one_minute_bars(chdb):
 
 
 @pytest.mark.clickhouse
-def test_clickhouse_retry_of_the_same_batch_inserts_nothing_twice(chdb):
-    sink, venue, ref = chdb
-    rows = sink.query("SELECT count() FROM {db}.trades")[0][0]
-    record = {"v": 1, "type": "trade", "ring": venue, "epoch": 1, "seq": 0, "venue": venue, "symbol": "X-Y",
-              "px_dec": 2, "qty_dec": 2, "trade_id": 1, "price": 100, "qty": 1, "side": "buy", "ts_exchange": 1,
-              "ts_recv": 1, "ts_publish": 1, "book_valid": True, "book_update_id": 1, "bid_px": 99,
-              "bid_qty": 1, "ask_px": 100, "ask_qty": 1, "mid_px": 995, "spread": 1, "touch_qty": 1,
-              "levels_swept": 1, "nbbo_bid_px": None, "nbbo_ask_px": None, "nbbo_px_dec": None,
-              "through_nbbo": None}
+def test_clickhouse_retry_of_the_same_batch_inserts_nothing_twice(coinbase, chdb):
+    prefix, venue, ref = coinbase
+    sink = chdb[0]
+    rows = int(sink.query("SELECT count() FROM {db}.trades")[0][0])
+    source = RingSource(prefix, venue)
     batch = Batch(depth=1, nbbo=None)
-    batch.records.append(record)
-    sink.deliver(batch, {})
-    sink.deliver(batch, {})
-    assert int(sink.query("SELECT count() FROM {db}.trades")[0][0]) == int(rows) + 1
+    source.read(batch, ref.head // 2)  # half the ring: not a batch the sink inserted before
+    batch.close()
+    source.close()
+    for _ in range(2):
+        assert sink.acknowledged(sink.send(batch, {}), wait=True)
+    in_half = sum(1 for event in ref.trades() if event.position < ref.head // 2)
+    assert int(sink.query("SELECT count() FROM {db}.trades")[0][0]) == rows + in_half
 
 
 @pytest.mark.clickhouse
@@ -209,18 +208,26 @@ def test_a_sink_whose_service_is_down_retries_with_backoff_and_counts_it(coinbas
     assert "unreachable" in runner.last_error
 
 
-def test_trades_as_numpy_columns_hold_what_the_trade_records_hold(coinbase):
+def test_trade_records_hold_each_trade_and_its_book_as_the_reader_sees_them(coinbase):
     prefix, venue, ref = coinbase
-    sources = [RingSource(prefix, venue), RingSource(prefix, venue)]
-    batches = [Batch(depth=1, nbbo=None, columnar_trades=columnar) for columnar in (False, True)]
-    for source, batch in zip(sources, batches):
-        source.read(batch, ref.head)
-    records = [r for r in batches[0].records if r["type"] == "trade"]
-    columns = trade_columns(batches[1].trade_rows, None)
-    for source in sources:
-        source.close()
-    assert len(records) == len(columns["seq"]) == len(ref.trades())
-    for name, values in columns.items():
-        expected = [None if r[name] is None else int(r[name]) if isinstance(r[name], bool) else r[name]
-                    for r in records]
-        assert values.tolist() == expected, name
+    source = RingSource(prefix, venue)
+    batch = Batch(depth=1, nbbo=None)
+    source.read(batch, ref.head)
+    batch.close()
+    source.close()
+    trades = trade_records(batch.trades)
+    assert len(trades) == len(ref.trades()) and not any(r["type"] == "trade" for r in batch.records)
+    for record, event in zip(trades, ref.trades()):
+        book = event.swept != -1 and event.bid_qty and event.ask_qty
+        assert record == {
+            "v": SCHEMA_VERSION, "type": "trade", "ring": venue, "epoch": ref.epoch, "seq": event.position,
+            "venue": venue, "symbol": event.instrument.symbol, "px_dec": event.instrument.px_dec,
+            "qty_dec": event.instrument.qty_dec, "trade_id": event.trade_id, "price": event.price, "qty": event.qty,
+            "side": event.side.name.lower(), "ts_exchange": event.ts_exchange, "ts_recv": event.ts_recv,
+            "ts_publish": event.ts_publish, "book_valid": event.swept != -1, "book_update_id": event.book_update_id,
+            "bid_px": event.bid_px, "bid_qty": event.bid_qty, "ask_px": event.ask_px, "ask_qty": event.ask_qty,
+            "mid_px": (event.bid_px + event.ask_px) * 5 if book else None,
+            "spread": event.ask_px - event.bid_px if book else None,
+            "touch_qty": {"BUY": event.ask_qty, "SELL": event.bid_qty}.get(event.side.name),
+            "levels_swept": max(event.swept, 0), "nbbo_bid_px": None, "nbbo_ask_px": None, "nbbo_px_dec": None,
+            "nbbo_changes": None, "through_nbbo": None}

@@ -1,16 +1,19 @@
 """`fh warmup`: compile every kernel the live pipeline calls (venue steps, snapshot paths, the NBBO
-aggregator) into numba's on-disk cache, in one process, so that `fh run` starts hot. A cold cache
-takes minutes on a small box; a warm one makes this a few seconds."""
+aggregator, the Kafka sink's msgpack encoder) into numba's on-disk cache, in one process, so that
+`fh run` starts hot. A cold cache takes minutes on a small box; a warm one makes this a few seconds."""
 from __future__ import annotations
 
 import os
 import time
+
+import numpy as np
 
 from feedhandler.config import AggregatorConfig, RunConfig, VenueConfig
 from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
 from feedhandler.instruments import Instrument
 from shm.segment import SegmentWriter
 from workers.aggregator import Aggregator
+from workers.sinks.msgpack_maps import MapEncoder
 
 from .sim.market import Market
 from .sim.protocols import BinanceEncoder, CoinbaseAdvancedEncoder, KrakenV2Encoder
@@ -66,4 +69,5 @@ def run() -> dict:
         os.unlink(aggregator.writer.path)
         for writer in writers:
             writer.close(unlink=True)
+    MapEncoder(("trade_id", "symbol")).encode({"trade_id": np.zeros(1, np.int64), "symbol": np.array(["X"], object)})
     return {"venues_s": round(compiled_venues, 1), "total_s": round(time.perf_counter() - started, 1)}

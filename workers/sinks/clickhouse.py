@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,8 @@ import pyarrow as pa
 
 from feedhandler.config import SinkConfig
 
-from .records import BOOK, GAP, NBBO, STATUS, TRADE, trade_columns
-from .runner import SinkConfigError, SinkDown
+from .records import BOOK, GAP, NBBO, STATUS
+from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch
 
 def _schema_dir() -> Path:
@@ -38,7 +39,7 @@ CHDB_DATABASE = "fh"
 # table -> record types, columns as (name, kind); kinds: str, i64, i32, u8, ts, ?i64 / ?u8 (nullable),
 # [i64] / [str] (arrays)
 TABLES = {
-    "trades": ((TRADE,), (
+    "trades": ((), (  # trades come as numpy columns (Batch.trades), not records
         ("venue", "str"), ("symbol", "str"), ("epoch", "i64"), ("seq", "i64"), ("trade_id", "i64"),
         ("ts_exchange", "ts"), ("ts_recv", "ts"), ("ts_publish", "ts"), ("price", "i64"), ("qty", "i64"),
         ("px_dec", "u8"), ("qty_dec", "u8"), ("side", "str"), ("book_valid", "u8"), ("book_update_id", "i64"),
@@ -159,14 +160,16 @@ class _Native:
         self.client.disconnect()
 
 
-class ClickHouseSink:
+class ClickHouseSink(Sink):
     name = "clickhouse"
-    columnar_trades = True  # trades go from ring rows to columns with numpy, no dict per trade
     keeps_positions = False
+    in_flight = 2  # the next batch is read and prepared while this one is inserted
 
     def __init__(self, config: SinkConfig):
         self.config = config
         self.store: _Chdb | _Native | None = None
+        self._inserter: ThreadPoolExecutor | None = None  # one thread: inserts stay in batch order
+        self._submitted: list[Future] = []
 
     def open(self) -> None:
         url = self.config.url
@@ -180,12 +183,30 @@ class ClickHouseSink:
                 raise SinkConfigError(f"clickhouse {url}: applying {schema.name} failed: {exc}\n{statement}") from None
         self.store = store
 
-    def load_positions(self) -> None:
-        return None
-
-    def deliver(self, batch: Batch, positions) -> int:
+    def send(self, batch: Batch, positions) -> Future:
         if self.store is None:
             self.open()
+        inserts = self._inserts(batch)
+        if self._inserter is None:
+            self._inserter = ThreadPoolExecutor(1, thread_name_prefix=f"fh-sink-{self.name}")
+        future = self._inserter.submit(self._insert, self.store, inserts)
+        self._submitted = [f for f in self._submitted if not f.done()] + [future]
+        return future
+
+    def acknowledged(self, ticket: Future, wait: bool) -> int | None:
+        if not wait and not ticket.done():
+            return None
+        try:
+            return ticket.result()
+        except Exception as exc:
+            for queued in self._submitted:  # the store is not dropped under an insert still running
+                queued.exception()
+            self._submitted.clear()
+            self._failed(exc)
+
+    @staticmethod
+    def _inserts(batch: Batch) -> list[tuple[str, dict, str]]:
+        """(table, columns, dedup token) per table the batch has rows for."""
         by_table: dict[str, list[dict]] = {}
         for record in batch.records:
             by_table.setdefault(TABLE_OF[record["type"]], []).append(record)
@@ -197,17 +218,21 @@ class ClickHouseSink:
             columns = {name: [record[name] for record in rows] for name in kinds}
             for name in BOOL_COLUMNS.intersection(columns):
                 columns[name] = [None if value is None else int(value) for value in columns[name]]
-            inserts.append((table, columns, f"{rows[0]['ring']}:{rows[0]['epoch']}:{rows[0]['seq']}:{rows[-1]['seq']}"
-                                            f":{len(rows)}"))
-        if batch.trade_rows:
-            (first_source, first), (_, last) = batch.trade_rows[0], batch.trade_rows[-1]
-            inserts.append(("trades", trade_columns(batch.trade_rows, batch.nbbo),
-                            f"{first_source.ring}:{first_source.epoch}:{first[0, 0]}:{last[-1, 0]}:{batch.size}"))
+            inserts.append((table, columns, f"{table}:{rows[0]['ring']}:{rows[0]['epoch']}:{rows[0]['seq']}"
+                                            f":{rows[-1]['seq']}:{len(rows)}"))
+        if (trades := batch.trades) is not None:
+            names = [name for name, _ in TABLES["trades"][1]]
+            inserts.append(("trades", {name: trades[name].astype(np.uint8) if name in BOOL_COLUMNS else trades[name]
+                                       for name in names},
+                            f"trades:{trades['ring'][0]}:{trades['epoch'][0]}:{trades['seq'][0]}:{trades['seq'][-1]}"
+                            f":{batch.size}"))
+        return inserts
+
+    @staticmethod
+    def _insert(store: _Chdb | _Native, inserts: list[tuple[str, dict, str]]) -> int:
+        """On the inserter thread (chDB and the socket release the GIL meanwhile)."""
         for table, columns, token in inserts:
-            try:
-                self.store.insert(table, columns, dict(TABLES[table][1]), f"{table}:{token}")
-            except Exception as exc:
-                self._failed(exc)
+            store.insert(table, columns, dict(TABLES[table][1]), token)
         return len(inserts)
 
     def _failed(self, exc: Exception) -> None:
@@ -221,6 +246,10 @@ class ClickHouseSink:
         return self.store.query(sql.replace("{db}", self.store.database))
 
     def close(self) -> None:
+        if self._inserter is not None:
+            self._inserter.shutdown(wait=True)
+            self._inserter = None
+        self._submitted.clear()
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -3,8 +3,9 @@ the symbol) so each book stays ordered in one partition, msgpack values (records
 
 Guarantees:
 - `at_least_once` (default): idempotent producer, acks=all; a batch's ring positions are committed
-  (locally) only after every message of it was acknowledged; a failed batch is purged from the
-  producer and produced again, so a consumer may see a record twice: dedup by (ring, epoch, seq).
+  (locally) only after every message of it was acknowledged (the next batch is produced meanwhile);
+  on a failure the producer is dropped and every unacknowledged batch produced again, in order, so a
+  consumer may see a record twice: dedup by (ring, epoch, seq).
 - `exactly_once`: each batch is one transaction together with the sink's ring positions, written
   to the compacted topic `<prefix>.sink-positions`; a restarted sink resumes after the last committed
   batch. Against Apache Kafka a `read_committed` consumer then sees every record once. Tansu (the
@@ -15,6 +16,7 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import time
 
 import msgpack
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -22,12 +24,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from feedhandler.config import SinkConfig
 
+from .msgpack_maps import MapEncoder
 from .records import BOOK, GAP, NBBO, STATUS, TRADE, partition_key
-from .runner import SinkConfigError, SinkDown
+from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
 
 TOPIC_OF = {BOOK: "books", TRADE: "trades", NBBO: "nbbo", STATUS: "status", GAP: "status"}
 PARTITIONS = 6
+IN_FLIGHT = 4  # batches produced before the oldest must be acknowledged; measured with fh bench sinks
 TIMEOUT_S = 10.0
 PRODUCER = {  # measured with fh bench sinks; see the README
     "enable.idempotence": True, "acks": "all", "compression.type": "lz4", "linger.ms": 5,
@@ -42,21 +46,37 @@ _AUTH_ERRORS = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHOR
                 KafkaError.INVALID_CONFIG, KafkaError.POLICY_VIOLATION}
 
 
-class KafkaSink:
-    columnar_trades = False
+class _Delivery:
+    """The delivery reports of one batch's messages."""
+
+    def __init__(self, messages: int):
+        self.messages = self.waiting = messages
+        self.errors: list[str] = []
+
+    def report(self, error, message) -> None:
+        self.waiting -= 1
+        if error is not None:
+            self.errors.append(error.str())
+
+
+class KafkaSink(Sink):
     name = "kafka"
 
     def __init__(self, config: SinkConfig):
         self.config = config
         self.exactly_once = config.mode == "exactly_once"
         self.keeps_positions = self.exactly_once
+        # at-least-once: the next batch is produced while the broker acknowledges this one (a
+        # transaction is committed before the next begins)
+        self.in_flight = 1 if self.exactly_once else IN_FLIGHT
         self.topics = {kind: f"{config.prefix}.{suffix}" for kind, suffix in TOPIC_OF.items()}
         self.positions_topic = f"{config.prefix}.sink-positions"
         self.transactional_id = f"{config.prefix}-sink-kafka"
         self._producer: Producer | None = None
-        self._check_topics = False  # after a failure: the broker may have come back without our topics
-        self._errors: list[str] = []
+        self._check_topics = False  # a new producer checks them anyway
         self._pack = msgpack.Packer().pack
+        self._trade_maps: MapEncoder | None = None
+        self._keys: dict[tuple[str, str], bytes] = {}  # (venue, symbol) -> message key
 
     def _common(self) -> dict:
         return {"bootstrap.servers": self.config.url, "client.id": f"fh-sink-{self.config.prefix}",
@@ -67,7 +87,13 @@ class KafkaSink:
         settings = {**self._common(), **PRODUCER}
         if self.exactly_once:
             settings["transactional.id"] = self.transactional_id
-        self._producer = Producer(settings)
+        producer = Producer(settings)
+        try:
+            for topic in set(self.topics.values()):  # their leaders now, not ~1 s into the first batch
+                producer.list_topics(topic, TIMEOUT_S)
+        except KafkaException as exc:
+            raise SinkDown(f"kafka {self.config.url}: {exc.args[0]}") from None
+        self._producer = producer
         if self.exactly_once:
             try:
                 self._producer.init_transactions(TIMEOUT_S)
@@ -119,50 +145,81 @@ class KafkaSink:
             consumer.close()
         return {ring: Position.from_json(value) for ring, value in (latest or {}).items()}
 
-    def deliver(self, batch: Batch, positions: dict[str, Position]) -> int:
-        records = batch.records
+    def send(self, batch: Batch, positions: dict[str, Position]):
         if self._producer is None:
             self.open()
         elif self._check_topics:
             self._ensure_topics()
-        self._check_topics = True  # until this delivery succeeds
-        count = self._deliver(records, positions)
-        self._check_topics = False
-        return count
-
-    def _deliver(self, records: list[dict], positions: dict[str, Position]) -> int:
-        producer = self._producer
+        trades = self._trade_messages(batch.trades) if batch.trades is not None else []
         if self.exactly_once:
-            try:
-                producer.begin_transaction()
-                self._produce(records)
-                producer.produce(self.positions_topic, self._pack({r: p.to_json() for r, p in positions.items()}),
-                                 self.transactional_id.encode())
-                producer.commit_transaction(TIMEOUT_S)
-            except KafkaException as exc:
-                self._recover(exc)
-            return len(records) + 1
-        self._errors.clear()
+            return self._transaction(trades, batch.records, positions)
+        delivery = _Delivery(len(trades) + len(batch.records))
         try:
-            self._produce(records, self._on_delivery)
-            remaining = producer.flush(TIMEOUT_S)
+            self._produce(trades, batch.records, delivery.report)
         except (KafkaException, SystemError) as exc:
-            # fatal, e.g. a restarted broker that no longer knows our idempotent producer id: the
-            # next delivery starts a new producer (the batch goes again: at-least-once)
-            self._producer = None
-            raise SinkDown(f"kafka producer: {exc}") from None
-        if remaining or self._errors:
-            # A new producer for the retry: after a broker restart the old one's idempotent producer
-            # id is unknown there and every later batch would time out the same way.
+            self._failed(f"kafka producer: {exc}")
+        return delivery
+
+    def _trade_messages(self, trades: dict) -> list[dict]:
+        """produce_batch messages of the trade columns: msgpack maps encoded in one numba call."""
+        if self._trade_maps is None or self._trade_maps.names != tuple(trades):
+            self._trade_maps = MapEncoder(tuple(trades))
+        data, ends = self._trade_maps.encode(trades)
+        keys = self._keys
+        return [{"value": data[start:end], "key": keys.get(pair) or keys.setdefault(pair, f"{pair[0]}:{pair[1]}".encode())}
+                for start, end, pair in zip([0, *ends[:-1].tolist()], ends.tolist(),
+                                            zip(trades["venue"].tolist(), trades["symbol"].tolist()))]
+
+    def acknowledged(self, ticket, wait: bool) -> int | None:
+        if self.exactly_once:
+            return ticket
+        delivery: _Delivery = ticket
+        deadline = time.monotonic() + TIMEOUT_S + 5  # message.timeout.ms reports every message before
+        try:
+            while True:
+                self._producer.poll(0.01 if wait else 0)
+                if not delivery.waiting or delivery.errors or not wait or time.monotonic() > deadline:
+                    break
+        except (KafkaException, SystemError) as exc:
+            self._failed(f"kafka producer: {exc}")
+        if delivery.errors or delivery.waiting and wait:
+            self._failed(f"kafka: {delivery.waiting} messages unacknowledged, {len(delivery.errors)} failed "
+                         f"({delivery.errors[0] if delivery.errors else 'timeout'})")
+        return None if delivery.waiting else delivery.messages
+
+    def _failed(self, why: str):
+        """Drop the producer: the next send starts a new one. After a broker restart the old one's
+        idempotent producer id is unknown there and every later batch would time out the same way."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
             producer.purge(in_queue=True, in_flight=True)
             producer.poll(0)
-            self._producer = None
-            raise SinkDown(f"kafka: {remaining} messages unacknowledged, {len(self._errors)} failed "
-                           f"({self._errors[0] if self._errors else 'timeout'})")
-        return len(records)
+        raise SinkDown(why) from None
 
-    def _produce(self, records: list[dict], on_delivery=None) -> None:
+    def _transaction(self, trades: list[dict], records: list[dict], positions: dict[str, Position]) -> int:
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            self._produce(trades, records)
+            producer.produce(self.positions_topic, self._pack({r: p.to_json() for r, p in positions.items()}),
+                             self.transactional_id.encode())
+            producer.commit_transaction(TIMEOUT_S)
+        except KafkaException as exc:
+            self._recover(exc)
+        self._check_topics = False
+        return len(trades) + len(records) + 1
+
+    def _produce(self, trades: list[dict], records: list[dict], on_delivery=None) -> None:
+        """Trades (produce_batch messages) first, then the other records one by one; a full
+        producer queue is drained and the rest produced."""
         producer, topics, pack = self._producer, self.topics, self._pack
+        while trades:
+            queued = producer.produce_batch(topics[TRADE], trades, on_delivery=on_delivery)
+            if queued < len(trades):
+                trades = [message for message in trades if message.pop("_error", None) is not None]
+                producer.poll(0.05)
+            else:
+                break
         for record in records:
             while True:
                 try:
@@ -173,15 +230,12 @@ class KafkaSink:
                     producer.poll(0.05)
         producer.poll(0)
 
-    def _on_delivery(self, error, message) -> None:
-        if error is not None:
-            self._errors.append(error.str())
-
     def _recover(self, exc: KafkaException) -> None:
         error = exc.args[0]
         if error.fatal() or not error.txn_requires_abort() and not error.retriable():
             self._producer = None  # a new producer (and transactional epoch) at the next delivery
         else:
+            self._check_topics = True  # a restarted broker may have come back without our topics
             try:
                 self._producer.abort_transaction(TIMEOUT_S)
             except KafkaException:

@@ -8,6 +8,7 @@ mantissas with their decimals (`px_dec`, `qty_dec`); timestamps are ns since the
     book    top-N snapshot of one venue book (conflatable: `seq` is the last change it covers,
             `changes` how many ring changes it stands for; `periodic` when not caused by a change)
     trade   a trade and its venue book just before it; `nbbo_*` the NBBO when the sink handled it
+            (built as numpy columns per batch: trade_columns, and trade_records for a dict each)
     nbbo    an NBBO change of a symbol
     status  a book or venue status change (and VENUE_EXCLUDED / VENUE_RESTORED from the NBBO ring)
     gap     records this sink will never deliver: `missed` of them (-1: unknown) before `seq`
@@ -21,7 +22,7 @@ from shm.layout import (NO_BOOK, SLOT_ID, SLOT_INSTRUMENT, SLOT_SEQ, SLOT_TRADE_
                         SLOT_TRADE_SIDE, SLOT_TRADE_SWEPT, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH, SLOT_TS_RECV, Reason,
                         Side, Status)
 from shm.nbbo_reader import NbboReader
-from shm.reader import BookSnapshot, Instrument, StatusEvent, TradeEvent
+from shm.reader import BookSnapshot, StatusEvent
 
 SCHEMA_VERSION = 1
 BOOK, TRADE, NBBO, STATUS, GAP = "book", "trade", "nbbo", "status", "gap"
@@ -52,43 +53,6 @@ def book_record(ring: str, epoch: int, seq: int, changes: int, book: BookSnapsho
                   ts_exchange=book.ts_exchange, ts_recv=book.ts_recv, ts_publish=book.ts_publish,
                   bids=book.bids.tolist(), asks=book.asks.tolist())
     return record
-
-
-def trade_record(ring: str, epoch: int, event: TradeEvent, nbbo: NbboReader | None) -> dict:
-    """A trade joined with its venue book just before it (from the writer) and the NBBO now."""
-    instrument = event.instrument
-    record = _base(TRADE, ring, epoch, event.position)
-    book_ok = event.swept != NO_BOOK and event.bid_qty != 0 and event.ask_qty != 0
-    record.update(
-        venue=ring, symbol=instrument.symbol, px_dec=instrument.px_dec, qty_dec=instrument.qty_dec,
-        trade_id=event.trade_id, price=event.price, qty=event.qty, side=_SIDES[event.side],
-        ts_exchange=event.ts_exchange, ts_recv=event.ts_recv, ts_publish=event.ts_publish,
-        book_valid=event.swept != NO_BOOK, book_update_id=event.book_update_id,
-        bid_px=event.bid_px, bid_qty=event.bid_qty, ask_px=event.ask_px, ask_qty=event.ask_qty,
-        # mid at px_dec + 1 decimals, so it stays an exact integer
-        mid_px=(event.bid_px + event.ask_px) * 5 if book_ok else None,
-        spread=event.ask_px - event.bid_px if book_ok else None,
-        touch_qty=(event.ask_qty if event.side == Side.BUY else event.bid_qty if event.side == Side.SELL else None),
-        levels_swept=max(event.swept, 0))
-    record.update(_versus_nbbo(instrument, event, nbbo))
-    return record
-
-
-def _versus_nbbo(instrument: Instrument, event: TradeEvent, nbbo: NbboReader | None) -> dict:
-    none = {"nbbo_bid_px": None, "nbbo_ask_px": None, "nbbo_px_dec": None, "nbbo_changes": None,
-            "through_nbbo": None}
-    if nbbo is None:
-        return none
-    try:
-        quote = nbbo.quote(instrument.symbol)
-    except KeyError:
-        return none
-    if not quote.valid:
-        return none
-    scale = 10 ** (quote.instrument.px_dec - instrument.px_dec)
-    price = event.price * scale
-    return {"nbbo_bid_px": quote.bid_px, "nbbo_ask_px": quote.ask_px, "nbbo_px_dec": quote.instrument.px_dec,
-            "nbbo_changes": quote.changes, "through_nbbo": price > quote.ask_px or price < quote.bid_px}
 
 
 def nbbo_record(epoch: int, event) -> dict:
@@ -126,30 +90,35 @@ def gap_record(ring: str, epoch: int, seq: int, missed: int, why: str, ts: int) 
 
 
 def trade_columns(chunks: list, nbbo: NbboReader | None) -> dict[str, np.ndarray]:
-    """The trade records of ring-row chunks [(source, int64 rows)] as columns, computed with numpy:
-    the same fields and values as trade_record gives row by row (nullable and text columns as object
-    arrays holding None)."""
+    """The trade records of ring-row chunks [(source, int64 rows)] as columns computed with numpy: each
+    trade joined with its venue book just before it (from the writer) and the NBBO now. Nullable
+    columns are masked arrays (their tolist() gives None, Arrow takes the mask as nulls)."""
     parts = [_trade_chunk(source, rows, nbbo) for source, rows in chunks]
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    return {name: _concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
-def _nullable(values: np.ndarray, present: np.ndarray) -> np.ndarray:
-    out = values.astype(object)
-    out[~present] = None
-    return out
+def trade_records(columns: dict[str, np.ndarray]) -> list[dict]:
+    """The same trades one dict each, for sinks that send a message per trade."""
+    names = tuple(columns)
+    return [dict(zip(names, row)) for row in zip(*(values.tolist() for values in columns.values()))]
+
+
+def _concatenate(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.ma.concatenate(arrays) if isinstance(arrays[0], np.ma.MaskedArray) else np.concatenate(arrays)
 
 
 def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> dict[str, np.ndarray]:
     instruments = source.reader.instruments
+    count = len(rows)
     index = rows[:, SLOT_INSTRUMENT]
     symbols = np.array([i.symbol for i in instruments], object)[index]
     px_dec = np.array([i.px_dec for i in instruments], np.int64)[index]
     price, side, swept = rows[:, SLOT_TRADE_PX], rows[:, SLOT_TRADE_SIDE], rows[:, SLOT_TRADE_SWEPT]
     bid_px, bid_qty = rows[:, SLOT_TRADE_BID_PX], rows[:, SLOT_TRADE_BID_QTY]
     ask_px, ask_qty = rows[:, SLOT_TRADE_ASK_PX], rows[:, SLOT_TRADE_ASK_QTY]
-    book_ok = (swept != NO_BOOK) & (bid_qty != 0) & (ask_qty != 0)
-    nbbo_bid, nbbo_ask, nbbo_dec = (np.zeros(len(rows), np.int64) for _ in range(3))
-    quoted = np.zeros(len(rows), bool)
+    book_missing = (swept == NO_BOOK) | (bid_qty == 0) | (ask_qty == 0)
+    nbbo_bid, nbbo_ask, nbbo_dec, nbbo_changes = (np.zeros(count, np.int64) for _ in range(4))
+    quoted = np.zeros(count, bool)
     for symbol in set(symbols.tolist()) if nbbo is not None else ():
         try:
             quote = nbbo.quote(symbol)
@@ -157,22 +126,27 @@ def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> dict[str,
             continue
         if quote.valid:
             these = symbols == symbol
-            nbbo_bid[these], nbbo_ask[these], nbbo_dec[these] = quote.bid_px, quote.ask_px, quote.instrument.px_dec
+            nbbo_bid[these], nbbo_ask[these] = quote.bid_px, quote.ask_px
+            nbbo_dec[these], nbbo_changes[these] = quote.instrument.px_dec, quote.changes
             quoted |= these
     scaled = price * 10 ** np.maximum(nbbo_dec - px_dec, 0)
+    ring = np.full(count, source.ring, object)
     return {
-        "venue": np.full(len(rows), source.ring, object), "symbol": symbols,
-        "epoch": np.full(len(rows), source.epoch, np.int64), "seq": rows[:, SLOT_SEQ] - 1,
-        "trade_id": rows[:, SLOT_ID], "ts_exchange": rows[:, SLOT_TS_EXCHANGE], "ts_recv": rows[:, SLOT_TS_RECV],
-        "ts_publish": rows[:, SLOT_TS_PUBLISH], "price": price, "qty": rows[:, SLOT_TRADE_QTY], "px_dec": px_dec,
-        "qty_dec": np.array([i.qty_dec for i in instruments], np.int64)[index],
+        "v": np.full(count, SCHEMA_VERSION, np.int64), "type": np.full(count, TRADE, object), "ring": ring,
+        "epoch": np.full(count, source.epoch, np.int64), "seq": rows[:, SLOT_SEQ] - 1, "venue": ring,
+        "symbol": symbols, "px_dec": px_dec, "qty_dec": np.array([i.qty_dec for i in instruments], np.int64)[index],
+        "trade_id": rows[:, SLOT_ID], "price": price, "qty": rows[:, SLOT_TRADE_QTY],
         "side": np.where(side == Side.BUY, "buy", np.where(side == Side.SELL, "sell", "unknown")).astype(object),
-        "book_valid": (swept != NO_BOOK).astype(np.int64), "book_update_id": rows[:, SLOT_TRADE_BOOK_ID],
+        "ts_exchange": rows[:, SLOT_TS_EXCHANGE], "ts_recv": rows[:, SLOT_TS_RECV],
+        "ts_publish": rows[:, SLOT_TS_PUBLISH],
+        "book_valid": swept != NO_BOOK, "book_update_id": rows[:, SLOT_TRADE_BOOK_ID],
         "bid_px": bid_px, "bid_qty": bid_qty, "ask_px": ask_px, "ask_qty": ask_qty,
-        "mid_px": _nullable((bid_px + ask_px) * 5, book_ok), "spread": _nullable(ask_px - bid_px, book_ok),
-        "touch_qty": _nullable(np.where(side == Side.BUY, ask_qty, bid_qty), side != Side.UNKNOWN),
+        # mid at px_dec + 1 decimals, so it stays an exact integer
+        "mid_px": np.ma.MaskedArray((bid_px + ask_px) * 5, book_missing),
+        "spread": np.ma.MaskedArray(ask_px - bid_px, book_missing),
+        "touch_qty": np.ma.MaskedArray(np.where(side == Side.BUY, ask_qty, bid_qty), side == Side.UNKNOWN),
         "levels_swept": np.maximum(swept, 0),
-        "nbbo_bid_px": _nullable(nbbo_bid, quoted), "nbbo_ask_px": _nullable(nbbo_ask, quoted),
-        "nbbo_px_dec": _nullable(nbbo_dec, quoted),
-        "through_nbbo": _nullable(((scaled > nbbo_ask) | (scaled < nbbo_bid)).astype(np.int64), quoted),
+        "nbbo_bid_px": np.ma.MaskedArray(nbbo_bid, ~quoted), "nbbo_ask_px": np.ma.MaskedArray(nbbo_ask, ~quoted),
+        "nbbo_px_dec": np.ma.MaskedArray(nbbo_dec, ~quoted), "nbbo_changes": np.ma.MaskedArray(nbbo_changes, ~quoted),
+        "through_nbbo": np.ma.MaskedArray((scaled > nbbo_ask) | (scaled < nbbo_bid), ~quoted),
     }

@@ -21,8 +21,8 @@ from redis.exceptions import AuthenticationError, ConnectionError, RedisError, R
 
 from feedhandler.config import SinkConfig
 
-from .records import BOOK, GAP, NBBO, STATUS, TRADE
-from .runner import SinkConfigError, SinkDown
+from .records import BOOK, GAP, NBBO, STATUS, TRADE, trade_records
+from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
 
 _TOP_FIELDS = ("epoch", "seq", "update_id", "valid", "px_dec", "qty_dec", "ts_exchange", "ts_recv", "ts_publish")
@@ -34,8 +34,7 @@ def _flat(record: dict, names: tuple[str, ...]) -> dict:
     return {name: int(record[name]) for name in names}
 
 
-class RedisSink:
-    columnar_trades = False
+class RedisSink(Sink):
     name = "redis"
     keeps_positions = True
 
@@ -65,8 +64,10 @@ class RedisSink:
             raise SinkDown(f"redis: reading positions: {exc}") from None
         return {ring.decode(): Position(*map(int, value.split(b":"))) for ring, value in saved.items()}
 
-    def deliver(self, batch: Batch, positions: dict[str, Position]) -> int:
+    def send(self, batch: Batch, positions: dict[str, Position]) -> int:
         records = batch.records
+        if (trades := batch.trades) is not None:
+            records = trade_records(trades) + records
         if self._client is None:
             self.open()
         pipe = self._client.pipeline(transaction=True)

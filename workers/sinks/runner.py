@@ -1,7 +1,10 @@
-"""The loop every sink shares: read a batch from the rings, deliver it, and only then commit its ring
-positions. While the service is down the same batch is retried with capped jittered backoff (the
-rings are not read meanwhile: the workers never wait for a sink, and what fell out of a ring by the
-time reading resumes arrives as one explicit gap record). Memory is bounded by `batch_max` records.
+"""The loop every sink shares: read a batch from the rings, hand it to the service, and commit its ring
+positions only once the service acknowledged it. A sink may keep a few batches in flight (Kafka:
+the next batch is produced while the broker acknowledges the previous one); acknowledgements are
+taken in order. While the service is down the same batches are retried, in order, with capped
+jittered backoff (the rings are not read meanwhile: the workers never wait for a sink, and what fell
+out of a ring by the time reading resumes arrives as one explicit gap record). Memory is bounded by
+`batch_max` records times the batches in flight.
 """
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ import logging
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -34,23 +37,33 @@ class SinkConfigError(Exception):
     """A sink that cannot work as configured (bad URL, no rights on a topic, ...): fail at start."""
 
 
-class Sink(Protocol):
+class Sink:
+    """What a sink implements. The defaults are those of a sink whose send() waits for the service."""
+
     name: str
-    keeps_positions: bool  # positions are stored by deliver() with the records, atomically
+    keeps_positions: bool  # positions are stored by send() with the records, atomically
+    in_flight = 1  # batches handed over before the oldest must be acknowledged
 
     def open(self) -> None:
         """Connect and prepare the schema; SinkConfigError for what retrying cannot fix, else SinkDown."""
 
     def load_positions(self) -> dict[str, Position] | None:
         """The positions the service holds (keeps_positions sinks), else None."""
+        return None
 
-    columnar_trades: bool  # takes trades as ring rows (Batch.trade_rows) rather than dicts
+    def send(self, batch: Batch, positions: dict[str, Position]):
+        """Hand `batch.records` and `batch.trades` to the service; returns a ticket for acknowledged().
+        SinkDown when the service cannot take it."""
+        raise NotImplementedError
 
-    def deliver(self, batch: Batch, positions: dict[str, Position]) -> int:
-        """Deliver `batch.records` (and `batch.trade_rows`) and wait for the acknowledgement; returns
-        the commands or messages it took."""
+    def acknowledged(self, ticket, wait: bool) -> int | None:
+        """The commands or messages the batch of `ticket` took, once the service acknowledged it; None
+        while it has not yet (only when not `wait`). SinkDown when it failed: every batch in flight
+        is then sent again, in order."""
+        return ticket
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the connection (pending acknowledgements are waited for by the runner, not here)."""
 
 
 class LocalPositions:
@@ -100,9 +113,12 @@ class SinkRunner:
         self._failures = 0
         self._retry_at = 0.0
         self._opened = False
-        self._pending: tuple[Batch, dict[str, Position]] | None = None  # read, not yet acknowledged
+        self._in_flight: deque[list] = deque()  # [batch, positions, ticket] handed over, not yet acknowledged
+        self._send_again = False  # the batches in flight failed: send them again before anything new
         self._next_snapshot = time.monotonic() + config.snapshot_interval_s
         self._next_stats = 0.0
+        self._linger_until = 0.0
+        self._draining = False
 
     def start(self) -> None:
         """Open the sink (SinkConfigError propagates) and load the positions to resume from."""
@@ -120,7 +136,8 @@ class SinkRunner:
                       {ring: p.to_json() for ring, p in saved.items()} or "from the oldest records in each ring")
 
     def cycle(self) -> int:
-        """One read-and-deliver round; returns the ring records delivered (0: idle or retrying)."""
+        """One round: hand over the next batch if there is room, take the acknowledgements that came;
+        returns the ring records handed over or acknowledged (0: idle or retrying)."""
         now = time.monotonic()
         if now < self._retry_at:
             return 0
@@ -135,29 +152,63 @@ class SinkRunner:
             except SinkDown as exc:
                 self._failed(exc)
                 return 0
-        if self._pending is None:
-            self._pending = self._read(now)
-            if self._pending is None:
+        if self._send_again:
+            try:
+                for entry in self._in_flight:
+                    entry[2] = self.sink.send(entry[0], entry[1])
+            except SinkDown as exc:
+                self._failed(exc)
                 return 0
-            self.counters["sent"] += self._pending[0].size
-        batch, positions = self._pending
-        try:
-            self.counters["commands"] += self.sink.deliver(batch, positions)
-        except SinkDown as exc:
-            self._failed(exc)  # the same batch goes again: sinks with dedup tokens see an identical retry
-            return 0
-        self._pending = None
-        self._record_latency(batch.publish_stamps(), time.time_ns())
-        for source in self.sources:
-            source.commit()
-        if not self.sink.keeps_positions:
-            self.local.save(positions)
-        self._delivered(batch)
-        return batch.read
+            self._send_again = False
+        progress = 0
+        if len(self._in_flight) < self.sink.in_flight and (read := self._read(now)) is not None:
+            batch, positions = read
+            self.counters["sent"] += batch.size
+            progress += batch.read
+            entry = [batch, positions, None]
+            self._in_flight.append(entry)
+            try:
+                entry[2] = self.sink.send(batch, positions)
+            except SinkDown as exc:
+                self._send_again = True
+                self._failed(exc)
+                return progress
+        return progress + self._acknowledge(wait_for_one=progress == 0)
+
+    def _acknowledge(self, wait_for_one: bool) -> int:
+        """Commit the batches the service acknowledged, oldest first; wait for the oldest when no more
+        may be in flight, or when `wait_for_one` (nothing else to do). Returns their ring records."""
+        done = 0
+        while self._in_flight:
+            batch, positions, ticket = self._in_flight[0]
+            wait = wait_for_one or len(self._in_flight) >= self.sink.in_flight
+            try:
+                commands = self.sink.acknowledged(ticket, wait)
+            except SinkDown as exc:
+                self._send_again = True
+                self._failed(exc)
+                return done
+            if commands is None:
+                return done
+            self._in_flight.popleft()
+            wait_for_one = False
+            self.counters["commands"] += commands
+            self._record_latency(batch.publish_stamps(), time.time_ns())
+            for source in self.sources:
+                source.commit(positions.get(source.ring))
+            if not self.sink.keeps_positions:
+                self.local.save(positions)
+            self._delivered(batch)
+            done += batch.read
+        return done
 
     def _read(self, now: float) -> tuple[Batch, dict[str, Position]] | None:
-        """The next batch from the rings: up to batch_max records, books conflated."""
-        batch = Batch(self.config.depth, self._nbbo_reader(), self.sink.columnar_trades)
+        """The next batch from the rings: up to batch_max records, books conflated. Within linger_s of
+        the last one, only once batch_max records are there (not when draining)."""
+        if now < self._linger_until and not self._draining and \
+                sum(source.lag() for source in self.sources) < self.config.batch_max:
+            return None
+        batch = Batch(self.config.depth, self._nbbo_reader())
         budget = self.config.batch_max
         first = self.counters["batches"] % len(self.sources)  # rotate, so no busy ring starves the others
         for source in self.sources[first:] + self.sources[:first]:
@@ -171,6 +222,7 @@ class SinkRunner:
         batch.close()
         if not batch.size:
             return None
+        self._linger_until = now + self.config.linger_s
         return batch, {s.ring: s.position() for s in self.sources if s.position() is not None}
 
     def _record_latency(self, published: np.ndarray, acked_ns: int) -> None:
@@ -229,11 +281,15 @@ class SinkRunner:
             temporary.write_text(json.dumps(self.stats()))
             os.replace(temporary, self.stats_path)
 
-    def run(self, stop: Callable[[], bool], pace: Callable[[int], float] | None = None) -> dict:
-        """Cycle until `stop()`; `pace(commands)` may ask for a pause after a delivery (rate limits)."""
+    def run(self, stop: Callable[[], bool], pace: Callable[[int], float] | None = None,
+            alive: Callable[[], object] | None = None) -> dict:
+        """Cycle until `stop()`; `pace(commands)` may ask for a pause after a delivery (rate limits);
+        `alive()` is called every round (systemd's watchdog)."""
         self.start()
         try:
             while not stop():
+                if alive is not None:
+                    alive()
                 before = self.counters["commands"]
                 if self.cycle() == 0:
                     time.sleep(IDLE_SLEEP_S)
@@ -251,6 +307,7 @@ class SinkRunner:
     def drain(self, timeout_s: float = 5.0) -> None:
         """At shutdown: deliver what the rings hold now, while the service takes it."""
         deadline = time.monotonic() + timeout_s
+        self._draining = True
         while time.monotonic() < deadline and self._failures == 0 and self.cycle():
             pass
         if not self.sink.keeps_positions:

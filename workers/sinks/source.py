@@ -14,7 +14,7 @@ import numpy as np
 
 from shm.layout import SLOT_INSTRUMENT, SLOT_KIND, SLOT_SEQ, SLOT_TS_PUBLISH, SLOT_WORDS, Header, Kind, State
 from shm.nbbo_reader import NbboEvent, NbboReader, VenueStatusEvent
-from shm.reader import GapEvent, StatusEvent, TradeEvent, VenueReader
+from shm.reader import GapEvent, StatusEvent, VenueReader
 from shm.ring import poll, write_position
 from shm.segment import SegmentError
 
@@ -42,20 +42,20 @@ class Position:
 
 
 class Batch:
-    """Records read for one delivery, books conflated; bounded by the caller's budget. With
-    `columnar_trades`, trades stay ring rows (`trade_rows`: (source, int64 rows) chunks) for sinks that
-    turn them into columns with numpy instead of one dict each."""
+    """Records read for one delivery, books conflated; bounded by the caller's budget. Trades stay ring
+    rows (`trade_rows`: (source, int64 rows) chunks) that become columns with numpy when the batch
+    closes (while their ring is attached; a retried batch carries identical values)."""
 
-    def __init__(self, depth: int, nbbo: NbboReader | None, columnar_trades: bool = False):
+    def __init__(self, depth: int, nbbo: NbboReader | None):
         self.depth = depth
         self.nbbo = nbbo
-        self.columnar_trades = columnar_trades
         self.records: list[dict] = []
         self.trade_rows: list[tuple[RingSource, np.ndarray]] = []
         self.read = 0  # ring records consumed
         self.conflated = 0  # book changes merged into a snapshot with others
         self.missed = 0  # records lost to gaps
         self._books: dict[tuple[int, int], list] = {}  # (source id, book) -> [source, book, last seq, changes]
+        self.trades: dict[str, np.ndarray] | None = None  # records.trade_columns, once the batch is closed
 
     def books_changed(self, source: RingSource, rows: np.ndarray) -> None:
         """Book-change rows (in ring order) noted per book: its last position and how many changes;
@@ -74,7 +74,10 @@ class Batch:
                 self.conflated += count
 
     def close(self) -> list[dict]:
-        """The records to deliver: everything read, then one snapshot per changed book."""
+        """The records to deliver: everything read, then one snapshot per changed book; the trades
+        as columns."""
+        if self.trade_rows:
+            self.trades = records.trade_columns(self.trade_rows, self.nbbo)
         for source, index, seq, changes in self._books.values():
             book = source.reader.book(index, self.depth)
             self.records.append(records.book_record(source.ring, source.epoch, seq, changes, book, periodic=False))
@@ -123,8 +126,11 @@ class RingSource:
         """The position after everything read so far (what a successful delivery acknowledges)."""
         return Position(self.epoch, int(self._cursor[0])) if self.reader is not None else self.acked
 
-    def commit(self) -> None:
-        self.acked = self.position()
+    def commit(self, position: Position | None) -> None:
+        """`position` was acknowledged. One of an earlier writer (a batch still in flight when this
+        source moved to the writer's successor) is older than what is acknowledged now: ignored."""
+        if position is not None and (self.acked is None or position.epoch == self.epoch):
+            self.acked = position
 
     def read(self, batch: Batch, budget: int) -> int:
         """Append up to `budget` ring records to `batch`; returns how many were read."""
@@ -145,11 +151,10 @@ class RingSource:
             if books.any():
                 batch.books_changed(self, polled[books])
                 polled = polled[~books]
-            if batch.columnar_trades:
-                trades = polled[:, SLOT_KIND] == KIND_TRADE
-                if trades.any():
-                    batch.trade_rows.append((self, polled[trades].copy()))
-                    polled = polled[~trades]
+            trades = polled[:, SLOT_KIND] == KIND_TRADE
+            if trades.any():
+                batch.trade_rows.append((self, polled[trades].copy()))
+                polled = polled[~trades]
             for row in polled:
                 self._add(batch, row)
             read += filled
@@ -203,9 +208,7 @@ class RingSource:
     def _add(self, batch: Batch, row: np.ndarray) -> None:
         reader = self.reader
         event = reader._event(row)
-        if isinstance(event, TradeEvent):
-            batch.records.append(records.trade_record(self.ring, self.epoch, event, batch.nbbo))
-        elif isinstance(event, NbboEvent):
+        if isinstance(event, NbboEvent):
             batch.records.append(records.nbbo_record(self.epoch, event))
         elif isinstance(event, VenueStatusEvent):
             batch.records.append(records.venue_status_record(self.epoch, event))
