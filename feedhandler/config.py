@@ -1,7 +1,7 @@
 """The run configuration (TOML): what `fh run` starts and how. Every key is checked when the file is
 loaded, and a bad one fails fast with a message naming it; defaults make a minimal file short.
 
-    [run]                       prefix, capture_dir, instrument_cache
+    [run]                       prefix, capture_dir, instrument_cache, log_level, log_format
     [aggregator]                cpu, stale_ms, idle, symbols, quote_aliases
     [venues.<binance|coinbase|kraken>]
                                 symbols, ws_url, rest_url, cpu, depth, book_depth, client, idle,
@@ -26,6 +26,8 @@ CLIENTS = ("picows", "websockets")
 WORKER_IDLE = ("block", "spin")
 AGGREGATOR_IDLE = ("block", "backoff", "spin")
 KAFKA_MODES = ("at_least_once", "exactly_once")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 # ClickHouse wants few large inserts (each makes a part per table and day): at most one a second
 SINK_DEFAULTS = {"clickhouse": {"batch_max": 65536, "linger_s": 1.0}}
 SINK_URLS = {  # what each sink's url must look like
@@ -90,6 +92,8 @@ class RunConfig:
     prefix: str = "fh"
     capture_dir: str = ""  # empty: no capture files
     instrument_cache: str = ""  # empty: ~/.cache/fh/instruments
+    log_level: str = "info"  # FH_LOG_LEVEL wins
+    log_format: str = "text"  # text | json (one JSON object per line); FH_LOG_FORMAT wins
     venues: dict[str, VenueConfig] = field(default_factory=dict)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     sinks: dict[str, SinkConfig] = field(default_factory=dict)
@@ -216,7 +220,8 @@ def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
     """A RunConfig from parsed TOML; raises ConfigError naming the first bad key."""
     try:
         data = _section("config", data, {"run", "aggregator", "venues", "sinks"})
-        run = _section("run", data.get("run", {}), {"prefix", "capture_dir", "instrument_cache"})
+        run = _section("run", data.get("run", {}), {"prefix", "capture_dir", "instrument_cache", "log_level",
+                                                     "log_format"})
         venues_table = _section("venues", data.get("venues", {}), set(ADAPTERS))
         if not venues_table:
             raise ConfigError("venues: configure at least one venue ([venues.binance], ...)")
@@ -224,6 +229,8 @@ def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
             prefix=_typed("run", "prefix", run.get("prefix", "fh"), str),
             capture_dir=_typed("run", "capture_dir", run.get("capture_dir", ""), str),
             instrument_cache=_typed("run", "instrument_cache", run.get("instrument_cache", ""), str),
+            log_level=_typed("run", "log_level", run.get("log_level", "info"), str, LOG_LEVELS),
+            log_format=_typed("run", "log_format", run.get("log_format", "text"), str, LOG_FORMATS),
             venues={name: _venue(name, table) for name, table in venues_table.items()},
             aggregator=_aggregator(data.get("aggregator", {})),
             sinks={name: _sink(name, table) for name, table in _section("sinks", data.get("sinks", {}),

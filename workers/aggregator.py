@@ -22,6 +22,7 @@ from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Reason, State
 from shm.reader import VenueReader
 from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
 
+from .notify import Notifier
 from .process import stop_flag, pin, set_title, setup_logging
 from .sink import start_in_thread
 
@@ -74,6 +75,7 @@ class Aggregator:
         self.qty_dec: dict[str, int] = {}
         self.polls = 0
         self.consumed = 0
+        self.notifier = Notifier()
 
     def _alias(self, symbol: str) -> str:
         base, _, quote = symbol.partition("-")
@@ -221,6 +223,7 @@ class Aggregator:
                 if now >= deadline:
                     break
                 self.housekeeping()
+                self.notifier.watchdog(now)
                 next_housekeeping = now + HOUSEKEEPING_S
             if self.poll(budget_ns):
                 quiet = 0
@@ -240,7 +243,7 @@ class Aggregator:
 
 def main(config: RunConfig, duration_s: float | None = None) -> int:
     """Process entry point (`fh aggregator -c CONFIG`)."""
-    log = setup_logging("fh.aggregator")
+    log = setup_logging("fh.aggregator", config, process="aggregator")
     affinity = pin(config.aggregator.cpu)
     set_title(f"fh: aggregator [{config.prefix}]")
     stop = stop_flag()
@@ -252,7 +255,9 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
         log.info("NBBO of %d symbols over %s on CPUs %s (%s idle)", len(aggregator.symbols), aggregator.venues,
                  affinity, config.aggregator.idle)
         sinks = [start_in_thread(config, name, sinks_stop) for name, sink in config.sinks.items() if sink.in_aggregator]
+        aggregator.notifier.ready(f"NBBO of {len(aggregator.symbols)} symbols over {', '.join(aggregator.venues)}")
         aggregator.run(stop, duration_s)
+        aggregator.notifier.stopping()
     except SegmentError as exc:
         log.error("%s", exc)
         return 2

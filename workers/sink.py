@@ -3,31 +3,41 @@ delivering what the rings hold), or as a thread inside the aggregator (`start_in
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
 from feedhandler.config import RunConfig
 
+from .notify import Notifier
 from .process import pin, set_title, setup_logging, stop_flag
 from .sinks import make_runner
 
 
 def main(run: RunConfig, name: str, duration_s: float = 0.0) -> int:
-    log = setup_logging(f"fh.sink.{name}")
+    log = setup_logging(f"fh.sink.{name}", run, sink=name)
     config = run.sinks.get(name)
     pin(config.cpu if config else None)
     set_title(f"fh: sink {name}")
     runner, pace = make_runner(run, name, log=log)
     stop = stop_flag()
     deadline = time.monotonic() + duration_s if duration_s else None
-    stats = runner.run(lambda: stop[0] or deadline is not None and time.monotonic() >= deadline, pace)
+    notifier = Notifier()
+
+    def alive() -> None:  # every round once started (a service that is down is retried: the sink is up)
+        if not ready:
+            ready.append(notifier.ready(f"{name} sink"))
+        notifier.watchdog()
+    ready: list[bool] = []
+    stats = runner.run(lambda: stop[0] or deadline is not None and time.monotonic() >= deadline, pace, alive)
+    notifier.stopping()
     log.info("%s sink stopped: %s", name, json.dumps(stats))
     return 0
 
 
 def start_in_thread(run: RunConfig, name: str, stop: threading.Event) -> threading.Thread:
     """The sink `name` as a daemon thread of the calling process, until `stop` is set."""
-    runner, pace = make_runner(run, name, log=setup_logging(f"fh.sink.{name}"))
+    runner, pace = make_runner(run, name, log=logging.getLogger(f"fh.sink.{name}"))
     thread = threading.Thread(target=runner.run, args=(stop.is_set, pace), name=f"sink-{name}", daemon=True)
     thread.start()
     return thread

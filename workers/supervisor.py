@@ -111,7 +111,7 @@ def _ready(config: RunConfig) -> bool:
 
 
 def run(config_path: str, config: RunConfig, duration_s: float | None = None, show_every_s: float = 5.0) -> dict:
-    log = setup_logging("fh.run")
+    log = setup_logging("fh.run", config, process="supervisor")
     set_title(f"fh: run {config_path}")
     stop = stop_flag()
     kids = children(config_path, config)

@@ -28,6 +28,7 @@ from feedhandler.venues.adapter import ConnectionPlan
 from shm.reader import counter_totals
 from shm.segment import SegmentError, SegmentWriter
 
+from .notify import Notifier
 from .process import new_loop, pin, set_title, setup_logging, stop_on_signals
 from .rest import RestClient, RestError
 from .wsclient import WsConnection, open_connection
@@ -81,6 +82,7 @@ class VenueWorker:
         self._req_id = 100
         self._stop = asyncio.Event()
         self.final_stats: dict = {}
+        self.notifier = Notifier()
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
@@ -190,7 +192,7 @@ class VenueWorker:
             except Exception as exc:  # any failure to open (DNS, TCP, TLS, handshake) is retried
                 delay = backoff_s(attempt, self.rng)
                 self.log.warning("%s conn %d: connect failed (%s); retry in %.1f s", self.venue, connection.id,
-                                 exc, delay)
+                                 exc, delay, extra={"conn": connection.id, "reason": "connect_failed"})
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
@@ -207,7 +209,8 @@ class VenueWorker:
             now_ns = time.time_ns()
             self._record(FrameKind.DISCONNECT, connection.id, now_ns, reason.encode())
             self.feed.on_disconnect(connection.id, now_ns)
-            self.log.info("%s conn %d: %s", self.venue, connection.id, reason)
+            self.log.info("%s conn %d: %s", self.venue, connection.id, reason,
+                          extra={"conn": connection.id, "reason": "disconnected"})
             attempt = 0 if time.monotonic() - connection.opened > 60 else attempt + 1
             if not self._stop.is_set():
                 await asyncio.sleep(backoff_s(attempt, self.rng) if attempt else 0.05)
@@ -252,13 +255,14 @@ class VenueWorker:
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
             self.writer.heartbeat()
+            self.notifier.watchdog()
             now = time.monotonic()
             for connection in self.connections:
                 ws = connection.ws
                 if ws is not None and not ws.closed.done() and now - connection.last_frame > self.config.stale_after_s:
                     connection.stale_closes += 1
                     self.log.warning("%s conn %d: no data for %.1f s; reconnecting", self.venue, connection.id,
-                                     now - connection.last_frame)
+                                     now - connection.last_frame, extra={"conn": connection.id, "reason": "stale"})
                     ws.close()
             self.feed.overdue_snapshots(SNAPSHOT_TIMEOUT_S)
             wanted = self.feed.books_to_resync()
@@ -278,7 +282,8 @@ class VenueWorker:
         try:
             response = await self.rest.get(url, weight=binance.snapshot_weight(limit))
         except RestError as exc:
-            self.log.warning("binance %s: snapshot failed: %s", symbol, exc)
+            self.log.warning("binance %s: snapshot failed: %s", symbol, exc,
+                             extra={"symbol": symbol, "reason": "snapshot_failed"})
             self.feed.snapshot_failed(symbol)
             return
         finally:
@@ -316,7 +321,7 @@ class VenueWorker:
 def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
     """Process entry point (`fh worker VENUE -c CONFIG`)."""
     venue_config = config.venues[venue]
-    log = setup_logging(f"fh.venue.{venue}")
+    log = setup_logging(f"fh.venue.{venue}", config, venue=venue)
     affinity = pin(venue_config.cpu)
     set_title(f"fh: venue {venue} [{config.prefix}]")
     loop = new_loop()
@@ -333,7 +338,9 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
             worker.close()
             return 2
         log.info("%s: running on CPUs %s with %s (%s)", venue, affinity, venue_config.client, venue_config.idle)
+        worker.notifier.ready(f"{venue}: {len(worker.connections)} connection(s) for {len(worker._book_index)} books")
         await worker.run(stop, duration_s)
+        worker.notifier.stopping()
         log.info("%s: stopped: %s", venue, worker.final_stats)
         return 0
 
