@@ -12,6 +12,7 @@ import redis
 from feedhandler.config import ConfigError
 from shm.reader import StatusEvent, TradeEvent
 from tests.sinks import (Reference, at_heads, consume_all, delivered_keys, replayed, run_config, run_sink_until)
+from workers.sinks import kafka
 from workers.sinks.records import SCHEMA_VERSION, trade_records
 from workers.sinks.source import Batch, RingSource
 
@@ -59,6 +60,18 @@ def test_kafka_trades_carry_the_book_the_writer_matched_them_to(coinbase, servic
                 record["book_update_id"]) == (event.price, event.qty, event.bid_px, event.ask_px, event.swept,
                                               event.book_update_id)
         assert record["spread"] == event.ask_px - event.bid_px and record["mid_px"] == (event.bid_px + event.ask_px) * 5
+
+
+@pytest.mark.kafka
+def test_kafka_waits_out_a_full_producer_queue_and_loses_nothing(coinbase, service, tmp_path, monkeypatch):
+    prefix, venue, ref = coinbase
+    broker = service("kafka")
+    monkeypatch.setitem(kafka.PRODUCER, "queue.buffering.max.messages", 20)  # far below a batch
+    run = run_config(prefix, [venue], {"kafka": sink_settings(tmp_path, url=broker.url, batch_max=2000)})
+    runner = run_sink_until(run, "kafka", at_heads(ref))
+    assert runner.counters["retried"] == 0
+    records = [record for _, _, record in consume_all(broker.url, ["fh.trades"])]
+    assert sorted(delivered_keys(records, "trade")) == sorted(ref.keys(TradeEvent))
 
 
 @pytest.mark.kafka

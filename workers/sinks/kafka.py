@@ -214,12 +214,14 @@ class KafkaSink(Sink):
         producer queue is drained and the rest produced."""
         producer, topics, pack = self._producer, self.topics, self._pack
         while trades:
-            queued = producer.produce_batch(topics[TRADE], trades, on_delivery=on_delivery)
-            if queued < len(trades):
-                trades = [message for message in trades if message.pop("_error", None) is not None]
-                producer.poll(0.05)
-            else:
+            if producer.produce_batch(topics[TRADE], trades, on_delivery=on_delivery) == len(trades):
                 break
+            refused = [(message, message.pop("_error")) for message in trades if "_error" in message]
+            for _, error in refused:
+                if error.code() != KafkaError._QUEUE_FULL:  # e.g. a message too large: retrying cannot help
+                    raise KafkaException(error)
+            trades = [message for message, _ in refused]
+            producer.poll(0.05)  # the producer's queue is full: let it drain
         for record in records:
             while True:
                 try:
