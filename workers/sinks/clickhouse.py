@@ -82,6 +82,12 @@ def _row_values(record: dict) -> dict:
     return {}
 
 
+def _token(table: str, ring: str, epoch: int, first_seq: int, last_seq: int, count: int) -> str:
+    """The insert_deduplication_token of a batch's rows for one table: the same batch retried gets the
+    same token, so the server drops the repeat."""
+    return f"{table}:{ring}:{epoch}:{first_seq}:{last_seq}:{count}"
+
+
 def split_schema(text: str, database: str) -> list[str]:
     """The statements of a schema file, comments dropped, {db} filled in."""
     text = re.sub(r"--[^\n]*", "", text).replace("{db}", database)
@@ -218,14 +224,14 @@ class ClickHouseSink(Sink):
             columns = {name: [record[name] for record in rows] for name in kinds}
             for name in BOOL_COLUMNS.intersection(columns):
                 columns[name] = [None if value is None else int(value) for value in columns[name]]
-            inserts.append((table, columns, f"{table}:{rows[0]['ring']}:{rows[0]['epoch']}:{rows[0]['seq']}"
-                                            f":{rows[-1]['seq']}:{len(rows)}"))
+            inserts.append((table, columns, _token(table, rows[0]["ring"], rows[0]["epoch"], rows[0]["seq"],
+                                                   rows[-1]["seq"], len(rows))))
         if (trades := batch.trades) is not None:
             names = [name for name, _ in TABLES["trades"][1]]
             inserts.append(("trades", {name: trades[name].astype(np.uint8) if name in BOOL_COLUMNS else trades[name]
                                        for name in names},
-                            f"trades:{trades['ring'][0]}:{trades['epoch'][0]}:{trades['seq'][0]}:{trades['seq'][-1]}"
-                            f":{batch.size}"))
+                            _token("trades", trades["ring"][0], trades["epoch"][0], trades["seq"][0], trades["seq"][-1],
+                                   batch.size)))
         return inserts
 
     @staticmethod

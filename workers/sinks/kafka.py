@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from feedhandler.config import SinkConfig
 
 from .msgpack_maps import MapEncoder
-from .records import BOOK, GAP, NBBO, STATUS, TRADE, partition_key
+from .records import BOOK, GAP, NBBO, STATUS, TRADE, book_key, partition_key
 from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
 
@@ -166,7 +166,7 @@ class KafkaSink(Sink):
             self._trade_maps = MapEncoder(tuple(trades))
         data, ends = self._trade_maps.encode(trades)
         keys = self._keys
-        return [{"value": data[start:end], "key": keys.get(pair) or keys.setdefault(pair, f"{pair[0]}:{pair[1]}".encode())}
+        return [{"value": data[start:end], "key": keys.get(pair) or keys.setdefault(pair, book_key(*pair))}
                 for start, end, pair in zip([0, *ends[:-1].tolist()], ends.tolist(),
                                             zip(trades["venue"].tolist(), trades["symbol"].tolist()))]
 

@@ -38,7 +38,12 @@ def partition_key(record: dict) -> bytes:
     """venue:symbol (NBBO: the symbol), so that each book's records stay in order in one partition."""
     if record["type"] == NBBO or record["ring"] == "nbbo":
         return (record.get("symbol") or "").encode()
-    return f"{record['venue']}:{record.get('symbol') or ''}".encode()
+    return book_key(record["venue"], record.get("symbol"))
+
+
+def book_key(venue: str, symbol: str | None) -> bytes:
+    """The partition key of a venue's book records: venue:symbol."""
+    return f"{venue}:{symbol or ''}".encode()
 
 
 def _base(kind: str, ring: str, epoch: int, seq: int) -> dict:
