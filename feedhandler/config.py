@@ -29,7 +29,7 @@ KAFKA_MODES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 # ClickHouse wants few large inserts (each makes a part per table and day): at most one a second
-SINK_DEFAULTS = {"clickhouse": {"batch_max": 65536, "linger_s": 1.0}}
+SINK_DEFAULTS = {"clickhouse": {"batch_max": 262144, "linger_s": 1.0}}
 SINK_URLS = {  # what each sink's url must look like
     "kafka": (re.compile(r"^[\w.-]+:\d+(,[\w.-]+:\d+)*$"), "host:port[,host:port...]"),
     "redis": (re.compile(r"^rediss?://[^/\s]+(/\d+)?$"), "redis://host:port[/db]"),

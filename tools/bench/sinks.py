@@ -24,6 +24,7 @@ from workers.sinks.runner import SinkRunner
 from .stats import machine
 
 RING_SLOTS = 1 << 20
+WARMUP_S = 1.0
 
 
 def _drain(runner: SinkRunner, head: int) -> dict:
@@ -78,17 +79,24 @@ def _redis_live(url: str, root: Path, rate: float, seconds: float) -> dict:
         runner = _runner("redis", url, prefix, root / "live", batch_max=4096)
         me = psutil.Process()
         runner.start()
-        cpu0, t0 = sum(me.cpu_times()[:2]), time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            before = runner.counters["commands"]
-            if not runner.cycle():
-                time.sleep(0.0005)
-            else:
-                time.sleep(runner.sink.pace(runner.counters["commands"] - before))
+
+        def follow(for_s: float) -> None:
+            until = time.perf_counter() + for_s
+            while time.perf_counter() < until:
+                before = runner.counters["commands"]
+                if not runner.cycle():
+                    time.sleep(0.0005)
+                else:
+                    time.sleep(runner.sink.pace(runner.counters["commands"] - before))
+
+        follow(WARMUP_S)  # the backlog written before the sink attached is not live latency
+        runner.forget_latency()
+        commands0, cpu0, t0 = runner.counters["commands"], sum(me.cpu_times()[:2]), time.perf_counter()
+        follow(seconds)
         elapsed, cpu = time.perf_counter() - t0, sum(me.cpu_times()[:2]) - cpu0
         runner.sink.close()
         figures = runner.latency_percentiles()
-        return {"rate": rate, "commands_per_s": runner.counters["commands"] / elapsed,
+        return {"rate": rate, "commands_per_s": (runner.counters["commands"] - commands0) / elapsed,
                 "cpu_pct": 100 * cpu / elapsed, **figures}
     finally:
         writer.terminate()

@@ -111,13 +111,15 @@ class _Chdb:
     def execute(self, sql: str) -> None:
         self.session.query(sql)
 
-    def insert(self, table: str, columns: dict[str, list], kinds: dict[str, str], token: str) -> None:
-        arrow = pa.table({name: pa.array(values, _ARROW[kinds[name]]) for name, values in columns.items()})
-        names = ", ".join(columns)
+    @staticmethod
+    def prepare(columns: dict[str, list], kinds: dict[str, str]) -> pa.Table:
+        return pa.table({name: pa.array(values, _ARROW[kinds[name]]) for name, values in columns.items()})
+
+    def insert(self, table: str, arrow: pa.Table, token: str) -> None:
+        names = ", ".join(arrow.column_names)
         # chDB's Python() table function finds `arrow` among this frame's locals by name
         self.session.query(f"INSERT INTO {self.database}.{table} ({names}) SELECT {names} FROM Python(arrow) "
                            f"SETTINGS insert_deduplication_token = '{token}'")
-        del arrow
 
     def query(self, sql: str) -> list[tuple]:
         result = self.session.query(sql, "JSONCompact")
@@ -150,13 +152,17 @@ class _Native:
     def execute(self, sql: str) -> None:
         self.client.execute(sql)
 
-    def insert(self, table: str, columns: dict[str, list], kinds: dict[str, str], token: str) -> None:
-        settings = {"insert_deduplication_token": token} if self.modern else {}
+    def prepare(self, columns: dict[str, list], kinds: dict[str, str]) -> tuple[list[str], list[list]]:
         data = [values.tolist() if isinstance(values, np.ndarray) else values for values in columns.values()]
         if self.modern:  # DateTime64 columns take datetimes, not ns integers
             data = [[np.datetime64(v, "ns") for v in values] if kinds[name] == "ts" else values
                     for name, values in zip(columns, data)]
-        self.client.execute(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES", data,
+        return list(columns), data
+
+    def insert(self, table: str, prepared: tuple[list[str], list[list]], token: str) -> None:
+        names, data = prepared
+        settings = {"insert_deduplication_token": token} if self.modern else {}
+        self.client.execute(f"INSERT INTO {self.database}.{table} ({', '.join(names)}) VALUES", data,
                             columnar=True, settings=settings)
 
     def query(self, sql: str) -> list[tuple]:
@@ -192,7 +198,8 @@ class ClickHouseSink(Sink):
     def send(self, batch: Batch, positions) -> Future:
         if self.store is None:
             self.open()
-        inserts = self._inserts(batch)
+        inserts = [(table, self.store.prepare(columns, dict(TABLES[table][1])), token)
+                   for table, columns, token in self._inserts(batch)]
         if self._inserter is None:
             self._inserter = ThreadPoolExecutor(1, thread_name_prefix=f"fh-sink-{self.name}")
         future = self._inserter.submit(self._insert, self.store, inserts)
@@ -235,10 +242,11 @@ class ClickHouseSink(Sink):
         return inserts
 
     @staticmethod
-    def _insert(store: _Chdb | _Native, inserts: list[tuple[str, dict, str]]) -> int:
-        """On the inserter thread (chDB and the socket release the GIL meanwhile)."""
-        for table, columns, token in inserts:
-            store.insert(table, columns, dict(TABLES[table][1]), token)
+    def _insert(store: _Chdb | _Native, inserts: list[tuple[str, object, str]]) -> int:
+        """On the inserter thread, which holds the GIL as little as it can (chDB and the socket release
+        it): the transport's payload was prepared on the reading thread."""
+        for table, prepared, token in inserts:
+            store.insert(table, prepared, token)
         return len(inserts)
 
     def _failed(self, exc: Exception) -> None:

@@ -98,7 +98,15 @@ def trade_columns(chunks: list, nbbo: NbboReader | None) -> dict[str, np.ndarray
     """The trade records of ring-row chunks [(source, int64 rows)] as columns computed with numpy: each
     trade joined with its venue book just before it (from the writer) and the NBBO now. Nullable
     columns are masked arrays (their tolist() gives None, Arrow takes the mask as nulls)."""
-    parts = [_trade_chunk(source, rows, nbbo) for source, rows in chunks]
+    runs: list[tuple[object, list[np.ndarray]]] = []  # consecutive chunks of one source, joined
+    for source, rows in chunks:
+        if runs and runs[-1][0] is source:
+            runs[-1][1].append(rows)
+        else:
+            runs.append((source, [rows]))
+    parts = [_trade_chunk(source, np.concatenate(rows), nbbo) for source, rows in runs]
+    if len(parts) == 1:
+        return parts[0]
     return {name: _concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
@@ -110,6 +118,9 @@ def trade_records(columns: dict[str, np.ndarray]) -> list[dict]:
 
 def _concatenate(arrays: list[np.ndarray]) -> np.ndarray:
     return np.ma.concatenate(arrays) if isinstance(arrays[0], np.ma.MaskedArray) else np.concatenate(arrays)
+
+
+_SIDE_NAMES = np.array(["unknown", "buy", "sell"], object)  # indexed by Side: SELL (-1) is the last
 
 
 def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> dict[str, np.ndarray]:
@@ -141,7 +152,7 @@ def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> dict[str,
         "epoch": np.full(count, source.epoch, np.int64), "seq": rows[:, SLOT_SEQ] - 1, "venue": ring,
         "symbol": symbols, "px_dec": px_dec, "qty_dec": np.array([i.qty_dec for i in instruments], np.int64)[index],
         "trade_id": rows[:, SLOT_ID], "price": price, "qty": rows[:, SLOT_TRADE_QTY],
-        "side": np.where(side == Side.BUY, "buy", np.where(side == Side.SELL, "sell", "unknown")).astype(object),
+        "side": _SIDE_NAMES[np.where(np.abs(side) <= 1, side, Side.UNKNOWN)],
         "ts_exchange": rows[:, SLOT_TS_EXCHANGE], "ts_recv": rows[:, SLOT_TS_RECV],
         "ts_publish": rows[:, SLOT_TS_PUBLISH],
         "book_valid": swept != NO_BOOK, "book_update_id": rows[:, SLOT_TRADE_BOOK_ID],

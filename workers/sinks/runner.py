@@ -234,6 +234,10 @@ class SinkRunner:
         self._latency[:len(stamps) - head] = stamps[head:]
         self._latency_count += len(stamps)
 
+    def forget_latency(self) -> None:
+        """Drop the latency samples so far, e.g. those of a warm-up that read a backlog."""
+        self._latency_count = 0
+
     def latency_percentiles(self) -> dict[str, float]:
         """p50 / p99 of publish -> acknowledged over the most recent samples (µs)."""
         samples = self._latency[:min(self._latency_count, LATENCY_SAMPLES)]
