@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from shm.histogram import HIST_WORDS
 from shm.layout import Counter, Reason, Status
 from shm.segment import SegmentWriter
 
@@ -25,6 +26,7 @@ from .feed_kernels import (NO_CHECKSUM, ROW_PRICE, ROW_QTY, ROW_SIDE, SCRATCH_RO
                            T_QTY_DEC, invalidate, load_snapshot, settle, status)
 from .instruments import Instrument
 from .jsonscan import symbol_table
+from .publish import VENUE_HOPS, mark_decoded
 from .steps import BINANCE, COINBASE, KRAKEN, STEPS, run_frames
 from .sync import (BRIDGING, BUFFERING, CONNECTING, CS_SEQUENCE, LIVE, RESYNC, SNAPSHOT, SY_CONN, SY_DEPTH, SY_STATE,
                    SY_UPDATE_ID, Action, ResyncLimiter, SyncState, new_conn_state, new_sync)
@@ -43,9 +45,13 @@ class VenueFeed:
     CAPACITY = 8192  # default run rows per book side; the segment's instrument table records it
     clock = staticmethod(time.monotonic)  # seconds, for the resync rate limit
 
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None):
+    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
+                 latency: np.ndarray | None = None):
+        """`latency`: the histogram rows of publish.VENUE_HOPS, in shared memory (shm.latency) when
+        someone reads them; a private array otherwise."""
         self.instruments = instruments
         self.writer = writer
+        self.latency = latency if latency is not None else np.zeros((len(VENUE_HOPS), HIST_WORDS), np.int64)
         self.books = BookStore([capacity or self.CAPACITY] * len(instruments))
         self.sync = new_sync(len(instruments))
         self.conn_state = new_conn_state()
@@ -75,7 +81,7 @@ class VenueFeed:
         books, writer = self.books, self.writer
         self._kernel_args = (self._symbols, self._tables, self._scratch, self._header, self._events, self.sync,
                              self.conn_state, books.levels, books.ladder, books.meta, writer.books, writer.ring,
-                             writer.ring_control, writer.counters)
+                             writer.ring_control, writer.counters, self.latency)
 
     # ---------------------------------------------------------------- frames in
 
@@ -185,7 +191,7 @@ class VenueFeed:
         """scratch, sync, the book arrays and the segment arrays: the tail of settle's arguments."""
         books, writer = self.books, self.writer
         return (self._scratch, self.sync, books.levels, books.ladder, books.meta, writer.books, writer.ring,
-                writer.ring_control, writer.counters)
+                writer.ring_control, writer.counters, self.latency)
 
     def _venue_status(self, code: Status, reason: Reason, ts_recv: int) -> None:
         status(-1, int(code), int(reason), ts_recv, self.writer.ring, self.writer.ring_control)
@@ -203,8 +209,8 @@ class BinanceFeed(VenueFeed):
     WAITING = BUFFERING
 
     def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
-                 buffer_frames: int = 10_000):
-        super().__init__(instruments, writer, capacity)
+                 latency: np.ndarray | None = None, buffer_frames: int = 10_000):
+        super().__init__(instruments, writer, capacity, latency)
         self.buffer_frames = buffer_frames
         self.buffered: list[deque] = [deque() for _ in instruments]  # (payload, ts_recv, conn, first id)
         self.stale_snapshots = 0
@@ -257,6 +263,7 @@ class BinanceFeed(VenueFeed):
             return
         books = self.books
         load_snapshot(book, 0, total, scratch, books.levels, books.ladder, books.meta, self.counters)
+        mark_decoded(self.latency, ts_recv, False)  # the snapshot's publish hop starts here
         self.sync[book, SY_UPDATE_ID] = last_id
         if not settle(book, True, NO_CHECKSUM, 0, ts_recv, *self._book_args()):
             return
@@ -281,8 +288,8 @@ class KrakenFeed(VenueFeed):
     CAPACITY = 2048  # Kraken books are at most 1,000 levels deep
 
     def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
-                 depth: int = 10):
-        super().__init__(instruments, writer, capacity)
+                 latency: np.ndarray | None = None, depth: int = 10):
+        super().__init__(instruments, writer, capacity, latency)
         self.sync[:, SY_DEPTH] = depth
 
     def _act(self, action: Action, payload: bytes, ts_recv: int, conn: int) -> None:

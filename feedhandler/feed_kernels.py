@@ -7,7 +7,8 @@ be entered from Python with a dozen arrays for a few hundred nanoseconds. The ar
 `scratch` int64 (SCRATCH_ROWS, n): the decoder's level/trade outputs, one row per field;
 `header` int64: the decoder's per-frame fields; `events`: Coinbase's per-event rows;
 `sync` (sync.SY_WORDS per book) and `conn_state` (sync.CS_WORDS per connection): the sync machine;
-book arrays `levels, ladder, meta` (BookStore); segment arrays `blocks, ring, control, counters`.
+book arrays `levels, ladder, meta` (BookStore); segment arrays `blocks, ring, control, counters`;
+`latency`: the writer's histogram rows (publish.VENUE_HOPS).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .book_kernels import (ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes
                            levels_through, truncate_side)
 from .checksum import kraken_checksum
 from .jsonscan import NO_TRADE_ID
-from .publish import publish
+from .publish import publish, record_published
 from .sync import LIVE, RESYNC, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_TRADES, SY_UPDATE_ID
 
 # `tables` rows: the instrument table as the decoders read it
@@ -99,27 +100,27 @@ def status(book, code, reason, ts_recv, ring, control):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def invalidate(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters):
+def invalidate(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency):
     """Mark one book invalid for every consumer (status record, invalid block) and empty it; it waits
     in RESYNC for a new snapshot while the venue's other books carry on."""
     sync[book, SY_STATE] = RESYNC
     clear_book(ladder, meta, book)
     counters[book, C_RESYNCS] += 1
     status(book, ST_BOOK_INVALID, reason, ts_recv, ring, control)
-    publish(levels, ladder, meta, book, blocks, ring, control, sync[book, SY_UPDATE_ID], 0, ts_recv, False)
+    publish(levels, ladder, meta, book, blocks, ring, control, sync[book, SY_UPDATE_ID], 0, ts_recv, False, latency)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters):
+def report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency):
     """A sequence gap: counted, reported as a GAP status, and the book invalidated."""
     counters[book, C_GAPS] += 1
     status(book, ST_GAP, R_SEQUENCE_GAP, ts_recv, ring, control)
-    invalidate(book, R_SEQUENCE_GAP, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters)
+    invalidate(book, R_SEQUENCE_GAP, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring,
-           control, counters):
+           control, counters, latency):
     """After a book changed: truncate to the subscribed depth, verify the venue checksum (when the
     message carried one), refuse a crossed book, then publish it valid. A snapshot that passes makes
     the book LIVE (with a BOOK_VALID status). Returns True when the book was published valid."""
@@ -132,24 +133,25 @@ def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, lev
                                    scratch[ROW_WORK])
         if computed != checksum:
             counters[book, C_CHECKSUM_FAIL] += 1
-            invalidate(book, R_CHECKSUM, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters)
+            invalidate(book, R_CHECKSUM, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
             return False
         counters[book, C_CHECKSUM_OK] += 1
     if is_crossed(levels, ladder, meta, book):
         counters[book, C_CROSSED] += 1
-        invalidate(book, R_CROSSED, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters)
+        invalidate(book, R_CROSSED, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
         return False
     if is_snapshot:
         sync[book, SY_STATE] = LIVE
         status(book, ST_BOOK_VALID, R_SNAPSHOT, ts_recv, ring, control)
     else:
         counters[book, C_BOOK_UPDATES] += 1
-    publish(levels, ladder, meta, book, blocks, ring, control, sync[book, SY_UPDATE_ID], ts_exchange, ts_recv, True)
+    publish(levels, ladder, meta, book, blocks, ring, control, sync[book, SY_UPDATE_ID], ts_exchange, ts_recv, True,
+            latency)
     return True
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters):
+def publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency):
     """Publish `count` decoded trades (scratch rows BOOK, ID, TIME, PRICE, QTY, SIDE = aggressor), each
     matched to its book as it stands before the trade (in feed order, so a replay matches the same):
     best bid/ask, and the levels of the side it hit at or through its price (the side from the
@@ -175,13 +177,15 @@ def publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, co
                 swept = levels_through(levels, ladder, meta, book, ASK, price, MAX_SWEPT)
             elif aggressor == SELL or (bid_qty != 0 and price <= bid_px):
                 swept = levels_through(levels, ladder, meta, book, BID, price, MAX_SWEPT)
-        publish_trade(ring, control, book, trade_id, scratch[ROW_TIME, k], ts_recv, realtime_ns(), price,
+        ts_publish = realtime_ns()
+        publish_trade(ring, control, book, trade_id, scratch[ROW_TIME, k], ts_recv, ts_publish, price,
                       scratch[ROW_QTY, k], aggressor, bid_px, bid_qty, ask_px, ask_qty, swept, sync[book, SY_UPDATE_ID])
+        record_published(latency, scratch[ROW_TIME, k], ts_recv, ts_publish)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_recv, scratch, sync, levels, ladder, meta,
-                      ring, control, counters):
+                      ring, control, counters, latency):
     """Publish one trade a decoder left in its header."""
     scratch[ROW_BOOK, 0] = book
     scratch[ROW_ID, 0] = trade_id
@@ -189,4 +193,4 @@ def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_rec
     scratch[ROW_PRICE, 0] = price
     scratch[ROW_QTY, 0] = qty
     scratch[ROW_SIDE, 0] = aggressor
-    publish_trades(1, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters)
+    publish_trades(1, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency)

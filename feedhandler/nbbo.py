@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from shm.clock import realtime_ns
+from shm.histogram import record
 from shm.layout import (BOOK_LEVELS, BOOK_TS_EXCHANGE, BOOK_TS_PUBLISH, BOOK_TS_RECV, BOOK_UPDATE_ID, BOOK_VALID,
                         BOOK_DEPTH_ASKS, BOOK_DEPTH_BIDS, NBBO_ASK_PX, NBBO_ASK_QTY, NBBO_ASK_VENUES, NBBO_BID_PX,
                         NBBO_BID_QTY, NBBO_BID_VENUES, NBBO_CROSSED, NBBO_FLAGS, NBBO_INCLUDED, NBBO_LOCKED,
@@ -39,6 +40,7 @@ V_REASON = 1
 V_WORDS = 2
 
 KIND_BOOK, KIND_STATUS, KIND_READER_GAP = int(Kind.BOOK), int(Kind.STATUS), int(Kind.READER_GAP)
+AGGREGATOR_HOPS = ("aggregator", "nbbo")  # latency rows per venue, in this order
 ST_BOOK_VALID, ST_BOOK_INVALID = int(Status.BOOK_VALID), int(Status.BOOK_INVALID)
 ST_EXCLUDED, ST_RESTORED = int(Status.VENUE_EXCLUDED), int(Status.VENUE_RESTORED)
 R_STALE, R_NO_QUOTE, R_NONE = int(Reason.STALE), int(Reason.NO_QUOTE), int(Reason.NONE)
@@ -192,7 +194,7 @@ def resync_venue(v, venue_books, route, scales, scratch, quotes, last, venue_sta
 
 @njit(nogil=True, cache=True)
 def _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, blocks, ring, control):
-    """One venue ring record; returns True when it may have changed an NBBO."""
+    """One venue ring record; returns True when it changed an NBBO (an NBBO record was published)."""
     instrument = row[SLOT_INSTRUMENT]
     if instrument < 0 or instrument >= route.shape[1]:
         return False
@@ -214,8 +216,7 @@ def _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, bloc
         return False  # its book record follows
     else:
         return False
-    recompute(symbol, v, now, stale_ns, quotes, last, venue_state, blocks, ring, control)
-    return True
+    return recompute(symbol, v, now, stale_ns, quotes, last, venue_state, blocks, ring, control)
 
 
 @njit(nogil=True, cache=True)
@@ -232,10 +233,11 @@ def sweep(now, stale_ns, quotes, last, venue_state, blocks, ring, control):
 
 @njit(nogil=True, cache=True)
 def aggregate(rings, controls, venue_books, cursors, route, scales, rows, scratch, quotes, last, venue_state,
-              stale_ns, budget_ns, blocks, ring, control):
+              stale_ns, budget_ns, blocks, ring, control, latency):
     """Poll every venue ring, apply what arrived, publish NBBO changes; keeps polling for `budget_ns`
     (0: one pass), so a spinning aggregator returns to Python about once per budget, not once per
-    record. Returns the number of venue records consumed."""
+    record. Latency rows per venue v (AGGREGATOR_HOPS): 2v published -> seen here, 2v + 1 published ->
+    the NBBO change it caused published. Returns the number of venue records consumed."""
     consumed = 0
     started = realtime_ns()
     attempt = 0
@@ -254,7 +256,9 @@ def aggregate(rings, controls, venue_books, cursors, route, scales, rows, scratc
                     resync_venue(v, venue_books[v], route, scales, scratch, quotes, last, venue_state, now,
                                  stale_ns, blocks, ring, control)
                 else:
-                    _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, blocks, ring, control)
+                    record(latency[2 * v], now - row[SLOT_TS_PUBLISH])
+                    if _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, blocks, ring, control):
+                        record(latency[2 * v + 1], realtime_ns() - row[SLOT_TS_PUBLISH])
             consumed += filled
     sweep(realtime_ns(), stale_ns, quotes, last, venue_state, blocks, ring, control)
     return consumed

@@ -23,7 +23,7 @@ _OTHER = int(Action.OTHER)
 
 @njit(nogil=True, cache=True, _nrt=False)
 def run_frames(venue, data, starts, stops, kinds, ts, conns, first, end, symbols, tables, scratch, header, events,
-               sync, conn_state, levels, ladder, meta, blocks, ring, control, counters):
+               sync, conn_state, levels, ladder, meta, blocks, ring, control, counters, latency):
     """Step frames [first, end) of a batch until one needs Python; returns (its index, its Action),
     or (end, DONE). Frames the client sent are skipped; other non-received frames return OTHER."""
     for k in range(first, end):
@@ -34,13 +34,13 @@ def run_frames(venue, data, starts, stops, kinds, ts, conns, first, end, symbols
         frame = data[starts[k]:stops[k]]
         if venue == BINANCE:
             action = binance.step(frame, ts[k], conns[k], True, symbols, tables, scratch, header, events, sync,
-                                  conn_state, levels, ladder, meta, blocks, ring, control, counters)
+                                  conn_state, levels, ladder, meta, blocks, ring, control, counters, latency)
         elif venue == KRAKEN:
             action = kraken.step(frame, ts[k], conns[k], True, symbols, tables, scratch, header, events, sync,
-                                 conn_state, levels, ladder, meta, blocks, ring, control, counters)
+                                 conn_state, levels, ladder, meta, blocks, ring, control, counters, latency)
         else:
             action = coinbase.step(frame, ts[k], conns[k], True, symbols, tables, scratch, header, events, sync,
-                                   conn_state, levels, ladder, meta, blocks, ring, control, counters)
+                                   conn_state, levels, ladder, meta, blocks, ring, control, counters, latency)
         if action != _DONE:
             return k, action
     return end, _DONE

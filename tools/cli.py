@@ -131,6 +131,11 @@ def _top(args: argparse.Namespace) -> int:
     return top.run(args.prefix, args.interval, args.once)
 
 
+def _latency(args: argparse.Namespace) -> int:
+    from . import latency
+    return latency.run(args.prefix, args.venue, args.hop, args.json, args.png, args.watch, args.capture)
+
+
 def _warmup(args: argparse.Namespace) -> dict:
     from . import warmup
     return warmup.run()
@@ -233,6 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=float, default=1.0)
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     top.set_defaults(run=_top, title="fh top")
+    latency = commands.add_parser("latency", help="per-hop latency percentiles from shared memory, or over a capture")
+    latency.add_argument("--prefix", default="fh")
+    latency.add_argument("--venue", help="only this venue (for the sink hop: this sink)")
+    latency.add_argument("--hop", help="only this hop: exchange, decode, publish, aggregator, nbbo, sink")
+    latency.add_argument("--json", action="store_true", help="print one JSON object (ns)")
+    latency.add_argument("--png", metavar="FILE", help="also draw the percentile curves into FILE")
+    latency.add_argument("--watch", nargs="?", type=float, const=1.0, metavar="S",
+                         help="redraw every S seconds (default 1)")
+    latency.add_argument("--capture", metavar="FILE",
+                         help="replay FILE here and report its processing hops (decode, publish) instead")
+    latency.set_defaults(run=_latency, title="fh latency")
     warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 

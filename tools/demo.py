@@ -9,8 +9,10 @@ import numpy as np
 from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID, apply_changes
 from feedhandler.feed_kernels import SCRATCH_ROWS, publish_one_trade
-from feedhandler.publish import publish
+from feedhandler.publish import VENUE_HOPS, mark_decoded, publish
 from feedhandler.sync import LIVE, SY_STATE, new_sync
+from shm.histogram import HIST_WORDS
+from shm.latency import LatencyWriter
 from shm.layout import BOOK_MAX_DEPTH, RING_CONTROL_WORDS, N_COUNTERS, SLOT_WORDS, Counter, Side, block_words
 from shm.segment import InstrumentSpec, SegmentWriter
 
@@ -27,10 +29,12 @@ def _compile(books: BookStore) -> None:
     scratch = BookStore(books.capacities, window=books.window)
     apply_changes(scratch.levels, scratch.ladder, scratch.meta, 0, np.zeros(1, np.int64), np.ones(1, np.int64),
                   np.ones(1, np.int64))
-    publish(scratch.levels, scratch.ladder, scratch.meta, 0, blocks, ring, control, 0, 0, 0, True)
+    latency = np.zeros((len(VENUE_HOPS), HIST_WORDS), np.int64)
+    mark_decoded(latency, 0, True)
+    publish(scratch.levels, scratch.ladder, scratch.meta, 0, blocks, ring, control, 0, 0, 0, True, latency)
     publish_one_trade(0, 0, 0, 1, 1, 1, 0, np.zeros((SCRATCH_ROWS, 1), np.int64), new_sync(len(INSTRUMENTS)),
                       scratch.levels, scratch.ladder, scratch.meta, ring, control,
-                      np.zeros((len(INSTRUMENTS) + 1, N_COUNTERS), np.int64))
+                      np.zeros((len(INSTRUMENTS) + 1, N_COUNTERS), np.int64), latency)
 
 
 def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate: float = 200.0,
@@ -50,6 +54,8 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
     trade_scratch = np.zeros((SCRATCH_ROWS, 1), np.int64)
     published = trades = 0
     with SegmentWriter.create(prefix, venue, INSTRUMENTS, depth=10, ring_slots=ring_slots) as writer:
+        latency = LatencyWriter(prefix, venue, [(hop, venue) for hop in VENUE_HOPS])  # fh latency shows it too
+        rows = latency.hists
         started = time.monotonic()
         next_at = started
         while time.monotonic() - started < duration_s and (not changes or published < changes):
@@ -57,11 +63,12 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
             step = int(rng.integers(-1, 2))
             mids[i] += step
             now = time.time_ns()
+            mark_decoded(rows, now, True)  # the demo's "frame" is decoded the moment it is made up
             if step:  # a trade at the new mid, matched to the book it moves
                 aggressor = Side.BUY if step > 0 else Side.SELL
                 publish_one_trade(i, trades, now, mids[i], int(rng.integers(1, 10**5)), int(aggressor), now,
                                   trade_scratch, sync, books.levels, books.ladder, books.meta, writer.ring,
-                                  writer.ring_control, writer.counters)
+                                  writer.ring_control, writer.counters, rows)
                 trades += 1
             side = rng.integers(0, 2, 4)
             depth = rng.integers(0, DEPTH, 4)
@@ -72,10 +79,11 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
             apply_changes(books.levels, books.ladder, books.meta, i, sides,
                           np.concatenate([[mids[i]], prices]).astype(np.int64), np.concatenate([[0], qtys]))
             publish(books.levels, books.ladder, books.meta, i, writer.books, writer.ring, writer.ring_control,
-                    published, now, now, True)
+                    published, now, now, True, rows)
             writer.counters[i, Counter.BOOK_UPDATES] += 1
             published += 1
             writer.heartbeat()
             next_at += 1.0 / rate
             time.sleep(max(0.0, next_at - time.monotonic()))
+        latency.close()
     return {"book_updates": published, "trades": trades}

@@ -11,6 +11,7 @@ import numpy as np
 from feedhandler.config import AggregatorConfig, RunConfig, VenueConfig
 from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
 from feedhandler.instruments import Instrument
+from shm.histogram import HIST_WORDS, record_many
 from shm.segment import SegmentWriter
 from workers.aggregator import Aggregator
 from workers.sinks.msgpack_maps import MapEncoder
@@ -67,7 +68,9 @@ def run() -> dict:
     finally:
         aggregator.close()
         os.unlink(aggregator.writer.path)
+        os.unlink(aggregator.latency.path)
         for writer in writers:
             writer.close(unlink=True)
     MapEncoder(("trade_id", "symbol")).encode({"trade_id": np.zeros(1, np.int64), "symbol": np.array(["X"], object)})
+    record_many(np.zeros(HIST_WORDS, np.int64), np.zeros(1, np.int64))  # the sinks' latency histogram
     return {"venues_s": round(compiled_venues, 1), "total_s": round(time.perf_counter() - started, 1)}

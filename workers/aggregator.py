@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 from feedhandler.config import RunConfig
-from feedhandler.nbbo import V_REASON, V_UP, aggregate, new_state, resync_venue, sweep
+from feedhandler.nbbo import AGGREGATOR_HOPS, V_REASON, V_UP, aggregate, new_state, resync_venue, sweep
+from shm.latency import LatencyWriter
 from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Reason, State
 from shm.reader import VenueReader
 from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
@@ -59,6 +60,7 @@ class Aggregator:
                               if not self.settings.symbols else set(self.settings.symbols))
         self.readers: list[VenueReader | None] = [None] * len(self.venues)
         self.writer: SegmentWriter | None = None
+        self.latency: LatencyWriter | None = None
         n_symbols, n_venues = len(self.symbols), len(self.venues)
         self.quotes, self.last, self.venue_state = new_state(n_symbols, n_venues)
         self.venue_state[:, V_UP] = 0
@@ -117,6 +119,8 @@ class Aggregator:
                  for s in self.symbols]
         self.writer = SegmentWriter.create(self.config.prefix, "nbbo", specs, depth=2 * len(self.venues),
                                            ring_slots=self.settings.ring_slots, labels=self.venues)
+        self.latency = LatencyWriter(self.config.prefix, "aggregator",
+                                     [(hop, venue) for venue in self.venues for hop in AGGREGATOR_HOPS])
         for k, reader in enumerate(self.readers):
             if reader is not None:
                 self._bind(k, reader)
@@ -206,7 +210,7 @@ class Aggregator:
         consumed = aggregate(tuple(self._rings), tuple(self._controls), tuple(self._books), self.cursors,
                              self.route, self.scales, self.rows, self.scratch, self.quotes, self.last,
                              self.venue_state, self._stale_ns, budget_ns, writer.books, writer.ring,
-                             writer.ring_control)
+                             writer.ring_control, self.latency.hists)
         self.polls += 1
         self.consumed += consumed
         return consumed
@@ -239,6 +243,8 @@ class Aggregator:
                 self._detach(k)
         if self.writer is not None:
             self.writer.close()
+        if self.latency is not None:
+            self.latency.close()
 
 
 def main(config: RunConfig, duration_s: float | None = None) -> int:

@@ -22,9 +22,11 @@ from feedhandler.config import ADAPTERS, RunConfig, VenueConfig
 from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed, VenueFeed
 from feedhandler.instrument_cache import DEFAULT_DIRECTORY, InstrumentCache, InstrumentCacheError, parse_metadata
 from feedhandler.instruments import Instrument
+from feedhandler.publish import VENUE_HOPS
 from feedhandler.venues import binance, coinbase, kraken
 from feedhandler.sync import SyncState
 from feedhandler.venues.adapter import ConnectionPlan
+from shm.latency import LatencyWriter
 from shm.reader import counter_totals
 from shm.segment import SegmentError, SegmentWriter
 
@@ -74,6 +76,7 @@ class VenueWorker:
         self.rng = random.Random()
         self.capture: RotatingCaptureWriter | None = None
         self.writer: SegmentWriter | None = None
+        self.latency: LatencyWriter | None = None
         self.feed: VenueFeed | None = None
         self.connections: list[Connection] = []
         self._book_connection: dict[str, Connection] = {}
@@ -97,9 +100,10 @@ class VenueWorker:
                                                depth=self.config.depth, ring_slots=self.config.ring_slots)
         except SegmentError as exc:
             raise WorkerError(str(exc)) from None
+        self.latency = LatencyWriter(run.prefix, self.venue, [(hop, self.venue) for hop in VENUE_HOPS])
         feed_class = FEEDS[self.venue]
-        self.feed = feed_class(instruments, self.writer, depth=self.config.book_depth) \
-            if feed_class is KrakenFeed else feed_class(instruments, self.writer)
+        self.feed = feed_class(instruments, self.writer, latency=self.latency.hists, depth=self.config.book_depth) \
+            if feed_class is KrakenFeed else feed_class(instruments, self.writer, latency=self.latency.hists)
         symbols = [i.venue_symbol for i in instruments]
         plans = {"binance": lambda: binance.connection_plans(self.config.ws_url, symbols),
                  "kraken": lambda: kraken.connection_plans(self.config.ws_url, symbols, self.config.book_depth),
@@ -171,6 +175,8 @@ class VenueWorker:
             self.capture.close()
         if self.writer is not None:
             self.writer.close()
+        if self.latency is not None:
+            self.latency.close()
         self.rest.close()
 
     async def _spin(self) -> None:

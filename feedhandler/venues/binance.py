@@ -16,6 +16,7 @@ from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_PRICE, ROW_QTY, RO
                             T_QTY_DEC, apply_levels, count_frame, publish_one_trade, report_gap, settle)
 from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object,
                         match_symbol, parse_int, parse_pairs, string_span)
+from ..publish import mark_decoded
 from ..sync import BRIDGING, BUFFERING, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import ConnectionPlan, VenueAdapter, shards
 
@@ -188,7 +189,7 @@ def decode_snapshot(buf, n, px_dec, qty_dec, sides, prices, qtys):
 
 @njit(nogil=True, cache=True, _nrt=False)
 def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
-         meta, blocks, ring, control, counters):
+         meta, blocks, ring, control, counters, latency):
     """One received frame, start to end: decode, sequence check, apply, settle and publish, trades.
     Returns an Action for what Python must do (buffer a diff of a book not yet bridged). `fresh`:
     count the frame (0 when a buffered diff is applied again after its snapshot)."""
@@ -197,6 +198,7 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         count_frame(counters, n)
     kind = decode(frame, n, symbols, tables[T_LENGTH], tables[T_PX_DEC], tables[T_QTY_DEC], scratch[ROW_SIDE],
                   scratch[ROW_PRICE], scratch[ROW_QTY], header)
+    mark_decoded(latency, ts_recv, fresh)
     if kind == FRAME_DEPTH:
         book = header[H_INSTRUMENT]
         sync[book, SY_CONN] = conn
@@ -206,17 +208,17 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         if header[H_LAST_ID] <= sync[book, SY_UPDATE_ID]:
             return ACTION_DONE  # already in the snapshot, or a duplicate
         if header[H_FIRST_ID] > sync[book, SY_UPDATE_ID] + 1:
-            report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters)
+            report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
             sync[book, SY_STATE] = BUFFERING
             return ACTION_GAP
         apply_levels(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
         sync[book, SY_UPDATE_ID] = header[H_LAST_ID]
         settle(book, False, NO_CHECKSUM, header[H_EVENT_TIME] * 1_000_000, ts_recv, scratch, sync, levels, ladder,
-               meta, blocks, ring, control, counters)
+               meta, blocks, ring, control, counters, latency)
     elif kind == FRAME_TRADE:
         publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * 1_000_000,
                           header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, levels, ladder,
-                          meta, ring, control, counters)
+                          meta, ring, control, counters, latency)
     elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
         counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

@@ -24,6 +24,7 @@ from ..jsonscan import (ERR_SYNTAX, after_member, decimal_string, equals, find_v
 from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME,
                             T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_one_trade,
                             publish_trades, report_gap, settle)
+from ..publish import mark_decoded
 from ..sync import CS_SEQUENCE, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import ConnectionPlan, VenueAdapter, shards
 
@@ -352,7 +353,7 @@ def decode_market_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, agg
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _check_sequence(conn, sequence, ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring, control, counters):
+def _check_sequence(conn, sequence, ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring, control, counters, latency):
     """Advanced: sequence_num counts a connection's messages; a jump invalidates every live book
     that connection carries (they resubscribe)."""
     last = conn_state[conn, CS_SEQUENCE]
@@ -361,12 +362,12 @@ def _check_sequence(conn, sequence, ts_recv, sync, conn_state, levels, ladder, m
         return
     for book in range(len(sync)):
         if sync[book, SY_CONN] == conn and sync[book, SY_STATE] == LIVE:
-            report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters)
+            report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _levels(book, is_snapshot, first, end, conn, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
-            counters):
+            counters, latency):
     """A snapshot (the book goes live on this connection) or an update of a live book."""
     if is_snapshot:
         load_snapshot(book, first, end, scratch, levels, ladder, meta, counters)
@@ -378,12 +379,12 @@ def _levels(book, is_snapshot, first, end, conn, ts_recv, scratch, sync, levels,
     else:
         return  # nothing to apply it to until the next snapshot
     settle(book, is_snapshot, NO_CHECKSUM, 0, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
-           counters)
+           counters, latency)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
-         meta, blocks, ring, control, counters):
+         meta, blocks, ring, control, counters, latency):
     """One received frame of either API: decode, sequence check (Advanced), snapshots loaded and
     updates of live books applied, each settled and published; trades published. Always DONE."""
     n = len(frame)
@@ -392,24 +393,27 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
     lengths, px_decs, qty_decs = tables[T_LENGTH], tables[T_PX_DEC], tables[T_QTY_DEC]
     kind = decode(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_SIDE], scratch[ROW_PRICE],
                   scratch[ROW_QTY], header, events)
+    if kind != FRAME_MARKET_TRADES:
+        mark_decoded(latency, ts_recv, fresh)
     if header[H_SEQUENCE] >= 0:
         _check_sequence(conn, header[H_SEQUENCE], ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring,
-                        control, counters)
+                        control, counters, latency)
     if kind == FRAME_L2:
         for row in range(header[H_EVENTS]):
             _levels(events[row, E_INSTRUMENT], events[row, E_SNAPSHOT] == 1, events[row, E_FIRST], events[row, E_END],
-                    conn, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control, counters)
+                    conn, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
     elif kind == FRAME_SNAPSHOT or kind == FRAME_UPDATE:
         _levels(header[H_INSTRUMENT], kind == FRAME_SNAPSHOT, 0, header[H_LEVELS], conn, ts_recv, scratch, sync,
-                levels, ladder, meta, blocks, ring, control, counters)
+                levels, ladder, meta, blocks, ring, control, counters, latency)
     elif kind == FRAME_MARKET_TRADES:
         count = decode_market_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
                                      scratch[ROW_TIME])
-        publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters)
+        mark_decoded(latency, ts_recv, fresh)
+        publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency)
     elif kind == FRAME_TRADE:
         publish_one_trade(header[H_INSTRUMENT], header[H_TRADE_ID], header[H_TIME], header[H_PRICE], header[H_QTY],
-                          header[H_SIDE], ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters)
+                          header[H_SIDE], ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency)
     elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
         counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

@@ -26,6 +26,7 @@ from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_
                         push_trade, skip_spaces_to, skip_value, string_span)
 from ..feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
                             T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades, settle)
+from ..publish import mark_decoded
 from ..sync import LIVE, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_UPDATE_ID, Action
 from .adapter import ConnectionPlan, VenueAdapter
 
@@ -353,7 +354,7 @@ def decode_v2_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggress
 
 @njit(nogil=True, cache=True, _nrt=False)
 def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
-         meta, blocks, ring, control, counters):
+         meta, blocks, ring, control, counters, latency):
     """One received v1 or v2 frame: decode; a snapshot, or an update of a live book, is applied,
     truncated, checksummed and published; trades are published. Returns Action.ACK for a v2
     subscription ack (Python reads the depth from it), else DONE."""
@@ -382,11 +383,13 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
             count = decode_v2_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
                                      scratch[ROW_TIME])
-        publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters)
+        mark_decoded(latency, ts_recv, fresh)
+        publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency)
         return ACTION_DONE
     if kind != FRAME_SNAPSHOT and kind != FRAME_UPDATE:
         counters[-1, C_DECODE_ERRORS] += 1
         return ACTION_DONE
+    mark_decoded(latency, ts_recv, fresh)
     book = header[H_INSTRUMENT]
     sync[book, SY_CONN] = conn
     if not v2:
@@ -403,5 +406,5 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
     else:
         return ACTION_DONE
     settle(book, kind == FRAME_SNAPSHOT, header[H_CHECKSUM], 0, ts_recv, scratch, sync, levels, ladder, meta,
-           blocks, ring, control, counters)
+           blocks, ring, control, counters, latency)
     return ACTION_DONE

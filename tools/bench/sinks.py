@@ -45,7 +45,7 @@ def _drain(runner: SinkRunner, head: int) -> dict:
     while acked() < head:
         _cycle(runner)
     elapsed, cpu = time.perf_counter() - t0, sum(me.cpu_times()[:2]) - cpu0
-    runner.sink.close()
+    runner.close()
     messages = runner.counters["acked"] - messages0
     return {"records_per_s": (head - records0) / elapsed, "msgs_per_s": messages / elapsed,
             "cpu_pct": 100 * cpu / elapsed, "messages": messages, "batches": runner.counters["batches"],
@@ -94,7 +94,7 @@ def _redis_live(url: str, root: Path, rate: float, seconds: float) -> dict:
         commands0, cpu0, t0 = runner.counters["commands"], sum(me.cpu_times()[:2]), time.perf_counter()
         follow(seconds)
         elapsed, cpu = time.perf_counter() - t0, sum(me.cpu_times()[:2]) - cpu0
-        runner.sink.close()
+        runner.close()
         figures = runner.latency_percentiles()
         return {"rate": rate, "commands_per_s": (runner.counters["commands"] - commands0) / elapsed,
                 "cpu_pct": 100 * cpu / elapsed, **figures}

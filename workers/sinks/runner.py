@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from feedhandler.config import SinkConfig
+from shm.histogram import HIST_WORDS, record_many, summary
+from shm.latency import LatencyWriter
 
 from .source import Batch, Position, RingSource
 
 IDLE_SLEEP_S = 0.0005
-LATENCY_SAMPLES = 1 << 16  # the most recent publish -> acknowledged latencies kept for percentiles
 STATS_EVERY_S = 1.0
 SAVE_POSITIONS_EVERY_S = 0.1
 
@@ -100,6 +101,7 @@ class SinkRunner:
                  log: logging.Logger | None = None):
         self.sink, self.config = sink, config
         self.log = log or logging.getLogger(f"fh.sink.{config.name}")
+        self.prefix, self.directory = prefix, directory
         self.sources = [RingSource(prefix, ring, directory) for ring in rings]
         self._nbbo_source = next((s for s in self.sources if s.ring == "nbbo"), None)
         state = Path(config.state_dir)
@@ -108,8 +110,8 @@ class SinkRunner:
         self.counters = {"sent": 0, "acked": 0, "retried": 0, "dropped_with_gap": 0, "gaps": 0, "conflated": 0,
                          "batches": 0, "lag": 0, "commands": 0, "up": 0}
         self.last_error = ""
-        self._latency = np.zeros(LATENCY_SAMPLES, np.int64)  # ring of the latest samples, ns
-        self._latency_count = 0
+        self._latency_file: LatencyWriter | None = None
+        self.latency = np.zeros(HIST_WORDS, np.int64)  # publish -> acknowledged, ns; in shm once started
         self._failures = 0
         self._retry_at = 0.0
         self._opened = False
@@ -122,6 +124,10 @@ class SinkRunner:
 
     def start(self) -> None:
         """Open the sink (SinkConfigError propagates) and load the positions to resume from."""
+        if self._latency_file is None:
+            self._latency_file = LatencyWriter(self.prefix, f"sink-{self.config.name}", [("sink", self.config.name)],
+                                               self.directory)
+            self.latency = self._latency_file.hists[0]
         try:
             self.sink.open()
             self._opened = True
@@ -193,7 +199,7 @@ class SinkRunner:
             self._in_flight.popleft()
             wait_for_one = False
             self.counters["commands"] += commands
-            self._record_latency(batch.publish_stamps(), time.time_ns())
+            record_many(self.latency, time.time_ns() - batch.publish_stamps())
             for source in self.sources:
                 source.commit(positions.get(source.ring))
             if not self.sink.keeps_positions:
@@ -225,26 +231,16 @@ class SinkRunner:
         self._linger_until = now + self.config.linger_s
         return batch, {s.ring: s.position() for s in self.sources if s.position() is not None}
 
-    def _record_latency(self, published: np.ndarray, acked_ns: int) -> None:
-        """Publish (by the venue worker or aggregator) -> acknowledged by the service, per record."""
-        stamps = acked_ns - published[-LATENCY_SAMPLES:]
-        at = self._latency_count % LATENCY_SAMPLES
-        head = min(len(stamps), LATENCY_SAMPLES - at)
-        self._latency[at:at + head] = stamps[:head]
-        self._latency[:len(stamps) - head] = stamps[head:]
-        self._latency_count += len(stamps)
-
     def forget_latency(self) -> None:
-        """Drop the latency samples so far, e.g. those of a warm-up that read a backlog."""
-        self._latency_count = 0
+        """Start the publish -> acknowledged histogram afresh, e.g. after a warm-up that read a backlog."""
+        self.latency[:] = 0
 
     def latency_percentiles(self) -> dict[str, float]:
-        """p50 / p99 of publish -> acknowledged over the most recent samples (µs)."""
-        samples = self._latency[:min(self._latency_count, LATENCY_SAMPLES)]
-        if not len(samples):
+        """p50 / p99 of publish -> acknowledged since the start (µs)."""
+        figures = summary(self.latency, (50, 99))
+        if not figures["count"]:
             return {}
-        p50, p99 = np.percentile(samples, [50, 99])
-        return {"visible_p50_us": round(float(p50) / 1e3, 1), "visible_p99_us": round(float(p99) / 1e3, 1)}
+        return {"visible_p50_us": round(figures["p50_ns"] / 1e3, 1), "visible_p99_us": round(figures["p99_ns"] / 1e3, 1)}
 
     def _nbbo_reader(self):
         source = self._nbbo_source
@@ -303,10 +299,18 @@ class SinkRunner:
             self.drain()
         finally:
             self.write_stats(force=True)
-            for source in self.sources:
-                source.close()
-            self.sink.close()
+            self.close()
         return self.stats()
+
+    def close(self) -> None:
+        """Detach from the rings, close the sink and the latency file."""
+        for source in self.sources:
+            source.close()
+        self.sink.close()
+        if self._latency_file is not None:
+            self.latency = np.array(self.latency)  # stats() may still read it
+            self._latency_file.close()
+            self._latency_file = None
 
     def drain(self, timeout_s: float = 5.0) -> None:
         """At shutdown: deliver what the rings hold now, while the service takes it."""

@@ -1,0 +1,126 @@
+"""Per-hop latency histograms in shared memory: one file per writing process,
+`<dir>/<prefix>.latency.<process>`, holding a table of (hop, label) names and one histogram row
+(shm.histogram) per name. The process updates its rows from numba; `fh latency` and `fh metrics`
+map every such file read-only. A restarted process starts a new file (counts from zero)."""
+from __future__ import annotations
+
+import glob
+import mmap
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .histogram import HIST_WORDS
+from .segment import SegmentError, segment_path
+
+MAGIC = int.from_bytes(b"FHLATNCY", "little")
+VERSION = 1
+HEADER_WORDS = 8
+W_MAGIC, W_VERSION, W_ROWS, W_HIST_WORDS, W_PID, W_START_NS = range(6)
+NAME_DTYPE = np.dtype([("hop", "S32"), ("label", "S32")])
+TABLE_AT = HEADER_WORDS * 8
+
+# The hops, in pipeline order, and what each measures.
+HOPS = {
+    "exchange": "venue event time -> received here (includes the clock offset between the venue and us)",
+    "decode": "received -> frame decoded (event loop wait, then the decoder)",
+    "publish": "decoded -> book or trade published in shared memory",
+    "aggregator": "published -> seen by the aggregator",
+    "nbbo": "venue record published -> the NBBO change it caused published",
+    "sink": "published -> acknowledged by the sink's service",
+}
+
+
+def latency_path(prefix: str, process: str, directory: str | None = None) -> str:
+    return segment_path(prefix, f"latency.{process}", directory)
+
+
+def _geometry(rows: int) -> tuple[int, int]:
+    hists_at = (TABLE_AT + rows * NAME_DTYPE.itemsize + 63) // 64 * 64
+    return hists_at, hists_at + rows * HIST_WORDS * 8
+
+
+class LatencyWriter:
+    """The histograms one process writes. `rows` are (hop, label) pairs; `hists[k]` is row k."""
+
+    def __init__(self, prefix: str, process: str, rows: Sequence[tuple[str, str]], directory: str | None = None):
+        for hop, label in rows:
+            if hop not in HOPS or not 0 < len(label.encode()) <= 32:
+                raise ValueError(f"latency row ({hop!r}, {label!r}): hop must be one of {list(HOPS)}, label 1-32 bytes")
+        self.path = latency_path(prefix, process, directory)
+        self.rows = list(rows)
+        hists_at, size = _geometry(len(rows))
+        temporary = f"{self.path}.{os.getpid()}.new"
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, size)
+            self._mmap = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        header = np.frombuffer(self._mmap, np.int64, HEADER_WORDS, 0)
+        table = np.frombuffer(self._mmap, NAME_DTYPE, len(rows), TABLE_AT)
+        table["hop"] = [hop.encode() for hop, _ in rows]
+        table["label"] = [label.encode() for _, label in rows]
+        self.hists = np.frombuffer(self._mmap, np.int64, len(rows) * HIST_WORDS, hists_at).reshape(len(rows), HIST_WORDS)
+        header[W_VERSION], header[W_ROWS], header[W_HIST_WORDS] = VERSION, len(rows), HIST_WORDS
+        header[W_PID], header[W_START_NS] = os.getpid(), time.time_ns()
+        header[W_MAGIC] = MAGIC  # last: a reader that sees it sees the rest
+        os.rename(temporary, self.path)
+
+    def row(self, hop: str, label: str) -> int:
+        return self.rows.index((hop, label))
+
+    def close(self, unlink: bool = False) -> None:
+        self.hists = None
+        try:
+            self._mmap.close()
+        except BufferError:  # a caller still holds a view: the mapping goes with it
+            pass
+        if unlink:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+@dataclass(frozen=True)
+class Histogram:
+    process: str
+    hop: str
+    label: str
+    pid: int
+    counts: np.ndarray  # a copy of the row, taken when read
+
+
+def read_latency(prefix: str, directory: str | None = None) -> list[Histogram]:
+    """A copy of every histogram of every process writing under `prefix`, in pipeline (hop) order."""
+    pattern = latency_path(prefix, "x", directory)[:-1]
+    found = []
+    for path in sorted(glob.glob(glob.escape(pattern) + "*")):
+        if path.endswith(".new"):
+            continue
+        try:
+            found.extend(_read_file(path, path[len(pattern):]))
+        except (OSError, SegmentError, ValueError):
+            continue  # being replaced, or not ours: the next read sees its successor
+    order = list(HOPS)
+    return sorted(found, key=lambda h: (order.index(h.hop), h.label, h.process))
+
+
+def _read_file(path: str, process: str) -> list[Histogram]:
+    with open(path, "rb") as f:
+        data = f.read()
+    header = np.frombuffer(data, np.int64, HEADER_WORDS, 0) if len(data) >= TABLE_AT else None
+    if header is None or header[W_MAGIC] != MAGIC or header[W_VERSION] != VERSION or header[W_HIST_WORDS] != HIST_WORDS:
+        raise SegmentError(f"{path}: not an fh latency file of this version")
+    rows = int(header[W_ROWS])
+    hists_at, size = _geometry(rows)
+    if len(data) < size:
+        raise SegmentError(f"{path}: truncated")
+    table = np.frombuffer(data, NAME_DTYPE, rows, TABLE_AT)
+    hists = np.frombuffer(data, np.int64, rows * HIST_WORDS, hists_at).reshape(rows, HIST_WORDS)
+    return [Histogram(process, name["hop"].decode(), name["label"].decode(), int(header[W_PID]), hists[k])
+            for k, name in enumerate(table)]
