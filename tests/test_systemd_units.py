@@ -15,7 +15,7 @@ INSTALLED_FH = "/opt/fh/venv/bin/fh"
 FH = str(Path(sys.executable).parent / "fh")
 INSTANCES = ["fh-venue@binance.service", "fh-venue@coinbase.service", "fh-venue@kraken.service",
              "fh-aggregator.service", "fh-sink@kafka.service", "fh-sink@redis.service",
-             "fh-sink@clickhouse.service"]
+             "fh-sink@clickhouse.service", "fh-metrics.service"]
 
 
 @pytest.fixture

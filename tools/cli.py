@@ -136,6 +136,11 @@ def _latency(args: argparse.Namespace) -> int:
     return latency.run(args.prefix, args.venue, args.hop, args.json, args.png, args.watch, args.capture)
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    from . import metrics
+    return metrics.main(args)
+
+
 def _warmup(args: argparse.Namespace) -> dict:
     from . import warmup
     return warmup.run()
@@ -249,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--capture", metavar="FILE",
                          help="replay FILE here and report its processing hops (decode, publish) instead")
     latency.set_defaults(run=_latency, title="fh latency")
+    metrics = commands.add_parser("metrics", help="Prometheus /metrics and /healthz, read from shared memory")
+    metrics.add_argument("-c", "--config", help="a run config: its prefix, and its sinks' stats files")
+    metrics.add_argument("--prefix", help="segment prefix (default: the config's, else fh)")
+    metrics.add_argument("--port", type=int, default=9464, help="TCP port (0: any free one; default 9464)")
+    metrics.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    metrics.set_defaults(run=_metrics, title="fh metrics")
     warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 

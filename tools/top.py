@@ -14,10 +14,11 @@ from shm.reader import VenueReader
 from shm.segment import DEFAULT_DIR, SegmentError
 
 
-def _venues(prefix: str) -> list[str]:
+def venue_names(prefix: str) -> list[str]:
+    """The venue segments under `prefix` (not the NBBO's, nor the processes' latency files)."""
     directory = os.environ.get("FH_SHM_DIR", DEFAULT_DIR)
-    names = [os.path.basename(p)[len(prefix) + 1:] for p in glob.glob(os.path.join(directory, f"{prefix}.*"))]
-    return sorted(n for n in names if n != "nbbo")
+    names = [os.path.basename(p)[len(prefix) + 1:] for p in glob.glob(os.path.join(directory, f"{glob.escape(prefix)}.*"))]
+    return sorted(n for n in names if n != "nbbo" and not n.startswith("latency."))
 
 
 class Top:
@@ -44,7 +45,7 @@ class Top:
     def venue_rows(self) -> list[list[str]]:
         rows = []
         now = time.monotonic()
-        for venue in _venues(self.prefix):
+        for venue in venue_names(self.prefix):
             reader = self._reader(venue)
             if reader is None:
                 continue
