@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-DEB_PACKAGES := redis-server clickhouse-server clickhouse-client systemd
+DEB_PACKAGES := redis-server clickhouse-server clickhouse-client systemd prometheus
 
 .PHONY: test run bench services clean
 
@@ -16,8 +16,8 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 # The real servers the integration tests start privately on free loopback ports (Tansu, the Kafka
-# broker, comes from PyPI with the test extras; chDB is a Python package), and systemd for
-# `systemd-analyze verify` of the units in systemd/.
+# broker, comes from PyPI with the test extras; chDB is a Python package), systemd for
+# `systemd-analyze verify` of the units in systemd/, and prometheus for `promtool` checks of monitoring/.
 services:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

