@@ -27,8 +27,10 @@
 #   State. Captures (live.toml: /var/lib/fh/captures), sink state and the instrument cache go under
 #   /var/lib/fh, the working directory: mount a volume there. Logs are JSON lines on stderr
 #   (FH_LOG_FORMAT=json; -e FH_LOG_FORMAT=text for people, -e FH_LOG_LEVEL=debug for more).
-#   Health. There is no HEALTHCHECK: fh has no health probe yet (`fh metrics` and /healthz are still to
-#   come, README issue 6); under systemd the watchdog is sd_notify.
+#   Health and metrics. `fh metrics` serves Prometheus /metrics and /healthz (200 while every venue
+#   writer is alive and every book valid, else 503) from the shared memory: run it as a container of
+#   its own next to the pipeline (--ipc=host, `metrics --host 0.0.0.0 --port 9464`) and probe that.
+#   The image has no HEALTHCHECK because its default command, `fh run`, serves no HTTP itself.
 #
 #   The whole pipeline, supervised by `fh run` (the default command, configs/live.toml):
 #     docker run -d --name fh --init --ipc=host --network host --stop-timeout 20 \
@@ -43,6 +45,9 @@
 #     docker run -d --name fh-sink-kafka --init --ipc=host --network host --cpuset-cpus 0 \
 #         -v /etc/fh/fh.toml:/etc/fh/fh.toml:ro -v fh-state:/var/lib/fh \
 #         fh:0.1.0 sink kafka -c /etc/fh/fh.toml                          # [sinks.kafka]
+#     docker run -d --name fh-metrics --init --ipc=host --network host --cpuset-cpus 0 \
+#         -v /etc/fh/fh.toml:/etc/fh/fh.toml:ro -v fh-state:/var/lib/fh \
+#         fh:0.1.0 metrics -c /etc/fh/fh.toml --host 0.0.0.0 --port 9464  # /metrics, /healthz
 #   Watching: docker run --rm -it --ipc=host fh:0.1.0 top --prefix fh
 #
 # The numba cache. `fh warmup` compiles every kernel of the live pipeline into NUMBA_CACHE_DIR
