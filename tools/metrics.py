@@ -18,11 +18,8 @@ from pathlib import Path
 from shm.histogram import summary
 from shm.latency import read_latency
 from shm.layout import Counter
-from shm.nbbo_reader import NbboReader
-from shm.reader import VenueReader
-from shm.segment import SegmentError
 
-from .top import venue_names
+from .attached import AttachedReaders, venue_names
 
 STALE_AFTER_S = 5.0  # a writer whose heartbeat is older is not alive
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
@@ -71,21 +68,8 @@ class Collector:
     def __init__(self, prefix: str, sink_stats: Iterable[Path] = ()):
         self.prefix = prefix
         self.sink_stats = list(sink_stats)
-        self._readers: dict[str, VenueReader] = {}
+        self._readers = AttachedReaders(prefix)
         self._lock = threading.Lock()  # the HTTP server is threaded; readers are not shared across scrapes
-
-    def _reader(self, name: str) -> VenueReader | None:
-        reader = self._readers.get(name)
-        if reader is not None and reader.replaced:
-            reader.close()
-            reader = None
-        if reader is None:
-            try:
-                reader = NbboReader(self.prefix) if name == "nbbo" else VenueReader(name, prefix=self.prefix)
-            except SegmentError:
-                return None
-            self._readers[name] = reader
-        return reader
 
     def health(self) -> dict:
         """Per venue: writer alive, heartbeat age, and per book valid and age since its last publish."""
@@ -93,7 +77,7 @@ class Collector:
         venues = {}
         with self._lock:
             for venue in venue_names(self.prefix):
-                reader = self._reader(venue)
+                reader = self._readers.get(venue)
                 if reader is None:
                     continue
                 status = reader.status()
@@ -113,7 +97,7 @@ class Collector:
         health = self.health()
         with self._lock:
             for venue, state in health["venues"].items():
-                reader = self._readers[venue]
+                reader = self._readers.get(venue)
                 out.add("fh_venue_up", "gauge", "1 while the venue writer is alive (heartbeat fresh)",
                         int(state["alive"]), venue=venue)
                 out.add("fh_venue_heartbeat_age_seconds", "gauge", "since the venue writer's last heartbeat",
@@ -139,7 +123,7 @@ class Collector:
         return out.text()
 
     def _nbbo(self, out: Exposition) -> None:
-        reader = self._reader("nbbo")
+        reader = self._readers.get("nbbo")
         if reader is None:
             return
         now = time.time_ns()
@@ -193,9 +177,7 @@ class Collector:
 
     def close(self) -> None:
         with self._lock:
-            for reader in self._readers.values():
-                reader.close()
-            self._readers.clear()
+            self._readers.close()
 
 
 def _handler(collector: Collector):

@@ -3,43 +3,30 @@ symbol (who is at each side, locked/crossed, each venue's age) and per venue its
 validity, message rate, gaps, resyncs and receive-to-publish latency percentiles."""
 from __future__ import annotations
 
-import glob
-import os
 import time
 
 import numpy as np
 
 from shm.nbbo_reader import NbboReader
-from shm.reader import VenueReader
-from shm.segment import DEFAULT_DIR, SegmentError
+from shm.reader import EventCursor, VenueReader
+from shm.segment import SegmentError
 
-
-def venue_names(prefix: str) -> list[str]:
-    """The venue segments under `prefix` (not the NBBO's, nor the processes' latency files)."""
-    directory = os.environ.get("FH_SHM_DIR", DEFAULT_DIR)
-    names = [os.path.basename(p)[len(prefix) + 1:] for p in glob.glob(os.path.join(directory, f"{glob.escape(prefix)}.*"))]
-    return sorted(n for n in names if n != "nbbo" and not n.startswith("latency."))
+from .attached import AttachedReaders, venue_names
 
 
 class Top:
     def __init__(self, prefix: str):
         self.prefix = prefix
-        self.readers: dict[str, VenueReader] = {}
-        self.cursors = {}
+        self.readers = AttachedReaders(prefix)
+        self.cursors: dict[str, tuple[VenueReader, EventCursor]] = {}
         self.frames: dict[str, tuple[float, int]] = {}
         self.latency: dict[str, list[int]] = {}
 
     def _reader(self, venue: str) -> VenueReader | None:
+        """The venue's reader, with an event cursor from where it (re)attached."""
         reader = self.readers.get(venue)
-        if reader is not None and reader.replaced:
-            reader.close()
-            reader = None
-        if reader is None:
-            try:
-                reader = VenueReader(venue, prefix=self.prefix)
-            except SegmentError:
-                return None
-            self.readers[venue], self.cursors[venue] = reader, reader.events()
+        if reader is not None and self.cursors.get(venue, (None,))[0] is not reader:
+            self.cursors[venue] = (reader, reader.events())
         return reader
 
     def venue_rows(self) -> list[list[str]]:
@@ -50,7 +37,7 @@ class Top:
             if reader is None:
                 continue
             latencies = self.latency.setdefault(venue, [])
-            for event in self.cursors[venue].poll():
+            for event in self.cursors[venue][1].poll():
                 if getattr(event, "ts_recv", 0) and hasattr(event, "bid_px"):
                     latencies.append(event.ts_publish - event.ts_recv)
             del latencies[:-5000]
