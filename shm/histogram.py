@@ -94,6 +94,21 @@ def quantiles(hist: np.ndarray, qs) -> list[int | None]:
     return values
 
 
+def difference(newer: np.ndarray, older: np.ndarray) -> np.ndarray:
+    """What `newer` counted since `older` (two copies of one row) as a row of its own: an interval's
+    histogram. Its min and max are the bounds of its extreme slots (exact values are kept only over
+    the whole life of a row)."""
+    row = np.zeros_like(newer)
+    row[COUNTS:] = newer[COUNTS:] - older[COUNTS:]
+    for word in (H_COUNT, H_SUM, H_NEGATIVE, H_OVERFLOW):
+        row[word] = newer[word] - older[word]
+    filled = np.flatnonzero(row[COUNTS:])
+    if len(filled):
+        row[H_MIN] = _LOW[filled[0]]
+        row[H_MAX] = min(int(_HIGH[filled[-1]]), int(newer[H_MAX]))
+    return row
+
+
 def summary(hist: np.ndarray, percentiles=(50, 90, 99, 99.9)) -> dict:
     """Count, mean, the percentiles and max of one histogram row (ns); what `fh latency` prints."""
     row = np.array(hist, copy=True)  # one copy: the writer goes on meanwhile

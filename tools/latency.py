@@ -11,7 +11,7 @@ import numpy as np
 
 from feedhandler.capture import CaptureReader, FrameKind
 from feedhandler.publish import LAT_DECODE, LAT_PUBLISH, VENUE_HOPS
-from shm.histogram import HIST_WORDS, quantiles, summary
+from shm.histogram import HIST_WORDS, difference, quantiles, summary
 from shm.latency import HOPS, read_latency
 from shm.segment import SegmentWriter
 
@@ -111,18 +111,35 @@ def plot(rows: list[dict], path: str) -> None:
 def run(prefix: str, venue: str | None, hop: str | None, as_json_out: bool, png: str | None, watch: float | None,
         capture: str | None) -> int:
     """Print the rows: one JSON object ({"hops": [...]}, ns), or a table (--watch: again every interval)."""
+    if watch and capture:
+        raise ValueError("--watch follows a running pipeline; it does not go with --capture")
     rows = over_capture(capture) if capture else live(prefix, venue, hop)
     if png:
         plot(rows, png)
     if as_json_out:
         print(json.dumps({"prefix": None if capture else prefix, "capture": capture, "hops": as_json(rows)}))
         return 0
-    while True:
-        if watch:
-            sys.stdout.write("\x1b[H\x1b[2J")
-        print(table(rows) if rows else f"no latency histograms under /dev/shm/{prefix}.latency.* (is fh running?)",
-              flush=True)
-        if not watch:
-            return 0
+    if not watch:
+        print(table(rows) if rows else _NONE.format(prefix=prefix))
+        return 0
+    while True:  # each refresh shows the interval since the previous one
         time.sleep(watch)
+        previous = {_key(row): row["counts"] for row in rows}
         rows = live(prefix, venue, hop)
+        window = [_interval(row, previous.get(_key(row))) for row in rows]
+        sys.stdout.write("\x1b[H\x1b[2J")
+        print(f"last {watch:g} s (fh latency without --watch: since each process started)")
+        print(table(window) if window else _NONE.format(prefix=prefix), flush=True)
+
+
+_NONE = "no latency histograms under /dev/shm/{prefix}.latency.* (is fh running?)"
+
+
+def _key(row: dict) -> tuple:
+    return row["process"], row["pid"], row["hop"], row["label"]
+
+
+def _interval(row: dict, older: np.ndarray | None) -> dict:
+    """The row over the interval since `older` (the whole row when it is new: a restarted process)."""
+    counts = row["counts"] if older is None else difference(row["counts"], older)
+    return {**row, **summary(counts, PERCENTILES), "counts": counts}
