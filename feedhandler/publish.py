@@ -63,6 +63,7 @@ def publish(levels, ladder, meta, book, blocks, ring, control, update_id, ts_exc
     write_book_block(levels, ladder, meta, book, blocks[book], update_id, ts_exchange, ts_recv, ts_publish, valid)
     bid_px, bid_qty = best_level(levels, ladder, meta, book, BID)
     ask_px, ask_qty = best_level(levels, ladder, meta, book, ASK)
-    record_published(latency, ts_exchange, ts_recv, ts_publish)
+    if valid:  # an invalidation may come from Python (a disconnect), long after the last frame decoded
+        record_published(latency, ts_exchange, ts_recv, ts_publish)
     return publish_book(ring, control, book, update_id, ts_exchange, ts_recv, ts_publish, bid_px, bid_qty,
                         ask_px, ask_qty, side_count(meta, book, BID), side_count(meta, book, ASK))

@@ -57,7 +57,8 @@ class LatencyWriter:
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.ftruncate(fd, size)
-            self._mmap = mmap.mmap(fd, size)
+            # populated: the first count into each page must not fault on the hot path
+            self._mmap = mmap.mmap(fd, size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
         finally:
             os.close(fd)
         header = np.frombuffer(self._mmap, np.int64, HEADER_WORDS, 0)
@@ -67,7 +68,7 @@ class LatencyWriter:
         self.hists = np.frombuffer(self._mmap, np.int64, len(rows) * HIST_WORDS, hists_at).reshape(len(rows), HIST_WORDS)
         header[W_VERSION], header[W_ROWS], header[W_HIST_WORDS] = VERSION, len(rows), HIST_WORDS
         header[W_PID], header[W_START_NS] = os.getpid(), time.time_ns()
-        header[W_MAGIC] = MAGIC  # last: a reader that sees it sees the rest
+        header[W_MAGIC] = MAGIC
         os.rename(temporary, self.path)
 
     def row(self, hop: str, label: str) -> int:
