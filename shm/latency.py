@@ -34,8 +34,11 @@ HOPS = {
 }
 
 
+NAME_PREFIX = "latency."  # segment names of latency files: latency.<process>
+
+
 def latency_path(prefix: str, process: str, directory: str | None = None) -> str:
-    return segment_path(prefix, f"latency.{process}", directory)
+    return segment_path(prefix, NAME_PREFIX + process, directory)
 
 
 def _geometry(rows: int) -> tuple[int, int]:
@@ -98,7 +101,7 @@ class Histogram:
 
 def read_latency(prefix: str, directory: str | None = None) -> list[Histogram]:
     """A copy of every histogram of every process writing under `prefix`, in pipeline (hop) order."""
-    pattern = latency_path(prefix, "x", directory)[:-1]
+    pattern = latency_path(prefix, "", directory)
     found = []
     for path in sorted(glob.glob(glob.escape(pattern) + "*")):
         if path.endswith(".new"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 
+from shm.latency import NAME_PREFIX as LATENCY_FILES
 from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
 from shm.segment import DEFAULT_DIR, SegmentError
@@ -15,7 +16,7 @@ def venue_names(prefix: str) -> list[str]:
     directory = os.environ.get("FH_SHM_DIR", DEFAULT_DIR)
     paths = glob.glob(os.path.join(directory, f"{glob.escape(prefix)}.*"))
     names = [os.path.basename(path)[len(prefix) + 1:] for path in paths]
-    return sorted(n for n in names if n != "nbbo" and not n.startswith("latency."))
+    return sorted(n for n in names if n != "nbbo" and not n.startswith(LATENCY_FILES))
 
 
 class AttachedReaders:

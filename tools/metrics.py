@@ -160,11 +160,11 @@ class Collector:
     def _sinks(self, out: Exposition) -> None:
         for path in self.sink_stats:
             try:
+                age = time.time() - path.stat().st_mtime
                 stats = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
             sink = str(stats.get("sink", path.stem))
-            age = time.time() - path.stat().st_mtime
             out.add("fh_sink_up", "gauge", "1 while the sink's service takes its batches", int(stats.get("up", 0)),
                     sink=sink)
             out.add("fh_sink_lag_records", "gauge", "ring records not yet delivered", int(stats.get("lag", 0)),
