@@ -13,7 +13,7 @@ from feedhandler.config import ConfigError
 from shm.reader import StatusEvent, TradeEvent
 from tests.sinks import (Reference, at_heads, consume_all, delivered_keys, replayed, run_config, run_sink_until)
 from workers.sinks import kafka
-from workers.sinks.records import SCHEMA_VERSION, trade_records
+from workers.sinks.records import SCHEMA_VERSION
 from workers.sinks.source import Batch, RingSource
 
 
@@ -228,7 +228,7 @@ def test_trade_records_hold_each_trade_and_its_book_as_the_reader_sees_them(coin
     source.read(batch, ref.head)
     batch.close()
     source.close()
-    trades = trade_records(batch.trades)
+    trades = batch.trades.records()
     assert len(trades) == len(ref.trades()) and not any(r["type"] == "trade" for r in batch.records)
     for record, event in zip(trades, ref.trades()):
         book = event.swept != -1 and event.bid_qty and event.ask_qty

@@ -112,8 +112,9 @@ class _Chdb:
         self.session.query(sql)
 
     @staticmethod
-    def prepare(columns: dict[str, list], kinds: dict[str, str]) -> pa.Table:
-        return pa.table({name: pa.array(values, _ARROW[kinds[name]]) for name, values in columns.items()})
+    def prepare(columns: dict[str, list | np.ndarray], nulls: dict[str, np.ndarray], kinds: dict[str, str]) -> pa.Table:
+        return pa.table({name: pa.array(values, _ARROW[kinds[name]], mask=nulls.get(name))
+                         for name, values in columns.items()})
 
     def insert(self, table: str, arrow: pa.Table, token: str) -> None:
         names = ", ".join(arrow.column_names)
@@ -152,8 +153,11 @@ class _Native:
     def execute(self, sql: str) -> None:
         self.client.execute(sql)
 
-    def prepare(self, columns: dict[str, list], kinds: dict[str, str]) -> tuple[list[str], list[list]]:
+    def prepare(self, columns: dict[str, list | np.ndarray], nulls: dict[str, np.ndarray],
+                kinds: dict[str, str]) -> tuple[list[str], list[list]]:
         data = [values.tolist() if isinstance(values, np.ndarray) else values for values in columns.values()]
+        data = [[None if null else value for value, null in zip(values, nulls[name].tolist())] if name in nulls
+                else values for name, values in zip(columns, data)]
         if self.modern:  # DateTime64 columns take datetimes, not ns integers
             data = [[np.datetime64(v, "ns") for v in values] if kinds[name] == "ts" else values
                     for name, values in zip(columns, data)]
@@ -198,8 +202,8 @@ class ClickHouseSink(Sink):
     def send(self, batch: Batch, positions) -> Future:
         if self.store is None:
             self.open()
-        inserts = [(table, self.store.prepare(columns, dict(TABLES[table][1])), token)
-                   for table, columns, token in self._inserts(batch)]
+        inserts = [(table, self.store.prepare(columns, nulls, dict(TABLES[table][1])), token)
+                   for table, columns, nulls, token in self._inserts(batch)]
         if self._inserter is None:
             self._inserter = ThreadPoolExecutor(1, thread_name_prefix=f"fh-sink-{self.name}")
         future = self._inserter.submit(self._insert, self.store, inserts)
@@ -218,8 +222,8 @@ class ClickHouseSink(Sink):
             self._failed(exc)
 
     @staticmethod
-    def _inserts(batch: Batch) -> list[tuple[str, dict, str]]:
-        """(table, columns, dedup token) per table the batch has rows for."""
+    def _inserts(batch: Batch) -> list[tuple[str, dict, dict, str]]:
+        """(table, columns, their null masks, dedup token) per table the batch has rows for."""
         by_table: dict[str, list[dict]] = {}
         for record in batch.records:
             by_table.setdefault(TABLE_OF[record["type"]], []).append(record)
@@ -231,12 +235,12 @@ class ClickHouseSink(Sink):
             columns = {name: [record[name] for record in rows] for name in kinds}
             for name in BOOL_COLUMNS.intersection(columns):
                 columns[name] = [None if value is None else int(value) for value in columns[name]]
-            inserts.append((table, columns, _token(table, rows[0]["ring"], rows[0]["epoch"], rows[0]["seq"],
-                                                   rows[-1]["seq"], len(rows))))
+            inserts.append((table, columns, {}, _token(table, rows[0]["ring"], rows[0]["epoch"], rows[0]["seq"],
+                                                       rows[-1]["seq"], len(rows))))
         if (trades := batch.trades) is not None:
             names = [name for name, _ in TABLES["trades"][1]]
             inserts.append(("trades", {name: trades[name].astype(np.uint8) if name in BOOL_COLUMNS else trades[name]
-                                       for name in names},
+                                       for name in names}, trades.nulls,
                             _token("trades", trades["ring"][0], trades["epoch"][0], trades["seq"][0], trades["seq"][-1],
                                    batch.size)))
         return inserts

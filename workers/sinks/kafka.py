@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from feedhandler.config import SinkConfig
 
 from .msgpack_maps import MapEncoder
-from .records import BOOK, GAP, NBBO, STATUS, TRADE, book_key, partition_key
+from .records import BOOK, GAP, NBBO, STATUS, TRADE, TradeColumns, book_key, partition_key
 from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
 
@@ -160,11 +160,11 @@ class KafkaSink(Sink):
             self._failed(f"kafka producer: {exc}")
         return delivery
 
-    def _trade_messages(self, trades: dict) -> list[dict]:
+    def _trade_messages(self, trades: TradeColumns) -> list[dict]:
         """produce_batch messages of the trade columns: msgpack maps encoded in one numba call."""
-        if self._trade_maps is None or self._trade_maps.names != tuple(trades):
-            self._trade_maps = MapEncoder(tuple(trades))
-        data, ends = self._trade_maps.encode(trades)
+        if self._trade_maps is None or self._trade_maps.names != tuple(trades.values):
+            self._trade_maps = MapEncoder(tuple(trades.values))
+        data, ends = self._trade_maps.encode(trades.values, trades.nulls)
         keys = self._keys
         return [{"value": data[start:end], "key": keys.get(pair) or keys.setdefault(pair, book_key(*pair))}
                 for start, end, pair in zip([0, *ends[:-1].tolist()], ends.tolist(),

@@ -99,8 +99,8 @@ def _packed_str(text: str) -> bytes:
 
 
 class MapEncoder:
-    """Encodes the rows of columns (int64, bool, masked for nullable, object for strings) as msgpack
-    maps with the columns' names as keys, in the columns' order."""
+    """Encodes the rows of columns (int64, bool, object for strings) as msgpack maps with the columns'
+    names as keys, in the columns' order; a column's mask in `nulls` (True: nil) makes it nullable."""
 
     def __init__(self, names: tuple[str, ...]):
         if len(names) >= 65536:
@@ -113,18 +113,17 @@ class MapEncoder:
         self.key_ends = np.cumsum([len(key) for key in packed]).astype(np.int64)
         self._out = np.zeros(0, np.uint8)
 
-    def encode(self, columns: dict[str, np.ndarray]) -> tuple[bytes, np.ndarray]:
+    def encode(self, columns: dict[str, np.ndarray], nulls: dict[str, np.ndarray]) -> tuple[bytes, np.ndarray]:
         """All rows as one buffer and each row's end offset in it."""
         count = len(columns[self.names[0]])
         values = np.empty((len(self.names), count), np.int64)
-        nulls = np.zeros((len(self.names), count), np.bool_)
+        null = np.zeros((len(self.names), count), np.bool_)
         kinds = np.empty(len(self.names), np.int8)
         table: dict[str | None, int] = {}  # None packs as nil
         for f, name in enumerate(self.names):
             column = columns[name]
-            if isinstance(column, np.ma.MaskedArray):
-                nulls[f] = np.ma.getmaskarray(column)
-                column = column.data
+            if name in nulls:
+                null[f] = nulls[name]
             if column.dtype == object:
                 kinds[f] = STR
                 values[f] = [table.setdefault(text, len(table)) for text in column.tolist()]
@@ -139,6 +138,6 @@ class MapEncoder:
         if len(self._out) < row_bytes * count:
             self._out = np.zeros(row_bytes * count, np.uint8)
         ends = np.empty(count, np.int64)
-        used = encode_maps(self.header, self.keys, self.key_ends, kinds, values, nulls, strings, string_ends,
+        used = encode_maps(self.header, self.keys, self.key_ends, kinds, values, null, strings, string_ends,
                            self._out, ends)
         return self._out[:used].tobytes(), ends

@@ -8,12 +8,14 @@ mantissas with their decimals (`px_dec`, `qty_dec`); timestamps are ns since the
     book    top-N snapshot of one venue book (conflatable: `seq` is the last change it covers,
             `changes` how many ring changes it stands for; `periodic` when not caused by a change)
     trade   a trade and its venue book just before it; `nbbo_*` the NBBO when the sink handled it
-            (built as numpy columns per batch: trade_columns, and trade_records for a dict each)
+            (built as numpy columns per batch: trade_columns, and TradeColumns.records() for a dict each)
     nbbo    an NBBO change of a symbol
     status  a book or venue status change (and VENUE_EXCLUDED / VENUE_RESTORED from the NBBO ring)
     gap     records this sink will never deliver: `missed` of them (-1: unknown) before `seq`
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -94,10 +96,41 @@ def gap_record(ring: str, epoch: int, seq: int, missed: int, why: str, ts: int) 
     return record
 
 
-def trade_columns(chunks: list, nbbo: NbboReader | None) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class TradeColumns:
+    """A batch's trades as numpy columns in record field order; a nullable column has its mask in
+    `nulls` (True: no value, e.g. no book before the trade, or no NBBO to compare it with)."""
+
+    values: dict[str, np.ndarray]
+    nulls: dict[str, np.ndarray]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def __len__(self) -> int:
+        return len(self.values["seq"])
+
+    def lists(self, flat: bool = False) -> dict[str, list]:
+        """Every column as a Python list, None where null; `flat`: as flat string stores hold them,
+        booleans 0/1 and nulls empty."""
+        lists = {}
+        for name, column in self.values.items():
+            values = (column.astype(np.int64) if flat and column.dtype == bool else column).tolist()
+            if name in self.nulls:
+                missing = "" if flat else None
+                values = [missing if null else value for value, null in zip(values, self.nulls[name].tolist())]
+            lists[name] = values
+        return lists
+
+    def records(self) -> list[dict]:
+        """One dict per trade, for sinks that send a message per trade."""
+        lists = self.lists()
+        return [dict(zip(lists, row)) for row in zip(*lists.values())]
+
+
+def trade_columns(chunks: list, nbbo: NbboReader | None) -> TradeColumns:
     """The trade records of ring-row chunks [(source, int64 rows)] as columns computed with numpy: each
-    trade joined with its venue book just before it (from the writer) and the NBBO now. Nullable
-    columns are masked arrays (their tolist() gives None, Arrow takes the mask as nulls)."""
+    trade joined with its venue book just before it (from the writer) and the NBBO now."""
     runs: list[tuple[object, list[np.ndarray]]] = []  # consecutive chunks of one source, joined
     for source, rows in chunks:
         if runs and runs[-1][0] is source:
@@ -107,23 +140,14 @@ def trade_columns(chunks: list, nbbo: NbboReader | None) -> dict[str, np.ndarray
     parts = [_trade_chunk(source, np.concatenate(rows), nbbo) for source, rows in runs]
     if len(parts) == 1:
         return parts[0]
-    return {name: _concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
-def trade_records(columns: dict[str, np.ndarray]) -> list[dict]:
-    """The same trades one dict each, for sinks that send a message per trade."""
-    names = tuple(columns)
-    return [dict(zip(names, row)) for row in zip(*(values.tolist() for values in columns.values()))]
-
-
-def _concatenate(arrays: list[np.ndarray]) -> np.ndarray:
-    return np.ma.concatenate(arrays) if isinstance(arrays[0], np.ma.MaskedArray) else np.concatenate(arrays)
+    return TradeColumns({name: np.concatenate([part.values[name] for part in parts]) for name in parts[0].values},
+                        {name: np.concatenate([part.nulls[name] for part in parts]) for name in parts[0].nulls})
 
 
 _SIDE_NAMES = np.array(["unknown", "buy", "sell"], object)  # indexed by Side: SELL (-1) is the last
 
 
-def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> dict[str, np.ndarray]:
+def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> TradeColumns:
     instruments = source.reader.instruments
     count = len(rows)
     index = rows[:, SLOT_INSTRUMENT]
@@ -147,7 +171,8 @@ def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> dict[str,
             quoted |= these
     scaled = price * 10 ** np.maximum(nbbo_dec - px_dec, 0)
     ring = np.full(count, source.ring, object)
-    return {
+    no_quote = ~quoted
+    values = {
         "v": np.full(count, SCHEMA_VERSION, np.int64), "type": np.full(count, TRADE, object), "ring": ring,
         "epoch": np.full(count, source.epoch, np.int64), "seq": rows[:, SLOT_SEQ] - 1, "venue": ring,
         "symbol": symbols, "px_dec": px_dec, "qty_dec": np.array([i.qty_dec for i in instruments], np.int64)[index],
@@ -157,12 +182,14 @@ def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> dict[str,
         "ts_publish": rows[:, SLOT_TS_PUBLISH],
         "book_valid": swept != NO_BOOK, "book_update_id": rows[:, SLOT_TRADE_BOOK_ID],
         "bid_px": bid_px, "bid_qty": bid_qty, "ask_px": ask_px, "ask_qty": ask_qty,
-        # mid at px_dec + 1 decimals, so it stays an exact integer
-        "mid_px": np.ma.MaskedArray((bid_px + ask_px) * 5, book_missing),
-        "spread": np.ma.MaskedArray(ask_px - bid_px, book_missing),
-        "touch_qty": np.ma.MaskedArray(np.where(side == Side.BUY, ask_qty, bid_qty), side == Side.UNKNOWN),
+        "mid_px": (bid_px + ask_px) * 5,  # at px_dec + 1 decimals, so it stays an exact integer
+        "spread": ask_px - bid_px,
+        "touch_qty": np.where(side == Side.BUY, ask_qty, bid_qty),
         "levels_swept": np.maximum(swept, 0),
-        "nbbo_bid_px": np.ma.MaskedArray(nbbo_bid, ~quoted), "nbbo_ask_px": np.ma.MaskedArray(nbbo_ask, ~quoted),
-        "nbbo_px_dec": np.ma.MaskedArray(nbbo_dec, ~quoted), "nbbo_changes": np.ma.MaskedArray(nbbo_changes, ~quoted),
-        "through_nbbo": np.ma.MaskedArray((scaled > nbbo_ask) | (scaled < nbbo_bid), ~quoted),
+        "nbbo_bid_px": nbbo_bid, "nbbo_ask_px": nbbo_ask, "nbbo_px_dec": nbbo_dec, "nbbo_changes": nbbo_changes,
+        "through_nbbo": (scaled > nbbo_ask) | (scaled < nbbo_bid),
     }
+    nulls = {"mid_px": book_missing, "spread": book_missing, "touch_qty": side == Side.UNKNOWN,
+             "nbbo_bid_px": no_quote, "nbbo_ask_px": no_quote, "nbbo_px_dec": no_quote, "nbbo_changes": no_quote,
+             "through_nbbo": no_quote}
+    return TradeColumns(values, nulls)

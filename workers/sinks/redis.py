@@ -21,7 +21,7 @@ from redis.exceptions import AuthenticationError, ConnectionError, RedisError, R
 
 from feedhandler.config import SinkConfig
 
-from .records import BOOK, GAP, NBBO, STATUS, TRADE, trade_records
+from .records import BOOK, GAP, NBBO, STATUS, TRADE
 from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
 
@@ -67,7 +67,7 @@ class RedisSink(Sink):
     def send(self, batch: Batch, positions: dict[str, Position]) -> int:
         records = batch.records
         if (trades := batch.trades) is not None:
-            records = trade_records(trades) + records
+            records = trades.records() + records
         if self._client is None:
             self.open()
         pipe = self._client.pipeline(transaction=True)

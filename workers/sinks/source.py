@@ -55,7 +55,7 @@ class Batch:
         self.conflated = 0  # book changes merged into a snapshot with others
         self.missed = 0  # records lost to gaps
         self._books: dict[tuple[int, int], list] = {}  # (source id, book) -> [source, book, last seq, changes]
-        self.trades: dict[str, np.ndarray] | None = None  # records.trade_columns, once the batch is closed
+        self.trades: records.TradeColumns | None = None  # once the batch is closed
 
     def books_changed(self, source: RingSource, rows: np.ndarray) -> None:
         """Book-change rows (in ring order) noted per book: its last position and how many changes;
