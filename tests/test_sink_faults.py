@@ -43,6 +43,13 @@ def caught_up(state_dir: Path, name: str, references: list[Reference]) -> bool:
     return all(tuple(positions.get(ref.ring, (0, 0))) >= (ref.epoch, ref.head) for ref in references)
 
 
+def delivering_venue_records(state_dir: Path, name: str) -> bool:
+    """Past each venue ring's first record (its start status, written before the worker's numba
+    kernels are compiled): the venues are live and the sink is following them."""
+    positions = stats(state_dir, name).get("positions", {})
+    return all(positions.get(ring, (0, 0))[1] > 1 for ring in ("binance", "coinbase", "kraken"))
+
+
 def delivered_trades(name: str, url: str, port: int, expected: set) -> list[tuple[str, int, int]]:
     if name == "redis":
         client = redis.Redis.from_url(url)
@@ -67,7 +74,7 @@ def pipeline_with_sink(tmp_path, service):
                             ring_slots=ring_slots)
         started.append(pipeline)
         pipeline.start()
-        wait_for(lambda: stats(state, name).get("acked", 0) > 0, STARTUP_S, f"the {name} sink delivering")
+        wait_for(lambda: delivering_venue_records(state, name), STARTUP_S, f"the {name} sink delivering")
         return pipeline, server, state
     started = []
     yield start
