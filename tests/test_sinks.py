@@ -9,11 +9,13 @@ import msgpack
 import pytest
 import redis
 
-from feedhandler.config import ConfigError
+from feedhandler.config import ConfigError, SinkConfig
 from shm.reader import StatusEvent, TradeEvent
 from tests.sinks import (Reference, at_heads, consume_all, delivered_keys, replayed, run_config, run_sink_until)
 from workers.sinks import kafka
 from workers.sinks.records import SCHEMA_VERSION
+from workers.sinks.redis import PACE_BURST_S, RedisSink
+from workers.sinks.runner import SinkConfigError
 from workers.sinks.source import Batch, RingSource
 
 
@@ -124,6 +126,43 @@ def test_redis_publishes_a_notification_per_change(coinbase, service, tmp_path):
         if message["type"] == "pmessage":
             kinds[msgpack.unpackb(message["data"])["type"]] += 1
     assert kinds["trade"] == len(ref.trades()) and kinds["book"] >= len(ref.last_book_change())
+
+
+@pytest.mark.redis
+def test_redis_sink_uses_the_password_and_database_of_its_url(coinbase, service, tmp_path):
+    prefix, venue, ref = coinbase
+    server = service("redis")
+    redis.Redis.from_url(server.url).config_set("requirepass", "s3cret")
+    url = f"redis://:s3cret@127.0.0.1:{server.port}/3"
+    run = run_config(prefix, [venue], {"redis": sink_settings(tmp_path, url=url)})
+    run_sink_until(run, "redis", at_heads(ref))
+    assert redis.Redis(port=server.port, db=3, password="s3cret").hget("fh:sink:positions", venue) == \
+        f"{ref.epoch}:{ref.head}".encode()
+
+
+@pytest.mark.redis
+def test_redis_sink_with_a_wrong_password_is_refused_at_start_without_showing_it(service):
+    server = service("redis")
+    redis.Redis.from_url(server.url).config_set("requirepass", "s3cret")
+    sink = RedisSink(SinkConfig("redis", f"redis://:wrong@127.0.0.1:{server.port}/0"))
+    with pytest.raises(SinkConfigError, match="invalid username-password") as refused:
+        sink.open()
+    assert "wrong" not in str(refused.value)  # the password is masked
+
+
+def test_redis_pacing_lets_a_change_after_a_quiet_spell_go_at_once():
+    sink = RedisSink(SinkConfig("redis", "redis://127.0.0.1", max_commands_per_s=1000))
+    assert sink.pace(8, now=100.0) == 0.0
+    assert sink.pace(8, now=100.5) == 0.0
+
+
+def test_redis_pacing_holds_a_flood_to_max_commands_per_s():
+    sink = RedisSink(SinkConfig("redis", "redis://127.0.0.1", max_commands_per_s=1000))
+    now, commands = 100.0, 0
+    while now < 101.0:
+        now += 0.0001 + sink.pace(50, now=now)  # each batch as soon as the wait is over
+        commands += 50
+    assert 1000 <= commands <= 1000 * (1 + PACE_BURST_S) + 50
 
 
 @pytest.fixture

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     nbbo.set_defaults(run=_bench_nbbo, title="fh bench nbbo")
 
     sinks_bench = benches.add_parser("sinks", help="Kafka, Redis, ClickHouse sinks against real local services")
-    sinks_bench.add_argument("--records", type=int, default=500_000,
+    sinks_bench.add_argument("--records", type=int, default=1_000_000,
                              help="book changes the demo writer publishes (trades come with them)")
     sinks_bench.set_defaults(run=_bench_sinks, title="fh bench sinks")
     demo = commands.add_parser("demo", help="publish synthetic books to shared memory for trying the reader API")

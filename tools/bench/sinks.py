@@ -23,7 +23,6 @@ from workers.sinks.runner import SinkRunner
 
 from .stats import machine
 
-RING_SLOTS = 1 << 20
 WARMUP_S = 1.0
 
 
@@ -82,12 +81,7 @@ def _redis_live(url: str, root: Path, rate: float, seconds: float) -> dict:
 
         def follow(for_s: float) -> None:
             until = time.perf_counter() + for_s
-            while time.perf_counter() < until:
-                before = runner.counters["commands"]
-                if not runner.cycle():
-                    time.sleep(0.0005)
-                else:
-                    time.sleep(runner.sink.pace(runner.counters["commands"] - before))
+            runner.follow(lambda: time.perf_counter() >= until, runner.sink.pace)
 
         follow(WARMUP_S)  # the backlog written before the sink attached is not live latency
         runner.forget_latency()
@@ -105,12 +99,17 @@ def _redis_live(url: str, root: Path, rate: float, seconds: float) -> dict:
             path.unlink()
 
 
-def run(records: int = 500_000, live_rate: float = 2000.0, live_seconds: float = 5.0) -> dict:
+def ring_slots_for(changes: int) -> int:
+    """A ring that holds every record of `changes` book changes and their trades (under 2 per change)."""
+    return 1 << (2 * changes - 1).bit_length()
+
+
+def run(records: int = 1_000_000, live_rate: float = 2000.0, live_seconds: float = 5.0) -> dict:
     root = Path(tempfile.mkdtemp(prefix="fh-bench-sinks-"))
     prefix = f"fhbs{os.getpid()}"
     started = []
     try:
-        demo.run(prefix, "demo", duration_s=600, rate=1e9, ring_slots=RING_SLOTS, changes=records)
+        demo.run(prefix, "demo", duration_s=600, rate=1e9, ring_slots=ring_slots_for(records), changes=records)
         with Segment(prefix, "demo") as segment:
             head = int(write_position(segment.ring_control))
         result: dict = {"ring_records": head}

@@ -10,10 +10,12 @@
 
 Guarantee: latest-value conflation. Each batch is one MULTI/EXEC together with the sink's ring
 positions, so a reader never sees half a change and a restarted sink resumes exactly where the last
-transaction left off. Conflation: the runner paces batches to `max_commands_per_s`; books changed
-many times in between are written once.
+transaction left off. Conflation: the runner paces batches to `max_commands_per_s` (pace()); books
+changed many times in between are written once.
 """
 from __future__ import annotations
+
+import time
 
 import msgpack
 import redis
@@ -22,9 +24,10 @@ from redis.exceptions import AuthenticationError, ConnectionError, RedisError, R
 from feedhandler.config import SinkConfig
 
 from .records import BOOK, GAP, NBBO, STATUS, TRADE
-from .runner import Sink, SinkConfigError, SinkDown
+from .runner import Sink, SinkConfigError, SinkDown, shown_url
 from .source import Batch, Position
 
+PACE_BURST_S = 0.01  # the budget of this many seconds may go at once: a change after a quiet spell is not held
 _TOP_FIELDS = ("epoch", "seq", "update_id", "valid", "px_dec", "qty_dec", "ts_exchange", "ts_recv", "ts_publish")
 _NBBO_FIELDS = ("epoch", "seq", "changes", "px_dec", "qty_dec", "bid_px", "bid_qty", "ask_px", "ask_qty", "flags",
                 "ts_recv", "ts_publish", "source_ts_publish")
@@ -44,17 +47,18 @@ class RedisSink(Sink):
         self.positions_key = f"{self.p}:sink:positions"
         self._client: redis.Redis | None = None
         self._pack = msgpack.Packer().pack
+        self._budget_spent_until = 0.0
 
     def open(self) -> None:
         client = redis.Redis.from_url(self.config.url, socket_timeout=5, socket_connect_timeout=2)
         try:
             client.ping()
         except AuthenticationError as exc:
-            raise SinkConfigError(f"redis {self.config.url}: {exc}") from None
+            raise SinkConfigError(f"redis {shown_url(self.config.url)}: {exc}") from None
         except (ConnectionError, TimeoutError) as exc:
-            raise SinkDown(f"redis {self.config.url}: {exc}") from None
+            raise SinkDown(f"redis {shown_url(self.config.url)}: {exc}") from None
         except ResponseError as exc:  # NOAUTH and friends: retrying will not help
-            raise SinkConfigError(f"redis {self.config.url}: {exc}") from None
+            raise SinkConfigError(f"redis {shown_url(self.config.url)}: {exc}") from None
         self._client = client
 
     def load_positions(self) -> dict[str, Position] | None:
@@ -129,9 +133,13 @@ class RedisSink(Sink):
             fields[name] = value
         return fields
 
-    def pace(self, commands: int) -> float:
-        """Seconds to wait after a batch of `commands`, keeping within max_commands_per_s."""
-        return commands / self.config.max_commands_per_s
+    def pace(self, commands: int, now: float | None = None) -> float:
+        """Seconds to wait after a batch of `commands` so that the rate stays within max_commands_per_s
+        (a token bucket holding PACE_BURST_S of budget); the books that change meanwhile are conflated."""
+        now = time.monotonic() if now is None else now
+        spent_until = max(self._budget_spent_until, now - PACE_BURST_S) + commands / self.config.max_commands_per_s
+        self._budget_spent_until = spent_until
+        return max(0.0, spent_until - now)
 
     def close(self) -> None:
         if self._client is not None:

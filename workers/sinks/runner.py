@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -36,6 +37,12 @@ class SinkDown(Exception):
 
 class SinkConfigError(Exception):
     """A sink that cannot work as configured (bad URL, no rights on a topic, ...): fail at start."""
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password masked, for errors, logs and the stats file."""
+    password = urlsplit(url).password
+    return url if not password else url.replace(f":{password}@", ":***@", 1)
 
 
 class Sink:
@@ -283,24 +290,29 @@ class SinkRunner:
 
     def run(self, stop: Callable[[], bool], pace: Callable[[int], float] | None = None,
             alive: Callable[[], object] | None = None) -> dict:
-        """Cycle until `stop()`; `pace(commands)` may ask for a pause after a delivery (rate limits);
-        `alive()` is called every round (systemd's watchdog)."""
+        """Start, follow the rings until `stop()`, deliver what is left, close; the final stats."""
         self.start()
         try:
-            while not stop():
-                if alive is not None:
-                    alive()
-                before = self.counters["commands"]
-                if self.cycle() == 0:
-                    time.sleep(IDLE_SLEEP_S)
-                elif pace is not None:
-                    time.sleep(pace(self.counters["commands"] - before))
-                self.write_stats()
+            self.follow(stop, pace, alive)
             self.drain()
         finally:
             self.write_stats(force=True)
             self.close()
         return self.stats()
+
+    def follow(self, stop: Callable[[], bool], pace: Callable[[int], float] | None = None,
+               alive: Callable[[], object] | None = None) -> None:
+        """Cycle until `stop()`; `pace(commands)` may ask for a pause after a delivery (rate limits);
+        `alive()` is called every round (systemd's watchdog)."""
+        while not stop():
+            if alive is not None:
+                alive()
+            before = self.counters["commands"]
+            if self.cycle() == 0:
+                time.sleep(IDLE_SLEEP_S)
+            elif pace is not None:
+                time.sleep(pace(self.counters["commands"] - before))
+            self.write_stats()
 
     def close(self) -> None:
         """Detach from the rings, close the sink and the latency file."""
