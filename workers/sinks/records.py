@@ -107,24 +107,14 @@ class TradeColumns:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.values[name]
 
-    def __len__(self) -> int:
-        return len(self.values["seq"])
-
-    def lists(self, flat: bool = False) -> dict[str, list]:
-        """Every column as a Python list, None where null; `flat`: as flat string stores hold them,
-        booleans 0/1 and nulls empty."""
+    def records(self) -> list[dict]:
+        """One dict per trade (None where null), for sinks that send a message per trade."""
         lists = {}
         for name, column in self.values.items():
-            values = (column.astype(np.int64) if flat and column.dtype == bool else column).tolist()
+            values = column.tolist()
             if name in self.nulls:
-                missing = "" if flat else None
-                values = [missing if null else value for value, null in zip(values, self.nulls[name].tolist())]
+                values = [None if null else value for value, null in zip(values, self.nulls[name].tolist())]
             lists[name] = values
-        return lists
-
-    def records(self) -> list[dict]:
-        """One dict per trade, for sinks that send a message per trade."""
-        lists = self.lists()
         return [dict(zip(lists, row)) for row in zip(*lists.values())]
 
 
