@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/fh bench decode
 	$(BIN)/fh bench wire
 	$(BIN)/fh bench nbbo
+	$(BIN)/fh bench query
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .fh

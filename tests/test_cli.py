@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO
 
 FH = [sys.executable, "-m", "tools.cli"]
@@ -50,6 +52,19 @@ def test_bench_replay_json_counts_frames(captures, tmp_path):
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["frames"] == 265 + 5 and figures["msgs_per_s"] > 0  # WebSocket messages + REST responses
+
+
+@pytest.mark.clickhouse
+def test_bench_query_answers_a_day_of_one_symbol_alike_from_trades_and_from_the_bars_view():
+    result = fh("bench", "query", "--json", "--trades", "20000", "--repeats", "2")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["rows"] == 9 * 20000 and figures["symbol_rows"] == 3 * 20000
+    assert figures["ohlcv_1m_from_trades"]["result_rows"] == figures["ohlcv_1m_from_bars"]["result_rows"] == 1440
+    assert figures["day_by_venue_from_trades"]["result_rows"] == 3
+    assert figures["bars_view_matches_trades"] is True
+    for query in ("ohlcv_1m_from_trades", "ohlcv_1m_from_bars", "day_by_venue_from_trades"):
+        assert figures[query]["p50_ms"] > 0
 
 
 def test_bench_rejects_a_non_positive_count():

@@ -45,6 +45,11 @@ def _bench_sinks(args: argparse.Namespace) -> dict:
     return sinks.run(args.records)
 
 
+def _bench_query(args: argparse.Namespace) -> dict:
+    from .bench import query
+    return query.run(args.trades, args.repeats)
+
+
 def _demo(args: argparse.Namespace) -> dict:
     from . import demo
     print(f"fh demo: publishing to /dev/shm/{args.prefix}.{args.venue} for {args.duration:g} s", file=sys.stderr)
@@ -181,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     sinks_bench.add_argument("--records", type=int, default=1_000_000,
                              help="book changes the demo writer publishes (trades come with them)")
     sinks_bench.set_defaults(run=_bench_sinks, title="fh bench sinks")
+    query_bench = benches.add_parser("query", help="1-day aggregates of one symbol in chDB (the sink's schema)")
+    query_bench.add_argument("--trades", type=int, default=1_000_000, help="trades per venue and symbol in the day")
+    query_bench.add_argument("--repeats", type=int, default=20, help="runs of each query")
+    query_bench.set_defaults(run=_bench_query, title="fh bench query")
     demo = commands.add_parser("demo", help="publish synthetic books to shared memory for trying the reader API")
     demo.add_argument("--prefix", default="fh", help="segment prefix (default fh)")
     demo.add_argument("--venue", default="demo", help="segment name (default demo)")
@@ -263,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 
-    for sub in (book, shm, decode, replay_bench, wire, nbbo, sinks_bench, demo, info, importer, replay, run, warmup):
+    for sub in (book, shm, decode, replay_bench, wire, nbbo, sinks_bench, query_bench, demo, info, importer, replay, run, warmup):
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -271,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .bench.stats import emit
-    for name in ("levels", "diffs", "samples", "records", "frames", "rate", "interval", "seconds"):
+    for name in ("levels", "diffs", "samples", "records", "frames", "rate", "interval", "seconds", "trades",
+                 "repeats"):
         if getattr(args, name, 1) <= 0:
             print(f"fh: --{name} must be > 0", file=sys.stderr)
             return 2
