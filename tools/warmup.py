@@ -71,6 +71,7 @@ def run() -> dict:
         os.unlink(aggregator.latency.path)
         for writer in writers:
             writer.close(unlink=True)
-    MapEncoder(("trade_id", "symbol")).encode({"trade_id": np.zeros(1, np.int64), "symbol": np.array(["X"], object)})
+    MapEncoder(("trade_id", "symbol")).encode({"trade_id": np.zeros(1, np.int64), "symbol": np.array(["X"], object)},
+                                              {})
     record_many(np.zeros(HIST_WORDS, np.int64), np.zeros(1, np.int64))  # the sinks' latency histogram
     return {"venues_s": round(compiled_venues, 1), "total_s": round(time.perf_counter() - started, 1)}
