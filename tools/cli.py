@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 
-    for sub in (book, shm, decode, replay_bench, wire, nbbo, sinks_bench, query_bench, demo, info, importer, replay, run, warmup):
+    for sub in (book, shm, decode, replay_bench, wire, nbbo, sinks_bench, query_bench, demo, info, importer, replay,
+                run, warmup):
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 

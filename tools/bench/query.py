@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from feedhandler.config import SINK_DEFAULTS
 from workers.sinks.clickhouse import SCHEMA_DIR, TABLES, _Chdb, split_schema
 
 from .stats import machine
@@ -20,8 +21,9 @@ VENUES = ("binance", "coinbase", "kraken")
 SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT")
 SYMBOL = SYMBOLS[0]
 DAY_START_S = 1_764_892_800  # 2025-12-05 00:00 UTC
-DAY_NS = 86_400 * 10**9
-BATCH_ROWS = 262_144  # the ClickHouse sink's batch_max
+DAY_S = 86_400
+DAY_NS = DAY_S * 10**9
+BATCH_ROWS = SINK_DEFAULTS["clickhouse"]["batch_max"]  # inserts as large as the sink's
 PX_DEC, QTY_DEC = 2, 6
 
 _WINDOW = (f"symbol = '{SYMBOL}' AND ts_recv >= fromUnixTimestamp64Nano(toInt64({DAY_START_S * 10**9})) "
@@ -35,7 +37,7 @@ QUERIES = {
         SELECT minute, argMinMerge(open), max(high), min(low), argMaxMerge(close), sum(volume), sum(trades)
         FROM {{db}}.bars_1m
         WHERE symbol = '{SYMBOL}' AND minute >= toDateTime({DAY_START_S}, 'UTC')
-              AND minute < toDateTime({DAY_START_S + 86_400}, 'UTC')
+              AND minute < toDateTime({DAY_START_S + DAY_S}, 'UTC')
         GROUP BY minute ORDER BY minute""",
     "day_by_venue_from_trades": f"""
         SELECT venue, count(), sum(qty), min(price), max(price), avg(spread)

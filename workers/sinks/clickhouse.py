@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from feedhandler.config import SinkConfig
 
-from .records import BOOK, GAP, NBBO, STATUS
+from .records import BOOK, GAP, NBBO, STATUS, with_nulls
 from .runner import Sink, SinkConfigError, SinkDown, shown_url
 from .source import Batch
 
@@ -161,8 +161,7 @@ class _Native:
     def prepare(self, columns: dict[str, list | np.ndarray], nulls: dict[str, np.ndarray],
                 kinds: dict[str, str]) -> tuple[list[str], list[list]]:
         data = [values.tolist() if isinstance(values, np.ndarray) else values for values in columns.values()]
-        data = [[None if null else value for value, null in zip(values, nulls[name].tolist())] if name in nulls
-                else values for name, values in zip(columns, data)]
+        data = [with_nulls(values, nulls[name]) if name in nulls else values for name, values in zip(columns, data)]
         if self.modern:  # DateTime64 columns take datetimes, not ns integers
             data = [[np.datetime64(v, "ns") for v in values] if kinds[name] == "ts" else values
                     for name, values in zip(columns, data)]

@@ -96,6 +96,11 @@ def gap_record(ring: str, epoch: int, seq: int, missed: int, why: str, ts: int) 
     return record
 
 
+def with_nulls(values: list, null: np.ndarray) -> list:
+    """`values` with None where `null` is True: a masked column as drivers and dicts take it."""
+    return [None if missing else value for value, missing in zip(values, null.tolist())]
+
+
 @dataclass(frozen=True)
 class TradeColumns:
     """A batch's trades as numpy columns in record field order; a nullable column has its mask in
@@ -113,7 +118,7 @@ class TradeColumns:
         for name, column in self.values.items():
             values = column.tolist()
             if name in self.nulls:
-                values = [None if null else value for value, null in zip(values, self.nulls[name].tolist())]
+                values = with_nulls(values, self.nulls[name])
             lists[name] = values
         return [dict(zip(lists, row)) for row in zip(*lists.values())]
 
