@@ -303,6 +303,13 @@ class FrameBatch:
         count = _index_frames(data, starts, stops, kinds, conns, ts)
         return cls(data, starts[:count], stops[:count], kinds[:count], conns[:count], ts[:count])
 
+    @classmethod
+    def of_frames(cls, frames: list[tuple[FrameKind, int, int, bytes]]) -> FrameBatch:
+        """A batch of (kind, conn, ts_ns, payload) frames, laid out as a block holds them."""
+        block = b"".join(_FRAME.pack(kind, conn, len(payload), ts_ns) + payload
+                         for kind, conn, ts_ns, payload in frames)
+        return cls.of(block, len(frames))
+
     def __len__(self) -> int:
         return len(self.starts)
 

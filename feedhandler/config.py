@@ -3,9 +3,9 @@ loaded, and a bad one fails fast with a message naming it; defaults make a minim
 
     [run]                       prefix, capture_dir, instrument_cache, log_level, log_format
     [aggregator]                cpu, stale_ms, idle, symbols, quote_aliases
-    [venues.<binance|coinbase|kraken>]
+    [venues.<name>]             a venue of feedhandler.venues.VENUES (`fh plan` lists what they open):
                                 symbols, ws_url, rest_url, cpu, depth, book_depth, client, idle,
-                                stale_after_s, ring_slots, snapshot_limit
+                                stale_after_s, ring_slots, snapshot_limit, rotate_after_s
     [sinks.<kafka|redis|clickhouse>]
                                 url, in_aggregator, cpu, batch_max, linger_s, depth, snapshot_interval_s,
                                 state_dir, retry_max_s, prefix, mode (kafka), max_commands_per_s and
@@ -19,9 +19,9 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .venues import binance, coinbase, kraken
+from .venues import VENUES
+from .venues.base import PlanOptions
 
-ADAPTERS = {"binance": binance.ADAPTER, "coinbase": coinbase.ADVANCED, "kraken": kraken.ADAPTER}
 CLIENTS = ("picows", "websockets")
 WORKER_IDLE = ("block", "spin")
 AGGREGATOR_IDLE = ("block", "backoff", "spin")
@@ -50,12 +50,16 @@ class VenueConfig:
     rest_url: str
     cpu: int | None = None
     depth: int = 20  # levels per side published in shared memory
-    book_depth: int = 10  # Kraken: the subscribed book depth (10, 25, 100, 500, 1000)
+    book_depth: int = 10  # the subscribed book depth, where the venue has one (limits.book_depths)
     client: str = "picows"
     idle: str = "block"  # block in epoll, or spin (a host with an isolated core)
-    stale_after_s: float = 10.0  # no frame for this long on a connection: reconnect
+    stale_after_s: float = 10.0  # nothing received (data, ping or pong) for this long: ping; again: reconnect
     ring_slots: int = 1 << 16
-    snapshot_limit: int = 5000  # Binance REST snapshot depth
+    snapshot_limit: int = 5000  # REST snapshot depth, where snapshots come by REST (limits.snapshot_limits)
+    rotate_after_s: float = 0.0  # open a connection's successor after this long (0: the venue's lifetime rule)
+
+    def plan_options(self) -> PlanOptions:
+        return PlanOptions(self.ws_url, self.rest_url, self.book_depth, self.snapshot_limit)
 
 
 @dataclass(frozen=True)
@@ -141,34 +145,38 @@ def _symbols(where: str, value: Any) -> tuple[str, ...]:
 
 def _venue(name: str, table: Any) -> VenueConfig:
     where = f"venues.{name}"
-    if name not in ADAPTERS:
-        raise ConfigError(f"{where}: unknown venue (known: {', '.join(ADAPTERS)})")
+    if name not in VENUES:
+        raise ConfigError(f"{where}: unknown venue (known: {', '.join(VENUES)})")
     known = {f.name for f in fields(VenueConfig)} - {"name"}
     table = _section(where, table, known)
     if "symbols" not in table or not table["symbols"]:
         raise ConfigError(f"{where}.symbols: required, at least one symbol")
-    adapter = ADAPTERS[name]
+    venue = VENUES[name]
     depth = _typed(where, "depth", table.get("depth", 20), int)
     ring_slots = _typed(where, "ring_slots", table.get("ring_slots", 1 << 16), int)
     if not 1 <= depth <= 5000:
         raise ConfigError(f"{where}.depth: must be 1..5000, got {depth}")
     if ring_slots < 1024 or ring_slots & (ring_slots - 1):
         raise ConfigError(f"{where}.ring_slots: must be a power of two >= 1024, got {ring_slots}")
-    book_depth = _typed(where, "book_depth", table.get("book_depth", 10), int,
-                        kraken.ADAPTER.limits["book_depths"] if name == "kraken" else ())
+    book_depth = _typed(where, "book_depth", table.get("book_depth", 10), int, venue.limits.book_depths)
     stale = _typed(where, "stale_after_s", table.get("stale_after_s", 10.0), float)
     if stale <= 0:
         raise ConfigError(f"{where}.stale_after_s: must be > 0, got {stale}")
+    rotate = _typed(where, "rotate_after_s", table.get("rotate_after_s", 0.0), float)
+    if rotate < 0 or venue.limits.lifetime_s and rotate >= venue.limits.lifetime_s:
+        raise ConfigError(f"{where}.rotate_after_s: must be 0 (the venue's rule) or between 0 and the "
+                          f"{venue.limits.lifetime_s:.0f} s connection lifetime, got {rotate}")
     return VenueConfig(
         name=name, symbols=_symbols(where, table["symbols"]),
-        ws_url=_typed(where, "ws_url", table.get("ws_url", adapter.ws_url), str),
-        rest_url=_typed(where, "rest_url", table.get("rest_url", adapter.rest_url), str),
+        ws_url=_typed(where, "ws_url", table.get("ws_url", venue.ws_url), str),
+        rest_url=_typed(where, "rest_url", table.get("rest_url", venue.rest_url), str),
         cpu=_cpu(where, table.get("cpu")), depth=depth, book_depth=book_depth,
         client=_typed(where, "client", table.get("client", "picows"), str, CLIENTS),
         idle=_typed(where, "idle", table.get("idle", "block"), str, WORKER_IDLE),
         stale_after_s=stale, ring_slots=ring_slots,
         snapshot_limit=_typed(where, "snapshot_limit", table.get("snapshot_limit", 5000), int,
-                              (5, 10, 20, 50, 100, 500, 1000, 5000)),
+                              venue.limits.snapshot_limits),
+        rotate_after_s=rotate,
     )
 
 
@@ -222,9 +230,9 @@ def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
         data = _section("config", data, {"run", "aggregator", "venues", "sinks"})
         run = _section("run", data.get("run", {}), {"prefix", "capture_dir", "instrument_cache", "log_level",
                                                      "log_format"})
-        venues_table = _section("venues", data.get("venues", {}), set(ADAPTERS))
+        venues_table = _section("venues", data.get("venues", {}), set(VENUES))
         if not venues_table:
-            raise ConfigError("venues: configure at least one venue ([venues.binance], ...)")
+            raise ConfigError(f"venues: configure at least one venue ([venues.<name>], one of {', '.join(VENUES)})")
         return RunConfig(
             prefix=_typed("run", "prefix", run.get("prefix", "fh"), str),
             capture_dir=_typed("run", "capture_dir", run.get("capture_dir", ""), str),

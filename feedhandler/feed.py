@@ -5,14 +5,13 @@ replay (batches of frames from a capture), so both take exactly the same decode 
 Each received frame is one numba call (the venue's `step`: decode, sequence check, apply, settle,
 publish); Python runs only when the step hands back an Action (a diff to buffer, a snapshot to load,
 a subscription ack) and for the per-book sync lifecycle (see `feedhandler.sync`).
-Kraken and Coinbase snapshots come on the socket and load inside the step; Binance's come by REST.
+Feeds do no I/O: what the sync machine needs from the network (a REST snapshot, a resubscription)
+comes back from `requests()` as data, and the worker carries it out. Each venue's feed subclass
+lives in its package (`feedhandler.venues.<venue>.feed`).
 """
 from __future__ import annotations
 
-import json
 import time
-from collections import deque
-from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
@@ -22,15 +21,13 @@ from shm.segment import SegmentWriter
 
 from .book import BookStore
 from .capture import FrameBatch, FrameKind, split_rest
-from .feed_kernels import (NO_CHECKSUM, ROW_PRICE, ROW_QTY, ROW_SIDE, SCRATCH_ROWS, TABLE_ROWS, T_LENGTH, T_PX_DEC,
-                           T_QTY_DEC, invalidate, load_snapshot, settle, status)
+from .feed_kernels import SCRATCH_ROWS, TABLE_ROWS, T_LENGTH, T_PX_DEC, T_QTY_DEC, invalidate, status
 from .instruments import Instrument
 from .jsonscan import symbol_table
-from .publish import VENUE_HOPS, mark_decoded
-from .steps import BINANCE, COINBASE, KRAKEN, STEPS, run_frames
-from .sync import (BRIDGING, BUFFERING, CONNECTING, CS_SEQUENCE, LIVE, RESYNC, SNAPSHOT, SY_CONN, SY_DEPTH, SY_STATE,
-                   SY_UPDATE_ID, Action, ResyncLimiter, SyncState, new_conn_state, new_sync)
-from .venues import binance, coinbase
+from .publish import VENUE_HOPS
+from .sync import (BRIDGING, CONNECTING, CS_SEQUENCE, CS_TIME_UNIT, LIVE, RESYNC, SNAPSHOT, SY_CONN, SY_NEXT_CONN,
+                   SY_STATE, Action, ResyncLimiter, SyncState, new_conn_state, new_sync)
+from .venues.base import FetchSnapshot, PlanOptions, Request, Resubscribe, VenueProtocol
 
 INITIAL_LEVELS = 20_000
 HEADER_WORDS = 16
@@ -40,15 +37,24 @@ class VenueFeed:
     """What every venue feed shares: the instrument table as decoder arrays, the books, the sync
     words, the scratch arrays a decoder fills, and the Python side of the sync machine."""
 
-    VENUE = -1
+    PROTOCOL: VenueProtocol  # the venue's messages (resubscriptions, snapshot requests)
+    PROTOCOL_ID = -1  # the decoder's id in venues.dispatch (one numba call per batch of frames)
+    STEP = None  # the venue's numba step: one call per received frame
+    EVENT_SHAPE = (1, 1)  # rows and words of the decoder's per-frame event table
     WAITING = RESYNC  # the state of a book that needs a snapshot it has not asked for yet
     CAPACITY = 8192  # default run rows per book side; the segment's instrument table records it
+    SNAPSHOT_TIMEOUT_S = 20.0  # a snapshot asked for and not loaded by then has failed
     clock = staticmethod(time.monotonic)  # seconds, for the resync rate limit
 
     def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
-                 latency: np.ndarray | None = None):
+                 latency: np.ndarray | None = None, options: PlanOptions | None = None):
         """`latency`: the histogram rows of publish.VENUE_HOPS, in shared memory (shm.latency) when
-        someone reads them; a private array otherwise."""
+        someone reads them; a private array otherwise. `options`: the venue configuration the
+        feed's requests are built from (URLs, depths); replays need none."""
+        from .venues.dispatch import run_frames  # the dispatch imports every venue, and they import this
+
+        self._run_frames = run_frames
+        self.options = options or PlanOptions("", "")
         self.instruments = instruments
         self.writer = writer
         self.latency = latency if latency is not None else np.zeros((len(VENUE_HOPS), HIST_WORDS), np.int64)
@@ -56,23 +62,25 @@ class VenueFeed:
         self.sync = new_sync(len(instruments))
         self.conn_state = new_conn_state()
         self.limiter = ResyncLimiter(len(instruments))
+        self._req_id = 100
         self.counters = writer.counters
         self._index = {inst.venue_symbol: i for i, inst in enumerate(instruments)}
-        self._step = STEPS[self.VENUE]
+        self.carrier = np.full(len(instruments), -1, np.int64)  # the planned connection of each book
+        self._step = type(self).STEP  # from the class: a dispatcher read off an instance binds it like a method
         self._symbols, lengths = symbol_table([inst.venue_symbol for inst in instruments])
         self._tables = np.zeros((TABLE_ROWS, len(instruments)), np.int64)
         self._tables[T_LENGTH] = lengths
         self._tables[T_PX_DEC] = [inst.px_dec for inst in instruments]
         self._tables[T_QTY_DEC] = [inst.qty_dec for inst in instruments]
         self._header = np.zeros(HEADER_WORDS, np.int64)
-        self._events = np.zeros((coinbase.MAX_EVENTS, coinbase.EVENT_WORDS), np.int64)
+        self._events = np.zeros(self.EVENT_SHAPE, np.int64)
         self._scratch = np.zeros((SCRATCH_ROWS, 0), np.int64)
         self._scratch_bytes = -1  # the largest frame the scratch rows can take
         self._fit_scratch(INITIAL_LEVELS * 8)
 
     def _fit_scratch(self, frame_bytes: int) -> None:
         """Size the scratch rows for frames up to `frame_bytes`: a level takes at least 8 bytes of
-        JSON, so a frame never holds more than len/8 of them (Coinbase snapshots carry ~46k)."""
+        JSON, so a frame never holds more than len/8 of them (full-depth snapshots carry ~46k)."""
         if frame_bytes <= self._scratch_bytes:
             return
         levels = max(frame_bytes // 8 + 32, 2 * self._scratch.shape[1])
@@ -103,7 +111,7 @@ class VenueFeed:
         self._fit_scratch(int((batch.stops - batch.starts).max()))
         k, end = 0, len(batch)
         while k < end:
-            k, action = run_frames(self.VENUE, batch.data, batch.starts, batch.stops, batch.kinds, batch.ts,
+            k, action = self._run_frames(self.PROTOCOL_ID, batch.data, batch.starts, batch.stops, batch.kinds, batch.ts,
                                    batch.conns, k, end, *self._kernel_args)
             if k == end:
                 break
@@ -120,16 +128,18 @@ class VenueFeed:
             _, url, _, body = split_rest(payload)
             self.on_rest(url, body, ts_recv)
         elif kind == FrameKind.CONNECT:
-            self.on_connect(conn, ts_recv)
+            self.on_connect(conn, ts_recv, payload.decode(errors="replace"))
         elif kind == FrameKind.DISCONNECT:
             self.on_disconnect(conn, ts_recv)
 
     def on_rest(self, url: str, body: bytes, ts_recv: int) -> None:
-        """A REST response; only Binance books take one (their snapshots)."""
+        """A REST response: venues whose snapshots come by REST load them here."""
 
-    def on_connect(self, conn: int, ts_recv: int) -> None:
-        """A new connection under this id: its sequence numbering starts over."""
+    def on_connect(self, conn: int, ts_recv: int, url: str = "") -> None:
+        """A new connection under this id to `url`: its sequence numbering starts over, its
+        timestamps are in the unit its URL asked for."""
         self.conn_state[conn, CS_SEQUENCE] = -1
+        self.conn_state[conn, CS_TIME_UNIT] = self.PROTOCOL.time_unit_ns(url)
         self._venue_status(Status.CONNECT, Reason.NONE, ts_recv)
 
     def on_disconnect(self, conn: int, ts_recv: int) -> None:
@@ -140,8 +150,40 @@ class VenueFeed:
                 self._invalidate(int(book), Reason.DISCONNECTED, ts_recv)
             self.sync[book, SY_STATE] = CONNECTING
             self.sync[book, SY_CONN] = -1
+        self.sync[self.sync[:, SY_NEXT_CONN] == conn, SY_NEXT_CONN] = -1
+
+    # ---------------------------------------------------------------- connections
+
+    def assign(self, conn: int, symbols: tuple[str, ...]) -> None:
+        """Connection `conn` carries these books (from the plan): resubscriptions go there."""
+        for symbol in symbols:
+            self.carrier[self._index[symbol]] = conn
+
+    def begin_hand_over(self, old: int, new: int) -> None:
+        """A rotation: `new` carries the same books as `old`; each live book moves to `new` once
+        `new` delivers a change that lines up with it (see the venue step)."""
+        moving = self.carrier == old
+        self.carrier[moving] = new
+        self.sync[moving & (self.sync[:, SY_CONN] == old), SY_NEXT_CONN] = new
+
+    def finish_hand_over(self, old: int, new: int) -> list[str]:
+        """Before `old` closes: books that had no change to line up during the overlap (quiet) move
+        to `new` as they are, the next change on `new` continues them. Returns the books that moved
+        this way."""
+        quiet = np.flatnonzero((self.sync[:, SY_CONN] == old) & (self.sync[:, SY_NEXT_CONN] == new))
+        self.sync[quiet, SY_CONN] = new
+        self.sync[quiet, SY_NEXT_CONN] = -1
+        return [self.instruments[book].venue_symbol for book in quiet]
+
+    def handed_over(self, old: int) -> bool:
+        """No book waits any more for a rotation away from `old` to line up."""
+        return not bool(np.any((self.sync[:, SY_CONN] == old) & (self.sync[:, SY_NEXT_CONN] >= 0)))
 
     # ---------------------------------------------------------------- sync lifecycle
+
+    def index(self, venue_symbol: str) -> int:
+        """The book number of a venue symbol."""
+        return self._index[venue_symbol]
 
     def state(self, book: int) -> SyncState:
         return SyncState(int(self.sync[book, SY_STATE]))
@@ -149,7 +191,7 @@ class VenueFeed:
     def books_to_resync(self, now: float | None = None) -> list[str]:
         """Venue symbols of the books that wait for a snapshot and whose resync the rate limit
         allows now; each returned book is marked SNAPSHOT (asked for) and its request recorded.
-        Binance: fetch their REST snapshots; Kraken, Coinbase: resubscribe them."""
+        `requests` turns them into REST snapshot fetches or resubscriptions."""
         now = self.clock() if now is None else now
         wanted = []
         for book in range(len(self.instruments)):
@@ -175,6 +217,29 @@ class VenueFeed:
             self.snapshot_failed(venue_symbol)
         return overdue
 
+    def requests(self, now: float | None = None) -> list[Request]:
+        """What the sync machine needs from the network now: snapshots overdue are failed, then the
+        books the resync rate limit lets ask get a REST snapshot (`FetchSnapshot`) or, where the
+        venue sends snapshots on the socket, a resubscription on their connection (`Resubscribe`)."""
+        now = self.clock() if now is None else now
+        self.overdue_snapshots(self.SNAPSHOT_TIMEOUT_S, now)
+        wanted = self.books_to_resync(now)
+        if not wanted:
+            return []
+        requests: list[Request] = []
+        by_conn: dict[int, list[str]] = {}
+        for symbol in wanted:
+            rest = self.PROTOCOL.snapshot_request(symbol, self.options)
+            if rest is not None:
+                requests.append(FetchSnapshot(symbol, rest))
+            else:
+                by_conn.setdefault(int(self.carrier[self._index[symbol]]), []).append(symbol)
+        for conn, symbols in by_conn.items():
+            self._req_id += 2
+            requests.append(Resubscribe(conn, tuple(symbols),
+                                        self.PROTOCOL.resubscribe(tuple(symbols), self.options, self._req_id)))
+        return requests
+
     def _wants_snapshot(self, book: int) -> bool:
         return int(self.sync[book, SY_STATE]) == RESYNC
 
@@ -198,123 +263,3 @@ class VenueFeed:
 
     def _decode_error(self) -> None:
         self.counters[-1, Counter.DECODE_ERRORS] += 1
-
-
-class BinanceFeed(VenueFeed):
-    """Binance spot books: diffs buffered until a REST snapshot bridges them (official procedure):
-    a snapshot older than the first buffered diff is stale (fetch again), diffs it already holds
-    are dropped, then every diff must continue the last (U == previous u + 1)."""
-
-    VENUE = BINANCE
-    WAITING = BUFFERING
-
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
-                 latency: np.ndarray | None = None, buffer_frames: int = 10_000):
-        super().__init__(instruments, writer, capacity, latency)
-        self.buffer_frames = buffer_frames
-        self.buffered: list[deque] = [deque() for _ in instruments]  # (payload, ts_recv, conn, first id)
-        self.stale_snapshots = 0
-
-    def _act(self, action: Action, payload: bytes, ts_recv: int, conn: int) -> None:
-        book = int(self._header[binance.H_INSTRUMENT])
-        if action == Action.GAP:
-            self.buffered[book].clear()
-        elif self.sync[book, SY_STATE] in (CONNECTING, RESYNC):
-            self.sync[book, SY_STATE] = BUFFERING
-        buffered = self.buffered[book]
-        if len(buffered) >= self.buffer_frames:
-            buffered.popleft()  # a snapshot must now be newer than what is left
-        buffered.append((payload, ts_recv, conn, int(self._header[binance.H_FIRST_ID])))
-
-    def _wants_snapshot(self, book: int) -> bool:
-        return int(self.sync[book, SY_STATE]) == BUFFERING and bool(self.buffered[book])
-
-    def on_disconnect(self, conn: int, ts_recv: int) -> None:
-        for book in np.flatnonzero(self.sync[:, SY_CONN] == conn):
-            self.buffered[book].clear()  # diffs of a dead connection bridge nothing
-        super().on_disconnect(conn, ts_recv)
-
-    def on_rest(self, url: str, body: bytes, ts_recv: int) -> None:
-        parsed = urlparse(url)
-        if parsed.path.endswith("/depth"):
-            self.on_snapshot(parse_qs(parsed.query).get("symbol", [""])[0], body, ts_recv)
-
-    def on_snapshot(self, venue_symbol: str, body: bytes, ts_recv: int) -> None:
-        """A REST depth snapshot for one book (asked for through `books_to_resync`)."""
-        book = self._index.get(venue_symbol)
-        if book is None:
-            self._decode_error()
-            return
-        if self.sync[book, SY_STATE] in (LIVE, BRIDGING):
-            return  # not asked for: the book is already bridged
-        buffered = self.buffered[book]
-        self._fit_scratch(len(body))
-        inst = self.instruments[book]
-        scratch = self._scratch
-        last_id, _, total, err = binance.decode_snapshot(np.frombuffer(body, np.uint8), len(body), inst.px_dec,
-                                                         inst.qty_dec, scratch[ROW_SIDE], scratch[ROW_PRICE],
-                                                         scratch[ROW_QTY])
-        if err != 0:
-            self.counters[book, Counter.DECODE_ERRORS] += 1
-            return
-        if buffered and last_id < buffered[0][3]:
-            self.stale_snapshots += 1  # older than the buffer: fetch again
-            self.sync[book, SY_STATE] = BUFFERING
-            return
-        books = self.books
-        load_snapshot(book, 0, total, scratch, books.levels, books.ladder, books.meta, self.counters)
-        mark_decoded(self.latency, ts_recv, False)  # the snapshot's publish hop starts here
-        self.sync[book, SY_UPDATE_ID] = last_id
-        if not settle(book, True, NO_CHECKSUM, 0, ts_recv, *self._book_args()):
-            return
-        self.sync[book, SY_STATE] = BRIDGING
-        frames = list(buffered)
-        buffered.clear()
-        for payload, frame_ts, conn, _ in frames:
-            action = self._step(payload, frame_ts, conn, False, *self._kernel_args)
-            if action:
-                self._act(Action(action), payload, frame_ts, conn)
-        if self.sync[book, SY_STATE] == BRIDGING:
-            self.sync[book, SY_STATE] = LIVE
-
-
-class KrakenFeed(VenueFeed):
-    """Kraken books, v1 or v2 frames: a snapshot arrives on the socket; every update is applied,
-    the book truncated to the subscribed depth, and the CRC32 of the top 10 checked (v2 checks
-    the snapshot too). A mismatch invalidates that book only, which then waits for a fresh snapshot
-    (resubscribe). v2 messages do not carry the depth: it comes from the subscription ack."""
-
-    VENUE = KRAKEN
-    CAPACITY = 2048  # Kraken books are at most 1,000 levels deep
-
-    def __init__(self, instruments: list[Instrument], writer: SegmentWriter, capacity: int | None = None,
-                 latency: np.ndarray | None = None, depth: int = 10):
-        super().__init__(instruments, writer, capacity, latency)
-        self.sync[:, SY_DEPTH] = depth
-
-    def _act(self, action: Action, payload: bytes, ts_recv: int, conn: int) -> None:
-        if action == Action.ACK:
-            self._subscription_ack(payload)
-
-    def _subscription_ack(self, payload: bytes) -> None:
-        """v2: `{"method":"subscribe","result":{"channel":"book","depth":N,"symbol":S},...}` sets S's depth."""
-        try:
-            result = json.loads(payload).get("result", {})
-        except (ValueError, AttributeError):
-            self._decode_error()
-            return
-        if not isinstance(result, dict):
-            return
-        book = self._index.get(result.get("symbol"))
-        if result.get("channel") == "book" and book is not None and isinstance(result.get("depth"), int):
-            self.sync[book, SY_DEPTH] = result["depth"]
-
-
-class CoinbaseFeed(VenueFeed):
-    """Coinbase books from either API. Advanced Trade: the l2_data snapshot event makes a book valid,
-    updates follow, and every message's sequence_num must follow the last one of its connection; a
-    jump invalidates every book that connection carries (they resubscribe). Exchange level2: a
-    snapshot, then l2update changes (no sequence on that channel)."""
-
-    VENUE = COINBASE
-    CAPACITY = 65536  # full-depth snapshots: BTC-USD had 27k offers in 2026

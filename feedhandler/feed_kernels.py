@@ -23,7 +23,7 @@ from .book_kernels import (ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes
 from .checksum import kraken_checksum
 from .jsonscan import NO_TRADE_ID
 from .publish import publish, record_published
-from .sync import LIVE, RESYNC, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_TRADES, SY_UPDATE_ID
+from .sync import LIVE, RESYNC, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_TRADES, SY_UPDATE_ID
 
 # `tables` rows: the instrument table as the decoders read it
 T_LENGTH = 0  # venue symbol length (the symbols themselves: uint8 `symbols`)
@@ -63,6 +63,7 @@ R_SNAPSHOT = int(Reason.SNAPSHOT)
 R_SEQUENCE_GAP = int(Reason.SEQUENCE_GAP)
 R_CHECKSUM = int(Reason.CHECKSUM)
 R_CROSSED = int(Reason.CROSSED)
+R_DECODE_ERROR = int(Reason.DECODE_ERROR)
 BUY = int(Side.BUY)
 SELL = int(Side.SELL)
 MAX_SWEPT = 1024  # a trade priced absurdly far through the book is not walked further
@@ -113,9 +114,25 @@ def invalidate(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, 
 @njit(nogil=True, cache=True, _nrt=False)
 def report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency):
     """A sequence gap: counted, reported as a GAP status, and the book invalidated."""
+    report_loss(book, R_SEQUENCE_GAP, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def report_loss(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency):
+    """Changes of a book may be lost (`reason`: a sequence gap, an undecodable frame): counted as a
+    gap, reported as a GAP status to every consumer, and the book invalidated until it resyncs."""
     counters[book, C_GAPS] += 1
-    status(book, ST_GAP, R_SEQUENCE_GAP, ts_recv, ring, control)
-    invalidate(book, R_SEQUENCE_GAP, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+    status(book, ST_GAP, reason, ts_recv, ring, control)
+    invalidate(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def report_connection_loss(conn, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters,
+                           latency):
+    """Something on connection `conn` was lost: every live book it carries is reported as a gap."""
+    for book in range(len(sync)):
+        if sync[book, SY_CONN] == conn and sync[book, SY_STATE] == LIVE:
+            report_loss(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
 
 
 @njit(nogil=True, cache=True, _nrt=False)

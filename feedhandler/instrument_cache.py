@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .instruments import Instrument, binance_instruments, coinbase_instruments, kraken_instruments
+from .instruments import Instrument
+from .venues import VENUES
 
-PARSERS = {"binance": binance_instruments, "kraken": kraken_instruments, "coinbase": coinbase_instruments}
 DEFAULT_DIRECTORY = Path.home() / ".cache" / "fh" / "instruments"
 
 
@@ -24,12 +24,12 @@ class InstrumentCacheError(ValueError):
 
 
 def parse_metadata(venue: str, body: bytes | str) -> list[Instrument]:
-    """Instruments from a venue's metadata response body; raises InstrumentCacheError."""
-    parser = PARSERS.get(venue)
-    if parser is None:
-        raise InstrumentCacheError(f"no instrument parser for venue {venue!r} (known: {', '.join(PARSERS)})")
+    """Instruments from a venue's metadata response body, as the metadata names them; raises
+    InstrumentCacheError."""
+    if venue not in VENUES:
+        raise InstrumentCacheError(f"no instrument parser for venue {venue!r} (known: {', '.join(VENUES)})")
     try:
-        instruments = parser(json.loads(body))
+        instruments = VENUES[venue].parse_instruments(venue, json.loads(body))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InstrumentCacheError(f"{venue} metadata response does not parse: {exc!r}") from exc
     if not instruments:

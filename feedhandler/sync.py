@@ -45,11 +45,14 @@ SY_DEPTH = 3  # subscribed depth to truncate to after every change (0: full dept
 SY_PX_PAD = 4  # Kraken v1: decimals the venue prints beyond the book's, for the checksum text
 SY_QTY_PAD = 5
 SY_TRADES = 6  # trades numbered for venues that give none an id
+SY_NEXT_CONN = 7  # a rotation's new connection, which takes the book over once it lines up (-1: none)
 SY_WORDS = 8
 
 # `conn_state` words, per connection id (capture frames carry a u16 connection id)
 CS_SEQUENCE = 0  # last sequence number seen (Coinbase Advanced), -1 before the first
+CS_TIME_UNIT = 1  # ns per unit of the venue's integer timestamps on this connection (Binance ms or µs)
 CS_WORDS = 2
+DEFAULT_TIME_UNIT_NS = 1_000_000
 MAX_CONNECTIONS = 1 << 16
 
 
@@ -67,12 +70,14 @@ def new_sync(books: int) -> np.ndarray:
     """Sync words for `books` books, all CONNECTING on no connection."""
     sync = np.zeros((books, SY_WORDS), np.int64)
     sync[:, SY_CONN] = -1
+    sync[:, SY_NEXT_CONN] = -1
     return sync
 
 
 def new_conn_state() -> np.ndarray:
     conn_state = np.zeros((MAX_CONNECTIONS, CS_WORDS), np.int64)
     conn_state[:, CS_SEQUENCE] = -1
+    conn_state[:, CS_TIME_UNIT] = DEFAULT_TIME_UNIT_NS
     return conn_state
 
 

@@ -56,13 +56,17 @@ def wait_for(condition: Callable[[], object], timeout_s: float, what: str, every
 
 class Pipeline:
     def __init__(self, workdir: Path, prefix: str, rate: float = 20.0, stale_after_s: float = 2.0,
-                 stale_ms: float = 1500.0, extra_config: str = "", ring_slots: int = 1 << 16):
+                 stale_ms: float = 1500.0, extra_config: str = "", ring_slots: int = 1 << 16,
+                 venue_options: dict[str, str] | None = None, sim_args: tuple[str, ...] = ()):
+        """`venue_options`: TOML lines added to a venue's section; `sim_args`: extra `fh sim` flags."""
         self.workdir = workdir
         self.prefix = prefix
         self.base = free_base_port()
         self.rate = rate
         self.config_path = workdir / "pipeline.toml"
         self.ring_slots = ring_slots
+        self.venue_options = venue_options or {}
+        self.sim_args = sim_args
         self.config_path.write_text(self._config(stale_after_s, stale_ms) + extra_config)
         self.sim: subprocess.Popen | None = None
         self.run: subprocess.Popen | None = None
@@ -76,7 +80,7 @@ class Pipeline:
             lines.append(f'[venues.{venue}]\nsymbols = {json.dumps(VENUE_SYMBOLS[venue])}\n'
                          f'ws_url = "ws://127.0.0.1:{self.base + 2 * k}{path}"\n'
                          f'rest_url = "http://127.0.0.1:{self.base + 2 * k + 1}"\nstale_after_s = {stale_after_s}\n'
-                         f'ring_slots = {self.ring_slots}\n')
+                         f'ring_slots = {self.ring_slots}\n{self.venue_options.get(venue, "")}\n')
         return "\n".join(lines)
 
     def rest_port(self, venue: str) -> int:
@@ -84,8 +88,9 @@ class Pipeline:
 
     def start(self, duration_s: float | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.sim = subprocess.Popen(FH + ["sim", "--port", str(self.base), "--rate", str(self.rate)], cwd=REPO, env=env,
-                                    stdout=subprocess.PIPE, stderr=open(self.workdir / "sim.log", "w"))
+        self.sim = subprocess.Popen(FH + ["sim", "--port", str(self.base), "--rate", str(self.rate), *self.sim_args],
+                                    cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                    stderr=open(self.workdir / "sim.log", "w"))
         self.sim.stdout.readline()  # the URLs: it is listening
         argv = FH + ["run", "-c", str(self.config_path), "--json"]
         if duration_s:

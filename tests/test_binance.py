@@ -5,9 +5,10 @@ from decimal import Decimal
 import pytest
 
 from feedhandler.capture import CaptureReader
-from feedhandler.feed import BinanceFeed
+from feedhandler.venues.binance import BinanceFeed
 from feedhandler.sync import SyncState
-from feedhandler.instruments import Instrument, binance_instruments
+from feedhandler.venues.binance.protocol import parse_instruments
+from feedhandler.instruments import Instrument
 from readers import in_process_reader
 from shm.reader import StatusEvent
 from shm.segment import SegmentWriter
@@ -116,7 +117,7 @@ def test_bad_frames_are_counted_and_leave_the_book_untouched(feed, frame):
 def test_instruments_use_the_printed_precision_and_normalized_assets():
     info = {"symbols": [{"symbol": "XBTUSDT", "baseAsset": "XBT", "quoteAsset": "USDT", "baseAssetPrecision": 8,
                          "quotePrecision": 8, "quoteAssetPrecision": 8, "filters": []}]}
-    (instrument,) = binance_instruments(info)
+    (instrument,) = parse_instruments("binance", info)
     assert (instrument.symbol, instrument.px_dec, instrument.qty_dec) == ("BTC-USDT", 8, 8)
 
 

@@ -6,9 +6,10 @@ from decimal import Decimal
 import pytest
 import zstandard
 
-from feedhandler.feed import CoinbaseFeed
+from feedhandler.venues.coinbase import CoinbaseFeed
 from feedhandler.sync import SyncState
-from feedhandler.instruments import Instrument, coinbase_instruments, decimals_of
+from feedhandler.venues.coinbase.protocol import parse_instruments
+from feedhandler.instruments import Instrument, decimals_of
 from feedhandler.capture import CaptureReader, FrameKind
 from shm.layout import Counter, Side
 from readers import in_process_reader
@@ -77,14 +78,25 @@ def test_sequences_are_per_connection(feed):
     l2(2, "update", "BTC-USD", [("bid", "1e5", "1")]),
     l2(2, "update", "BTC-USD", [("ask", "100.00", "1")]),
     l2(2, "update", "BTC-USD", [("bid", "100.001", "1")]),
-    l2(2, "update", "DOGE-USD", [("bid", "1", "1")]),
     l2(2, "update", "BTC-USD", [("bid", "100.00", "1")])[:-10],
     b'{"type":"l2update","product_id":"BTC-USD","changes":[["hold","1","1"]]}',
-], ids=["exponent", "ask-is-spelled-offer", "too-precise", "unknown-product", "truncated", "exchange-bad-side"])
-def test_bad_frames_are_counted_and_no_book_changes(feed, frame):
+], ids=["exponent", "ask-is-spelled-offer", "too-precise", "truncated", "exchange-bad-side"])
+def test_an_undecodable_frame_is_counted_and_the_books_of_its_connection_resync(feed, frame):
+    """Coinbase has no checksum: a change that could not be applied would leave a book silently wrong."""
+    coinbase, reader = feed
+    cursor = reader.events()
+    coinbase.on_frame(frame, 2, conn=7)
+    assert reader.counters()["decode_errors"] == 1
+    assert not reader.book("BTC-USD").valid and not reader.book("ETH-USD").valid
+    assert sorted(coinbase.books_to_resync()) == ["BTC-USD", "ETH-USD"]
+    assert ("GAP", "DECODE_ERROR") in [(e.status.name, e.reason.name) for e in cursor.poll()
+                                       if isinstance(e, StatusEvent)]
+
+
+def test_a_frame_of_a_product_not_carried_is_counted_and_changes_no_book(feed):
     coinbase, reader = feed
     before = reader.book("BTC-USD").levels_text("bids")
-    coinbase.on_frame(frame, 2, conn=7)
+    coinbase.on_frame(l2(2, "update", "DOGE-USD", [("bid", "1", "1")]), 2, conn=7)
     assert reader.counters()["decode_errors"] == 1
     assert reader.book("BTC-USD").valid and reader.book("BTC-USD").levels_text("bids") == before
 
@@ -94,8 +106,8 @@ def test_products_of_both_apis_give_symbols_and_decimals():
                               "quote_increment": "0.01", "base_increment": "0.00000001"}]}
     exchange = [{"id": "SKL-USD", "base_currency": "SKL", "quote_currency": "USD", "quote_increment": "0.0001",
                  "base_increment": "0.1"}]
-    assert [(i.symbol, i.px_dec, i.qty_dec) for i in coinbase_instruments(advanced)] == [("BTC-USD", 2, 8)]
-    assert [(i.symbol, i.px_dec, i.qty_dec) for i in coinbase_instruments(exchange)] == [("SKL-USD", 4, 1)]
+    assert [(i.symbol, i.px_dec, i.qty_dec) for i in parse_instruments("coinbase", advanced)] == [("BTC-USD", 2, 8)]
+    assert [(i.symbol, i.px_dec, i.qty_dec) for i in parse_instruments("coinbase", exchange)] == [("SKL-USD", 4, 1)]
 
 
 @pytest.mark.parametrize("step, decimals", [("0.00010000", 4), ("1", 0), ("0.25", 2), ("10", 0)])

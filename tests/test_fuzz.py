@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
+from feedhandler.venues.binance import BinanceFeed
+from feedhandler.venues.coinbase import CoinbaseFeed
+from feedhandler.venues.kraken import KrakenFeed
 from feedhandler.instruments import Instrument
 from readers import in_process_reader
 from shm.segment import SegmentWriter

@@ -5,9 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from feedhandler.feed import KrakenFeed
+from feedhandler.venues.kraken import KrakenFeed
 from feedhandler.sync import SyncState
-from feedhandler.instruments import Instrument, kraken_instruments
+from feedhandler.venues.kraken.protocol import parse_instruments
+from feedhandler.instruments import Instrument
 from feedhandler.capture import CaptureReader, FrameKind
 from shm.layout import Counter, Side
 from readers import in_process_reader
@@ -108,7 +109,7 @@ def test_assetpairs_give_ws_names_normalized_assets_and_decimals():
     pairs = {"result": {"XXBTZUSD": {"wsname": "XBT/USD", "pair_decimals": 1, "lot_decimals": 8},
                         "XBTUSD.d": {"wsname": "XBT/USD", "pair_decimals": 1, "lot_decimals": 8},
                         "XDGUSD": {"wsname": "XDG/USD", "pair_decimals": 7, "lot_decimals": 8}}}
-    assert [(i.venue_symbol, i.symbol, i.px_dec) for i in kraken_instruments(pairs)] == [
+    assert [(i.venue_symbol, i.symbol, i.px_dec) for i in parse_instruments("kraken", pairs)] == [
         ("XBT/USD", "BTC-USD", 1), ("XDG/USD", "DOGE-USD", 7)]
 
 
@@ -210,13 +211,13 @@ INSTRUMENT_SNAPSHOT = {"channel": "instrument", "type": "snapshot", "data": {
 
 
 def test_the_v2_instrument_channel_gives_symbols_and_the_checksum_precisions():
-    assert [(i.venue_symbol, i.symbol, i.px_dec, i.qty_dec) for i in kraken_instruments(INSTRUMENT_SNAPSHOT)] == [
+    assert [(i.venue_symbol, i.symbol, i.px_dec, i.qty_dec) for i in parse_instruments("kraken", INSTRUMENT_SNAPSHOT)] == [
         ("BTC/USD", "BTC-USD", 1, 8)]
 
 
 def test_v2_recorded_sample_snapshot_verifies_through_the_decoder(captures, shm_prefix):
     payload = (captures / "kraken-v2-samples" / "ws_book_snapshot.json").read_bytes()  # as published, pretty-printed
-    [btc] = kraken_instruments(INSTRUMENT_SNAPSHOT)  # precisions as the instrument channel gives them
+    [btc] = parse_instruments("kraken", INSTRUMENT_SNAPSHOT)  # precisions as the instrument channel gives them
     with SegmentWriter.create(shm_prefix, "kraken", [btc.spec(64)], depth=10, ring_slots=64) as writer:
         KrakenFeed([btc], writer, capacity=64).on_frame(payload, 1)
         reader = in_process_reader("kraken", shm_prefix)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from feedhandler.feed import BinanceFeed
+from feedhandler.venues.binance import BinanceFeed
 from feedhandler.instruments import Instrument
 from feedhandler.publish import LAT_DECODE, LAT_EXCHANGE, LAT_PUBLISH
 from shm.histogram import COUNTS, H_MAX, H_MIN, H_NEGATIVE, H_OVERFLOW, HIGHEST, HIST_WORDS, difference, record, \

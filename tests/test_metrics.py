@@ -14,7 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from feedhandler.feed import BinanceFeed
+from feedhandler.venues.binance import BinanceFeed
 from feedhandler.instruments import Instrument
 from shm.histogram import record_many
 from shm.latency import LatencyWriter

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from feedhandler.feed import BinanceFeed
+from feedhandler.venues.binance import BinanceFeed
 from feedhandler.instruments import Instrument
 from shm.histogram import record_many
 from shm.latency import HOPS, LatencyWriter

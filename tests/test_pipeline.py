@@ -11,7 +11,7 @@ import pytest
 
 from shm.layout import Reason, Status
 from shm.nbbo_reader import NbboReader, VenueStatusEvent
-from shm.reader import StatusEvent, VenueReader
+from shm.reader import BookEvent, StatusEvent, VenueReader
 from shm.segment import SegmentError
 from tools.replay import replay
 
@@ -69,12 +69,14 @@ class Events:
         self.cursors = (self.venue_reader.events(), self.nbbo.events())
         self.seen: list = []
 
+    def poll(self) -> list:
+        """Every record seen so far, after reading what arrived."""
+        for cursor in self.cursors:
+            self.seen.extend(cursor.poll())
+        return self.seen
+
     def until(self, predicate, what: str, timeout_s: float = RECOVER_S):
-        def poll():
-            for cursor in self.cursors:
-                self.seen.extend(cursor.poll())
-            return [e for e in self.seen if predicate(e)]
-        return wait_for(poll, timeout_s, what, every_s=0.01)
+        return wait_for(lambda: [e for e in self.poll() if predicate(e)], timeout_s, what, every_s=0.01)
 
     def book_status(self, status: Status, symbol: str | None = None):
         return self.until(lambda e: isinstance(e, StatusEvent) and e.status == status and e.instrument is not None
@@ -185,11 +187,12 @@ def test_a_dropped_connection_invalidates_its_books_and_reconnects(pipeline, kin
     recovers(pipeline)
 
 
-def test_binance_server_shutdown_reconnects_and_resyncs_by_rest(pipeline):
+def test_binance_server_shutdown_moves_to_a_new_connection(pipeline):
+    """The notice starts a rotation; this fault closes the old connection at once, so a book either
+    lines up on the new connection or, if changes fell between the two, resyncs by REST."""
     events = Events(pipeline, "binance")
     pipeline.fault("binance", "close")
     events.until(lambda e: isinstance(e, StatusEvent) and e.status == Status.CONNECT, "CONNECT")
-    events.book_status(Status.BOOK_VALID, "ETH-USDT")
     events.close()
     recovers(pipeline)
 
@@ -203,6 +206,20 @@ def test_a_stalled_feed_leaves_the_nbbo_then_the_watchdog_reconnects(pipeline):
     events.nbbo_status(Status.VENUE_RESTORED, "BTC-USD")
     events.close()
     recovers(pipeline)
+
+
+def test_a_quiet_binance_connection_is_kept_alive_by_pings_not_reconnected(pipeline):
+    """Binance sends nothing while a book does not change: silence longer than twice stale_after_s
+    (2 s) costs a ping, never a reconnect (Kraken and Coinbase promise heartbeats; Binance does not)."""
+    events = Events(pipeline, "binance")
+    pipeline.fault("binance", "stall", seconds=6)
+
+    def resumed_after_the_stall():
+        stamps = [e.ts_recv for e in events.poll() if isinstance(e, BookEvent)]
+        return any(later - earlier >= 5_000_000_000 for earlier, later in zip(stamps, stamps[1:]))
+    wait_for(resumed_after_the_stall, RECOVER_S, "binance changes resuming after the stall", every_s=0.01)
+    assert not [e for e in events.seen if isinstance(e, StatusEvent) and e.status == Status.DISCONNECT]
+    events.close()
 
 
 def test_rest_429_and_slow_snapshots_delay_but_do_not_stop_a_binance_resync(pipeline):

@@ -2,13 +2,17 @@
 each venue's rules must end with the market's book, valid, with every checksum and sequence intact."""
 import pytest
 
-from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
+from feedhandler.venues.binance import BinanceFeed
+from feedhandler.venues.coinbase import CoinbaseFeed
+from feedhandler.venues.kraken import KrakenFeed
 from feedhandler.instruments import Instrument
 from shm.fixedpoint import format_decimal
 from readers import in_process_reader
 from shm.segment import SegmentWriter
-from tools.sim.market import ASK, BID, Market
-from tools.sim.protocols import BinanceEncoder, CoinbaseAdvancedEncoder, KrakenV2Encoder
+from feedhandler.sim_market import ASK, BID, Market
+from feedhandler.venues.binance import BinanceEncoder
+from feedhandler.venues.coinbase import CoinbaseAdvancedEncoder
+from feedhandler.venues.kraken import KrakenV2Encoder
 
 STEPS = 1500
 T0 = 1_790_000_000_000_000_000
@@ -38,7 +42,7 @@ def replay(feed, frames_of_step, market):
     for k in range(STEPS):
         step = market.step()
         trades += len(step.trades)
-        for frame in frames_of_step(step, T0 + k * 1_000_000):
+        for frame in frames_of_step(market, step, T0 + k * 1_000_000):
             feed.on_frame(frame, T0 + k * 1_000_000)
     return trades
 
@@ -57,7 +61,7 @@ def test_binance_frames_bridge_and_track_the_market(segment):
     market, encoder = Market(mid=6_500_000, seed=4), BinanceEncoder("BTCUSDT", 2, 8)
     feed = BinanceFeed([instrument], writer, capacity=512)
     first = market.step()
-    for frame in encoder.frames(first, T0):  # diffs buffer until the snapshot bridges them
+    for frame in encoder.frames(market, first, T0):  # diffs buffer until the snapshot bridges them
         feed.on_frame(frame, T0)
     feed.on_snapshot("BTCUSDT", encoder.snapshot(market), T0)
     trades = replay(feed, encoder.frames, market)
@@ -75,9 +79,9 @@ def test_kraken_v2_frames_keep_every_checksum(segment):
     instrument = Instrument("kraken", "BTC/USD", "BTC", "USD", 1, 8)
     writer, reader = segment("kraken", instrument)
     market, encoder = Market(mid=650_000, seed=5), KrakenV2Encoder("BTC/USD", 1, 8, depth=10)
-    feed = KrakenFeed([instrument], writer, capacity=512, depth=10)
+    feed = KrakenFeed([instrument], writer, capacity=512)
     feed.on_frame(encoder.snapshot(market), T0)
-    trades = replay(feed, lambda step, ts: encoder.frames(market, step, ts), market)
+    trades = replay(feed, encoder.frames, market)
     book = reader.book("BTC-USD", depth=10)
     counters = reader.counters("BTC-USD")
     assert book.valid and counters["checksum_fail"] == 0 and counters["checksum_ok"] > STEPS // 2

@@ -121,6 +121,11 @@ def _worker(args: argparse.Namespace) -> int:
     return venue.main(config, args.venue, args.duration)
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from . import plan
+    return plan.main(_config(args), args.json)
+
+
 def _aggregator(args: argparse.Namespace) -> int:
     from workers import aggregator
     return aggregator.main(_config(args), args.duration)
@@ -234,10 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=0.0, help="seconds once the pipeline is up (0: until stopped)")
     run.set_defaults(run=_run, title="fh run")
     worker = commands.add_parser("worker", help="one venue worker process (what fh run starts)")
-    worker.add_argument("venue", choices=["binance", "coinbase", "kraken"])
+    worker.add_argument("venue", help="a [venues.NAME] of the configuration")
     worker.add_argument("-c", "--config", required=True)
     worker.add_argument("--duration", type=float, default=0.0)
     worker.set_defaults(run=_worker, title="fh worker")
+    plan = commands.add_parser("plan", help="every connection, message and REST request the workers would make "
+                                            "(no network)")
+    plan.add_argument("-c", "--config", required=True)
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(run=_plan, title="fh plan")
     aggregator = commands.add_parser("aggregator", help="the NBBO aggregator process (what fh run starts)")
     aggregator.add_argument("-c", "--config", required=True)
     aggregator.add_argument("--duration", type=float, default=0.0)

@@ -15,7 +15,7 @@ from shm.histogram import HIST_WORDS, difference, quantiles, summary
 from shm.latency import HOPS, read_latency
 from shm.segment import SegmentWriter
 
-from .replay import VENUES, ReplayError, _captured_instruments
+from .replay import capture_feed
 
 PERCENTILES = (50, 90, 99, 99.9)
 CURVE = np.array([0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100.0])  # what --png draws
@@ -37,10 +37,7 @@ def over_capture(path: str) -> list[dict]:
     traffic (the exchange hop needs live traffic, so it is not reported)."""
     reader = CaptureReader(path)
     venue = reader.header["venue"]
-    if venue not in VENUES:
-        raise ReplayError(f"{path}: {venue} captures cannot be replayed (supported: {', '.join(VENUES)})")
-    endpoint, feed_class = VENUES[venue]
-    instruments = _captured_instruments(reader, venue, endpoint)
+    feed_class, instruments = capture_feed(reader)
     rows = np.zeros((len(VENUE_HOPS), HIST_WORDS), np.int64)
     prefix = f"fhlat{os.getpid()}"
     with SegmentWriter.create(prefix, venue, [i.spec(feed_class.CAPACITY) for i in instruments], depth=10,

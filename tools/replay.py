@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 import numpy as np
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
-from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
 from feedhandler.instrument_cache import InstrumentCacheError, parse_metadata
 from feedhandler.instruments import Instrument
-from feedhandler.venues import kraken
+from feedhandler.feed import VenueFeed
+from feedhandler.venues import VENUES
+from feedhandler.venues.base import Venue
 from shm.layout import Counter
 from shm.reader import VenueReader
 from shm.segment import SegmentWriter
@@ -31,50 +32,44 @@ class ReplayError(ValueError):
     """A capture this replay cannot use, with the reason."""
 
 
-def _captured_instruments(reader: CaptureReader, venue: str, endpoint: str) -> list[Instrument]:
-    """Instruments from the captured metadata response, limited to what the connections asked for
-    (Binance: the combined-stream URL; Kraken: the pairs of subscribe messages)."""
+def capture_feed(reader: CaptureReader) -> tuple[type[VenueFeed], list[Instrument]]:
+    """The feed class of a capture's venue and the instruments its connections carried."""
+    venue = reader.header["venue"]
+    if venue not in VENUES:
+        raise ReplayError(f"{reader.path}: {venue} captures cannot be replayed (supported: {', '.join(VENUES)})")
+    return VENUES[venue].feed, _captured_instruments(reader, VENUES[venue])
+
+
+def _captured_instruments(reader: CaptureReader, venue: Venue) -> list[Instrument]:
+    """Instruments from the captured metadata response, named as the captured connections' URL names
+    them, limited to what the connections asked for (their URLs and the messages they sent)."""
     metadata = None
-    wanted: set[str] = set()
-    kraken_v2 = False
+    endpoint = "/" + venue.instruments_path.rsplit("/", 1)[-1]  # older APIs share the last segment
+    urls: list[str] = []
+    sent: list[bytes] = []
     for frame in reader.frames():
         if frame.kind == FrameKind.REST and metadata is None:
             _, url, _, body = split_rest(frame.payload)
             if urlparse(url).path.endswith(endpoint):
                 metadata = body
         elif frame.kind == FrameKind.CONNECT:
-            url = urlparse(frame.payload.decode(errors="replace"))
-            kraken_v2 |= venue == "kraken" and url.path.rstrip("/").endswith("/v2")
-            streams = parse_qs(url.query).get("streams", [""])[0]
-            wanted |= {stream.split("@")[0].upper() for stream in streams.split("/") if stream}
+            urls.append(frame.payload.decode(errors="replace"))
         elif frame.kind == FrameKind.WS_SENT:
-            try:
-                message = json.loads(frame.payload)
-            except ValueError:
-                continue
-            if isinstance(message, dict) and message.get("event") == "subscribe":
-                wanted |= set(message.get("pair", []))  # Kraken v1
-            elif isinstance(message, dict) and message.get("method") == "subscribe":
-                wanted |= set((message.get("params") or {}).get("symbol", []))  # Kraken v2
-            elif isinstance(message, dict) and message.get("type") == "subscribe":
-                wanted |= set(message.get("product_ids", []))  # Coinbase
+            sent.append(frame.payload)
     if metadata is None:
         raise ReplayError(f"{reader.path}: no {endpoint} response captured; instruments unknown")
     try:
-        instruments = parse_metadata(venue, metadata)
+        named = parse_metadata(venue.name, metadata)
     except InstrumentCacheError as exc:
         raise ReplayError(f"{reader.path}: {exc}") from exc
-    if kraken_v2:
-        instruments = kraken.v2_instruments(instruments)
-    return sorted((i for i in instruments if not wanted or i.venue_symbol in wanted),
-                  key=lambda i: i.venue_symbol)
-
-
-VENUES = {  # the metadata endpoint a capture holds, and the feed
-    "binance": ("/exchangeInfo", BinanceFeed),
-    "kraken": ("/AssetPairs", KrakenFeed),
-    "coinbase": ("/products", CoinbaseFeed),
-}
+    by_wire: dict[str, Instrument] = {}  # one instrument per wire name: an alias (-USDC) yields to its own product
+    for original, instrument in zip(named, venue.protocol.wire_instruments(named, urls[0] if urls else "")):
+        if instrument.venue_symbol not in by_wire or original.venue_symbol == instrument.venue_symbol:
+            by_wire[instrument.venue_symbol] = instrument
+    wanted = venue.protocol.subscribed_symbols("", sent)
+    for url in urls:
+        wanted |= venue.protocol.subscribed_symbols(url, [])
+    return sorted((i for i in by_wire.values() if not wanted or i.venue_symbol in wanted), key=lambda i: i.venue_symbol)
 
 
 def _speed_factor(speed: str) -> float | None:
@@ -101,11 +96,8 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
     if len(venues) != 1:
         raise ReplayError(f"replay one venue at a time; these captures hold {sorted(venues)}")
     venue = venues.pop()
-    if venue not in VENUES:
-        raise ReplayError(f"replay of {venue} captures is not implemented yet (supported: {', '.join(VENUES)})")
     factor = _speed_factor(speed)
-    endpoint, feed_class = VENUES[venue]
-    instruments = _captured_instruments(readers[0], venue, endpoint)
+    feed_class, instruments = capture_feed(readers[0])
     writer = SegmentWriter.create(shm_prefix, venue, [i.spec(feed_class.CAPACITY) for i in instruments],
                                   depth=depth, ring_slots=1 << 16)
     feed = feed_class(instruments, writer)

@@ -19,6 +19,7 @@ from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
 from shm.segment import SegmentError
 
+from .lifecycle import Backoff
 from .process import stop_flag, set_title, setup_logging
 
 RESTART_FIRST_S, RESTART_MAX_S, HEALTHY_AFTER_S = 0.5, 30.0, 60.0
@@ -32,7 +33,7 @@ class Child:
     argv: list[str]
     process: subprocess.Popen | None = None
     started: float = 0.0
-    restarts: int = 0
+    backoff: Backoff = field(default_factory=lambda: Backoff(RESTART_FIRST_S, RESTART_MAX_S))
     next_start: float = 0.0
     exits: list[int] = field(default_factory=list)
 
@@ -137,9 +138,9 @@ def run(config_path: str, config: RunConfig, duration_s: float | None = None, sh
             code = child.process.poll() if child.process else None
             if child.process is not None and code is not None:
                 child.exits.append(code)
-                healthy = now - child.started > HEALTHY_AFTER_S
-                child.restarts = 0 if healthy else child.restarts + 1
-                delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** child.restarts)
+                if now - child.started > HEALTHY_AFTER_S:
+                    child.backoff.succeeded()
+                delay = child.backoff.failed()
                 log.warning("%s exited with %d; restarting in %.1f s", child.name, code, delay)
                 child.process, child.next_start = None, now + delay
             elif child.process is None and now >= child.next_start:

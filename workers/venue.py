@@ -1,13 +1,25 @@
 """The venue worker: one process per venue. Connects, captures, decodes into shared memory, and keeps
-every book in sync for as long as it runs.
+every book in sync for as long as it runs. It knows no venue: everything venue-specific comes from
+the venue's `Venue` (feedhandler.venues): its plan (URLs and subscribe messages), its limits (the
+pacing of messages and connections, the connection lifetime) and its feed, which decides what the
+network must do (`feed.requests()`: REST snapshots, resubscriptions) without doing it.
 
 Per received message: `ts_recv` at the socket read, the frame appended to the capture file, then
 one `feed.on_frame` call (decode, sequence check, apply, publish). Everything else runs on timers in
-the same event loop: the heartbeat in the segment header, the resync of invalid books (Binance REST
-snapshots on a thread pool under the weight budget; Kraken and Coinbase resubscriptions), the
-stale-connection watchdog and Binance's 24 h rotation. Connections reconnect forever with capped,
-jittered exponential backoff. SIGTERM / SIGINT: connections closed, capture flushed, segment
-marked CLOSED (readers keep the last books, flagged invalid).
+the same event loop: the heartbeat in the segment header, the feed's requests (REST snapshots on a
+thread pool under the weight budget; resubscriptions paced by the venue's message rate), the
+liveness check and the rotation of connections that the venue closes after a lifetime.
+
+Liveness: a venue that promises heartbeats (`limits.heartbeat_s`) is dead after `stale_after_s`
+without a message. A venue that does not (a book that does not change may send nothing for
+minutes) is pinged after `stale_after_s` with nothing received, pings and pongs included, and
+reconnected after as long again: a quiet book never causes a reconnect.
+Rotation (venues with a connection lifetime, and on a shutdown notice): the successor connection
+is opened and subscribed while the old one still runs; each book moves to it once one of its changes
+lines up with the book, then the old one closes. No snapshot, no invalid period.
+Connections reconnect forever with the shared capped, jittered backoff. SIGTERM / SIGINT:
+connections closed, capture flushed, segment marked CLOSED (readers keep the last books, flagged
+invalid).
 """
 from __future__ import annotations
 
@@ -18,60 +30,60 @@ import time
 from dataclasses import asdict
 
 from feedhandler.capture import FrameKind, RotatingCaptureWriter, rest_payload
-from feedhandler.config import ADAPTERS, RunConfig, VenueConfig
-from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed, VenueFeed
+from feedhandler.config import RunConfig, VenueConfig
+from feedhandler.feed import VenueFeed
 from feedhandler.instrument_cache import DEFAULT_DIRECTORY, InstrumentCache, InstrumentCacheError, parse_metadata
 from feedhandler.instruments import Instrument
 from feedhandler.publish import VENUE_HOPS
-from feedhandler.venues import binance, coinbase, kraken
 from feedhandler.sync import SyncState
-from feedhandler.venues.adapter import ConnectionPlan
+from feedhandler.venues import VENUES
+from feedhandler.venues.base import ConnectionPlan, FetchSnapshot, Resubscribe
 from shm.latency import LatencyWriter
 from shm.reader import counter_totals
 from shm.segment import SegmentError, SegmentWriter
 
+from .lifecycle import Backoff, Pacer
 from .notify import Notifier
 from .process import new_loop, pin, set_title, setup_logging, stop_on_signals
 from .rest import RestClient, RestError
 from .wsclient import WsConnection, open_connection
 
-FEEDS = {"binance": BinanceFeed, "coinbase": CoinbaseFeed, "kraken": KrakenFeed}
 HOUSEKEEPING_S = 0.05
-SNAPSHOT_TIMEOUT_S = 20.0
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.2, 30.0
-BINANCE_ROTATE_S = 23.5 * 3600  # ahead of the 24 h cut, at a moment of our choosing
-SUBSCRIBE_GAP_S = {"binance": 0.25, "coinbase": 0.05, "kraken": 0.05}  # under each venue's message rate
+HEALTHY_AFTER_S = 60.0  # a connection that lived this long starts its backoff over
+ROTATION_OVERLAP_MAX_S = 30.0  # the old connection closes by then, books lined up or not
+MAX_CONNECTION_IDS = 1 << 16  # capture frames carry a u16 connection id
 
 
 class WorkerError(Exception):
     """The worker cannot start (no instruments, unknown symbol, busy segment), with the reason."""
 
 
-def backoff_s(attempt: int, rng: random.Random) -> float:
-    """Capped exponential backoff with full jitter over its upper half."""
-    ceiling = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(attempt, 16))
-    return ceiling * (0.5 + 0.5 * rng.random())
-
-
 class Connection:
-    """One planned connection's live state (what the watchdog and resubscriptions need)."""
+    """One planned connection's live state (what liveness, pacing and rotation need)."""
 
-    def __init__(self, conn_id: int, plan: ConnectionPlan):
+    def __init__(self, conn_id: int, plan: ConnectionPlan, pacer: Pacer):
         self.id = conn_id
         self.plan = plan
+        self.pacer = pacer  # client messages on this connection (shared by all of them where the rate is per IP)
         self.ws: WsConnection | None = None
-        self.last_frame = 0.0  # monotonic s
         self.opened = 0.0
+        self.pinged = False
         self.connects = 0
         self.stale_closes = 0
+        self.rotate = False  # a successor should replace it (lifetime reached, shutdown notice)
+
+    @property
+    def up(self) -> bool:
+        return self.ws is not None and not self.ws.closed.done()
 
 
 class VenueWorker:
     def __init__(self, config: VenueConfig, run: RunConfig, log: logging.Logger | None = None):
         self.config = config
         self.run_config = run
-        self.venue = config.name
-        self.log = log or logging.getLogger(f"fh.venue.{self.venue}")
+        self.venue = VENUES[config.name]
+        self.log = log or logging.getLogger(f"fh.venue.{config.name}")
         self.rest = RestClient()
         self.rng = random.Random()
         self.capture: RotatingCaptureWriter | None = None
@@ -79,76 +91,96 @@ class VenueWorker:
         self.latency: LatencyWriter | None = None
         self.feed: VenueFeed | None = None
         self.connections: list[Connection] = []
-        self._book_connection: dict[str, Connection] = {}
-        self._book_index: dict[str, int] = {}
-        self._snapshots: set[str] = set()  # Binance symbols with a REST fetch in flight
-        self._req_id = 100
+        limits = self.venue.limits
+        self._connect_pacer = Pacer(limits.connections)
+        self._ip_message_pacer = Pacer(limits.messages) if limits.messages.scope == "ip" else None
+        self._snapshots: set[str] = set()  # symbols with a REST fetch in flight
+        self._next_conn_id = 0
         self._stop = asyncio.Event()
+        self.rotations = 0
         self.final_stats: dict = {}
         self.notifier = Notifier()
 
+    @property
+    def name(self) -> str:
+        return self.config.name
+
     # ------------------------------------------------------------ start
     async def start(self) -> None:
-        """Capture file, instruments, segment, feed. Raises WorkerError when it cannot run."""
+        """Capture file, instruments, segment, feed, connection plan. Raises WorkerError when it
+        cannot run."""
         run = self.run_config
         if run.capture_dir:
-            self.capture = RotatingCaptureWriter(run.capture_dir, self.venue, config=asdict(self.config))
+            self.capture = RotatingCaptureWriter(run.capture_dir, self.name, config=asdict(self.config))
         instruments = await self._instruments()
+        feed_class = self.venue.feed
         try:
-            self.writer = SegmentWriter.create(run.prefix, self.venue,
-                                               [i.spec(FEEDS[self.venue].CAPACITY) for i in instruments],
+            self.writer = SegmentWriter.create(run.prefix, self.name,
+                                               [i.spec(feed_class.CAPACITY) for i in instruments],
                                                depth=self.config.depth, ring_slots=self.config.ring_slots)
         except SegmentError as exc:
             raise WorkerError(str(exc)) from None
-        self.latency = LatencyWriter(run.prefix, self.venue, [(hop, self.venue) for hop in VENUE_HOPS])
-        feed_class = FEEDS[self.venue]
-        self.feed = feed_class(instruments, self.writer, latency=self.latency.hists, depth=self.config.book_depth) \
-            if feed_class is KrakenFeed else feed_class(instruments, self.writer, latency=self.latency.hists)
-        symbols = [i.venue_symbol for i in instruments]
-        plans = {"binance": lambda: binance.connection_plans(self.config.ws_url, symbols),
-                 "kraken": lambda: kraken.connection_plans(self.config.ws_url, symbols, self.config.book_depth),
-                 "coinbase": lambda: coinbase.connection_plans(self.config.ws_url, symbols)}[self.venue]()
-        self.connections = [Connection(k, plan) for k, plan in enumerate(plans)]
-        self._book_connection = {s: c for c in self.connections for s in c.plan.symbols}
-        self._book_index = {s: k for k, s in enumerate(symbols)}
-        self.log.info("%s: %d books over %d connection(s), segment %s", self.venue, len(instruments),
+        self.latency = LatencyWriter(run.prefix, self.name, [(hop, self.name) for hop in VENUE_HOPS])
+        options = self.config.plan_options()
+        self.feed = feed_class(instruments, self.writer, latency=self.latency.hists, options=options)
+        plans = self.venue.plan(tuple(i.venue_symbol for i in instruments), options)
+        self.connections = [self._connection(plan) for plan in plans]
+        for connection in self.connections:
+            self.feed.assign(connection.id, connection.plan.symbols)
+        self.log.info("%s: %d books over %d connection(s), segment %s", self.name, len(instruments),
                       len(self.connections), self.writer.path)
 
+    def _connection(self, plan: ConnectionPlan) -> Connection:
+        """A connection under a connection id no live one uses."""
+        used = {c.id for c in self.connections}
+        while self._next_conn_id % MAX_CONNECTION_IDS in used:
+            self._next_conn_id += 1
+        conn_id = self._next_conn_id % MAX_CONNECTION_IDS
+        self._next_conn_id += 1
+        pacer = self._ip_message_pacer or Pacer(self.venue.limits.messages)
+        return Connection(conn_id, plan, pacer)
+
     async def _instruments(self) -> list[Instrument]:
-        """The configured symbols' instruments: from the venue's metadata endpoint (kept in the cache
-        and the capture), else from the cache; unknown symbols fail the start."""
-        adapter = ADAPTERS[self.venue]
-        url = self.config.rest_url.rstrip("/") + adapter.instruments_path
+        """The configured symbols' instruments, named as the WebSocket names them: from the venue's
+        metadata endpoint (kept in the cache and the capture), else from the cache; unknown symbols
+        fail the start."""
+        url = self.venue.instruments_url(self.config.rest_url)
         cache = InstrumentCache(self.run_config.instrument_cache or DEFAULT_DIRECTORY)
         try:
-            response = await self.rest.get(url, weight=20)
+            response = await self.rest.get(url, weight=self.venue.limits.instruments_weight)
             self._record(FrameKind.REST, 0, response.ts_recv, rest_payload("GET", url, response.status, response.body))
-            instruments = cache.store(self.venue, url, response.body, response.ts_recv)
+            instruments = cache.store(self.name, url, response.body, response.ts_recv)
         except (RestError, InstrumentCacheError) as exc:
             try:
-                record = cache.record(self.venue)
+                record = cache.record(self.name)
                 if not record:
-                    raise WorkerError(f"{self.venue}: no instrument metadata ({exc}) and nothing cached") from None
-                instruments = parse_metadata(self.venue, record["body"])
+                    raise WorkerError(f"{self.name}: no instrument metadata ({exc}) and nothing cached") from None
+                instruments = parse_metadata(self.name, record["body"])
             except InstrumentCacheError as bad:
-                raise WorkerError(f"{self.venue}: no instrument metadata ({exc}); cache: {bad}") from None
-            self.log.warning("%s: metadata fetch failed (%s); using the copy cached at %s", self.venue, exc,
+                raise WorkerError(f"{self.name}: no instrument metadata ({exc}); cache: {bad}") from None
+            self.log.warning("%s: metadata fetch failed (%s); using the copy cached at %s", self.name, exc,
                              time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.get("fetched_ns", 0) / 1e9)))
             self._record(FrameKind.REST, 0, time.time_ns(),  # replays need the metadata the books were built on
                          rest_payload("GET", record.get("url", url), 200, record["body"].encode()))
-        if self.venue == "kraken":
-            instruments = kraken.v2_instruments(instruments)
+        instruments = self.venue.protocol.wire_instruments(instruments, self.config.ws_url)
         by_symbol = {i.symbol: i for i in instruments}
         missing = [s for s in self.config.symbols if s not in by_symbol]
         if missing:
-            raise WorkerError(f"venues.{self.venue}.symbols: {', '.join(missing)} not listed by {self.venue} "
+            raise WorkerError(f"venues.{self.name}.symbols: {', '.join(missing)} not listed by {self.name} "
                               f"({len(by_symbol)} instruments known)")
-        return [by_symbol[s] for s in self.config.symbols]
+        chosen = [by_symbol[s] for s in self.config.symbols]
+        wire: dict[str, str] = {}
+        for instrument in chosen:
+            if instrument.venue_symbol in wire:
+                raise WorkerError(f"venues.{self.name}.symbols: {wire[instrument.venue_symbol]} and "
+                                  f"{instrument.symbol} are one book on {self.name} ({instrument.venue_symbol})")
+            wire[instrument.venue_symbol] = instrument.symbol
+        return chosen
 
     # ------------------------------------------------------------ run
     async def run(self, stop: asyncio.Event, duration_s: float | None = None) -> None:
         self._stop = stop
-        tasks = [asyncio.create_task(self._connect_forever(c)) for c in self.connections]
+        tasks = [asyncio.create_task(self._keep(c)) for c in self.connections]
         tasks.append(asyncio.create_task(self._housekeeping()))
         if self.config.idle == "spin":
             tasks.append(asyncio.create_task(self._spin()))
@@ -188,73 +220,123 @@ class VenueWorker:
         if self.capture is not None:
             self.capture.append(kind, conn, ts_ns, payload)
 
-    async def _connect_forever(self, connection: Connection) -> None:
-        attempt = 0
-        plan = connection.plan
+    # ------------------------------------------------------------ connections
+    async def _keep(self, connection: Connection) -> None:
+        """Keep one planned connection open forever: open, run until it closes, reconnect with
+        backoff. A rotation replaces it by a successor that takes its place in `connections`."""
+        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S, self.rng)
+        is_open = False
         while not self._stop.is_set():
-            try:
-                connection.ws = await open_connection(self.config.client, plan.url,
-                                                      self._handler(connection))
-            except Exception as exc:  # any failure to open (DNS, TCP, TLS, handshake) is retried
-                delay = backoff_s(attempt, self.rng)
-                self.log.warning("%s conn %d: connect failed (%s); retry in %.1f s", self.venue, connection.id,
-                                 exc, delay, extra={"conn": connection.id, "reason": "connect_failed"})
-                attempt += 1
-                await asyncio.sleep(delay)
+            if not is_open and not await self._open(connection):
+                await asyncio.sleep(backoff.failed())
                 continue
-            now_ns = time.time_ns()
-            connection.connects += 1
-            connection.opened = connection.last_frame = time.monotonic()
-            self._record(FrameKind.CONNECT, connection.id, now_ns, plan.url.encode())
-            self.feed.on_connect(connection.id, now_ns)
-            for message in plan.subscribe:
-                self._send(connection, message)
-                await asyncio.sleep(SUBSCRIBE_GAP_S[self.venue])
-            reason = await self._until_closed(connection)
-            connection.ws.close()
-            now_ns = time.time_ns()
-            self._record(FrameKind.DISCONNECT, connection.id, now_ns, reason.encode())
-            self.feed.on_disconnect(connection.id, now_ns)
-            self.log.info("%s conn %d: %s", self.venue, connection.id, reason,
-                          extra={"conn": connection.id, "reason": "disconnected"})
-            attempt = 0 if time.monotonic() - connection.opened > 60 else attempt + 1
+            reason = await self._until_closed_or_rotated(connection)
+            if connection.rotate and not self._stop.is_set():
+                successor = await self._rotate(connection)
+                is_open, connection = successor is not connection, successor
+                continue
+            is_open = False
+            self._closed(connection, reason)
+            if time.monotonic() - connection.opened > HEALTHY_AFTER_S:
+                backoff.succeeded()
             if not self._stop.is_set():
-                await asyncio.sleep(backoff_s(attempt, self.rng) if attempt else 0.05)
+                await asyncio.sleep(backoff.failed())
 
-    async def _until_closed(self, connection: Connection) -> str:
-        lifetime = BINANCE_ROTATE_S + self.rng.uniform(0, 600) if self.venue == "binance" else None
-        stop = asyncio.ensure_future(self._stop.wait())
+    async def _open(self, connection: Connection) -> bool:
+        """Open and subscribe one connection, paced by the venue's connection rate; False on failure."""
+        await asyncio.sleep(self._connect_pacer.reserve(time.monotonic()))
+        plan = connection.plan
         try:
-            done, _ = await asyncio.wait({connection.ws.closed, stop}, timeout=lifetime,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if connection.ws.closed in done:
+            connection.ws = await open_connection(self.config.client, plan.url, self._handler(connection))
+        except Exception as exc:  # any failure to open (DNS, TCP, TLS, handshake) is retried
+            self.log.warning("%s conn %d: connect failed (%s)", self.name, connection.id, exc,
+                             extra={"conn": connection.id, "reason": "connect_failed"})
+            return False
+        now_ns = time.time_ns()
+        connection.connects += 1
+        connection.opened = time.monotonic()
+        connection.pinged = connection.rotate = False
+        self._record(FrameKind.CONNECT, connection.id, now_ns, plan.url.encode())
+        self.feed.on_connect(connection.id, now_ns, plan.url)
+        for message in plan.subscribe:
+            await self._send(connection, message)
+        return True
+
+    def _closed(self, connection: Connection, reason: str) -> None:
+        connection.ws.close()
+        now_ns = time.time_ns()
+        self._record(FrameKind.DISCONNECT, connection.id, now_ns, reason.encode())
+        self.feed.on_disconnect(connection.id, now_ns)
+        self.log.info("%s conn %d: %s", self.name, connection.id, reason,
+                      extra={"conn": connection.id, "reason": "disconnected"})
+
+    def _rotate_after_s(self) -> float | None:
+        limits = self.venue.limits
+        if self.config.rotate_after_s:
+            return self.config.rotate_after_s
+        if limits.lifetime_s:  # spread over the margin's second half, so connections do not rotate at once
+            return limits.lifetime_s - limits.rotate_margin_s * (1 - 0.5 * self.rng.random())
+        return None
+
+    async def _until_closed_or_rotated(self, connection: Connection) -> str:
+        """Wait until the connection closes, the worker stops, or a rotation is due."""
+        lifetime = self._rotate_after_s()
+        deadline = None if lifetime is None else connection.opened + lifetime
+        while not connection.ws.closed.done() and not self._stop.is_set() and not connection.rotate:
+            if deadline is not None and time.monotonic() >= deadline:
+                connection.rotate = True
+                break
+            await asyncio.sleep(HOUSEKEEPING_S)
+        if connection.ws.closed.done():
+            connection.rotate = False  # too late to overlap: a plain reconnect
             return connection.ws.closed.result()
-        return "stopping" if self._stop.is_set() else "rotated (24 h limit)"
+        return "stopping" if self._stop.is_set() else "rotating"
+
+    async def _rotate(self, old: Connection) -> Connection:
+        """Open the successor of `old` while `old` still runs, move the books over as they line up,
+        then close `old`. Returns the successor (or `old`, reconnected, if the successor failed)."""
+        successor = self._connection(old.plan)
+        if not await self._open(successor):
+            self._closed(old, "rotation failed: successor did not open")
+            return old
+        self.connections[self.connections.index(old)] = successor
+        self.feed.begin_hand_over(old.id, successor.id)
+        started = time.monotonic()
+        while not self.feed.handed_over(old.id) and time.monotonic() - started < ROTATION_OVERLAP_MAX_S \
+                and not old.ws.closed.done() and successor.up and not self._stop.is_set():
+            await asyncio.sleep(HOUSEKEEPING_S)
+        quiet = self.feed.finish_hand_over(old.id, successor.id)
+        self.rotations += 1
+        self._closed(old, f"rotated to conn {successor.id} after {time.monotonic() - started:.2f} s overlap "
+                          f"({len(quiet)} quiet book(s) moved as they were)")
+        return successor
 
     def _handler(self, connection: Connection):
         """The per-message path: capture, then decode into shared memory."""
         on_frame = self.feed.on_frame
         conn_id = connection.id
         capture = self.capture.append if self.capture is not None else None
-        shutdown_notice = binance.is_server_shutdown if self.venue == "binance" else None
+        shutdown_notice = self.venue.protocol.is_shutdown_notice
         recv = FrameKind.WS_RECV
-        clock = time.monotonic
 
         def on_message(payload: bytes, ts_recv: int) -> None:
             if capture is not None:
                 capture(recv, conn_id, ts_recv, payload)
             on_frame(payload, ts_recv, conn_id)
-            connection.last_frame = clock()
-            if shutdown_notice is not None and shutdown_notice(payload):
-                connection.ws.close()
+            if shutdown_notice(payload):
+                connection.rotate = True
 
         return on_message
 
-    def _send(self, connection: Connection, message: bytes) -> None:
+    async def _send(self, connection: Connection, message: bytes) -> bool:
+        """Send one client message after the venue's message rate allows it; False if the
+        connection is down by then."""
+        await asyncio.sleep(connection.pacer.reserve(time.monotonic()))
+        if not connection.up:
+            return False
         self._record(FrameKind.WS_SENT, connection.id, time.time_ns(), message)
         connection.ws.send(message)
+        return True
 
     # ------------------------------------------------------------ timers
     async def _housekeeping(self) -> None:
@@ -264,63 +346,67 @@ class VenueWorker:
             self.notifier.watchdog()
             now = time.monotonic()
             for connection in self.connections:
-                ws = connection.ws
-                if ws is not None and not ws.closed.done() and now - connection.last_frame > self.config.stale_after_s:
-                    connection.stale_closes += 1
-                    self.log.warning("%s conn %d: no data for %.1f s; reconnecting", self.venue, connection.id,
-                                     now - connection.last_frame, extra={"conn": connection.id, "reason": "stale"})
-                    ws.close()
-            self.feed.overdue_snapshots(SNAPSHOT_TIMEOUT_S)
-            wanted = self.feed.books_to_resync()
-            if not wanted:
-                continue
-            if self.venue == "binance":
-                for symbol in wanted:
-                    if symbol not in self._snapshots:
-                        self._snapshots.add(symbol)
-                        asyncio.create_task(self._binance_snapshot(symbol))
-            else:
-                self._resubscribe(wanted)
+                if connection.up:
+                    self._check_alive(connection, now)
+            for request in self.feed.requests():
+                if isinstance(request, FetchSnapshot):
+                    if request.symbol not in self._snapshots:
+                        self._snapshots.add(request.symbol)
+                        asyncio.create_task(self._fetch_snapshot(request))
+                elif isinstance(request, Resubscribe):
+                    asyncio.create_task(self._resubscribe(request))
 
-    async def _binance_snapshot(self, symbol: str) -> None:
-        limit = self.config.snapshot_limit
-        url = binance.snapshot_url(self.config.rest_url, symbol, limit)
+    def _check_alive(self, connection: Connection, now: float) -> None:
+        """Heartbeat venues: no message for stale_after_s: reconnect. Others: nothing received for
+        stale_after_s: ping; still nothing after as long again: reconnect."""
+        ws, stale = connection.ws, self.config.stale_after_s
+        if self.venue.limits.heartbeat_s:
+            idle, limit = now - ws.last_message, stale
+        else:
+            idle, limit = now - ws.last_activity, 2 * stale
+            if idle < stale:
+                connection.pinged = False
+            elif not connection.pinged:
+                connection.pinged = True
+                ws.ping()
+        if idle >= limit:
+            connection.stale_closes += 1
+            self.log.warning("%s conn %d: nothing received for %.1f s; reconnecting", self.name, connection.id, idle,
+                             extra={"conn": connection.id, "reason": "stale"})
+            ws.close()
+
+    async def _fetch_snapshot(self, request: FetchSnapshot) -> None:
+        symbol, rest = request.symbol, request.request
         try:
-            response = await self.rest.get(url, weight=binance.snapshot_weight(limit))
+            response = await self.rest.get(rest.url, weight=rest.weight)
         except RestError as exc:
-            self.log.warning("binance %s: snapshot failed: %s", symbol, exc,
+            self.log.warning("%s %s: snapshot failed: %s", self.name, symbol, exc,
                              extra={"symbol": symbol, "reason": "snapshot_failed"})
             self.feed.snapshot_failed(symbol)
             return
         finally:
             self._snapshots.discard(symbol)
-        if self.feed.state(self._book_index[symbol]) != SyncState.SNAPSHOT:
-            self.log.info("binance %s: snapshot arrived after its connection dropped; not used", symbol)
+        if self.feed.state(self.feed.index(symbol)) != SyncState.SNAPSHOT:
+            self.log.info("%s %s: snapshot arrived after its connection dropped; not used", self.name, symbol)
             return  # not captured either: a replay must see exactly what the book saw
-        self._record(FrameKind.REST, 0, response.ts_recv, rest_payload("GET", url, response.status, response.body))
-        self.feed.on_snapshot(symbol, response.body, response.ts_recv)
+        self._record(FrameKind.REST, 0, response.ts_recv,
+                     rest_payload(rest.method, rest.url, response.status, response.body))
+        self.feed.on_rest(rest.url, response.body, response.ts_recv)
 
-    def _resubscribe(self, symbols: list[str]) -> None:
-        by_connection: dict[int, list[str]] = {}
-        for symbol in symbols:
-            by_connection.setdefault(self._book_connection[symbol].id, []).append(symbol)
-        for conn_id, group in by_connection.items():
-            connection = self.connections[conn_id]
-            if connection.ws is None or connection.ws.closed.done():
-                for symbol in group:  # the reconnect subscribes them again
+    async def _resubscribe(self, request: Resubscribe) -> None:
+        connection = next((c for c in self.connections if c.id == request.conn), None)
+        for message in request.messages:
+            if connection is None or not await self._send(connection, message):
+                for symbol in request.symbols:  # the reconnect subscribes them again
                     self.feed.snapshot_failed(symbol)
-                continue
-            self._req_id += 2
-            messages = kraken.resubscribe(group, self.config.book_depth, self._req_id) \
-                if self.venue == "kraken" else coinbase.resubscribe(group)
-            for message in messages:
-                self._send(connection, message)
+                return
 
     def stats(self) -> dict:
         totals = counter_totals(self.writer.counters)
         return {name: totals[name] for name in ("frames", "gaps", "resyncs", "decode_errors")} | {
                 "connects": sum(c.connects for c in self.connections),
                 "stale_reconnects": sum(c.stale_closes for c in self.connections),
+                "rotations": self.rotations,
                 "rest_requests": self.rest.requests, "rest_throttled": self.rest.throttled}
 
 
@@ -344,7 +430,8 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
             worker.close()
             return 2
         log.info("%s: running on CPUs %s with %s (%s)", venue, affinity, venue_config.client, venue_config.idle)
-        worker.notifier.ready(f"{venue}: {len(worker.connections)} connection(s) for {len(worker._book_index)} books")
+        worker.notifier.ready(f"{venue}: {len(worker.connections)} connection(s) for "
+                              f"{len(worker.feed.instruments)} books")
         await worker.run(stop, duration_s)
         worker.notifier.stopping()
         log.info("%s: stopped: %s", venue, worker.final_stats)

@@ -3,7 +3,10 @@ default, measured faster by `fh bench wire`) and websockets (the reference clien
 
 A connection hands every complete message to `on_message(payload, ts_recv)`, `ts_recv` being
 CLOCK_REALTIME ns taken as the message leaves the library, before anything else touches it.
-Pings are answered by the libraries; close frames are answered and end the connection.
+Pings are answered (echoing their payload); close frames are answered and end the connection.
+`last_message` is when a message last arrived, `last_activity` when anything did, pings and pongs
+included: a venue without heartbeats is alive as long as its WebSocket layer is (a book that does
+not change sends nothing).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ class WsConnection:
 
     def __init__(self) -> None:
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.last_activity = self.last_message = time.monotonic()
 
     def _ended(self, reason: str) -> None:
         if not self.closed.done():
@@ -29,6 +33,10 @@ class WsConnection:
         raise NotImplementedError
 
     def close(self) -> None:
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Send a WebSocket ping; its pong counts as activity."""
         raise NotImplementedError
 
 
@@ -49,15 +57,20 @@ class PicowsConnection(WsConnection):
         class Listener(WSListener):
             def on_ws_frame(self, transport, frame) -> None:
                 ts_recv = time.time_ns()
+                connection.last_activity = time.monotonic()
                 kind = frame.msg_type
                 if kind in data_types and frame.fin:
+                    connection.last_message = connection.last_activity
                     connection._on_message(frame.get_payload_as_bytes(), ts_recv)
                 elif kind in data_types or kind == WSMsgType.CONTINUATION:
                     connection._parts.append(frame.get_payload_as_bytes())
                     if frame.fin:
+                        connection.last_message = connection.last_activity
                         payload = b"".join(connection._parts)
                         connection._parts.clear()
                         connection._on_message(payload, ts_recv)
+                elif kind == WSMsgType.PING:
+                    transport.send_pong(frame.get_payload_as_bytes())
                 elif kind == WSMsgType.CLOSE:
                     transport.send_close(frame.get_close_code())
                     transport.disconnect()
@@ -67,7 +80,7 @@ class PicowsConnection(WsConnection):
                 connection._ended("disconnected")
 
         transport, _ = await ws_connect(Listener, url, websocket_handshake_timeout=timeout_s,
-                                        max_frame_size=MAX_FRAME, enable_auto_pong=True)
+                                        max_frame_size=MAX_FRAME, enable_auto_pong=False)
         connection.transport = transport
         return connection
 
@@ -81,6 +94,12 @@ class PicowsConnection(WsConnection):
             self.transport.send_close()
             self.transport.disconnect()
         self._ended("closed by us")
+
+    def ping(self) -> None:
+        from picows import WSMsgType
+
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.transport.send(WSMsgType.PING, b"fh")
 
 
 class WebsocketsConnection(WsConnection):
@@ -105,6 +124,7 @@ class WebsocketsConnection(WsConnection):
         try:
             while True:
                 payload = await recv(decode=False)
+                self.last_activity = self.last_message = time.monotonic()
                 handler(payload, time.time_ns())
         except ConnectionClosed as exc:
             self._ended(f"closed ({exc})")
@@ -113,6 +133,16 @@ class WebsocketsConnection(WsConnection):
 
     def send(self, payload: bytes) -> None:
         asyncio.get_running_loop().create_task(self.websocket.send(payload.decode()))
+
+    def ping(self) -> None:
+        asyncio.get_running_loop().create_task(self._ping())
+
+    async def _ping(self) -> None:
+        try:
+            await (await self.websocket.ping())
+            self.last_activity = time.monotonic()
+        except Exception:  # a closed connection: the reader reports it
+            pass
 
     def close(self) -> None:
         self._reader.cancel()

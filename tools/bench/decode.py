@@ -15,7 +15,9 @@ import numpy as np
 
 from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID
-from feedhandler.feed import BinanceFeed, CoinbaseFeed, KrakenFeed
+from feedhandler.venues.binance import BinanceFeed
+from feedhandler.venues.coinbase import CoinbaseFeed
+from feedhandler.venues.kraken import KrakenFeed
 from feedhandler.sync import SyncState
 from feedhandler.instruments import Instrument
 from shm.fixedpoint import format_decimal

@@ -40,8 +40,8 @@ def _blaster(ws_port: int, rest_port: int, steps: int, rate: float, log_path: st
     os.sched_setaffinity(0, {SENDER_CPU})
     from picows import WSListener, WSMsgType, ws_create_server
 
-    from ..sim.market import Market
-    from ..sim.protocols import BinanceEncoder
+    from feedhandler.sim_market import Market
+    from feedhandler.venues.binance import BinanceEncoder
 
     market, encoder = Market(mid=10_000_000, seed=3, max_levels=60), BinanceEncoder(SYMBOL, 2, 8)
     snapshot = None  # as of a few diffs into the stream: newer than the first diff the worker buffers
@@ -50,7 +50,7 @@ def _blaster(ws_port: int, rest_port: int, steps: int, rate: float, log_path: st
     while len(frames) < steps:
         if snapshot is None and len(frames) >= LEAD_FRAMES // 2:
             snapshot = encoder.snapshot(market)
-        for frame in encoder.frames(market.step(), now):
+        for frame in encoder.frames(market, market.step(), now):
             frames.append(frame)
             ids.append(encoder.update_id if b"@depth" in frame[:40] else -1)
     np.zeros(encoder.update_id + 1, np.int64).tofile(log_path)

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from feedhandler.capture import CaptureWriter, FrameKind, rest_payload
+from feedhandler.venues import UnknownVenue, by_cryptofeed
 
 # (ts_ns, kind, connection name, payload)
 Record = tuple[int, FrameKind, str, bytes]
@@ -136,10 +137,13 @@ def read_v2(path: Path) -> Source:
 def import_recordings(paths: list[str], output: str) -> dict:
     """Import every recording into one capture at `output`; returns counts."""
     sources = [read_v2(Path(p)) if p.endswith(".jsonl.zst") else read_text(Path(p)) for p in paths]
-    exchanges = {exchange.lower() for exchange, *_ in sources}
+    exchanges = {exchange.upper() for exchange, *_ in sources}
     if len(exchanges) != 1:
         raise RecordingError(f"one capture holds one venue; these recordings are from {sorted(exchanges)}")
-    venue = exchanges.pop()
+    try:
+        venue = by_cryptofeed(exchanges.pop()).name
+    except UnknownVenue as exc:
+        raise RecordingError(str(exc)) from None
     names = [name for _, _, source_names, _ in sources for name in source_names]
     connections = {name: conn for conn, name in enumerate(dict.fromkeys(names), 1)}
     streams = [stream for *_, source_streams in sources for stream in source_streams]

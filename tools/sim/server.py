@@ -21,9 +21,10 @@ from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from feedhandler.instruments import Instrument
-
-from .market import Market
-from .protocols import BinanceEncoder, CoinbaseAdvancedEncoder, KrakenV2Encoder
+from feedhandler.sim_market import Market
+from feedhandler.venues.binance import BinanceEncoder
+from feedhandler.venues.coinbase import CoinbaseAdvancedEncoder
+from feedhandler.venues.kraken import KrakenV2Encoder
 
 FAULTS = {  # kind: what it does (arguments from the query string)
     "drop": "the next book diff of `symbol` (default: every symbol) is not sent: a sequence gap",
@@ -257,7 +258,7 @@ class BinanceSim(VenueSim):
             session.send(b'{"code":2,"msg":"Invalid JSON"}')
 
     def publish(self, symbol, market, step, ts_ns, fault) -> None:
-        frames = self.encoders[symbol].frames(step, ts_ns)
+        frames = self.encoders[symbol].frames(market, step, ts_ns)
         for session in list(self.sessions):
             if symbol not in session.books:
                 continue
@@ -297,7 +298,7 @@ class BinanceSim(VenueSim):
             headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
             if used > 6000:
                 return 429, {**headers, "Retry-After": "1"}, b'{"code":-1003,"msg":"Too many requests"}'
-            return 200, headers, self.encoders[symbol].snapshot(self.markets[symbol], min(limit, 5000))
+            return 200, headers, self.encoders[symbol].snapshot(self.markets[symbol], depth=min(limit, 5000))
         return super().rest(path, query)
 
 
@@ -423,7 +424,7 @@ class CoinbaseSim(VenueSim):
             encoder = session.books.get(symbol)
             if encoder is None:
                 continue
-            for frame in encoder.frames(step, ts_ns, trades=symbol in session.trades):
+            for frame in encoder.frames(market, step, ts_ns, trades=symbol in session.trades):
                 if not frame.startswith(b'{"channel":"l2_data"'):
                     self.send(session, frame)
                     continue

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from feedhandler.config import SinkConfig
 from shm.histogram import HIST_WORDS, record_many, summary
 from shm.latency import LatencyWriter
 
+from ..lifecycle import Backoff
 from .source import Batch, Position, RingSource
 
 IDLE_SLEEP_S = 0.0005
@@ -120,6 +120,7 @@ class SinkRunner:
         self._latency_file: LatencyWriter | None = None
         self.latency = np.zeros(HIST_WORDS, np.int64)  # publish -> acknowledged, ns; in shm once started
         self._failures = 0
+        self._backoff = Backoff(0.1, self.config.retry_max_s)
         self._retry_at = 0.0
         self._opened = False
         self._in_flight: deque[list] = deque()  # [batch, positions, ticket] handed over, not yet acknowledged
@@ -257,6 +258,7 @@ class SinkRunner:
         if self._failures:
             self.log.warning("%s sink: delivering again after %d failed attempts", self.config.name, self._failures)
         self._failures = 0
+        self._backoff.succeeded()
         self.counters["up"] = 1
         self.counters["acked"] += batch.size
         self.counters["batches"] += 1
@@ -269,7 +271,7 @@ class SinkRunner:
         self.counters["retried"] += 1
         self.counters["up"] = 0
         self.last_error = str(exc)
-        delay = min(self.config.retry_max_s, 0.05 * 2 ** min(self._failures, 10)) * random.uniform(0.5, 1.0)
+        delay = self._backoff.failed()
         self._retry_at = time.monotonic() + delay
         if self._failures == 1 or self._failures % 20 == 0:
             self.log.warning("%s sink: %s (attempt %d, next in %.2f s)", self.config.name, exc, self._failures, delay)

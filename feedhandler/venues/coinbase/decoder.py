@@ -9,65 +9,25 @@ Quantities are absolute; 0 removes the level.
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 from numba import njit
 
 from shm.fixedpoint import OK
 
-from ..book_kernels import ASK, BID
-from ..jsonscan import (ERR_SYNTAX, after_member, decimal_string, equals, find_value, find_value_after, first_element,
-                        is_key, key, key_table, looks_like_object, match_symbol, member_at, next_element, parse_int,
-                        parse_level_objects, parse_pairs, parse_rfc3339_ns, parse_trade_objects, push_level,
-                        skip_spaces_to, skip_value, string_span)
-from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME,
-                            T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_one_trade,
-                            publish_trades, report_gap, settle)
-from ..publish import mark_decoded
-from ..sync import CS_SEQUENCE, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
-from .adapter import ConnectionPlan, VenueAdapter, shards
+from ...book_kernels import ASK, BID
+from ...jsonscan import (ERR_SYNTAX, after_member, decimal_string, equals, find_value, find_value_after, first_element,
+                         is_key, key, key_table, looks_like_object, match_symbol, member_at, next_element, parse_int,
+                         parse_level_objects, parse_pairs, parse_rfc3339_ns, parse_trade_objects, push_level,
+                         skip_spaces_to, skip_value, string_span)
+from ...feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, R_DECODE_ERROR, R_SEQUENCE_GAP, ROW_BOOK, ROW_ID,
+                             ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels,
+                             count_frame, load_snapshot, publish_one_trade, publish_trades, report_connection_loss,
+                             settle)
+from ...publish import mark_decoded
+from ...sync import CS_SEQUENCE, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 
-ADVANCED = VenueAdapter(
-    name="coinbase",
-    ws_url="wss://advanced-trade-ws.coinbase.com",
-    rest_url="https://api.coinbase.com",
-    channels={"book": "level2", "trade": "market_trades", "heartbeat": "heartbeats"},
-    instruments_path="/api/v3/brokerage/market/products",
-    limits={"subscribe_deadline_s": 5, "level2_products_per_connection": 16, "quiet_disconnect_s": 60},
-)
-EXCHANGE = VenueAdapter(
-    name="coinbase",
-    ws_url="wss://ws-feed.exchange.coinbase.com",
-    rest_url="https://api.exchange.coinbase.com",
-    channels={"book": "level2_batch", "trade": "matches"},
-    instruments_path="/products",
-    limits={"messages_per_s": 100},
-)
-
-
-
-def _message(kind: str, channel: str, products: list[str] | None = None) -> bytes:
-    message = {"type": kind, "channel": channel}
-    if products is not None:
-        message["product_ids"] = products
-    return json.dumps(message, separators=(",", ":")).encode()
-
-
-def connection_plans(ws_url: str, symbols: list[str]) -> list[ConnectionPlan]:
-    """Advanced Trade: at most 16 level2 products per connection (more is refused), each connection
-    with its products' trades and the heartbeats channel (keeps quiet connections open)."""
-    per_connection = int(ADVANCED.limits["level2_products_per_connection"])
-    return [ConnectionPlan(ws_url, group, (_message("subscribe", "level2", list(group)),
-                                           _message("subscribe", "market_trades", list(group)),
-                                           _message("subscribe", "heartbeats")))
-            for group in shards(symbols, per_connection)]
-
-
-def resubscribe(symbols: list[str]) -> list[bytes]:
-    """Unsubscribe and subscribe these books again: a fresh snapshot for each."""
-    return [_message("unsubscribe", "level2", symbols), _message("subscribe", "level2", symbols)]
-
+PROTOCOL_ID = 2  # this decoder's branch in venues.dispatch.run_frames
 
 FRAME_IGNORED = 0
 FRAME_L2 = 1  # Advanced: events listed in `events`
@@ -130,6 +90,7 @@ _TRADE_ID = key("trade_id")
 _SIZE = key("size")
 _PRICE = key("price")
 _TIME = key("time")
+_TIMESTAMP = key("timestamp")
 
 
 @njit(nogil=True, cache=True)
@@ -271,6 +232,8 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     else:
         channel = find_value(buf, 0, n, _CHANNEL)
     if channel >= 0:  # Advanced Trade
+        first, stop = string_span(buf, find_value_after(buf, channel, n, _TIMESTAMP), n)
+        header[H_TIME] = max(0, parse_rfc3339_ns(buf, first, stop))  # the envelope's, ns (0: unreadable)
         header[H_SEQUENCE], after = parse_int(buf, find_value_after(buf, channel, n, _SEQUENCE), n)
         if after < 0:
             header[H_SEQUENCE] = -1
@@ -319,6 +282,8 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
             count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec, ASK,
                                           sides, prices, qtys, count)
     else:
+        time_first, time_stop = string_span(buf, find_value_after(buf, product_stop, n, _TIME), n)
+        header[H_TIME] = max(0, parse_rfc3339_ns(buf, time_first, time_stop))
         count, err = _changes(buf, find_value_after(buf, product_stop, n, _CHANGES), n, px_dec, qty_dec, sides,
                               prices, qtys, 0)
     header[H_LEVELS] = count
@@ -353,21 +318,21 @@ def decode_market_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, agg
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _check_sequence(conn, sequence, ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring, control, counters, latency):
+def _check_sequence(conn, sequence, ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring, control, counters,
+                    latency):
     """Advanced: sequence_num counts a connection's messages; a jump invalidates every live book
     that connection carries (they resubscribe)."""
     last = conn_state[conn, CS_SEQUENCE]
     conn_state[conn, CS_SEQUENCE] = sequence
     if last < 0 or sequence == last + 1:
         return
-    for book in range(len(sync)):
-        if sync[book, SY_CONN] == conn and sync[book, SY_STATE] == LIVE:
-            report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+    report_connection_loss(conn, R_SEQUENCE_GAP, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters,
+                           latency)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _levels(book, is_snapshot, first, end, conn, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
-            counters, latency):
+def _levels(book, is_snapshot, first, end, conn, ts_exchange, ts_recv, scratch, sync, levels, ladder, meta, blocks,
+            ring, control, counters, latency):
     """A snapshot (the book goes live on this connection) or an update of a live book."""
     if is_snapshot:
         load_snapshot(book, first, end, scratch, levels, ladder, meta, counters)
@@ -378,8 +343,8 @@ def _levels(book, is_snapshot, first, end, conn, ts_recv, scratch, sync, levels,
         sync[book, SY_UPDATE_ID] += 1  # neither API numbers book updates: count the ones applied
     else:
         return  # nothing to apply it to until the next snapshot
-    settle(book, is_snapshot, NO_CHECKSUM, 0, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control,
-           counters, latency)
+    settle(book, is_snapshot, NO_CHECKSUM, ts_exchange, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring,
+           control, counters, latency)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -401,10 +366,11 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
     if kind == FRAME_L2:
         for row in range(header[H_EVENTS]):
             _levels(events[row, E_INSTRUMENT], events[row, E_SNAPSHOT] == 1, events[row, E_FIRST], events[row, E_END],
-                    conn, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+                    conn, header[H_TIME], ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control, counters,
+                    latency)
     elif kind == FRAME_SNAPSHOT or kind == FRAME_UPDATE:
-        _levels(header[H_INSTRUMENT], kind == FRAME_SNAPSHOT, 0, header[H_LEVELS], conn, ts_recv, scratch, sync,
-                levels, ladder, meta, blocks, ring, control, counters, latency)
+        _levels(header[H_INSTRUMENT], kind == FRAME_SNAPSHOT, 0, header[H_LEVELS], conn, header[H_TIME], ts_recv,
+                scratch, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
     elif kind == FRAME_MARKET_TRADES:
         count = decode_market_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
@@ -414,6 +380,10 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
     elif kind == FRAME_TRADE:
         publish_one_trade(header[H_INSTRUMENT], header[H_TRADE_ID], header[H_TIME], header[H_PRICE], header[H_QTY],
                           header[H_SIDE], ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency)
-    elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
+    elif kind == FRAME_ERROR:  # maybe a book change we cannot apply: the connection's books resync
+        counters[-1, C_DECODE_ERRORS] += 1
+        report_connection_loss(conn, R_DECODE_ERROR, ts_recv, sync, levels, ladder, meta, blocks, ring, control,
+                               counters, latency)
+    elif kind == FRAME_UNKNOWN_SYMBOL:
         counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

@@ -11,64 +11,23 @@ match.
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 from numba import njit
 
 from shm.fixedpoint import OK
 
-from ..book_kernels import ASK, BID
-from ..instruments import Instrument
-from ..jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_string, equals, find_value,
-                        first_element, is_key, key, key_table, looks_like_object, match_symbol, member_at,
-                        next_element, parse_decimal, parse_int, parse_level_objects, parse_pairs, parse_trade_objects,
-                        push_trade, skip_spaces_to, skip_value, string_span)
-from ..feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
-                            T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades, settle)
-from ..publish import mark_decoded
-from ..sync import LIVE, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_UPDATE_ID, Action
-from .adapter import ConnectionPlan, VenueAdapter
+from ...book_kernels import ASK, BID
+from ...jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_string, equals, find_value,
+                         first_element, is_key, key, key_table, looks_like_object, match_symbol, member_at,
+                         next_element, parse_decimal, parse_int, parse_level_objects, parse_pairs, parse_rfc3339_ns,
+                         parse_trade_objects, push_trade, skip_spaces_to, skip_value, string_span)
+from ...feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
+                             T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades, settle)
+from ...publish import mark_decoded
+from ...sync import LIVE, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_UPDATE_ID, Action
 
-ADAPTER = VenueAdapter(
-    name="kraken",
-    ws_url="wss://ws.kraken.com/v2",
-    rest_url="https://api.kraken.com",
-    channels={"book": "book", "trade": "trade"},
-    instruments_path="/0/public/AssetPairs",
-    limits={"book_depths": (10, 25, 100, 500, 1000), "checksum_levels": 10},
-)
-
-
-
-def _request(method: str, params: dict, req_id: int) -> bytes:
-    return json.dumps({"method": method, "params": params, "req_id": req_id}, separators=(",", ":")).encode()
-
-
-def connection_plans(ws_url: str, symbols: list[str], depth: int) -> list[ConnectionPlan]:
-    """One v2 connection: books at `depth` (their snapshots come on the socket) and trades."""
-    if depth not in ADAPTER.limits["book_depths"]:
-        raise ValueError(f"kraken book depth must be one of {ADAPTER.limits['book_depths']}, got {depth}")
-    return [ConnectionPlan(ws_url, tuple(symbols), (
-        _request("subscribe", {"channel": "book", "symbol": list(symbols), "depth": depth, "snapshot": True}, 1),
-        _request("subscribe", {"channel": "trade", "symbol": list(symbols), "snapshot": False}, 2)))]
-
-
-def resubscribe(symbols: list[str], depth: int, req_id: int) -> list[bytes]:
-    """Unsubscribe and subscribe these books again: a fresh snapshot for each."""
-    return [_request("unsubscribe", {"channel": "book", "symbol": symbols, "depth": depth}, req_id),
-            _request("subscribe", {"channel": "book", "symbol": symbols, "depth": depth, "snapshot": True}, req_id + 1)]
-
-
-def ping(req_id: int) -> bytes:
-    return json.dumps({"method": "ping", "req_id": req_id}, separators=(",", ":")).encode()
-
-
-def v2_instruments(instruments: list[Instrument]) -> list[Instrument]:
-    """The same instruments under their v2 names: v2 names pairs by their canonical assets
-    (`BTC/USD`) where v1 and REST AssetPairs' wsname say `XBT/USD`."""
-    return [Instrument(i.venue, f"{i.base}/{i.quote}", i.base, i.quote, i.px_dec, i.qty_dec) for i in instruments]
-
+PROTOCOL_ID = 1  # this decoder's branch in venues.dispatch.run_frames
 
 FRAME_IGNORED = 0  # events (heartbeat, status, acks) and channels not decoded here
 FRAME_SNAPSHOT = 1
@@ -89,6 +48,7 @@ H_DEPTH = 3  # subscribed depth, from the channel name
 H_PX_WIRE_DEC = 4  # decimals the venue printed (snapshot), for the checksum text
 H_QTY_WIRE_DEC = 5
 H_ERROR = 6
+H_TIME = 7  # v2: the book message's timestamp, ns (0: none)
 HEADER_WORDS = 8
 
 _SNAP_ASKS = key("as")
@@ -239,6 +199,7 @@ _SYMBOL = key("symbol")
 _V2_BIDS = key("bids")
 _V2_ASKS = key("asks")
 _V2_CHECKSUM = key("checksum")
+_TIMESTAMP = key("timestamp")
 _PRICE = key("price")
 _QTY = key("qty")
 _BOOK_CHANNEL = np.frombuffer(b"book", np.uint8)
@@ -296,6 +257,8 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
     header[H_CHECKSUM] = checksum
     header[H_LEVELS] = count
     header[H_ERROR] = err
+    first, stop = string_span(buf, find_value(buf, book, end, _TIMESTAMP), end)
+    header[H_TIME] = max(0, parse_rfc3339_ns(buf, first, stop))
     if err != OK:
         return FRAME_ERROR
     return FRAME_SNAPSHOT if is_snapshot else FRAME_UPDATE
@@ -405,6 +368,6 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         sync[book, SY_UPDATE_ID] += 1  # Kraken numbers no update: count the ones applied
     else:
         return ACTION_DONE
-    settle(book, kind == FRAME_SNAPSHOT, header[H_CHECKSUM], 0, ts_recv, scratch, sync, levels, ladder, meta,
-           blocks, ring, control, counters, latency)
+    settle(book, kind == FRAME_SNAPSHOT, header[H_CHECKSUM], header[H_TIME], ts_recv, scratch, sync, levels, ladder,
+           meta, blocks, ring, control, counters, latency)
     return ACTION_DONE

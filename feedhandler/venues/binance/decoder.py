@@ -1,4 +1,4 @@
-"""Binance spot: combined-stream decoder (numba) and the official diff-depth bridging procedure.
+"""Binance spot: the combined-stream decoder (numba) and the official diff-depth bridging procedure.
 
 Bridging (docs 2025-11): buffer diffs from the first one; fetch a REST snapshot; a snapshot whose
 lastUpdateId is below the first buffered U is stale (refetch); drop diffs with u <= lastUpdateId;
@@ -11,57 +11,15 @@ from numba import njit
 
 from shm.fixedpoint import OK
 
-from ..book_kernels import ASK, BID
-from ..feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_PRICE, ROW_QTY, ROW_SIDE, T_LENGTH, T_PX_DEC,
-                            T_QTY_DEC, apply_levels, count_frame, publish_one_trade, report_gap, settle)
-from ..jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object,
-                        match_symbol, parse_int, parse_pairs, string_span)
-from ..publish import mark_decoded
-from ..sync import BRIDGING, BUFFERING, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
-from .adapter import ConnectionPlan, VenueAdapter, shards
+from ...book_kernels import ASK, BID
+from ...feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_PRICE, ROW_QTY, ROW_SIDE, T_LENGTH, T_PX_DEC,
+                             T_QTY_DEC, apply_levels, count_frame, publish_one_trade, report_gap, settle)
+from ...jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object,
+                         match_symbol, parse_int, parse_pairs, string_span)
+from ...publish import mark_decoded
+from ...sync import BRIDGING, BUFFERING, CS_TIME_UNIT, LIVE, SY_CONN, SY_NEXT_CONN, SY_STATE, SY_UPDATE_ID, Action
 
-ADAPTER = VenueAdapter(
-    name="binance",
-    ws_url="wss://stream.binance.com:9443/stream",
-    rest_url="https://api.binance.com",
-    channels={"depth": "{symbol}@depth@100ms", "trade": "{symbol}@trade", "ticker": "{symbol}@bookTicker"},
-    snapshot_path="/api/v3/depth?symbol={SYMBOL}&limit=5000",
-    instruments_path="/api/v3/exchangeInfo",
-    limits={"streams_per_connection": 1024, "control_messages_per_s": 5, "connections_per_5min": 300,
-            "snapshot_weight": 250, "weight_per_minute": 6000, "connection_lifetime_s": 86400,
-            "server_ping_interval_s": 20},
-)
-
-
-
-def connection_plans(ws_url: str, symbols: list[str], streams_per_connection: int = 200) -> list[ConnectionPlan]:
-    """Combined-stream connections (`<ws_url>/stream?streams=...`), each symbol's depth diffs and
-    trades: the subscription is the URL itself, so nothing counts against the 5 messages/s limit."""
-    streams = ("depth", "trade")
-    plans = []
-    for group in shards(symbols, max(1, streams_per_connection // len(streams))):
-        names = "/".join(ADAPTER.channels[channel].format(symbol=symbol.lower())
-                         for symbol in group for channel in streams)
-        plans.append(ConnectionPlan(f"{ws_url.rstrip('/')}/stream?streams={names}", group))
-    return plans
-
-
-def snapshot_url(rest_url: str, symbol: str, limit: int = 5000) -> str:
-    return f"{rest_url.rstrip('/')}/api/v3/depth?symbol={symbol}&limit={limit}"
-
-
-def snapshot_weight(limit: int) -> int:
-    """Request weight of GET /api/v3/depth at `limit` levels (Binance's published table)."""
-    for top, weight in ((100, 5), (500, 25), (1000, 50)):
-        if limit <= top:
-            return weight
-    return 250
-
-
-def is_server_shutdown(payload: bytes) -> bool:
-    """`serverShutdown`: the server closes this connection soon; reconnect now."""
-    return len(payload) < 256 and b'"serverShutdown"' in payload
-
+PROTOCOL_ID = 0  # this decoder's branch in venues.dispatch.run_frames
 
 FRAME_IGNORED = 0  # a channel we do not decode (kline, aggTrade, subscription acks)
 FRAME_DEPTH = 1
@@ -74,7 +32,7 @@ FRAME_UNKNOWN_SYMBOL = 5
 H_INSTRUMENT = 0
 H_FIRST_ID = 1  # depth U | trade id | ticker u
 H_LAST_ID = 2  # depth u
-H_EVENT_TIME = 3  # E (ms)
+H_EVENT_TIME = 3  # depth E | trade T, in the connection's time unit (ms, or µs with timeUnit)
 H_LEVELS = 4  # depth: levels written to the output arrays
 H_ERROR = 5  # decode error code (shm.fixedpoint / jsonscan codes)
 H_PRICE = 6  # trade price | ticker bid price
@@ -92,6 +50,7 @@ _E_TIME = key("E")
 _BIDS = key("b")
 _ASKS = key("a")
 _T_ID = key("t")
+_TRADE_TIME = key("T")
 _P = key("p")
 _Q = key("q")
 _M = key("m")
@@ -160,7 +119,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         return FRAME_DEPTH if err == OK else FRAME_ERROR
     if equals(buf, event_first, event_stop, _TRADE):
         header[H_FIRST_ID], p1 = parse_int(buf, find_value(buf, 0, n, _T_ID), n)
-        header[H_EVENT_TIME], p2 = parse_int(buf, find_value(buf, 0, n, _E_TIME), n)
+        header[H_EVENT_TIME], p2 = parse_int(buf, find_value(buf, 0, n, _TRADE_TIME), n)
         header[H_PRICE], e1 = _decimal_at(buf, find_value(buf, 0, n, _P), n, px_dec)
         header[H_QTY], e2 = _decimal_at(buf, find_value(buf, 0, n, _Q), n, qty_dec)
         maker = find_value(buf, 0, n, _M)
@@ -187,36 +146,52 @@ def decode_snapshot(buf, n, px_dec, qty_dec, sides, prices, qtys):
     return last_id, n_bids, total, err
 
 
+@njit(inline="always", nogil=True)
+def _take_over(book, conn, sync):
+    """A rotation's new connection has proven it continues the book: it carries the book from now."""
+    if sync[book, SY_NEXT_CONN] == conn:
+        sync[book, SY_CONN] = conn
+        sync[book, SY_NEXT_CONN] = -1
+
+
 @njit(nogil=True, cache=True, _nrt=False)
 def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
          meta, blocks, ring, control, counters, latency):
     """One received frame, start to end: decode, sequence check, apply, settle and publish, trades.
     Returns an Action for what Python must do (buffer a diff of a book not yet bridged). `fresh`:
-    count the frame (0 when a buffered diff is applied again after its snapshot)."""
+    count the frame (0 when a buffered diff is applied again after its snapshot).
+    A live book takes diffs from any connection that carries it, in update-id order: during a
+    rotation the old and the new connection overlap, and the new one takes the book over once one of
+    its diffs lines up with the book (quantities are absolute, so an overlapping diff is exact)."""
     n = len(frame)
     if fresh:
         count_frame(counters, n)
     kind = decode(frame, n, symbols, tables[T_LENGTH], tables[T_PX_DEC], tables[T_QTY_DEC], scratch[ROW_SIDE],
                   scratch[ROW_PRICE], scratch[ROW_QTY], header)
     mark_decoded(latency, ts_recv, fresh)
+    unit_ns = conn_state[conn, CS_TIME_UNIT]
     if kind == FRAME_DEPTH:
         book = header[H_INSTRUMENT]
-        sync[book, SY_CONN] = conn
         state = sync[book, SY_STATE]
         if state != LIVE and state != BRIDGING:
+            sync[book, SY_CONN] = conn
             return ACTION_BUFFER
         if header[H_LAST_ID] <= sync[book, SY_UPDATE_ID]:
-            return ACTION_DONE  # already in the snapshot, or a duplicate
+            _take_over(book, conn, sync)  # already applied: this connection is level with the book
+            return ACTION_DONE
         if header[H_FIRST_ID] > sync[book, SY_UPDATE_ID] + 1:
+            if sync[book, SY_CONN] != conn:
+                return ACTION_DONE  # a rotation's new connection ahead of the owner: the owner decides
             report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
             sync[book, SY_STATE] = BUFFERING
             return ACTION_GAP
         apply_levels(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
         sync[book, SY_UPDATE_ID] = header[H_LAST_ID]
-        settle(book, False, NO_CHECKSUM, header[H_EVENT_TIME] * 1_000_000, ts_recv, scratch, sync, levels, ladder,
+        _take_over(book, conn, sync)
+        settle(book, False, NO_CHECKSUM, header[H_EVENT_TIME] * unit_ns, ts_recv, scratch, sync, levels, ladder,
                meta, blocks, ring, control, counters, latency)
     elif kind == FRAME_TRADE:
-        publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * 1_000_000,
+        publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * unit_ns,
                           header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, levels, ladder,
                           meta, ring, control, counters, latency)
     elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:

@@ -1,0 +1,93 @@
+"""Binance spot as data and messages: endpoints, documented limits, instrument metadata, the
+combined-stream URL that subscribes a connection, and the REST depth snapshot. Sans-I/O.
+
+Sources (../shared/docs/exchange-protocols.md §1, derivatives-protocols.md §4.1): base endpoints
+`wss://stream.binance.com:9443` with `/ws/<stream>` or `/stream?streams=a/b` (events wrapped as
+{"stream","data"}); `timeUnit=MICROSECOND` for µs stamps; 5 incoming messages/s per connection,
+1024 streams per connection, 300 connections per 5 min per IP, 24 h lifetime, a ping every 20 s to
+be answered within 1 min; REST weight 6000/min, depth weight by limit (5/25/50/250).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ...instruments import Instrument, normalize_asset
+from ..base import ConnectionPlan, Limits, PlanOptions, Rate, RestRequest, Venue, VenueProtocol, query_of, shards
+
+STREAMS = ("{symbol}@depth@100ms", "{symbol}@trade")  # per book: diffs every 100 ms, every trade
+COMBINED_PATH = "/stream"
+TIME_UNIT = "MICROSECOND"
+SNAPSHOT_PATH = "/api/v3/depth"
+SNAPSHOT_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))  # limit up to -> weight
+
+LIMITS = Limits(
+    messages=Rate(5, 1.0, "connection"),
+    connections=Rate(300, 300.0, "ip"),
+    streams_per_connection=1024,
+    lifetime_s=86_400.0,
+    rotate_margin_s=1_800.0,  # rotate 30 min before the cut, at a moment of our choosing
+    server_ping_s=20.0,
+    pong_deadline_s=60.0,
+    rest_weight_per_minute=6000,
+    instruments_weight=20,
+    snapshot_limits=(5, 10, 20, 50, 100, 500, 1000, 5000),
+)
+
+
+def parse_instruments(venue: str, exchange_info: dict) -> list[Instrument]:
+    """From GET /api/v3/exchangeInfo: base/quote from baseAsset/quoteAsset (never split the symbol),
+    price decimals from quoteAssetPrecision (quotePrecision before it), qty from baseAssetPrecision:
+    the 8 decimals Binance prints, which hold every resting level whatever the tick was."""
+    instruments = []
+    for entry in exchange_info["symbols"]:
+        price_decimals = entry.get("quoteAssetPrecision", entry.get("quotePrecision"))
+        if price_decimals is None or "baseAssetPrecision" not in entry:
+            continue
+        instruments.append(Instrument(venue, entry["symbol"], normalize_asset(entry["baseAsset"]),
+                                      normalize_asset(entry["quoteAsset"]), int(price_decimals),
+                                      int(entry["baseAssetPrecision"])))
+    return instruments
+
+
+def snapshot_weight(limit: int) -> int:
+    """Request weight of GET /api/v3/depth at `limit` levels (Binance's published table)."""
+    for top, weight in SNAPSHOT_WEIGHTS:
+        if limit <= top:
+            return weight
+    return SNAPSHOT_WEIGHTS[-1][1]
+
+
+class BinanceProtocol(VenueProtocol):
+    def connections(self, venue: Venue, symbols: tuple[str, ...], options: PlanOptions) -> list[ConnectionPlan]:
+        """Combined-stream connections, each symbol's diffs and trades in the URL itself (nothing is
+        sent, so nothing counts against the 5 messages/s), µs timestamps."""
+        per_connection = max(1, venue.limits.streams_per_connection // len(STREAMS))
+        base = options.ws_url.rstrip("/")
+        plans = []
+        for group in shards(symbols, per_connection):
+            names = "/".join(stream.format(symbol=symbol.lower()) for symbol in group for stream in STREAMS)
+            plans.append(ConnectionPlan(f"{base}{COMBINED_PATH}?streams={names}&timeUnit={TIME_UNIT}", group))
+        return plans
+
+    def snapshot_request(self, symbol: str, options: PlanOptions) -> RestRequest:
+        limit = options.snapshot_limit
+        return RestRequest("GET", f"{options.rest_url.rstrip('/')}{SNAPSHOT_PATH}?symbol={symbol}&limit={limit}",
+                           snapshot_weight(limit))
+
+    def is_shutdown_notice(self, payload: bytes) -> bool:
+        """`serverShutdown` (raw or combined form): the server closes this connection soon."""
+        return len(payload) < 256 and b'"serverShutdown"' in payload
+
+    def time_unit_ns(self, url: str) -> int:
+        units = query_of(url).get("timeUnit", [""])
+        return 1_000 if units[-1].upper() == TIME_UNIT else 1_000_000
+
+    def subscribed_symbols(self, url: str, sent: list[bytes]) -> set[str]:
+        streams = query_of(url).get("streams", [""])[0]
+        return {stream.split("@")[0].upper() for stream in streams.split("/") if stream} | \
+            super().subscribed_symbols(url, sent)
+
+    def symbols_of_message(self, message: dict[str, Any]) -> set[str]:
+        if message.get("method") == "SUBSCRIBE" and isinstance(message.get("params"), list):
+            return {str(stream).split("@")[0].upper() for stream in message["params"]}
+        return set()
