@@ -6,24 +6,39 @@ message shapes. Markets are synthetic (`Market` per venue and symbol, all follow
 mid per BASE-QUOTE with a small drifting offset per venue, so the NBBO changes venue), or a capture
 replayed frame by frame. Faults are injected per venue, on a schedule or on demand through
 `GET <rest>/_sim/fault?kind=...` (see `FAULTS`).
+
+The synthetic venues are strict: they answer only the documented URL paths and message shapes
+(docs/exchange-protocols.md §1, §2.1, §3; docs/derivatives-protocols.md §4.1), refuse anything else
+with the venue's error or close code, and enforce the documented limits (`BinanceLimits`,
+`CoinbaseLimits`: constructor arguments, set from `fh sim --limit`). Every refusal is counted by
+reason, and every connection the server closes by the rule that closed it (`GET <rest>/_sim/stats`).
+Only those rules close connections: a quiet symbol never does.
+
+Per-IP limits count all of a venue's clients together: the simulator serves loopback, where every
+client has the same address (and picows' listener factory, which refuses connections at the
+handshake, is not told the peer's address).
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
+import re
 import time
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from dataclasses import dataclass, field, fields
+from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
-from picows import WSListener, WSMsgType, WSTransport, ws_create_server
+from picows import (WSCloseCode, WSListener, WSMsgType, WSTransport, WSUpgradeResponse, WSUpgradeResponseWithListener,
+                    ws_create_server)
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from feedhandler.instruments import Instrument
 
 from .market import Market
-from .protocols import BinanceEncoder, CoinbaseAdvancedEncoder, KrakenV2Encoder
+from .protocols import BinanceEncoder, CoinbaseAdvancedEncoder, KrakenV2Encoder, _json
 
 FAULTS = {  # kind: what it does (arguments from the query string)
     "drop": "the next book diff of `symbol` (default: every symbol) is not sent: a sequence gap",
@@ -50,6 +65,91 @@ DEFAULT_INSTRUMENTS = {  # venue symbols as each venue spells them (Kraken: v2 n
     "kraken": [Instrument("kraken", "BTC/USD", "BTC", "USD", 1, 8), Instrument("kraken", "ETH/USD", "ETH", "USD", 2, 8),
                Instrument("kraken", "BTC/USDT", "BTC", "USDT", 1, 8)],
 }
+
+
+@dataclass(frozen=True)
+class BinanceLimits:
+    """Binance spot's documented limits (exchange-protocols.md §1.1, §1.2, §1.5; derivatives-protocols.md
+    §4.1). Durations are in seconds so that tests can shrink them."""
+
+    lifetime_s: float = 86_400.0  # a connection lives 24 h; serverShutdown comes before the close
+    ping_every_s: float = 20.0  # the server sends a ping frame this often
+    pong_timeout_s: float = 60.0  # no pong echoing a ping for this long: disconnected
+    messages_per_s: int = 5  # incoming text, ping and pong frames per connection; more: closed with 1008
+    streams_per_connection: int = 1024
+    connections_per_window: int = 300  # new connections per IP in connections_window_s; more: HTTP 429
+    connections_window_s: float = 300.0
+    weight_per_window: int = 6000  # REST request weight per IP in weight_window_s; more: HTTP 429
+    weight_window_s: float = 60.0
+    ban_s: float = 120.0  # HTTP 418 for asking again during a 429's Retry-After (the shortest documented ban)
+
+
+@dataclass(frozen=True)
+class CoinbaseLimits:
+    """Coinbase Advanced Trade's documented limits (exchange-protocols.md §2.1)."""
+
+    subscribe_deadline_s: float = 5.0  # no subscribe this long after connecting: disconnected
+    messages_per_s: int = 8  # client messages per IP; more: an error message, then closed with 1008
+    connections_per_s: int = 8  # new connections per IP; more: HTTP 429 at the handshake
+    level2_per_connection: int = 16  # observed, not documented: "too many L2 streams requested ..."
+
+
+LIMITS = {"binance": BinanceLimits, "coinbase": CoinbaseLimits}
+
+
+def parse_limits(texts: list[str]) -> dict[str, BinanceLimits | CoinbaseLimits]:
+    """`venue.name=value` settings (e.g. `binance.lifetime_s=2`) over the documented limits, as the
+    limits of each venue that has a setting."""
+    changes: dict[str, dict[str, float]] = {}
+    for text in texts:
+        key, _, value = text.partition("=")
+        venue, _, name = key.partition(".")
+        defaults = LIMITS[venue]() if venue in LIMITS else None
+        if not hasattr(defaults, name) or not value:
+            known = ", ".join(f"{v}.{f.name}" for v, kind in LIMITS.items() for f in fields(kind))
+            raise ValueError(f"limit {text!r}: expected venue.name=value, the name one of {known}")
+        try:
+            changes.setdefault(venue, {})[name] = type(getattr(defaults, name))(value)
+        except ValueError:
+            raise ValueError(f"limit {text!r}: {value!r} is not a {type(getattr(defaults, name)).__name__}") from None
+    return {venue: LIMITS[venue](**values) for venue, values in changes.items()}
+
+
+class Window:
+    """A sliding-window rate limit: at most `limit` events in any `seconds`."""
+
+    def __init__(self, limit: int, seconds: float):
+        self.limit, self.seconds = limit, seconds
+        self.times: deque[float] = deque()
+
+    def admit(self, now: float) -> bool:
+        """Records an event at `now`; False when it is one too many."""
+        while self.times and self.times[0] <= now - self.seconds:
+            self.times.popleft()
+        self.times.append(now)
+        return len(self.times) <= self.limit
+
+
+@dataclass
+class Tally:
+    """What a venue's rules did, for /_sim/stats: requests refused (by reason), connections opened, and
+    connections the server closed (by rule)."""
+
+    rejected: Counter = field(default_factory=Counter)
+    opened: int = 0
+    closed: Counter = field(default_factory=Counter)
+
+    def stats(self) -> dict:
+        return {"rejected": dict(self.rejected), "opened": self.opened, "closed": dict(self.closed)}
+
+
+class Refusal(Exception):
+    """A client request the venue answers with an error: `reason` is what the tally counts, `message` the
+    venue's error text, `code` its error code where it has one."""
+
+    def __init__(self, reason: str, message: str, code: int = 0):
+        super().__init__(message)
+        self.reason, self.message, self.code = reason, message, code
 
 
 @dataclass
@@ -111,42 +211,71 @@ class Reference:
 
 
 class Session(WSListener):
-    """One client connection; what it subscribed to and its per-connection protocol state."""
+    """One client connection: what it subscribed to, its per-connection protocol state and its timers."""
 
     def __init__(self, venue: VenueSim, path: str):
         self.venue = venue
         self.path = path
         self.transport: WSTransport | None = None
-        self.books: dict[str, object] = {}  # venue symbol -> encoder or stream prefix
+        self.books: dict[str, object] = {}  # venue symbol -> encoder
         self.trades: set[str] = set()
-        self.heartbeats = False
+        self.channels: dict[str, set[str]] = {}  # Coinbase: the other channels subscribed, with their products
+        self.subscribed = False  # Coinbase: a subscribe was accepted (before the deadline, or closed)
         self.sequence = itertools.count()  # Coinbase: one sequence_num per connection
         self.opened = time.monotonic()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         self.venue.sessions.add(self)
+        self.venue.tally.opened += 1
         self.venue.on_connect(self)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
         self.venue.sessions.discard(self)
 
     def on_ws_frame(self, transport: WSTransport, frame) -> None:
-        if frame.msg_type == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            if not transport.is_close_frame_sent:
+                transport.send_close(frame.get_close_code())
             transport.disconnect()
-        elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+        elif transport.is_close_frame_sent or not self.venue.admit(self, kind):
+            return  # closing: whatever else the client sends is not answered
+        elif kind == WSMsgType.PING:  # auto-pong is off so that pings count against rate limits
+            transport.send_pong(frame.get_payload_as_bytes())
+        elif kind == WSMsgType.PONG:
+            self.venue.on_pong(self, frame.get_payload_as_bytes())
+        elif kind in (WSMsgType.TEXT, WSMsgType.BINARY):
             self.venue.on_message(self, frame.get_payload_as_bytes())
 
     def send(self, payload: bytes) -> None:
         if self.transport is not None and not self.transport.is_disconnected:
             self.transport.send(WSMsgType.TEXT, payload)
 
+    def after(self, name: str, seconds: float, callback) -> None:
+        """Calls `callback(self)` in `seconds`, instead of the pending timer of the same name."""
+        if name in self._timers:
+            self._timers[name].cancel()
+        self._timers[name] = asyncio.get_running_loop().call_later(seconds, callback, self)
+
+    def close(self, rule: str, code: WSCloseCode, reason: str) -> None:
+        """Server-initiated close by one of the venue's documented rules, counted by rule."""
+        if self.transport is None or self.transport.is_close_frame_sent:
+            return
+        self.venue.tally.closed[rule] += 1
+        self.transport.send_close(code, reason.encode())
+        self.transport.disconnect()
+
 
 class VenueSim:
-    """One venue: its markets, its sessions, its faults. Subclasses speak the venue's protocol."""
+    """One venue: its markets, its sessions, its faults, its rules. Subclasses speak the venue's protocol."""
 
     name = ""
+    ws_path = "/"  # the one WebSocket path the venue answers
+    connections: Window | None = None  # new connections per IP, where the venue limits them
 
     def __init__(self, instruments: list[Instrument], references: dict[str, Reference], seed: int,
                  rate: float, depth: int = 200):
@@ -154,6 +283,7 @@ class VenueSim:
         self.references = references
         self.rate = rate  # market steps per second per symbol
         self.faults = Faults()
+        self.tally = Tally()
         self.sessions: set[Session] = set()
         self.markets = {}
         for k, (symbol, inst) in enumerate(self.instruments.items()):
@@ -186,13 +316,47 @@ class VenueSim:
             self.frames_sent += 1
 
     # ------------------------------------------------------------ protocol
+    def accept(self, path: str) -> Session | WSUpgradeResponseWithListener:
+        """The WebSocket handshake (picows' listener factory): a session, or the HTTP refusal."""
+        if self.connections is not None and not self.connections.admit(time.monotonic()):
+            return self.refuse(HTTPStatus.TOO_MANY_REQUESTS, "connection_rate", "too many new connections")
+        return self.open(path)
+
+    def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
+        """A session on the venue's WebSocket path; any other path is not found."""
+        if path != self.ws_path:
+            return self.refuse(HTTPStatus.NOT_FOUND, "path", f"no WebSocket endpoint at {path}")
+        return Session(self, path)
+
+    def refuse(self, status: HTTPStatus, reason: str, detail: str) -> WSUpgradeResponseWithListener:
+        """An HTTP error instead of the 101 upgrade, counted."""
+        self.tally.rejected[reason] += 1
+        body = f"{status.value} {status.phrase}: {detail}".encode()
+        return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(status, body), None)
+
+    def admit(self, session: Session, kind: WSMsgType) -> bool:
+        """Whether an incoming frame is within the venue's message-rate limit; the session is closed when not."""
+        return True
+
+    def over_rate(self, session: Session, notice: bytes | None = None) -> bool:
+        """Refuses the frame that broke the message-rate limit: counted, `notice` sent, the session closed."""
+        self.tally.rejected["message_rate"] += 1
+        if notice is not None:
+            session.send(notice)
+        session.close("message_rate", WSCloseCode.POLICY_VIOLATION, "too many messages")
+        return False
+
     def on_connect(self, session: Session) -> None:
+        pass
+
+    def on_pong(self, session: Session, payload: bytes) -> None:
         pass
 
     def on_message(self, session: Session, payload: bytes) -> None:
         pass
 
     def rest(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        self.tally.rejected["rest_path"] += 1
         return 404, {}, b'{"error":"not found"}'
 
     def metadata(self) -> bytes:
@@ -230,51 +394,198 @@ class VenueSim:
             session.transport.disconnect()
 
 
+# Binance stream names: a lowercase symbol and a documented kind (web-socket-streams.md); the simulator
+# serves diff depth and trades, and accepts the others without sending them.
+BINANCE_STREAM = re.compile(r"([a-z0-9]+)@(depth(?:@100ms)?|trade|aggTrade|bookTicker|depth(?:5|10|20)(?:@100ms)?)")
+BINANCE_FEEDS = {"depth": "depth", "depth@100ms": "depth", "trade": "trade"}
+BINANCE_TIME_UNITS = {"MICROSECOND": True, "microsecond": True}  # timeUnit values: microseconds
+BINANCE_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
+BINANCE_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{0,36}")  # alphanumeric, at most 36 (a UUID's dashes allowed)
+
+
+class BinanceSession(Session):
+    """A Binance connection: its streams (each as subscribed, with the symbol and feed it names), whether
+    events come wrapped (combined) and in µs, its incoming message rate and the last ping it was sent."""
+
+    def __init__(self, venue: BinanceSim, path: str, streams: list[str], combined: bool, micros: bool):
+        super().__init__(venue, path)
+        self.streams: dict[str, tuple[str, str | None]] = {}
+        self.subscribe(streams)
+        self.combined, self.micros = combined, micros
+        self.messages = Window(venue.limits.messages_per_s, 1.0)
+        self.ping_payload: bytes | None = None
+
+    def subscribe(self, names: list[str]) -> None:
+        for name in names:
+            symbol, kind = BINANCE_STREAM.fullmatch(name).groups()
+            self.streams[name] = (symbol.upper(), BINANCE_FEEDS.get(kind))
+
+    def listening(self, symbol: str, feed: str) -> list[str]:
+        """The streams of this connection that carry `feed` ("depth" or "trade") of `symbol`."""
+        return [name for name, served in self.streams.items() if served == (symbol, feed)]
+
+
 class BinanceSim(VenueSim):
     name = "binance"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, limits: BinanceLimits = BinanceLimits(), **kwargs):
         super().__init__(*args, **kwargs)
+        self.limits = limits
+        self.connections = Window(limits.connections_per_window, limits.connections_window_s)
         self.encoders = {s: BinanceEncoder(s, i.px_dec, i.qty_dec) for s, i in self.instruments.items()}
         self.weight_window = (0, 0)  # (minute, weight used)
+        self.pings = itertools.count(1)
 
-    def on_connect(self, session: Session) -> None:
-        streams = parse_qs(urlparse(session.path).query).get("streams", [""])[0].split("/")
-        for stream in filter(None, streams):
-            name, _, channel = stream.partition("@")
-            symbol = name.upper()
-            if symbol in self.instruments:
-                if channel.startswith("depth"):
-                    session.books[symbol] = f'{{"stream":"{stream}"'.encode()
-                elif channel == "trade":
-                    session.trades.add(symbol)
-
-    def on_message(self, session: Session, payload: bytes) -> None:
+    # ------------------------------------------------------------ connection
+    def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
+        """`/ws/<stream>` (raw), `/ws` (raw, streams subscribed live) or `/stream?streams=<s1>/<s2>...`
+        (combined), each optionally with `timeUnit=MICROSECOND`; anything else is refused."""
+        url = urlparse(path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        if url.path == "/stream":
+            combined, names = True, query.pop("streams", [""])[-1].split("/")
+        elif url.path == "/ws" or url.path.startswith("/ws/"):
+            combined, names = False, [url.path[4:]] if url.path != "/ws" else []
+        else:
+            return self.refuse(HTTPStatus.NOT_FOUND, "path", f"no WebSocket endpoint at {url.path}")
+        time_unit = query.pop("timeUnit", [""])[-1]
+        if query or time_unit not in ("", *BINANCE_TIME_UNITS):
+            return self.refuse(HTTPStatus.BAD_REQUEST, "query", f"unknown parameters in {url.query!r}")
         try:
-            request = json.loads(payload)
-            session.send(json.dumps({"result": None, "id": request.get("id")}).encode())
-        except (ValueError, AttributeError):
-            session.send(b'{"code":2,"msg":"Invalid JSON"}')
+            self.check_streams(names, {})
+        except Refusal as refusal:
+            return self.refuse(HTTPStatus.BAD_REQUEST, refusal.reason, refusal.message)
+        return BinanceSession(self, path, names, combined, time_unit in BINANCE_TIME_UNITS)
 
+    def check_streams(self, names: list[str], current: dict[str, object]) -> None:
+        """Raises a Refusal unless every name is a documented stream of a listed symbol (lowercase) and
+        the connection stays within its stream limit."""
+        for name in names:
+            match = BINANCE_STREAM.fullmatch(name)
+            if match is None or match[1].upper() not in self.instruments:
+                raise Refusal("stream", f"Invalid request: unknown stream name {name!r}", 2)
+        if len(current.keys() | set(names)) > self.limits.streams_per_connection:
+            raise Refusal("too_many_streams",
+                          f"Invalid request: more than {self.limits.streams_per_connection} streams", 2)
+
+    def on_connect(self, session: BinanceSession) -> None:
+        session.after("ping", self.limits.ping_every_s, self.ping)
+        session.after("pong", self.limits.pong_timeout_s, self.pong_timed_out)
+        session.after("lifetime", self.limits.lifetime_s, self.expire)
+
+    def ping(self, session: BinanceSession) -> None:
+        session.ping_payload = str(next(self.pings)).encode()
+        session.transport.send_ping(session.ping_payload)
+        session.after("ping", self.limits.ping_every_s, self.ping)
+
+    def on_pong(self, session: BinanceSession, payload: bytes) -> None:
+        if payload == session.ping_payload:  # an unsolicited pong does not keep the connection alive
+            session.after("pong", self.limits.pong_timeout_s, self.pong_timed_out)
+
+    def pong_timed_out(self, session: BinanceSession) -> None:
+        session.close("pong_timeout", WSCloseCode.POLICY_VIOLATION, "no pong")
+
+    def expire(self, session: BinanceSession) -> None:
+        session.send(self.shutdown_notice(session))
+        session.close("lifetime", WSCloseCode.GOING_AWAY, "connection lifetime reached")
+
+    def shutdown_notice(self, session: BinanceSession) -> bytes:
+        event = {"e": "serverShutdown", "E": time.time_ns() // (1000 if session.micros else 1_000_000)}
+        return _json({"stream": "!serverShutdown", "data": event} if session.combined else event)
+
+    def admit(self, session: BinanceSession, kind: WSMsgType) -> bool:
+        return session.messages.admit(time.monotonic()) or self.over_rate(session)
+
+    # ------------------------------------------------------------ live requests
+    def on_message(self, session: BinanceSession, payload: bytes) -> None:
+        request_id = None
+        try:
+            try:
+                request = json.loads(payload.decode(errors="replace"))
+            except json.JSONDecodeError as exc:
+                raise Refusal("bad_json", f"Invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", 3)
+            request_id = self.request_id(request)
+            result = self.answer(session, request["method"], request.get("params"))
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            session.send(_json({"error": {"code": refusal.code, "msg": refusal.message}, "id": request_id}))
+            return
+        session.send(_json({"result": result, "id": request_id}))
+
+    @staticmethod
+    def request_id(request) -> int | str | None:
+        """The request's id, once its envelope is checked: `method`, optional `params` and `id` only."""
+        if not isinstance(request, dict) or "method" not in request:
+            raise Refusal("bad_request", "Invalid request: missing field `method`", 2)
+        if request.keys() - {"method", "params", "id"}:
+            raise Refusal("bad_request", "Invalid request: too many parameters", 2)
+        request_id = request.get("id", ...)
+        valid = request_id is None or (isinstance(request_id, int) and not isinstance(request_id, bool)
+                                       and -2 ** 63 <= request_id < 2 ** 63) \
+            or (isinstance(request_id, str) and BINANCE_REQUEST_ID.fullmatch(request_id))
+        if not valid:
+            raise Refusal("bad_request", "Invalid request: request ID must be an unsigned integer", 2)
+        return request_id
+
+    def answer(self, session: BinanceSession, method, params):
+        """The result of a live request, or a Refusal with the documented error."""
+        if method not in BINANCE_METHODS:
+            raise Refusal("bad_request", f"Invalid request: unknown variant {method!r}, expected one of "
+                                         + ", ".join(f"`{m}`" for m in BINANCE_METHODS), 2)
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if not isinstance(params, list) or not all(isinstance(name, str) for name in params):
+                raise Refusal("bad_request", "Invalid request: `params` must be a list of stream names", 2)
+            if method == "UNSUBSCRIBE":
+                for name in params:
+                    session.streams.pop(name, None)
+            else:
+                self.check_streams(params, session.streams)
+                session.subscribe(params)
+            return None
+        if method == "LIST_SUBSCRIPTIONS":
+            if params:
+                raise Refusal("bad_request", "Invalid request: too many parameters", 2)
+            return list(session.streams)
+        expected = 2 if method == "SET_PROPERTY" else 1
+        if not isinstance(params, list) or len(params) != expected or not isinstance(params[0], str):
+            raise Refusal("bad_request", "Invalid request: property name must be a string", 2)
+        if params[0] != "combined":
+            raise Refusal("bad_property", "Unknown property", 0)
+        if method == "GET_PROPERTY":
+            return session.combined
+        if not isinstance(params[1], bool):
+            raise Refusal("bad_property", "Invalid value type: expected Boolean", 1)
+        session.combined = params[1]
+        return None
+
+    # ------------------------------------------------------------ market data
     def publish(self, symbol, market, step, ts_ns, fault) -> None:
-        frames = self.encoders[symbol].frames(step, ts_ns)
-        for session in list(self.sessions):
-            if symbol not in session.books:
-                continue
-            for frame in frames:
-                if b'@trade"' in frame[:40]:
-                    if symbol in session.trades:
-                        self.send(session, frame)
-                    continue
-                drop, repeat = fault.decide()
-                if not drop:
-                    self.send(session, frame, repeat)
+        forms: dict[tuple, bytes] = {}
+        for frame in self.encoders[symbol].frames(step, ts_ns):
+            feed = "trade" if b'@trade"' in frame[:40] else "depth"
+            for session in list(self.sessions):
+                for stream in session.listening(symbol, feed):
+                    drop, repeat = fault.decide() if feed == "depth" else (False, 1)
+                    if not drop:
+                        self.send(session, self.render(frame, stream, session, ts_ns, forms), repeat)
+
+    @staticmethod
+    def render(frame: bytes, stream: str, session: BinanceSession, ts_ns: int, forms: dict[tuple, bytes]) -> bytes:
+        """The encoder's frame (combined, ms) as this session receives it: named as it subscribed, raw or
+        combined, its `E`/`T` in ms or µs. Each form is built once per step, whatever the sessions."""
+        key = (frame, stream, session.combined, session.micros)
+        if key not in forms:
+            message = json.loads(frame)
+            event = message["data"]
+            if session.micros:
+                event.update((name, ts_ns // 1000) for name in ("E", "T") if name in event)
+            forms[key] = frame if (message["stream"], session.combined, session.micros) == (stream, True, False) \
+                else _json({"stream": stream, "data": event} if session.combined else event)
+        return forms[key]
 
     def close_all(self) -> None:
-        notice = json.dumps({"stream": "!serverShutdown",
-                             "data": {"e": "serverShutdown", "E": time.time_ns() // 1_000_000}}).encode()
         for session in list(self.sessions):
-            session.send(notice)
+            session.send(self.shutdown_notice(session))
         super().close_all()
 
     def metadata(self) -> bytes:
@@ -390,7 +701,8 @@ class CoinbaseSim(VenueSim):
             return
         ts_ns = time.time_ns()
         if channel == "heartbeats":
-            session.heartbeats = kind == "subscribe"
+            session.channels.pop("heartbeats", None) if kind == "unsubscribe" else session.channels.setdefault(
+                "heartbeats", set())
         elif kind == "unsubscribe":
             for product in products:
                 (session.books.pop(product, None) if channel == "level2" else session.trades.discard(product))
@@ -412,7 +724,7 @@ class CoinbaseSim(VenueSim):
 
     def _subscriptions(self, session: Session, ts_ns: int) -> None:
         current = {"level2": sorted(session.books), "market_trades": sorted(session.trades)}
-        if session.heartbeats:
+        if "heartbeats" in session.channels:
             current["heartbeats"] = ["heartbeats"]
         session.send(json.dumps({"channel": "subscriptions", "client_id": "", "timestamp": "",
                                  "sequence_num": next(session.sequence),
@@ -433,7 +745,7 @@ class CoinbaseSim(VenueSim):
 
     def heartbeat(self, ts_ns: int) -> None:
         for session in list(self.sessions):
-            if session.heartbeats:
+            if "heartbeats" in session.channels:
                 self.send(session, json.dumps({
                     "channel": "heartbeats", "client_id": "", "timestamp": "", "sequence_num": next(session.sequence),
                     "events": [{"current_time": "", "heartbeat_counter": ts_ns // 1_000_000_000}]}).encode())
@@ -465,6 +777,7 @@ class ReplaySim(VenueSim):
         self.name = self.reader.header["venue"]
         self.speed = speed
         self.faults = Faults()
+        self.tally = Tally()
         self.sessions = set()
         self.responses: dict[str, list[bytes]] = {}
         for frame in self.reader.frames():
@@ -473,6 +786,10 @@ class ReplaySim(VenueSim):
                 self.responses.setdefault(urlparse(url).path, []).append(body)
         self.frames_sent = 0
         self.steps = 0
+
+    def open(self, path: str) -> Session:
+        """A capture is served on whatever path the client asks for."""
+        return Session(self, path)
 
     def on_connect(self, session: Session) -> None:
         asyncio.get_running_loop().create_task(self._play(session))
@@ -513,17 +830,22 @@ class Simulator:
         self.ports = {name: Ports(base_port + 2 * PORT_ORDER.index(name), base_port + 2 * PORT_ORDER.index(name) + 1)
                       for name in venues}
         self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: list[asyncio.Task] = []
         self.schedule: list[tuple[float, str, dict]] = []  # (at seconds, venue, fault arguments)
 
     @classmethod
-    def synthetic(cls, venues: list[str], rate: float = 20.0, seed: int = 7, **kwargs) -> Simulator:
+    def synthetic(cls, venues: list[str], rate: float = 20.0, seed: int = 7,
+                  limits: dict[str, BinanceLimits | CoinbaseLimits] | None = None, **kwargs) -> Simulator:
+        """The synthetic venues, with the documented limits except where `limits` (per venue) says otherwise."""
         rng = np.random.default_rng(seed)
         references = {}
         for venue in venues:
             for inst in DEFAULT_INSTRUMENTS[venue]:
                 references.setdefault(inst.symbol, Reference(REFERENCE_MIDS[inst.base], rng))
-        return cls({v: SIMS[v](DEFAULT_INSTRUMENTS[v], references, seed + k, rate) for k, v in enumerate(venues)},
-                   **kwargs)
+        limits = limits or {}
+        return cls({v: SIMS[v](DEFAULT_INSTRUMENTS[v], references, seed + k, rate,
+                               **({"limits": limits[v]} if v in limits else {}))
+                    for k, v in enumerate(venues)}, **kwargs)
 
     def urls(self) -> dict[str, dict[str, str]]:
         """The base URLs a venue worker is configured with to use this simulator."""
@@ -532,34 +854,43 @@ class Simulator:
                        "rest_url": f"http://{self.host}:{p.rest}"} for name, p in self.ports.items()}
 
     async def start(self) -> None:
+        """Listens on every venue's ports and starts the market clock."""
         for name, venue in self.venues.items():
             ports = self.ports[name]
             self._servers.append(await ws_create_server(
-                lambda request, venue=venue: Session(venue, request.path.decode()), self.host, ports.ws,
-                max_frame_size=64 << 20, websocket_handshake_timeout=5))
+                lambda request, venue=venue: venue.accept(request.path.decode()), self.host, ports.ws,
+                max_frame_size=64 << 20, websocket_handshake_timeout=5, enable_auto_pong=False))
             self._servers.append(await asyncio.start_server(
                 lambda r, w, venue=venue: self._http(venue, r, w), self.host, ports.rest))
+        self._tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._faults(time.monotonic())),
+                       asyncio.create_task(self._references())]
+        self._tasks += [asyncio.create_task(self._market(v)) for v in self.venues.values()
+                        if not isinstance(v, ReplaySim)]
 
     async def run(self, duration: float | None = None) -> None:
         await self.start()
-        loop_started = time.monotonic()
-        tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._faults(loop_started)),
-                 asyncio.create_task(self._references())]
-        tasks += [asyncio.create_task(self._market(v)) for v in self.venues.values() if not isinstance(v, ReplaySim)]
         try:
             await asyncio.sleep(duration) if duration else await asyncio.Event().wait()
         finally:
-            for task in tasks:
-                task.cancel()
             await self.stop()
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
         for venue in self.venues.values():
             for session in list(venue.sessions):
                 session.transport.disconnect(graceful=False)
         for server in self._servers:
             server.close()
         self._servers.clear()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
 
     async def _market(self, venue: VenueSim) -> None:
         """Steps each symbol at the venue's rate (bursts faster); nothing moves while stalled."""
@@ -606,7 +937,7 @@ class Simulator:
             parsed = urlparse(target)
             query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
             status, headers, body = await self._respond(venue, parsed.path, query)
-            head = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}", "Content-Type: application/json",
+            head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
                     f"Content-Length: {len(body)}", "Connection: close"]
             head += [f"{k}: {v}" for k, v in headers.items()]
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
@@ -626,7 +957,8 @@ class Simulator:
             return 200, {}, json.dumps({"injected": venue.faults.injected}).encode()
         if path == "/_sim/stats":
             return 200, {}, json.dumps({"steps": venue.steps, "frames_sent": venue.frames_sent,
-                                        "sessions": len(venue.sessions), "injected": venue.faults.injected}).encode()
+                                        "sessions": len(venue.sessions), "injected": venue.faults.injected,
+                                        **venue.tally.stats()}).encode()
         faults = venue.faults
         if faults.rest_429 > 0:
             faults.rest_429 -= 1

@@ -1,0 +1,271 @@
+"""`fh sim` is strict: each venue answers only its documented URL paths and message shapes, refuses
+anything else with the venue's error or close code, enforces the documented limits, and counts every
+refusal and every connection it closes (GET <rest>/_sim/stats).
+
+Each test runs a simulator on free loopback ports with real WebSocket and HTTP clients, and waits on
+evidence (messages, close codes, counters); the time limits under test are shrunk to a second or less.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from picows import WSCloseCode, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
+
+from pipeline import free_base_port
+from tools.sim.server import BinanceLimits, Simulator
+
+
+def simulate(scenario, venues=("binance",), rate: float = 50.0, **limits) -> None:
+    """Runs `await scenario(sim)` against a synthetic simulator of `venues` (`limits`: per venue)."""
+    async def main():
+        async with Simulator.synthetic(list(venues), rate=rate, base_port=free_base_port(), limits=limits) as sim:
+            await asyncio.wait_for(scenario(sim), 30)
+    asyncio.run(main())
+
+
+async def until(condition, what: str, timeout_s: float = 10.0):
+    """Waits for `condition()` to be true; its value."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        await asyncio.sleep(0.01)
+    return value
+
+
+class Client(WSListener):
+    """A picows client that keeps the JSON messages it receives, counts the pings (answering them with
+    their payload unless told not to) and keeps the server's close code."""
+
+    def __init__(self, answer_pings: bool = True):
+        self.answer_pings = answer_pings
+        self.transport: WSTransport | None = None
+        self.messages: list = []
+        self.pings = 0
+        self.close_code: WSCloseCode | None = None
+        self.disconnected = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame) -> None:
+        if frame.msg_type == WSMsgType.PING:
+            self.pings += 1
+            if self.answer_pings:
+                transport.send_pong(frame.get_payload_as_bytes())
+        elif frame.msg_type == WSMsgType.TEXT:
+            self.messages.append(json.loads(frame.get_payload_as_bytes()))
+        elif frame.msg_type == WSMsgType.CLOSE:
+            self.close_code = frame.get_close_code()
+            transport.send_close(self.close_code)
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.disconnected = True
+
+    def send(self, message) -> None:
+        self.transport.send(WSMsgType.TEXT, message if isinstance(message, bytes) else json.dumps(message).encode())
+
+    def where(self, **fields) -> list:
+        """The messages received so far that carry these fields."""
+        return [m for m in self.messages if isinstance(m, dict) and all(m.get(k) == v for k, v in fields.items())]
+
+
+async def connect(sim: Simulator, venue: str, path: str, answer_pings: bool = True) -> Client:
+    _, client = await ws_connect(lambda: Client(answer_pings), f"ws://127.0.0.1:{sim.ports[venue].ws}{path}",
+                                 enable_auto_pong=False)
+    return client
+
+
+async def refused(sim: Simulator, venue: str, path: str) -> int:
+    """The HTTP status the WebSocket handshake on `path` is refused with."""
+    with pytest.raises(WSHandshakeError) as refusal:
+        await connect(sim, venue, path)
+    return refusal.value.response.status
+
+
+async def get(sim: Simulator, venue: str, target: str) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of GET `target` on the venue's REST port."""
+    def fetch():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{sim.ports[venue].rest}{target}", timeout=5) as reply:
+                return reply.status, dict(reply.headers), reply.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+    return await asyncio.to_thread(fetch)
+
+
+async def stats(sim: Simulator, venue: str) -> dict:
+    return json.loads((await get(sim, venue, "/_sim/stats"))[2])
+
+
+# ---------------------------------------------------------------- Binance: URL forms and streams
+
+def test_binance_raw_stream_path_sends_bare_events():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws/btcusdt@depth@100ms")
+        event = (await until(lambda: client.messages, "a depth update"))[0]
+        assert event["e"] == "depthUpdate" and event["s"] == "BTCUSDT" and "stream" not in event
+    simulate(scenario)
+
+
+def test_binance_combined_stream_path_wraps_each_event_with_its_stream_name():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/stream?streams=btcusdt@depth/ethusdt@depth@100ms")
+        await until(lambda: client.where(stream="btcusdt@depth") and client.where(stream="ethusdt@depth@100ms"),
+                    "updates of both streams")
+        assert {m["data"]["s"] for m in client.where(stream="btcusdt@depth")} == {"BTCUSDT"}
+    simulate(scenario)
+
+
+def test_binance_ws_path_subscribes_lists_and_unsubscribes_live():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws")
+        client.send({"method": "SUBSCRIBE", "params": ["btcusdt@depth@100ms", "btcusdt@trade"], "id": 1})
+        await until(lambda: client.where(result=None, id=1), "the subscribe result")
+        await until(lambda: client.where(e="depthUpdate"), "a depth update")
+        client.send({"method": "UNSUBSCRIBE", "params": ["btcusdt@trade"], "id": "two"})
+        client.send({"method": "LIST_SUBSCRIPTIONS", "id": 3})
+        assert (await until(lambda: client.where(id=3), "the list"))[0]["result"] == ["btcusdt@depth@100ms"]
+        assert client.where(result=None, id="two")
+    simulate(scenario)
+
+
+def test_binance_refuses_an_undocumented_path_with_404_and_counts_it():
+    async def scenario(sim):
+        assert await refused(sim, "binance", "/stream/stream?streams=btcusdt@depth@100ms") == 404
+        assert (await stats(sim, "binance"))["rejected"] == {"path": 1}
+    simulate(scenario)
+
+
+def test_binance_refuses_uppercase_and_unknown_stream_names():
+    async def scenario(sim):
+        assert await refused(sim, "binance", "/stream?streams=BTCUSDT@depth@100ms") == 400
+        assert await refused(sim, "binance", "/ws/btcusdt@depth7") == 400
+        client = await connect(sim, "binance", "/ws")
+        client.send({"method": "SUBSCRIBE", "params": ["btcusdt@Trade"], "id": 1})
+        error = (await until(lambda: client.where(id=1), "the answer"))[0]["error"]
+        assert error["code"] == 2 and error["msg"].startswith("Invalid request")
+        assert (await stats(sim, "binance"))["rejected"] == {"stream": 3}
+    simulate(scenario)
+
+
+def test_binance_refuses_more_streams_than_a_connection_may_listen_to():
+    async def scenario(sim):
+        assert await refused(sim, "binance", "/stream?streams=btcusdt@trade/btcusdt@depth/ethusdt@trade") == 400
+        client = await connect(sim, "binance", "/stream?streams=btcusdt@trade/btcusdt@depth")
+        client.send({"method": "SUBSCRIBE", "params": ["ethusdt@trade"], "id": 1})
+        assert (await until(lambda: client.where(id=1), "the answer"))[0]["error"]["code"] == 2
+        assert (await stats(sim, "binance"))["rejected"] == {"too_many_streams": 2}
+    simulate(scenario, binance=BinanceLimits(streams_per_connection=2))
+
+
+@pytest.mark.parametrize("request_text, code, message", [
+    (b'{"method":"SUBSCRIBE","params":["btcusdt@trade"]', 3, "Invalid JSON"),
+    (b'{"params":["btcusdt@trade"],"id":1}', 2, "Invalid request: missing field `method`"),
+    (b'{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1.5}', 2,
+     "Invalid request: request ID must be an unsigned integer"),
+    (b'{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":"' + b"x" * 37 + b'"}', 2,
+     "Invalid request: request ID must be an unsigned integer"),
+    (b'{"method":"subscribe","params":["btcusdt@trade"],"id":1}', 2, "Invalid request: unknown variant"),
+    (b'{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1,"extra":0}', 2, "Invalid request: too many parameters"),
+    (b'{"method":"SET_PROPERTY","params":["combined","yes"],"id":1}', 1, "Invalid value type: expected Boolean"),
+    (b'{"method":"GET_PROPERTY","params":["compressed"],"id":1}', 0, "Unknown property"),
+])
+def test_binance_answers_a_malformed_live_request_with_the_documented_error(request_text, code, message):
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws")
+        client.send(request_text)
+        answer = (await until(lambda: client.where(result=None) or [m for m in client.messages if "error" in m],
+                              "the answer"))[0]
+        assert answer["error"]["code"] == code and answer["error"]["msg"].startswith(message)
+        assert sum((await stats(sim, "binance"))["rejected"].values()) == 1
+    simulate(scenario)
+
+
+# ---------------------------------------------------------------- Binance: limits
+
+def test_binance_closes_a_connection_sending_more_than_5_messages_a_second_with_1008():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws")
+        for k in range(6):
+            client.send({"method": "LIST_SUBSCRIPTIONS", "id": k})
+        await until(lambda: client.disconnected, "the close")
+        assert client.close_code == WSCloseCode.POLICY_VIOLATION and len(client.where(result=[])) == 5
+        counters = await stats(sim, "binance")
+        assert counters["closed"] == {"message_rate": 1} and counters["rejected"] == {"message_rate": 1}
+    simulate(scenario)
+
+
+def test_binance_counts_ping_frames_against_the_message_rate():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws")
+        for _ in range(6):
+            client.transport.send_ping(b"hi")
+        await until(lambda: client.disconnected, "the close")
+        assert client.close_code == WSCloseCode.POLICY_VIOLATION
+    simulate(scenario)
+
+
+def test_binance_ends_a_connection_at_its_lifetime_with_server_shutdown_first():
+    async def scenario(sim):
+        combined = await connect(sim, "binance", "/stream?streams=btcusdt@trade")
+        raw = await connect(sim, "binance", "/ws/btcusdt@trade")
+        await until(lambda: combined.disconnected and raw.disconnected, "both closes", timeout_s=5)
+        assert combined.where(stream="!serverShutdown")[0]["data"]["e"] == "serverShutdown"
+        assert raw.where(e="serverShutdown") and raw.close_code == combined.close_code == WSCloseCode.GOING_AWAY
+        assert (await stats(sim, "binance"))["closed"] == {"lifetime": 2}
+    simulate(scenario, binance=BinanceLimits(lifetime_s=1.0))
+
+
+def test_binance_closes_a_connection_that_does_not_answer_its_pings():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws/btcusdt@trade", answer_pings=False)
+        await until(lambda: client.disconnected, "the close", timeout_s=5)
+        assert client.pings >= 2 and (await stats(sim, "binance"))["closed"] == {"pong_timeout": 1}
+    simulate(scenario, binance=BinanceLimits(ping_every_s=0.2, pong_timeout_s=0.6))
+
+
+def test_binance_keeps_a_connection_that_answers_its_pings_however_quiet_the_market():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws/btcusdt@depth@100ms")
+        await until(lambda: client.pings >= 10, "ten pings (five pong timeouts)")
+        assert not client.disconnected and client.messages == []
+        assert (await stats(sim, "binance"))["closed"] == {}
+    simulate(scenario, rate=1e-9, binance=BinanceLimits(ping_every_s=0.2, pong_timeout_s=0.4))
+
+
+def test_binance_refuses_new_connections_over_the_per_ip_rate_with_429():
+    async def scenario(sim):
+        for _ in range(2):
+            await connect(sim, "binance", "/ws")
+        assert await refused(sim, "binance", "/ws") == 429
+        assert (await stats(sim, "binance"))["rejected"] == {"connection_rate": 1}
+    simulate(scenario, binance=BinanceLimits(connections_per_window=2))
+
+
+# ---------------------------------------------------------------- Binance: event contents
+
+def test_binance_time_unit_microsecond_gives_event_times_in_microseconds():
+    async def scenario(sim):
+        micros = await connect(sim, "binance", "/stream?streams=btcusdt@depth@100ms&timeUnit=MICROSECOND")
+        millis = await connect(sim, "binance", "/stream?streams=btcusdt@depth@100ms")
+        await until(lambda: micros.messages and millis.messages, "updates on both")
+        now_us = time.time() * 1e6
+        assert abs(micros.messages[0]["data"]["E"] - now_us) < 5e6
+        assert abs(millis.messages[0]["data"]["E"] * 1000 - now_us) < 5e6
+    simulate(scenario)
+
+
+def test_binance_connections_on_one_symbol_share_one_diff_numbering():
+    async def scenario(sim):
+        clients = [await connect(sim, "binance", "/stream?streams=btcusdt@depth@100ms") for _ in range(2)]
+        await until(lambda: all(len(c.messages) >= 20 for c in clients), "twenty updates on each")
+        numbered = [{(m["data"]["U"], m["data"]["u"]) for m in c.messages} for c in clients]
+        assert len(numbered[0] & numbered[1]) >= 15
+    simulate(scenario)
