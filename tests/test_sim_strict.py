@@ -269,3 +269,48 @@ def test_binance_connections_on_one_symbol_share_one_diff_numbering():
         numbered = [{(m["data"]["U"], m["data"]["u"]) for m in c.messages} for c in clients]
         assert len(numbered[0] & numbered[1]) >= 15
     simulate(scenario)
+
+
+# ---------------------------------------------------------------- Binance: REST
+
+def test_binance_rest_weighs_depth_by_limit_and_reports_the_weight_used_on_every_answer():
+    async def scenario(sim):
+        used = []
+        for target in ("/api/v3/depth?symbol=BTCUSDT&limit=100", "/api/v3/depth?symbol=BTCUSDT&limit=101",
+                       "/api/v3/depth?symbol=BTCUSDT&limit=1000", "/api/v3/depth?symbol=BTCUSDT&limit=5000",
+                       "/api/v3/depth?symbol=BTCUSDT&limit=9000", "/api/v3/depth?symbol=BTCUSDT",
+                       "/api/v3/exchangeInfo", "/api/v3/depth?symbol=XRPUSDT"):
+            status, headers, _ = await get(sim, "binance", target)
+            used.append((status, int(headers["X-MBX-USED-WEIGHT-1M"])))
+        assert used == [(200, 5), (200, 30), (200, 80), (200, 330), (200, 580), (200, 585), (200, 605), (400, 605)]
+    simulate(scenario)
+
+
+@pytest.mark.parametrize("limit", ["abc", "1.5", "-5", "0"])
+def test_binance_rest_depth_limit_must_be_a_positive_integer(limit):
+    async def scenario(sim):
+        status, headers, body = await get(sim, "binance", f"/api/v3/depth?symbol=BTCUSDT&limit={limit}")
+        assert (status, json.loads(body)["code"], headers["X-MBX-USED-WEIGHT-1M"]) == (400, -1100, "0")
+        assert (await stats(sim, "binance"))["rejected"] == {"rest_param": 1}
+    simulate(scenario)
+
+
+def test_binance_rest_over_the_weight_budget_gets_429_then_a_418_ban_for_asking_during_retry_after():
+    async def scenario(sim):
+        depth = "/api/v3/depth?symbol=BTCUSDT&limit=100"
+        assert [(await get(sim, "binance", depth))[0] for _ in range(2)] == [200, 200]
+        status, headers, body = await get(sim, "binance", depth)
+        assert (status, json.loads(body)["code"], headers["X-MBX-USED-WEIGHT-1M"]) == (429, -1003, "10")
+        assert 0 < int(headers["Retry-After"]) <= 60
+        status, headers, _ = await get(sim, "binance", depth)
+        assert status == 418 and 60 < int(headers["Retry-After"]) <= 120
+        assert (await stats(sim, "binance"))["rejected"] == {"rest_rate_limit": 1, "rest_banned": 1}
+    simulate(scenario, binance=BinanceLimits(weight_per_window=10))
+
+
+def test_binance_rest_unknown_path_gets_404_with_a_binance_error_body():
+    async def scenario(sim):
+        status, headers, body = await get(sim, "binance", "/api/v3/ticker/bookTicker")
+        assert status == 404 and set(json.loads(body)) == {"code", "msg"} and "X-MBX-USED-WEIGHT-1M" in headers
+        assert (await stats(sim, "binance"))["rejected"] == {"rest_path": 1}
+    simulate(scenario)

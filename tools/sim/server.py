@@ -23,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import re
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
@@ -145,11 +147,11 @@ class Tally:
 
 class Refusal(Exception):
     """A client request the venue answers with an error: `reason` is what the tally counts, `message` the
-    venue's error text, `code` its error code where it has one."""
+    venue's error text, `code` its error code where it has one, `status` the HTTP status (REST)."""
 
-    def __init__(self, reason: str, message: str, code: int = 0):
+    def __init__(self, reason: str, message: str, code: int = 0, status: int = 400):
         super().__init__(message)
-        self.reason, self.message, self.code = reason, message, code
+        self.reason, self.message, self.code, self.status = reason, message, code, status
 
 
 @dataclass
@@ -403,6 +405,38 @@ BINANCE_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPER
 BINANCE_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{0,36}")  # alphanumeric, at most 36 (a UUID's dashes allowed)
 
 
+DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))  # GET /api/v3/depth: weight by limit (rest-api.md)
+DEPTH_MAX_LIMIT = 5000  # a larger limit returns 5000 levels
+EXCHANGE_INFO_WEIGHT = 20
+
+
+class WeightBudget:
+    """Binance's REQUEST_WEIGHT limit (rest-api.md, LIMITS): the weight used in the current window (what
+    X-MBX-USED-WEIGHT-1M reports), a 429 for a request over the limit, and a 418 ban for asking again
+    during a 429's Retry-After."""
+
+    def __init__(self, limits: BinanceLimits):
+        self.limits = limits
+        self.used = 0
+        self.window_end = 0.0
+        self.retry_until = 0.0  # the last 429's Retry-After
+        self.banned_until = 0.0
+
+    def refusal(self, weight: int, now: float) -> tuple[int, float] | None:
+        """(418 or 429, Retry-After seconds) for a request of `weight` at `now`, or None: the weight is spent."""
+        if now >= self.window_end:
+            self.used, self.window_end = 0, now + self.limits.weight_window_s
+        if self.banned_until <= now < self.retry_until:
+            self.banned_until = now + self.limits.ban_s
+        if now < self.banned_until:
+            return 418, self.banned_until - now
+        if self.used + weight > self.limits.weight_per_window:
+            self.retry_until = self.window_end
+            return 429, self.window_end - now
+        self.used += weight
+        return None
+
+
 class BinanceSession(Session):
     """A Binance connection: its streams (each as subscribed, with the symbol and feed it names), whether
     events come wrapped (combined) and in µs, its incoming message rate and the last ping it was sent."""
@@ -433,7 +467,7 @@ class BinanceSim(VenueSim):
         self.limits = limits
         self.connections = Window(limits.connections_per_window, limits.connections_window_s)
         self.encoders = {s: BinanceEncoder(s, i.px_dec, i.qty_dec) for s, i in self.instruments.items()}
-        self.weight_window = (0, 0)  # (minute, weight used)
+        self.budget = WeightBudget(limits)
         self.pings = itertools.count(1)
 
     # ------------------------------------------------------------ connection
@@ -595,21 +629,50 @@ class BinanceSim(VenueSim):
             for s, i in self.instruments.items()]}).encode()
 
     def rest(self, path, query):
+        """The REST API within the request-weight budget; every answer carries the weight used so far."""
+        headers = {}
+        try:
+            weight, answer = self.endpoint(path, query)
+            over = self.budget.refusal(weight, time.monotonic())
+            if over is not None:
+                status, retry_after_s = over
+                headers["Retry-After"] = str(math.ceil(retry_after_s))
+                raise self.over_budget(status, retry_after_s)
+            status, body = 200, answer()
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            status, body = refusal.status, _json({"code": refusal.code, "msg": refusal.message})
+        return status, {**headers, "X-MBX-USED-WEIGHT-1M": str(self.budget.used)}, body
+
+    def endpoint(self, path: str, query: dict[str, str]) -> tuple[int, Callable[[], bytes]]:
+        """(weight, answer) of a request, or a Refusal: 404 for an unknown path, 400 for a bad parameter."""
         if path == "/api/v3/exchangeInfo":
-            return 200, {}, self.metadata()
-        if path == "/api/v3/depth":
-            symbol = query.get("symbol", "")
-            if symbol not in self.instruments:
-                return 400, {}, b'{"code":-1121,"msg":"Invalid symbol."}'
-            limit = int(query.get("limit", "100"))
-            minute = int(time.time() // 60)
-            used = (self.weight_window[1] if self.weight_window[0] == minute else 0) + (250 if limit > 1000 else 50)
-            self.weight_window = (minute, used)
-            headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
-            if used > 6000:
-                return 429, {**headers, "Retry-After": "1"}, b'{"code":-1003,"msg":"Too many requests"}'
-            return 200, headers, self.encoders[symbol].snapshot(self.markets[symbol], min(limit, 5000))
-        return super().rest(path, query)
+            return EXCHANGE_INFO_WEIGHT, self.metadata
+        if path != "/api/v3/depth":
+            raise Refusal("rest_path", "This operation is not supported.", -1020, 404)
+        symbol, limit = query.get("symbol"), query.get("limit", "100")
+        if not symbol:
+            raise Refusal("rest_param", "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+                          -1102)
+        if symbol not in self.instruments:
+            raise Refusal("rest_param", "Invalid symbol.", -1121)
+        if not re.fullmatch(r"[0-9]{1,20}", limit) or int(limit) < 1:
+            raise Refusal("rest_param", "Illegal characters found in parameter 'limit'; "
+                                        "legal range is '^[0-9]{1,20}$'.", -1100)
+        levels = min(int(limit), DEPTH_MAX_LIMIT)
+        weight = next(weight for top, weight in DEPTH_WEIGHTS if levels <= top)
+        return weight, lambda: self.encoders[symbol].snapshot(self.markets[symbol], levels)
+
+    def over_budget(self, status: int, retry_after_s: float) -> Refusal:
+        """-1003 TOO_MANY_REQUESTS, worded as errors.md words it for a 429 and for a 418 ban."""
+        if status == 418:
+            until_ms = time.time_ns() // 1_000_000 + int(retry_after_s * 1000)
+            return Refusal("rest_banned", f"Way too much request weight used; IP banned until {until_ms}. "
+                                          "Please use WebSocket Streams for live updates to avoid bans.", -1003, 418)
+        return Refusal("rest_rate_limit", f"Too much request weight used; current limit is "
+                                          f"{self.limits.weight_per_window} request weight per "
+                                          f"{self.limits.weight_window_s:g} SECOND. Please use WebSocket Streams for "
+                                          "live updates to avoid polling the API.", -1003, 429)
 
 
 class KrakenSim(VenueSim):
