@@ -17,7 +17,7 @@ import pytest
 from picows import WSCloseCode, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
 from pipeline import free_base_port
-from tools.sim.server import BinanceLimits, Simulator
+from tools.sim.server import BinanceLimits, CoinbaseLimits, Simulator
 
 
 def simulate(scenario, venues=("binance",), rate: float = 50.0, **limits) -> None:
@@ -314,3 +314,89 @@ def test_binance_rest_unknown_path_gets_404_with_a_binance_error_body():
         assert status == 404 and set(json.loads(body)) == {"code", "msg"} and "X-MBX-USED-WEIGHT-1M" in headers
         assert (await stats(sim, "binance"))["rejected"] == {"rest_path": 1}
     simulate(scenario)
+
+
+# ---------------------------------------------------------------- Coinbase Advanced Trade
+
+def test_coinbase_answers_only_the_root_path():
+    async def scenario(sim):
+        assert await refused(sim, "coinbase", "/ws") == 404
+        assert (await stats(sim, "coinbase"))["rejected"] == {"path": 1}
+    simulate(scenario, venues=("coinbase",))
+
+
+def test_coinbase_subscribe_gets_the_snapshot_then_the_subscriptions_then_heartbeats():
+    async def scenario(sim):
+        client = await connect(sim, "coinbase", "/")
+        client.send({"type": "subscribe", "channel": "level2", "product_ids": ["BTC-USD"]})
+        client.send({"type": "subscribe", "channel": "heartbeats"})
+        await until(lambda: client.where(channel="heartbeats"), "a heartbeat")
+        snapshot, subscriptions = client.messages[0], client.where(channel="subscriptions")[-1]
+        assert snapshot["channel"] == "l2_data" and snapshot["events"][0]["type"] == "snapshot"
+        assert subscriptions["events"][0]["subscriptions"] == {"level2": ["BTC-USD"], "market_trades": [],
+                                                               "heartbeats": ["heartbeats"]}
+    simulate(scenario, venues=("coinbase",))
+
+
+def test_coinbase_closes_a_connection_that_does_not_subscribe_within_the_deadline():
+    async def scenario(sim):
+        subscriber = await connect(sim, "coinbase", "/")
+        subscriber.send({"type": "subscribe", "channel": "heartbeats"})
+        silent = await connect(sim, "coinbase", "/")  # its deadline comes after the subscriber's
+        await until(lambda: silent.disconnected, "the silent connection's close", timeout_s=5)
+        assert silent.close_code == WSCloseCode.POLICY_VIOLATION and not subscriber.disconnected
+        assert (await stats(sim, "coinbase"))["closed"] == {"subscribe_deadline": 1}
+    simulate(scenario, venues=("coinbase",), coinbase=CoinbaseLimits(subscribe_deadline_s=0.5))
+
+
+@pytest.mark.parametrize("request_, reason", [
+    ({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["level2"]}, "bad_message"),
+    ({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "full"}, "bad_message"),
+    ({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": ["level2"]}, "bad_message"),
+    ({"type": "sub", "product_ids": ["BTC-USD"], "channel": "level2"}, "bad_message"),
+    ({"type": "subscribe", "channel": "level2"}, "bad_message"),
+    ({"type": "subscribe", "product_ids": ["DOGE-USD"], "channel": "level2"}, "unknown_product"),
+    ("not json", "bad_message"),
+])
+def test_coinbase_answers_a_malformed_message_with_an_error_and_subscribes_nothing(request_, reason):
+    async def scenario(sim):
+        client = await connect(sim, "coinbase", "/")
+        client.send(request_.encode() if isinstance(request_, str) else request_)
+        error = (await until(lambda: client.where(type="error"), "the error"))[0]
+        assert error["message"] and not client.where(channel="subscriptions")
+        assert (await stats(sim, "coinbase"))["rejected"] == {reason: 1}
+    simulate(scenario, venues=("coinbase",))
+
+
+def test_coinbase_keeps_the_level2_products_per_connection_cap():
+    async def scenario(sim):
+        client = await connect(sim, "coinbase", "/")
+        client.send({"type": "subscribe", "channel": "level2", "product_ids": ["BTC-USD", "ETH-USD", "BTC-USDT"]})
+        error = (await until(lambda: client.where(type="error"), "the error"))[0]
+        assert error["message"] == "too many L2 streams requested in a single session"
+    simulate(scenario, venues=("coinbase",), coinbase=CoinbaseLimits(level2_per_connection=2))
+
+
+def test_coinbase_closes_the_connection_that_sends_the_ninth_message_of_a_second_from_one_ip():
+    async def scenario(sim):
+        first, second = await connect(sim, "coinbase", "/"), await connect(sim, "coinbase", "/")
+        for _ in range(4):
+            first.send({"type": "subscribe", "channel": "heartbeats"})
+            second.send({"type": "subscribe", "channel": "heartbeats"})
+        await until(lambda: len(second.where(channel="subscriptions")) == 4, "eight answers")
+        first.send({"type": "subscribe", "channel": "heartbeats"})
+        await until(lambda: first.disconnected, "the close")
+        assert first.where(type="error") and first.close_code == WSCloseCode.POLICY_VIOLATION
+        assert not second.disconnected
+        counters = await stats(sim, "coinbase")
+        assert counters["closed"] == {"message_rate": 1} and counters["rejected"] == {"message_rate": 1}
+    simulate(scenario, venues=("coinbase",))
+
+
+def test_coinbase_refuses_new_connections_over_the_per_ip_rate_with_429():
+    async def scenario(sim):
+        for _ in range(2):
+            await connect(sim, "coinbase", "/")
+        assert await refused(sim, "coinbase", "/") == 429
+        assert (await stats(sim, "coinbase"))["rejected"] == {"connection_rate": 1}
+    simulate(scenario, venues=("coinbase",), coinbase=CoinbaseLimits(connections_per_s=2))

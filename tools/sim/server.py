@@ -750,45 +750,106 @@ class KrakenSim(VenueSim):
         return super().rest(path, query)
 
 
+COINBASE_CHANNELS = {  # Advanced Trade's public channels: whether a subscribe names products (§2.1)
+    "level2": True, "market_trades": True, "ticker": True, "ticker_batch": True, "candles": True,
+    "heartbeats": False, "status": False}
+COINBASE_FIELDS = {"type", "channel", "product_ids", "jwt"}
+
+
 class CoinbaseSim(VenueSim):
+    """Advanced Trade: `level2` and `market_trades` are served, the other public channels accepted."""
+
     name = "coinbase"
-    L2_PER_CONNECTION = 16
+
+    def __init__(self, *args, limits: CoinbaseLimits = CoinbaseLimits(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self.connections = Window(limits.connections_per_s, 1.0)
+        self.messages = Window(limits.messages_per_s, 1.0)
+
+    def on_connect(self, session: Session) -> None:
+        session.after("subscribe", self.limits.subscribe_deadline_s, self.subscribe_deadline)
+
+    def subscribe_deadline(self, session: Session) -> None:
+        if not session.subscribed:
+            session.close("subscribe_deadline", WSCloseCode.POLICY_VIOLATION, "no subscribe in time")
+
+    def admit(self, session: Session, kind: WSMsgType) -> bool:
+        if kind not in (WSMsgType.TEXT, WSMsgType.BINARY) or self.messages.admit(time.monotonic()):
+            return True
+        return self.over_rate(session, self.error("rate limit exceeded"))
+
+    @staticmethod
+    def error(message: str) -> bytes:
+        return _json({"type": "error", "message": message})
 
     def on_message(self, session: Session, payload: bytes) -> None:
         try:
-            request = json.loads(payload)
-            kind, channel = request["type"], request["channel"]
-            products = list(request.get("product_ids", []))
-        except (ValueError, KeyError, TypeError):
-            session.send(b'{"type":"error","message":"Failed to parse message"}')
+            kind, channel, products = self.parse(payload)
+            (self.subscribe if kind == "subscribe" else self.unsubscribe)(session, channel, products)
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            session.send(self.error(refusal.message))
             return
-        ts_ns = time.time_ns()
-        if channel == "heartbeats":
-            session.channels.pop("heartbeats", None) if kind == "unsubscribe" else session.channels.setdefault(
-                "heartbeats", set())
-        elif kind == "unsubscribe":
-            for product in products:
-                (session.books.pop(product, None) if channel == "level2" else session.trades.discard(product))
-        elif channel == "level2":
-            unknown = [p for p in products if p not in self.instruments]
-            if unknown or len(set(session.books) | set(products)) > self.L2_PER_CONNECTION:
-                reason = "too many L2 streams requested in a single session" if not unknown else \
-                    f"Failed to subscribe: unknown products {unknown}"
-                session.send(json.dumps({"type": "error", "message": reason}).encode())
-                return
+        self._subscriptions(session)
+
+    def parse(self, payload: bytes) -> tuple[str, str, list[str]]:
+        """(type, channel, product_ids) of a request in the documented shape, else a Refusal."""
+        try:
+            request = json.loads(payload)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            raise Refusal("bad_message", "Failed to parse message")
+        if "channels" in request:
+            raise Refusal("bad_message", "`channels` is the Exchange feed's: subscribe to one `channel` per message")
+        if request.keys() - COINBASE_FIELDS:
+            raise Refusal("bad_message", f"unknown fields {sorted(request.keys() - COINBASE_FIELDS)}")
+        kind, channel, products = request.get("type"), request.get("channel"), request.get("product_ids", [])
+        if kind not in ("subscribe", "unsubscribe"):
+            raise Refusal("bad_message", f"unknown message type {kind!r}")
+        if not isinstance(channel, str) or channel not in COINBASE_CHANNELS:
+            raise Refusal("bad_message", f"unknown channel {channel!r}")
+        if not isinstance(products, list) or not all(isinstance(product, str) for product in products):
+            raise Refusal("bad_message", "product_ids must be a list of product ids")
+        if COINBASE_CHANNELS[channel] and not products:
+            raise Refusal("bad_message", f"the {channel} channel needs product_ids")
+        unknown = [product for product in products if product not in self.instruments]
+        if unknown:
+            raise Refusal("unknown_product", f"Failed to subscribe: unknown products {unknown}")
+        return kind, channel, products
+
+    def subscribe(self, session: Session, channel: str, products: list[str]) -> None:
+        if channel == "level2":
+            if len(session.books.keys() | set(products)) > self.limits.level2_per_connection:
+                raise Refusal("too_many_l2", "too many L2 streams requested in a single session")
+            ts_ns = time.time_ns()
             for product in products:
                 inst = self.instruments[product]
                 encoder = CoinbaseAdvancedEncoder(product, inst.px_dec, inst.qty_dec, session.sequence)
                 session.books[product] = encoder
                 self.send(session, encoder.snapshot(self.markets[product], ts_ns))
         elif channel == "market_trades":
-            session.trades.update(p for p in products if p in self.instruments)
-        self._subscriptions(session, ts_ns)
+            session.trades.update(products)
+        else:
+            session.channels.setdefault(channel, set()).update(products)
+        session.subscribed = True
 
-    def _subscriptions(self, session: Session, ts_ns: int) -> None:
-        current = {"level2": sorted(session.books), "market_trades": sorted(session.trades)}
-        if "heartbeats" in session.channels:
-            current["heartbeats"] = ["heartbeats"]
+    @staticmethod
+    def unsubscribe(session: Session, channel: str, products: list[str]) -> None:
+        if channel == "level2":
+            for product in products:
+                session.books.pop(product, None)
+        elif channel == "market_trades":
+            session.trades.difference_update(products)
+        elif channel in session.channels:
+            session.channels[channel].difference_update(products)
+            if not products or not session.channels[channel]:
+                del session.channels[channel]
+
+    def _subscriptions(self, session: Session) -> None:
+        current = {"level2": sorted(session.books), "market_trades": sorted(session.trades),
+                   **{channel: sorted(products) or [channel] for channel, products in session.channels.items()}}
         session.send(json.dumps({"channel": "subscriptions", "client_id": "", "timestamp": "",
                                  "sequence_num": next(session.sequence),
                                  "events": [{"subscriptions": current}]}).encode())
