@@ -400,3 +400,65 @@ def test_coinbase_refuses_new_connections_over_the_per_ip_rate_with_429():
         assert await refused(sim, "coinbase", "/") == 429
         assert (await stats(sim, "coinbase"))["rejected"] == {"connection_rate": 1}
     simulate(scenario, venues=("coinbase",), coinbase=CoinbaseLimits(connections_per_s=2))
+
+
+# ---------------------------------------------------------------- Kraken v2
+
+def test_kraken_answers_only_the_v2_path():
+    async def scenario(sim):
+        assert await refused(sim, "kraken", "/") == 404
+        assert (await stats(sim, "kraken"))["rejected"] == {"path": 1}
+    simulate(scenario, venues=("kraken",))
+
+
+def test_kraken_acks_a_subscribe_once_per_symbol_as_documented_then_sends_the_snapshots():
+    async def scenario(sim):
+        client = await connect(sim, "kraken", "/v2")
+        client.send({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD", "ETH/USD"],
+                                                       "depth": 25, "snapshot": True}, "req_id": 7})
+        await until(lambda: len(client.where(channel="book", type="snapshot")) == 2, "both snapshots")
+        acks = client.where(method="subscribe")
+        assert [ack["result"] for ack in acks] == [
+            {"channel": "book", "depth": 25, "snapshot": True, "symbol": symbol} for symbol in ("BTC/USD", "ETH/USD")]
+        assert all(ack["success"] is True and ack["req_id"] == 7 for ack in acks)
+        assert all(ack["time_in"] <= ack["time_out"] and ack["time_out"].endswith("Z") for ack in acks)
+        assert client.messages.index(acks[1]) < client.messages.index(client.where(type="snapshot")[1])
+    simulate(scenario, venues=("kraken",))
+
+
+@pytest.mark.parametrize("params, reason, error", [
+    ({"channel": "book", "symbol": ["BTC/USD"], "depth": 20}, "bad_depth", "Subscription depth not supported"),
+    ({"channel": "spread", "symbol": ["BTC/USD"]}, "unknown_channel", "Channel not supported: spread"),
+    ({"channel": "book"}, "bad_request", "Missing field: symbol"),
+    ({"channel": "trade", "symbol": ["BTC/USD"], "depth": 10}, "bad_request", "Unsupported field: 'depth'"),
+    (None, "bad_request", "Missing field: params"),
+])
+def test_kraken_answers_a_bad_subscribe_with_one_documented_error_ack(params, reason, error):
+    async def scenario(sim):
+        client = await connect(sim, "kraken", "/v2")
+        client.send({"method": "subscribe", "req_id": 3, **({"params": params} if params else {})})
+        ack = (await until(lambda: client.where(method="subscribe"), "the ack"))[0]
+        assert ack["success"] is False and ack["error"].startswith(error) and ack["req_id"] == 3
+        assert {"time_in", "time_out"} <= ack.keys() and "result" not in ack
+        assert (await stats(sim, "kraken"))["rejected"] == {reason: 1}
+    simulate(scenario, venues=("kraken",))
+
+
+def test_kraken_acks_an_unknown_symbol_with_an_error_naming_it_and_subscribes_the_others():
+    async def scenario(sim):
+        client = await connect(sim, "kraken", "/v2")
+        client.send({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD", "XBT/USD"]}})
+        await until(lambda: len(client.where(method="subscribe")) == 2, "two acks")
+        assert client.where(method="subscribe", success=False, symbol="XBT/USD")
+        assert client.where(method="subscribe", success=True)[0]["result"]["depth"] == 10
+    simulate(scenario, venues=("kraken",))
+
+
+def test_kraken_ping_gets_a_pong_with_its_req_id_and_times():
+    async def scenario(sim):
+        client = await connect(sim, "kraken", "/v2")
+        client.send({"method": "ping", "req_id": 101})
+        pong = (await until(lambda: client.where(method="pong"), "the pong"))[0]
+        assert set(pong) == {"method", "req_id", "time_in", "time_out"}
+        assert pong["req_id"] == 101 and pong["time_in"] <= pong["time_out"]
+    simulate(scenario, venues=("kraken",))

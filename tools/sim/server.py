@@ -40,7 +40,7 @@ from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from feedhandler.instruments import Instrument
 
 from .market import Market
-from .protocols import BinanceEncoder, CoinbaseAdvancedEncoder, KrakenV2Encoder, _json
+from .protocols import BinanceEncoder, CoinbaseAdvancedEncoder, KrakenV2Encoder, _json, _rfc3339
 
 FAULTS = {  # kind: what it does (arguments from the query string)
     "drop": "the next book diff of `symbol` (default: every symbol) is not sent: a sequence gap",
@@ -675,42 +675,98 @@ class BinanceSim(VenueSim):
                                           "live updates to avoid polling the API.", -1003, 429)
 
 
+KRAKEN_BOOK_DEPTHS = (10, 25, 100, 500, 1000)  # exchange-protocols.md §3.2
+KRAKEN_PARAMS = {"book": {"channel", "symbol", "depth", "snapshot"}, "trade": {"channel", "symbol", "snapshot"}}
+
+
+def _kraken_time(ts_ns: int) -> str:
+    """RFC3339 to the microsecond, as Kraken's time_in and time_out."""
+    return _rfc3339(ts_ns)[:-4] + "Z"
+
+
 class KrakenSim(VenueSim):
+    """Kraken WebSocket v2 on /v2: `book` and `trade` subscriptions, and the application-level ping."""
+
     name = "kraken"
+    ws_path = "/v2"
 
     def on_message(self, session: Session, payload: bytes) -> None:
+        time_in = time.time_ns()
         try:
             request = json.loads(payload)
-            method, params, req_id = request["method"], request.get("params", {}), request.get("req_id")
-        except (ValueError, KeyError, TypeError):
-            session.send(b'{"error":"Malformed request","method":"unknown","success":false}')
+        except ValueError:
+            request = None
+        method, req_id = (request.get("method"), request.get("req_id")) if isinstance(request, dict) else (None, None)
+        try:
+            if not isinstance(request, dict) or method not in ("subscribe", "unsubscribe", "ping"):
+                raise Refusal("bad_request", "Malformed request" if method is None else f"Method not found: {method}")
+            unsupported = request.keys() - {"method", "req_id", *(("params",) if method != "ping" else ())}
+            if unsupported:
+                raise Refusal("bad_request", f"Unsupported field: {sorted(unsupported)[0]!r} for the given msg type: "
+                                             f"{method}")
+            if req_id is not None and type(req_id) is not int:
+                raise Refusal("bad_request", "req_id must be an integer")
+            if method == "ping":
+                self.ack(session, {"method": "pong"}, req_id, time_in)
+                return
+            channel, symbols, depth, snapshot = self.params(request.get("params"), method)
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            self.ack(session, {"error": refusal.message, "method": method, "success": False}, req_id, time_in)
             return
-        if method == "ping":
-            session.send(json.dumps({"method": "pong", "req_id": req_id}).encode())
-            return
+        for symbol in symbols:
+            self.subscription(session, method, channel, symbol, depth, snapshot, req_id, time_in)
+
+    @staticmethod
+    def params(params, method: str) -> tuple[str, list[str], int, bool]:
+        """(channel, symbols, depth, snapshot) of subscribe or unsubscribe params, else a Refusal."""
+        if not isinstance(params, dict):
+            raise Refusal("bad_request", "Missing field: params")
         channel = params.get("channel")
-        for symbol in params.get("symbol", []):
-            result = {"channel": channel, "symbol": symbol}
-            if symbol not in self.instruments:
-                session.send(json.dumps({"error": f"Currency pair not supported {symbol}", "method": method,
-                                         "req_id": req_id, "success": False, "symbol": symbol}).encode())
-                continue
-            if channel == "book":
-                result["depth"] = int(params.get("depth", 10))
-            if method == "subscribe":
-                session.send(json.dumps({"method": method, "result": {**result, "snapshot": True}, "success": True,
-                                         "req_id": req_id}).encode())
-                if channel == "book":
-                    inst = self.instruments[symbol]
-                    encoder = KrakenV2Encoder(symbol, inst.px_dec, inst.qty_dec, result["depth"])
-                    session.books[symbol] = encoder
-                    self.send(session, encoder.snapshot(self.markets[symbol]))
-                elif channel == "trade":
-                    session.trades.add(symbol)
-            elif method == "unsubscribe":
-                (session.books.pop(symbol, None) if channel == "book" else session.trades.discard(symbol))
-                session.send(json.dumps({"method": method, "result": result, "success": True,
-                                         "req_id": req_id}).encode())
+        if not isinstance(channel, str) or channel not in KRAKEN_PARAMS:
+            raise Refusal("unknown_channel", f"Channel not supported: {channel}")
+        if params.keys() - KRAKEN_PARAMS[channel]:
+            raise Refusal("bad_request", f"Unsupported field: {sorted(params.keys() - KRAKEN_PARAMS[channel])[0]!r} "
+                                         f"for the given msg type: {method}")
+        symbols, depth, snapshot = params.get("symbol"), params.get("depth", 10), params.get("snapshot", True)
+        if not isinstance(symbols, list) or not symbols or not all(isinstance(symbol, str) for symbol in symbols):
+            raise Refusal("bad_request", "Missing field: symbol")
+        if type(depth) is not int or depth not in KRAKEN_BOOK_DEPTHS:
+            raise Refusal("bad_depth", "Subscription depth not supported")
+        if not isinstance(snapshot, bool):
+            raise Refusal("bad_request", "Invalid value for field: snapshot")
+        return channel, symbols, depth, snapshot
+
+    def subscription(self, session: Session, method: str, channel: str, symbol: str, depth: int, snapshot: bool,
+                     req_id: int | None, time_in: int) -> None:
+        """One symbol of a (un)subscribe: its ack (one per symbol), then for a book its snapshot."""
+        subscribed = session.books if channel == "book" else session.trades
+        error = "Currency pair not supported" if symbol not in self.instruments else \
+            "Subscription Not Found" if method == "unsubscribe" and symbol not in subscribed else None
+        if error:
+            self.tally.rejected["unknown_symbol" if symbol not in self.instruments else "not_subscribed"] += 1
+            self.ack(session, {"error": error, "method": method, "success": False, "symbol": symbol}, req_id, time_in)
+            return
+        result = {"channel": channel, **({"depth": depth} if channel == "book" else {}),
+                  **({"snapshot": snapshot} if method == "subscribe" else {}), "symbol": symbol}
+        self.ack(session, {"method": method, "result": result, "success": True}, req_id, time_in)
+        if method == "unsubscribe":
+            session.books.pop(symbol, None) if channel == "book" else session.trades.discard(symbol)
+        elif channel == "trade":
+            session.trades.add(symbol)
+        else:
+            inst = self.instruments[symbol]
+            session.books[symbol] = encoder = KrakenV2Encoder(symbol, inst.px_dec, inst.qty_dec, depth)
+            frame = encoder.snapshot(self.markets[symbol])  # the encoder's view starts here, sent or not
+            if snapshot:
+                self.send(session, frame)
+
+    @staticmethod
+    def ack(session: Session, answer: dict, req_id: int | None, time_in: int) -> None:
+        """A method response as Kraken sends it: fields in alphabetical order, the request's req_id when it
+        had one, the times the request came in and the answer went out."""
+        answer.update(req_id=req_id, time_in=_kraken_time(time_in), time_out=_kraken_time(time.time_ns()))
+        session.send(_json(dict(sorted((key, value) for key, value in answer.items() if value is not None))))
 
     def publish(self, symbol, market, step, ts_ns, fault) -> None:
         for session in list(self.sessions):
