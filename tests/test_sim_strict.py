@@ -8,7 +8,9 @@ evidence (messages, close codes, counters); the time limits under test are shrun
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -16,8 +18,9 @@ import urllib.request
 import pytest
 from picows import WSCloseCode, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
-from pipeline import free_base_port
-from tools.sim.server import BinanceLimits, CoinbaseLimits, Simulator
+from pipeline import FH, REPO, free_base_port
+from tools.cli import build_parser
+from tools.sim.server import LIMITS, BinanceLimits, CoinbaseLimits, Simulator, parse_limits
 
 
 def simulate(scenario, venues=("binance",), rate: float = 50.0, **limits) -> None:
@@ -462,3 +465,48 @@ def test_kraken_ping_gets_a_pong_with_its_req_id_and_times():
         assert set(pong) == {"method", "req_id", "time_in", "time_out"}
         assert pong["req_id"] == 101 and pong["time_in"] <= pong["time_out"]
     simulate(scenario, venues=("kraken",))
+
+
+# ---------------------------------------------------------------- fh sim --limit
+
+def test_fh_sim_limit_sets_a_venue_limit_by_name():
+    assert parse_limits(["binance.lifetime_s=1.5", "coinbase.messages_per_s=3"]) == {
+        "binance": BinanceLimits(lifetime_s=1.5), "coinbase": CoinbaseLimits(messages_per_s=3)}
+    for wrong in ("binance.lifetime=1", "kraken.lifetime_s=1", "coinbase.messages_per_s=2.5", "binance.ban_s"):
+        with pytest.raises(ValueError):
+            parse_limits([wrong])
+
+
+def test_fh_sim_help_names_every_limit_with_its_documented_default(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sim", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for venue, limits in LIMITS.items():
+        for limit in dataclasses.fields(limits):
+            assert f"{venue}.{limit.name} ({limit.default:g})" in text
+
+
+def test_fh_sim_runs_with_the_limits_given_on_its_command_line():
+    base = free_base_port()
+    argv = FH + ["sim", "--venues", "binance", "--port", str(base), "--duration", "20",
+                 "--limit", "binance.lifetime_s=0.5"]
+    with subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as sim:
+        try:
+            urls = json.loads(sim.stdout.readline())
+            assert urls["binance"]["ws_url"] == f"ws://127.0.0.1:{base}"
+            url = f"{urls['binance']['ws_url']}/stream?streams=btcusdt@trade"
+
+            async def lifetime():
+                deadline = time.monotonic() + 30
+                while True:  # the URLs are printed as the simulator starts listening
+                    try:
+                        _, client = await ws_connect(Client, url)
+                        break
+                    except ConnectionRefusedError:
+                        assert time.monotonic() < deadline, "fh sim is not listening"
+                        await asyncio.sleep(0.05)
+                await until(lambda: client.disconnected, "the lifetime close", timeout_s=5)
+                return client
+            assert asyncio.run(lifetime()).where(stream="!serverShutdown")
+        finally:
+            sim.terminate()
