@@ -267,6 +267,8 @@ class Session(WSListener):
         """Server-initiated close by one of the venue's documented rules, counted by rule."""
         if self.transport is None or self.transport.is_close_frame_sent:
             return
+        for timer in self._timers.values():  # nothing is sent after the close frame
+            timer.cancel()
         self.venue.tally.closed[rule] += 1
         self.transport.send_close(code, reason.encode())
         self.transport.disconnect()
@@ -400,11 +402,9 @@ class VenueSim:
 # serves diff depth and trades, and accepts the others without sending them.
 BINANCE_STREAM = re.compile(r"([a-z0-9]+)@(depth(?:@100ms)?|trade|aggTrade|bookTicker|depth(?:5|10|20)(?:@100ms)?)")
 BINANCE_FEEDS = {"depth": "depth", "depth@100ms": "depth", "trade": "trade"}
-BINANCE_TIME_UNITS = {"MICROSECOND": True, "microsecond": True}  # timeUnit values: microseconds
+BINANCE_MICROSECONDS = ("MICROSECOND", "microsecond")  # the documented timeUnit values (the default is ms)
 BINANCE_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 BINANCE_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{0,36}")  # alphanumeric, at most 36 (a UUID's dashes allowed)
-
-
 DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))  # GET /api/v3/depth: weight by limit (rest-api.md)
 DEPTH_MAX_LIMIT = 5000  # a larger limit returns 5000 levels
 EXCHANGE_INFO_WEIGHT = 20
@@ -483,13 +483,13 @@ class BinanceSim(VenueSim):
         else:
             return self.refuse(HTTPStatus.NOT_FOUND, "path", f"no WebSocket endpoint at {url.path}")
         time_unit = query.pop("timeUnit", [""])[-1]
-        if query or time_unit not in ("", *BINANCE_TIME_UNITS):
+        if query or time_unit not in ("", *BINANCE_MICROSECONDS):
             return self.refuse(HTTPStatus.BAD_REQUEST, "query", f"unknown parameters in {url.query!r}")
         try:
             self.check_streams(names, {})
         except Refusal as refusal:
             return self.refuse(HTTPStatus.BAD_REQUEST, refusal.reason, refusal.message)
-        return BinanceSession(self, path, names, combined, time_unit in BINANCE_TIME_UNITS)
+        return BinanceSession(self, path, names, combined, time_unit in BINANCE_MICROSECONDS)
 
     def check_streams(self, names: list[str], current: dict[str, object]) -> None:
         """Raises a Refusal unless every name is a documented stream of a listed symbol (lowercase) and
@@ -553,7 +553,7 @@ class BinanceSim(VenueSim):
             raise Refusal("bad_request", "Invalid request: missing field `method`", 2)
         if request.keys() - {"method", "params", "id"}:
             raise Refusal("bad_request", "Invalid request: too many parameters", 2)
-        request_id = request.get("id", ...)
+        request_id = request.get("id", ...)  # absent: as invalid as a wrong type
         valid = request_id is None or (isinstance(request_id, int) and not isinstance(request_id, bool)
                                        and -2 ** 63 <= request_id < 2 ** 63) \
             or (isinstance(request_id, str) and BINANCE_REQUEST_ID.fullmatch(request_id))
