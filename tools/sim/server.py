@@ -636,7 +636,7 @@ class BinanceSim(VenueSim):
             over = self.budget.refusal(weight, time.monotonic())
             if over is not None:
                 status, retry_after_s = over
-                headers["Retry-After"] = str(math.ceil(retry_after_s))
+                headers["Retry-After"] = str(math.ceil(round(retry_after_s, 6)))  # whole seconds, without float noise
                 raise self.over_budget(status, retry_after_s)
             status, body = 200, answer()
         except Refusal as refusal:
