@@ -107,6 +107,13 @@ async def stats(sim: Simulator, venue: str) -> dict:
     return json.loads((await get(sim, venue, "/_sim/stats"))[2])
 
 
+def test_simulator_urls_are_the_bases_the_workers_append_their_paths_to():
+    urls = Simulator.synthetic(["binance", "coinbase", "kraken"], base_port=20000).urls()
+    assert urls["binance"] == {"ws_url": "ws://127.0.0.1:20000", "rest_url": "http://127.0.0.1:20001"}
+    assert urls["coinbase"]["ws_url"] == "ws://127.0.0.1:20002"
+    assert urls["kraken"]["ws_url"] == "ws://127.0.0.1:20004/v2"
+
+
 # ---------------------------------------------------------------- Binance: URL forms and streams
 
 def test_binance_raw_stream_path_sends_bare_events():
