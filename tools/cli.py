@@ -82,14 +82,18 @@ def _sim(args: argparse.Namespace) -> int:
     import asyncio
 
     from workers.process import new_loop, set_title, setup_logging
-    from .sim.server import ReplaySim, Simulator, parse_fault
+    from .sim.server import ReplaySim, Simulator, parse_fault, parse_limits
     setup_logging("fh.sim")
     set_title("fh: sim")
+    limits = parse_limits(args.limit)
     if args.replay:
+        if limits:
+            raise ValueError("--limit applies to the synthetic venues, not to --replay")
         replay = ReplaySim(args.replay, args.speed)
         simulator = Simulator({replay.name: replay}, base_port=args.port)
     else:
-        simulator = Simulator.synthetic(args.venues.split(","), rate=args.rate, seed=args.seed, base_port=args.port)
+        simulator = Simulator.synthetic(args.venues.split(","), rate=args.rate, seed=args.seed, base_port=args.port,
+                                        limits=limits)
     simulator.schedule = [parse_fault(text) for text in args.fault]
     unknown = {venue for _, venue, _ in simulator.schedule} - set(simulator.venues)
     if unknown:
@@ -229,6 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--fault", action="append", default=[],
                      help="venue:kind[:key=value,...]@seconds, e.g. binance:drop@5, kraken:stall:seconds=3@10")
+    sim.add_argument("--limit", action="append", default=[], metavar="VENUE.NAME=VALUE",
+                     help="change one of the documented limits the venues enforce (repeatable), e.g. "
+                          "binance.lifetime_s=1 binance.ping_every_s=0.2 binance.pong_timeout_s=0.6 "
+                          "coinbase.subscribe_deadline_s=0.5 to test in seconds what takes minutes. Names "
+                          "(default): binance.lifetime_s (86400), binance.ping_every_s (20), "
+                          "binance.pong_timeout_s (60), binance.messages_per_s (5), "
+                          "binance.streams_per_connection (1024), binance.connections_per_window (300), "
+                          "binance.connections_window_s (300), binance.weight_per_window (6000), "
+                          "binance.weight_window_s (60), binance.ban_s (120), coinbase.subscribe_deadline_s (5), "
+                          "coinbase.messages_per_s (8), coinbase.connections_per_s (8), "
+                          "coinbase.level2_per_connection (16)")
     sim.add_argument("--replay", help="serve this capture instead of a synthetic market")
     sim.add_argument("--speed", type=float, default=1.0, help="replay pace factor (0: as fast as possible)")
     sim.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until stopped)")

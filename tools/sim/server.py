@@ -6,24 +6,45 @@ message shapes. Markets are synthetic (`Market` per venue and symbol, all follow
 mid per BASE-QUOTE with a small drifting offset per venue, so the NBBO changes venue), or a capture
 replayed frame by frame. Faults are injected per venue, on a schedule or on demand through
 `GET <rest>/_sim/fault?kind=...` (see `FAULTS`).
+
+The synthetic venues are strict: they answer only the documented URL paths and message shapes
+(docs/exchange-protocols.md §1, §2.1, §3; docs/derivatives-protocols.md §4.1), refuse anything else
+with the venue's error or close code, and enforce the documented limits (`BinanceLimits`,
+`CoinbaseLimits`: constructor arguments, set from `fh sim --limit`). Every refusal is counted by
+reason, and every connection the server closes by the rule that closed it (`GET <rest>/_sim/stats`).
+Only those rules close connections: a quiet symbol never does.
+
+Per-IP limits count all of a venue's clients together: the simulator serves loopback, where every
+client has the same address (and picows' listener factory, which refuses connections at the
+handshake, is not told the peer's address).
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
+import math
+import re
 import time
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
-from picows import WSListener, WSMsgType, WSTransport, ws_create_server
+from picows import (WSCloseCode, WSListener, WSMsgType, WSTransport, WSUpgradeResponse, WSUpgradeResponseWithListener,
+                    ws_create_server)
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from feedhandler.instruments import Instrument
 from feedhandler.sim_market import Market
+from feedhandler.venues import VENUES
 from feedhandler.venues.binance import BinanceEncoder
+from feedhandler.venues.binance.protocol import SNAPSHOT_WEIGHTS
 from feedhandler.venues.coinbase import CoinbaseAdvancedEncoder
+from feedhandler.venues.base import compact_json
+from feedhandler.venues.encoding import rfc3339
 from feedhandler.venues.kraken import KrakenV2Encoder
 
 FAULTS = {  # kind: what it does (arguments from the query string)
@@ -51,6 +72,95 @@ DEFAULT_INSTRUMENTS = {  # venue symbols as each venue spells them (Kraken: v2 n
     "kraken": [Instrument("kraken", "BTC/USD", "BTC", "USD", 1, 8), Instrument("kraken", "ETH/USD", "ETH", "USD", 2, 8),
                Instrument("kraken", "BTC/USDT", "BTC", "USDT", 1, 8)],
 }
+
+
+_BINANCE, _COINBASE = VENUES["binance"].limits, VENUES["coinbase"].limits
+
+
+@dataclass(frozen=True)
+class BinanceLimits:
+    """Binance spot's documented limits (exchange-protocols.md §1.1, §1.2, §1.5; derivatives-protocols.md
+    §4.1), the same data the workers obey (`feedhandler.venues.binance.protocol.LIMITS`). Durations are in
+    seconds so that tests can shrink them."""
+
+    lifetime_s: float = _BINANCE.lifetime_s  # a connection lives 24 h; serverShutdown comes before the close
+    ping_every_s: float = _BINANCE.server_ping_s  # the server sends a ping frame this often
+    pong_timeout_s: float = _BINANCE.pong_deadline_s  # no pong echoing a ping for this long: disconnected
+    messages_per_s: int = _BINANCE.messages.count  # incoming text, ping and pong frames per connection and second
+    streams_per_connection: int = _BINANCE.streams_per_connection
+    connections_per_window: int = _BINANCE.connections.count  # new connections per IP in the window; more: 429
+    connections_window_s: float = _BINANCE.connections.per_s
+    weight_per_window: int = _BINANCE.rest_weight_per_minute  # REST request weight per IP and minute; more: 429
+    weight_window_s: float = 60.0
+    ban_s: float = 120.0  # HTTP 418 for asking again during a 429's Retry-After (the shortest documented ban)
+
+
+@dataclass(frozen=True)
+class CoinbaseLimits:
+    """Coinbase Advanced Trade's documented limits (exchange-protocols.md §2.1)."""
+
+    subscribe_deadline_s: float = _COINBASE.subscribe_deadline_s  # no subscribe this long after connecting: closed
+    messages_per_s: int = _COINBASE.messages.count  # client messages per IP; more: an error, then closed with 1008
+    connections_per_s: int = _COINBASE.connections.count  # new connections per IP; more: HTTP 429 at the handshake
+    level2_per_connection: int = _COINBASE.streams_per_connection  # observed: "too many L2 streams requested ..."
+
+
+LIMITS = {"binance": BinanceLimits, "coinbase": CoinbaseLimits}
+
+
+def parse_limits(texts: list[str]) -> dict[str, BinanceLimits | CoinbaseLimits]:
+    """`venue.name=value` settings (e.g. `binance.lifetime_s=2`) over the documented limits, as the
+    limits of each venue that has a setting."""
+    changes: dict[str, dict[str, float]] = {}
+    for text in texts:
+        key, _, value = text.partition("=")
+        venue, _, name = key.partition(".")
+        defaults = LIMITS[venue]() if venue in LIMITS else None
+        if not hasattr(defaults, name) or not value:
+            known = ", ".join(f"{v}.{f.name}" for v, kind in LIMITS.items() for f in fields(kind))
+            raise ValueError(f"limit {text!r}: expected venue.name=value, the name one of {known}")
+        try:
+            changes.setdefault(venue, {})[name] = type(getattr(defaults, name))(value)
+        except ValueError:
+            raise ValueError(f"limit {text!r}: {value!r} is not a {type(getattr(defaults, name)).__name__}") from None
+    return {venue: LIMITS[venue](**values) for venue, values in changes.items()}
+
+
+class Window:
+    """A sliding-window rate limit: at most `limit` events in any `seconds`."""
+
+    def __init__(self, limit: int, seconds: float):
+        self.limit, self.seconds = limit, seconds
+        self.times: deque[float] = deque()
+
+    def admit(self, now: float) -> bool:
+        """Records an event at `now`; False when it is one too many."""
+        while self.times and self.times[0] <= now - self.seconds:
+            self.times.popleft()
+        self.times.append(now)
+        return len(self.times) <= self.limit
+
+
+@dataclass
+class Tally:
+    """What a venue's rules did, for /_sim/stats: requests refused (by reason), connections opened, and
+    connections the server closed (by rule)."""
+
+    rejected: Counter = field(default_factory=Counter)
+    opened: int = 0
+    closed: Counter = field(default_factory=Counter)
+
+    def stats(self) -> dict:
+        return {"rejected": dict(self.rejected), "opened": self.opened, "closed": dict(self.closed)}
+
+
+class Refusal(Exception):
+    """A client request the venue answers with an error: `reason` is what the tally counts, `message` the
+    venue's error text, `code` its error code where it has one, `status` the HTTP status (REST)."""
+
+    def __init__(self, reason: str, message: str, code: int = 0, status: int = 400):
+        super().__init__(message)
+        self.reason, self.message, self.code, self.status = reason, message, code, status
 
 
 @dataclass
@@ -112,42 +222,73 @@ class Reference:
 
 
 class Session(WSListener):
-    """One client connection; what it subscribed to and its per-connection protocol state."""
+    """One client connection: what it subscribed to, its per-connection protocol state and its timers."""
 
     def __init__(self, venue: VenueSim, path: str):
         self.venue = venue
         self.path = path
         self.transport: WSTransport | None = None
-        self.books: dict[str, object] = {}  # venue symbol -> encoder or stream prefix
+        self.books: dict[str, object] = {}  # venue symbol -> encoder
         self.trades: set[str] = set()
-        self.heartbeats = False
+        self.channels: dict[str, set[str]] = {}  # Coinbase: the other channels subscribed, with their products
+        self.subscribed = False  # Coinbase: a subscribe was accepted (before the deadline, or closed)
         self.sequence = itertools.count()  # Coinbase: one sequence_num per connection
         self.opened = time.monotonic()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         self.venue.sessions.add(self)
+        self.venue.tally.opened += 1
         self.venue.on_connect(self)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
         self.venue.sessions.discard(self)
 
     def on_ws_frame(self, transport: WSTransport, frame) -> None:
-        if frame.msg_type == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            if not transport.is_close_frame_sent:
+                transport.send_close(frame.get_close_code())
             transport.disconnect()
-        elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+        elif transport.is_close_frame_sent or not self.venue.admit(self, kind):
+            return  # closing: whatever else the client sends is not answered
+        elif kind == WSMsgType.PING:  # auto-pong is off so that pings count against rate limits
+            transport.send_pong(frame.get_payload_as_bytes())
+        elif kind == WSMsgType.PONG:
+            self.venue.on_pong(self, frame.get_payload_as_bytes())
+        elif kind in (WSMsgType.TEXT, WSMsgType.BINARY):
             self.venue.on_message(self, frame.get_payload_as_bytes())
 
     def send(self, payload: bytes) -> None:
         if self.transport is not None and not self.transport.is_disconnected:
             self.transport.send(WSMsgType.TEXT, payload)
 
+    def after(self, name: str, seconds: float, callback) -> None:
+        """Calls `callback(self)` in `seconds`, instead of the pending timer of the same name."""
+        if name in self._timers:
+            self._timers[name].cancel()
+        self._timers[name] = asyncio.get_running_loop().call_later(seconds, callback, self)
+
+    def close(self, rule: str, code: WSCloseCode, reason: str) -> None:
+        """Server-initiated close by one of the venue's documented rules, counted by rule."""
+        if self.transport is None or self.transport.is_close_frame_sent:
+            return
+        for timer in self._timers.values():  # nothing is sent after the close frame
+            timer.cancel()
+        self.venue.tally.closed[rule] += 1
+        self.transport.send_close(code, reason.encode())
+        self.transport.disconnect()
+
 
 class VenueSim:
-    """One venue: its markets, its sessions, its faults. Subclasses speak the venue's protocol."""
+    """One venue: its markets, its sessions, its faults, its rules. Subclasses speak the venue's protocol."""
 
     name = ""
+    ws_path = "/"  # the one WebSocket path the venue answers
+    connections: Window | None = None  # new connections per IP, where the venue limits them
 
     def __init__(self, instruments: list[Instrument], references: dict[str, Reference], seed: int,
                  rate: float, depth: int = 200):
@@ -155,6 +296,7 @@ class VenueSim:
         self.references = references
         self.rate = rate  # market steps per second per symbol
         self.faults = Faults()
+        self.tally = Tally()
         self.sessions: set[Session] = set()
         self.markets = {}
         for k, (symbol, inst) in enumerate(self.instruments.items()):
@@ -187,13 +329,47 @@ class VenueSim:
             self.frames_sent += 1
 
     # ------------------------------------------------------------ protocol
+    def accept(self, path: str) -> Session | WSUpgradeResponseWithListener:
+        """The WebSocket handshake (picows' listener factory): a session, or the HTTP refusal."""
+        if self.connections is not None and not self.connections.admit(time.monotonic()):
+            return self.refuse(HTTPStatus.TOO_MANY_REQUESTS, "connection_rate", "too many new connections")
+        return self.open(path)
+
+    def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
+        """A session on the venue's WebSocket path; any other path is not found."""
+        if path != self.ws_path:
+            return self.refuse(HTTPStatus.NOT_FOUND, "path", f"no WebSocket endpoint at {path}")
+        return Session(self, path)
+
+    def refuse(self, status: HTTPStatus, reason: str, detail: str) -> WSUpgradeResponseWithListener:
+        """An HTTP error instead of the 101 upgrade, counted."""
+        self.tally.rejected[reason] += 1
+        body = f"{status.value} {status.phrase}: {detail}".encode()
+        return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(status, body), None)
+
+    def admit(self, session: Session, kind: WSMsgType) -> bool:
+        """Whether an incoming frame is within the venue's message-rate limit; the session is closed when not."""
+        return True
+
+    def over_rate(self, session: Session, notice: bytes | None = None) -> bool:
+        """Refuses the frame that broke the message-rate limit: counted, `notice` sent, the session closed."""
+        self.tally.rejected["message_rate"] += 1
+        if notice is not None:
+            session.send(notice)
+        session.close("message_rate", WSCloseCode.POLICY_VIOLATION, "too many messages")
+        return False
+
     def on_connect(self, session: Session) -> None:
+        pass
+
+    def on_pong(self, session: Session, payload: bytes) -> None:
         pass
 
     def on_message(self, session: Session, payload: bytes) -> None:
         pass
 
     def rest(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        self.tally.rejected["rest_path"] += 1
         return 404, {}, b'{"error":"not found"}'
 
     def metadata(self) -> bytes:
@@ -231,51 +407,228 @@ class VenueSim:
             session.transport.disconnect()
 
 
+# Binance stream names: a lowercase symbol and a documented kind (web-socket-streams.md); the simulator
+# serves diff depth and trades, and accepts the others without sending them.
+BINANCE_STREAM = re.compile(r"([a-z0-9]+)@(depth(?:@100ms)?|trade|aggTrade|bookTicker|depth(?:5|10|20)(?:@100ms)?)")
+BINANCE_FEEDS = {"depth": "depth", "depth@100ms": "depth", "trade": "trade"}
+BINANCE_MICROSECONDS = ("MICROSECOND", "microsecond")  # the documented timeUnit values (the default is ms)
+BINANCE_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
+BINANCE_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{0,36}")  # alphanumeric, at most 36 (a UUID's dashes allowed)
+DEPTH_WEIGHTS = SNAPSHOT_WEIGHTS  # GET /api/v3/depth: weight by limit (rest-api.md)
+DEPTH_MAX_LIMIT = SNAPSHOT_WEIGHTS[-1][0]  # a larger limit returns 5000 levels
+EXCHANGE_INFO_WEIGHT = _BINANCE.instruments_weight
+
+
+class WeightBudget:
+    """Binance's REQUEST_WEIGHT limit (rest-api.md, LIMITS): the weight used in the current window (what
+    X-MBX-USED-WEIGHT-1M reports), a 429 for a request over the limit, and a 418 ban for asking again
+    during a 429's Retry-After."""
+
+    def __init__(self, limits: BinanceLimits):
+        self.limits = limits
+        self.used = 0
+        self.window_end = 0.0
+        self.retry_until = 0.0  # the last 429's Retry-After
+        self.banned_until = 0.0
+
+    def refusal(self, weight: int, now: float) -> tuple[int, float] | None:
+        """(418 or 429, Retry-After seconds) for a request of `weight` at `now`, or None: the weight is spent."""
+        if now >= self.window_end:
+            self.used, self.window_end = 0, now + self.limits.weight_window_s
+        if self.banned_until <= now < self.retry_until:
+            self.banned_until = now + self.limits.ban_s
+        if now < self.banned_until:
+            return 418, self.banned_until - now
+        if self.used + weight > self.limits.weight_per_window:
+            self.retry_until = self.window_end
+            return 429, self.window_end - now
+        self.used += weight
+        return None
+
+
+class BinanceSession(Session):
+    """A Binance connection: its streams (each as subscribed, with the symbol and feed it names), whether
+    events come wrapped (combined) and in µs, its incoming message rate and the last ping it was sent."""
+
+    def __init__(self, venue: BinanceSim, path: str, streams: list[str], combined: bool, micros: bool):
+        super().__init__(venue, path)
+        self.streams: dict[str, tuple[str, str | None]] = {}
+        self.subscribe(streams)
+        self.combined, self.micros = combined, micros
+        self.messages = Window(venue.limits.messages_per_s, 1.0)
+        self.ping_payload: bytes | None = None
+
+    def subscribe(self, names: list[str]) -> None:
+        for name in names:
+            symbol, kind = BINANCE_STREAM.fullmatch(name).groups()
+            self.streams[name] = (symbol.upper(), BINANCE_FEEDS.get(kind))
+
+    def listening(self, symbol: str, feed: str) -> list[str]:
+        """The streams of this connection that carry `feed` ("depth" or "trade") of `symbol`."""
+        return [name for name, served in self.streams.items() if served == (symbol, feed)]
+
+
 class BinanceSim(VenueSim):
     name = "binance"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, limits: BinanceLimits = BinanceLimits(), **kwargs):
         super().__init__(*args, **kwargs)
+        self.limits = limits
+        self.connections = Window(limits.connections_per_window, limits.connections_window_s)
         self.encoders = {s: BinanceEncoder(s, i.px_dec, i.qty_dec) for s, i in self.instruments.items()}
-        self.weight_window = (0, 0)  # (minute, weight used)
+        self.budget = WeightBudget(limits)
+        self.pings = itertools.count(1)
 
-    def on_connect(self, session: Session) -> None:
-        streams = parse_qs(urlparse(session.path).query).get("streams", [""])[0].split("/")
-        for stream in filter(None, streams):
-            name, _, channel = stream.partition("@")
-            symbol = name.upper()
-            if symbol in self.instruments:
-                if channel.startswith("depth"):
-                    session.books[symbol] = f'{{"stream":"{stream}"'.encode()
-                elif channel == "trade":
-                    session.trades.add(symbol)
-
-    def on_message(self, session: Session, payload: bytes) -> None:
+    # ------------------------------------------------------------ connection
+    def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
+        """`/ws/<stream>` (raw), `/ws` (raw, streams subscribed live) or `/stream?streams=<s1>/<s2>...`
+        (combined), each optionally with `timeUnit=MICROSECOND`; anything else is refused."""
+        url = urlparse(path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        if url.path == "/stream":
+            combined, names = True, query.pop("streams", [""])[-1].split("/")
+        elif url.path == "/ws" or url.path.startswith("/ws/"):
+            combined, names = False, [url.path[4:]] if url.path != "/ws" else []
+        else:
+            return self.refuse(HTTPStatus.NOT_FOUND, "path", f"no WebSocket endpoint at {url.path}")
+        time_unit = query.pop("timeUnit", [""])[-1]
+        if query or time_unit not in ("", *BINANCE_MICROSECONDS):
+            return self.refuse(HTTPStatus.BAD_REQUEST, "query", f"unknown parameters in {url.query!r}")
         try:
-            request = json.loads(payload)
-            session.send(json.dumps({"result": None, "id": request.get("id")}).encode())
-        except (ValueError, AttributeError):
-            session.send(b'{"code":2,"msg":"Invalid JSON"}')
+            self.check_streams(names, {})
+        except Refusal as refusal:
+            return self.refuse(HTTPStatus.BAD_REQUEST, refusal.reason, refusal.message)
+        return BinanceSession(self, path, names, combined, time_unit in BINANCE_MICROSECONDS)
 
+    def check_streams(self, names: list[str], current: dict[str, object]) -> None:
+        """Raises a Refusal unless every name is a documented stream of a listed symbol (lowercase) and
+        the connection stays within its stream limit."""
+        for name in names:
+            match = BINANCE_STREAM.fullmatch(name)
+            if match is None or match[1].upper() not in self.instruments:
+                raise Refusal("stream", f"Invalid request: unknown stream name {name!r}", 2)
+        if len(current.keys() | set(names)) > self.limits.streams_per_connection:
+            raise Refusal("too_many_streams",
+                          f"Invalid request: more than {self.limits.streams_per_connection} streams", 2)
+
+    def on_connect(self, session: BinanceSession) -> None:
+        session.after("ping", self.limits.ping_every_s, self.ping)
+        session.after("pong", self.limits.pong_timeout_s, self.pong_timed_out)
+        session.after("lifetime", self.limits.lifetime_s, self.expire)
+
+    def ping(self, session: BinanceSession) -> None:
+        session.ping_payload = str(next(self.pings)).encode()
+        session.transport.send_ping(session.ping_payload)
+        session.after("ping", self.limits.ping_every_s, self.ping)
+
+    def on_pong(self, session: BinanceSession, payload: bytes) -> None:
+        if payload == session.ping_payload:  # an unsolicited pong does not keep the connection alive
+            session.after("pong", self.limits.pong_timeout_s, self.pong_timed_out)
+
+    def pong_timed_out(self, session: BinanceSession) -> None:
+        session.close("pong_timeout", WSCloseCode.POLICY_VIOLATION, "no pong")
+
+    def expire(self, session: BinanceSession) -> None:
+        session.send(self.shutdown_notice(session))
+        session.close("lifetime", WSCloseCode.GOING_AWAY, "connection lifetime reached")
+
+    def shutdown_notice(self, session: BinanceSession) -> bytes:
+        event = {"e": "serverShutdown", "E": time.time_ns() // (1000 if session.micros else 1_000_000)}
+        return compact_json({"stream": "!serverShutdown", "data": event} if session.combined else event)
+
+    def admit(self, session: BinanceSession, kind: WSMsgType) -> bool:
+        return session.messages.admit(time.monotonic()) or self.over_rate(session)
+
+    # ------------------------------------------------------------ live requests
+    def on_message(self, session: BinanceSession, payload: bytes) -> None:
+        request_id = None
+        try:
+            try:
+                request = json.loads(payload.decode(errors="replace"))
+            except json.JSONDecodeError as exc:
+                raise Refusal("bad_json", f"Invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", 3)
+            request_id = self.request_id(request)
+            result = self.answer(session, request["method"], request.get("params"))
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            session.send(compact_json({"error": {"code": refusal.code, "msg": refusal.message}, "id": request_id}))
+            return
+        session.send(compact_json({"result": result, "id": request_id}))
+
+    @staticmethod
+    def request_id(request) -> int | str | None:
+        """The request's id, once its envelope is checked: `method`, optional `params` and `id` only."""
+        if not isinstance(request, dict) or "method" not in request:
+            raise Refusal("bad_request", "Invalid request: missing field `method`", 2)
+        if request.keys() - {"method", "params", "id"}:
+            raise Refusal("bad_request", "Invalid request: too many parameters", 2)
+        request_id = request.get("id", ...)  # absent: as invalid as a wrong type
+        valid = request_id is None or (isinstance(request_id, int) and not isinstance(request_id, bool)
+                                       and -2 ** 63 <= request_id < 2 ** 63) \
+            or (isinstance(request_id, str) and BINANCE_REQUEST_ID.fullmatch(request_id))
+        if not valid:
+            raise Refusal("bad_request", "Invalid request: request ID must be an unsigned integer", 2)
+        return request_id
+
+    def answer(self, session: BinanceSession, method, params):
+        """The result of a live request, or a Refusal with the documented error."""
+        if method not in BINANCE_METHODS:
+            raise Refusal("bad_request", f"Invalid request: unknown variant {method!r}, expected one of "
+                                         + ", ".join(f"`{m}`" for m in BINANCE_METHODS), 2)
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if not isinstance(params, list) or not all(isinstance(name, str) for name in params):
+                raise Refusal("bad_request", "Invalid request: `params` must be a list of stream names", 2)
+            if method == "UNSUBSCRIBE":
+                for name in params:
+                    session.streams.pop(name, None)
+            else:
+                self.check_streams(params, session.streams)
+                session.subscribe(params)
+            return None
+        if method == "LIST_SUBSCRIPTIONS":
+            if params:
+                raise Refusal("bad_request", "Invalid request: too many parameters", 2)
+            return list(session.streams)
+        expected = 2 if method == "SET_PROPERTY" else 1
+        if not isinstance(params, list) or len(params) != expected or not isinstance(params[0], str):
+            raise Refusal("bad_request", "Invalid request: property name must be a string", 2)
+        if params[0] != "combined":
+            raise Refusal("bad_property", "Unknown property", 0)
+        if method == "GET_PROPERTY":
+            return session.combined
+        if not isinstance(params[1], bool):
+            raise Refusal("bad_property", "Invalid value type: expected Boolean", 1)
+        session.combined = params[1]
+        return None
+
+    # ------------------------------------------------------------ market data
     def publish(self, symbol, market, step, ts_ns, fault) -> None:
-        frames = self.encoders[symbol].frames(market, step, ts_ns)
-        for session in list(self.sessions):
-            if symbol not in session.books:
-                continue
-            for frame in frames:
-                if b'@trade"' in frame[:40]:
-                    if symbol in session.trades:
-                        self.send(session, frame)
-                    continue
-                drop, repeat = fault.decide()
-                if not drop:
-                    self.send(session, frame, repeat)
+        forms: dict[tuple, bytes] = {}
+        for frame in self.encoders[symbol].frames(market, step, ts_ns):
+            feed = "trade" if b'@trade"' in frame[:40] else "depth"
+            for session in list(self.sessions):
+                for stream in session.listening(symbol, feed):
+                    drop, repeat = fault.decide() if feed == "depth" else (False, 1)
+                    if not drop:
+                        self.send(session, self.render(frame, stream, session, ts_ns, forms), repeat)
+
+    @staticmethod
+    def render(frame: bytes, stream: str, session: BinanceSession, ts_ns: int, forms: dict[tuple, bytes]) -> bytes:
+        """The encoder's frame (combined, ms) as this session receives it: named as it subscribed, raw or
+        combined, its `E`/`T` in ms or µs. Each form is built once per step, whatever the sessions."""
+        key = (frame, stream, session.combined, session.micros)
+        if key not in forms:
+            message = json.loads(frame)
+            event = message["data"]
+            if session.micros:
+                event.update((name, ts_ns // 1000) for name in ("E", "T") if name in event)
+            forms[key] = frame if (message["stream"], session.combined, session.micros) == (stream, True, False) \
+                else compact_json({"stream": stream, "data": event} if session.combined else event)
+        return forms[key]
 
     def close_all(self) -> None:
-        notice = json.dumps({"stream": "!serverShutdown",
-                             "data": {"e": "serverShutdown", "E": time.time_ns() // 1_000_000}}).encode()
         for session in list(self.sessions):
-            session.send(notice)
+            session.send(self.shutdown_notice(session))
         super().close_all()
 
     def metadata(self) -> bytes:
@@ -285,59 +638,144 @@ class BinanceSim(VenueSim):
             for s, i in self.instruments.items()]}).encode()
 
     def rest(self, path, query):
+        """The REST API within the request-weight budget; every answer carries the weight used so far."""
+        headers = {}
+        try:
+            weight, answer = self.endpoint(path, query)
+            over = self.budget.refusal(weight, time.monotonic())
+            if over is not None:
+                status, retry_after_s = over
+                headers["Retry-After"] = str(math.ceil(round(retry_after_s, 6)))  # whole seconds, without float noise
+                raise self.over_budget(status, retry_after_s)
+            status, body = 200, answer()
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            status, body = refusal.status, compact_json({"code": refusal.code, "msg": refusal.message})
+        return status, {**headers, "X-MBX-USED-WEIGHT-1M": str(self.budget.used)}, body
+
+    def endpoint(self, path: str, query: dict[str, str]) -> tuple[int, Callable[[], bytes]]:
+        """(weight, answer) of a request, or a Refusal: 404 for an unknown path, 400 for a bad parameter."""
         if path == "/api/v3/exchangeInfo":
-            return 200, {}, self.metadata()
-        if path == "/api/v3/depth":
-            symbol = query.get("symbol", "")
-            if symbol not in self.instruments:
-                return 400, {}, b'{"code":-1121,"msg":"Invalid symbol."}'
-            limit = int(query.get("limit", "100"))
-            minute = int(time.time() // 60)
-            used = (self.weight_window[1] if self.weight_window[0] == minute else 0) + (250 if limit > 1000 else 50)
-            self.weight_window = (minute, used)
-            headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
-            if used > 6000:
-                return 429, {**headers, "Retry-After": "1"}, b'{"code":-1003,"msg":"Too many requests"}'
-            return 200, headers, self.encoders[symbol].snapshot(self.markets[symbol], depth=min(limit, 5000))
-        return super().rest(path, query)
+            return EXCHANGE_INFO_WEIGHT, self.metadata
+        if path != "/api/v3/depth":
+            raise Refusal("rest_path", "This operation is not supported.", -1020, 404)
+        symbol, limit = query.get("symbol"), query.get("limit", "100")
+        if not symbol:
+            raise Refusal("rest_param", "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+                          -1102)
+        if symbol not in self.instruments:
+            raise Refusal("rest_param", "Invalid symbol.", -1121)
+        if not re.fullmatch(r"[0-9]{1,20}", limit) or int(limit) < 1:
+            raise Refusal("rest_param", "Illegal characters found in parameter 'limit'; "
+                                        "legal range is '^[0-9]{1,20}$'.", -1100)
+        levels = min(int(limit), DEPTH_MAX_LIMIT)
+        weight = next(weight for top, weight in DEPTH_WEIGHTS if levels <= top)
+        return weight, lambda: self.encoders[symbol].snapshot(self.markets[symbol], depth=levels)
+
+    def over_budget(self, status: int, retry_after_s: float) -> Refusal:
+        """-1003 TOO_MANY_REQUESTS, worded as errors.md words it for a 429 and for a 418 ban."""
+        if status == 418:
+            until_ms = time.time_ns() // 1_000_000 + int(retry_after_s * 1000)
+            return Refusal("rest_banned", f"Way too much request weight used; IP banned until {until_ms}. "
+                                          "Please use WebSocket Streams for live updates to avoid bans.", -1003, 418)
+        return Refusal("rest_rate_limit", f"Too much request weight used; current limit is "
+                                          f"{self.limits.weight_per_window} request weight per "
+                                          f"{self.limits.weight_window_s:g} SECOND. Please use WebSocket Streams for "
+                                          "live updates to avoid polling the API.", -1003, 429)
+
+
+KRAKEN_BOOK_DEPTHS = VENUES["kraken"].limits.book_depths  # exchange-protocols.md §3.2
+KRAKEN_PARAMS = {"book": {"channel", "symbol", "depth", "snapshot"}, "trade": {"channel", "symbol", "snapshot"}}
+
+
+def _kraken_time(ts_ns: int) -> str:
+    """RFC3339 to the microsecond, as Kraken's time_in and time_out."""
+    return rfc3339(ts_ns)[:-4] + "Z"
 
 
 class KrakenSim(VenueSim):
+    """Kraken WebSocket v2 on /v2: `book` and `trade` subscriptions, and the application-level ping."""
+
     name = "kraken"
+    ws_path = "/v2"
 
     def on_message(self, session: Session, payload: bytes) -> None:
+        time_in = time.time_ns()
         try:
             request = json.loads(payload)
-            method, params, req_id = request["method"], request.get("params", {}), request.get("req_id")
-        except (ValueError, KeyError, TypeError):
-            session.send(b'{"error":"Malformed request","method":"unknown","success":false}')
+        except ValueError:
+            request = None
+        method, req_id = (request.get("method"), request.get("req_id")) if isinstance(request, dict) else (None, None)
+        try:
+            if not isinstance(request, dict) or method not in ("subscribe", "unsubscribe", "ping"):
+                raise Refusal("bad_request", "Malformed request" if method is None else f"Method not found: {method}")
+            unsupported = request.keys() - {"method", "req_id", *(("params",) if method != "ping" else ())}
+            if unsupported:
+                raise Refusal("bad_request", f"Unsupported field: {sorted(unsupported)[0]!r} for the given msg type: "
+                                             f"{method}")
+            if req_id is not None and type(req_id) is not int:
+                raise Refusal("bad_request", "req_id must be an integer")
+            if method == "ping":
+                self.ack(session, {"method": "pong"}, req_id, time_in)
+                return
+            channel, symbols, depth, snapshot = self.params(request.get("params"), method)
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            self.ack(session, {"error": refusal.message, "method": method, "success": False}, req_id, time_in)
             return
-        if method == "ping":
-            session.send(json.dumps({"method": "pong", "req_id": req_id}).encode())
-            return
+        for symbol in symbols:
+            self.subscription(session, method, channel, symbol, depth, snapshot, req_id, time_in)
+
+    @staticmethod
+    def params(params, method: str) -> tuple[str, list[str], int, bool]:
+        """(channel, symbols, depth, snapshot) of subscribe or unsubscribe params, else a Refusal."""
+        if not isinstance(params, dict):
+            raise Refusal("bad_request", "Missing field: params")
         channel = params.get("channel")
-        for symbol in params.get("symbol", []):
-            result = {"channel": channel, "symbol": symbol}
-            if symbol not in self.instruments:
-                session.send(json.dumps({"error": f"Currency pair not supported {symbol}", "method": method,
-                                         "req_id": req_id, "success": False, "symbol": symbol}).encode())
-                continue
-            if channel == "book":
-                result["depth"] = int(params.get("depth", 10))
-            if method == "subscribe":
-                session.send(json.dumps({"method": method, "result": {**result, "snapshot": True}, "success": True,
-                                         "req_id": req_id}).encode())
-                if channel == "book":
-                    inst = self.instruments[symbol]
-                    encoder = KrakenV2Encoder(symbol, inst.px_dec, inst.qty_dec, result["depth"])
-                    session.books[symbol] = encoder
-                    self.send(session, encoder.snapshot(self.markets[symbol]))
-                elif channel == "trade":
-                    session.trades.add(symbol)
-            elif method == "unsubscribe":
-                (session.books.pop(symbol, None) if channel == "book" else session.trades.discard(symbol))
-                session.send(json.dumps({"method": method, "result": result, "success": True,
-                                         "req_id": req_id}).encode())
+        if not isinstance(channel, str) or channel not in KRAKEN_PARAMS:
+            raise Refusal("unknown_channel", f"Channel not supported: {channel}")
+        if params.keys() - KRAKEN_PARAMS[channel]:
+            raise Refusal("bad_request", f"Unsupported field: {sorted(params.keys() - KRAKEN_PARAMS[channel])[0]!r} "
+                                         f"for the given msg type: {method}")
+        symbols, depth, snapshot = params.get("symbol"), params.get("depth", 10), params.get("snapshot", True)
+        if not isinstance(symbols, list) or not symbols or not all(isinstance(symbol, str) for symbol in symbols):
+            raise Refusal("bad_request", "Missing field: symbol")
+        if type(depth) is not int or depth not in KRAKEN_BOOK_DEPTHS:
+            raise Refusal("bad_depth", "Subscription depth not supported")
+        if not isinstance(snapshot, bool):
+            raise Refusal("bad_request", "Invalid value for field: snapshot")
+        return channel, symbols, depth, snapshot
+
+    def subscription(self, session: Session, method: str, channel: str, symbol: str, depth: int, snapshot: bool,
+                     req_id: int | None, time_in: int) -> None:
+        """One symbol of a (un)subscribe: its ack (one per symbol), then for a book its snapshot."""
+        subscribed = session.books if channel == "book" else session.trades
+        error = "Currency pair not supported" if symbol not in self.instruments else \
+            "Subscription Not Found" if method == "unsubscribe" and symbol not in subscribed else None
+        if error:
+            self.tally.rejected["unknown_symbol" if symbol not in self.instruments else "not_subscribed"] += 1
+            self.ack(session, {"error": error, "method": method, "success": False, "symbol": symbol}, req_id, time_in)
+            return
+        result = {"channel": channel, **({"depth": depth} if channel == "book" else {}),
+                  **({"snapshot": snapshot} if method == "subscribe" else {}), "symbol": symbol}
+        self.ack(session, {"method": method, "result": result, "success": True}, req_id, time_in)
+        if method == "unsubscribe":
+            session.books.pop(symbol, None) if channel == "book" else session.trades.discard(symbol)
+        elif channel == "trade":
+            session.trades.add(symbol)
+        else:
+            inst = self.instruments[symbol]
+            session.books[symbol] = encoder = KrakenV2Encoder(symbol, inst.px_dec, inst.qty_dec, depth)
+            frame = encoder.snapshot(self.markets[symbol])  # the encoder's view starts here, sent or not
+            if snapshot:
+                self.send(session, frame)
+
+    @staticmethod
+    def ack(session: Session, answer: dict, req_id: int | None, time_in: int) -> None:
+        """A method response as Kraken sends it: fields in alphabetical order, the request's req_id when it
+        had one, the times the request came in and the answer went out."""
+        answer.update(req_id=req_id, time_in=_kraken_time(time_in), time_out=_kraken_time(time.time_ns()))
+        session.send(compact_json(dict(sorted((key, value) for key, value in answer.items() if value is not None))))
 
     def publish(self, symbol, market, step, ts_ns, fault) -> None:
         for session in list(self.sessions):
@@ -377,44 +815,106 @@ class KrakenSim(VenueSim):
         return super().rest(path, query)
 
 
+COINBASE_CHANNELS = {  # Advanced Trade's public channels: whether a subscribe names products (§2.1)
+    "level2": True, "market_trades": True, "ticker": True, "ticker_batch": True, "candles": True,
+    "heartbeats": False, "status": False}
+COINBASE_FIELDS = {"type", "channel", "product_ids", "jwt"}
+
+
 class CoinbaseSim(VenueSim):
+    """Advanced Trade: `level2` and `market_trades` are served, the other public channels accepted."""
+
     name = "coinbase"
-    L2_PER_CONNECTION = 16
+
+    def __init__(self, *args, limits: CoinbaseLimits = CoinbaseLimits(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self.connections = Window(limits.connections_per_s, 1.0)
+        self.messages = Window(limits.messages_per_s, 1.0)
+
+    def on_connect(self, session: Session) -> None:
+        session.after("subscribe", self.limits.subscribe_deadline_s, self.subscribe_deadline)
+
+    def subscribe_deadline(self, session: Session) -> None:
+        if not session.subscribed:
+            session.close("subscribe_deadline", WSCloseCode.POLICY_VIOLATION, "no subscribe in time")
+
+    def admit(self, session: Session, kind: WSMsgType) -> bool:
+        if kind not in (WSMsgType.TEXT, WSMsgType.BINARY) or self.messages.admit(time.monotonic()):
+            return True
+        return self.over_rate(session, self.error("rate limit exceeded"))
+
+    @staticmethod
+    def error(message: str) -> bytes:
+        return compact_json({"type": "error", "message": message})
 
     def on_message(self, session: Session, payload: bytes) -> None:
         try:
-            request = json.loads(payload)
-            kind, channel = request["type"], request["channel"]
-            products = list(request.get("product_ids", []))
-        except (ValueError, KeyError, TypeError):
-            session.send(b'{"type":"error","message":"Failed to parse message"}')
+            kind, channel, products = self.parse(payload)
+            (self.subscribe if kind == "subscribe" else self.unsubscribe)(session, channel, products)
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            session.send(self.error(refusal.message))
             return
-        ts_ns = time.time_ns()
-        if channel == "heartbeats":
-            session.heartbeats = kind == "subscribe"
-        elif kind == "unsubscribe":
-            for product in products:
-                (session.books.pop(product, None) if channel == "level2" else session.trades.discard(product))
-        elif channel == "level2":
-            unknown = [p for p in products if p not in self.instruments]
-            if unknown or len(set(session.books) | set(products)) > self.L2_PER_CONNECTION:
-                reason = "too many L2 streams requested in a single session" if not unknown else \
-                    f"Failed to subscribe: unknown products {unknown}"
-                session.send(json.dumps({"type": "error", "message": reason}).encode())
-                return
+        self._subscriptions(session)
+
+    def parse(self, payload: bytes) -> tuple[str, str, list[str]]:
+        """(type, channel, product_ids) of a request in the documented shape, else a Refusal."""
+        try:
+            request = json.loads(payload)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            raise Refusal("bad_message", "Failed to parse message")
+        if "channels" in request:
+            raise Refusal("bad_message", "`channels` is the Exchange feed's: subscribe to one `channel` per message")
+        if request.keys() - COINBASE_FIELDS:
+            raise Refusal("bad_message", f"unknown fields {sorted(request.keys() - COINBASE_FIELDS)}")
+        kind, channel, products = request.get("type"), request.get("channel"), request.get("product_ids", [])
+        if kind not in ("subscribe", "unsubscribe"):
+            raise Refusal("bad_message", f"unknown message type {kind!r}")
+        if not isinstance(channel, str) or channel not in COINBASE_CHANNELS:
+            raise Refusal("bad_message", f"unknown channel {channel!r}")
+        if not isinstance(products, list) or not all(isinstance(product, str) for product in products):
+            raise Refusal("bad_message", "product_ids must be a list of product ids")
+        if COINBASE_CHANNELS[channel] and not products:
+            raise Refusal("bad_message", f"the {channel} channel needs product_ids")
+        unknown = [product for product in products if product not in self.instruments]
+        if unknown:
+            raise Refusal("unknown_product", f"Failed to subscribe: unknown products {unknown}")
+        return kind, channel, products
+
+    def subscribe(self, session: Session, channel: str, products: list[str]) -> None:
+        if channel == "level2":
+            if len(session.books.keys() | set(products)) > self.limits.level2_per_connection:
+                raise Refusal("too_many_l2", "too many L2 streams requested in a single session")
+            ts_ns = time.time_ns()
             for product in products:
                 inst = self.instruments[product]
                 encoder = CoinbaseAdvancedEncoder(product, inst.px_dec, inst.qty_dec, session.sequence)
                 session.books[product] = encoder
                 self.send(session, encoder.snapshot(self.markets[product], ts_ns))
         elif channel == "market_trades":
-            session.trades.update(p for p in products if p in self.instruments)
-        self._subscriptions(session, ts_ns)
+            session.trades.update(products)
+        else:
+            session.channels.setdefault(channel, set()).update(products)
+        session.subscribed = True
 
-    def _subscriptions(self, session: Session, ts_ns: int) -> None:
-        current = {"level2": sorted(session.books), "market_trades": sorted(session.trades)}
-        if session.heartbeats:
-            current["heartbeats"] = ["heartbeats"]
+    @staticmethod
+    def unsubscribe(session: Session, channel: str, products: list[str]) -> None:
+        if channel == "level2":
+            for product in products:
+                session.books.pop(product, None)
+        elif channel == "market_trades":
+            session.trades.difference_update(products)
+        elif channel in session.channels:
+            session.channels[channel].difference_update(products)
+            if not products or not session.channels[channel]:
+                del session.channels[channel]
+
+    def _subscriptions(self, session: Session) -> None:
+        current = {"level2": sorted(session.books), "market_trades": sorted(session.trades),
+                   **{channel: sorted(products) or [channel] for channel, products in session.channels.items()}}
         session.send(json.dumps({"channel": "subscriptions", "client_id": "", "timestamp": "",
                                  "sequence_num": next(session.sequence),
                                  "events": [{"subscriptions": current}]}).encode())
@@ -434,7 +934,7 @@ class CoinbaseSim(VenueSim):
 
     def heartbeat(self, ts_ns: int) -> None:
         for session in list(self.sessions):
-            if session.heartbeats:
+            if "heartbeats" in session.channels:
                 self.send(session, json.dumps({
                     "channel": "heartbeats", "client_id": "", "timestamp": "", "sequence_num": next(session.sequence),
                     "events": [{"current_time": "", "heartbeat_counter": ts_ns // 1_000_000_000}]}).encode())
@@ -466,6 +966,7 @@ class ReplaySim(VenueSim):
         self.name = self.reader.header["venue"]
         self.speed = speed
         self.faults = Faults()
+        self.tally = Tally()
         self.sessions = set()
         self.responses: dict[str, list[bytes]] = {}
         for frame in self.reader.frames():
@@ -474,6 +975,10 @@ class ReplaySim(VenueSim):
                 self.responses.setdefault(urlparse(url).path, []).append(body)
         self.frames_sent = 0
         self.steps = 0
+
+    def open(self, path: str) -> Session:
+        """A capture is served on whatever path the client asks for."""
+        return Session(self, path)
 
     def on_connect(self, session: Session) -> None:
         asyncio.get_running_loop().create_task(self._play(session))
@@ -514,17 +1019,22 @@ class Simulator:
         self.ports = {name: Ports(base_port + 2 * PORT_ORDER.index(name), base_port + 2 * PORT_ORDER.index(name) + 1)
                       for name in venues}
         self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: list[asyncio.Task] = []
         self.schedule: list[tuple[float, str, dict]] = []  # (at seconds, venue, fault arguments)
 
     @classmethod
-    def synthetic(cls, venues: list[str], rate: float = 20.0, seed: int = 7, **kwargs) -> Simulator:
+    def synthetic(cls, venues: list[str], rate: float = 20.0, seed: int = 7,
+                  limits: dict[str, BinanceLimits | CoinbaseLimits] | None = None, **kwargs) -> Simulator:
+        """The synthetic venues, with the documented limits except where `limits` (per venue) says otherwise."""
         rng = np.random.default_rng(seed)
         references = {}
         for venue in venues:
             for inst in DEFAULT_INSTRUMENTS[venue]:
                 references.setdefault(inst.symbol, Reference(REFERENCE_MIDS[inst.base], rng))
-        return cls({v: SIMS[v](DEFAULT_INSTRUMENTS[v], references, seed + k, rate) for k, v in enumerate(venues)},
-                   **kwargs)
+        limits = limits or {}
+        return cls({v: SIMS[v](DEFAULT_INSTRUMENTS[v], references, seed + k, rate,
+                               **({"limits": limits[v]} if v in limits else {}))
+                    for k, v in enumerate(venues)}, **kwargs)
 
     def urls(self) -> dict[str, dict[str, str]]:
         """The base URLs a venue worker is configured with to use this simulator."""
@@ -533,34 +1043,43 @@ class Simulator:
                        "rest_url": f"http://{self.host}:{p.rest}"} for name, p in self.ports.items()}
 
     async def start(self) -> None:
+        """Listens on every venue's ports and starts the market clock."""
         for name, venue in self.venues.items():
             ports = self.ports[name]
             self._servers.append(await ws_create_server(
-                lambda request, venue=venue: Session(venue, request.path.decode()), self.host, ports.ws,
-                max_frame_size=64 << 20, websocket_handshake_timeout=5))
+                lambda request, venue=venue: venue.accept(request.path.decode()), self.host, ports.ws,
+                max_frame_size=64 << 20, websocket_handshake_timeout=5, enable_auto_pong=False))
             self._servers.append(await asyncio.start_server(
                 lambda r, w, venue=venue: self._http(venue, r, w), self.host, ports.rest))
+        self._tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._faults(time.monotonic())),
+                       asyncio.create_task(self._references())]
+        self._tasks += [asyncio.create_task(self._market(v)) for v in self.venues.values()
+                        if not isinstance(v, ReplaySim)]
 
     async def run(self, duration: float | None = None) -> None:
         await self.start()
-        loop_started = time.monotonic()
-        tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._faults(loop_started)),
-                 asyncio.create_task(self._references())]
-        tasks += [asyncio.create_task(self._market(v)) for v in self.venues.values() if not isinstance(v, ReplaySim)]
         try:
             await asyncio.sleep(duration) if duration else await asyncio.Event().wait()
         finally:
-            for task in tasks:
-                task.cancel()
             await self.stop()
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
         for venue in self.venues.values():
             for session in list(venue.sessions):
                 session.transport.disconnect(graceful=False)
         for server in self._servers:
             server.close()
         self._servers.clear()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
 
     async def _market(self, venue: VenueSim) -> None:
         """Steps each symbol at the venue's rate (bursts faster); nothing moves while stalled."""
@@ -607,7 +1126,7 @@ class Simulator:
             parsed = urlparse(target)
             query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
             status, headers, body = await self._respond(venue, parsed.path, query)
-            head = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}", "Content-Type: application/json",
+            head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
                     f"Content-Length: {len(body)}", "Connection: close"]
             head += [f"{k}: {v}" for k, v in headers.items()]
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
@@ -627,7 +1146,8 @@ class Simulator:
             return 200, {}, json.dumps({"injected": venue.faults.injected}).encode()
         if path == "/_sim/stats":
             return 200, {}, json.dumps({"steps": venue.steps, "frames_sent": venue.frames_sent,
-                                        "sessions": len(venue.sessions), "injected": venue.faults.injected}).encode()
+                                        "sessions": len(venue.sessions), "injected": venue.faults.injected,
+                                        **venue.tally.stats()}).encode()
         faults = venue.faults
         if faults.rest_429 > 0:
             faults.rest_429 -= 1

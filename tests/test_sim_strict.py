@@ -1,0 +1,519 @@
+"""`fh sim` is strict: each venue answers only its documented URL paths and message shapes, refuses
+anything else with the venue's error or close code, enforces the documented limits, and counts every
+refusal and every connection it closes (GET <rest>/_sim/stats).
+
+Each test runs a simulator on free loopback ports with real WebSocket and HTTP clients, and waits on
+evidence (messages, close codes, counters); the time limits under test are shrunk to a second or less.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from picows import WSCloseCode, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
+
+from pipeline import FH, REPO, free_base_port
+from tools.cli import build_parser
+from tools.sim.server import LIMITS, BinanceLimits, CoinbaseLimits, Simulator, parse_limits
+
+
+def simulate(scenario, venues=("binance",), rate: float = 50.0, **limits) -> None:
+    """Runs `await scenario(sim)` against a synthetic simulator of `venues` (`limits`: per venue)."""
+    async def main():
+        async with Simulator.synthetic(list(venues), rate=rate, base_port=free_base_port(), limits=limits) as sim:
+            await asyncio.wait_for(scenario(sim), 30)
+    asyncio.run(main())
+
+
+async def until(condition, what: str, timeout_s: float = 10.0):
+    """Waits for `condition()` to be true; its value."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        await asyncio.sleep(0.01)
+    return value
+
+
+class Client(WSListener):
+    """A picows client that keeps the JSON messages it receives, counts the pings (answering them with
+    their payload unless told not to) and keeps the server's close code."""
+
+    def __init__(self, answer_pings: bool = True):
+        self.answer_pings = answer_pings
+        self.transport: WSTransport | None = None
+        self.messages: list = []
+        self.pings = 0
+        self.close_code: WSCloseCode | None = None
+        self.disconnected = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame) -> None:
+        if frame.msg_type == WSMsgType.PING:
+            self.pings += 1
+            if self.answer_pings:
+                transport.send_pong(frame.get_payload_as_bytes())
+        elif frame.msg_type == WSMsgType.TEXT:
+            self.messages.append(json.loads(frame.get_payload_as_bytes()))
+        elif frame.msg_type == WSMsgType.CLOSE:
+            self.close_code = frame.get_close_code()
+            transport.send_close(self.close_code)
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.disconnected = True
+
+    def send(self, message) -> None:
+        self.transport.send(WSMsgType.TEXT, message if isinstance(message, bytes) else json.dumps(message).encode())
+
+    def where(self, **fields) -> list:
+        """The messages received so far that carry these fields."""
+        return [m for m in self.messages if isinstance(m, dict) and all(m.get(k) == v for k, v in fields.items())]
+
+
+async def connect(sim: Simulator, venue: str, path: str, answer_pings: bool = True) -> Client:
+    _, client = await ws_connect(lambda: Client(answer_pings), f"ws://127.0.0.1:{sim.ports[venue].ws}{path}",
+                                 enable_auto_pong=False)
+    return client
+
+
+async def refused(sim: Simulator, venue: str, path: str) -> int:
+    """The HTTP status the WebSocket handshake on `path` is refused with."""
+    with pytest.raises(WSHandshakeError) as refusal:
+        await connect(sim, venue, path)
+    return refusal.value.response.status
+
+
+async def get(sim: Simulator, venue: str, target: str) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of GET `target` on the venue's REST port."""
+    def fetch():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{sim.ports[venue].rest}{target}", timeout=5) as reply:
+                return reply.status, dict(reply.headers), reply.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+    return await asyncio.to_thread(fetch)
+
+
+async def stats(sim: Simulator, venue: str) -> dict:
+    return json.loads((await get(sim, venue, "/_sim/stats"))[2])
+
+
+def test_simulator_urls_are_the_bases_the_workers_append_their_paths_to():
+    urls = Simulator.synthetic(["binance", "coinbase", "kraken"], base_port=20000).urls()
+    assert urls["binance"] == {"ws_url": "ws://127.0.0.1:20000", "rest_url": "http://127.0.0.1:20001"}
+    assert urls["coinbase"]["ws_url"] == "ws://127.0.0.1:20002"
+    assert urls["kraken"]["ws_url"] == "ws://127.0.0.1:20004/v2"
+
+
+# ---------------------------------------------------------------- Binance: URL forms and streams
+
+def test_binance_raw_stream_path_sends_bare_events():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws/btcusdt@depth@100ms")
+        event = (await until(lambda: client.messages, "a depth update"))[0]
+        assert event["e"] == "depthUpdate" and event["s"] == "BTCUSDT" and "stream" not in event
+    simulate(scenario)
+
+
+def test_binance_combined_stream_path_wraps_each_event_with_its_stream_name():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/stream?streams=btcusdt@depth/ethusdt@depth@100ms")
+        await until(lambda: client.where(stream="btcusdt@depth") and client.where(stream="ethusdt@depth@100ms"),
+                    "updates of both streams")
+        assert {m["data"]["s"] for m in client.where(stream="btcusdt@depth")} == {"BTCUSDT"}
+    simulate(scenario)
+
+
+def test_binance_ws_path_subscribes_lists_and_unsubscribes_live():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws")
+        client.send({"method": "SUBSCRIBE", "params": ["btcusdt@depth@100ms", "btcusdt@trade"], "id": 1})
+        await until(lambda: client.where(result=None, id=1), "the subscribe result")
+        await until(lambda: client.where(e="depthUpdate"), "a depth update")
+        client.send({"method": "UNSUBSCRIBE", "params": ["btcusdt@trade"], "id": "two"})
+        client.send({"method": "LIST_SUBSCRIPTIONS", "id": 3})
+        assert (await until(lambda: client.where(id=3), "the list"))[0]["result"] == ["btcusdt@depth@100ms"]
+        assert client.where(result=None, id="two")
+    simulate(scenario)
+
+
+def test_binance_refuses_an_undocumented_path_with_404_and_counts_it():
+    async def scenario(sim):
+        assert await refused(sim, "binance", "/stream/stream?streams=btcusdt@depth@100ms") == 404
+        assert (await stats(sim, "binance"))["rejected"] == {"path": 1}
+    simulate(scenario)
+
+
+def test_binance_refuses_uppercase_and_unknown_stream_names():
+    async def scenario(sim):
+        assert await refused(sim, "binance", "/stream?streams=BTCUSDT@depth@100ms") == 400
+        assert await refused(sim, "binance", "/ws/btcusdt@depth7") == 400
+        client = await connect(sim, "binance", "/ws")
+        client.send({"method": "SUBSCRIBE", "params": ["btcusdt@Trade"], "id": 1})
+        error = (await until(lambda: client.where(id=1), "the answer"))[0]["error"]
+        assert error["code"] == 2 and error["msg"].startswith("Invalid request")
+        assert (await stats(sim, "binance"))["rejected"] == {"stream": 3}
+    simulate(scenario)
+
+
+def test_binance_refuses_more_streams_than_a_connection_may_listen_to():
+    async def scenario(sim):
+        assert await refused(sim, "binance", "/stream?streams=btcusdt@trade/btcusdt@depth/ethusdt@trade") == 400
+        client = await connect(sim, "binance", "/stream?streams=btcusdt@trade/btcusdt@depth")
+        client.send({"method": "SUBSCRIBE", "params": ["ethusdt@trade"], "id": 1})
+        assert (await until(lambda: client.where(id=1), "the answer"))[0]["error"]["code"] == 2
+        assert (await stats(sim, "binance"))["rejected"] == {"too_many_streams": 2}
+    simulate(scenario, binance=BinanceLimits(streams_per_connection=2))
+
+
+@pytest.mark.parametrize("request_text, code, message", [
+    (b'{"method":"SUBSCRIBE","params":["btcusdt@trade"]', 3, "Invalid JSON"),
+    (b'{"params":["btcusdt@trade"],"id":1}', 2, "Invalid request: missing field `method`"),
+    (b'{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1.5}', 2,
+     "Invalid request: request ID must be an unsigned integer"),
+    (b'{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":"' + b"x" * 37 + b'"}', 2,
+     "Invalid request: request ID must be an unsigned integer"),
+    (b'{"method":"subscribe","params":["btcusdt@trade"],"id":1}', 2, "Invalid request: unknown variant"),
+    (b'{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1,"extra":0}', 2, "Invalid request: too many parameters"),
+    (b'{"method":"SET_PROPERTY","params":["combined","yes"],"id":1}', 1, "Invalid value type: expected Boolean"),
+    (b'{"method":"GET_PROPERTY","params":["compressed"],"id":1}', 0, "Unknown property"),
+])
+def test_binance_answers_a_malformed_live_request_with_the_documented_error(request_text, code, message):
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws")
+        client.send(request_text)
+        answer = (await until(lambda: client.where(result=None) or [m for m in client.messages if "error" in m],
+                              "the answer"))[0]
+        assert answer["error"]["code"] == code and answer["error"]["msg"].startswith(message)
+        assert sum((await stats(sim, "binance"))["rejected"].values()) == 1
+    simulate(scenario)
+
+
+# ---------------------------------------------------------------- Binance: limits
+
+def test_binance_closes_a_connection_sending_more_than_5_messages_a_second_with_1008():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws")
+        for k in range(6):
+            client.send({"method": "LIST_SUBSCRIPTIONS", "id": k})
+        await until(lambda: client.disconnected, "the close")
+        assert client.close_code == WSCloseCode.POLICY_VIOLATION and len(client.where(result=[])) == 5
+        counters = await stats(sim, "binance")
+        assert counters["closed"] == {"message_rate": 1} and counters["rejected"] == {"message_rate": 1}
+    simulate(scenario)
+
+
+def test_binance_counts_ping_frames_against_the_message_rate():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws")
+        for _ in range(6):
+            client.transport.send_ping(b"hi")
+        await until(lambda: client.disconnected, "the close")
+        assert client.close_code == WSCloseCode.POLICY_VIOLATION
+    simulate(scenario)
+
+
+def test_binance_ends_a_connection_at_its_lifetime_with_server_shutdown_first():
+    async def scenario(sim):
+        combined = await connect(sim, "binance", "/stream?streams=btcusdt@trade")
+        raw = await connect(sim, "binance", "/ws/btcusdt@trade")
+        await until(lambda: combined.disconnected and raw.disconnected, "both closes", timeout_s=5)
+        assert combined.where(stream="!serverShutdown")[0]["data"]["e"] == "serverShutdown"
+        assert raw.where(e="serverShutdown") and raw.close_code == combined.close_code == WSCloseCode.GOING_AWAY
+        assert (await stats(sim, "binance"))["closed"] == {"lifetime": 2}
+    simulate(scenario, binance=BinanceLimits(lifetime_s=1.0))
+
+
+def test_binance_closes_a_connection_that_does_not_answer_its_pings():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws/btcusdt@trade", answer_pings=False)
+        await until(lambda: client.disconnected, "the close", timeout_s=5)
+        assert client.pings >= 2 and (await stats(sim, "binance"))["closed"] == {"pong_timeout": 1}
+    simulate(scenario, binance=BinanceLimits(ping_every_s=0.2, pong_timeout_s=0.6))
+
+
+def test_binance_keeps_a_connection_that_answers_its_pings_however_quiet_the_market():
+    async def scenario(sim):
+        client = await connect(sim, "binance", "/ws/btcusdt@depth@100ms")
+        await until(lambda: client.pings >= 10, "ten pings (five pong timeouts)")
+        assert not client.disconnected and client.messages == []
+        assert (await stats(sim, "binance"))["closed"] == {}
+    simulate(scenario, rate=1e-9, binance=BinanceLimits(ping_every_s=0.2, pong_timeout_s=0.4))
+
+
+def test_binance_refuses_new_connections_over_the_per_ip_rate_with_429():
+    async def scenario(sim):
+        for _ in range(2):
+            await connect(sim, "binance", "/ws")
+        assert await refused(sim, "binance", "/ws") == 429
+        assert (await stats(sim, "binance"))["rejected"] == {"connection_rate": 1}
+    simulate(scenario, binance=BinanceLimits(connections_per_window=2))
+
+
+# ---------------------------------------------------------------- Binance: event contents
+
+def test_binance_time_unit_microsecond_gives_event_times_in_microseconds():
+    async def scenario(sim):
+        micros = await connect(sim, "binance", "/stream?streams=btcusdt@depth@100ms&timeUnit=MICROSECOND")
+        millis = await connect(sim, "binance", "/stream?streams=btcusdt@depth@100ms")
+        await until(lambda: micros.messages and millis.messages, "updates on both")
+        now_us = time.time() * 1e6
+        assert abs(micros.messages[0]["data"]["E"] - now_us) < 5e6
+        assert abs(millis.messages[0]["data"]["E"] * 1000 - now_us) < 5e6
+    simulate(scenario)
+
+
+def test_binance_connections_on_one_symbol_share_one_diff_numbering():
+    async def scenario(sim):
+        clients = [await connect(sim, "binance", "/stream?streams=btcusdt@depth@100ms") for _ in range(2)]
+        await until(lambda: all(len(c.messages) >= 20 for c in clients), "twenty updates on each")
+        numbered = [{(m["data"]["U"], m["data"]["u"]) for m in c.messages} for c in clients]
+        assert len(numbered[0] & numbered[1]) >= 15
+    simulate(scenario)
+
+
+# ---------------------------------------------------------------- Binance: REST
+
+def test_binance_rest_weighs_depth_by_limit_and_reports_the_weight_used_on_every_answer():
+    async def scenario(sim):
+        used = []
+        for target in ("/api/v3/depth?symbol=BTCUSDT&limit=100", "/api/v3/depth?symbol=BTCUSDT&limit=101",
+                       "/api/v3/depth?symbol=BTCUSDT&limit=1000", "/api/v3/depth?symbol=BTCUSDT&limit=5000",
+                       "/api/v3/depth?symbol=BTCUSDT&limit=9000", "/api/v3/depth?symbol=BTCUSDT",
+                       "/api/v3/exchangeInfo", "/api/v3/depth?symbol=XRPUSDT"):
+            status, headers, _ = await get(sim, "binance", target)
+            used.append((status, int(headers["X-MBX-USED-WEIGHT-1M"])))
+        assert used == [(200, 5), (200, 30), (200, 80), (200, 330), (200, 580), (200, 585), (200, 605), (400, 605)]
+    simulate(scenario)
+
+
+@pytest.mark.parametrize("limit", ["abc", "1.5", "-5", "0"])
+def test_binance_rest_depth_limit_must_be_a_positive_integer(limit):
+    async def scenario(sim):
+        status, headers, body = await get(sim, "binance", f"/api/v3/depth?symbol=BTCUSDT&limit={limit}")
+        assert (status, json.loads(body)["code"], headers["X-MBX-USED-WEIGHT-1M"]) == (400, -1100, "0")
+        assert (await stats(sim, "binance"))["rejected"] == {"rest_param": 1}
+    simulate(scenario)
+
+
+def test_binance_rest_over_the_weight_budget_gets_429_then_a_418_ban_for_asking_during_retry_after():
+    async def scenario(sim):
+        depth = "/api/v3/depth?symbol=BTCUSDT&limit=100"
+        assert [(await get(sim, "binance", depth))[0] for _ in range(2)] == [200, 200]
+        status, headers, body = await get(sim, "binance", depth)
+        assert (status, json.loads(body)["code"], headers["X-MBX-USED-WEIGHT-1M"]) == (429, -1003, "10")
+        assert 0 < int(headers["Retry-After"]) <= 60
+        status, headers, _ = await get(sim, "binance", depth)
+        assert status == 418 and 60 < int(headers["Retry-After"]) <= 120
+        assert (await stats(sim, "binance"))["rejected"] == {"rest_rate_limit": 1, "rest_banned": 1}
+    simulate(scenario, binance=BinanceLimits(weight_per_window=10))
+
+
+def test_binance_rest_unknown_path_gets_404_with_a_binance_error_body():
+    async def scenario(sim):
+        status, headers, body = await get(sim, "binance", "/api/v3/ticker/bookTicker")
+        assert status == 404 and set(json.loads(body)) == {"code", "msg"} and "X-MBX-USED-WEIGHT-1M" in headers
+        assert (await stats(sim, "binance"))["rejected"] == {"rest_path": 1}
+    simulate(scenario)
+
+
+# ---------------------------------------------------------------- Coinbase Advanced Trade
+
+def test_coinbase_answers_only_the_root_path():
+    async def scenario(sim):
+        assert await refused(sim, "coinbase", "/ws") == 404
+        assert (await stats(sim, "coinbase"))["rejected"] == {"path": 1}
+    simulate(scenario, venues=("coinbase",))
+
+
+def test_coinbase_subscribe_gets_the_snapshot_then_the_subscriptions_then_heartbeats():
+    async def scenario(sim):
+        client = await connect(sim, "coinbase", "/")
+        client.send({"type": "subscribe", "channel": "level2", "product_ids": ["BTC-USD"]})
+        client.send({"type": "subscribe", "channel": "heartbeats"})
+        await until(lambda: client.where(channel="heartbeats"), "a heartbeat")
+        snapshot, subscriptions = client.messages[0], client.where(channel="subscriptions")[-1]
+        assert snapshot["channel"] == "l2_data" and snapshot["events"][0]["type"] == "snapshot"
+        assert subscriptions["events"][0]["subscriptions"] == {"level2": ["BTC-USD"], "market_trades": [],
+                                                               "heartbeats": ["heartbeats"]}
+    simulate(scenario, venues=("coinbase",))
+
+
+def test_coinbase_closes_a_connection_that_does_not_subscribe_within_the_deadline():
+    async def scenario(sim):
+        subscriber = await connect(sim, "coinbase", "/")
+        subscriber.send({"type": "subscribe", "channel": "heartbeats"})
+        silent = await connect(sim, "coinbase", "/")  # its deadline comes after the subscriber's
+        await until(lambda: silent.disconnected, "the silent connection's close", timeout_s=5)
+        assert silent.close_code == WSCloseCode.POLICY_VIOLATION and not subscriber.disconnected
+        assert (await stats(sim, "coinbase"))["closed"] == {"subscribe_deadline": 1}
+    simulate(scenario, venues=("coinbase",), coinbase=CoinbaseLimits(subscribe_deadline_s=0.5))
+
+
+@pytest.mark.parametrize("request_, reason", [
+    ({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["level2"]}, "bad_message"),
+    ({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "full"}, "bad_message"),
+    ({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": ["level2"]}, "bad_message"),
+    ({"type": "sub", "product_ids": ["BTC-USD"], "channel": "level2"}, "bad_message"),
+    ({"type": "subscribe", "channel": "level2"}, "bad_message"),
+    ({"type": "subscribe", "product_ids": ["DOGE-USD"], "channel": "level2"}, "unknown_product"),
+    ("not json", "bad_message"),
+])
+def test_coinbase_answers_a_malformed_message_with_an_error_and_subscribes_nothing(request_, reason):
+    async def scenario(sim):
+        client = await connect(sim, "coinbase", "/")
+        client.send(request_.encode() if isinstance(request_, str) else request_)
+        error = (await until(lambda: client.where(type="error"), "the error"))[0]
+        assert error["message"] and not client.where(channel="subscriptions")
+        assert (await stats(sim, "coinbase"))["rejected"] == {reason: 1}
+    simulate(scenario, venues=("coinbase",))
+
+
+def test_coinbase_keeps_the_level2_products_per_connection_cap():
+    async def scenario(sim):
+        client = await connect(sim, "coinbase", "/")
+        client.send({"type": "subscribe", "channel": "level2", "product_ids": ["BTC-USD", "ETH-USD", "BTC-USDT"]})
+        error = (await until(lambda: client.where(type="error"), "the error"))[0]
+        assert error["message"] == "too many L2 streams requested in a single session"
+    simulate(scenario, venues=("coinbase",), coinbase=CoinbaseLimits(level2_per_connection=2))
+
+
+def test_coinbase_closes_the_connection_that_sends_the_ninth_message_of_a_second_from_one_ip():
+    async def scenario(sim):
+        first, second = await connect(sim, "coinbase", "/"), await connect(sim, "coinbase", "/")
+        for _ in range(4):
+            first.send({"type": "subscribe", "channel": "heartbeats"})
+            second.send({"type": "subscribe", "channel": "heartbeats"})
+        await until(lambda: len(second.where(channel="subscriptions")) == 4, "eight answers")
+        first.send({"type": "subscribe", "channel": "heartbeats"})
+        await until(lambda: first.disconnected, "the close")
+        assert first.where(type="error") and first.close_code == WSCloseCode.POLICY_VIOLATION
+        assert not second.disconnected
+        counters = await stats(sim, "coinbase")
+        assert counters["closed"] == {"message_rate": 1} and counters["rejected"] == {"message_rate": 1}
+    simulate(scenario, venues=("coinbase",))
+
+
+def test_coinbase_refuses_new_connections_over_the_per_ip_rate_with_429():
+    async def scenario(sim):
+        for _ in range(2):
+            await connect(sim, "coinbase", "/")
+        assert await refused(sim, "coinbase", "/") == 429
+        assert (await stats(sim, "coinbase"))["rejected"] == {"connection_rate": 1}
+    simulate(scenario, venues=("coinbase",), coinbase=CoinbaseLimits(connections_per_s=2))
+
+
+# ---------------------------------------------------------------- Kraken v2
+
+def test_kraken_answers_only_the_v2_path():
+    async def scenario(sim):
+        assert await refused(sim, "kraken", "/") == 404
+        assert (await stats(sim, "kraken"))["rejected"] == {"path": 1}
+    simulate(scenario, venues=("kraken",))
+
+
+def test_kraken_acks_a_subscribe_once_per_symbol_as_documented_then_sends_the_snapshots():
+    async def scenario(sim):
+        client = await connect(sim, "kraken", "/v2")
+        client.send({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD", "ETH/USD"],
+                                                       "depth": 25, "snapshot": True}, "req_id": 7})
+        await until(lambda: len(client.where(channel="book", type="snapshot")) == 2, "both snapshots")
+        acks = client.where(method="subscribe")
+        assert [ack["result"] for ack in acks] == [
+            {"channel": "book", "depth": 25, "snapshot": True, "symbol": symbol} for symbol in ("BTC/USD", "ETH/USD")]
+        assert all(ack["success"] is True and ack["req_id"] == 7 for ack in acks)
+        assert all(ack["time_in"] <= ack["time_out"] and ack["time_out"].endswith("Z") for ack in acks)
+        assert client.messages.index(acks[1]) < client.messages.index(client.where(type="snapshot")[1])
+    simulate(scenario, venues=("kraken",))
+
+
+@pytest.mark.parametrize("params, reason, error", [
+    ({"channel": "book", "symbol": ["BTC/USD"], "depth": 20}, "bad_depth", "Subscription depth not supported"),
+    ({"channel": "spread", "symbol": ["BTC/USD"]}, "unknown_channel", "Channel not supported: spread"),
+    ({"channel": "book"}, "bad_request", "Missing field: symbol"),
+    ({"channel": "trade", "symbol": ["BTC/USD"], "depth": 10}, "bad_request", "Unsupported field: 'depth'"),
+    (None, "bad_request", "Missing field: params"),
+])
+def test_kraken_answers_a_bad_subscribe_with_one_documented_error_ack(params, reason, error):
+    async def scenario(sim):
+        client = await connect(sim, "kraken", "/v2")
+        client.send({"method": "subscribe", "req_id": 3, **({"params": params} if params else {})})
+        ack = (await until(lambda: client.where(method="subscribe"), "the ack"))[0]
+        assert ack["success"] is False and ack["error"].startswith(error) and ack["req_id"] == 3
+        assert {"time_in", "time_out"} <= ack.keys() and "result" not in ack
+        assert (await stats(sim, "kraken"))["rejected"] == {reason: 1}
+    simulate(scenario, venues=("kraken",))
+
+
+def test_kraken_acks_an_unknown_symbol_with_an_error_naming_it_and_subscribes_the_others():
+    async def scenario(sim):
+        client = await connect(sim, "kraken", "/v2")
+        client.send({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD", "XBT/USD"]}})
+        await until(lambda: len(client.where(method="subscribe")) == 2, "two acks")
+        assert client.where(method="subscribe", success=False, symbol="XBT/USD")
+        assert client.where(method="subscribe", success=True)[0]["result"]["depth"] == 10
+    simulate(scenario, venues=("kraken",))
+
+
+def test_kraken_ping_gets_a_pong_with_its_req_id_and_times():
+    async def scenario(sim):
+        client = await connect(sim, "kraken", "/v2")
+        client.send({"method": "ping", "req_id": 101})
+        pong = (await until(lambda: client.where(method="pong"), "the pong"))[0]
+        assert set(pong) == {"method", "req_id", "time_in", "time_out"}
+        assert pong["req_id"] == 101 and pong["time_in"] <= pong["time_out"]
+    simulate(scenario, venues=("kraken",))
+
+
+# ---------------------------------------------------------------- fh sim --limit
+
+def test_fh_sim_limit_sets_a_venue_limit_by_name():
+    assert parse_limits(["binance.lifetime_s=1.5", "coinbase.messages_per_s=3"]) == {
+        "binance": BinanceLimits(lifetime_s=1.5), "coinbase": CoinbaseLimits(messages_per_s=3)}
+    for wrong in ("binance.lifetime=1", "kraken.lifetime_s=1", "coinbase.messages_per_s=2.5", "binance.ban_s"):
+        with pytest.raises(ValueError):
+            parse_limits([wrong])
+
+
+def test_fh_sim_help_names_every_limit_with_its_documented_default(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sim", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for venue, limits in LIMITS.items():
+        for limit in dataclasses.fields(limits):
+            assert f"{venue}.{limit.name} ({limit.default:g})" in text
+
+
+def test_fh_sim_runs_with_the_limits_given_on_its_command_line():
+    base = free_base_port()
+    argv = FH + ["sim", "--venues", "binance", "--port", str(base), "--duration", "20",
+                 "--limit", "binance.lifetime_s=0.5"]
+    with subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as sim:
+        try:
+            urls = json.loads(sim.stdout.readline())
+            assert urls["binance"]["ws_url"] == f"ws://127.0.0.1:{base}"
+            url = f"{urls['binance']['ws_url']}/stream?streams=btcusdt@trade"
+
+            async def lifetime():
+                deadline = time.monotonic() + 30
+                while True:  # the URLs are printed as the simulator starts listening
+                    try:
+                        _, client = await ws_connect(Client, url)
+                        break
+                    except ConnectionRefusedError:
+                        assert time.monotonic() < deadline, "fh sim is not listening"
+                        await asyncio.sleep(0.05)
+                await until(lambda: client.disconnected, "the lifetime close", timeout_s=5)
+                return client
+            assert asyncio.run(lifetime()).where(stream="!serverShutdown")
+        finally:
+            sim.terminate()
