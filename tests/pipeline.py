@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from shm.segment import Segment, SegmentError
@@ -98,9 +99,27 @@ class Pipeline:
         self.run = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                     stderr=open(self.workdir / "run.log", "w"), text=True)
 
+    @contextmanager
+    def serving(self) -> Iterator[Pipeline]:
+        """Kernels compiled, the simulator and `fh run` started; the logs printed if the body fails an
+        assertion; everything stopped afterwards."""
+        subprocess.run(FH + ["warmup"], cwd=REPO, check=True, capture_output=True)
+        self.start()
+        try:
+            yield self
+        except AssertionError:
+            print(self.logs())
+            raise
+        finally:
+            self.stop()
+
     def fault(self, venue: str, kind: str, **arguments) -> dict:
         query = "&".join(f"{k}={v}" for k, v in {"kind": kind, **arguments}.items())
         with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port(venue)}/_sim/fault?{query}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def sim_stats(self, venue: str) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port(venue)}/_sim/stats", timeout=5) as r:
             return json.loads(r.read())
 
     def worker_pid(self, venue: str) -> int:

@@ -1,8 +1,8 @@
-"""Binance connection rotation against the simulator, with a lifetime scaled to seconds: every
-connection is replaced by a successor before the venue would cut it, the books move over as their
-changes line up, and not one book is invalid or fetched again across the rotations."""
+"""Binance connection rotation against the strict simulator, its limits scaled to seconds (a 2.5 s
+connection lifetime, a ping every 0.3 s to be answered within 1.5 s): every connection is replaced
+by a successor before the venue would cut it, the books move over as their changes line up, and not
+one book is invalid or fetched again across the rotations."""
 import os
-import subprocess
 
 import pytest
 
@@ -10,25 +10,20 @@ from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from shm.layout import Status
 from shm.reader import StatusEvent, VenueReader
 
-from pipeline import FH, REPO, VENUE_SYMBOLS, Pipeline, wait_for
+from pipeline import VENUE_SYMBOLS, Pipeline, wait_for
 
 STARTUP_S = 240  # a cold numba cache compiles for minutes on a 2-core box
 ROTATE_AFTER_S = 1.5
 ROTATIONS = 3
+SIM_LIMITS = ("--limit", "binance.lifetime_s=2.5", "--limit", "binance.ping_every_s=0.3",
+              "--limit", "binance.pong_timeout_s=1.5")
 
 
 @pytest.fixture
 def rotating(tmp_path):
-    subprocess.run(FH + ["warmup"], cwd=REPO, check=True, capture_output=True)
-    running = Pipeline(tmp_path, f"fhrot{os.getpid()}", venue_options={"binance": f"rotate_after_s = {ROTATE_AFTER_S}"})
-    running.start()
-    try:
+    with Pipeline(tmp_path, f"fhrot{os.getpid()}", venue_options={"binance": f"rotate_after_s = {ROTATE_AFTER_S}"},
+                  sim_args=SIM_LIMITS).serving() as running:
         yield running
-    except AssertionError:
-        print(running.logs())
-        raise
-    finally:
-        running.stop()
 
 
 def test_rotations_keep_every_book_valid_without_a_snapshot(rotating):
@@ -54,7 +49,9 @@ def test_rotations_keep_every_book_valid_without_a_snapshot(rotating):
     assert invalid_samples == 0 and book_status == []  # not one book went invalid, no gap, no resync
     assert (after["gaps"], after["resyncs"]) == (before["gaps"], before["resyncs"])
     assert after["book_updates"] > before["book_updates"]  # and the books kept moving
+    closed_by_sim = rotating.sim_stats("binance")["closed"]
     rotating.stop()
+    assert closed_by_sim == {}  # no lifetime cut, no pong timeout, no rate close: the worker rotated first
     snapshots, connects = 0, 0
     for path in sorted((rotating.workdir / "captures").glob("binance*")):
         for frame in CaptureReader(str(path)).frames():

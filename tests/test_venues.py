@@ -1,6 +1,7 @@
 """The venue registry and what it plans: one package per venue, no venue named anywhere else, the
 requests the workers make held against the venues' documented forms, feeds that decide without
 doing I/O, the shared backoff and pacer, and rotation handing books over without a snapshot."""
+import asyncio
 import json
 import re
 import shutil
@@ -27,7 +28,7 @@ from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.plan import plan
 from tools.replay import replay
-from workers.lifecycle import Backoff, Pacer
+from workers.lifecycle import Backoff, IdleWait, Pacer, Stop
 
 REPO = Path(__file__).resolve().parent.parent
 FAMILIES = ("binance", "coinbase", "kraken")  # the protocol packages; variants are named after them
@@ -281,3 +282,36 @@ def test_instrument_parsers_name_the_venue_they_parse_for():
     info = {"symbols": [{"symbol": "BTCUSDT", "baseAsset": "BTC", "quoteAsset": "USDT", "quoteAssetPrecision": 8,
                          "baseAssetPrecision": 8}]}
     assert binance_instruments("binance-us", info)[0].venue == "binance-us"
+
+
+def test_an_idle_wait_doubles_to_its_cap_and_a_busy_poll_starts_it_over():
+    slept = []
+    wait = IdleWait(20e-6, 1e-3, sleep=slept.append)
+    for _ in range(8):
+        wait.idle()
+    wait.busy()
+    wait.idle()
+    assert slept == pytest.approx([20e-6, 40e-6, 80e-6, 160e-6, 320e-6, 640e-6, 1e-3, 1e-3, 20e-6])
+    never = IdleWait(0, 0, sleep=slept.append)
+    never.idle()
+    assert len(slept) == 9  # a loop with a core of its own never sleeps
+
+
+def test_one_stop_signal_for_loops_threads_and_event_loops():
+    stop = Stop()
+    assert not stop()
+    stop.set()
+    assert stop() and Stop(duration_s=1e-9)()
+    asyncio.run(asyncio.wait_for(stop.wait(), 1))
+
+
+def test_a_venue_whose_rate_is_per_ip_paces_all_its_connections_together():
+    from workers.venue import VenueWorker
+    from feedhandler.config import RunConfig
+    coinbase = VenueWorker(parse_config({"venues": {"coinbase": {"symbols": ["BTC-USD"]}}}).venues["coinbase"],
+                           RunConfig())
+    binance = VenueWorker(parse_config({"venues": {"binance": {"symbols": ["BTC-USDT"]}}}).venues["binance"],
+                          RunConfig())
+    plan = VENUES["coinbase"].plan(("BTC-USD",), PlanOptions("ws://x", ""))[0]
+    assert coinbase._connection(plan).pacer is coinbase._connection(plan).pacer  # 8 messages/s per IP
+    assert binance._connection(plan).pacer is not binance._connection(plan).pacer  # 5 per connection

@@ -238,11 +238,12 @@ def main(args) -> int:
     """`fh metrics`: serve until SIGTERM / SIGINT, feeding systemd's watchdog meanwhile."""
     from feedhandler.config import load_config
     from workers.notify import Notifier
-    from workers.process import setup_logging, stop_flag
+    from workers.lifecycle import Stop
+    from workers.process import setup_logging
     config = load_config(args.config) if args.config else None
     prefix = args.prefix or (config.prefix if config else "fh")
     log = setup_logging("fh.metrics", config, process="metrics")
-    stop = stop_flag()
+    stop = Stop().on_signals()
     collector = Collector(prefix, sink_stats_paths(config) if config else ())
     server = make_server(collector, args.port, args.host)
     port = server.server_address[1]
@@ -252,7 +253,7 @@ def main(args) -> int:
     notifier = Notifier()
     notifier.ready(f"serving on port {port}")
     try:
-        while not stop[0]:
+        while not stop():
             notifier.watchdog(time.monotonic())
             time.sleep(0.2)
     finally:

@@ -58,6 +58,7 @@ def venue_plan(config: VenueConfig, cache: InstrumentCache) -> dict:
     rest_snapshots = [_rest(r) for r in snapshots if r is not None]
     limits = venue.limits
     return {
+        "venue": venue.notes,
         "symbols_from": source,
         "books": {i.symbol: i.venue_symbol for i in instruments},
         "connections": [{"url": plan.url, "books": list(plan.symbols),
@@ -87,7 +88,8 @@ def plan(config: RunConfig) -> dict:
 def text(result: dict) -> str:
     lines = [f"plan of {result['config']}"]
     for name, venue in result["venues"].items():
-        lines.append(f"\n[{name}]  books: {', '.join(f'{s} ({w})' for s, w in venue['books'].items())}"
+        lines.append(f"\n[{name}] {venue['venue']}")
+        lines.append(f"  books: {', '.join(f'{s} ({w})' for s, w in venue['books'].items())}"
                      f"  (symbols from {venue['symbols_from']})")
         for k, connection in enumerate(venue["connections"]):
             lines.append(f"  connection {k}: {connection['url']}")

@@ -11,7 +11,6 @@ Idle strategies: `spin` (a core of its own), `backoff` (spins briefly, then slee
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import numpy as np
@@ -24,7 +23,8 @@ from shm.reader import VenueReader
 from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
 
 from .notify import Notifier
-from .process import stop_flag, pin, set_title, setup_logging
+from .lifecycle import IdleWait, Stop
+from .process import pin, set_title, setup_logging
 from .sink import start_in_thread
 
 ATTACH_WAIT_S = 180.0  # how long the first start waits for every venue before fixing decimals
@@ -34,6 +34,8 @@ MAX_VENUES = 16
 # how long one aggregate call keeps polling: spin stays in numba (Python about once a millisecond),
 # backoff polls 50 us before it starts sleeping, block polls once per wake-up
 IDLE_BUDGET_NS = {"spin": 1_000_000, "backoff": 50_000, "block": 0}
+# then sleeps (lifecycle.IdleWait): spin never; backoff 40 us doubling to 1 ms; block 1 ms
+IDLE_SLEEPS_S = {"spin": (0.0, 0.0), "backoff": (40e-6, 1e-3), "block": (1e-3, 1e-3)}
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -96,7 +98,7 @@ class Aggregator:
         self.readers[k] = reader
         return True
 
-    def start(self, wait_s: float = ATTACH_WAIT_S, stop: list[bool] | None = None) -> None:
+    def start(self, wait_s: float = ATTACH_WAIT_S, stop: Stop | None = None) -> None:
         """Attach the venues (waiting up to `wait_s` for all of them), then create the NBBO segment
         with each symbol at the finest decimals of its venues."""
         deadline = time.monotonic() + wait_s
@@ -105,7 +107,7 @@ class Aggregator:
                 if self.readers[k] is None:
                     self._try_attach(k)
             missing = [v for v, r in zip(self.venues, self.readers) if r is None]
-            if not missing or time.monotonic() >= deadline or (stop and stop[0]):
+            if not missing or time.monotonic() >= deadline or (stop is not None and stop()):
                 break
             time.sleep(0.2)
         if missing:
@@ -215,27 +217,22 @@ class Aggregator:
         self.consumed += consumed
         return consumed
 
-    def run(self, stop: list[bool], duration_s: float | None = None) -> None:
-        idle = self.settings.idle
-        budget_ns = IDLE_BUDGET_NS[idle]
+    def run(self, stop: Stop) -> None:
+        budget_ns = IDLE_BUDGET_NS[self.settings.idle]
+        wait = IdleWait(*IDLE_SLEEPS_S[self.settings.idle])
         next_housekeeping = 0.0
-        quiet = 0
-        deadline = time.monotonic() + duration_s if duration_s else float("inf")
-        while not stop[0]:
+        while True:
             now = time.monotonic()
             if now >= next_housekeeping:
-                if now >= deadline:
+                if stop():
                     break
                 self.housekeeping()
                 self.notifier.watchdog(now)
                 next_housekeeping = now + HOUSEKEEPING_S
             if self.poll(budget_ns):
-                quiet = 0
-            elif idle == "backoff":
-                quiet += 1
-                time.sleep(min(1e-3, 20e-6 * 2 ** min(quiet, 6)))
-            elif idle == "block":
-                time.sleep(1e-3)
+                wait.busy()
+            else:
+                wait.idle()
 
     def close(self) -> None:
         for k, reader in enumerate(self.readers):
@@ -252,9 +249,9 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
     log = setup_logging("fh.aggregator", config, process="aggregator")
     affinity = pin(config.aggregator.cpu)
     set_title(f"fh: aggregator [{config.prefix}]")
-    stop = stop_flag()
+    stop = Stop(duration_s).on_signals()
     aggregator = Aggregator(config, log)
-    sinks_stop = threading.Event()
+    sinks_stop = Stop()
     sinks = []
     try:
         aggregator.start(stop=stop)
@@ -262,7 +259,7 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
                  affinity, config.aggregator.idle)
         sinks = [start_in_thread(config, name, sinks_stop) for name, sink in config.sinks.items() if sink.in_aggregator]
         aggregator.notifier.ready(f"NBBO of {len(aggregator.symbols)} symbols over {', '.join(aggregator.venues)}")
-        aggregator.run(stop, duration_s)
+        aggregator.run(stop)
         aggregator.notifier.stopping()
     except SegmentError as exc:
         log.error("%s", exc)

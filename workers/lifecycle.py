@@ -1,10 +1,17 @@
 """The lifecycle pieces every process shares: one backoff for anything retried (venue connections,
-sink deliveries, child restarts) and one pacer for anything rate-limited (messages and connections
-to a venue). Both are plain state machines over a clock the caller passes, so their rules are unit
+sink deliveries, child restarts), one pacer for anything rate-limited (messages and connections to
+a venue), one idle wait for polling loops (aggregator, sinks) and one stop signal (every process).
+Backoff and pacer are plain state machines over a clock the caller passes, so their rules are unit
 tests without sleeps."""
 from __future__ import annotations
 
+import asyncio
+import math
 import random
+import signal
+import threading
+import time
+from collections.abc import Callable
 
 from feedhandler.venues.base import Rate
 
@@ -41,3 +48,52 @@ class Pacer:
         slot = max(now, self._next)
         self._next = slot + self.rate.interval_s
         return slot - now
+
+
+class IdleWait:
+    """What a polling loop does after a poll that found nothing: sleep, from `first_s` doubling up to
+    `max_s` while nothing comes (0: never sleep, for a loop with a core of its own); a poll that
+    found work starts over. Spinning before sleeping belongs to the poll itself (a numba budget)."""
+
+    def __init__(self, first_s: float, max_s: float, sleep: Callable[[float], None] = time.sleep):
+        self.first_s, self.max_s = first_s, max_s
+        self._sleep = sleep
+        self._quiet = 0
+
+    def next_s(self) -> float:
+        """How long the next idle wait lasts."""
+        return min(self.max_s, self.first_s * 2 ** min(self._quiet, 30))
+
+    def idle(self) -> None:
+        wait = self.next_s()
+        self._quiet += 1
+        if wait > 0:
+            self._sleep(wait)
+
+    def busy(self) -> None:
+        self._quiet = 0
+
+
+class Stop:
+    """The one stop signal of a process: set by SIGTERM / SIGINT once `on_signals()` installed it, by
+    `set()`, or by its deadline. `stop()` says whether it is set (any predicate can stand in for it),
+    `await stop.wait()` waits for it in an event loop; threads share it as they are."""
+
+    def __init__(self, duration_s: float | None = None):
+        self._event = threading.Event()
+        self._deadline = time.monotonic() + duration_s if duration_s else math.inf
+
+    def __call__(self) -> bool:
+        return self._event.is_set() or time.monotonic() >= self._deadline
+
+    def set(self, *_: object) -> None:
+        self._event.set()
+
+    def on_signals(self) -> Stop:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.set)
+        return self
+
+    async def wait(self, poll_s: float = 0.05) -> None:
+        while not self():
+            await asyncio.sleep(poll_s)

@@ -1,11 +1,10 @@
-"""What every fh process does at start: pin itself, name itself, log, and stop cleanly on signals."""
+"""What every fh process does at start: pin itself, name itself, log (its stop signal: lifecycle.Stop)."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 import time
 
@@ -63,25 +62,6 @@ def setup_logging(name: str, run: RunConfig | None = None, **context: object) ->
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     return logging.getLogger(name)
-
-
-def stop_flag() -> list[bool]:
-    """[False] until SIGTERM / SIGINT sets it: the stop signal of a process without an event loop."""
-    stop = [False]
-
-    def request_stop(*_) -> None:
-        stop[0] = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
-
-
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGTERM / SIGINT set `stop`; the process then shuts down in order."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
 
 def new_loop() -> asyncio.AbstractEventLoop:

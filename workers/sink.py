@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 
 from feedhandler.config import RunConfig
 
 from .notify import Notifier
-from .process import pin, set_title, setup_logging, stop_flag
+from .lifecycle import Stop
+from .process import pin, set_title, setup_logging
 from .sinks import make_runner
 
 
@@ -20,8 +20,7 @@ def main(run: RunConfig, name: str, duration_s: float = 0.0) -> int:
     pin(config.cpu if config else None)
     set_title(f"fh: sink {name}")
     runner, pace = make_runner(run, name, log=log)
-    stop = stop_flag()
-    deadline = time.monotonic() + duration_s if duration_s else None
+    stop = Stop(duration_s).on_signals()
     notifier = Notifier()
 
     def alive() -> None:  # every round once started (a service that is down is retried: the sink is up)
@@ -29,15 +28,15 @@ def main(run: RunConfig, name: str, duration_s: float = 0.0) -> int:
             ready.append(notifier.ready(f"{name} sink"))
         notifier.watchdog()
     ready: list[bool] = []
-    stats = runner.run(lambda: stop[0] or deadline is not None and time.monotonic() >= deadline, pace, alive)
+    stats = runner.run(stop, pace, alive)
     notifier.stopping()
     log.info("%s sink stopped: %s", name, json.dumps(stats))
     return 0
 
 
-def start_in_thread(run: RunConfig, name: str, stop: threading.Event) -> threading.Thread:
+def start_in_thread(run: RunConfig, name: str, stop: Stop) -> threading.Thread:
     """The sink `name` as a daemon thread of the calling process, until `stop` is set."""
     runner, pace = make_runner(run, name, log=logging.getLogger(f"fh.sink.{name}"))
-    thread = threading.Thread(target=runner.run, args=(stop.is_set, pace), name=f"sink-{name}", daemon=True)
+    thread = threading.Thread(target=runner.run, args=(stop, pace), name=f"sink-{name}", daemon=True)
     thread.start()
     return thread

@@ -19,8 +19,8 @@ from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
 from shm.segment import SegmentError
 
-from .lifecycle import Backoff
-from .process import stop_flag, set_title, setup_logging
+from .lifecycle import Backoff, Stop
+from .process import set_title, setup_logging
 
 RESTART_FIRST_S, RESTART_MAX_S, HEALTHY_AFTER_S = 0.5, 30.0, 60.0
 STOP_GRACE_S = 10.0
@@ -114,7 +114,7 @@ def _ready(config: RunConfig) -> bool:
 def run(config_path: str, config: RunConfig, duration_s: float | None = None, show_every_s: float = 5.0) -> dict:
     log = setup_logging("fh.run", config, process="supervisor")
     set_title(f"fh: run {config_path}")
-    stop = stop_flag()
+    stop = Stop().on_signals()
     kids = children(config_path, config)
     for child in kids:
         child.start()
@@ -122,7 +122,7 @@ def run(config_path: str, config: RunConfig, duration_s: float | None = None, sh
     began = time.monotonic()
     ready_at = None
     next_show = 0.0
-    while not stop[0]:
+    while not stop():
         time.sleep(0.2)
         now = time.monotonic()
         if ready_at is None and (_ready(config) or now - began > READY_WAIT_S):

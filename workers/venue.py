@@ -42,9 +42,9 @@ from shm.latency import LatencyWriter
 from shm.reader import counter_totals
 from shm.segment import SegmentError, SegmentWriter
 
-from .lifecycle import Backoff, Pacer
+from .lifecycle import Backoff, Pacer, Stop
 from .notify import Notifier
-from .process import new_loop, pin, set_title, setup_logging, stop_on_signals
+from .process import new_loop, pin, set_title, setup_logging
 from .rest import RestClient, RestError
 from .wsclient import WsConnection, open_connection
 
@@ -53,6 +53,7 @@ BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.2, 30.0
 HEALTHY_AFTER_S = 60.0  # a connection that lived this long starts its backoff over
 ROTATION_OVERLAP_MAX_S = 30.0  # the old connection closes by then, books lined up or not
 MAX_CONNECTION_IDS = 1 << 16  # capture frames carry a u16 connection id
+REST_WEIGHT_UNPUBLISHED = 600  # requests per minute for a venue that publishes no REST weight budget
 
 
 class WorkerError(Exception):
@@ -84,7 +85,7 @@ class VenueWorker:
         self.run_config = run
         self.venue = VENUES[config.name]
         self.log = log or logging.getLogger(f"fh.venue.{config.name}")
-        self.rest = RestClient()
+        self.rest = RestClient(self.venue.limits.rest_weight_per_minute or REST_WEIGHT_UNPUBLISHED)
         self.rng = random.Random()
         self.capture: RotatingCaptureWriter | None = None
         self.writer: SegmentWriter | None = None
@@ -96,7 +97,7 @@ class VenueWorker:
         self._ip_message_pacer = Pacer(limits.messages) if limits.messages.scope == "ip" else None
         self._snapshots: set[str] = set()  # symbols with a REST fetch in flight
         self._next_conn_id = 0
-        self._stop = asyncio.Event()
+        self._stop = Stop()
         self.rotations = 0
         self.final_stats: dict = {}
         self.notifier = Notifier()
@@ -178,19 +179,14 @@ class VenueWorker:
         return chosen
 
     # ------------------------------------------------------------ run
-    async def run(self, stop: asyncio.Event, duration_s: float | None = None) -> None:
+    async def run(self, stop: Stop) -> None:
         self._stop = stop
         tasks = [asyncio.create_task(self._keep(c)) for c in self.connections]
         tasks.append(asyncio.create_task(self._housekeeping()))
         if self.config.idle == "spin":
             tasks.append(asyncio.create_task(self._spin()))
         try:
-            if duration_s:
-                await asyncio.wait_for(stop.wait(), duration_s)
-            else:
-                await stop.wait()
-        except asyncio.TimeoutError:
-            pass
+            await stop.wait()
         finally:
             stop.set()
             for task in tasks:
@@ -226,12 +222,14 @@ class VenueWorker:
         backoff. A rotation replaces it by a successor that takes its place in `connections`."""
         backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S, self.rng)
         is_open = False
-        while not self._stop.is_set():
+        while not self._stop():
             if not is_open and not await self._open(connection):
                 await asyncio.sleep(backoff.failed())
                 continue
             reason = await self._until_closed_or_rotated(connection)
-            if connection.rotate and not self._stop.is_set():
+            if self._stop():
+                return  # the books keep their last state; the segment is marked CLOSED by run()
+            if connection.rotate:
                 successor = await self._rotate(connection)
                 is_open, connection = successor is not connection, successor
                 continue
@@ -239,8 +237,7 @@ class VenueWorker:
             self._closed(connection, reason)
             if time.monotonic() - connection.opened > HEALTHY_AFTER_S:
                 backoff.succeeded()
-            if not self._stop.is_set():
-                await asyncio.sleep(backoff.failed())
+            await asyncio.sleep(backoff.failed())
 
     async def _open(self, connection: Connection) -> bool:
         """Open and subscribe one connection, paced by the venue's connection rate; False on failure."""
@@ -279,10 +276,10 @@ class VenueWorker:
         return None
 
     async def _until_closed_or_rotated(self, connection: Connection) -> str:
-        """Wait until the connection closes, the worker stops, or a rotation is due."""
+        """Wait until the connection closes (returns why), the worker stops, or a rotation is due."""
         lifetime = self._rotate_after_s()
         deadline = None if lifetime is None else connection.opened + lifetime
-        while not connection.ws.closed.done() and not self._stop.is_set() and not connection.rotate:
+        while not connection.ws.closed.done() and not self._stop() and not connection.rotate:
             if deadline is not None and time.monotonic() >= deadline:
                 connection.rotate = True
                 break
@@ -290,7 +287,7 @@ class VenueWorker:
         if connection.ws.closed.done():
             connection.rotate = False  # too late to overlap: a plain reconnect
             return connection.ws.closed.result()
-        return "stopping" if self._stop.is_set() else "rotating"
+        return ""
 
     async def _rotate(self, old: Connection) -> Connection:
         """Open the successor of `old` while `old` still runs, move the books over as they line up,
@@ -303,7 +300,7 @@ class VenueWorker:
         self.feed.begin_hand_over(old.id, successor.id)
         started = time.monotonic()
         while not self.feed.handed_over(old.id) and time.monotonic() - started < ROTATION_OVERLAP_MAX_S \
-                and not old.ws.closed.done() and successor.up and not self._stop.is_set():
+                and not old.ws.closed.done() and successor.up and not self._stop():
             await asyncio.sleep(HOUSEKEEPING_S)
         quiet = self.feed.finish_hand_over(old.id, successor.id)
         self.rotations += 1
@@ -420,8 +417,7 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
     asyncio.set_event_loop(loop)
 
     async def run() -> int:
-        stop = asyncio.Event()
-        stop_on_signals(stop)
+        stop = Stop(duration_s).on_signals()
         worker = VenueWorker(venue_config, config, log)
         try:
             await worker.start()
@@ -432,7 +428,7 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
         log.info("%s: running on CPUs %s with %s (%s)", venue, affinity, venue_config.client, venue_config.idle)
         worker.notifier.ready(f"{venue}: {len(worker.connections)} connection(s) for "
                               f"{len(worker.feed.instruments)} books")
-        await worker.run(stop, duration_s)
+        await worker.run(stop)
         worker.notifier.stopping()
         log.info("%s: stopped: %s", venue, worker.final_stats)
         return 0

@@ -185,10 +185,5 @@ class Venue:
     def instruments_url(self, rest_url: str | None = None) -> str:
         return (rest_url or self.rest_url).rstrip("/") + self.instruments_path
 
-    def instruments(self, body: Any, ws_url: str) -> list[Instrument]:
-        """The venue's instruments under the names a WebSocket at `ws_url` uses, from a parsed
-        metadata body."""
-        return self.protocol.wire_instruments(self.parse_instruments(self.name, body), ws_url)
-
     def plan(self, symbols: tuple[str, ...], options: PlanOptions) -> list[ConnectionPlan]:
         return self.protocol.connections(self, symbols, options)

@@ -23,7 +23,7 @@ from feedhandler.config import SinkConfig
 from shm.histogram import HIST_WORDS, record_many, summary
 from shm.latency import LatencyWriter
 
-from ..lifecycle import Backoff
+from ..lifecycle import Backoff, IdleWait
 from .source import Batch, Position, RingSource
 
 IDLE_SLEEP_S = 0.0005
@@ -121,6 +121,7 @@ class SinkRunner:
         self.latency = np.zeros(HIST_WORDS, np.int64)  # publish -> acknowledged, ns; in shm once started
         self._failures = 0
         self._backoff = Backoff(0.1, self.config.retry_max_s)
+        self._idle = IdleWait(IDLE_SLEEP_S, IDLE_SLEEP_S)
         self._retry_at = 0.0
         self._opened = False
         self._in_flight: deque[list] = deque()  # [batch, positions, ticket] handed over, not yet acknowledged
@@ -311,9 +312,11 @@ class SinkRunner:
                 alive()
             before = self.counters["commands"]
             if self.cycle() == 0:
-                time.sleep(IDLE_SLEEP_S)
-            elif pace is not None:
-                time.sleep(pace(self.counters["commands"] - before))
+                self._idle.idle()
+            else:
+                self._idle.busy()
+                if pace is not None:
+                    time.sleep(pace(self.counters["commands"] - before))
             self.write_stats()
 
     def close(self) -> None:
