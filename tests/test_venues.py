@@ -230,6 +230,17 @@ def test_coinbase_books_carry_the_message_timestamp(shm_prefix):
     writer.close()
 
 
+def test_coinbase_exchange_updates_carry_their_time_sent_after_the_changes(shm_prefix):
+    feed, writer, reader = coinbase_feed(shm_prefix, [Instrument("coinbase", "SKL-BTC", "SKL", "BTC", 8, 1)])
+    feed.on_frame(b'{"type":"snapshot","product_id":"SKL-BTC","bids":[["0.00001300","10.0"]],'
+                  b'"asks":[["0.00001310","5.0"]]}', 1)
+    feed.on_frame(b'{"type":"l2update","product_id":"SKL-BTC","changes":[["sell","0.00001306","660.5"]],'
+                  b'"time":"2021-04-17T16:43:37.075687Z"}', 2)  # as the 2021 recording orders its keys
+    book = reader.book("SKL-BTC")
+    assert book.valid and book.ts_exchange == 1_618_677_817_075_687_000
+    writer.close()
+
+
 def test_an_undecodable_coinbase_frame_invalidates_the_books_of_its_connection(shm_prefix):
     feed, writer, reader = coinbase_feed(shm_prefix, [Instrument("coinbase", "BTC-USD", "BTC", "USD", 2, 8)])
     feed.assign(0, ("BTC-USD",))

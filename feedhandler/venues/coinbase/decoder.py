@@ -105,29 +105,31 @@ def _side_of(buf, pos, end, bid_word, ask_word):
 
 @njit(nogil=True, cache=True)
 def _changes(buf, pos, end, px_dec, qty_dec, sides, prices, qtys, count):
-    """Exchange `changes`: [["buy"|"sell", price, size], ...]. Returns (count, error)."""
+    """Exchange `changes`: [["buy"|"sell", price, size], ...]. Returns (count, where the last change
+    ended, error)."""
     item = first_element(buf, pos, end)
     if pos < 0 or (item < 0 and (pos >= end or buf[pos] != 91)):
-        return count, ERR_SYNTAX
+        return count, pos, ERR_SYNTAX
     while item >= 0:
         stop = skip_value(buf, item, end)
         if stop < 0 or buf[item] != 91:
-            return count, ERR_SYNTAX
+            return count, pos, ERR_SYNTAX
         side, after = _side_of(buf, first_element(buf, item, stop), stop, _BUY, _SELL)
         if side < 0:
-            return count, ERR_SYNTAX
+            return count, pos, ERR_SYNTAX
         price_at = next_element(buf, after + 1, stop)
         price, after, err = decimal_string(buf, price_at, stop, px_dec)
         if err != OK:
-            return count, err
+            return count, pos, err
         qty, after, err = decimal_string(buf, next_element(buf, after + 1, stop), stop, qty_dec)
         if err != OK:
-            return count, err
+            return count, pos, err
         count, err = push_level(sides, prices, qtys, count, side, price, qty)
         if err != OK:
-            return count, err
+            return count, pos, err
+        pos = stop
         item = next_element(buf, stop, end)
-    return count, OK
+    return count, pos, OK
 
 
 @njit(nogil=True, cache=True)
@@ -282,10 +284,14 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
             count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec, ASK,
                                           sides, prices, qtys, count)
     else:
-        time_first, time_stop = string_span(buf, find_value_after(buf, product_stop, n, _TIME), n)
-        header[H_TIME] = max(0, parse_rfc3339_ns(buf, time_first, time_stop))
-        count, err = _changes(buf, find_value_after(buf, product_stop, n, _CHANGES), n, px_dec, qty_dec, sides,
-                              prices, qtys, 0)
+        count, changes_end, err = _changes(buf, find_value_after(buf, product_stop, n, _CHANGES), n, px_dec, qty_dec,
+                                           sides, prices, qtys, 0)
+        if err == OK:
+            time_at = find_value_after(buf, changes_end, n, _TIME)  # the feed sends it after the changes
+            if time_at < 0:
+                time_at = find_value_after(buf, product_stop, n, _TIME)
+            time_first, time_stop = string_span(buf, time_at, n)
+            header[H_TIME] = max(0, parse_rfc3339_ns(buf, time_first, time_stop))
     header[H_LEVELS] = count
     header[H_ERROR] = err
     if err != OK:
