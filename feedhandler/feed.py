@@ -31,6 +31,8 @@ from .venues.base import FetchSnapshot, PlanOptions, Request, Resubscribe, Venue
 
 INITIAL_LEVELS = 20_000
 HEADER_WORDS = 16
+# MARKER frames a worker records on a rotating connection, so that a replay hands books over as it did
+HAND_OVER, HANDED_OVER = b"hand-over", b"handed-over"
 
 
 class VenueFeed:
@@ -131,6 +133,17 @@ class VenueFeed:
             self.on_connect(conn, ts_recv, payload.decode(errors="replace"))
         elif kind == FrameKind.DISCONNECT:
             self.on_disconnect(conn, ts_recv)
+        elif kind == FrameKind.MARKER:
+            self.on_marker(conn, payload)
+
+    def on_marker(self, conn: int, payload: bytes) -> None:
+        """`hand-over N` / `handed-over N` on connection `conn`: a rotation to connection N begins /
+        ends (`begin_hand_over`, `finish_hand_over`). Other markers are notes for people."""
+        word, _, new = payload.partition(b" ")
+        if word == HAND_OVER and new.isdigit():
+            self.begin_hand_over(conn, int(new))
+        elif word == HANDED_OVER and new.isdigit():
+            self.finish_hand_over(conn, int(new))
 
     def on_rest(self, url: str, body: bytes, ts_recv: int) -> None:
         """A REST response: venues whose snapshots come by REST load them here."""
@@ -162,22 +175,19 @@ class VenueFeed:
     def begin_hand_over(self, old: int, new: int) -> None:
         """A rotation: `new` carries the same books as `old`; each live book moves to `new` once
         `new` delivers a change that lines up with it (see the venue step)."""
-        moving = self.carrier == old
-        self.carrier[moving] = new
-        self.sync[moving & (self.sync[:, SY_CONN] == old), SY_NEXT_CONN] = new
+        self.carrier[self.carrier == old] = new
+        self.sync[self.sync[:, SY_CONN] == old, SY_NEXT_CONN] = new
 
-    def finish_hand_over(self, old: int, new: int) -> list[str]:
+    def finish_hand_over(self, old: int, new: int) -> None:
         """Before `old` closes: books that had no change to line up during the overlap (quiet) move
-        to `new` as they are, the next change on `new` continues them. Returns the books that moved
-        this way."""
-        quiet = np.flatnonzero((self.sync[:, SY_CONN] == old) & (self.sync[:, SY_NEXT_CONN] == new))
+        to `new` as they are; the next change on `new` continues them."""
+        quiet = (self.sync[:, SY_CONN] == old) & (self.sync[:, SY_NEXT_CONN] == new)
         self.sync[quiet, SY_CONN] = new
         self.sync[quiet, SY_NEXT_CONN] = -1
-        return [self.instruments[book].venue_symbol for book in quiet]
 
-    def handed_over(self, old: int) -> bool:
-        """No book waits any more for a rotation away from `old` to line up."""
-        return not bool(np.any((self.sync[:, SY_CONN] == old) & (self.sync[:, SY_NEXT_CONN] >= 0)))
+    def waiting_hand_over(self, old: int) -> int:
+        """How many books still wait for a rotation away from `old` to line up."""
+        return int(np.count_nonzero((self.sync[:, SY_CONN] == old) & (self.sync[:, SY_NEXT_CONN] >= 0)))
 
     # ---------------------------------------------------------------- sync lifecycle
 

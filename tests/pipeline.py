@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from shm.reader import VenueReader
 from shm.segment import Segment, SegmentError
 from tools.sim.server import DEFAULT_INSTRUMENTS, PORT_ORDER
 
@@ -53,6 +54,14 @@ def wait_for(condition: Callable[[], object], timeout_s: float, what: str, every
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(every_s)
+
+
+def last_books(prefix: str, venue: str) -> dict:
+    """A stopped worker's last books (its segment stays, CLOSED), as exact text."""
+    with VenueReader(venue, prefix=prefix) as venue_reader:
+        return {f"{venue}:{i.venue_symbol}": (venue_reader.book(i.index, depth=10).levels_text("bids"),
+                                               venue_reader.book(i.index, depth=10).levels_text("asks"))
+                for i in venue_reader.instruments}
 
 
 class Pipeline:
@@ -130,8 +139,9 @@ class Pipeline:
         except SegmentError:
             return 0
 
-    def stop(self) -> str:
-        """SIGTERM the supervisor (it stops its children), then the simulator; the run's stdout."""
+    def stop(self, unlink: bool = True) -> str:
+        """SIGTERM the supervisor (it stops its children), then the simulator; the run's stdout. The
+        segments are removed unless `unlink` is False (the workers' last books stay readable)."""
         output = ""
         if self.run is not None:
             if self.run.poll() is None:
@@ -140,8 +150,9 @@ class Pipeline:
         if self.sim is not None:
             self.sim.send_signal(signal.SIGTERM)
             self.sim.wait(timeout=10)
-        for path in glob.glob(f"/dev/shm/{self.prefix}.*"):
-            os.unlink(path)
+        if unlink:
+            for path in glob.glob(f"/dev/shm/{self.prefix}.*"):
+                os.unlink(path)
         return output
 
     def logs(self) -> str:

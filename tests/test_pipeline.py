@@ -15,7 +15,7 @@ from shm.reader import BookEvent, StatusEvent, VenueReader
 from shm.segment import SegmentError
 from tools.replay import replay
 
-from pipeline import FH, REPO, VENUE_SYMBOLS, Pipeline, free_base_port, wait_for
+from pipeline import FH, REPO, VENUE_SYMBOLS, Pipeline, free_base_port, last_books, wait_for
 
 STARTUP_S = 240  # a cold numba cache compiles for minutes on a 2-core box
 RECOVER_S = 30
@@ -255,14 +255,6 @@ def test_a_killed_worker_is_restarted_and_readers_never_see_its_stale_books_as_v
     wait_for(lambda: watcher.replaced, 60, "the new writer to replace the segment")
     watcher.close()
     recovers(pipeline)
-
-
-def last_books(prefix: str, venue: str) -> dict:
-    """A stopped worker's last books (its segment stays, CLOSED), as exact text."""
-    with VenueReader(venue, prefix=prefix) as venue_reader:
-        return {f"{venue}:{i.venue_symbol}": (venue_reader.book(i.index, depth=10).levels_text("bids"),
-                                               venue_reader.book(i.index, depth=10).levels_text("asks"))
-                for i in venue_reader.instruments}
 
 
 def served_to_a_worker_again_from(tmp_path, capture: str, expected: dict) -> None:

@@ -10,7 +10,8 @@ from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from shm.layout import Status
 from shm.reader import StatusEvent, VenueReader
 
-from pipeline import VENUE_SYMBOLS, Pipeline, wait_for
+from pipeline import VENUE_SYMBOLS, Pipeline, last_books, wait_for
+from tools.replay import replay
 
 STARTUP_S = 240  # a cold numba cache compiles for minutes on a 2-core box
 ROTATE_AFTER_S = 1.5
@@ -50,11 +51,16 @@ def test_rotations_keep_every_book_valid_without_a_snapshot(rotating):
     assert (after["gaps"], after["resyncs"]) == (before["gaps"], before["resyncs"])
     assert after["book_updates"] > before["book_updates"]  # and the books kept moving
     closed_by_sim = rotating.sim_stats("binance")["closed"]
-    rotating.stop()
+    rotating.stop(unlink=False)
     assert closed_by_sim == {}  # no lifetime cut, no pong timeout, no rate close: the worker rotated first
+    live = last_books(rotating.prefix, "binance")
     snapshots, connects = 0, 0
-    for path in sorted((rotating.workdir / "captures").glob("binance*")):
-        for frame in CaptureReader(str(path)).frames():
+    paths = sorted(str(p) for p in (rotating.workdir / "captures").glob("binance*"))
+    for path in paths:
+        for frame in CaptureReader(path).frames():
             connects += frame.kind == FrameKind.CONNECT
             snapshots += frame.kind == FrameKind.REST and "/api/v3/depth" in split_rest(frame.payload)[1]
     assert snapshots == len(VENUE_SYMBOLS["binance"]) and connects >= ROTATIONS + 1
+    replayed = replay(paths, shm_prefix=f"{rotating.prefix}r", depth=10)["books"]  # the hand-overs are captured
+    assert {key: (book["bids"], book["asks"]) for key, book in replayed.items()} == live
+    assert all(book["valid"] and book["gaps"] == 0 for book in replayed.values())

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from feedhandler.capture import FrameKind
 from feedhandler.config import load_config, parse_config
 from feedhandler.instruments import Instrument
 from feedhandler.sync import SyncState
@@ -184,13 +185,13 @@ def test_binance_trades_carry_the_trade_time_not_the_event_time(binance):
 def test_a_rotation_hands_each_book_over_once_the_new_connection_lines_up(binance):
     feed, reader = binance
     live(feed)
-    feed.begin_hand_over(0, 1)
-    assert not feed.handed_over(0)
+    feed.on_event(FrameKind.MARKER, b"hand-over 1", 2, 0)  # as the worker records it, so replays do it too
+    assert feed.waiting_hand_over(0) == 1
     feed.on_frame(depth(105, 110, bids=[("97", "1")]), 3, 1)  # the new connection ahead of the old: not a gap
     assert feed.state(0) == SyncState.LIVE and reader.book("BTCUSDT").update_id == 101
     feed.on_frame(depth(102, 104, bids=[("96", "1")]), 4, 0)  # the old one continues
     feed.on_frame(depth(103, 106, bids=[("95", "1")]), 5, 1)  # overlaps the book: exact, the book moves
-    assert feed.handed_over(0) and reader.book("BTCUSDT").update_id == 106
+    assert feed.waiting_hand_over(0) == 0 and reader.book("BTCUSDT").update_id == 106
     feed.on_disconnect(0, 6)  # the old connection closing costs nothing
     book = reader.book("BTCUSDT")
     assert book.valid and feed.state(0) == SyncState.LIVE and feed.requests(now=10.0) == []
@@ -202,7 +203,9 @@ def test_a_quiet_book_moves_to_the_new_connection_as_it_is(binance):
     feed, reader = binance
     live(feed)
     feed.begin_hand_over(0, 1)
-    assert feed.finish_hand_over(0, 1) == ["BTCUSDT"]
+    assert feed.waiting_hand_over(0) == 1
+    feed.finish_hand_over(0, 1)
+    assert feed.waiting_hand_over(0) == 0
     feed.on_disconnect(0, 3)
     feed.on_frame(depth(102, 102, bids=[("99.5", "1")]), 4, 1)  # continues where the old one stopped
     assert reader.book("BTCUSDT").valid and reader.book("BTCUSDT").update_id == 102

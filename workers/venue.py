@@ -31,7 +31,7 @@ from dataclasses import asdict
 
 from feedhandler.capture import FrameKind, RotatingCaptureWriter, rest_payload
 from feedhandler.config import RunConfig, VenueConfig
-from feedhandler.feed import VenueFeed
+from feedhandler.feed import HAND_OVER, HANDED_OVER, VenueFeed
 from feedhandler.instrument_cache import DEFAULT_DIRECTORY, InstrumentCache, InstrumentCacheError, parse_metadata
 from feedhandler.instruments import Instrument
 from feedhandler.publish import VENUE_HOPS
@@ -297,16 +297,23 @@ class VenueWorker:
             self._closed(old, "rotation failed: successor did not open")
             return old
         self.connections[self.connections.index(old)] = successor
-        self.feed.begin_hand_over(old.id, successor.id)
+        self._mark(old, HAND_OVER + b" %d" % successor.id)
         started = time.monotonic()
-        while not self.feed.handed_over(old.id) and time.monotonic() - started < ROTATION_OVERLAP_MAX_S \
+        while self.feed.waiting_hand_over(old.id) and time.monotonic() - started < ROTATION_OVERLAP_MAX_S \
                 and not old.ws.closed.done() and successor.up and not self._stop():
             await asyncio.sleep(HOUSEKEEPING_S)
-        quiet = self.feed.finish_hand_over(old.id, successor.id)
+        waiting = self.feed.waiting_hand_over(old.id)
+        self._mark(old, HANDED_OVER + b" %d" % successor.id)
         self.rotations += 1
         self._closed(old, f"rotated to conn {successor.id} after {time.monotonic() - started:.2f} s overlap "
-                          f"({len(quiet)} quiet book(s) moved as they were)")
+                          f"({waiting} quiet book(s) moved as they were)")
         return successor
+
+    def _mark(self, connection: Connection, marker: bytes) -> None:
+        """A rotation step: captured first, then done, so that a replay does the same."""
+        now_ns = time.time_ns()
+        self._record(FrameKind.MARKER, connection.id, now_ns, marker)
+        self.feed.on_event(FrameKind.MARKER, marker, now_ns, connection.id)
 
     def _handler(self, connection: Connection):
         """The per-message path: capture, then decode into shared memory."""
