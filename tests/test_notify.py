@@ -67,10 +67,10 @@ def test_a_socket_that_went_away_is_reported_not_raised(tmp_path):
     assert not Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")}).ready("x")
 
 
-def test_a_sink_process_says_ready_pings_its_watchdog_and_says_stopping(listener, tmp_path):
+def test_a_sink_process_says_ready_pings_its_watchdog_and_says_stopping(listener, tmp_path, shm_prefix):
     path, sock = listener
     config = tmp_path / "fh.toml"
-    config.write_text(f'[run]\nprefix = "fhnotify{os.getpid()}"\n[venues.binance]\nsymbols = ["BTC-USDT"]\n'
+    config.write_text(f'[run]\nprefix = "{shm_prefix}"\n[venues.binance]\nsymbols = ["BTC-USDT"]\n'
                       f'[sinks.redis]\n'
                       f'url = "redis://127.0.0.1:{free_port()}/0"\nstate_dir = "{tmp_path / "state"}"\n')
     env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
