@@ -66,9 +66,7 @@ def _captured_instruments(reader: CaptureReader, venue: Venue) -> list[Instrumen
     for original, instrument in zip(named, venue.protocol.wire_instruments(named, urls[0] if urls else "")):
         if instrument.venue_symbol not in by_wire or original.venue_symbol == instrument.venue_symbol:
             by_wire[instrument.venue_symbol] = instrument
-    wanted = venue.protocol.subscribed_symbols("", sent)
-    for url in urls:
-        wanted |= venue.protocol.subscribed_symbols(url, [])
+    wanted = venue.protocol.subscribed_symbols(urls, sent)
     return sorted((i for i in by_wire.values() if not wanted or i.venue_symbol in wanted), key=lambda i: i.venue_symbol)
 
 

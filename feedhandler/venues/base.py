@@ -134,9 +134,9 @@ class VenueProtocol:
         differ from the metadata's, and two instruments may share one)."""
         return instruments
 
-    def subscribed_symbols(self, url: str, sent: list[bytes]) -> set[str]:
-        """The venue symbols a captured connection asked for (its URL and the messages sent)."""
-        wanted: set[str] = set()
+    def subscribed_symbols(self, urls: list[str], sent: list[bytes]) -> set[str]:
+        """The venue symbols captured connections asked for: in their URLs and the messages sent."""
+        wanted = {symbol for url in urls for symbol in self.symbols_of_url(url)}
         for payload in sent:
             try:
                 message = json.loads(payload)
@@ -145,6 +145,9 @@ class VenueProtocol:
             if isinstance(message, dict):
                 wanted |= self.symbols_of_message(message)
         return wanted
+
+    def symbols_of_url(self, url: str) -> set[str]:
+        return set()
 
     def symbols_of_message(self, message: dict) -> set[str]:
         return set()

@@ -82,10 +82,9 @@ class BinanceProtocol(VenueProtocol):
         units = query_of(url).get("timeUnit", [""])
         return 1_000 if units[-1].upper() == TIME_UNIT else 1_000_000
 
-    def subscribed_symbols(self, url: str, sent: list[bytes]) -> set[str]:
+    def symbols_of_url(self, url: str) -> set[str]:
         streams = query_of(url).get("streams", [""])[0]
-        return {stream.split("@")[0].upper() for stream in streams.split("/") if stream} | \
-            super().subscribed_symbols(url, sent)
+        return {stream.split("@")[0].upper() for stream in streams.split("/") if stream}
 
     def symbols_of_message(self, message: dict[str, Any]) -> set[str]:
         if message.get("method") == "SUBSCRIBE" and isinstance(message.get("params"), list):
