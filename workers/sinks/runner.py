@@ -119,8 +119,7 @@ class SinkRunner:
         self.last_error = ""
         self._latency_file: LatencyWriter | None = None
         self.latency = np.zeros(HIST_WORDS, np.int64)  # publish -> acknowledged, ns; in shm once started
-        self._failures = 0
-        self._backoff = Backoff(0.1, self.config.retry_max_s)
+        self._backoff = Backoff(0.1, self.config.retry_max_s)  # its count is the failures in a row
         self._idle = IdleWait(IDLE_SLEEP_S, IDLE_SLEEP_S)
         self._retry_at = 0.0
         self._opened = False
@@ -256,9 +255,9 @@ class SinkRunner:
         return source.reader if source is not None and source.attached else None
 
     def _delivered(self, batch: Batch) -> None:
-        if self._failures:
-            self.log.warning("%s sink: delivering again after %d failed attempts", self.config.name, self._failures)
-        self._failures = 0
+        failures = self._backoff.failures
+        if failures:
+            self.log.warning("%s sink: delivering again after %d failed attempts", self.config.name, failures)
         self._backoff.succeeded()
         self.counters["up"] = 1
         self.counters["acked"] += batch.size
@@ -268,14 +267,14 @@ class SinkRunner:
         self.counters["gaps"] += sum(1 for r in batch.records if r["type"] == "gap")
 
     def _failed(self, exc: Exception) -> None:
-        self._failures += 1
         self.counters["retried"] += 1
         self.counters["up"] = 0
         self.last_error = str(exc)
         delay = self._backoff.failed()
         self._retry_at = time.monotonic() + delay
-        if self._failures == 1 or self._failures % 20 == 0:
-            self.log.warning("%s sink: %s (attempt %d, next in %.2f s)", self.config.name, exc, self._failures, delay)
+        failures = self._backoff.failures
+        if failures == 1 or failures % 20 == 0:
+            self.log.warning("%s sink: %s (attempt %d, next in %.2f s)", self.config.name, exc, failures, delay)
 
     def stats(self) -> dict:
         self.counters["lag"] = sum(source.lag() for source in self.sources)
@@ -333,7 +332,7 @@ class SinkRunner:
         """At shutdown: deliver what the rings hold now, while the service takes it."""
         deadline = time.monotonic() + timeout_s
         self._draining = True
-        while time.monotonic() < deadline and self._failures == 0 and self.cycle():
+        while time.monotonic() < deadline and self._backoff.failures == 0 and self.cycle():
             pass
         if not self.sink.keeps_positions:
             self.local.save({s.ring: s.acked for s in self.sources if s.acked is not None}, force=True)
