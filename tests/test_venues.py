@@ -315,7 +315,7 @@ def test_one_stop_signal_for_loops_threads_and_event_loops():
     stop = Stop()
     assert not stop()
     stop.set()
-    assert stop() and Stop(duration_s=1e-9)()
+    assert stop() and Stop().expire_after(1e-9)() and not Stop().expire_after(0)()
     asyncio.run(asyncio.wait_for(stop.wait(), 1))
 
 

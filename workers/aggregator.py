@@ -249,7 +249,7 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
     log = setup_logging("fh.aggregator", config, process="aggregator")
     affinity = pin(config.aggregator.cpu)
     set_title(f"fh: aggregator [{config.prefix}]")
-    stop = Stop(duration_s).on_signals()
+    stop = Stop().on_signals()
     aggregator = Aggregator(config, log)
     sinks_stop = Stop()
     sinks = []
@@ -259,7 +259,7 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
                  affinity, config.aggregator.idle)
         sinks = [start_in_thread(config, name, sinks_stop) for name, sink in config.sinks.items() if sink.in_aggregator]
         aggregator.notifier.ready(f"NBBO of {len(aggregator.symbols)} symbols over {', '.join(aggregator.venues)}")
-        aggregator.run(stop)
+        aggregator.run(stop.expire_after(duration_s))  # the duration counts from the NBBO running
         aggregator.notifier.stopping()
     except SegmentError as exc:
         log.error("%s", exc)

@@ -76,12 +76,17 @@ class IdleWait:
 
 class Stop:
     """The one stop signal of a process: set by SIGTERM / SIGINT once `on_signals()` installed it, by
-    `set()`, or by its deadline. `stop()` says whether it is set (any predicate can stand in for it),
-    `await stop.wait()` waits for it in an event loop; threads share it as they are."""
+    `set()`, or by a deadline (`expire_after`). `stop()` says whether it is set (any predicate can
+    stand in for it), `await stop.wait()` waits for it in an event loop; threads share it as it is."""
 
-    def __init__(self, duration_s: float | None = None):
+    def __init__(self) -> None:
         self._event = threading.Event()
+        self._deadline = math.inf
+
+    def expire_after(self, duration_s: float | None) -> Stop:
+        """Also set `duration_s` from now (None or 0: no deadline)."""
         self._deadline = time.monotonic() + duration_s if duration_s else math.inf
+        return self
 
     def __call__(self) -> bool:
         return self._event.is_set() or time.monotonic() >= self._deadline

@@ -20,7 +20,7 @@ def main(run: RunConfig, name: str, duration_s: float = 0.0) -> int:
     pin(config.cpu if config else None)
     set_title(f"fh: sink {name}")
     runner, pace = make_runner(run, name, log=log)
-    stop = Stop(duration_s).on_signals()
+    stop = Stop().on_signals().expire_after(duration_s)
     notifier = Notifier()
 
     def alive() -> None:  # every round once started (a service that is down is retried: the sink is up)

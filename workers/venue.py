@@ -424,7 +424,7 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
     asyncio.set_event_loop(loop)
 
     async def run() -> int:
-        stop = Stop(duration_s).on_signals()
+        stop = Stop().on_signals()
         worker = VenueWorker(venue_config, config, log)
         try:
             await worker.start()
@@ -435,7 +435,7 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
         log.info("%s: running on CPUs %s with %s (%s)", venue, affinity, venue_config.client, venue_config.idle)
         worker.notifier.ready(f"{venue}: {len(worker.connections)} connection(s) for "
                               f"{len(worker.feed.instruments)} books")
-        await worker.run(stop)
+        await worker.run(stop.expire_after(duration_s))  # the duration counts from the connections
         worker.notifier.stopping()
         log.info("%s: stopped: %s", venue, worker.final_stats)
         return 0
