@@ -56,6 +56,11 @@ class BookStore:
     def __len__(self) -> int:
         return len(self.capacities)
 
+    @property
+    def arrays(self) -> k.Books:
+        """levels, ladder and meta as the one argument the feed kernels take."""
+        return k.Books(self.levels, self.ladder, self.meta)
+
     def load(self, book: int, bids: np.ndarray, asks: np.ndarray) -> None:
         """Replace a book with a snapshot; `bids`/`asks` are int64 (n, 2) [price, qty] in any order."""
         for side, rows in ((k.BID, bids), (k.ASK, asks)):

@@ -27,12 +27,18 @@ re-anchoring are ordinary calls, which keeps compile time to seconds.
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 BID = 0
 ASK = 1
+
+# The three arrays as one argument of the kernels above this module (feed_kernels, publish); inside
+# numba a namedtuple of arrays costs nothing, and fields read as `books.levels`.
+Books = namedtuple("Books", "levels ladder meta")
 
 # Per-side state, at column SIDE_COLUMNS * side.
 S_OFFSET = 0  # first row of the run's slab in `levels`

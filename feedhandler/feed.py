@@ -24,7 +24,7 @@ from .capture import FrameBatch, FrameKind, split_rest
 from .feed_kernels import SCRATCH_ROWS, TABLE_ROWS, T_LENGTH, T_PX_DEC, T_QTY_DEC, invalidate, status
 from .instruments import Instrument
 from .jsonscan import symbol_table
-from .publish import VENUE_HOPS
+from .publish import VENUE_HOPS, output_of
 from .sync import (BRIDGING, CONNECTING, CS_SEQUENCE, CS_TIME_UNIT, LIVE, RESYNC, SNAPSHOT, SY_CONN, SY_NEXT_CONN,
                    SY_STATE, Action, ResyncLimiter, SyncState, new_conn_state, new_sync)
 from .venues.base import FetchSnapshot, PlanOptions, Request, Resubscribe, VenueProtocol
@@ -89,9 +89,12 @@ class VenueFeed:
         self._scratch = np.zeros((SCRATCH_ROWS, levels), np.int64)
         self._scratch_bytes = 8 * (levels - 32)
         books, writer = self.books, self.writer
+        # a step's arguments, flat (see feed_kernels), and the groups for the kernels called from here
         self._kernel_args = (self._symbols, self._tables, self._scratch, self._header, self._events, self.sync,
                              self.conn_state, books.levels, books.ladder, books.meta, writer.books, writer.ring,
                              writer.ring_control, writer.counters, self.latency)
+        self._books = books.arrays
+        self._out = output_of(writer, self.latency)
 
     # ---------------------------------------------------------------- frames in
 
@@ -113,8 +116,8 @@ class VenueFeed:
         self._fit_scratch(int((batch.stops - batch.starts).max()))
         k, end = 0, len(batch)
         while k < end:
-            k, action = self._run_frames(self.PROTOCOL_ID, batch.data, batch.starts, batch.stops, batch.kinds, batch.ts,
-                                   batch.conns, k, end, *self._kernel_args)
+            k, action = self._run_frames(self.PROTOCOL_ID, batch.data, batch.starts, batch.stops, batch.kinds,
+                                         batch.ts, batch.conns, k, end, *self._kernel_args)
             if k == end:
                 break
             ts_recv, conn = int(batch.ts[k]), int(batch.conns[k])
@@ -260,16 +263,10 @@ class VenueFeed:
     # ---------------------------------------------------------------- book helpers (rare paths)
 
     def _invalidate(self, book: int, reason: Reason, ts_recv: int) -> None:
-        invalidate(book, int(reason), ts_recv, *self._book_args()[1:])
-
-    def _book_args(self) -> tuple:
-        """scratch, sync, the book arrays and the segment arrays: the tail of settle's arguments."""
-        books, writer = self.books, self.writer
-        return (self._scratch, self.sync, books.levels, books.ladder, books.meta, writer.books, writer.ring,
-                writer.ring_control, writer.counters, self.latency)
+        invalidate(book, int(reason), ts_recv, self.sync, self._books, self._out)
 
     def _venue_status(self, code: Status, reason: Reason, ts_recv: int) -> None:
-        status(-1, int(code), int(reason), ts_recv, self.writer.ring, self.writer.ring_control)
+        status(-1, int(code), int(reason), ts_recv, self._out)
 
     def _decode_error(self) -> None:
         self.counters[-1, Counter.DECODE_ERRORS] += 1

@@ -2,13 +2,19 @@
 checksum, crossed check, publish), invalidate a book, publish decoded trades.
 
 All compile without the numba runtime (they allocate nothing), so a venue step that calls them can
-be entered from Python with a dozen arrays for a few hundred nanoseconds. The argument groups:
+be entered from Python with a dozen arrays for about a microsecond. The arrays:
 `symbols` uint8 and `tables` int64 (TABLE_ROWS, instruments): the instrument table;
 `scratch` int64 (SCRATCH_ROWS, n): the decoder's level/trade outputs, one row per field;
 `header` int64: the decoder's per-frame fields; `events`: Coinbase's per-event rows;
 `sync` (sync.SY_WORDS per book) and `conn_state` (sync.CS_WORDS per connection): the sync machine;
-book arrays `levels, ladder, meta` (BookStore); segment arrays `blocks, ring, control, counters`;
-`latency`: the writer's histogram rows (publish.VENUE_HOPS).
+`books` (book_kernels.Books: levels, ladder, meta): the writer-private books;
+`out` (publish.Output: the segment's blocks, ring, control and counters, and the writer's `latency`
+rows, publish.VENUE_HOPS): where results go.
+
+A venue step, the entry from Python once per frame, takes those arrays flat and groups them for the
+kernels below: inside numba a namedtuple of arrays costs nothing, but at the entry a tuple cost
+~0.3 µs more per call and a namedtuple ~1.5 µs, and an entry that groups and then calls the step
+~0.3 µs (measured against a ~1.2 µs call; see docs/benchmarks-history.md).
 """
 from __future__ import annotations
 
@@ -76,71 +82,71 @@ def count_frame(counters, nbytes):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def apply_levels(book, first, end, scratch, levels, ladder, meta, counters):
+def apply_levels(book, first, end, scratch, books, out):
     """Apply decoded levels [first, end) to a book; absent deletes and overflow are counted into shm."""
+    levels, ladder, meta = books
     before_absent = meta[book, M_ABSENT_DELETES]
     before_overflow = meta[book, M_OVERFLOW]
     apply_changes(levels, ladder, meta, book, scratch[ROW_SIDE, first:end], scratch[ROW_PRICE, first:end],
                   scratch[ROW_QTY, first:end])
-    counters[book, C_ABSENT_DELETES] += meta[book, M_ABSENT_DELETES] - before_absent
-    counters[book, C_BOOK_OVERFLOW] += meta[book, M_OVERFLOW] - before_overflow
+    out.counters[book, C_ABSENT_DELETES] += meta[book, M_ABSENT_DELETES] - before_absent
+    out.counters[book, C_BOOK_OVERFLOW] += meta[book, M_OVERFLOW] - before_overflow
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def load_snapshot(book, first, end, scratch, levels, ladder, meta, counters):
+def load_snapshot(book, first, end, scratch, books, out):
     """Replace a book with the decoded snapshot levels [first, end): the same as applying them to an
     empty book (a repeated price keeps its last quantity). Venues send snapshots best first, for
     which every level lands in O(1): no sort, no allocation, so it runs inside the step."""
-    clear_book(ladder, meta, book)
-    apply_levels(book, first, end, scratch, levels, ladder, meta, counters)
+    clear_book(books.ladder, books.meta, book)
+    apply_levels(book, first, end, scratch, books, out)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def status(book, code, reason, ts_recv, ring, control):
-    publish_status(ring, control, book, code, reason, 0, ts_recv, realtime_ns())
+def status(book, code, reason, ts_recv, out):
+    publish_status(out.ring, out.control, book, code, reason, 0, ts_recv, realtime_ns())
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def invalidate(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency):
+def invalidate(book, reason, ts_recv, sync, books, out):
     """Mark one book invalid for every consumer (status record, invalid block) and empty it; it waits
     in RESYNC for a new snapshot while the venue's other books carry on."""
     sync[book, SY_STATE] = RESYNC
-    clear_book(ladder, meta, book)
-    counters[book, C_RESYNCS] += 1
-    status(book, ST_BOOK_INVALID, reason, ts_recv, ring, control)
-    publish(levels, ladder, meta, book, blocks, ring, control, sync[book, SY_UPDATE_ID], 0, ts_recv, False, latency)
+    clear_book(books.ladder, books.meta, book)
+    out.counters[book, C_RESYNCS] += 1
+    status(book, ST_BOOK_INVALID, reason, ts_recv, out)
+    publish(books, book, out, sync[book, SY_UPDATE_ID], 0, ts_recv, False)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency):
+def report_gap(book, ts_recv, sync, books, out):
     """A sequence gap: counted, reported as a GAP status, and the book invalidated."""
-    report_loss(book, R_SEQUENCE_GAP, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+    report_loss(book, R_SEQUENCE_GAP, ts_recv, sync, books, out)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def report_loss(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency):
+def report_loss(book, reason, ts_recv, sync, books, out):
     """Changes of a book may be lost (`reason`: a sequence gap, an undecodable frame): counted as a
     gap, reported as a GAP status to every consumer, and the book invalidated until it resyncs."""
-    counters[book, C_GAPS] += 1
-    status(book, ST_GAP, reason, ts_recv, ring, control)
-    invalidate(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+    out.counters[book, C_GAPS] += 1
+    status(book, ST_GAP, reason, ts_recv, out)
+    invalidate(book, reason, ts_recv, sync, books, out)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def report_connection_loss(conn, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters,
-                           latency):
+def report_connection_loss(conn, reason, ts_recv, sync, books, out):
     """Something on connection `conn` was lost: every live book it carries is reported as a gap."""
     for book in range(len(sync)):
         if sync[book, SY_CONN] == conn and sync[book, SY_STATE] == LIVE:
-            report_loss(book, reason, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+            report_loss(book, reason, ts_recv, sync, books, out)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring,
-           control, counters, latency):
+def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, books, out):
     """After a book changed: truncate to the subscribed depth, verify the venue checksum (when the
     message carried one), refuse a crossed book, then publish it valid. A snapshot that passes makes
     the book LIVE (with a BOOK_VALID status). Returns True when the book was published valid."""
+    levels, ladder, meta = books
     depth = sync[book, SY_DEPTH]
     if depth > 0:
         truncate_side(ladder, meta, book, BID, depth)
@@ -149,31 +155,32 @@ def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, lev
         computed = kraken_checksum(levels, ladder, meta, book, sync[book, SY_PX_PAD], sync[book, SY_QTY_PAD],
                                    scratch[ROW_WORK])
         if computed != checksum:
-            counters[book, C_CHECKSUM_FAIL] += 1
-            invalidate(book, R_CHECKSUM, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+            out.counters[book, C_CHECKSUM_FAIL] += 1
+            invalidate(book, R_CHECKSUM, ts_recv, sync, books, out)
             return False
-        counters[book, C_CHECKSUM_OK] += 1
+        out.counters[book, C_CHECKSUM_OK] += 1
     if is_crossed(levels, ladder, meta, book):
-        counters[book, C_CROSSED] += 1
-        invalidate(book, R_CROSSED, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+        out.counters[book, C_CROSSED] += 1
+        invalidate(book, R_CROSSED, ts_recv, sync, books, out)
         return False
     if is_snapshot:
         sync[book, SY_STATE] = LIVE
-        status(book, ST_BOOK_VALID, R_SNAPSHOT, ts_recv, ring, control)
+        status(book, ST_BOOK_VALID, R_SNAPSHOT, ts_recv, out)
     else:
-        counters[book, C_BOOK_UPDATES] += 1
-    publish(levels, ladder, meta, book, blocks, ring, control, sync[book, SY_UPDATE_ID], ts_exchange, ts_recv, True,
-            latency)
+        out.counters[book, C_BOOK_UPDATES] += 1
+    publish(books, book, out, sync[book, SY_UPDATE_ID], ts_exchange, ts_recv, True)
     return True
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency):
+def publish_trades(count, ts_recv, scratch, sync, books, out):
     """Publish `count` decoded trades (scratch rows BOOK, ID, TIME, PRICE, QTY, SIDE = aggressor), each
     matched to its book as it stands before the trade (in feed order, so a replay matches the same):
     best bid/ask, and the levels of the side it hit at or through its price (the side from the
     aggressor, else from where the price lies). A trade without a venue id (NO_TRADE_ID) is numbered
     per book. A negative count is the trade decoders' verdict on a bad frame: a decode error."""
+    levels, ladder, meta = books
+    counters = out.counters
     if count < 0:
         counters[-1, C_DECODE_ERRORS] += 1
     for k in range(count):
@@ -195,14 +202,13 @@ def publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, co
             elif aggressor == SELL or (bid_qty != 0 and price <= bid_px):
                 swept = levels_through(levels, ladder, meta, book, BID, price, MAX_SWEPT)
         ts_publish = realtime_ns()
-        publish_trade(ring, control, book, trade_id, scratch[ROW_TIME, k], ts_recv, ts_publish, price,
+        publish_trade(out.ring, out.control, book, trade_id, scratch[ROW_TIME, k], ts_recv, ts_publish, price,
                       scratch[ROW_QTY, k], aggressor, bid_px, bid_qty, ask_px, ask_qty, swept, sync[book, SY_UPDATE_ID])
-        record_published(latency, scratch[ROW_TIME, k], ts_recv, ts_publish)
+        record_published(out.latency, scratch[ROW_TIME, k], ts_recv, ts_publish)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_recv, scratch, sync, levels, ladder, meta,
-                      ring, control, counters, latency):
+def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_recv, scratch, sync, books, out):
     """Publish one trade a decoder left in its header."""
     scratch[ROW_BOOK, 0] = book
     scratch[ROW_ID, 0] = trade_id
@@ -210,4 +216,4 @@ def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_rec
     scratch[ROW_PRICE, 0] = price
     scratch[ROW_QTY, 0] = qty
     scratch[ROW_SIDE, 0] = aggressor
-    publish_trades(1, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency)
+    publish_trades(1, ts_recv, scratch, sync, books, out)

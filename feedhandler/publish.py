@@ -2,6 +2,8 @@
 venue writer's latency histograms (one row per hop, shm.latency) updated on the way."""
 from __future__ import annotations
 
+from collections import namedtuple
+
 from numba import njit
 
 from shm.clock import realtime_ns
@@ -18,6 +20,15 @@ VENUE_HOPS = ("exchange", "decode", "publish")
 LAT_EXCHANGE = 0
 LAT_DECODE = 1  # its H_MARK word holds when the frame being handled was decoded
 LAT_PUBLISH = 2
+
+# Where a venue writer's results go, as one kernel argument: the segment's book blocks, ring, ring
+# control and counters (shm.segment.SegmentWriter), and the latency rows above.
+Output = namedtuple("Output", "blocks ring control counters latency")
+
+
+def output_of(writer, latency) -> Output:
+    """The Output of a SegmentWriter and its latency rows."""
+    return Output(writer.books, writer.ring, writer.ring_control, writer.counters, latency)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -56,14 +67,15 @@ def write_book_block(levels, ladder, meta, book, block, update_id, ts_exchange, 
 
 
 @njit(nogil=True, cache=True)
-def publish(levels, ladder, meta, book, blocks, ring, control, update_id, ts_exchange, ts_recv, valid, latency):
+def publish(books, book, out, update_id, ts_exchange, ts_recv, valid):
     """Publish one frame's result: the book block, then a book-change record in the ring.
     Returns the ring position of the record."""
+    levels, ladder, meta = books
     ts_publish = realtime_ns()
-    write_book_block(levels, ladder, meta, book, blocks[book], update_id, ts_exchange, ts_recv, ts_publish, valid)
+    write_book_block(levels, ladder, meta, book, out.blocks[book], update_id, ts_exchange, ts_recv, ts_publish, valid)
     bid_px, bid_qty = best_level(levels, ladder, meta, book, BID)
     ask_px, ask_qty = best_level(levels, ladder, meta, book, ASK)
     if valid:  # an invalidation may come from Python (a disconnect), long after the last frame decoded
-        record_published(latency, ts_exchange, ts_recv, ts_publish)
-    return publish_book(ring, control, book, update_id, ts_exchange, ts_recv, ts_publish, bid_px, bid_qty,
+        record_published(out.latency, ts_exchange, ts_recv, ts_publish)
+    return publish_book(out.ring, out.control, book, update_id, ts_exchange, ts_recv, ts_publish, bid_px, bid_qty,
                         ask_px, ask_qty, side_count(meta, book, BID), side_count(meta, book, ASK))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from feedhandler.book import BookStore
-from feedhandler.publish import publish
+from feedhandler.publish import output_of, publish
 from shm import ring
 from shm.histogram import HIST_WORDS
 from shm.layout import Counter, Reason, Side, Status
@@ -53,8 +53,7 @@ def test_an_unpublished_book_is_invalid_and_empty(venue):
 
 def test_a_valid_book_reads_invalid_once_its_writer_stops_heartbeating(venue, shm_prefix):
     writer, books, _ = venue
-    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control,
-            41, 1000, 2000, True, LATENCY)
+    publish(books.arrays, 0, output_of(writer, LATENCY), 41, 1000, 2000, True)
     strict = VenueReader("binance", prefix=shm_prefix, stale_after_s=0.2)
     writer.heartbeat()
     assert strict.book("BTC-USDT").valid
@@ -67,8 +66,7 @@ def test_a_valid_book_reads_invalid_once_its_writer_stops_heartbeating(venue, sh
 
 def test_a_closed_writers_books_read_invalid_but_keep_their_levels(venue):
     writer, books, reader = venue
-    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control,
-            41, 1000, 2000, True, LATENCY)
+    publish(books.arrays, 0, output_of(writer, LATENCY), 41, 1000, 2000, True)
     writer.close()
     snapshot = reader.book("BTC-USDT")
     assert not snapshot.valid and snapshot.levels_text("bids")[0] == ["65000.12", "1.50000"]
@@ -76,8 +74,7 @@ def test_a_closed_writers_books_read_invalid_but_keep_their_levels(venue):
 
 def test_book_snapshot_has_exact_levels_and_stamps(venue):
     writer, books, reader = venue
-    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control,
-            41, 1000, 2000, True, LATENCY)
+    publish(books.arrays, 0, output_of(writer, LATENCY), 41, 1000, 2000, True)
     snapshot = reader.book("BTC-USDT")
     assert snapshot.valid and snapshot.update_id == 41
     assert (snapshot.ts_exchange, snapshot.ts_recv) == (1000, 2000) and snapshot.ts_publish > 0
@@ -89,16 +86,14 @@ def test_book_snapshot_has_exact_levels_and_stamps(venue):
 
 def test_book_depth_limits_the_levels_returned(venue):
     writer, books, reader = venue
-    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control,
-            1, 0, 0, True, LATENCY)
+    publish(books.arrays, 0, output_of(writer, LATENCY), 1, 0, 0, True)
     assert len(reader.book("BTC-USDT", depth=1).bids) == 1
 
 
 def test_events_arrive_typed_and_in_order(venue):
     writer, books, reader = venue
     cursor = reader.events()
-    publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control,
-            5, 0, 0, True, LATENCY)
+    publish(books.arrays, 0, output_of(writer, LATENCY), 5, 0, 0, True)
     ring.publish_trade(writer.ring, writer.ring_control, 0, 9, 0, 0, 0, 6500012, 100, int(Side.SELL), 6500012, 40,
                        6500100, 30, 1, 5)
     ring.publish_status(writer.ring, writer.ring_control, 0, int(Status.BOOK_INVALID), int(Reason.CHECKSUM), 0, 0, 0)
@@ -114,8 +109,7 @@ def test_events_arrive_typed_and_in_order(venue):
 def test_a_live_cursor_skips_history_and_an_oldest_cursor_replays_what_the_ring_holds(venue):
     writer, books, reader = venue
     for update_id in range(3):
-        publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control,
-                update_id, 0, 0, True, LATENCY)
+        publish(books.arrays, 0, output_of(writer, LATENCY), update_id, 0, 0, True)
     assert reader.events("live").poll() == []
     assert [e.update_id for e in reader.events("oldest").poll()] == [0, 1, 2]
 
@@ -124,8 +118,7 @@ def test_a_slow_consumer_is_told_how_many_events_it_lost(venue):
     writer, books, reader = venue
     cursor = reader.events()
     for update_id in range(40):
-        publish(books.levels, books.ladder, books.meta, 0, writer.books, writer.ring, writer.ring_control,
-                update_id, 0, 0, True, LATENCY)
+        publish(books.arrays, 0, output_of(writer, LATENCY), update_id, 0, 0, True)
     events = cursor.poll()
     assert events == [GapEvent(position=40, missed=40)]
     assert cursor.missed == 40

@@ -4,6 +4,7 @@ import pytest
 
 from feedhandler.book import BookStore
 from feedhandler.feed_kernels import SCRATCH_ROWS, publish_one_trade
+from feedhandler.publish import Output
 from feedhandler.sync import LIVE, SY_STATE, SY_UPDATE_ID, new_sync
 from shm.histogram import HIST_WORDS
 from shm.layout import (N_COUNTERS, NO_BOOK, RING_CONTROL_WORDS, SLOT_TRADE_ASK_PX, SLOT_TRADE_ASK_QTY,
@@ -25,9 +26,8 @@ def market():
 
 def trade(market, price, side):
     books, sync, ring, control = market
-    publish_one_trade(0, 1, 0, price, 1, int(side), 0, np.zeros((SCRATCH_ROWS, 1), np.int64), sync, books.levels,
-                      books.ladder, books.meta, ring, control, np.zeros((2, N_COUNTERS), np.int64),
-                      np.zeros((3, HIST_WORDS), np.int64))
+    out = Output(np.zeros((1, 1), np.int64), ring, control, np.zeros((2, N_COUNTERS), np.int64), np.zeros((3, HIST_WORDS), np.int64))
+    publish_one_trade(0, 1, 0, price, 1, int(side), 0, np.zeros((SCRATCH_ROWS, 1), np.int64), sync, books.arrays, out)
     rows = np.zeros((1, SLOT_WORDS), np.int64)
     poll(ring, control, np.array([int(control[0]) - 1, 0], np.int64), rows)
     return rows[0]

@@ -9,7 +9,7 @@ import numpy as np
 from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID, apply_changes
 from feedhandler.feed_kernels import SCRATCH_ROWS, publish_one_trade
-from feedhandler.publish import VENUE_HOPS, mark_decoded, publish
+from feedhandler.publish import VENUE_HOPS, Output, mark_decoded, output_of, publish
 from feedhandler.sync import LIVE, SY_STATE, new_sync
 from shm.histogram import HIST_WORDS
 from shm.latency import LatencyWriter
@@ -31,10 +31,10 @@ def _compile(books: BookStore) -> None:
                   np.ones(1, np.int64))
     latency = np.zeros((len(VENUE_HOPS), HIST_WORDS), np.int64)
     mark_decoded(latency, 0, True)
-    publish(scratch.levels, scratch.ladder, scratch.meta, 0, blocks, ring, control, 0, 0, 0, True, latency)
+    out = Output(blocks, ring, control, np.zeros((len(INSTRUMENTS) + 1, N_COUNTERS), np.int64), latency)
+    publish(scratch.arrays, 0, out, 0, 0, 0, True)
     publish_one_trade(0, 0, 0, 1, 1, 1, 0, np.zeros((SCRATCH_ROWS, 1), np.int64), new_sync(len(INSTRUMENTS)),
-                      scratch.levels, scratch.ladder, scratch.meta, ring, control,
-                      np.zeros((len(INSTRUMENTS) + 1, N_COUNTERS), np.int64), latency)
+                      scratch.arrays, out)
 
 
 def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate: float = 200.0,
@@ -56,6 +56,7 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
     with SegmentWriter.create(prefix, venue, INSTRUMENTS, depth=10, ring_slots=ring_slots) as writer:
         latency = LatencyWriter(prefix, venue, [(hop, venue) for hop in VENUE_HOPS])  # fh latency shows it too
         rows = latency.hists
+        out = output_of(writer, rows)
         started = time.monotonic()
         next_at = started
         while time.monotonic() - started < duration_s and (not changes or published < changes):
@@ -67,8 +68,7 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
             if step:  # a trade at the new mid, matched to the book it moves
                 aggressor = Side.BUY if step > 0 else Side.SELL
                 publish_one_trade(i, trades, now, mids[i], int(rng.integers(1, 10**5)), int(aggressor), now,
-                                  trade_scratch, sync, books.levels, books.ladder, books.meta, writer.ring,
-                                  writer.ring_control, writer.counters, rows)
+                                  trade_scratch, sync, books.arrays, out)
                 trades += 1
             side = rng.integers(0, 2, 4)
             depth = rng.integers(0, DEPTH, 4)
@@ -78,8 +78,7 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
             sides = np.concatenate([crossing, side.astype(np.int64)])
             apply_changes(books.levels, books.ladder, books.meta, i, sides,
                           np.concatenate([[mids[i]], prices]).astype(np.int64), np.concatenate([[0], qtys]))
-            publish(books.levels, books.ladder, books.meta, i, writer.books, writer.ring, writer.ring_control,
-                    published, now, now, True, rows)
+            publish(books.arrays, i, out, published, now, now, True)
             writer.counters[i, Counter.BOOK_UPDATES] += 1
             published += 1
             writer.heartbeat()

@@ -11,15 +11,15 @@ from numba import njit
 
 from shm.fixedpoint import OK
 
-from ...book_kernels import ASK, BID
+from ...book_kernels import ASK, BID, Books
 from ...feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_PRICE, ROW_QTY, ROW_SIDE, T_LENGTH, T_PX_DEC,
                              T_QTY_DEC, apply_levels, count_frame, publish_one_trade, report_gap, settle)
 from ...jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object,
                          match_symbol, parse_int, parse_pairs, string_span)
-from ...publish import mark_decoded
+from ...publish import Output, mark_decoded
 from ...sync import BRIDGING, BUFFERING, CS_TIME_UNIT, LIVE, SY_CONN, SY_NEXT_CONN, SY_STATE, SY_UPDATE_ID, Action
 
-PROTOCOL_ID = 0  # this decoder's branch in venues.dispatch.run_frames
+PROTOCOL_ID = 0  # this decoder's branch in venues.dispatch
 
 FRAME_IGNORED = 0  # a channel we do not decode (kline, aggTrade, subscription acks)
 FRAME_DEPTH = 1
@@ -163,6 +163,7 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
     A live book takes diffs from any connection that carries it, in update-id order: during a
     rotation the old and the new connection overlap, and the new one takes the book over once one of
     its diffs lines up with the book (quantities are absolute, so an overlapping diff is exact)."""
+    books, out = Books(levels, ladder, meta), Output(blocks, ring, control, counters, latency)
     n = len(frame)
     if fresh:
         count_frame(counters, n)
@@ -182,18 +183,16 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         if header[H_FIRST_ID] > sync[book, SY_UPDATE_ID] + 1:
             if sync[book, SY_CONN] != conn:
                 return ACTION_DONE  # a rotation's new connection ahead of the owner: the owner decides
-            report_gap(book, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+            report_gap(book, ts_recv, sync, books, out)
             sync[book, SY_STATE] = BUFFERING
             return ACTION_GAP
-        apply_levels(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
+        apply_levels(book, 0, header[H_LEVELS], scratch, books, out)
         sync[book, SY_UPDATE_ID] = header[H_LAST_ID]
         _take_over(book, conn, sync)
-        settle(book, False, NO_CHECKSUM, header[H_EVENT_TIME] * unit_ns, ts_recv, scratch, sync, levels, ladder,
-               meta, blocks, ring, control, counters, latency)
+        settle(book, False, NO_CHECKSUM, header[H_EVENT_TIME] * unit_ns, ts_recv, scratch, sync, books, out)
     elif kind == FRAME_TRADE:
         publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * unit_ns,
-                          header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, levels, ladder,
-                          meta, ring, control, counters, latency)
+                          header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, books, out)
     elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
         counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

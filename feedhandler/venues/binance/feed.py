@@ -82,11 +82,10 @@ class BinanceFeed(VenueFeed):
             self.stale_snapshots += 1  # older than the buffer: fetch again
             self.sync[book, SY_STATE] = BUFFERING
             return
-        books = self.books
-        load_snapshot(book, 0, total, scratch, books.levels, books.ladder, books.meta, self.counters)
+        load_snapshot(book, 0, total, scratch, self._books, self._out)
         mark_decoded(self.latency, ts_recv, False)  # the snapshot's publish hop starts here
         self.sync[book, SY_UPDATE_ID] = last_id
-        if not settle(book, True, NO_CHECKSUM, 0, ts_recv, *self._book_args()):
+        if not settle(book, True, NO_CHECKSUM, 0, ts_recv, scratch, self.sync, self._books, self._out):
             return
         self.sync[book, SY_STATE] = BRIDGING
         frames = list(buffered)

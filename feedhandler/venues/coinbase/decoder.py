@@ -15,7 +15,7 @@ from numba import njit
 
 from shm.fixedpoint import OK
 
-from ...book_kernels import ASK, BID
+from ...book_kernels import ASK, BID, Books
 from ...jsonscan import (ERR_SYNTAX, after_member, decimal_string, equals, find_value, find_value_after, first_element,
                          is_key, key, key_table, looks_like_object, match_symbol, member_at, next_element, parse_int,
                          parse_level_objects, parse_pairs, parse_rfc3339_ns, parse_trade_objects, push_level,
@@ -24,10 +24,10 @@ from ...feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, R_DECODE_ERROR, R_SEQ
                              ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels,
                              count_frame, load_snapshot, publish_one_trade, publish_trades, report_connection_loss,
                              settle)
-from ...publish import mark_decoded
+from ...publish import Output, mark_decoded
 from ...sync import CS_SEQUENCE, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 
-PROTOCOL_ID = 2  # this decoder's branch in venues.dispatch.run_frames
+PROTOCOL_ID = 2  # this decoder's branch in venues.dispatch
 
 FRAME_IGNORED = 0
 FRAME_L2 = 1  # Advanced: events listed in `events`
@@ -324,33 +324,29 @@ def decode_market_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, agg
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _check_sequence(conn, sequence, ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring, control, counters,
-                    latency):
+def _check_sequence(conn, sequence, ts_recv, sync, conn_state, books, out):
     """Advanced: sequence_num counts a connection's messages; a jump invalidates every live book
     that connection carries (they resubscribe)."""
     last = conn_state[conn, CS_SEQUENCE]
     conn_state[conn, CS_SEQUENCE] = sequence
     if last < 0 or sequence == last + 1:
         return
-    report_connection_loss(conn, R_SEQUENCE_GAP, ts_recv, sync, levels, ladder, meta, blocks, ring, control, counters,
-                           latency)
+    report_connection_loss(conn, R_SEQUENCE_GAP, ts_recv, sync, books, out)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _levels(book, is_snapshot, first, end, conn, ts_exchange, ts_recv, scratch, sync, levels, ladder, meta, blocks,
-            ring, control, counters, latency):
+def _levels(book, is_snapshot, first, end, conn, ts_exchange, ts_recv, scratch, sync, books, out):
     """A snapshot (the book goes live on this connection) or an update of a live book."""
     if is_snapshot:
-        load_snapshot(book, first, end, scratch, levels, ladder, meta, counters)
+        load_snapshot(book, first, end, scratch, books, out)
         sync[book, SY_UPDATE_ID] = 0
         sync[book, SY_CONN] = conn
     elif sync[book, SY_STATE] == LIVE:
-        apply_levels(book, first, end, scratch, levels, ladder, meta, counters)
+        apply_levels(book, first, end, scratch, books, out)
         sync[book, SY_UPDATE_ID] += 1  # neither API numbers book updates: count the ones applied
     else:
         return  # nothing to apply it to until the next snapshot
-    settle(book, is_snapshot, NO_CHECKSUM, ts_exchange, ts_recv, scratch, sync, levels, ladder, meta, blocks, ring,
-           control, counters, latency)
+    settle(book, is_snapshot, NO_CHECKSUM, ts_exchange, ts_recv, scratch, sync, books, out)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -358,6 +354,7 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
          meta, blocks, ring, control, counters, latency):
     """One received frame of either API: decode, sequence check (Advanced), snapshots loaded and
     updates of live books applied, each settled and published; trades published. Always DONE."""
+    books, out = Books(levels, ladder, meta), Output(blocks, ring, control, counters, latency)
     n = len(frame)
     if fresh:
         count_frame(counters, n)
@@ -367,29 +364,26 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
     if kind != FRAME_MARKET_TRADES:
         mark_decoded(latency, ts_recv, fresh)
     if header[H_SEQUENCE] >= 0:
-        _check_sequence(conn, header[H_SEQUENCE], ts_recv, sync, conn_state, levels, ladder, meta, blocks, ring,
-                        control, counters, latency)
+        _check_sequence(conn, header[H_SEQUENCE], ts_recv, sync, conn_state, books, out)
     if kind == FRAME_L2:
         for row in range(header[H_EVENTS]):
             _levels(events[row, E_INSTRUMENT], events[row, E_SNAPSHOT] == 1, events[row, E_FIRST], events[row, E_END],
-                    conn, header[H_TIME], ts_recv, scratch, sync, levels, ladder, meta, blocks, ring, control, counters,
-                    latency)
+                    conn, header[H_TIME], ts_recv, scratch, sync, books, out)
     elif kind == FRAME_SNAPSHOT or kind == FRAME_UPDATE:
         _levels(header[H_INSTRUMENT], kind == FRAME_SNAPSHOT, 0, header[H_LEVELS], conn, header[H_TIME], ts_recv,
-                scratch, sync, levels, ladder, meta, blocks, ring, control, counters, latency)
+                scratch, sync, books, out)
     elif kind == FRAME_MARKET_TRADES:
         count = decode_market_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
                                      scratch[ROW_TIME])
         mark_decoded(latency, ts_recv, fresh)
-        publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency)
+        publish_trades(count, ts_recv, scratch, sync, books, out)
     elif kind == FRAME_TRADE:
         publish_one_trade(header[H_INSTRUMENT], header[H_TRADE_ID], header[H_TIME], header[H_PRICE], header[H_QTY],
-                          header[H_SIDE], ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency)
+                          header[H_SIDE], ts_recv, scratch, sync, books, out)
     elif kind == FRAME_ERROR:  # maybe a book change we cannot apply: the connection's books resync
         counters[-1, C_DECODE_ERRORS] += 1
-        report_connection_loss(conn, R_DECODE_ERROR, ts_recv, sync, levels, ladder, meta, blocks, ring, control,
-                               counters, latency)
+        report_connection_loss(conn, R_DECODE_ERROR, ts_recv, sync, books, out)
     elif kind == FRAME_UNKNOWN_SYMBOL:
         counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

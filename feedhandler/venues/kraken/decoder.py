@@ -17,17 +17,17 @@ from numba import njit
 
 from shm.fixedpoint import OK
 
-from ...book_kernels import ASK, BID
+from ...book_kernels import ASK, BID, Books
 from ...jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_string, equals, find_value,
                          first_element, is_key, key, key_table, looks_like_object, match_symbol, member_at,
                          next_element, parse_decimal, parse_int, parse_level_objects, parse_pairs, parse_rfc3339_ns,
                          parse_trade_objects, push_trade, skip_spaces_to, skip_value, string_span)
 from ...feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
                              T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades, settle)
-from ...publish import mark_decoded
+from ...publish import Output, mark_decoded
 from ...sync import LIVE, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_UPDATE_ID, Action
 
-PROTOCOL_ID = 1  # this decoder's branch in venues.dispatch.run_frames
+PROTOCOL_ID = 1  # this decoder's branch in venues.dispatch
 
 FRAME_IGNORED = 0  # events (heartbeat, status, acks) and channels not decoded here
 FRAME_SNAPSHOT = 1
@@ -321,6 +321,7 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
     """One received v1 or v2 frame: decode; a snapshot, or an update of a live book, is applied,
     truncated, checksummed and published; trades are published. Returns Action.ACK for a v2
     subscription ack (Python reads the depth from it), else DONE."""
+    books, out = Books(levels, ladder, meta), Output(blocks, ring, control, counters, latency)
     n = len(frame)
     if fresh:
         count_frame(counters, n)
@@ -347,7 +348,7 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
                                      scratch[ROW_TIME])
         mark_decoded(latency, ts_recv, fresh)
-        publish_trades(count, ts_recv, scratch, sync, levels, ladder, meta, ring, control, counters, latency)
+        publish_trades(count, ts_recv, scratch, sync, books, out)
         return ACTION_DONE
     if kind != FRAME_SNAPSHOT and kind != FRAME_UPDATE:
         counters[-1, C_DECODE_ERRORS] += 1
@@ -361,13 +362,12 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         if not v2:  # the checksum text has the decimals Kraken printed, more than the pair's
             sync[book, SY_PX_PAD] = max(0, header[H_PX_WIRE_DEC] - tables[T_PX_DEC, book])
             sync[book, SY_QTY_PAD] = max(0, header[H_QTY_WIRE_DEC] - tables[T_QTY_DEC, book])
-        load_snapshot(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
+        load_snapshot(book, 0, header[H_LEVELS], scratch, books, out)
         sync[book, SY_UPDATE_ID] = 0
     elif sync[book, SY_STATE] == LIVE:  # an update: nothing to apply it to before a snapshot
-        apply_levels(book, 0, header[H_LEVELS], scratch, levels, ladder, meta, counters)
+        apply_levels(book, 0, header[H_LEVELS], scratch, books, out)
         sync[book, SY_UPDATE_ID] += 1  # Kraken numbers no update: count the ones applied
     else:
         return ACTION_DONE
-    settle(book, kind == FRAME_SNAPSHOT, header[H_CHECKSUM], header[H_TIME], ts_recv, scratch, sync, levels, ladder,
-           meta, blocks, ring, control, counters, latency)
+    settle(book, kind == FRAME_SNAPSHOT, header[H_CHECKSUM], header[H_TIME], ts_recv, scratch, sync, books, out)
     return ACTION_DONE
