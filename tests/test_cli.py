@@ -1,6 +1,7 @@
 """The `fh` commands as a user runs them: figures printed, keys present; timings never asserted."""
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -107,3 +108,14 @@ def test_replay_reports_a_missing_file_or_a_bad_speed_without_a_traceback(captur
     import_recordings([str(captures / "kraken-v1-2021" / "KRAKEN")], str(capture))
     bad_speed = fh("replay", str(capture), "--speed", "fast")
     assert bad_speed.returncode == 2 and "--speed must be" in bad_speed.stderr
+
+
+def test_sim_on_a_taken_port_exits_non_zero_naming_it_and_prints_no_urls():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = fh("sim", "--venues", "binance", "--port", str(port), "--duration", "1", timeout=120)
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""

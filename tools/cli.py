@@ -82,7 +82,7 @@ def _sim(args: argparse.Namespace) -> int:
     import asyncio
 
     from workers.process import new_loop, set_title, setup_logging
-    from .sim.server import ReplaySim, Simulator, parse_fault, parse_limits
+    from .sim.server import ReplaySim, Simulator, SimulatorError, parse_fault, parse_limits
     setup_logging("fh.sim")
     set_title("fh: sim")
     limits = parse_limits(args.limit)
@@ -98,9 +98,14 @@ def _sim(args: argparse.Namespace) -> int:
     unknown = {venue for _, venue, _ in simulator.schedule} - set(simulator.venues)
     if unknown:
         raise ValueError(f"--fault names venues the simulator does not run: {sorted(unknown)}")
-    print(json.dumps(simulator.urls()), flush=True)
     loop = new_loop()
-    task = loop.create_task(simulator.run(args.duration))
+    try:
+        loop.run_until_complete(simulator.start())  # listening before anyone is told where to connect
+    except SimulatorError as exc:
+        print(f"fh: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(simulator.urls()), flush=True)
+    task = loop.create_task(simulator.serve(args.duration))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
     try:

@@ -1010,6 +1010,10 @@ class Ports:
     rest: int
 
 
+class SimulatorError(Exception):
+    """The simulator cannot serve (a port it must listen on is taken)."""
+
+
 class Simulator:
     """All simulated venues of one run, their servers and their shared market clock."""
 
@@ -1043,14 +1047,22 @@ class Simulator:
                        "rest_url": f"http://{self.host}:{p.rest}"} for name, p in self.ports.items()}
 
     async def start(self) -> None:
-        """Listens on every venue's ports and starts the market clock."""
+        """Listens on every venue's ports (SimulatorError, naming the port, when one is taken) and
+        starts the market clock."""
         for name, venue in self.venues.items():
             ports = self.ports[name]
-            self._servers.append(await ws_create_server(
-                lambda request, venue=venue: venue.accept(request.path.decode()), self.host, ports.ws,
-                max_frame_size=64 << 20, websocket_handshake_timeout=5, enable_auto_pong=False))
-            self._servers.append(await asyncio.start_server(
-                lambda r, w, venue=venue: self._http(venue, r, w), self.host, ports.rest))
+            try:
+                port = ports.ws
+                self._servers.append(await ws_create_server(
+                    lambda request, venue=venue: venue.accept(request.path.decode()), self.host, port,
+                    max_frame_size=64 << 20, websocket_handshake_timeout=5, enable_auto_pong=False))
+                port = ports.rest
+                self._servers.append(await asyncio.start_server(
+                    lambda r, w, venue=venue: self._http(venue, r, w), self.host, port))
+            except OSError as exc:
+                await self.stop()
+                raise SimulatorError(f"{name}: cannot listen on {self.host}:{port} "
+                                     f"({exc.strerror or exc}); choose other ports with --port") from None
         self._tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._faults(time.monotonic())),
                        asyncio.create_task(self._references())]
         self._tasks += [asyncio.create_task(self._market(v)) for v in self.venues.values()
@@ -1058,6 +1070,10 @@ class Simulator:
 
     async def run(self, duration: float | None = None) -> None:
         await self.start()
+        await self.serve(duration)
+
+    async def serve(self, duration: float | None = None) -> None:
+        """Serve (once started) for `duration` seconds, or until cancelled; then stop."""
         try:
             await asyncio.sleep(duration) if duration else await asyncio.Event().wait()
         finally:
