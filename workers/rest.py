@@ -3,7 +3,8 @@
 Requests run on a small thread pool (urllib; the GIL is released while waiting on the network).
 A request-weight budget per minute is kept (Binance: 6000, a 5000-level snapshot weighs 250), the
 venue's own count (`X-MBX-USED-WEIGHT-1M`) is believed when it is higher, and 429 / 418 pause every
-request for the venue's `Retry-After` (at least 5 s / 60 s).
+request for the venue's `Retry-After` (at least 5 s / 60 s). A body is read up to `max_body` bytes:
+a larger one is an error, never buffered.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+MAX_BODY = 64 << 20  # Coinbase's full-depth REST book is a few MB
 
 
 @dataclass(frozen=True)
@@ -29,9 +32,11 @@ class RestError(Exception):
 
 
 class RestClient:
-    def __init__(self, weight_per_minute: int = 6000, timeout_s: float = 15.0, threads: int = 2):
+    def __init__(self, weight_per_minute: int = 6000, timeout_s: float = 15.0, threads: int = 2,
+                 max_body: int = MAX_BODY):
         self.weight_per_minute = weight_per_minute
         self.timeout_s = timeout_s
+        self.max_body = max_body
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rest")
         self._window = (0, 0)  # (minute, weight used in it)
         self.paused_until = 0.0  # monotonic
@@ -42,9 +47,11 @@ class RestClient:
         request = urllib.request.Request(url, headers={"User-Agent": "fh/0.1", "Accept": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                body, status, headers = response.read(), response.status, dict(response.headers)
+                body, status, headers = response.read(self.max_body + 1), response.status, dict(response.headers)
         except urllib.error.HTTPError as exc:
-            body, status, headers = exc.read(), exc.code, dict(exc.headers or {})
+            body, status, headers = exc.read(self.max_body + 1), exc.code, dict(exc.headers or {})
+        if len(body) > self.max_body:
+            raise RestError(f"GET {url}: HTTP {status}, body over {self.max_body} bytes, not read")
         return RestResponse(url, status, headers, body, time.time_ns())
 
     def _used(self) -> int:

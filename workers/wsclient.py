@@ -4,6 +4,8 @@ default, measured faster by `fh bench wire`) and websockets (the reference clien
 A connection hands every complete message to `on_message(payload, ts_recv)`, `ts_recv` being
 CLOCK_REALTIME ns taken as the message leaves the library, before anything else touches it.
 Pings are answered (echoing their payload); close frames are answered and end the connection.
+A message is bounded (`max_message` bytes, fragments included): a larger one ends the connection
+with close code 1009 before it is buffered whole.
 `last_message` is when a message last arrived, `last_activity` when anything did, pings and pongs
 included: a venue without heartbeats is alive as long as its WebSocket layer is (a book that does
 not change sends nothing).
@@ -15,7 +17,8 @@ import time
 from collections.abc import Callable
 
 MessageHandler = Callable[[bytes, int], None]
-MAX_FRAME = 256 << 20  # Coinbase full-depth snapshots are several MB
+MAX_MESSAGE = 256 << 20  # Coinbase full-depth snapshots are several MB
+CLOSE_TOO_BIG = 1009
 
 
 class WsConnection:
@@ -41,34 +44,52 @@ class WsConnection:
 
 
 class PicowsConnection(WsConnection):
-    def __init__(self, on_message: MessageHandler):
+    def __init__(self, on_message: MessageHandler, max_message: int):
         super().__init__()
         self.transport = None
         self._on_message = on_message
+        self._max_message = max_message
         self._parts: list[bytes] = []
+        self._parts_bytes = 0
+
+    def _fragment(self, transport, payload: bytes, fin: bool, ts_recv: int) -> None:
+        """One fragment of a message: buffered up to the bound, delivered whole on the last one."""
+        self._parts.append(payload)
+        self._parts_bytes += len(payload)
+        if self._parts_bytes > self._max_message:
+            self._parts.clear()
+            self._parts_bytes = 0
+            transport.send_close(CLOSE_TOO_BIG)
+            transport.disconnect()
+            self._ended(f"message over {self._max_message} bytes (closed {CLOSE_TOO_BIG})")
+            return
+        if fin:
+            self.last_message = self.last_activity
+            payload = b"".join(self._parts)
+            self._parts.clear()
+            self._parts_bytes = 0
+            self._on_message(payload, ts_recv)
 
     @classmethod
-    async def open(cls, url: str, on_message: MessageHandler, timeout_s: float = 10.0) -> PicowsConnection:
+    async def open(cls, url: str, on_message: MessageHandler, timeout_s: float = 10.0,
+                   max_message: int = MAX_MESSAGE) -> PicowsConnection:
         from picows import WSListener, WSMsgType, ws_connect
 
-        connection = cls(on_message)
+        connection = cls(on_message, max_message)
         data_types = (WSMsgType.TEXT, WSMsgType.BINARY)
 
         class Listener(WSListener):
             def on_ws_frame(self, transport, frame) -> None:
                 ts_recv = time.time_ns()
+                if connection.closed.done():
+                    return  # frames read in the same batch as a close or an oversized message
                 connection.last_activity = time.monotonic()
                 kind = frame.msg_type
                 if kind in data_types and frame.fin:
                     connection.last_message = connection.last_activity
                     connection._on_message(frame.get_payload_as_bytes(), ts_recv)
                 elif kind in data_types or kind == WSMsgType.CONTINUATION:
-                    connection._parts.append(frame.get_payload_as_bytes())
-                    if frame.fin:
-                        connection.last_message = connection.last_activity
-                        payload = b"".join(connection._parts)
-                        connection._parts.clear()
-                        connection._on_message(payload, ts_recv)
+                    connection._fragment(transport, frame.get_payload_as_bytes(), frame.fin, ts_recv)
                 elif kind == WSMsgType.PING:
                     transport.send_pong(frame.get_payload_as_bytes())
                 elif kind == WSMsgType.CLOSE:
@@ -80,7 +101,7 @@ class PicowsConnection(WsConnection):
                 connection._ended("disconnected")
 
         transport, _ = await ws_connect(Listener, url, websocket_handshake_timeout=timeout_s,
-                                        max_frame_size=MAX_FRAME, enable_auto_pong=False)
+                                        max_frame_size=max_message, enable_auto_pong=False)
         connection.transport = transport
         return connection
 
@@ -110,10 +131,11 @@ class WebsocketsConnection(WsConnection):
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def open(cls, url: str, on_message: MessageHandler, timeout_s: float = 10.0) -> WebsocketsConnection:
+    async def open(cls, url: str, on_message: MessageHandler, timeout_s: float = 10.0,
+                   max_message: int = MAX_MESSAGE) -> WebsocketsConnection:
         from websockets.asyncio.client import connect
 
-        websocket = await connect(url, max_size=MAX_FRAME, compression=None, ping_interval=None,
+        websocket = await connect(url, max_size=max_message, compression=None, ping_interval=None,
                                   open_timeout=timeout_s, max_queue=1024)
         return cls(websocket, on_message)
 
@@ -153,5 +175,6 @@ class WebsocketsConnection(WsConnection):
 CLIENTS = {"picows": PicowsConnection, "websockets": WebsocketsConnection}
 
 
-async def open_connection(client: str, url: str, on_message: MessageHandler, timeout_s: float = 10.0) -> WsConnection:
-    return await CLIENTS[client].open(url, on_message, timeout_s)
+async def open_connection(client: str, url: str, on_message: MessageHandler, timeout_s: float = 10.0,
+                          max_message: int = MAX_MESSAGE) -> WsConnection:
+    return await CLIENTS[client].open(url, on_message, timeout_s, max_message)
