@@ -18,6 +18,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from .venues import VENUES
 from .venues.base import PlanOptions
@@ -34,8 +35,17 @@ SINK_URLS = {  # what each sink's url must look like
     "kafka": (re.compile(r"^[\w.-]+:\d+(,[\w.-]+:\d+)*$"), "host:port[,host:port...]"),
     "redis": (re.compile(r"^rediss?://[^/\s]+(/\d+)?$"), "redis://host:port[/db]"),
     "clickhouse": (re.compile(r"^(clickhouse://[^/\s]+(/\w+)?|chdb://\S+)$"),
-                   "clickhouse://host:port[/database] or chdb://PATH"),
+                   "clickhouse://[user[:password]@]host:port[/database] or chdb://PATH"),
 }
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password masked, for errors, logs and stats files."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return url if not password else url.replace(f":{password}@", ":***@", 1)
 
 
 class ConfigError(ValueError):
@@ -208,7 +218,7 @@ def _sink(name: str, table: Any) -> SinkConfig:
     url = _typed(where, "url", table["url"], str)
     pattern, shape = SINK_URLS[name]
     if not pattern.match(url):
-        raise ConfigError(f"{where}.url: {url!r} is not {shape}")
+        raise ConfigError(f"{where}.url: {shown_url(url)!r} is not {shape}")
     defaults = SinkConfig(name, url)
     values = dict(SINK_DEFAULTS.get(name, {}))
     for f in fields(SinkConfig):

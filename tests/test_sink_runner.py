@@ -3,13 +3,16 @@ and failures the way no real service can on demand): positions are committed onl
 a failure sends every batch in flight again, and lingering gathers records into fewer deliveries."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from feedhandler.config import SinkConfig
 from shm.ring import write_position
 from shm.segment import Segment
 from tools import demo
-from workers.sinks.runner import Sink, SinkDown, SinkRunner
+from shm.latency import latency_path
+from workers.sinks.runner import Sink, SinkConfigError, SinkDown, SinkRunner
 
 
 class HeldSink(Sink):
@@ -72,11 +75,13 @@ def test_a_failed_batch_sends_every_batch_in_flight_again_in_order(ring, tmp_pat
     sink.failing.add(first)
     runner.cycle()
     assert runner.counters["retried"] == 1 and runner.sources[0].acked.next == 0
+    assert runner.last_error == "injected" and runner.counters["up"] == 0
     runner._retry_at = 0.0  # skip the backoff
     sink.released.update((first, second))
     runner.cycle()
     assert sink.sent == [first, second, first, second]
     assert runner.sources[0].acked.next == 1000
+    assert runner.last_error == "" and runner.counters["up"] == 1  # up again: no stale error in the stats
 
 
 def test_a_lingering_sink_delivers_at_once_only_when_batch_max_records_wait(ring, tmp_path):
@@ -93,3 +98,14 @@ def test_a_lingering_sink_delivers_at_once_only_when_batch_max_records_wait(ring
     runner._linger_until = 0.0  # linger_s has passed
     runner.cycle()
     assert runner.sources[0].acked.next == head
+
+
+class MisconfiguredSink(HeldSink):
+    def open(self) -> None:
+        raise SinkConfigError("schema refused")
+
+
+def test_a_sink_that_cannot_start_leaves_no_latency_file(ring, tmp_path):
+    with pytest.raises(SinkConfigError, match="schema refused"):
+        runner_of(ring, MisconfiguredSink(in_flight=1), tmp_path)
+    assert not os.path.exists(latency_path(ring, "sink-held"))

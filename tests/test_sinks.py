@@ -13,6 +13,7 @@ from feedhandler.config import ConfigError, SinkConfig
 from shm.reader import StatusEvent, TradeEvent
 from tests.sinks import (Reference, at_heads, consume_all, delivered_keys, replayed, run_config, run_sink_until)
 from workers.sinks import kafka
+from workers.sinks.clickhouse import _Native, native_target
 from workers.sinks.records import SCHEMA_VERSION
 from workers.sinks.redis import PACE_BURST_S, RedisSink
 from workers.sinks.runner import SinkConfigError
@@ -237,6 +238,33 @@ def test_clickhouse_server_over_the_native_protocol_holds_every_trade(coinbase, 
         assert sorted((r[0], int(r[1]), int(r[2])) for r in rows) == sorted(ref.keys(TradeEvent))
     finally:
         sink.close()
+
+
+def test_a_clickhouse_url_names_user_password_port_and_database_and_errors_mask_the_password():
+    assert native_target("clickhouse://fh:s%40cret@db.local:9440/market") == ("db.local", 9440, "market", "fh", "s@cret")
+    assert native_target("clickhouse://127.0.0.1") == ("127.0.0.1", 9000, "default", "default", "")
+    for bad in ("clickhouse://fh:s3cret@db.local:port/market", "clickhouse://fh:s3cret@db.local/a-b"):
+        with pytest.raises(SinkConfigError, match=r"clickhouse://fh:\*\*\*@db\.local") as error:
+            native_target(bad)
+        assert "s3cret" not in str(error.value)
+
+
+def test_a_config_error_on_a_sink_url_masks_its_password(shm_prefix):
+    with pytest.raises(ConfigError) as error:
+        run_config(shm_prefix, ["coinbase"], {"clickhouse": {"url": "clickhouse://fh:s3cret@db/a-b"}})
+    assert "s3cret" not in str(error.value) and "fh:***@db" in str(error.value)
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_credentials_in_the_url_log_in_and_a_refused_login_is_a_config_error(service):
+    server = service("clickhouse")
+    address = server.url[len("clickhouse://"):]
+    store = _Native(f"clickhouse://default:@{address}")  # the server's default user has no password
+    assert store.query("SELECT 1") == [(1,)]
+    store.close()
+    with pytest.raises(SinkConfigError, match=r"default:\*\*\*@") as error:
+        _Native(f"clickhouse://default:wr0ng@{address}")
+    assert "wr0ng" not in str(error.value)
 
 
 @pytest.mark.parametrize("name, url, message", [

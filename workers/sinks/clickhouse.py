@@ -17,14 +17,15 @@ import re
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pyarrow as pa
 
-from feedhandler.config import SinkConfig
+from feedhandler.config import SinkConfig, shown_url
 
 from .records import BOOK, GAP, NBBO, STATUS, with_nulls
-from .runner import Sink, SinkConfigError, SinkDown, shown_url
+from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch
 
 def _schema_dir() -> Path:
@@ -135,22 +136,39 @@ class _Chdb:
         self.session.close()
 
 
+def native_target(url: str) -> tuple[str, int, str, str, str]:
+    """(host, port, database, user, password) of `clickhouse://[user[:password]@]host[:port][/database]`;
+    SinkConfigError (the password masked) for anything else."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or 9000
+    except ValueError as exc:  # a port that is not a number or out of range
+        raise SinkConfigError(f"clickhouse {shown_url(url)}: {exc}") from None
+    database = parts.path.lstrip("/") or "default"
+    if parts.scheme != "clickhouse" or not host or not re.fullmatch(r"\w+", database) or parts.query:
+        raise SinkConfigError(f"clickhouse {shown_url(url)}: not clickhouse://[user[:password]@]host[:port][/database]")
+    return host, port, database, unquote(parts.username or "default"), unquote(parts.password or "")
+
+
 class _Native:
     """A ClickHouse server over the native protocol."""
 
     def __init__(self, url: str):
         from clickhouse_driver import Client
-        from clickhouse_driver.errors import NetworkError
+        from clickhouse_driver.errors import NetworkError, ServerException
         self.network_errors = (NetworkError, OSError, EOFError)
-        match = re.match(r"clickhouse://([^:/]+)(?::(\d+))?(?:/(\w+))?$", url)
-        host, port, database = match.group(1), int(match.group(2) or 9000), match.group(3) or "default"
-        self.client = Client(host=host, port=port, connect_timeout=2, send_receive_timeout=10,
-                             settings={"use_numpy": False})
+        host, port, database, user, password = native_target(url)
+        self.client = Client(host=host, port=port, user=user, password=password, connect_timeout=2,
+                             send_receive_timeout=10, settings={"use_numpy": False})
         self.database = database
         try:
             version = self.client.execute("SELECT version()")[0][0]
         except self.network_errors as exc:
             raise SinkDown(f"clickhouse {host}:{port}: unreachable ({exc})") from None
+        except ServerException as exc:  # e.g. authentication: retrying does not fix it
+            self.client.disconnect()
+            message = str(exc).replace(password, "***") if password else str(exc)
+            raise SinkConfigError(f"clickhouse {shown_url(url)}: {message.splitlines()[0]}") from None
         major, minor = (int(part) for part in version.split(".")[:2])
         self.modern = (major, minor) >= (22, 2)  # DateTime64, codecs, insert_deduplication_token
         self.version = version

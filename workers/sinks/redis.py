@@ -21,10 +21,10 @@ import msgpack
 import redis
 from redis.exceptions import AuthenticationError, ConnectionError, RedisError, ResponseError, TimeoutError
 
-from feedhandler.config import SinkConfig
+from feedhandler.config import SinkConfig, shown_url
 
 from .records import BOOK, GAP, NBBO, STATUS, TRADE
-from .runner import Sink, SinkConfigError, SinkDown, shown_url
+from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
 
 PACE_BURST_S = 0.01  # the budget of this many seconds may go at once: a change after a quiet spell is not held

@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -37,12 +36,6 @@ class SinkDown(Exception):
 
 class SinkConfigError(Exception):
     """A sink that cannot work as configured (bad URL, no rights on a topic, ...): fail at start."""
-
-
-def shown_url(url: str) -> str:
-    """`url` with its password masked, for errors, logs and the stats file."""
-    password = urlsplit(url).password
-    return url if not password else url.replace(f":{password}@", ":***@", 1)
 
 
 class Sink:
@@ -131,7 +124,8 @@ class SinkRunner:
         self._draining = False
 
     def start(self) -> None:
-        """Open the sink (SinkConfigError propagates) and load the positions to resume from."""
+        """Open the sink and load the positions to resume from. SinkConfigError propagates, and
+        the sink's latency file, made for a run that does not happen, is removed."""
         if self._latency_file is None:
             self._latency_file = LatencyWriter(self.prefix, f"sink-{self.config.name}", [("sink", self.config.name)],
                                                self.directory)
@@ -141,6 +135,10 @@ class SinkRunner:
             self._opened = True
         except SinkDown as exc:
             self._failed(exc)
+        except SinkConfigError:
+            self._latency_file.close(unlink=True)
+            self._latency_file = None
+            raise
         saved = (self.sink.load_positions() if self._opened and self.sink.keeps_positions else None)
         if saved is None:
             saved = self.local.load()
@@ -260,6 +258,7 @@ class SinkRunner:
             self.log.warning("%s sink: delivering again after %d failed attempts", self.config.name, failures)
         self._backoff.succeeded()
         self.counters["up"] = 1
+        self.last_error = ""  # it is up again: the error is history (the log keeps it)
         self.counters["acked"] += batch.size
         self.counters["batches"] += 1
         self.counters["conflated"] += batch.conflated
