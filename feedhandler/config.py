@@ -13,6 +13,7 @@ loaded, and a bad one fails fast with a message naming it; defaults make a minim
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -28,6 +29,7 @@ WORKER_IDLE = ("block", "spin")
 AGGREGATOR_IDLE = ("block", "backoff", "spin")
 KAFKA_MODES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LOG_FORMATS = ("text", "json")
 # ClickHouse wants few large inserts (each makes a part per table and day): at most one a second
 SINK_DEFAULTS = {"clickhouse": {"batch_max": 262144, "linger_s": 1.0}}
@@ -128,6 +130,8 @@ def _typed(where: str, key: str, value: Any, kind: type, choices: tuple = ()) ->
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):  # TOML has nan and inf
+        raise ConfigError(f"{where}.{key}: must be a finite number, got {value!r}")
     if choices and value not in choices:
         raise ConfigError(f"{where}.{key}: must be one of {', '.join(map(str, choices))}, got {value!r}")
     return value
@@ -141,6 +145,14 @@ def _cpu(where: str, value: Any) -> int | None:
     if cpu not in available:
         raise ConfigError(f"{where}.cpu: CPU {cpu} is not available to this process (have {available})")
     return cpu
+
+
+def _prefix(value: Any) -> str:
+    """The shared-memory name prefix: files are /dev/shm/<prefix>.<name>, so no '/' and no '.'."""
+    prefix = _typed("run", "prefix", value, str)
+    if not PREFIX.fullmatch(prefix):
+        raise ConfigError(f"run.prefix: {prefix!r} must be 1-64 of A-Z a-z 0-9 _ - (it names files in /dev/shm)")
+    return prefix
 
 
 def _symbols(where: str, value: Any) -> tuple[str, ...]:
@@ -228,7 +240,7 @@ def _sink(name: str, table: Any) -> SinkConfig:
         values[f.name] = _typed(where, f.name, table[f.name], type(default), KAFKA_MODES if f.name == "mode" else ())
         if isinstance(default, (int, float)) and not isinstance(default, bool) and values[f.name] < 0:
             raise ConfigError(f"{where}.{f.name}: must be >= 0, got {values[f.name]}")
-    for key in ("batch_max", "depth", "max_commands_per_s", "trades_maxlen"):
+    for key in ("batch_max", "depth", "max_commands_per_s", "trades_maxlen", "retry_max_s"):
         if values.get(key) == 0:
             raise ConfigError(f"{where}.{key}: must be > 0")
     return SinkConfig(name, url, cpu=_cpu(where, table.get("cpu")), **values)
@@ -244,7 +256,7 @@ def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
         if not venues_table:
             raise ConfigError(f"venues: configure at least one venue ([venues.<name>], one of {', '.join(VENUES)})")
         return RunConfig(
-            prefix=_typed("run", "prefix", run.get("prefix", "fh"), str),
+            prefix=_prefix(run.get("prefix", "fh")),
             capture_dir=_typed("run", "capture_dir", run.get("capture_dir", ""), str),
             instrument_cache=_typed("run", "instrument_cache", run.get("instrument_cache", ""), str),
             log_level=_typed("run", "log_level", run.get("log_level", "info"), str, LOG_LEVELS),
