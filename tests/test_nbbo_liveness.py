@@ -1,6 +1,7 @@
 """The NBBO follows a venue segment's liveness rule: valid only while the aggregator holds its writer
-lock and its heartbeat is fresh. Each test runs its own aggregator (`fh aggregator`, a process of its
-own) over a demo venue writer (`fh demo` as the binance segment), and faults it."""
+lock and its heartbeat is fresh. The fault tests run their own aggregator (`fh aggregator`, a process
+of its own) over a demo venue writer (`fh demo` as the binance segment). The aggregator judges a
+venue's heartbeat on its own monotonic clock, so wall-clock steps do not move venues in or out."""
 from __future__ import annotations
 
 import json
@@ -8,13 +9,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+from feedhandler.config import AggregatorConfig, RunConfig, VenueConfig
+from feedhandler.nbbo import V_UP
 from shm.nbbo_reader import NbboReader
-from shm.segment import Segment, SegmentError
+from shm.segment import InstrumentSpec, Segment, SegmentError, SegmentWriter
 from tests.pipeline import REPO, wait_for
 from tools.metrics import Collector
+from workers.aggregator import VENUE_STALE_S, Aggregator
 
 STARTUP_S = 300  # a cold numba cache compiles the aggregator's kernels for minutes
 FH = [sys.executable, "-m", "tools.cli"]
@@ -97,3 +102,43 @@ def test_the_nbbo_of_a_stalled_aggregator_turns_invalid_past_the_heartbeat_bound
         assert nbbo.segment.heartbeat_age_s() > nbbo.stale_after_s and nbbo.segment.writer_alive(3600.0)  # lock held
         process.send_signal(signal.SIGCONT)
         wait_for(lambda: nbbo.quote("BTC-USDT").valid, 60, "the NBBO valid again once it runs")
+
+
+HOUR_NS = 3600 * 10**9
+
+
+@pytest.fixture
+def attached_venue(shm_prefix):
+    """An aggregator (in this process) attached to a live venue writer: (aggregator, writer)."""
+    writer = SegmentWriter.create(shm_prefix, "binance", [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 8)], 4, 16)
+    config = RunConfig(prefix=shm_prefix, aggregator=AggregatorConfig(stale_ms=0),
+                       venues={"binance": VenueConfig("binance", ("BTC-USDT",), "", "")})
+    aggregator = Aggregator(config)
+    aggregator.start(wait_s=0)
+    try:
+        assert aggregator.venue_state[0, V_UP] == 1
+        yield aggregator, writer
+    finally:
+        aggregator.close()
+        writer.close()
+
+
+def test_a_venue_whose_heartbeat_stops_leaves_even_if_its_last_stamp_is_ahead_of_the_wall_clock(attached_venue):
+    aggregator, writer = attached_venue
+    writer.heartbeat(time.time_ns() + HOUR_NS)  # the wall clock stepped back an hour, then the worker hung
+    aggregator.housekeeping()
+
+    def excluded():
+        aggregator.housekeeping()
+        return aggregator.venue_state[0, V_UP] == 0
+    wait_for(excluded, 30 * VENUE_STALE_S, "the silent venue excluded")
+
+
+def test_a_heartbeating_venue_stays_when_its_stamps_are_behind_the_wall_clock(attached_venue):
+    aggregator, writer = attached_venue
+    started = time.monotonic()
+    while time.monotonic() - started < 3 * VENUE_STALE_S:  # the wall clock stepped forward an hour
+        writer.heartbeat(time.time_ns() - HOUR_NS)
+        aggregator.housekeeping()
+        assert aggregator.venue_state[0, V_UP] == 1
+        time.sleep(0.1)
