@@ -4,6 +4,10 @@ venue segment (see shm.reader), with NBBO blocks and records.
     nbbo = NbboReader(prefix="fh")
     quote = nbbo.quote("BTC-USD")     # NbboQuote: best bid/ask over venues, who is at each, flags
     for event in nbbo.events().poll(): ...   # NbboEvent / VenueStatusEvent / GapEvent
+
+Liveness is a venue segment's: an NBBO is valid only while the aggregator holds its writer lock and its
+heartbeat (every 100 ms, changes or not) is at most `stale_after_s` old. The last NBBO of a dead or
+stalled aggregator stays readable but is never valid, and no venue counts as included in it.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def _venues(mask: int, labels: tuple[str, ...]) -> tuple[str, ...]:
 class VenueQuote:
     venue: str
     included: bool
-    reason: Reason  # why it is excluded (NONE when included)
+    reason: Reason  # why it is excluded (NONE when included; STALE: the aggregator is dead or stalled)
     bid_px: int
     bid_qty: int
     ask_px: int
@@ -45,7 +49,7 @@ class NbboQuote:
     """One consistent NBBO of a symbol; prices and sizes are mantissas at the symbol's decimals."""
 
     instrument: Instrument
-    valid: bool  # both sides quoted by at least one included venue
+    valid: bool  # both sides quoted by at least one included venue, and the aggregator alive
     changes: int
     ts_recv: int
     ts_publish: int
@@ -89,32 +93,39 @@ class VenueStatusEvent:
 
 
 class NbboReader(VenueReader):
-    def __init__(self, prefix: str = "fh", directory: str | None = None):
-        super().__init__("nbbo", prefix, directory)
+    def __init__(self, prefix: str = "fh", directory: str | None = None, stale_after_s: float = 2.0):
+        super().__init__("nbbo", prefix, directory, stale_after_s)
         self.venue_names = self.segment.labels
 
     def quote(self, key: str | int) -> NbboQuote:
+        """A consistent NBBO of one symbol; valid only while the aggregator is alive (see the module)."""
         instrument = self.instrument(key)
         block = self._block
         if read_block(self.segment.books[instrument.index], block, MAX_SPINS) < 0:
             raise SegmentError(f"nbbo:{instrument.symbol}: writer stuck inside a publish; is it alive?")
+        alive = self.segment.writer_alive(self.stale_after_s)
         now = time.time_ns()
         labels = self.venue_names
         venues = []
         for v, name in enumerate(labels):
             row = block[BOOK_LEVELS + v * NBBO_VENUE_WORDS:BOOK_LEVELS + (v + 1) * NBBO_VENUE_WORDS]
             state = int(row[VQ_STATE])
-            venues.append(VenueQuote(name, state == 1, Reason(-state) if state < 0 else Reason.NONE,
+            reason = Reason(-state) if state < 0 else Reason.NONE if alive or state == 0 else Reason.STALE
+            venues.append(VenueQuote(name, state == 1 and alive, reason,
                                      int(row[VQ_BID_PX]), int(row[VQ_BID_QTY]), int(row[VQ_ASK_PX]),
                                      int(row[VQ_ASK_QTY]), now - int(row[VQ_TS_RECV]) if row[VQ_TS_RECV] else -1))
         flags = int(block[NBBO_FLAGS])
-        return NbboQuote(instrument, bool(block[BOOK_VALID]), int(block[BOOK_UPDATE_ID]), int(block[BOOK_TS_RECV]),
+        return NbboQuote(instrument, bool(block[BOOK_VALID]) and alive, int(block[BOOK_UPDATE_ID]),
+                         int(block[BOOK_TS_RECV]),
                          int(block[BOOK_TS_PUBLISH]), int(block[NBBO_BID_PX]), int(block[NBBO_BID_QTY]),
                          int(block[NBBO_ASK_PX]), int(block[NBBO_ASK_QTY]),
                          _venues(int(block[NBBO_BID_VENUES]), labels), _venues(int(block[NBBO_ASK_VENUES]), labels),
                          bool(flags & NBBO_LOCKED), bool(flags & NBBO_CROSSED), tuple(venues))
 
     def included(self, key: str | int) -> tuple[str, ...]:
+        """The venues in the symbol's NBBO (none while the aggregator is dead or stalled)."""
+        if not self.segment.writer_alive(self.stale_after_s):
+            return ()
         return _venues(int(self.segment.books[self.instrument(key).index, NBBO_INCLUDED]), self.venue_names)
 
     def _event(self, row: np.ndarray) -> Event | NbboEvent | VenueStatusEvent:

@@ -1,4 +1,6 @@
 """Code that tests run in separate processes (spawned, so importable by module name)."""
+import os
+import signal
 import time
 
 import numpy as np
@@ -65,6 +67,15 @@ def writer_that_waits(prefix, name, ready):
     while True:
         writer.heartbeat()
         time.sleep(0.2)
+
+
+def writer_killed_mid_publish(prefix, name, changes):
+    """Publish `changes` book changes, then die by SIGKILL inside the next publish of the book."""
+    writer = SegmentWriter.create(prefix, name, [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 8)], 4, 16)
+    for update in range(1, changes + 1):
+        publish_book(writer.ring, writer.ring_control, 0, update, 0, 0, 0, 100, 1, 101, 1, 1, 1)
+    write_begin(writer.books[0])
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def attach_and_exit(prefix, name):

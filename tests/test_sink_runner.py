@@ -1,17 +1,23 @@
 """The sink loop's contract, with a sink that acknowledges when told to (to order acknowledgements
 and failures the way no real service can on demand): positions are committed only in batch order,
-a failure sends every batch in flight again, and lingering gathers records into fewer deliveries."""
+a failure sends every batch in flight again, lingering gathers records into fewer deliveries, and a
+writer (aggregator, venue worker) replaced or killed under a batch never crashes the sink."""
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 
 import pytest
 
 from feedhandler.config import SinkConfig
+from shm.layout import BOOK_UPDATE_ID, BOOK_VALID, NBBO_ASK_PX, NBBO_ASK_QTY, NBBO_BID_PX, NBBO_BID_QTY, Header
 from shm.ring import write_position
-from shm.segment import Segment
+from shm.segment import InstrumentSpec, Segment, SegmentWriter
+from tests import procs
 from tools import demo
 from shm.latency import latency_path
+from workers.sinks import source
 from workers.sinks.runner import Sink, SinkConfigError, SinkDown, SinkRunner
 
 
@@ -45,9 +51,23 @@ def ring(shm_prefix):
     return shm_prefix
 
 
-def runner_of(prefix: str, sink: Sink, tmp_path, **settings) -> SinkRunner:
+class KeepingSink(Sink):
+    """Acknowledges every batch at once and keeps them, to look at what was delivered."""
+
+    name = "keeping"
+    keeps_positions = False
+
+    def __init__(self):
+        self.batches = []
+
+    def send(self, batch, positions) -> int:
+        self.batches.append(batch)
+        return 1
+
+
+def runner_of(prefix: str, sink: Sink, tmp_path, rings: tuple[str, ...] = ("demo",), **settings) -> SinkRunner:
     config = SinkConfig("held", "unused", state_dir=str(tmp_path), snapshot_interval_s=0.0, **settings)
-    runner = SinkRunner(sink, config, prefix, ["demo"])
+    runner = SinkRunner(sink, config, prefix, list(rings))
     runner.start()
     return runner
 
@@ -109,3 +129,56 @@ def test_a_sink_that_cannot_start_leaves_no_latency_file(ring, tmp_path):
     with pytest.raises(SinkConfigError, match="schema refused"):
         runner_of(ring, MisconfiguredSink(in_flight=1), tmp_path)
     assert not os.path.exists(latency_path(ring, "sink-held"))
+
+
+def nbbo_writer(prefix: str, bid_px: int, changes: int) -> SegmentWriter:
+    """An aggregator's NBBO segment over the demo venue, every symbol quoted bid_px / bid_px + 2 after
+    `changes` changes."""
+    writer = SegmentWriter.create(prefix, "nbbo", [InstrumentSpec(s, s, 2, 5, 1) for s in ("BTC-USDT", "ETH-USDT")],
+                                  depth=2, ring_slots=16, labels=["demo"])
+    for block in writer.books:
+        block[[BOOK_VALID, BOOK_UPDATE_ID, NBBO_BID_PX, NBBO_BID_QTY, NBBO_ASK_PX, NBBO_ASK_QTY]] = (
+            1, changes, bid_px, 1, bid_px + 2, 1)
+    return writer
+
+
+def test_a_batch_holding_trades_survives_an_aggregator_restart_and_carries_the_new_nbbo(ring, tmp_path, monkeypatch):
+    monkeypatch.setattr(source, "REATTACH_EVERY_S", 0.0)  # the successor is attached the first time it is looked for
+    sink = KeepingSink()
+    runner = runner_of(ring, sink, tmp_path, rings=("demo", "nbbo"), batch_max=100)
+    nbbo = runner.sources[1]
+    first = nbbo_writer(ring, 100, changes=1)
+    while not nbbo.attached:
+        runner.cycle()
+    first.close()  # the aggregator stops; its successor takes over the name
+    second = nbbo_writer(ring, 200, changes=7)
+    try:
+        restarted_at = len(sink.batches)
+        while nbbo.epoch != int(second.header[Header.START_NS]):
+            second.heartbeat()
+            assert runner.cycle(), "the demo ring ran dry before the NBBO source moved to the new aggregator"
+        moved = sink.batches[-1]  # the batch during which the source moved holds trades
+        assert len(sink.batches) > restarted_at and len(moved.trades["seq"])
+        trades = moved.trades.records()
+        assert {(t["nbbo_bid_px"], t["nbbo_ask_px"], t["nbbo_changes"]) for t in trades} == {(200, 202, 7)}
+    finally:
+        runner.close()
+        second.close()
+
+
+def test_a_book_left_torn_by_a_writer_killed_mid_publish_is_a_gap_not_a_crash(shm_prefix, tmp_path):
+    child = multiprocessing.get_context("spawn").Process(target=procs.writer_killed_mid_publish,
+                                                         args=(shm_prefix, "torn", 3))
+    child.start()
+    child.join(120)
+    assert child.exitcode == -signal.SIGKILL
+    sink = KeepingSink()
+    runner = runner_of(shm_prefix, sink, tmp_path, rings=("torn",), batch_max=100)
+    try:
+        while runner.sources[0].acked is None or runner.sources[0].acked.next < 3:
+            assert runner.cycle() or not runner.sources[0].attached, "nothing read from the torn segment"
+        records = [r for batch in sink.batches for r in batch.records]
+        assert [(r["type"], r["seq"], r["missed"], r["reason"]) for r in records] == [("gap", 3, 3, "book_unreadable")]
+        assert runner.counters["dropped_with_gap"] == 3 and runner.counters["gaps"] == 1
+    finally:
+        runner.close()

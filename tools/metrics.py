@@ -18,6 +18,7 @@ from pathlib import Path
 from shm.histogram import summary
 from shm.latency import read_latency
 from shm.layout import Counter
+from shm.segment import SegmentError
 
 from .attached import AttachedReaders, venue_names
 
@@ -128,9 +129,14 @@ class Collector:
             return
         now = time.time_ns()
         for inst in reader.instruments:
-            quote = reader.quote(inst.index)
-            out.add("fh_nbbo_valid", "gauge", "1 while both sides of the NBBO are quoted", int(quote.valid),
-                    symbol=inst.symbol)
+            try:
+                quote = reader.quote(inst.index)
+            except SegmentError:  # its block left torn by an aggregator killed inside a publish
+                quote = None
+            out.add("fh_nbbo_valid", "gauge", "1 while both sides of the NBBO are quoted and the aggregator is alive "
+                    "(writer lock held, heartbeat fresh)", int(quote is not None and quote.valid), symbol=inst.symbol)
+            if quote is None:
+                continue
             out.add("fh_nbbo_crossed", "gauge", "1 while the NBBO is crossed (best bid above best ask)",
                     int(quote.crossed), symbol=inst.symbol)
             out.add("fh_nbbo_locked", "gauge", "1 while the NBBO is locked (best bid equals best ask)",

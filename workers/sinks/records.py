@@ -25,6 +25,7 @@ from shm.layout import (NO_BOOK, SLOT_ID, SLOT_INSTRUMENT, SLOT_SEQ, SLOT_TRADE_
                         Side, Status)
 from shm.nbbo_reader import NbboReader
 from shm.reader import BookSnapshot, StatusEvent
+from shm.segment import SegmentError
 
 SCHEMA_VERSION = 1
 BOOK, TRADE, NBBO, STATUS, GAP = "book", "trade", "nbbo", "status", "gap"
@@ -157,7 +158,7 @@ def _trade_chunk(source, rows: np.ndarray, nbbo: NbboReader | None) -> TradeColu
     for symbol in set(symbols.tolist()) if nbbo is not None else ():
         try:
             quote = nbbo.quote(symbol)
-        except KeyError:
+        except (KeyError, SegmentError):  # not a symbol of the NBBO, or its block left torn by a dead aggregator
             continue
         if quote.valid:
             these = symbols == symbol

@@ -220,7 +220,7 @@ class SinkRunner:
         if now < self._linger_until and not self._draining and \
                 sum(source.lag() for source in self.sources) < self.config.batch_max:
             return None
-        batch = Batch(self.config.depth, self._nbbo_reader())
+        batch = Batch(self.config.depth, self._nbbo_source)
         budget = self.config.batch_max
         first = self.counters["batches"] % len(self.sources)  # rotate, so no busy ring starves the others
         for source in self.sources[first:] + self.sources[:first]:
@@ -247,10 +247,6 @@ class SinkRunner:
         if not figures["count"]:
             return {}
         return {"visible_p50_us": round(figures["p50_ns"] / 1e3, 1), "visible_p99_us": round(figures["p99_ns"] / 1e3, 1)}
-
-    def _nbbo_reader(self):
-        source = self._nbbo_source
-        return source.reader if source is not None and source.attached else None
 
     def _delivered(self, batch: Batch) -> None:
         failures = self._backoff.failures

@@ -3,7 +3,10 @@ position after it is committed (and saved) only once the service acknowledged th
 where a restarted sink resumes (records the ring no longer holds become one explicit gap record).
 
 Book changes are conflated within a batch into one top-N snapshot per book, read from the book
-block when the batch closes; trades, statuses and NBBO changes are delivered one for one.
+block when the batch closes; trades, statuses and NBBO changes are delivered one for one. A book its
+writer left torn (killed inside a publish) cannot be read: its changes become a gap record. Trades take
+the NBBO from the NBBO ring's reader of the moment the batch closes (the aggregator may have been
+replaced while the batch was read), so no batch holds a reader that was closed under it.
 """
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ import numpy as np
 
 from shm.layout import SLOT_INSTRUMENT, SLOT_KIND, SLOT_SEQ, SLOT_TS_PUBLISH, SLOT_WORDS, Header, Kind, State
 from shm.nbbo_reader import NbboEvent, NbboReader, VenueStatusEvent
-from shm.reader import GapEvent, StatusEvent, VenueReader
+from shm.reader import BookSnapshot, GapEvent, StatusEvent, VenueReader
 from shm.ring import poll, write_position
 from shm.segment import SegmentError
 
 from . import records
 
 REATTACH_EVERY_S = 1.0
+BOOK_READ_WAIT_S = 1.0  # how long a live writer may stay inside one publish before its book is given up
 KIND_TRADE = int(Kind.TRADE)
 KIND_BOOK = int(Kind.BOOK)
 
@@ -44,9 +48,10 @@ class Position:
 class Batch:
     """Records read for one delivery, books conflated; bounded by the caller's budget. Trades stay ring
     rows (`trade_rows`: (source, int64 rows) chunks) that become columns with numpy when the batch
-    closes (while their ring is attached; a retried batch carries identical values)."""
+    closes (while their ring is attached; a retried batch carries identical values). `nbbo` is the NBBO
+    ring's source, whose reader at close gives the trades their NBBO."""
 
-    def __init__(self, depth: int, nbbo: NbboReader | None):
+    def __init__(self, depth: int, nbbo: RingSource | None):
         self.depth = depth
         self.nbbo = nbbo
         self.records: list[dict] = []
@@ -77,10 +82,15 @@ class Batch:
         """The records to deliver: everything read, then one snapshot per changed book; the trades
         as columns."""
         if self.trade_rows:
-            self.trades = records.trade_columns(self.trade_rows, self.nbbo)
+            self.trades = records.trade_columns(self.trade_rows, self.nbbo.reader if self.nbbo is not None else None)
         for source, index, seq, changes in self._books.values():
-            book = source.reader.book(index, self.depth)
-            self.records.append(records.book_record(source.ring, source.epoch, seq, changes, book, periodic=False))
+            book = source.book(index, self.depth)
+            if book is None:
+                self.records.append(records.gap_record(source.ring, source.epoch, seq + 1, changes, "book_unreadable",
+                                                       time.time_ns()))
+                self.missed += changes
+            else:
+                self.records.append(records.book_record(source.ring, source.epoch, seq, changes, book, periodic=False))
         self._books.clear()
         return self.records
 
@@ -225,9 +235,22 @@ class RingSource:
             return
         seq = int(self._cursor[0]) - 1
         for instrument in self.reader.instruments:
-            book = self.reader.book(instrument.index, batch.depth)
-            if book.valid:
+            book = self.book(instrument.index, batch.depth)
+            if book is not None and book.valid:
                 batch.records.append(records.book_record(self.ring, self.epoch, seq, 0, book, periodic=True))
+
+    def book(self, index: int, depth: int) -> BookSnapshot | None:
+        """Book `index` as it is now; None when its block cannot be read consistently: its writer died
+        inside a publish (or has been stuck in one for BOOK_READ_WAIT_S)."""
+        reader = self.reader
+        deadline = time.monotonic() + BOOK_READ_WAIT_S
+        while True:
+            try:
+                return reader.book(index, depth)
+            except SegmentError:
+                if not reader.segment.writer_alive(reader.stale_after_s) or time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.001)
 
     def close(self) -> None:
         if self.reader is not None:
