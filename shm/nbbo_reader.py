@@ -89,8 +89,8 @@ class VenueStatusEvent:
 
 
 class NbboReader(VenueReader):
-    def __init__(self, prefix: str = "fh", directory: str | None = None):
-        super().__init__("nbbo", prefix, directory)
+    def __init__(self, prefix: str = "fh", directory: str | None = None, writer_uid: int | None = None):
+        super().__init__("nbbo", prefix, directory, writer_uid=writer_uid)
         self.venue_names = self.segment.labels
 
     def quote(self, key: str | int) -> NbboQuote:
