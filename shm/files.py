@@ -48,12 +48,13 @@ def remove_stale(path: str) -> None:
         pass
 
 
-def replace_file(path: str | os.PathLike, data: bytes) -> None:
-    """Make `data` the content of `path` atomically and durably, through `<path>.new` (0600)."""
+def replace_file(path: str | os.PathLike, data: bytes, group: str = "") -> None:
+    """Make `data` the content of `path` atomically and durably, through `<path>.new` (0600, or
+    0640 for `group`)."""
     path = os.fspath(path)
     temporary = f"{path}.new"
     remove_stale(temporary)
-    fd = create_exclusive(temporary)
+    fd = create_exclusive(temporary, group)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
