@@ -23,6 +23,7 @@ from shm.reader import VenueReader
 from shm.segment import InstrumentSpec, Segment, SegmentError, SegmentWriter, segment_path
 from tools.metrics import Collector, make_server
 from tools.top import Top
+from workers.process import apply_shm_access
 from workers.sinks.runner import LocalPositions
 
 SPEC = [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 64)]
@@ -181,6 +182,18 @@ def test_a_latency_writer_refuses_a_file_another_user_planted_at_its_name(shm_pr
     assert Path(path).read_bytes() == b"planted"
 
 
+@root_only
+def test_latency_readers_skip_and_report_another_users_latency_file(shm_prefix):
+    latency = LatencyWriter(shm_prefix, "binance", [("publish", "binance")])
+    try:
+        os.chown(latency.path, NOBODY, -1)
+        refused: dict[str, str] = {}
+        assert read_latency(shm_prefix, refused=refused) == []
+        assert f"owned by uid {NOBODY}" in refused[latency.path]
+    finally:
+        latency.close(unlink=True)
+
+
 def test_replacing_a_file_removes_a_planted_symlink_at_the_temporary_name_instead_of_following_it(tmp_path):
     victim, target = tmp_path / "victim", tmp_path / "positions.json"
     victim.write_bytes(b"precious")
@@ -297,3 +310,16 @@ def test_shm_group_and_writer_uid_are_configured_under_run():
 def test_a_bad_shm_access_setting_is_refused_naming_the_key(run, key):
     with pytest.raises(ConfigError, match=key):
         parse_config(_run(**run))
+
+
+@root_only
+def test_a_process_takes_shm_group_and_writer_uid_from_its_run_config(shm_prefix, monkeypatch):
+    for variable in ("FH_SHM_GROUP", "FH_SHM_WRITER_UID"):
+        monkeypatch.setenv(variable, "")
+        monkeypatch.delenv(variable)  # unset now, and again after the test
+    name, gid = a_group()
+    apply_shm_access(parse_config(_run(shm_group=name, writer_uid=NOBODY)))
+    with make_writer(shm_prefix) as writer:
+        assert (mode(writer.path), os.stat(writer.path).st_gid) == (0o640, gid)
+        os.chown(writer.path, NOBODY, -1)
+        Segment(shm_prefix, "binance").close()

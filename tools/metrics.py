@@ -250,10 +250,11 @@ def main(args) -> int:
     from feedhandler.config import load_config
     from workers.notify import Notifier
     from workers.lifecycle import Stop
-    from workers.process import setup_logging
+    from workers.process import apply_shm_access, setup_logging
     config = load_config(args.config) if args.config else None
     prefix = args.prefix or (config.prefix if config else "fh")
     log = setup_logging("fh.metrics", config, process="metrics")
+    apply_shm_access(config)
     stop = Stop().on_signals()
     collector = Collector(prefix, sink_stats_paths(config) if config else ())
     server = make_server(collector, args.port, args.host)
