@@ -1,7 +1,8 @@
 """The run configuration (TOML): what `fh run` starts and how. Every key is checked when the file is
 loaded, and a bad one fails fast with a message naming it; defaults make a minimal file short.
 
-    [run]                       prefix, capture_dir, instrument_cache, log_level, log_format
+    [run]                       prefix, capture_dir, instrument_cache, log_level, log_format,
+                                shm_group, writer_uid
     [aggregator]                cpu, stale_ms, idle, symbols, quote_aliases
     [venues.<name>]             a venue of feedhandler.venues.VENUES (`fh plan` lists what they open):
                                 symbols, ws_url, rest_url, cpu, depth, book_depth, client, idle,
@@ -20,6 +21,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
+
+from shm.files import group_id
 
 from .venues import VENUES
 from .venues.base import PlanOptions
@@ -110,6 +113,8 @@ class RunConfig:
     instrument_cache: str = ""  # empty: ~/.cache/fh/instruments
     log_level: str = "info"  # FH_LOG_LEVEL wins
     log_format: str = "text"  # text | json (one JSON object per line); FH_LOG_FORMAT wins
+    shm_group: str = ""  # segments, latency and stats files readable by this group (0640); empty: 0600
+    writer_uid: int | None = None  # readers trust segments of this uid; None: their own
     venues: dict[str, VenueConfig] = field(default_factory=dict)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     sinks: dict[str, SinkConfig] = field(default_factory=dict)
@@ -135,6 +140,25 @@ def _typed(where: str, key: str, value: Any, kind: type, choices: tuple = ()) ->
     if choices and value not in choices:
         raise ConfigError(f"{where}.{key}: must be one of {', '.join(map(str, choices))}, got {value!r}")
     return value
+
+
+def _group(where: str, key: str, value: Any) -> str:
+    group = _typed(where, key, value, str)
+    if group:
+        try:
+            group_id(group)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{key}: {exc}") from None
+    return group
+
+
+def _uid(where: str, key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    uid = _typed(where, key, value, int)
+    if uid < 0:
+        raise ConfigError(f"{where}.{key}: a uid is >= 0, got {uid}")
+    return uid
 
 
 def _cpu(where: str, value: Any) -> int | None:
@@ -251,7 +275,7 @@ def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
     try:
         data = _section("config", data, {"run", "aggregator", "venues", "sinks"})
         run = _section("run", data.get("run", {}), {"prefix", "capture_dir", "instrument_cache", "log_level",
-                                                     "log_format"})
+                                                     "log_format", "shm_group", "writer_uid"})
         venues_table = _section("venues", data.get("venues", {}), set(VENUES))
         if not venues_table:
             raise ConfigError(f"venues: configure at least one venue ([venues.<name>], one of {', '.join(VENUES)})")
@@ -261,6 +285,8 @@ def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
             instrument_cache=_typed("run", "instrument_cache", run.get("instrument_cache", ""), str),
             log_level=_typed("run", "log_level", run.get("log_level", "info"), str, LOG_LEVELS),
             log_format=_typed("run", "log_format", run.get("log_format", "text"), str, LOG_FORMATS),
+            shm_group=_group("run", "shm_group", run.get("shm_group", "")),
+            writer_uid=_uid("run", "writer_uid", run.get("writer_uid")),
             venues={name: _venue(name, table) for name, table in venues_table.items()},
             aggregator=_aggregator(data.get("aggregator", {})),
             sinks={name: _sink(name, table) for name, table in _section("sinks", data.get("sinks", {}),

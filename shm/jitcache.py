@@ -6,11 +6,19 @@ on a hash of every source file of the packages that hold kernels (shm, feedhandl
 and Python versions) makes any change there start a fresh cache. Kernels elsewhere (benchmarks) use
 only those packages' helpers, and numba checks their own files itself. A user's own
 NUMBA_CACHE_DIR wins.
+
+The cache is loaded as code, so a fallback in the shared temporary directory is used only when it
+is a real directory of this uid that nobody else can write (created 0700); otherwise this process
+compiles into a fresh private directory, removed at exit, and says so.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
+import logging
 import os
+import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -40,7 +48,32 @@ def configure() -> str:
         if not os.access(base, os.W_OK):
             raise PermissionError(base)
     except OSError:
-        base = Path(tempfile.gettempdir()) / f"fh-numba-{os.getuid()}"
+        base = _private_fallback()
     directory = str(base / _source_digest())
     numba.config.CACHE_DIR = directory
     return directory
+
+
+def _private_fallback() -> Path:
+    """`<tmp>/fh-numba-<uid>` while it is this uid's own directory that no one else can write; else a
+    fresh private directory, removed at exit (someone else could have put code in the shared name)."""
+    path = Path(tempfile.gettempdir()) / f"fh-numba-{os.geteuid()}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return _fresh(f"{path} cannot be made ({exc})")
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022:
+        return path
+    kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a directory"
+    return _fresh(f"{path} is {kind} of uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}: not this uid's own")
+
+
+def _fresh(why: str) -> Path:
+    path = tempfile.mkdtemp(prefix="fh-numba-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    logging.getLogger("fh.jitcache").warning("numba cache %s; not used: compiling into %s for this process only",
+                                             why, path)
+    return Path(path)

@@ -1,7 +1,9 @@
 """Per-hop latency histograms in shared memory: one file per writing process,
 `<dir>/<prefix>.latency.<process>`, holding a table of (hop, label) names and one histogram row
 (shm.histogram) per name. The process updates its rows from numba; `fh latency` and `fh metrics`
-map every such file read-only. A restarted process starts a new file (counts from zero)."""
+map every such file read-only. A restarted process starts a new file (counts from zero). The files
+are made and trusted as segments are (shm.segment): private to their writer or its $FH_SHM_GROUP,
+and a reader skips one its expected writer uid did not make, naming it."""
 from __future__ import annotations
 
 import glob
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .histogram import HIST_WORDS
-from .segment import SegmentError, segment_path
+from .files import remove_stale
+from .segment import SegmentError, create_segment_file, open_trusted, refuse_foreign, segment_path
 
 MAGIC = int.from_bytes(b"FHLATNCY", "little")
 VERSION = 1
@@ -49,15 +52,18 @@ def _geometry(rows: int) -> tuple[int, int]:
 class LatencyWriter:
     """The histograms one process writes. `rows` are (hop, label) pairs; `hists[k]` is row k."""
 
-    def __init__(self, prefix: str, process: str, rows: Sequence[tuple[str, str]], directory: str | None = None):
+    def __init__(self, prefix: str, process: str, rows: Sequence[tuple[str, str]], directory: str | None = None,
+                 group: str | None = None):
         for hop, label in rows:
             if hop not in HOPS or not 0 < len(label.encode()) <= 32:
                 raise ValueError(f"latency row ({hop!r}, {label!r}): hop must be one of {list(HOPS)}, label 1-32 bytes")
         self.path = latency_path(prefix, process, directory)
         self.rows = list(rows)
         hists_at, size = _geometry(len(rows))
+        refuse_foreign(self.path)  # replaced below: only our own (dead) predecessor's file may be there
         temporary = f"{self.path}.{os.getpid()}.new"
-        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        remove_stale(temporary)  # a crashed predecessor's, or a planted symlink: the name, not its target
+        fd = create_segment_file(temporary, group)
         try:
             os.ftruncate(fd, size)
             # populated: the first count into each page must not fault on the hot path
@@ -99,32 +105,46 @@ class Histogram:
     counts: np.ndarray  # a copy of the row, taken when read
 
 
-def read_latency(prefix: str, directory: str | None = None) -> list[Histogram]:
-    """A copy of every histogram of every process writing under `prefix`, in pipeline (hop) order."""
+def read_latency(prefix: str, directory: str | None = None, writer_uid: int | None = None,
+                 refused: dict[str, str] | None = None) -> list[Histogram]:
+    """A copy of every histogram of every process writing under `prefix`, in pipeline (hop) order.
+    A file that is not a valid latency file of `writer_uid` (default: as Segment) is skipped, and
+    put in `refused` (path: why) when given."""
     pattern = latency_path(prefix, "", directory)
     found = []
     for path in sorted(glob.glob(glob.escape(pattern) + "*")):
         if path.endswith(".new"):
             continue
         try:
-            found.extend(_read_file(path, path[len(pattern):]))
-        except (OSError, SegmentError, ValueError):
-            continue  # being replaced, or not ours: the next read sees its successor
+            found.extend(_read_file(path, path[len(pattern):], writer_uid))
+        except OSError:
+            continue  # being replaced: the next read sees its successor
+        except (SegmentError, ValueError) as exc:
+            if refused is not None:
+                refused[path] = str(exc)
     order = list(HOPS)
     return sorted(found, key=lambda h: (order.index(h.hop), h.label, h.process))
 
 
-def _read_file(path: str, process: str) -> list[Histogram]:
-    with open(path, "rb") as f:
+def _read_file(path: str, process: str, writer_uid: int | None) -> list[Histogram]:
+    with open(open_trusted(path, writer_uid), "rb") as f:
         data = f.read()
     header = np.frombuffer(data, np.int64, HEADER_WORDS, 0) if len(data) >= TABLE_AT else None
     if header is None or header[W_MAGIC] != MAGIC or header[W_VERSION] != VERSION or header[W_HIST_WORDS] != HIST_WORDS:
         raise SegmentError(f"{path}: not an fh latency file of this version")
     rows = int(header[W_ROWS])
+    if rows < 0:
+        raise SegmentError(f"{path}: corrupt header ({rows} rows)")
     hists_at, size = _geometry(rows)
     if len(data) < size:
         raise SegmentError(f"{path}: truncated")
     table = np.frombuffer(data, NAME_DTYPE, rows, TABLE_AT)
     hists = np.frombuffer(data, np.int64, rows * HIST_WORDS, hists_at).reshape(rows, HIST_WORDS)
-    return [Histogram(process, name["hop"].decode(), name["label"].decode(), int(header[W_PID]), hists[k])
-            for k, name in enumerate(table)]
+    try:
+        names = [(name["hop"].decode(), name["label"].decode()) for name in table]
+    except UnicodeDecodeError:
+        raise SegmentError(f"{path}: a hop or label is not UTF-8") from None
+    unknown = sorted({hop for hop, _ in names} - set(HOPS))
+    if unknown:
+        raise SegmentError(f"{path}: unknown hop {unknown[0]!r}")
+    return [Histogram(process, hop, label, int(header[W_PID]), hists[k]) for k, (hop, label) in enumerate(names)]

@@ -93,8 +93,9 @@ class VenueStatusEvent:
 
 
 class NbboReader(VenueReader):
-    def __init__(self, prefix: str = "fh", directory: str | None = None, stale_after_s: float = 2.0):
-        super().__init__("nbbo", prefix, directory, stale_after_s)
+    def __init__(self, prefix: str = "fh", directory: str | None = None, stale_after_s: float = 2.0,
+                 writer_uid: int | None = None):
+        super().__init__("nbbo", prefix, directory, stale_after_s, writer_uid=writer_uid)
         self.venue_names = self.segment.labels
 
     def quote(self, key: str | int) -> NbboQuote:

@@ -193,17 +193,28 @@ class EventCursor:
                 time.sleep(idle_sleep_s)
 
 
+def _instrument(path: str, index: int, row: np.void) -> Instrument:
+    try:
+        return Instrument(index, row["venue_symbol"].decode(), row["symbol"].decode(), int(row["px_dec"]),
+                          int(row["qty_dec"]), int(row["capacity"]))
+    except UnicodeDecodeError:
+        raise SegmentError(f"{path}: instrument {index} has a symbol that is not UTF-8") from None
+
+
 class VenueReader:
     """Read-only access to one venue's segment `<prefix>.<venue>`."""
 
-    def __init__(self, venue: str, prefix: str = "fh", directory: str | None = None, stale_after_s: float = 2.0):
-        self.segment = Segment(prefix, venue, directory)
+    def __init__(self, venue: str, prefix: str = "fh", directory: str | None = None, stale_after_s: float = 2.0,
+                 writer_uid: int | None = None):
+        """Attach to `<prefix>.<venue>`; only a segment of `writer_uid` (default $FH_SHM_WRITER_UID or
+        our own uid) is trusted, anything else is a SegmentError."""
+        self.segment = Segment(prefix, venue, directory, writer_uid)
         self.stale_after_s = stale_after_s  # a writer silent this long (or gone) has no valid books
-        self.instruments = [
-            Instrument(i, row["venue_symbol"].decode(), row["symbol"].decode(), int(row["px_dec"]),
-                       int(row["qty_dec"]), int(row["capacity"]))
-            for i, row in enumerate(self.segment.instruments)
-        ]
+        try:
+            self.instruments = [_instrument(self.segment.path, i, row) for i, row in enumerate(self.segment.instruments)]
+        except SegmentError:
+            self.segment.close()
+            raise
         self._by_name = {}
         for instrument in self.instruments:
             self._by_name.setdefault(instrument.symbol, instrument)

@@ -3,6 +3,11 @@
 Plain files plus mmap, not `multiprocessing.shared_memory`: its resource tracker would unlink a
 segment when any attaching process exits. The writer holds an exclusive `flock` on its file for
 its whole life, which is how a second writer tells a live owner from a dead one's leftovers.
+
+The directory is world-writable, so a name there proves nothing: a writer creates its file
+exclusively (never through a symlink), 0600 or 0640 for a named group of readers ($FH_SHM_GROUP),
+and refuses a file another user left at its name; a reader maps only a regular file owned by the
+writer's uid (its own, or `writer_uid` / $FH_SHM_WRITER_UID) that no one else may write.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import fcntl
 import mmap
 import os
 import re
+import stat
 import struct
 import time
 from collections.abc import Sequence
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .files import create_exclusive
 from .layout import (
     BOOK_MAX_DEPTH, HEADER_BYTES, HEADER_NAME_AT, HEADER_NAME_BYTES, INSTRUMENT_DTYPE, LAYOUT_VERSION, MAGIC,
     N_COUNTERS, RING_CONTROL_WORDS, SLOT_WORDS, Geometry, Header, State,
@@ -28,7 +35,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
 class SegmentError(Exception):
-    """A segment is missing, busy, or not what this code can read."""
+    """A segment is missing, busy, not trusted, or not what this code can read."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,83 @@ def segment_path(prefix: str, name: str, directory: str | None = None) -> str:
         if not _NAME.match(value):
             raise SegmentError(f"segment {label} {value!r} must be 1-64 of [A-Za-z0-9_.-] and not start with '.' or '-'")
     return os.path.join(directory or os.environ.get("FH_SHM_DIR", DEFAULT_DIR), f"{prefix}.{name}")
+
+
+_READER_HINT = "set writer_uid / FH_SHM_WRITER_UID if another user runs the writer"
+_WRITER_HINT = "another user left it at this writer's name; remove it once it is known to be stale"
+
+
+def expected_writer_uid(writer_uid: int | None = None) -> int:
+    """The uid whose files a reader trusts: `writer_uid`, else $FH_SHM_WRITER_UID, else its own."""
+    if writer_uid is None:
+        text = os.environ.get("FH_SHM_WRITER_UID", "")
+        if not text:
+            return os.geteuid()
+        if not text.isdigit():
+            raise SegmentError(f"FH_SHM_WRITER_UID={text!r}: expected a uid (a number >= 0)")
+        writer_uid = int(text)
+    return writer_uid
+
+
+def open_trusted(path: str, writer_uid: int | None = None) -> int:
+    """`path` opened read-only once it proves to be a regular file (not a symlink, FIFO or device)
+    owned by the expected writer uid and writable by no one else; SegmentError naming what is wrong.
+    FileNotFoundError when there is none."""
+    return _open_checked(path, os.O_RDONLY, expected_writer_uid(writer_uid))
+
+
+def _open_checked(path: str, flags: int, expected_uid: int, hint: str = _READER_HINT) -> int:
+    """Open without following a symlink or blocking on a FIFO, then check what was opened."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SegmentError(f"{path} is a symbolic link: refusing to follow it (fh never makes one)") from None
+        raise
+    try:
+        _check_trusted(path, os.fstat(fd), expected_uid, hint)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_trusted(path: str, st: os.stat_result, expected_uid: int, hint: str = _READER_HINT) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise SegmentError(f"{path} is a symbolic link: refusing to follow it (fh never makes one)")
+    if not stat.S_ISREG(st.st_mode):
+        raise SegmentError(f"{path} is not a regular file: refusing it")
+    if st.st_uid != expected_uid:
+        raise SegmentError(f"{path} is owned by uid {st.st_uid}, not the expected writer's uid {expected_uid}: "
+                           f"refusing it ({hint})")
+    if st.st_mode & 0o022:
+        raise SegmentError(f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o}): refusing it")
+
+
+def refuse_foreign(path: str) -> None:
+    """For a writer about to take `path`: SegmentError unless nothing is there or it is a regular
+    file of this user (a dead writer's leftovers); another user's file is never taken over."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    _check_trusted(path, st, os.geteuid(), _WRITER_HINT)
+
+
+def shm_group(group: str | None = None) -> str:
+    """The group whose members may read what a writer creates: `group`, else $FH_SHM_GROUP ('': none)."""
+    return os.environ.get("FH_SHM_GROUP", "") if group is None else group
+
+
+def create_segment_file(path: str, group: str | None = None) -> int:
+    """A new file at `path` (0600, or 0640 for `shm_group(group)`); SegmentError when something is
+    already there (a name planted in the meantime) or the group does not exist."""
+    try:
+        return create_exclusive(path, shm_group(group))
+    except FileExistsError:
+        raise SegmentError(f"{path} appeared while this writer was creating it: refusing it") from None
+    except ValueError as exc:
+        raise SegmentError(f"{path}: shm group: {exc}") from None
 
 
 class _Regions:
@@ -103,9 +187,11 @@ class SegmentWriter(_Regions):
 
     @classmethod
     def create(cls, prefix: str, name: str, instruments: Sequence[InstrumentSpec], depth: int,
-               ring_slots: int, directory: str | None = None, labels: Sequence[str] = ()) -> SegmentWriter:
-        """Create `<prefix>.<name>`, replacing the leftovers of a dead writer; refuse a live one.
-        `labels` name what a segment numbers besides its instruments (an NBBO segment's venues)."""
+               ring_slots: int, directory: str | None = None, labels: Sequence[str] = (),
+               group: str | None = None) -> SegmentWriter:
+        """Create `<prefix>.<name>`, replacing the leftovers of a dead writer; refuse a live one and
+        anything another user left there. `labels` name what a segment numbers besides its
+        instruments (an NBBO segment's venues); `group` may read it (default $FH_SHM_GROUP)."""
         geometry = Geometry(len(instruments), depth, ring_slots)
         identity = "\0".join([name, ",".join(labels)]).encode()
         if len(identity) > HEADER_NAME_BYTES or any("," in label or not label for label in labels):
@@ -114,7 +200,7 @@ class SegmentWriter(_Regions):
         table = _instrument_table(instruments)
         path = segment_path(prefix, name, directory)
         _retire_previous(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = create_segment_file(path, group)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _LIVENESS_LOCK)
@@ -186,9 +272,10 @@ def _instrument_table(instruments: Sequence[InstrumentSpec]) -> np.ndarray:
 
 
 def _retire_previous(path: str) -> None:
-    """Remove a segment whose writer is gone, marking it REPLACED for readers still mapped to it."""
+    """Remove a segment whose writer is gone, marking it REPLACED for readers still mapped to it.
+    Another user's file (or a symlink) at the name is refused, not followed nor taken over."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = _open_checked(path, os.O_RDWR, os.geteuid(), _WRITER_HINT)
     except FileNotFoundError:
         return
     try:
@@ -211,12 +298,13 @@ def _header_word(fd: int, field: Header) -> int:
 
 
 class Segment(_Regions):
-    """A read-only mapping of a segment: the writer's memory cannot be changed through it."""
+    """A read-only mapping of a segment: the writer's memory cannot be changed through it. Only a
+    segment of the expected writer uid (`writer_uid`, default $FH_SHM_WRITER_UID or our own) is mapped."""
 
-    def __init__(self, prefix: str, name: str, directory: str | None = None):
+    def __init__(self, prefix: str, name: str, directory: str | None = None, writer_uid: int | None = None):
         self.path = segment_path(prefix, name, directory)
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = open_trusted(self.path, writer_uid)
         except FileNotFoundError:
             raise SegmentError(f"no segment at {self.path}: is the writer for {name!r} running with prefix {prefix!r}?") from None
         self._fd = -1
@@ -233,7 +321,12 @@ class Segment(_Regions):
         self._fd = fd  # kept open to test the writer's liveness lock
         super().__init__(buffer, geometry)
         self._mmap = buffer
-        name, _, labels = bytes(buffer[HEADER_NAME_AT:HEADER_BYTES]).rstrip(b"\0").decode().partition("\0")
+        try:
+            identity = bytes(buffer[HEADER_NAME_AT:HEADER_BYTES]).rstrip(b"\0").decode()
+        except UnicodeDecodeError:
+            self.close()
+            raise SegmentError(f"{self.path}: segment name is not UTF-8") from None
+        name, _, labels = identity.partition("\0")
         self.name = name
         self.labels = tuple(labels.split(",")) if labels else ()
 

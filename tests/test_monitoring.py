@@ -8,6 +8,7 @@ against series made from that real exposition; without promtool those tests skip
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -55,7 +56,7 @@ SINK_STATS = {"sink": "kafka", "up": 1, "lag": 3, "sent": 10, "acked": 8, "retri
 def exposition(shm_prefix, tmp_path) -> str:
     """What `fh metrics` serves for one Binance feed with a valid book, an NBBO segment made the way
     workers/aggregator.py makes it (published once), latency histograms for every hop and a sink's
-    stats file."""
+    stats file, and a symlink planted under the prefix."""
     venue = SegmentWriter.create(shm_prefix, "binance", [BTC.spec(1024)], depth=5, ring_slots=1024)
     feed = BinanceFeed([BTC], venue, capacity=1024)
     feed.on_frame(b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":11,"u":11,'
@@ -74,6 +75,7 @@ def exposition(shm_prefix, tmp_path) -> str:
         record_many(latency.hists[k], np.arange(1, 101) * 1000)
     stats = tmp_path / "kafka.stats.json"
     stats.write_text(json.dumps(SINK_STATS))
+    os.symlink(venue.path, f"{venue.path}-planted")  # a file fh metrics refuses (fh_file_refused)
     collector = Collector(shm_prefix, [stats])
     try:
         yield collector.metrics()

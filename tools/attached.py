@@ -1,14 +1,17 @@
 """Readers of the segments under one prefix for tools that poll them (fh top, fh metrics): attached on
-first use, and again once a new writer replaced the segment."""
+first use, and again once a new writer replaced the segment. A file under the prefix that fails
+validation (another user's, a symlink, a corrupt header or symbol table) is skipped and reported:
+kept in `Refusals` for the tool to show, and logged once, never raised into a scrape."""
 from __future__ import annotations
 
 import glob
+import logging
 import os
 
 from shm.latency import NAME_PREFIX as LATENCY_FILES
 from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
-from shm.segment import DEFAULT_DIR, SegmentError
+from shm.segment import DEFAULT_DIR, SegmentError, segment_path
 
 
 def venue_names(prefix: str) -> list[str]:
@@ -19,12 +22,36 @@ def venue_names(prefix: str) -> list[str]:
     return sorted(n for n in names if n != "nbbo" and not n.startswith(LATENCY_FILES))
 
 
+class Refusals:
+    """The files refused as of the last look at each (path: why); each refusal logged when first seen."""
+
+    def __init__(self, log: logging.Logger | None = None):
+        self.now: dict[str, str] = {}
+        self.log = log or logging.getLogger("fh.refused")
+
+    def refuse(self, path: str, why: str) -> None:
+        if self.now.get(path) != why:
+            self.log.warning("skipping %s: %s", path, why)
+        self.now[path] = why
+
+    def accept(self, path: str) -> None:
+        self.now.pop(path, None)
+
+    def replace(self, refused: dict[str, str]) -> None:
+        """What one complete look refused: everything else is no longer refused."""
+        for path in set(self.now) - set(refused):
+            self.accept(path)
+        for path, why in refused.items():
+            self.refuse(path, why)
+
+
 class AttachedReaders:
     """Readers by segment name under one prefix; a replaced segment is attached again."""
 
     def __init__(self, prefix: str):
         self.prefix = prefix
         self._readers: dict[str, VenueReader] = {}
+        self.refusals = Refusals()
 
     def get(self, name: str) -> VenueReader | None:
         """The reader of segment `name` (`nbbo`: an NbboReader); None while there is none."""
@@ -33,10 +60,16 @@ class AttachedReaders:
             reader.close()
             reader = None
         if reader is None:
+            path = segment_path(self.prefix, name)
             try:
                 reader = NbboReader(self.prefix) if name == "nbbo" else VenueReader(name, prefix=self.prefix)
-            except SegmentError:
+            except SegmentError as exc:
+                if os.path.lexists(path):  # there, but not a segment we may trust and read
+                    self.refusals.refuse(path, str(exc))
+                else:
+                    self.refusals.accept(path)
                 return None
+            self.refusals.accept(path)
             self._readers[name] = reader
         return reader
 

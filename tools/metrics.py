@@ -9,6 +9,7 @@ stats files. Nothing here touches the hot path: a scrape maps segments read-only
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -20,7 +21,7 @@ from shm.latency import read_latency
 from shm.layout import Counter
 from shm.segment import SegmentError
 
-from .attached import AttachedReaders, venue_names
+from .attached import AttachedReaders, Refusals, venue_names
 
 STALE_AFTER_S = 5.0  # a writer whose heartbeat is older is not alive
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
@@ -70,6 +71,7 @@ class Collector:
         self.prefix = prefix
         self.sink_stats = list(sink_stats)
         self._readers = AttachedReaders(prefix)
+        self._latency_refusals = Refusals()
         self._lock = threading.Lock()  # the HTTP server is threaded; readers are not shared across scrapes
 
     def health(self) -> dict:
@@ -119,7 +121,8 @@ class Collector:
                         out.add(f"fh_book_{counter.name.lower()}_total", "counter", _COUNTER_HELP[counter],
                                 int(counters[inst.index, counter]), **labels)
             self._nbbo(out)
-        self._latency(out)
+            self._latency(out)
+            self._refused(out)
         self._sinks(out)
         return out.text()
 
@@ -150,7 +153,10 @@ class Collector:
 
     def _latency(self, out: Exposition) -> None:
         name = "fh_latency_seconds"
-        for hist in read_latency(self.prefix):
+        refused: dict[str, str] = {}
+        histograms = read_latency(self.prefix, refused=refused)
+        self._latency_refusals.replace(refused)
+        for hist in histograms:
             figures = summary(hist.counts, tuple(q * 100 for q in QUANTILES))
             labels = {"hop": hist.hop, "label": hist.label}
             out.family(name, "summary", "per-hop latency (shm histograms, 0.1% resolution) since the process started")
@@ -180,6 +186,11 @@ class Collector:
             for counter in SINK_COUNTERS:
                 out.add(f"fh_sink_{counter}_total", "counter", f"sink {counter.replace('_', ' ')}",
                         int(stats.get(counter, 0)), sink=sink)
+
+    def _refused(self, out: Exposition) -> None:
+        for path in sorted({**self._readers.refusals.now, **self._latency_refusals.now}):
+            out.add("fh_file_refused", "gauge", "1 for a file under the prefix skipped as untrusted or invalid "
+                    "(the log says why)", 1, file=os.path.basename(path))
 
     def close(self) -> None:
         with self._lock:
@@ -245,10 +256,11 @@ def main(args) -> int:
     from feedhandler.config import load_config
     from workers.notify import Notifier
     from workers.lifecycle import Stop
-    from workers.process import setup_logging
+    from workers.process import apply_shm_access, setup_logging
     config = load_config(args.config) if args.config else None
     prefix = args.prefix or (config.prefix if config else "fh")
     log = setup_logging("fh.metrics", config, process="metrics")
+    apply_shm_access(config)
     stop = Stop().on_signals()
     collector = Collector(prefix, sink_stats_paths(config) if config else ())
     server = make_server(collector, args.port, args.host)

@@ -8,7 +8,6 @@ Deterministic: the same capture gives the same books, bit for bit. The summary J
 from __future__ import annotations
 
 import json
-import os
 import time
 from urllib.parse import urlparse
 
@@ -21,6 +20,7 @@ from feedhandler.feed import VenueFeed
 from feedhandler.venues import VENUES
 from feedhandler.venues.base import Venue
 from shm.layout import Counter
+from shm.files import replace_file
 from shm.reader import VenueReader
 from shm.segment import SegmentWriter
 
@@ -120,10 +120,7 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
     finally:
         writer.close(unlink=not keep)
     if summary_json:
-        tmp = f"{summary_json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(summary, f, indent=1)
-        os.replace(tmp, summary_json)
+        replace_file(summary_json, json.dumps(summary, indent=1).encode())
     return summary
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from shm.nbbo_reader import NbboReader
 from shm.reader import EventCursor, VenueReader
-from shm.segment import SegmentError
+from shm.segment import SegmentError, segment_path
 
 from .attached import AttachedReaders, venue_names
 
@@ -35,6 +35,8 @@ class Top:
         for venue in venue_names(self.prefix):
             reader = self._reader(venue)
             if reader is None:
+                if segment_path(self.prefix, venue) in self.readers.refusals.now:
+                    rows.append([venue, "REFUSED"] + ["-"] * 9)  # the log says why
                 continue
             latencies = self.latency.setdefault(venue, [])
             for event in self.cursors[venue][1].poll():

@@ -27,7 +27,7 @@ from shm.segment import InstrumentSpec, Segment, SegmentError, SegmentWriter
 
 from .notify import Notifier
 from .lifecycle import IdleWait, Stop
-from .process import pin, set_title, setup_logging
+from .process import apply_shm_access, pin, set_title, setup_logging
 from .sink import start_in_thread
 
 ATTACH_WAIT_S = 180.0  # how long the first start waits for every venue before fixing decimals
@@ -260,6 +260,7 @@ class Aggregator:
 def main(config: RunConfig, duration_s: float | None = None) -> int:
     """Process entry point (`fh aggregator -c CONFIG`)."""
     log = setup_logging("fh.aggregator", config, process="aggregator")
+    apply_shm_access(config)
     affinity = pin(config.aggregator.cpu)
     set_title(f"fh: aggregator [{config.prefix}]")
     stop = Stop().on_signals()

@@ -1,4 +1,5 @@
-"""What every fh process does at start: pin itself, name itself, log (its stop signal: lifecycle.Stop)."""
+"""What every fh process does at start: pin itself, name itself, log, take the run's shared-memory
+access (its stop signal: lifecycle.Stop)."""
 from __future__ import annotations
 
 import asyncio
@@ -62,6 +63,17 @@ def setup_logging(name: str, run: RunConfig | None = None, **context: object) ->
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     return logging.getLogger(name)
+
+
+def apply_shm_access(run: RunConfig | None) -> None:
+    """The run's `shm_group` and `writer_uid` as $FH_SHM_GROUP / $FH_SHM_WRITER_UID, which shm's
+    writers and readers (and this process's children) take; variables already set win."""
+    if run is None:
+        return
+    if run.shm_group:
+        os.environ.setdefault("FH_SHM_GROUP", run.shm_group)
+    if run.writer_uid is not None:
+        os.environ.setdefault("FH_SHM_WRITER_UID", str(run.writer_uid))
 
 
 def new_loop() -> asyncio.AbstractEventLoop:

@@ -10,12 +10,13 @@ from feedhandler.config import RunConfig
 
 from .notify import Notifier
 from .lifecycle import Stop
-from .process import pin, set_title, setup_logging
+from .process import apply_shm_access, pin, set_title, setup_logging
 from .sinks import make_runner
 
 
 def main(run: RunConfig, name: str, duration_s: float = 0.0) -> int:
     log = setup_logging(f"fh.sink.{name}", run, sink=name)
+    apply_shm_access(run)
     config = run.sinks.get(name)
     pin(config.cpu if config else None)
     set_title(f"fh: sink {name}")

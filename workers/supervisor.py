@@ -20,7 +20,7 @@ from shm.reader import VenueReader
 from shm.segment import SegmentError
 
 from .lifecycle import Backoff, Stop
-from .process import set_title, setup_logging
+from .process import apply_shm_access, set_title, setup_logging
 
 RESTART_FIRST_S, RESTART_MAX_S, HEALTHY_AFTER_S = 0.5, 30.0, 60.0
 STOP_GRACE_S = 10.0
@@ -113,6 +113,7 @@ def _ready(config: RunConfig) -> bool:
 
 def run(config_path: str, config: RunConfig, duration_s: float | None = None, show_every_s: float = 5.0) -> dict:
     log = setup_logging("fh.run", config, process="supervisor")
+    apply_shm_access(config)
     set_title(f"fh: run {config_path}")
     stop = Stop().on_signals()
     kids = children(config_path, config)

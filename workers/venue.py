@@ -44,7 +44,7 @@ from shm.segment import SegmentError, SegmentWriter
 
 from .lifecycle import Backoff, Pacer, Stop
 from .notify import Notifier
-from .process import new_loop, pin, set_title, setup_logging
+from .process import apply_shm_access, new_loop, pin, set_title, setup_logging
 from .rest import RestClient, RestError
 from .wsclient import WsConnection, open_connection
 
@@ -418,6 +418,7 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
     """Process entry point (`fh worker VENUE -c CONFIG`)."""
     venue_config = config.venues[venue]
     log = setup_logging(f"fh.venue.{venue}", config, venue=venue)
+    apply_shm_access(config)
     affinity = pin(venue_config.cpu)
     set_title(f"fh: venue {venue} [{config.prefix}]")
     loop = new_loop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from feedhandler.config import SinkConfig
+from shm.files import replace_file
 from shm.histogram import HIST_WORDS, record_many, summary
 from shm.latency import LatencyWriter
+from shm.segment import shm_group
 
 from ..lifecycle import Backoff, IdleWait
 from .source import Batch, Position, RingSource
@@ -68,7 +69,7 @@ class Sink:
 
 
 class LocalPositions:
-    """Acknowledged positions in a JSON file, replaced atomically (at-least-once sinks)."""
+    """Acknowledged positions in a JSON file, replaced atomically and durably (at-least-once sinks)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -89,9 +90,7 @@ class LocalPositions:
             return
         self._saved_at = now
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({ring: p.to_json() for ring, p in positions.items()}))
-        os.replace(temporary, self.path)
+        replace_file(self.path, json.dumps({ring: p.to_json() for ring, p in positions.items()}).encode())
 
 
 class SinkRunner:
@@ -281,9 +280,8 @@ class SinkRunner:
         if force or now >= self._next_stats:
             self._next_stats = now + STATS_EVERY_S
             self.stats_path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.stats_path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(self.stats()))
-            os.replace(temporary, self.stats_path)
+            # readable by fh metrics where it runs in the shm group
+            replace_file(self.stats_path, json.dumps(self.stats()).encode(), shm_group())
 
     def run(self, stop: Callable[[], bool], pace: Callable[[int], float] | None = None,
             alive: Callable[[], object] | None = None) -> dict:
