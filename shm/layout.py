@@ -44,6 +44,12 @@ class Header(IntEnum):
     RING_SIZE = 18
     COUNTERS_OFF = 19
     COUNTERS_SIZE = 20
+    # The writers of one name form a lineage while each finds its predecessor's file (not across a
+    # reboot): a sink that acknowledged up to some record of an earlier writer counts exactly what
+    # it missed, however many writers came between.
+    LINEAGE_NS = 21  # START_NS of the lineage's first writer
+    LINEAGE_BASE = 22  # records the lineage's earlier writers published, all together
+    PREV_START_NS = 23  # START_NS of the writer this one replaced (0: none)
 
 
 class State(IntEnum):

@@ -27,7 +27,7 @@ import numpy as np
 from .files import create_exclusive
 from .layout import (
     BOOK_MAX_DEPTH, HEADER_BYTES, HEADER_NAME_AT, HEADER_NAME_BYTES, INSTRUMENT_DTYPE, LAYOUT_VERSION, MAGIC,
-    N_COUNTERS, RING_CONTROL_WORDS, SLOT_WORDS, Geometry, Header, State,
+    N_COUNTERS, RING_CONTROL_WORDS, RING_WRITE_POS, SLOT_WORDS, Geometry, Header, State,
 )
 
 DEFAULT_DIR = "/dev/shm"
@@ -199,7 +199,7 @@ class SegmentWriter(_Regions):
                                f"non-empty without commas")
         table = _instrument_table(instruments)
         path = segment_path(prefix, name, directory)
-        _retire_previous(path)
+        lineage = _retire_previous(path)
         fd = create_segment_file(path, group)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -213,10 +213,10 @@ class SegmentWriter(_Regions):
             os.unlink(path)
             raise
         writer = cls(path, fd, buffer, geometry)
-        writer._initialise(identity, table)
+        writer._initialise(identity, table, lineage)
         return writer
 
-    def _initialise(self, identity: bytes, table: np.ndarray) -> None:
+    def _initialise(self, identity: bytes, table: np.ndarray, lineage: Lineage | None) -> None:
         self._mmap[HEADER_NAME_AT:HEADER_NAME_AT + len(identity)] = identity
         self.instruments[:] = table
         self.books[:, BOOK_MAX_DEPTH] = self.geometry.depth
@@ -226,6 +226,9 @@ class SegmentWriter(_Regions):
         self.header[Header.WRITER_PID] = os.getpid()
         self.header[Header.START_NS] = now
         self.header[Header.HEARTBEAT_NS] = now
+        self.header[Header.LINEAGE_NS] = lineage.start_ns if lineage else now
+        self.header[Header.LINEAGE_BASE] = lineage.base if lineage else 0
+        self.header[Header.PREV_START_NS] = lineage.previous_ns if lineage else 0
         self.header[Header.STATE] = State.OPEN  # last: readers reject a segment until it is open
 
     def heartbeat(self, now_ns: int | None = None) -> None:
@@ -271,13 +274,38 @@ def _instrument_table(instruments: Sequence[InstrumentSpec]) -> np.ndarray:
     return table
 
 
-def _retire_previous(path: str) -> None:
-    """Remove a segment whose writer is gone, marking it REPLACED for readers still mapped to it.
-    Another user's file (or a symlink) at the name is refused, not followed nor taken over."""
+@dataclass(frozen=True)
+class Lineage:
+    """What a new writer inherits from the one it replaces (see Header.LINEAGE_NS)."""
+
+    start_ns: int  # the lineage's first writer
+    base: int  # records published before the new writer: the predecessor's base plus its final count
+    previous_ns: int  # the predecessor's START_NS
+
+
+def _lineage_of(fd: int, size: int) -> Lineage | None:
+    """The lineage a dead writer's segment (its magic checked) passes on; None when its layout is
+    another version's or its words do not add up."""
+    if _header_word(fd, Header.VERSION) != LAYOUT_VERSION:
+        return None
+    ring_off, start = _header_word(fd, Header.RING_OFF), _header_word(fd, Header.START_NS)
+    if not 0 < ring_off <= size - 8 * (RING_WRITE_POS + 1) or start <= 0:
+        return None
+    published = int.from_bytes(os.pread(fd, 8, ring_off + 8 * RING_WRITE_POS), "little", signed=True)
+    first, base = _header_word(fd, Header.LINEAGE_NS), _header_word(fd, Header.LINEAGE_BASE)
+    if published < 0 or base < 0:
+        return None
+    return Lineage(first if first > 0 else start, base + published, start)
+
+
+def _retire_previous(path: str) -> Lineage | None:
+    """Remove a segment whose writer is gone, marking it REPLACED for readers still mapped to it;
+    returns the lineage it passes on. Another user's file (or a symlink) at the name is refused,
+    not followed nor taken over."""
     try:
         fd = _open_checked(path, os.O_RDWR, os.geteuid(), _WRITER_HINT)
     except FileNotFoundError:
-        return
+        return None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -286,9 +314,12 @@ def _retire_previous(path: str) -> None:
                 raise
             pid = _header_word(fd, Header.WRITER_PID)
             raise SegmentError(f"{path} is owned by a live writer (pid {pid}); stop it first") from None
-        if os.fstat(fd).st_size >= HEADER_BYTES and _header_word(fd, Header.MAGIC) == MAGIC:
+        lineage, size = None, os.fstat(fd).st_size
+        if size >= HEADER_BYTES and _header_word(fd, Header.MAGIC) == MAGIC:
+            lineage = _lineage_of(fd, size)
             os.pwrite(fd, int(State.REPLACED).to_bytes(8, "little", signed=True), Header.STATE * 8)
         os.unlink(path)
+        return lineage
     finally:
         os.close(fd)
 

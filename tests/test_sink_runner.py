@@ -182,3 +182,71 @@ def test_a_book_left_torn_by_a_writer_killed_mid_publish_is_a_gap_not_a_crash(sh
         assert runner.counters["dropped_with_gap"] == 3 and runner.counters["gaps"] == 1
     finally:
         runner.close()
+
+
+def demo_writer(prefix: str, changes: int) -> tuple[int, int]:
+    """One demo writer's whole life under `prefix` (it replaces the previous one): its epoch and the
+    records it published."""
+    demo.run(prefix, "demo", duration_s=60, rate=1e9, ring_slots=1 << 14, changes=changes)
+    with Segment(prefix, "demo") as segment:
+        return int(segment.header[Header.START_NS]), int(write_position(segment.ring_control))
+
+
+def read_through(runner: SinkRunner, epoch: int, published: int) -> None:
+    """Cycle until the sink acknowledged every record the writer of `epoch` published."""
+    while (acked := runner.sources[0].acked) is None or (acked.epoch, acked.next) != (epoch, published):
+        assert runner.cycle(), f"the sink stopped short of record {published} of writer {epoch}: at {acked}"
+
+
+def delivered_and_missed(sink: KeepingSink) -> tuple[int, int, list[tuple]]:
+    """Ring records the sink's batches read, records their gap records count, and those gaps."""
+    gaps = [(r["missed"], r["reason"]) for batch in sink.batches for r in batch.records if r["type"] == "gap"]
+    return sum(batch.read for batch in sink.batches), sum(missed for missed, _ in gaps), gaps
+
+
+def test_a_writer_restarted_twice_before_the_sink_looks_is_one_gap_counting_the_writer_it_never_saw(
+        shm_prefix, tmp_path, monkeypatch):
+    monkeypatch.setattr(source, "REATTACH_EVERY_S", 0.0)
+    epoch, first = demo_writer(shm_prefix, 3000)
+    sink = KeepingSink()
+    runner = runner_of(shm_prefix, sink, tmp_path, batch_max=1000)
+    try:
+        read_through(runner, epoch, first)
+        _, second = demo_writer(shm_prefix, 2000)  # published and replaced while the sink was not looking
+        epoch, third = demo_writer(shm_prefix, 1000)
+        read_through(runner, epoch, third)
+        read, missed, gaps = delivered_and_missed(sink)
+        assert gaps == [(second, "writer_restarted")]
+        assert read + missed == first + second + third
+    finally:
+        runner.close()
+
+
+def test_a_sink_restarted_after_its_writer_counts_the_unread_tail_of_the_old_writer_exactly(
+        shm_prefix, tmp_path, monkeypatch):
+    monkeypatch.setattr(source, "REATTACH_EVERY_S", 0.0)
+    _, first = demo_writer(shm_prefix, 3000)
+    runner = runner_of(shm_prefix, KeepingSink(), tmp_path, batch_max=1000)
+    runner.cycle()
+    acked = runner.sources[0].acked.next
+    assert 0 < acked < first
+    runner.local.save({s.ring: s.acked for s in runner.sources}, force=True)
+    runner.close()  # the sink stops with the first writer's tail unread; the writer restarts meanwhile
+    epoch, second = demo_writer(shm_prefix, 1000)
+    sink = KeepingSink()
+    runner = runner_of(shm_prefix, sink, tmp_path, batch_max=1000)
+    try:
+        read_through(runner, epoch, second)
+        read, missed, gaps = delivered_and_missed(sink)
+        assert gaps == [(first - acked, "writer_restarted")]
+        assert acked + read + missed == first + second
+    finally:
+        runner.close()
+
+
+def test_positions_saved_before_lineages_resume_and_an_unknown_tail_is_minus_one():
+    legacy = source.Position.from_json([1_700_000_000_000_000_000, 42])
+    assert (legacy.epoch, legacy.next, legacy.lineage, legacy.base) == (1_700_000_000_000_000_000, 42, 0, 0)
+    assert legacy.missed_before(lineage=5, base=100) == -1
+    same = source.Position(7, 40, lineage=5, base=60)
+    assert same.missed_before(lineage=5, base=130) == 30 and same.missed_before(lineage=6, base=130) == -1

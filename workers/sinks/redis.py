@@ -66,7 +66,7 @@ class RedisSink(Sink):
             saved = self._client.hgetall(self.positions_key)
         except RedisError as exc:
             raise SinkDown(f"redis: reading positions: {exc}") from None
-        return {ring.decode(): Position(*map(int, value.split(b":"))) for ring, value in saved.items()}
+        return {ring.decode(): Position.from_json(value.split(b":")) for ring, value in saved.items()}
 
     def send(self, batch: Batch, positions: dict[str, Position]) -> int:
         records = batch.records
@@ -92,7 +92,7 @@ class RedisSink(Sink):
             elif kind in (STATUS, GAP):
                 pipe.xadd(f"{self.p}:status", self._fields(record), maxlen=self.config.trades_maxlen,
                           approximate=True)
-        pipe.hset(self.positions_key, mapping={ring: f"{p.epoch}:{p.next}" for ring, p in positions.items()})
+        pipe.hset(self.positions_key, mapping={ring: ":".join(map(str, p.to_json())) for ring, p in positions.items()})
         commands = len(pipe)
         try:
             pipe.execute()

@@ -31,18 +31,29 @@ KIND_BOOK = int(Kind.BOOK)
 
 @dataclass(frozen=True)
 class Position:
-    """Where a sink resumes in one ring: the writer (`epoch`, its start time) and the next position."""
+    """Where a sink resumes in one ring: the writer (`epoch`, its start time) and the next position;
+    `lineage` and `base` (Header.LINEAGE_NS / LINEAGE_BASE of that writer, 0: unknown) let a sink
+    that finds a later writer count exactly what it missed."""
 
     epoch: int
     next: int
+    lineage: int = 0
+    base: int = 0
 
     def to_json(self) -> list[int]:
-        return [self.epoch, self.next]
+        return [self.epoch, self.next, self.lineage, self.base]
 
     @classmethod
     def from_json(cls, value) -> Position:
-        epoch, position = value
-        return cls(int(epoch), int(position))
+        """From `to_json`'s list (or the two-word [epoch, next] saved before lineages)."""
+        return cls(*(int(word) for word in value))
+
+    def missed_before(self, lineage: int, base: int) -> int:
+        """Records published after this position and before the first record of a later writer of
+        lineage `lineage` whose base is `base`; -1 when that cannot be known (another lineage)."""
+        if not self.lineage or lineage != self.lineage or base < self.base + self.next:
+            return -1
+        return base - (self.base + self.next)
 
 
 class Batch:
@@ -113,7 +124,7 @@ class RingSource:
     def __init__(self, prefix: str, ring: str, directory: str | None = None, rows: int = 1024):
         self.prefix, self.ring, self.directory = prefix, ring, directory
         self.reader: VenueReader | None = None
-        self.epoch = 0
+        self.epoch = self.lineage = self.base = 0
         self.acked: Position | None = None  # None: never attached and nothing saved
         self._cursor = np.zeros(2, np.int64)
         self._rows = np.zeros((rows, SLOT_WORDS), np.int64)
@@ -134,7 +145,9 @@ class RingSource:
 
     def position(self) -> Position | None:
         """The position after everything read so far (what a successful delivery acknowledges)."""
-        return Position(self.epoch, int(self._cursor[0])) if self.reader is not None else self.acked
+        if self.reader is None:
+            return self.acked
+        return Position(self.epoch, int(self._cursor[0]), self.lineage, self.base)
 
     def commit(self, position: Position | None) -> None:
         """`position` was acknowledged. One of an earlier writer (a batch still in flight when this
@@ -198,22 +211,27 @@ class RingSource:
         drained_old = self.reader is not None
         if self.reader is not None:
             self.reader.close()
+        header = reader.segment.header
         self.reader, self.epoch = reader, epoch
+        self.lineage, self.base = int(header[Header.LINEAGE_NS]), int(header[Header.LINEAGE_BASE])
         head = int(write_position(reader.ring_control))
         oldest = max(0, head - reader.segment.geometry.ring_slots)
         saved = self.acked
         if saved is not None and saved.epoch == epoch:
             self._cursor[0] = saved.next  # a lap since is reported by the ring read itself
+            self.acked = Position(epoch, saved.next, self.lineage, self.base)
             return
         self._cursor[0] = oldest
         if saved is not None:
-            # A new writer: if we read its predecessor to the end, what we missed is exactly what the
-            # new ring no longer holds; after a restart of this sink, the old writer's tail is unknown.
-            missed = oldest if drained_old else -1
+            # A later writer: what the writers in between published and this ring no longer holds,
+            # counted from the lineage; without one (a reboot, positions saved before lineages), only
+            # a predecessor read to its end tells the count.
+            before = saved.missed_before(self.lineage, self.base)
+            missed = before + oldest if before >= 0 else oldest if drained_old else -1
             if missed:
                 self._pending_gap = records.gap_record(self.ring, epoch, oldest, missed, "writer_restarted",
                                                        time.time_ns())
-        self.acked = Position(epoch, oldest)
+        self.acked = Position(epoch, oldest, self.lineage, self.base)
 
     def _add(self, batch: Batch, row: np.ndarray) -> None:
         reader = self.reader
