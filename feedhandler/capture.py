@@ -541,6 +541,8 @@ class RotatingCaptureWriter:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+            except OSError:  # not ours to delete (another owner, a read-only file system): left alone
+                continue
             total -= size
             deleted.append(path)
         return deleted

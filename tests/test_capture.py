@@ -215,3 +215,34 @@ def test_retention_deletes_the_oldest_files_of_the_venue_only(tmp_path):
         assert writer.prune() == [str(old)]  # the oldest, to get back under 15 kB (the current file counts)
     assert recent.exists() and other_venue.exists() and not_a_capture.exists()
     assert os.path.exists(writer.paths[0])
+
+
+def test_a_failed_write_drops_capturing_without_raising_and_a_new_file_follows(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=procs.recorder_past_a_file_size_limit, args=(str(tmp_path), 20_000, results))
+    child.start()
+    report = results.get(timeout=120)
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert report["errors"] == 1 and report["stopped_at"] > 10
+    assert not report["retried_early"] and report["resumed"]
+    first, second = report["paths"]
+    assert os.path.getsize(first) <= 20_000
+    kept = [int(f.payload[:8]) for f in CaptureReader(first).frames()]
+    assert kept == list(range(len(kept))) and 0 < len(kept) < report["stopped_at"]  # whole blocks, then the cut
+    assert [f.payload for f in CaptureReader(second).frames()] == [b"after"]
+
+
+def test_capture_keys_are_checked_when_the_config_loads():
+    from feedhandler.config import ConfigError, parse_config
+
+    def run(**keys):
+        return parse_config({"run": keys, "venues": {"kraken": {"symbols": ["BTC-USD"]}}})
+    defaults = run()
+    assert (defaults.capture_on_error, defaults.capture_max_bytes, defaults.capture_max_age_s) == ("drop", 0, 0.0)
+    chosen = run(capture_on_error="fail", capture_max_bytes=1 << 30, capture_max_age_s=86400)
+    assert (chosen.capture_on_error, chosen.capture_max_bytes, chosen.capture_max_age_s) == ("fail", 1 << 30, 86400.0)
+    for key, value in [("capture_on_error", "ignore"), ("capture_max_bytes", -1), ("capture_max_age_s", float("nan"))]:
+        with pytest.raises(ConfigError, match=f"run.{key}"):
+            run(**{key: value})
