@@ -118,7 +118,12 @@ class CaptureWriter:
         self.header = header
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         self.bytes_written = 0
-        self._write(FILE_MAGIC + struct.pack("<I", len(encoded)) + encoded + struct.pack("<I", zlib.crc32(encoded)))
+        try:
+            self._write(FILE_MAGIC + struct.pack("<I", len(encoded)) + encoded + struct.pack("<I", zlib.crc32(encoded)))
+        except OSError:  # a file without its header is no capture: it goes
+            self.abandon()
+            os.unlink(self.path)
+            raise
 
     def append(self, kind: FrameKind, conn: int, ts_ns: int, payload: bytes) -> None:
         if len(payload) > MAX_PAYLOAD:
