@@ -1,8 +1,8 @@
 """The run configuration (TOML): what `fh run` starts and how. Every key is checked when the file is
 loaded, and a bad one fails fast with a message naming it; defaults make a minimal file short.
 
-    [run]                       prefix, capture_dir, instrument_cache, log_level, log_format,
-                                shm_group, writer_uid
+    [run]                       prefix, capture_dir, capture_on_error, capture_max_bytes, capture_max_age_s,
+                                instrument_cache, log_level, log_format, shm_group, writer_uid
     [aggregator]                cpu, stale_ms, idle, symbols, quote_aliases
     [venues.<name>]             a venue of feedhandler.venues.VENUES (`fh plan` lists what they open):
                                 symbols, ws_url, rest_url, cpu, depth, book_depth, client, idle,
@@ -34,6 +34,7 @@ KAFKA_MODES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LOG_FORMATS = ("text", "json")
+CAPTURE_ON_ERROR = ("drop", "fail")
 # ClickHouse wants few large inserts (each makes a part per table and day): at most one a second
 SINK_DEFAULTS = {"clickhouse": {"batch_max": 262144, "linger_s": 1.0}}
 SINK_URLS = {  # what each sink's url must look like
@@ -110,6 +111,9 @@ class SinkConfig:
 class RunConfig:
     prefix: str = "fh"
     capture_dir: str = ""  # empty: no capture files
+    capture_on_error: str = "drop"  # a failed capture write: drop (keep the feed, retry a new file) | fail (exit)
+    capture_max_bytes: int = 0  # retention: a venue's capture files in capture_dir beyond this total (0: no limit)
+    capture_max_age_s: float = 0.0  # retention: capture files older than this (0: no limit)
     instrument_cache: str = ""  # empty: ~/.cache/fh/instruments
     log_level: str = "info"  # FH_LOG_LEVEL wins
     log_format: str = "text"  # text | json (one JSON object per line); FH_LOG_FORMAT wins
@@ -159,6 +163,13 @@ def _uid(where: str, key: str, value: Any) -> int | None:
     if uid < 0:
         raise ConfigError(f"{where}.{key}: a uid is >= 0, got {uid}")
     return uid
+
+
+def _not_negative(where: str, key: str, value: Any, kind: type) -> Any:
+    value = _typed(where, key, value, kind)
+    if not value >= 0:  # NaN too
+        raise ConfigError(f"{where}.{key}: must be >= 0 (0: no limit), got {value!r}")
+    return value
 
 
 def _cpu(where: str, value: Any) -> int | None:
@@ -274,7 +285,8 @@ def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
     """A RunConfig from parsed TOML; raises ConfigError naming the first bad key."""
     try:
         data = _section("config", data, {"run", "aggregator", "venues", "sinks"})
-        run = _section("run", data.get("run", {}), {"prefix", "capture_dir", "instrument_cache", "log_level",
+        run = _section("run", data.get("run", {}), {"prefix", "capture_dir", "capture_on_error", "capture_max_bytes",
+                                                     "capture_max_age_s", "instrument_cache", "log_level",
                                                      "log_format", "shm_group", "writer_uid"})
         venues_table = _section("venues", data.get("venues", {}), set(VENUES))
         if not venues_table:
@@ -282,6 +294,10 @@ def parse_config(data: dict, source: str = "<memory>") -> RunConfig:
         return RunConfig(
             prefix=_prefix(run.get("prefix", "fh")),
             capture_dir=_typed("run", "capture_dir", run.get("capture_dir", ""), str),
+            capture_on_error=_typed("run", "capture_on_error", run.get("capture_on_error", "drop"), str,
+                                    CAPTURE_ON_ERROR),
+            capture_max_bytes=_not_negative("run", "capture_max_bytes", run.get("capture_max_bytes", 0), int),
+            capture_max_age_s=_not_negative("run", "capture_max_age_s", run.get("capture_max_age_s", 0.0), float),
             instrument_cache=_typed("run", "instrument_cache", run.get("instrument_cache", ""), str),
             log_level=_typed("run", "log_level", run.get("log_level", "info"), str, LOG_LEVELS),
             log_format=_typed("run", "log_format", run.get("log_format", "text"), str, LOG_FORMATS),

@@ -168,6 +168,14 @@ class VenueFeed:
             self.sync[book, SY_CONN] = -1
         self.sync[self.sync[:, SY_NEXT_CONN] == conn, SY_NEXT_CONN] = -1
 
+    def on_capture(self, recording: bool, ts_recv: int) -> None:
+        """The worker's capture stopped after a failed write, or resumed to a new file: a venue STATUS
+        record, so that readers know the frames of that time are not recorded."""
+        if recording:
+            self._venue_status(Status.CAPTURE_RESUMED, Reason.NONE, ts_recv)
+        else:
+            self._venue_status(Status.CAPTURE_STOPPED, Reason.CAPTURE_ERROR, ts_recv)
+
     # ---------------------------------------------------------------- connections
 
     def assign(self, conn: int, symbols: tuple[str, ...]) -> None:

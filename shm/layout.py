@@ -174,6 +174,8 @@ class Status(IntEnum):
     DISCONNECT = 6
     VENUE_EXCLUDED = 7  # NBBO rings: SLOT_VENUE left the symbol's NBBO, SLOT_ID says why
     VENUE_RESTORED = 8
+    CAPTURE_STOPPED = 9  # the venue's capture file could not be written; the feed goes on without it
+    CAPTURE_RESUMED = 10  # capturing again, to a new file
 
 
 class Reason(IntEnum):
@@ -187,6 +189,7 @@ class Reason(IntEnum):
     DECODE_ERROR = 7
     SHUTDOWN = 8
     NO_QUOTE = 9  # valid but empty on a side
+    CAPTURE_ERROR = 10  # a capture write failed (disk full, file too large, I/O error)
 
 
 class Counter(IntEnum):
@@ -202,6 +205,7 @@ class Counter(IntEnum):
     CROSSED = 9
     ABSENT_DELETES = 10
     BOOK_OVERFLOW = 11
+    CAPTURE_ERRORS = 12  # venue row only: capture writes that failed
 
 
 N_COUNTERS = 16

@@ -104,3 +104,34 @@ def capture_forever(path):
     while True:
         writer.append(FrameKind.WS_RECV, 1, k, b'{"n":%d}' % k)
         k += 1
+
+
+def recorder_past_a_file_size_limit(directory, limit, results):
+    """A Recorder whose files may not grow past `limit` bytes (RLIMIT_FSIZE: writes past it fail
+    with EFBIG): append until a write fails, go on appending, then retry; report what it saw."""
+    import logging
+    import resource
+    import time
+
+    from feedhandler.capture import FrameKind, RotatingCaptureWriter
+    from workers.recorder import Recorder
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    recorder = Recorder(RotatingCaptureWriter(directory, "kraken", compress=False, block_bytes=1024), "drop",
+                        logging.getLogger("recorder"))
+    appended = 0
+    while recorder.recording:
+        recorder.append(FrameKind.WS_RECV, 1, appended, b"%08d" % appended + b"x" * 500)
+        appended += 1
+    stopped_at = appended
+    for _ in range(100):  # dropped without a word to the caller
+        recorder.append(FrameKind.WS_RECV, 1, appended, b"%08d" % appended)
+        appended += 1
+    recorder.tick(time.monotonic())  # too early for the retry
+    retried_early = recorder.recording
+    recorder.tick(time.monotonic() + 120)
+    resumed = recorder.recording
+    recorder.append(FrameKind.WS_RECV, 1, appended, b"after")
+    recorder.close()
+    results.put({"stopped_at": stopped_at, "errors": recorder.errors, "retried_early": retried_early,
+                 "resumed": resumed, "paths": recorder.writer.paths})

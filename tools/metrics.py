@@ -33,6 +33,7 @@ _COUNTER_HELP = {
     Counter.RESYNCS: "books invalidated and resynchronised", Counter.CHECKSUM_OK: "venue checksums verified",
     Counter.CHECKSUM_FAIL: "venue checksums that did not match", Counter.CROSSED: "crossed books refused",
     Counter.ABSENT_DELETES: "deletes of levels the book did not have", Counter.BOOK_OVERFLOW: "levels beyond capacity",
+    Counter.CAPTURE_ERRORS: "capture file writes that failed (capture_on_error drops or stops)",
 }
 
 

@@ -8,7 +8,11 @@ Per received message: `ts_recv` at the socket read, the frame appended to the ca
 one `feed.on_frame` call (decode, sequence check, apply, publish). Everything else runs on timers in
 the same event loop: the heartbeat in the segment header, the feed's requests (REST snapshots on a
 thread pool under the weight budget; resubscriptions paced by the venue's message rate), the
-liveness check and the rotation of connections that the venue closes after a lifetime.
+liveness check, the rotation of connections that the venue closes after a lifetime, and the
+capture's flush timer and retention. A capture write that fails never reaches decoding or liveness
+(workers.recorder): it is counted (`capture_errors`), reported as a venue STATUS record
+(CAPTURE_STOPPED, then CAPTURE_RESUMED) and, under `capture_on_error = "fail"`, stops the worker
+with exit status 3.
 
 Liveness: a venue that promises heartbeats (`limits.heartbeat_s`) is dead after `stale_after_s`
 without a message. A venue that does not (a book that does not change may send nothing for
@@ -39,12 +43,14 @@ from feedhandler.sync import SyncState
 from feedhandler.venues import VENUES
 from feedhandler.venues.base import ConnectionPlan, FetchSnapshot, Resubscribe
 from shm.latency import LatencyWriter
+from shm.layout import Counter
 from shm.reader import counter_totals
 from shm.segment import SegmentError, SegmentWriter
 
 from .lifecycle import Backoff, Pacer, Stop
 from .notify import Notifier
 from .process import apply_shm_access, new_loop, pin, set_title, setup_logging
+from .recorder import Recorder
 from .rest import RestClient, RestError
 from .wsclient import WsConnection, open_connection
 
@@ -54,6 +60,7 @@ HEALTHY_AFTER_S = 60.0  # a connection that lived this long starts its backoff o
 ROTATION_OVERLAP_MAX_S = 30.0  # the old connection closes by then, books lined up or not
 MAX_CONNECTION_IDS = 1 << 16  # capture frames carry a u16 connection id
 REST_WEIGHT_UNPUBLISHED = 600  # requests per minute for a venue that publishes no REST weight budget
+EXIT_CAPTURE_FAILED = 3  # capture_on_error = "fail" and a capture write failed
 
 
 class WorkerError(Exception):
@@ -87,7 +94,8 @@ class VenueWorker:
         self.log = log or logging.getLogger(f"fh.venue.{config.name}")
         self.rest = RestClient(self.venue.limits.rest_weight_per_minute or REST_WEIGHT_UNPUBLISHED)
         self.rng = random.Random()
-        self.capture: RotatingCaptureWriter | None = None
+        self.capture: Recorder | None = None
+        self._capture_recording = True  # as last reported in the segment
         self.writer: SegmentWriter | None = None
         self.latency: LatencyWriter | None = None
         self.feed: VenueFeed | None = None
@@ -112,7 +120,12 @@ class VenueWorker:
         cannot run."""
         run = self.run_config
         if run.capture_dir:
-            self.capture = RotatingCaptureWriter(run.capture_dir, self.name, config=asdict(self.config))
+            try:
+                files = RotatingCaptureWriter(run.capture_dir, self.name, max_total_bytes=run.capture_max_bytes,
+                                              max_age_s=run.capture_max_age_s, config=asdict(self.config))
+            except OSError as exc:
+                raise WorkerError(f"run.capture_dir: {exc}") from None
+            self.capture = Recorder(files, run.capture_on_error, self.log, on_fail=lambda: self._stop.set())
         instruments = await self._instruments()
         feed_class = self.venue.feed
         try:
@@ -130,6 +143,8 @@ class VenueWorker:
             self.feed.assign(connection.id, connection.plan.symbols)
         self.log.info("%s: %d books over %d connection(s), segment %s", self.name, len(instruments),
                       len(self.connections), self.writer.path)
+        if self.capture is not None:
+            self._capture_report()
 
     def _connection(self, plan: ConnectionPlan) -> Connection:
         """A connection under a connection id no live one uses."""
@@ -181,6 +196,8 @@ class VenueWorker:
     # ------------------------------------------------------------ run
     async def run(self, stop: Stop) -> None:
         self._stop = stop
+        if self.capture is not None and self.capture.failure:  # failed during start()
+            stop.set()
         tasks = [asyncio.create_task(self._keep(c)) for c in self.connections]
         tasks.append(asyncio.create_task(self._housekeeping()))
         if self.config.idle == "spin":
@@ -319,7 +336,7 @@ class VenueWorker:
         """The per-message path: capture, then decode into shared memory."""
         on_frame = self.feed.on_frame
         conn_id = connection.id
-        capture = self.capture.append if self.capture is not None else None
+        capture = self.capture.append if self.capture is not None else None  # never raises (Recorder)
         shutdown_notice = self.venue.protocol.is_shutdown_notice
         recv = FrameKind.WS_RECV
 
@@ -349,6 +366,9 @@ class VenueWorker:
             self.writer.heartbeat()
             self.notifier.watchdog()
             now = time.monotonic()
+            if self.capture is not None:
+                self.capture.tick(now)
+                self._capture_report()
             for connection in self.connections:
                 if connection.up:
                     self._check_alive(connection, now)
@@ -359,6 +379,14 @@ class VenueWorker:
                         asyncio.create_task(self._fetch_snapshot(request))
                 elif isinstance(request, Resubscribe):
                     asyncio.create_task(self._resubscribe(request))
+
+    def _capture_report(self) -> None:
+        """The capture's failures into the segment: the venue's `capture_errors` counter, and a
+        STATUS record each time capturing stops or resumes."""
+        self.writer.counters[-1, Counter.CAPTURE_ERRORS] = self.capture.errors
+        if self.capture.recording != self._capture_recording:
+            self._capture_recording = self.capture.recording
+            self.feed.on_capture(self._capture_recording, time.time_ns())
 
     def _check_alive(self, connection: Connection, now: float) -> None:
         """Heartbeat venues: no message for stale_after_s: reconnect. Others: nothing received for
@@ -407,7 +435,7 @@ class VenueWorker:
 
     def stats(self) -> dict:
         totals = counter_totals(self.writer.counters)
-        return {name: totals[name] for name in ("frames", "gaps", "resyncs", "decode_errors")} | {
+        return {name: totals[name] for name in ("frames", "gaps", "resyncs", "decode_errors", "capture_errors")} | {
                 "connects": sum(c.connects for c in self.connections),
                 "stale_reconnects": sum(c.stale_closes for c in self.connections),
                 "rotations": self.rotations,
@@ -439,6 +467,9 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
         await worker.run(stop.expire_after(duration_s))  # the duration counts from the connections
         worker.notifier.stopping()
         log.info("%s: stopped: %s", venue, worker.final_stats)
+        if worker.capture is not None and worker.capture.failure:
+            log.error("%s: exiting with status %d: %s", venue, EXIT_CAPTURE_FAILED, worker.capture.failure)
+            return EXIT_CAPTURE_FAILED
         return 0
 
     try:

@@ -149,6 +149,7 @@ def import_recordings(paths: list[str], output: str) -> dict:
     streams = [stream for *_, source_streams in sources for stream in source_streams]
     config = {exchange: cfg for exchange, cfg, *_ in sources}
     extra = {"imported_from": [str(p) for p in paths], "connections": {str(c): n for n, c in connections.items()}}
+    Path(output).unlink(missing_ok=True)  # the output named is replaced; captures are created exclusively
     with CaptureWriter(output, venue, config={"cryptofeed": config}, extra=extra) as writer:
         for ts, kind, name, payload in heapq.merge(*streams, key=lambda record: record[0]):
             writer.append(kind, connections[name], ts, payload)
