@@ -6,7 +6,7 @@ back. Symbols are the normalized symbols the venues carry (`BTC-USD` is not `BTC
 quote alias table merges quotes); each symbol's decimals are the finest of its venues', so every
 venue's prices rescale exactly. The hot path is one `aggregate` call per poll (feedhandler.nbbo).
 Idle strategies: `spin` (a core of its own), `backoff` (spins briefly, then sleeps up to 1 ms) and
-`block` (sleeps 1 ms between polls, least CPU).
+`block` (sleeps 1 ms between polls, least CPU). One aggregator per prefix: a second refuses to start.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
 
 from .notify import Notifier
 from .lifecycle import IdleWait, Stop
-from .process import pin, set_title, setup_logging
+from .process import InstanceLock, pin, set_title, setup_logging
 from .sink import start_in_thread
 
 ATTACH_WAIT_S = 180.0  # how long the first start waits for every venue before fixing decimals
@@ -247,6 +247,7 @@ class Aggregator:
 def main(config: RunConfig, duration_s: float | None = None) -> int:
     """Process entry point (`fh aggregator -c CONFIG`)."""
     log = setup_logging("fh.aggregator", config, process="aggregator")
+    lock = InstanceLock(config.prefix, "aggregator")  # before anything of the running one is touched
     affinity = pin(config.aggregator.cpu)
     set_title(f"fh: aggregator [{config.prefix}]")
     stop = Stop().on_signals()
@@ -269,5 +270,6 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
         for thread in sinks:
             thread.join(10)
         aggregator.close()
+        lock.close()
     log.info("stopped after %d polls, %d venue records", aggregator.polls, aggregator.consumed)
     return 0
