@@ -9,8 +9,8 @@ loaded, and a bad one fails fast with a message naming it; defaults make a minim
                                 stale_after_s, ring_slots, snapshot_limit, rotate_after_s
     [sinks.<kafka|redis|clickhouse>]
                                 url, in_aggregator, cpu, batch_max, linger_s, depth, snapshot_interval_s,
-                                state_dir, retry_max_s, prefix, mode (kafka), max_commands_per_s and
-                                trades_maxlen (redis)
+                                state_dir, retry_max_s, prefix, mode and transactional_id (kafka),
+                                max_commands_per_s and trades_maxlen (redis)
 """
 from __future__ import annotations
 
@@ -103,6 +103,7 @@ class SinkConfig:
     retry_max_s: float = 5.0  # cap of the reconnect backoff while the service is down
     prefix: str = "fh"  # topic prefix (kafka), key prefix (redis)
     mode: str = "at_least_once"  # kafka: at_least_once | exactly_once
+    transactional_id: str = ""  # kafka exactly_once: empty: <prefix>-sink-kafka-<host name>
     max_commands_per_s: int = 50_000  # redis: conflate to stay within this
     trades_maxlen: int = 100_000  # redis: the trades stream keeps about this many
 

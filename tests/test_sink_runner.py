@@ -125,10 +125,11 @@ class MisconfiguredSink(HeldSink):
         raise SinkConfigError("schema refused")
 
 
-def test_a_sink_that_cannot_start_leaves_no_latency_file(ring, tmp_path):
+def test_a_sink_that_cannot_start_leaves_no_latency_file_and_no_lock(ring, tmp_path):
     with pytest.raises(SinkConfigError, match="schema refused"):
         runner_of(ring, MisconfiguredSink(in_flight=1), tmp_path)
     assert not os.path.exists(latency_path(ring, "sink-held"))
+    runner_of(ring, HeldSink(in_flight=1), tmp_path).close()  # the same sink starts: its lock was released
 
 
 def nbbo_writer(prefix: str, bid_px: int, changes: int) -> SegmentWriter:

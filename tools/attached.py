@@ -12,14 +12,15 @@ from shm.latency import NAME_PREFIX as LATENCY_FILES
 from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
 from shm.segment import DEFAULT_DIR, SegmentError, segment_path
+from workers.process import LOCK_NAME as LOCK_FILES
 
 
 def venue_names(prefix: str) -> list[str]:
-    """The venue segments under `prefix` (not the NBBO's, nor the processes' latency files)."""
+    """The venue segments under `prefix` (not the NBBO's, nor the processes' latency and lock files)."""
     directory = os.environ.get("FH_SHM_DIR", DEFAULT_DIR)
     paths = glob.glob(os.path.join(directory, f"{glob.escape(prefix)}.*"))
     names = [os.path.basename(path)[len(prefix) + 1:] for path in paths]
-    return sorted(n for n in names if n != "nbbo" and not n.startswith(LATENCY_FILES))
+    return sorted(n for n in names if n != "nbbo" and not n.startswith((LATENCY_FILES, LOCK_FILES)))
 
 
 class Refusals:

@@ -323,12 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     from feedhandler.capture import CaptureError
     from shm.segment import SegmentError
     from .importers.cryptofeed import RecordingError
+    from workers.process import InstanceLockError
     from workers.sinks.runner import SinkConfigError
     from .replay import ReplayError
     try:
         result = args.run(args)
-    except (CaptureError, SegmentError, RecordingError, ReplayError, SinkConfigError, FileNotFoundError,
-            ValueError) as exc:
+    except (CaptureError, SegmentError, RecordingError, ReplayError, SinkConfigError, InstanceLockError,
+            FileNotFoundError, ValueError) as exc:
         print(f"fh: {exc}", file=sys.stderr)
         return 2
     if isinstance(result, int):

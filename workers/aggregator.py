@@ -8,7 +8,7 @@ segment's own heartbeat is written every HOUSEKEEPING_S whether anything changes
 quote alias table merges quotes); each symbol's decimals are the finest of its venues', so every
 venue's prices rescale exactly. The hot path is one `aggregate` call per poll (feedhandler.nbbo).
 Idle strategies: `spin` (a core of its own), `backoff` (spins briefly, then sleeps up to 1 ms) and
-`block` (sleeps 1 ms between polls, least CPU).
+`block` (sleeps 1 ms between polls, least CPU). One aggregator per prefix: a second refuses to start.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from shm.segment import InstrumentSpec, Segment, SegmentError, SegmentWriter
 
 from .notify import Notifier
 from .lifecycle import IdleWait, Stop
-from .process import apply_shm_access, pin, set_title, setup_logging
+from .process import InstanceLock, apply_shm_access, pin, set_title, setup_logging
 from .sink import start_in_thread
 
 ATTACH_WAIT_S = 180.0  # how long the first start waits for every venue before fixing decimals
@@ -261,6 +261,7 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
     """Process entry point (`fh aggregator -c CONFIG`)."""
     log = setup_logging("fh.aggregator", config, process="aggregator")
     apply_shm_access(config)
+    lock = InstanceLock(config.prefix, "aggregator")  # before anything of the running one is touched
     affinity = pin(config.aggregator.cpu)
     set_title(f"fh: aggregator [{config.prefix}]")
     stop = Stop().on_signals()
@@ -283,5 +284,6 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
         for thread in sinks:
             thread.join(10)
         aggregator.close()
+        lock.close()
     log.info("stopped after %d polls, %d venue records", aggregator.polls, aggregator.consumed)
     return 0

@@ -1,15 +1,24 @@
 """What every fh process does at start: pin itself, name itself, log, take the run's shared-memory
-access (its stop signal: lifecycle.Stop)."""
+access (its stop signal: lifecycle.Stop), hold the lock of its role so that no second instance runs
+beside it, and (a child of `fh run`) die with its supervisor."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import fcntl
 import json
 import logging
 import os
+import signal
 import sys
 import time
+from collections.abc import Callable
 
 from feedhandler.config import RunConfig
+from shm.segment import segment_path
+
+LOCK_NAME = "lock."  # lock files are `<shm dir>/<prefix>.lock.<role>`
+_PR_SET_PDEATHSIG = 1
 
 
 def pin(cpu: int | None) -> list[int]:
@@ -83,3 +92,61 @@ def new_loop() -> asyncio.AbstractEventLoop:
         return uvloop.new_event_loop()
     except ImportError:
         return asyncio.new_event_loop()
+
+
+class InstanceLockError(Exception):
+    """This process cannot take its role: another live process holds it, or the lock file is not ours."""
+
+
+class InstanceLock:
+    """An exclusive `flock` on `<shm dir>/<prefix>.lock.<role>`, held until close() or exit, so a
+    second sink, aggregator or supervisor of the same prefix refuses to start instead of running
+    beside the first (duplicate deliveries). The file holds the holder's pid for the refusal; the
+    kernel drops the lock when the holder dies, however it dies."""
+
+    def __init__(self, prefix: str, role: str, directory: str | None = None):
+        self.path = segment_path(prefix, LOCK_NAME + role, directory)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:  # e.g. ELOOP: a symlink planted in the shared directory
+            raise InstanceLockError(f"{self.path}: cannot open the lock of {role} ({exc.strerror})") from None
+        try:
+            owner = os.fstat(fd).st_uid
+            if owner != os.geteuid():
+                raise InstanceLockError(f"{self.path} belongs to uid {owner}, not to this user "
+                                        f"({os.geteuid()}); remove it or use another prefix")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").partition("\n")[0] or "unknown"
+                raise InstanceLockError(f"{role} of prefix {prefix!r} is already running (pid {holder}, "
+                                        f"lock {self.path}); stop it first") from None
+            pid = f"{os.getpid()}\n".encode()
+            os.pwrite(fd, pid, 0)
+            os.ftruncate(fd, len(pid))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def close(self) -> None:
+        """Release the lock (the file stays: removing it would let two processes lock two files)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def die_with_parent(signal_number: int = signal.SIGTERM) -> Callable[[], None]:
+    """A `Popen(preexec_fn=...)` making the child get `signal_number` when the calling process dies,
+    even by SIGKILL (prctl PR_SET_PDEATHSIG, kept across exec). A parent already gone before the
+    child armed it (the race prctl leaves) ends the child at once."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def arm() -> None:
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal_number), 0, 0, 0) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"prctl(PR_SET_PDEATHSIG): {os.strerror(code)}")
+        if os.getppid() != parent:
+            os._exit(1)
+    return arm

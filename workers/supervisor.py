@@ -1,7 +1,9 @@
 """`fh run -c CONFIG`: the supervisor. Starts a worker process per configured venue and the aggregator
 (each pins itself to its configured CPU), restarts a child that dies with capped exponential
 backoff, and on SIGTERM / SIGINT (or after `--duration`) stops them all: SIGTERM, then SIGKILL for a
-child still alive after the grace period. Under systemd each child is its own unit instead.
+child still alive after the grace period. A supervisor that dies without stopping them (SIGKILL, OOM)
+takes them along: each child gets SIGTERM from the kernel when it dies (PR_SET_PDEATHSIG). One
+supervisor per prefix: a second one refuses to start. Under systemd each child is its own unit instead.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from shm.reader import VenueReader
 from shm.segment import SegmentError
 
 from .lifecycle import Backoff, Stop
-from .process import apply_shm_access, set_title, setup_logging
+from .process import InstanceLock, apply_shm_access, die_with_parent, set_title, setup_logging
 
 RESTART_FIRST_S, RESTART_MAX_S, HEALTHY_AFTER_S = 0.5, 30.0, 60.0
 STOP_GRACE_S = 10.0
@@ -38,7 +40,7 @@ class Child:
     exits: list[int] = field(default_factory=list)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv)
+        self.process = subprocess.Popen(self.argv, preexec_fn=die_with_parent())
         self.started = time.monotonic()
 
 
@@ -114,6 +116,7 @@ def _ready(config: RunConfig) -> bool:
 def run(config_path: str, config: RunConfig, duration_s: float | None = None, show_every_s: float = 5.0) -> dict:
     log = setup_logging("fh.run", config, process="supervisor")
     apply_shm_access(config)
+    lock = InstanceLock(config.prefix, "run")
     set_title(f"fh: run {config_path}")
     stop = Stop().on_signals()
     kids = children(config_path, config)
@@ -153,6 +156,7 @@ def run(config_path: str, config: RunConfig, duration_s: float | None = None, sh
         if child.exits:
             log.info("%s restarted %d time(s), exit codes %s", child.name, len(child.exits), child.exits)
     stop_children(kids, log)
+    lock.close()
     return result
 
 

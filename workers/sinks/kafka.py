@@ -8,7 +8,13 @@ Guarantees:
   consumer may see a record twice: dedup by (ring, epoch, seq).
 - `exactly_once`: each batch is one transaction together with the sink's ring positions, written
   to the compacted topic `<prefix>.sink-positions`; a restarted sink resumes after the last committed
-  batch. Against Apache Kafka a `read_committed` consumer then sees every record once. Tansu (the
+  batch. A commit that failed with a retriable error (a timeout) is committed again, never aborted
+  and resent (commit is idempotent; the resent batch could be committed twice); an abortable error
+  aborts and resends; after a fatal one the outcome is unknown, so a new producer first looks the
+  transaction up in the positions topic (each positions message carries its transaction's token)
+  and resends only a batch that was not committed. The transactional id is per deployment (host,
+  topic prefix, sink; or `transactional_id`), so two hosts with the default prefix do not fence
+  each other. Against Apache Kafka a `read_committed` consumer then sees every record once. Tansu (the
   broker in our tests) accepts the transactions API but does not hide aborted messages, so there a
   batch aborted by a failure can show twice; the tests check position recovery and the absence of
   duplicates across clean restarts.
@@ -16,6 +22,8 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 
 import msgpack
@@ -41,6 +49,7 @@ PRODUCER = {  # measured with fh bench sinks; see the README
 # librdkafka logs every refused connection; the runner reports failures itself, so only errors pass
 _LIBRDKAFKA_LOG = logging.getLogger("fh.sink.kafka.librdkafka")
 _LIBRDKAFKA_LOG.setLevel(logging.ERROR)
+_LOG = logging.getLogger("fh.sink.kafka")
 _AUTH_ERRORS = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
                 KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.INVALID_REPLICATION_FACTOR,
                 KafkaError.INVALID_CONFIG, KafkaError.POLICY_VIOLATION}
@@ -71,7 +80,9 @@ class KafkaSink(Sink):
         self.in_flight = 1 if self.exactly_once else IN_FLIGHT
         self.topics = {kind: f"{config.prefix}.{suffix}" for kind, suffix in TOPIC_OF.items()}
         self.positions_topic = f"{config.prefix}.sink-positions"
-        self.transactional_id = f"{config.prefix}-sink-kafka"
+        self.transactional_id = config.transactional_id or f"{config.prefix}-sink-{config.name}-{socket.gethostname()}"
+        self._pending: tuple[bytes, int] | None = None  # (token, messages) of a transaction being committed
+        self._unknown: tuple[bytes, int] | None = None  # the same, of one whose commit may or may not have happened
         self._producer: Producer | None = None
         self._check_topics = False  # a new producer checks them anyway
         self._pack = msgpack.Packer().pack
@@ -124,35 +135,40 @@ class KafkaSink(Sink):
                 raise SinkDown(f"kafka: creating topic {topic}: {error.str()}") from None
 
     def load_positions(self) -> dict[str, Position] | None:
-        """The last committed positions, read back from the positions topic (to its end: Tansu's
-        high watermark cannot be trusted, so read until it stays quiet)."""
+        """The last committed positions, read back from the positions topic."""
         if not self.exactly_once:
             return None
+        latest, _ = self._last_committed()
+        return {ring: Position.from_json(value) for ring, value in (latest or {}).items()}
+
+    def _last_committed(self) -> tuple[dict | None, bytes | None]:
+        """This sink's last positions message and its transaction token, read to the end of the
+        topic (Tansu's high watermark cannot be trusted, so read until it stays quiet)."""
         consumer = Consumer({**self._common(), "group.id": f"{self.transactional_id}-positions",
                              "enable.auto.commit": False, "isolation.level": "read_committed",
                              "auto.offset.reset": "earliest"})
         try:
             consumer.assign([TopicPartition(self.positions_topic, 0, 0)])
-            latest: dict | None = None
+            latest, token = None, None
             while True:
                 messages = consumer.consume(10_000, timeout=1.5)
                 if not messages:
                     break
                 for message in messages:
                     if message.error() is None and message.key() == self.transactional_id.encode():
-                        latest = msgpack.unpackb(message.value())
+                        latest, token = msgpack.unpackb(message.value()), dict(message.headers() or ()).get("txn")
         finally:
             consumer.close()
-        return {ring: Position.from_json(value) for ring, value in (latest or {}).items()}
+        return latest, token
 
     def send(self, batch: Batch, positions: dict[str, Position]):
         if self._producer is None:
             self.open()
         elif self._check_topics:
             self._ensure_topics()
-        trades = self._trade_messages(batch.trades) if batch.trades is not None else []
         if self.exactly_once:
-            return self._transaction(trades, batch.records, positions)
+            return self._transaction(batch, positions)
+        trades = self._trade_messages(batch.trades) if batch.trades is not None else []
         delivery = _Delivery(len(trades) + len(batch.records))
         try:
             self._produce(trades, batch.records, delivery.report)
@@ -196,18 +212,36 @@ class KafkaSink(Sink):
             producer.poll(0)
         raise SinkDown(why) from None
 
-    def _transaction(self, trades: list[dict], records: list[dict], positions: dict[str, Position]) -> int:
-        producer = self._producer
+    def _transaction(self, batch: Batch, positions: dict[str, Position]) -> int:
+        """`batch` and `positions` in one transaction, or the commit of the one of this batch that
+        failed before; returns its messages once committed."""
+        if self._unknown is not None:  # a new producer by now: the old one's transaction is settled
+            (token, messages), self._unknown = self._unknown, None
+            committed = self._last_committed()[1] == token
+            _LOG.warning("kafka transaction %s of unknown outcome was %s", token.hex(),
+                         "committed: not sent again" if committed else "not committed: sending it again")
+            if committed:
+                self._check_topics = False
+                return messages
+        if self._pending is None:
+            trades = self._trade_messages(batch.trades) if batch.trades is not None else []
+            token = os.urandom(8)
+            try:
+                self._producer.begin_transaction()
+                self._produce(trades, batch.records)
+                self._producer.produce(self.positions_topic,
+                                       self._pack({r: p.to_json() for r, p in positions.items()}),
+                                       self.transactional_id.encode(), headers=[("txn", token)])
+            except KafkaException as exc:
+                self._abort(exc)
+            self._pending = (token, len(trades) + len(batch.records) + 1)
         try:
-            producer.begin_transaction()
-            self._produce(trades, records)
-            producer.produce(self.positions_topic, self._pack({r: p.to_json() for r, p in positions.items()}),
-                             self.transactional_id.encode())
-            producer.commit_transaction(TIMEOUT_S)
+            self._producer.commit_transaction(TIMEOUT_S)
         except KafkaException as exc:
-            self._recover(exc)
+            self._commit_failed(exc)
+        committed, self._pending = self._pending, None
         self._check_topics = False
-        return len(trades) + len(records) + 1
+        return committed[1]
 
     def _produce(self, trades: list[dict], records: list[dict], on_delivery=None) -> None:
         """Trades (produce_batch messages) first, then the other records one by one; a full
@@ -232,9 +266,11 @@ class KafkaSink(Sink):
                     producer.poll(0.05)
         producer.poll(0)
 
-    def _recover(self, exc: KafkaException) -> None:
+    def _abort(self, exc: KafkaException) -> None:
+        """A transaction that failed before its commit: abort it (or drop a producer that cannot), so
+        the batch is sent again in a new one."""
         error = exc.args[0]
-        if error.fatal() or not error.txn_requires_abort() and not error.retriable():
+        if error.fatal():
             self._producer = None  # a new producer (and transactional epoch) at the next delivery
         else:
             self._check_topics = True  # a restarted broker may have come back without our topics
@@ -243,6 +279,18 @@ class KafkaSink(Sink):
             except KafkaException:
                 self._producer = None
         raise SinkDown(f"kafka transaction: {error.str()}") from None
+
+    def _commit_failed(self, exc: KafkaException) -> None:
+        """A failed commit: retriable (a timeout), committed again at the next send; abortable,
+        aborted and sent again; anything else leaves the outcome unknown, looked up by a new producer."""
+        error = exc.args[0]
+        if error.retriable() and not error.txn_requires_abort() and not error.fatal():
+            raise SinkDown(f"kafka commit: {error.str()} (committing again)") from None
+        pending, self._pending = self._pending, None
+        if error.txn_requires_abort() and not error.fatal():
+            self._abort(exc)  # raises SinkDown: the batch goes again, in a new transaction
+        self._producer, self._unknown = None, pending
+        raise SinkDown(f"kafka commit: {error.str()} (outcome unknown: looked up before sending again)") from None
 
     def close(self) -> None:
         if self._producer is not None:

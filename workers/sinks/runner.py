@@ -4,7 +4,8 @@ the next batch is produced while the broker acknowledges the previous one); ackn
 taken in order. While the service is down the same batches are retried, in order, with capped
 jittered backoff (the rings are not read meanwhile: the workers never wait for a sink, and what fell
 out of a ring by the time reading resumes arrives as one explicit gap record). Memory is bounded by
-`batch_max` records times the batches in flight.
+`batch_max` records times the batches in flight. One runner per sink name and prefix, in any process:
+a second refuses to start (workers.process.InstanceLock), naming the pid of the first.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from shm.latency import LatencyWriter
 from shm.segment import shm_group
 
 from ..lifecycle import Backoff, IdleWait
+from ..process import InstanceLock
 from .source import Batch, Position, RingSource
 
 IDLE_SLEEP_S = 0.0005
@@ -110,6 +112,7 @@ class SinkRunner:
                          "batches": 0, "lag": 0, "commands": 0, "up": 0}
         self.last_error = ""
         self._latency_file: LatencyWriter | None = None
+        self._instance: InstanceLock | None = None
         self.latency = np.zeros(HIST_WORDS, np.int64)  # publish -> acknowledged, ns; in shm once started
         self._backoff = Backoff(0.1, self.config.retry_max_s)  # its count is the failures in a row
         self._idle = IdleWait(IDLE_SLEEP_S, IDLE_SLEEP_S)
@@ -123,8 +126,11 @@ class SinkRunner:
         self._draining = False
 
     def start(self) -> None:
-        """Open the sink and load the positions to resume from. SinkConfigError propagates, and
-        the sink's latency file, made for a run that does not happen, is removed."""
+        """Take the sink's instance lock (InstanceLockError: another runs), open the sink and load the
+        positions to resume from. SinkConfigError propagates, and the sink's latency file and lock,
+        taken for a run that does not happen, are released."""
+        if self._instance is None:
+            self._instance = InstanceLock(self.prefix, f"sink-{self.config.name}", self.directory)
         if self._latency_file is None:
             self._latency_file = LatencyWriter(self.prefix, f"sink-{self.config.name}", [("sink", self.config.name)],
                                                self.directory)
@@ -137,6 +143,8 @@ class SinkRunner:
         except SinkConfigError:
             self._latency_file.close(unlink=True)
             self._latency_file = None
+            self._instance.close()
+            self._instance = None
             raise
         saved = (self.sink.load_positions() if self._opened and self.sink.keeps_positions else None)
         if saved is None:
@@ -320,6 +328,9 @@ class SinkRunner:
             self.latency = np.array(self.latency)  # stats() may still read it
             self._latency_file.close()
             self._latency_file = None
+        if self._instance is not None:
+            self._instance.close()
+            self._instance = None
 
     def drain(self, timeout_s: float = 5.0) -> None:
         """At shutdown: deliver what the rings hold now, while the service takes it."""
