@@ -5,6 +5,7 @@ and report them. Run as root, other users' files are made with chown to uid 6553
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import threading
@@ -232,6 +233,7 @@ def test_the_fallback_numba_cache_is_a_directory_only_its_user_can_write(fallbac
 
 @root_only
 def test_a_fallback_numba_cache_prepared_by_another_user_is_not_used(fallback_cache, caplog):
+    caplog.set_level(logging.WARNING)  # whatever level an earlier in-process setup_logging left
     fallback_cache.mkdir(mode=0o777)
     os.chown(fallback_cache, NOBODY, -1)
     base = Path(jitcache.configure()).parent
@@ -265,6 +267,7 @@ def hostile(shm_prefix):
 
 
 def test_metrics_skip_a_hostile_segment_and_latency_file_and_report_them(shm_prefix, hostile, caplog):
+    caplog.set_level(logging.WARNING)
     text = Collector(shm_prefix).metrics()
     assert 'fh_venue_up{venue="kraken"} 1' in text
     assert f'fh_file_refused{{file="{shm_prefix}.binance"}} 1' in text

@@ -5,7 +5,8 @@ Each venue gets a WebSocket port (picows) and a REST port (plain HTTP/1.1), with
 message shapes. Markets are synthetic (`Market` per venue and symbol, all following one reference
 mid per BASE-QUOTE with a small drifting offset per venue, so the NBBO changes venue), or a capture
 replayed frame by frame. Faults are injected per venue, on a schedule or on demand through
-`GET <rest>/_sim/fault?kind=...` (see `FAULTS`).
+`GET <rest>/_sim/fault?kind=...` (see `FAULTS`); `/_sim/stats` counts those injected and, for the
+faults that wait for an occasion (a diff to drop, a REST request to refuse), those served.
 
 The synthetic venues are strict: they answer only the documented URL paths and message shapes
 (docs/exchange-protocols.md §1, §2.1, §3; docs/derivatives-protocols.md §4.1), refuse anything else
@@ -177,14 +178,20 @@ class Faults:
     slow_rest_count: int = 0
     rest_429: int = 0
     injected: dict[str, int] = field(default_factory=dict)
+    served: dict[str, int] = field(default_factory=dict)  # faults that took effect, by kind: a test's evidence
 
-    @staticmethod
-    def take(pending: dict[str, int], symbol: str) -> bool:
+    def take(self, kind: str, symbol: str) -> bool:
+        """Whether a pending `kind` fault (drop, duplicate, bad_checksum) of `symbol` or "*" applies now."""
+        pending = getattr(self, kind)
         for key in (symbol, "*"):
             if pending.get(key, 0) > 0:
                 pending[key] -= 1
+                self.count_served(kind)
                 return True
         return False
+
+    def count_served(self, kind: str) -> None:
+        self.served[kind] = self.served.get(kind, 0) + 1
 
 
 class StepFault:
@@ -198,8 +205,8 @@ class StepFault:
     def decide(self) -> tuple[bool, int]:
         """(drop, times to send); the same answer for every session of the step."""
         if self._decided is None:
-            self._decided = (Faults.take(self._faults.drop, self._symbol),
-                             2 if Faults.take(self._faults.duplicate, self._symbol) else 1)
+            self._decided = (self._faults.take("drop", self._symbol),
+                             2 if self._faults.take("duplicate", self._symbol) else 1)
         return self._decided
 
 
@@ -790,7 +797,7 @@ class KrakenSim(VenueSim):
                 drop, repeat = fault.decide()
                 if drop:
                     continue
-                if Faults.take(self.faults.bad_checksum, symbol):
+                if self.faults.take("bad_checksum", symbol):
                     head, _, crc = frame.rpartition(b'"checksum":')
                     frame = head + b'"checksum":' + str((int(crc.rstrip(b"}]")) + 1) % 2**32).encode() + b"}]}"
                 self.send(session, frame, repeat)
@@ -1163,13 +1170,15 @@ class Simulator:
         if path == "/_sim/stats":
             return 200, {}, json.dumps({"steps": venue.steps, "frames_sent": venue.frames_sent,
                                         "sessions": len(venue.sessions), "injected": venue.faults.injected,
-                                        **venue.tally.stats()}).encode()
+                                        "served": venue.faults.served, **venue.tally.stats()}).encode()
         faults = venue.faults
         if faults.rest_429 > 0:
             faults.rest_429 -= 1
+            faults.count_served("rest_429")
             return 429, {"Retry-After": "1"}, b'{"code":-1003,"msg":"Too many requests"}'
         if faults.slow_rest_count > 0:
             faults.slow_rest_count -= 1
+            faults.count_served("slow_rest")
             await asyncio.sleep(faults.slow_rest_s)
         return venue.rest(path, query)
 
