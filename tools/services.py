@@ -90,7 +90,8 @@ class Service:
 
 def _own_session_dying_with_parent() -> None:
     """In the child before exec: its own session (a terminal's signals are not its), and SIGKILL when
-    the process that started it dies, so a killed test run leaves no server behind."""
+    the process that started it dies, so a killed test run leaves no server behind. The kernel sends
+    it when the *thread* that started it ends: start services from a thread that outlives them."""
     os.setsid()
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
