@@ -34,13 +34,13 @@ def captures() -> Path:
 
 @pytest.fixture
 def service(tmp_path):
-    """start(name) -> a private real service (redis, kafka, clickhouse) on a free loopback port, stopped
-    afterwards. A missing server binary fails the test: `make test` installs them."""
+    """start(name, **options) -> a private real service (redis, kafka, clickhouse) on a free loopback
+    port, stopped afterwards. A missing server binary fails the test: `make test` installs them."""
     from tools import services
     started = []
 
-    def start(name: str):
-        started.append(services.start(name, tmp_path / "services"))
+    def start(name: str, **options):
+        started.append(services.start(name, tmp_path / "services", **options))
         return started[-1]
     yield start
     for running in started:

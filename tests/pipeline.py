@@ -102,11 +102,15 @@ class Pipeline:
                                     cwd=REPO, env=env, stdout=subprocess.PIPE,
                                     stderr=open(self.workdir / "sim.log", "w"))
         self.sim.stdout.readline()  # the URLs: it is listening
+        self.start_run(duration_s)
+
+    def start_run(self, duration_s: float | None = None) -> None:
+        """`fh run` against the simulator (again, after the last one died: its log is appended to)."""
         argv = FH + ["run", "-c", str(self.config_path), "--json"]
         if duration_s:
             argv += ["--duration", str(duration_s)]
-        self.run = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                    stderr=open(self.workdir / "run.log", "w"), text=True)
+        self.run = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                    stdout=subprocess.PIPE, stderr=open(self.workdir / "run.log", "a"), text=True)
 
     @contextmanager
     def serving(self) -> Iterator[Pipeline]:

@@ -90,7 +90,8 @@ class Service:
 
 def _own_session_dying_with_parent() -> None:
     """In the child before exec: its own session (a terminal's signals are not its), and SIGKILL when
-    the process that started it dies, so a killed test run leaves no server behind."""
+    the process that started it dies, so a killed test run leaves no server behind. The kernel sends
+    it when the *thread* that started it ends: start services from a thread that outlives them."""
     os.setsid()
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -103,12 +104,15 @@ def _need(binary: str, package: str) -> str:
     return path
 
 
-def redis(directory: Path) -> Service:
-    """Redis without persistence (the sink's state that matters lives in the keys it writes)."""
+def redis(directory: Path, durable: bool = False) -> Service:
+    """Redis without persistence (the sink's state that matters lives in the keys it writes), or
+    `durable`: every write in the append-only file before it is answered, so a killed server comes
+    back with everything it acknowledged."""
     port = free_port()
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
     return Service("redis", f"redis://127.0.0.1:{port}/0", port, directory, [
         _need("redis-server", "redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-        "--appendonly", "no", "--dir", str(directory), "--protected-mode", "no"])
+        *persistence, "--dir", str(directory), "--protected-mode", "no"])
 
 
 def tansu_binary() -> str:
@@ -175,8 +179,8 @@ def clickhouse(directory: Path) -> Service:
 FACTORIES = {"redis": redis, "kafka": kafka, "clickhouse": clickhouse}
 
 
-def start(name: str, root: Path) -> Service:
-    """Start the private `name` service with its files under root/name."""
+def start(name: str, root: Path, **options) -> Service:
+    """Start the private `name` service with its files under root/name (`options`: its factory's)."""
     directory = root / name
     directory.mkdir(parents=True, exist_ok=True)
-    return FACTORIES[name](directory).start()
+    return FACTORIES[name](directory, **options).start()

@@ -13,6 +13,8 @@ The synthetic venues are strict: they answer only the documented URL paths and m
 with the venue's error or close code, and enforce the documented limits (`BinanceLimits`,
 `CoinbaseLimits`: constructor arguments, set from `fh sim --limit`). Every refusal is counted by
 reason, and every connection the server closes by the rule that closed it (`GET <rest>/_sim/stats`).
+Binance numbers its book updates, so its simulator keeps the top of each book for its last update
+ids (`GET <rest>/_sim/book?symbol=S&update_id=N`): what a client's valid book must equal.
 Only those rules close connections: a quiet symbol never does.
 
 Per-IP limits count all of a venue's clients together: the simulator serves loopback, where every
@@ -39,7 +41,7 @@ from picows import (WSCloseCode, WSListener, WSMsgType, WSTransport, WSUpgradeRe
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from feedhandler.instruments import Instrument
-from feedhandler.sim_market import Market
+from feedhandler.sim_market import ASK, BID, Market
 from feedhandler.venues import VENUES
 from feedhandler.venues.binance import BinanceEncoder
 from feedhandler.venues.binance.protocol import SNAPSHOT_WEIGHTS
@@ -60,6 +62,7 @@ FAULTS = {  # kind: what it does (arguments from the query string)
     "slow_rest": "the next `count` REST responses wait `seconds`",
     "rest_429": "the next `count` REST requests get 429 Too Many Requests (Retry-After: 1)",
 }
+BOOK_HISTORY, BOOK_HISTORY_DEPTH = 4096, 10  # Binance: the top levels of each book at its last update ids
 MALFORMED = b'{"stream":"x@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"X","U":'
 
 
@@ -382,6 +385,10 @@ class VenueSim:
     def metadata(self) -> bytes:
         raise NotImplementedError
 
+    def book(self, symbol: str, update_id: int) -> dict | None:
+        """The top of a book at an update id, for venues that number their book updates; else None."""
+        return None
+
     # ------------------------------------------------------------ faults
     def inject(self, kind: str, symbol: str = "*", seconds: float = 2.0, rate: float = 0.0, count: int = 1) -> None:
         if kind not in FAULTS:
@@ -483,6 +490,7 @@ class BinanceSim(VenueSim):
         self.limits = limits
         self.connections = Window(limits.connections_per_window, limits.connections_window_s)
         self.encoders = {s: BinanceEncoder(s, i.px_dec, i.qty_dec) for s, i in self.instruments.items()}
+        self.history = {s: deque(maxlen=BOOK_HISTORY) for s in self.instruments}  # (update id, bids, asks)
         self.budget = WeightBudget(limits)
         self.pings = itertools.count(1)
 
@@ -611,7 +619,11 @@ class BinanceSim(VenueSim):
     # ------------------------------------------------------------ market data
     def publish(self, symbol, market, step, ts_ns, fault) -> None:
         forms: dict[tuple, bytes] = {}
-        for frame in self.encoders[symbol].frames(market, step, ts_ns):
+        encoder, history = self.encoders[symbol], self.history[symbol]
+        frames = encoder.frames(market, step, ts_ns)
+        if not history or history[-1][0] != encoder.update_id:
+            history.append((encoder.update_id, market.top(BID, BOOK_HISTORY_DEPTH), market.top(ASK, BOOK_HISTORY_DEPTH)))
+        for frame in frames:
             feed = "trade" if b'@trade"' in frame[:40] else "depth"
             for session in list(self.sessions):
                 for stream in session.listening(symbol, feed):
@@ -659,6 +671,16 @@ class BinanceSim(VenueSim):
             self.tally.rejected[refusal.reason] += 1
             status, body = refusal.status, compact_json({"code": refusal.code, "msg": refusal.message})
         return status, {**headers, "X-MBX-USED-WEIGHT-1M": str(self.budget.used)}, body
+
+    def book(self, symbol: str, update_id: int) -> dict | None:
+        """The top of `symbol`'s book as it was at `update_id` (mantissas, best first); None once that
+        update id is older than the history kept (or never was)."""
+        for at, bids, asks in reversed(self.history.get(symbol, ())):
+            if at == update_id:
+                return {"update_id": at, "bids": bids, "asks": asks}
+            if at < update_id:
+                return None
+        return None
 
     def endpoint(self, path: str, query: dict[str, str]) -> tuple[int, Callable[[], bytes]]:
         """(weight, answer) of a request, or a Refusal: 404 for an unknown path, 400 for a bad parameter."""
@@ -1167,6 +1189,13 @@ class Simulator:
             except ValueError as exc:
                 return 400, {}, json.dumps({"error": str(exc)}).encode()
             return 200, {}, json.dumps({"injected": venue.faults.injected}).encode()
+        if path == "/_sim/book":
+            try:
+                book = venue.book(query.get("symbol", ""), int(query.get("update_id", "")))
+            except ValueError:
+                return 400, {}, b'{"error":"update_id must be an integer"}'
+            return (200, {}, json.dumps(book).encode()) if book else \
+                (404, {}, json.dumps({"error": f"{venue.name}: no book kept at that update id"}).encode())
         if path == "/_sim/stats":
             return 200, {}, json.dumps({"steps": venue.steps, "frames_sent": venue.frames_sent,
                                         "sessions": len(venue.sessions), "injected": venue.faults.injected,
