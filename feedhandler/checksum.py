@@ -32,13 +32,21 @@ TEXT_AT = 2 * KRAKEN_CHECKSUM_DEPTH  # where kraken_checksum writes its text in 
 
 
 @njit(inline="always", nogil=True)
+def _word32(data, k):
+    """data[k:k + 4] as a little-endian uint32. Each byte is widened before its shift: a uint8 shifted
+    as a uint8 (numpy's rule, unlike numba's widening to int64) would lose its bits."""
+    return (np.uint32(data[k]) | (np.uint32(data[k + 1]) << 8) | (np.uint32(data[k + 2]) << 16)
+            | (np.uint32(data[k + 3]) << 24))
+
+
+@njit(inline="always", nogil=True)
 def crc32_update(crc, data, first, stop):
     """Continue a CRC32 (pre-inverted state) over data[first:stop] (one byte per element):
     slicing-by-8, so the serial dependency is one step per 8 bytes, not per byte."""
     k = first
     while k + 8 <= stop:
-        one = crc ^ np.uint32(data[k] | (data[k + 1] << 8) | (data[k + 2] << 16) | (data[k + 3] << 24))
-        two = np.uint32(data[k + 4] | (data[k + 5] << 8) | (data[k + 6] << 16) | (data[k + 7] << 24))
+        one = crc ^ _word32(data, k)
+        two = _word32(data, k + 4)
         crc = (CRC_TABLES[7, one & 0xFF] ^ CRC_TABLES[6, (one >> 8) & 0xFF] ^ CRC_TABLES[5, (one >> 16) & 0xFF]
                ^ CRC_TABLES[4, one >> 24] ^ CRC_TABLES[3, two & 0xFF] ^ CRC_TABLES[2, (two >> 8) & 0xFF]
                ^ CRC_TABLES[1, (two >> 16) & 0xFF] ^ CRC_TABLES[0, two >> 24])

@@ -82,9 +82,10 @@ def parse_int(buf, pos, end):
     value = 0
     i = pos
     while i < end and 48 <= buf[i] <= 57:
-        if value > (9223372036854775807 - (buf[i] - 48)) // 10:
+        d = np.int64(buf[i]) - 48  # widened first: uint8 arithmetic would wrap
+        if value > (9223372036854775807 - d) // 10:
             return 0, -1
-        value = value * 10 + (buf[i] - 48)
+        value = value * 10 + d
         i += 1
     if i == pos:
         return 0, -1
@@ -414,7 +415,7 @@ def parse_level_objects(buf, pos, end, px_dec, qty_dec, price_name, qty_name, si
 def _digits(buf, first, count):
     value = 0
     for k in range(first, first + count):
-        d = buf[k] - 48
+        d = np.int64(buf[k]) - 48
         if d < 0 or d > 9:
             return -1
         value = value * 10 + d
@@ -438,7 +439,7 @@ def parse_rfc3339_ns(buf, first, stop):
         scale = 100_000_000
         pos += 1
         while pos < stop - 1:
-            d = buf[pos] - 48
+            d = np.int64(buf[pos]) - 48
             if d < 0 or d > 9:
                 return -1
             nanos += d * scale

@@ -6,10 +6,13 @@ acquire/release compile to plain moves plus a compiler barrier; on ARM to ldar/s
 """
 from __future__ import annotations
 
+import operator
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+
+from .intrinsics import intrinsic_or
 
 
 def _element_pointer(context, builder, arr_type, arr_value, idx_type, idx_value):
@@ -22,7 +25,7 @@ def _is_int64_vector(arr) -> bool:
     return isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.int64
 
 
-@intrinsic
+@intrinsic_or(operator.getitem)  # arr[idx]: the interpreter does not reorder memory accesses
 def load_acquire(typingctx, arr, idx):
     """`arr[idx]` as an atomic acquire load (int64, 1-D array; no bounds check)."""
     if not (_is_int64_vector(arr) and isinstance(idx, types.Integer)):
@@ -35,7 +38,7 @@ def load_acquire(typingctx, arr, idx):
     return types.int64(arr, idx), codegen
 
 
-@intrinsic
+@intrinsic_or(operator.setitem)  # arr[idx] = value
 def store_release(typingctx, arr, idx, value):
     """`arr[idx] = value` as an atomic release store (int64, 1-D writable array; no bounds check)."""
     if not (_is_int64_vector(arr) and arr.mutable and isinstance(idx, types.Integer)
@@ -52,7 +55,7 @@ def store_release(typingctx, arr, idx, value):
 
 
 def _fence(ordering: str):
-    @intrinsic
+    @intrinsic_or(lambda: None)
     def fence(typingctx):
         def codegen(context, builder, signature, args):
             builder.fence(ordering)
@@ -71,7 +74,7 @@ fence_release.__doc__ = "Orders every earlier load and store before every later 
 __all__ = ["load_acquire", "store_release", "fence_acquire", "fence_release"]
 
 
-@intrinsic
+@intrinsic_or(lambda arr, idx: None)  # a hint only
 def prefetch_for_write(typingctx, arr, idx):
     """Hint that `arr[idx]`'s cache line is about to be written: issue its ownership request now,
     so the requests for several lines overlap instead of stalling one by one at store commit."""

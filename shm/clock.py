@@ -9,7 +9,8 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+
+from .intrinsics import intrinsic_or
 
 CLOCK_REALTIME = time.CLOCK_REALTIME
 CLOCK_MONOTONIC = time.CLOCK_MONOTONIC
@@ -18,7 +19,7 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 llvm.add_symbol("clock_gettime", ctypes.cast(_libc.clock_gettime, ctypes.c_void_p).value)
 
 
-@intrinsic
+@intrinsic_or(time.clock_gettime_ns)
 def _clock_ns(typingctx, clock_id):
     if not isinstance(clock_id, types.Integer):
         return None

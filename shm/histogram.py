@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numba.cpython.unsafe.numbers import leading_zeros
+from .intrinsics import leading_zeros
 
 SUB_BITS = 11
 HALF = 1 << (SUB_BITS - 1)  # 1024

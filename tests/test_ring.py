@@ -91,6 +91,7 @@ def test_a_numba_reader_in_another_process_sees_every_publish(shm_prefix):
     assert (read, bad, total) == (count, 0, count * (count - 1) // 2)
 
 
+@pytest.mark.jit
 def test_a_reader_spinning_on_the_slot_being_written_never_reports_a_false_lap():
     """Writer and reader pinned to two cores, one record every 2 us into a ring larger than the
     run: the reader races the writer on every slot. A lap reported here is a reader bug (this

@@ -1,6 +1,7 @@
 import multiprocessing
 
 import numpy as np
+import pytest
 
 import procs
 from feedhandler.book import BookStore
@@ -49,6 +50,7 @@ def test_a_reader_gives_up_on_a_writer_stuck_inside_a_publish(shm_prefix):
         assert not read_best(writer.books[0], np.zeros(5, np.int64), 1000)
 
 
+@pytest.mark.jit
 def test_readers_in_another_process_never_see_a_torn_book(shm_prefix):
     spawn = multiprocessing.get_context("spawn")
     ready, enough = spawn.Event(), spawn.Event()
