@@ -38,6 +38,7 @@ NOJIT_TESTS := tests/test_book.py tests/test_book_properties.py tests/test_check
 
 test: export COVERAGE_FILE := $(CURDIR)/.fh/coverage
 test: $(STAMP) services
+	@mkdir -p .fh
 	$(BIN)/python -m pytest --cov --cov-report=
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -m 'not jit' -W 'ignore:overflow encountered:RuntimeWarning' \
 		--cov --cov-append --cov-report= $(NOJIT_TESTS)
