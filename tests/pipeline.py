@@ -96,17 +96,22 @@ class Pipeline:
     def rest_port(self, venue: str) -> int:
         return self.base + 2 * PORT_ORDER.index(venue) + 1
 
-    def start(self, duration_s: float | None = None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    def start_sim(self) -> None:
+        """`fh sim` alone, listening when this returns."""
         self.sim = subprocess.Popen(FH + ["sim", "--port", str(self.base), "--rate", str(self.rate), *self.sim_args],
-                                    cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                    cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                                     stderr=open(self.workdir / "sim.log", "w"))
         self.sim.stdout.readline()  # the URLs: it is listening
+
+    def start(self, duration_s: float | None = None, sim: bool = True) -> None:
+        """`fh sim` (unless `sim` is False: started already) and `fh run`."""
+        if sim:
+            self.start_sim()
         argv = FH + ["run", "-c", str(self.config_path), "--json"]
         if duration_s:
             argv += ["--duration", str(duration_s)]
-        self.run = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                    stderr=open(self.workdir / "run.log", "w"), text=True)
+        self.run = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                    stdout=subprocess.PIPE, stderr=open(self.workdir / "run.log", "w"), text=True)
 
     @contextmanager
     def serving(self) -> Iterator[Pipeline]:
