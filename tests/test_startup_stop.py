@@ -78,7 +78,7 @@ def test_fh_run_stopped_while_its_children_start_stops_them_all_and_leaves_no_op
     pipeline.start(sim=False)
     supervisor = psutil.Process(pipeline.run.pid)
     ports = [pipeline.rest_port(venue) for venue in ("binance", "coinbase", "kraken")]
-    wait_for(lambda: all(any(asking_for_metadata(child.pid, port) for child in supervisor.children()) for port in ports),
+    wait_for(lambda: all(any(asking_for_metadata(c.pid, port) for c in supervisor.children()) for port in ports),
              STARTUP_S, "every worker asking for its instruments")
     children = supervisor.children()
     pipeline.run.send_signal(signal.SIGTERM)
