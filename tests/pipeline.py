@@ -129,7 +129,8 @@ class Pipeline:
 
     def fault(self, venue: str, kind: str, **arguments) -> dict:
         query = "&".join(f"{k}={v}" for k, v in {"kind": kind, **arguments}.items())
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port(venue)}/_sim/fault?{query}", timeout=5) as r:
+        url = f"http://127.0.0.1:{self.rest_port(venue)}/_sim/fault?{query}"
+        with urllib.request.urlopen(url, timeout=30) as r:  # a bursting simulator on a loaded box answers late
             return json.loads(r.read())
 
     def sim_stats(self, venue: str) -> dict:
