@@ -144,20 +144,21 @@ def gap_records(name: str, url: str, port: int) -> dict[tuple[str, int, int], in
 def test_what_fell_out_of_the_ring_during_an_outage_arrives_as_one_gap_record(name, pipeline_with_sink):
     pipeline, server, state = pipeline_with_sink(name, ring_slots=1024)
     server.kill()
-    at_kill = heads(pipeline.prefix)
-    for venue in at_kill:
+    wait_for(lambda: stats(state, name).get("retried", 0) > 0, 30, f"the {name} sink noticing")
+    stalled = heads(pipeline.prefix)  # the sink reads nothing more until its service is back
+    for venue in stalled:
         pipeline.fault(venue, "burst", rate=500, seconds=120)
-    wait_for(lambda: all(head - at_kill[ring][1] > 1024 for ring, (_, head) in heads(pipeline.prefix).items()),
+    wait_for(lambda: all(head - stalled[ring][1] > 1024 for ring, (_, head) in heads(pipeline.prefix).items()),
              60, "every venue ring lapping the stalled sink")
-    for venue in at_kill:  # back to the normal rate, so that the sink catches up
+    for venue in stalled:  # back to the normal rate, so that the sink catches up
         pipeline.fault(venue, "burst", rate=500, seconds=0)
     server.start()
-    wait_for(lambda: stats(state, name).get("up") == 1 and stats(state, name).get("gaps", 0) >= len(at_kill),
+    wait_for(lambda: stats(state, name).get("up") == 1 and stats(state, name).get("gaps", 0) >= len(stalled),
              60, "gap records after the outage")
-    references = [Reference(pipeline.prefix, ring, small=True) for ring in at_kill]
+    references = [Reference(pipeline.prefix, ring, small=True) for ring in stalled]
     wait_for(lambda: caught_up(state, name, references), 60, f"the {name} sink catching up")
     gaps = gap_records(name, server.url, server.port)
-    assert {ring for ring, _, _ in gaps} >= set(at_kill)
+    assert {ring for ring, _, _ in gaps} >= set(stalled)
     assert all(missed > 0 for missed in gaps.values()), gaps
     assert sum(gaps.values()) == stats(state, name)["dropped_with_gap"]
     # a lapped reader resumes at the writer's head (shm/ring.py): what the ring still held behind the
