@@ -104,7 +104,8 @@ class Aggregator:
 
     def start(self, wait_s: float = ATTACH_WAIT_S, stop: Stop | None = None) -> None:
         """Attach the venues (waiting up to `wait_s` for all of them), then create the NBBO segment
-        with each symbol at the finest decimals of its venues."""
+        with each symbol at the finest decimals of its venues; none (`writer` stays None) when `stop`
+        came during the wait."""
         deadline = time.monotonic() + wait_s
         while True:
             for k in range(len(self.venues)):
