@@ -96,12 +96,17 @@ class Pipeline:
     def rest_port(self, venue: str) -> int:
         return self.base + 2 * PORT_ORDER.index(venue) + 1
 
-    def start(self, duration_s: float | None = None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    def start_sim(self) -> None:
+        """`fh sim` alone, listening when this returns."""
         self.sim = subprocess.Popen(FH + ["sim", "--port", str(self.base), "--rate", str(self.rate), *self.sim_args],
-                                    cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                    cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                                     stderr=open(self.workdir / "sim.log", "w"))
         self.sim.stdout.readline()  # the URLs: it is listening
+
+    def start(self, duration_s: float | None = None, sim: bool = True) -> None:
+        """`fh sim` (unless `sim` is False: started already) and `fh run`."""
+        if sim:
+            self.start_sim()
         self.start_run(duration_s)
 
     def start_run(self, duration_s: float | None = None) -> None:
@@ -128,7 +133,8 @@ class Pipeline:
 
     def fault(self, venue: str, kind: str, **arguments) -> dict:
         query = "&".join(f"{k}={v}" for k, v in {"kind": kind, **arguments}.items())
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port(venue)}/_sim/fault?{query}", timeout=5) as r:
+        url = f"http://127.0.0.1:{self.rest_port(venue)}/_sim/fault?{query}"
+        with urllib.request.urlopen(url, timeout=30) as r:  # a bursting simulator on a loaded box answers late
             return json.loads(r.read())
 
     def sim_stats(self, venue: str) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def delivering_venue_records(state_dir: Path, name: str) -> bool:
     return all(positions.get(ring, (0, 0))[1] > 1 for ring in ("binance", "coinbase", "kraken"))
 
 
-def delivered_trades(name: str, url: str, port: int, expected: set) -> list[tuple[str, int, int]]:
+def delivered_trades(name: str, url: str, port: int, expected: set, final: bool = False) -> list[tuple[str, int, int]]:
+    """The trades in the service as (ring, epoch, seq); `final`: ClickHouse rows deduplicated by their
+    replacing key (what `SELECT ... FINAL` reads)."""
     if name == "redis":
         client = redis.Redis.from_url(url)
         return [(f[b"ring"].decode(), int(f[b"epoch"]), int(f[b"seq"]))
@@ -61,15 +64,17 @@ def delivered_trades(name: str, url: str, port: int, expected: set) -> list[tupl
         return keys(r for _, _, r in consume_all(url, ["fh.trades"], enough=lambda rs: expected <= set(keys(rs))))
     from clickhouse_driver import Client
     return [(v, int(e), int(s)) for v, e, s in Client("127.0.0.1", port=port).execute(
-        "SELECT venue, epoch, seq FROM default.trades")]
+        f"SELECT venue, epoch, seq FROM default.trades{' FINAL' if final else ''}")]
 
 
 @pytest.fixture
 def pipeline_with_sink(tmp_path, service):
-    def start(name: str, ring_slots: int = 1 << 16, rate: float = 20.0):
+    def start(name: str, ring_slots: int = 1 << 16, rate: float = 20.0, options: str = ""):
+        """`options`: TOML lines added to the sink's section."""
         server = service(name)
         state = tmp_path / "sinks"
-        extra = f'\n[sinks.{name}]\nurl = "{server.url}"\nstate_dir = "{state}"\nsnapshot_interval_s = 0\n'
+        extra = (f'\n[sinks.{name}]\nurl = "{server.url}"\nstate_dir = "{state}"\nsnapshot_interval_s = 0\n'
+                 f'{options}\n')
         pipeline = Pipeline(tmp_path, f"fhsf{os.getpid()}{name}", rate=rate, extra_config=extra,
                             ring_slots=ring_slots)
         started.append(pipeline)
@@ -118,26 +123,87 @@ def worker_latency(references: list[Reference], at_kill: dict) -> dict:
     return out
 
 
+def gap_records(name: str, url: str, port: int) -> dict[tuple[str, int, int], int]:
+    """The gap records the sink wrote to its service: (ring, epoch, seq) -> missed (a record sent
+    twice by an at-least-once retry counts once, as a consumer dedups it)."""
+    if name == "redis":
+        return {(f[b"ring"].decode(), int(f[b"epoch"]), int(f[b"seq"])): int(f[b"missed"])
+                for _, f in redis.Redis.from_url(url).xrange("fh:status") if f[b"type"] == b"gap"}
+    if name == "kafka":
+        return {(r["ring"], r["epoch"], r["seq"]): r["missed"]
+                for _, _, r in consume_all(url, ["fh.status"]) if r["type"] == "gap"}
+    from clickhouse_driver import Client
+    return {(ring, int(epoch), int(seq)): int(missed) for ring, epoch, seq, missed in Client("127.0.0.1", port=port)
+            .execute("SELECT ring, epoch, seq, missed FROM default.status FINAL WHERE kind = 'gap'")}
+
+
 @pytest.mark.slow
-@pytest.mark.redis
-def test_what_fell_out_of_the_ring_during_an_outage_arrives_as_one_gap_record(pipeline_with_sink):
-    pipeline, server, state = pipeline_with_sink("redis", ring_slots=1024)
+@pytest.mark.parametrize("name", [pytest.param("redis", marks=pytest.mark.redis),
+                                  pytest.param("kafka", marks=pytest.mark.kafka),
+                                  pytest.param("clickhouse", marks=pytest.mark.clickhouse)])
+def test_what_fell_out_of_the_ring_during_an_outage_arrives_as_one_gap_record(name, pipeline_with_sink):
+    pipeline, server, state = pipeline_with_sink(name, ring_slots=1024)
     server.kill()
-    at_kill = heads(pipeline.prefix)
-    for venue in at_kill:
-        pipeline.fault(venue, "burst", rate=500, seconds=30)
-    lapped = wait_for(lambda: {ring for ring, (_, head) in heads(pipeline.prefix).items()
-                               if head - at_kill[ring][1] > 1024}, 60, "a venue ring lapping the stalled sink")
+    wait_for(lambda: stats(state, name).get("retried", 0) > 0, 30, f"the {name} sink noticing")
+    stalled = heads(pipeline.prefix)  # the sink reads nothing more until its service is back
+    for venue in stalled:
+        pipeline.fault(venue, "burst", rate=500, seconds=120)
+    wait_for(lambda: all(head - stalled[ring][1] > 1024 for ring, (_, head) in heads(pipeline.prefix).items()),
+             60, "every venue ring lapping the stalled sink")
+    for venue in stalled:  # back to the normal rate, so that the sink catches up
+        pipeline.fault(venue, "burst", rate=500, seconds=0)
     server.start()
-    wait_for(lambda: stats(state, "redis").get("up") == 1 and stats(state, "redis").get("gaps", 0) >= len(lapped),
+    wait_for(lambda: stats(state, name).get("up") == 1 and stats(state, name).get("gaps", 0) >= len(stalled),
              60, "gap records after the outage")
-    client = redis.Redis.from_url(server.url)
-    gaps = [fields for _, fields in client.xrange("fh:status") if fields[b"type"] == b"gap"]
-    assert {g[b"ring"].decode() for g in gaps} >= lapped
-    assert all(int(g[b"missed"]) > 0 for g in gaps)
-    assert sum(int(g[b"missed"]) for g in gaps) == stats(state, "redis")["dropped_with_gap"]
-    before = stats(state, "redis")["acked"]  # and deliveries go on after it
-    wait_for(lambda: stats(state, "redis")["acked"] > before, 30, "deliveries after the gap")
+    references = [Reference(pipeline.prefix, ring, small=True) for ring in stalled]
+    wait_for(lambda: caught_up(state, name, references), 60, f"the {name} sink catching up")
+    gaps = gap_records(name, server.url, server.port)
+    assert {ring for ring, _, _ in gaps} >= set(stalled)
+    assert all(missed > 0 for missed in gaps.values()), gaps
+    assert sum(gaps.values()) == stats(state, name)["dropped_with_gap"]
+    # a lapped reader resumes at the writer's head (shm/ring.py): what the ring still held behind the
+    # head is not read but counted, so each trade of the rings is delivered or inside a gap's count
+    expected = {key for ref in references for key in ref.keys(TradeEvent)}
+    counted = {(ring, epoch, p) for (ring, epoch, seq), missed in gaps.items() for p in range(seq - missed, seq)}
+    delivered = set(delivered_trades(name, server.url, server.port, expected - counted))
+    assert expected - counted and expected - counted <= delivered, \
+        f"{len(expected - counted - delivered)} trades neither delivered nor counted in a gap"
+
+
+def sink_pid(pipeline: Pipeline, name: str) -> int:
+    """The pid of the sink process `fh run` started (0 while there is none)."""
+    for child in psutil.Process(pipeline.run.pid).children():
+        try:
+            if f"sink {name}" in " ".join(child.cmdline()):
+                return child.pid
+        except psutil.Error:  # gone, or a zombie not reaped yet
+            continue
+    return 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [pytest.param("redis", marks=pytest.mark.redis),
+                                  pytest.param("kafka", marks=pytest.mark.kafka),
+                                  pytest.param("clickhouse", marks=pytest.mark.clickhouse)])
+def test_a_sink_killed_by_sigkill_is_restarted_and_delivers_every_trade_once(name, pipeline_with_sink):
+    pipeline, server, state = pipeline_with_sink(name, options='mode = "exactly_once"' if name == "kafka" else "")
+    killed = sink_pid(pipeline, name)
+    os.kill(killed, signal.SIGKILL)
+    at_kill = heads(pipeline.prefix)
+    wait_for(lambda: sink_pid(pipeline, name) not in (0, killed), 60, f"fh run restarting the {name} sink")
+    wait_for(lambda: all(head > at_kill[ring][1] for ring, (_, head) in heads(pipeline.prefix).items()),
+             60, "records published after the kill")  # only the restarted sink can deliver those
+    references = [Reference(pipeline.prefix, ring) for ring in at_kill]
+    wait_for(lambda: caught_up(state, name, references), STARTUP_S, f"the restarted {name} sink catching up")
+    expected = {key for ref in references for key in ref.keys(TradeEvent)}
+    delivered = delivered_trades(name, server.url, server.port, expected, final=True)
+    assert expected and expected <= set(delivered), f"{len(expected - set(delivered))} trades lost"
+    assert stats(state, name)["dropped_with_gap"] == 0 and not gap_records(name, server.url, server.port)
+    duplicates = len(delivered) - len(set(delivered))
+    if name == "kafka":  # Tansu shows the messages of the transaction the kill left open (README)
+        print(f"kafka: {duplicates} trades of the killed sink's open transaction visible twice on Tansu")
+    else:
+        assert duplicates == 0, f"{duplicates} trades delivered twice"
 
 
 @pytest.mark.slow

@@ -104,7 +104,8 @@ class Aggregator:
 
     def start(self, wait_s: float = ATTACH_WAIT_S, stop: Stop | None = None) -> None:
         """Attach the venues (waiting up to `wait_s` for all of them), then create the NBBO segment
-        with each symbol at the finest decimals of its venues."""
+        with each symbol at the finest decimals of its venues; none (`writer` stays None) when `stop`
+        came during the wait."""
         deadline = time.monotonic() + wait_s
         while True:
             for k in range(len(self.venues)):
@@ -114,6 +115,8 @@ class Aggregator:
             if not missing or time.monotonic() >= deadline or (stop is not None and stop()):
                 break
             time.sleep(0.2)
+        if stop is not None and stop():
+            return  # stopped while waiting: no NBBO segment replaces the last run's for a run that does not happen
         if missing:
             self.log.warning("starting without %s (not up after %.0f s); they join when they come", missing, wait_s)
         for reader in filter(None, self.readers):
@@ -270,6 +273,9 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
     sinks = []
     try:
         aggregator.start(stop=stop)
+        if aggregator.writer is None:
+            log.info("stopped while starting")
+            return 0
         log.info("NBBO of %d symbols over %s on CPUs %s (%s idle)", len(aggregator.symbols), aggregator.venues,
                  affinity, config.aggregator.idle)
         sinks = [start_in_thread(config, name, sinks_stop) for name, sink in config.sinks.items() if sink.in_aggregator]

@@ -1,6 +1,8 @@
 """REST requests for a venue worker, off the event loop: the socket read loop never waits on HTTP.
 
-Requests run on a small thread pool (urllib; the GIL is released while waiting on the network).
+Requests run in daemon threads, `threads` at a time (urllib; the GIL is released while waiting on
+the network): a worker told to stop while a venue is slow to answer exits at once instead of joining
+the request's thread for up to its timeout, as a ThreadPoolExecutor's threads are at exit.
 A request-weight budget per minute is kept (Binance: 6000, a 5000-level snapshot weighs 250), the
 venue's own count (`X-MBX-USED-WEIGHT-1M`) is believed when it is higher, and 429 / 418 pause every
 request for the venue's `Retry-After` (at least 5 s / 60 s). A body is read up to `max_body` bytes:
@@ -9,10 +11,10 @@ a larger one is an error, never buffered.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 MAX_BODY = 64 << 20  # Coinbase's full-depth REST book is a few MB
@@ -37,7 +39,7 @@ class RestClient:
         self.weight_per_minute = weight_per_minute
         self.timeout_s = timeout_s
         self.max_body = max_body
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rest")
+        self._slots = asyncio.Semaphore(threads)
         self._window = (0, 0)  # (minute, weight used in it)
         self.paused_until = 0.0  # monotonic
         self.requests = 0
@@ -70,7 +72,8 @@ class RestClient:
         self._window = (int(time.time() // 60), self._used() + weight)
         self.requests += 1
         try:
-            response = await asyncio.get_running_loop().run_in_executor(self._pool, self._fetch, url)
+            async with self._slots:
+                response = await _in_daemon_thread(self._fetch, url)
         except (OSError, ValueError) as exc:
             raise RestError(f"GET {url}: {exc}") from None
         reported = response.headers.get("X-MBX-USED-WEIGHT-1M") or response.headers.get("x-mbx-used-weight-1m")
@@ -86,5 +89,29 @@ class RestClient:
             raise RestError(f"GET {url}: HTTP {response.status}: {response.body[:200]!r}")
         return response
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+
+async def _in_daemon_thread(fetch, url: str) -> RestResponse:
+    """`fetch(url)` in a daemon thread; cancelling the wait abandons the thread (it ends with its
+    request's timeout, or with the process)."""
+    loop = asyncio.get_running_loop()
+    outcome = loop.create_future()
+
+    def settle(result: RestResponse | None, error: Exception | None) -> None:
+        if outcome.done():  # cancelled
+            return
+        if error is None:
+            outcome.set_result(result)
+        else:
+            outcome.set_exception(error)
+
+    def run() -> None:
+        try:
+            result, error = fetch(url), None
+        except Exception as exc:
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: nobody waits for this answer any more
+            pass
+    threading.Thread(target=run, name="rest", daemon=True).start()
+    return await outcome

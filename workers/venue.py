@@ -222,7 +222,6 @@ class VenueWorker:
             self.writer.close()
         if self.latency is not None:
             self.latency.close()
-        self.rest.close()
 
     async def _spin(self) -> None:
         """Busy-poll: the loop always has a ready callback, so it polls sockets without sleeping."""
@@ -455,8 +454,17 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
     async def run() -> int:
         stop = Stop().on_signals()
         worker = VenueWorker(venue_config, config, log)
+        starting, stopping = asyncio.ensure_future(worker.start()), asyncio.ensure_future(stop.wait())
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():  # a stop does not wait for a slow venue to answer first
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            log.info("%s: stopped while starting", venue)
+            worker.close()
+            return 0
         try:
-            await worker.start()
+            starting.result()
         except WorkerError as exc:
             log.error("%s", exc)
             worker.close()

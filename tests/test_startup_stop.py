@@ -1,0 +1,91 @@
+"""SIGTERM while a process is still starting (here: waiting for the venues' instrument metadata, which
+the simulator answers slowly): it stops within the supervisor's grace period instead of finishing
+its start first, exits 0 (a requested stop), leaves no child behind and no segment OPEN."""
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+
+import psutil
+import pytest
+
+from shm.layout import State
+from shm.segment import Segment, SegmentError
+from tests.pipeline import FH, REPO, Pipeline, wait_for
+from workers.supervisor import STOP_GRACE_S
+
+STARTUP_S = 300  # a cold numba cache compiles for minutes
+SLOW_REST_S = 300  # the metadata answer comes long after every check here
+
+
+def asking_for_metadata(pid: int, port: int) -> bool:
+    """The process holds an open connection to the venue's REST port: its metadata request is pending."""
+    try:
+        return any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+                   for c in psutil.Process(pid).net_connections("tcp"))
+    except psutil.NoSuchProcess:
+        return False
+
+
+def segments(prefix: str) -> dict[str, State]:
+    """The segments of `prefix` and their states."""
+    found = {}
+    for path in glob.glob(f"/dev/shm/{prefix}.*"):
+        name = path.rsplit("/", 1)[1][len(prefix) + 1:]
+        try:
+            with Segment(prefix, name) as segment:
+                found[name] = segment.state
+        except SegmentError:
+            continue  # a lock or latency file
+    return found
+
+
+@pytest.fixture
+def slow_venues(tmp_path):
+    """The simulator with every venue's next REST answers held for SLOW_REST_S."""
+    pipeline = Pipeline(tmp_path, f"fhss{os.getpid()}")
+    pipeline.start_sim()
+    for venue in ("binance", "coinbase", "kraken"):
+        pipeline.fault(venue, "slow_rest", seconds=SLOW_REST_S, count=10)
+    yield pipeline
+    pipeline.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_while_starting_exits_at_once_and_cleanly(slow_venues):
+    pipeline = slow_venues
+    log = pipeline.workdir / "worker.log"
+    worker = subprocess.Popen(FH + ["worker", "binance", "-c", str(pipeline.config_path)], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=open(log, "w"))
+    try:
+        wait_for(lambda: asking_for_metadata(worker.pid, pipeline.rest_port("binance")), STARTUP_S,
+                 "the worker asking for its instruments")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(STOP_GRACE_S) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert "stopped while starting" in log.read_text()
+    assert State.OPEN not in segments(pipeline.prefix).values()
+
+
+@pytest.mark.slow
+def test_fh_run_stopped_while_its_children_start_stops_them_all_and_leaves_no_open_segment(slow_venues):
+    pipeline = slow_venues
+    pipeline.start(sim=False)
+    supervisor = psutil.Process(pipeline.run.pid)
+    ports = [pipeline.rest_port(venue) for venue in ("binance", "coinbase", "kraken")]
+    wait_for(lambda: all(any(asking_for_metadata(c.pid, port) for c in supervisor.children()) for port in ports),
+             STARTUP_S, "every worker asking for its instruments")
+    children = supervisor.children()
+    pipeline.run.send_signal(signal.SIGTERM)
+    assert pipeline.run.wait(2 * STOP_GRACE_S) == 0
+    log = (pipeline.workdir / "run.log").read_text()
+    assert "did not stop" not in log, log  # none needed the SIGKILL after the grace period
+    assert not [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    # no venue got its instruments, so no segment was made: not even an NBBO one over no venues
+    assert not segments(pipeline.prefix), segments(pipeline.prefix)
+    assert log.count("stopped while starting") == 4, log  # each venue worker and the aggregator
