@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 MAGIC = int.from_bytes(b"FHSHMSEG", "little")
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: writer lineage and a monotonic heartbeat in the header
 ALIGN = 64
 WORD = 8
 
@@ -50,6 +50,7 @@ class Header(IntEnum):
     LINEAGE_NS = 21  # START_NS of the lineage's first writer
     LINEAGE_BASE = 22  # records the lineage's earlier writers published, all together
     PREV_START_NS = 23  # START_NS of the writer this one replaced (0: none)
+    HEARTBEAT_MONO_NS = 24  # the heartbeat on CLOCK_MONOTONIC (system-wide): ages on one host, immune to clock steps
 
 
 class State(IntEnum):

@@ -226,14 +226,17 @@ class SegmentWriter(_Regions):
         self.header[Header.WRITER_PID] = os.getpid()
         self.header[Header.START_NS] = now
         self.header[Header.HEARTBEAT_NS] = now
+        self.header[Header.HEARTBEAT_MONO_NS] = time.monotonic_ns()
         self.header[Header.LINEAGE_NS] = lineage.start_ns if lineage else now
         self.header[Header.LINEAGE_BASE] = lineage.base if lineage else 0
         self.header[Header.PREV_START_NS] = lineage.previous_ns if lineage else 0
         self.header[Header.STATE] = State.OPEN  # last: readers reject a segment until it is open
 
-    def heartbeat(self, now_ns: int | None = None) -> None:
-        """Prove liveness to readers; call it at least every second (readers' default staleness is 5 s)."""
+    def heartbeat(self, now_ns: int | None = None, monotonic_ns: int | None = None) -> None:
+        """Prove liveness to readers; call it at least every second (readers' default staleness is 5 s).
+        Readers age it on CLOCK_MONOTONIC; `now_ns` (CLOCK_REALTIME) is the stamp records compare with."""
         self.header[Header.HEARTBEAT_NS] = time.time_ns() if now_ns is None else now_ns
+        self.header[Header.HEARTBEAT_MONO_NS] = time.monotonic_ns() if monotonic_ns is None else monotonic_ns
 
     def close(self, unlink: bool = False) -> None:
         """Mark the segment closed (readers keep the last books) and release it."""
@@ -369,9 +372,10 @@ class Segment(_Regions):
     def writer_pid(self) -> int:
         return int(self.header[Header.WRITER_PID])
 
-    def heartbeat_age_s(self, now_ns: int | None = None) -> float:
-        now = time.time_ns() if now_ns is None else now_ns
-        return (now - int(self.header[Header.HEARTBEAT_NS])) / 1e9
+    def heartbeat_age_s(self) -> float:
+        """Since the writer's last heartbeat, on CLOCK_MONOTONIC: a step of the wall clock neither makes
+        a live writer look stale nor a hung one fresh."""
+        return (time.monotonic_ns() - int(self.header[Header.HEARTBEAT_MONO_NS])) / 1e9
 
     def writer_alive(self, stale_after_s: float = 5.0) -> bool:
         """Open, its writer process still running (its lock is held), and its heartbeat recent."""

@@ -1,6 +1,7 @@
 import multiprocessing
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -129,10 +130,19 @@ def test_a_dead_writers_segment_is_detected_and_replaced(shm_prefix):
 
 def test_a_stale_heartbeat_means_the_writer_is_not_alive(shm_prefix):
     with make_writer(shm_prefix) as writer, Segment(shm_prefix, "binance") as segment:
-        writer.heartbeat(now_ns=1)
+        writer.heartbeat(monotonic_ns=time.monotonic_ns() - 6 * 10**9)
         assert not segment.writer_alive(stale_after_s=5)
         writer.heartbeat()
         assert segment.writer_alive(stale_after_s=5)
+
+
+def test_a_wall_clock_step_neither_ages_a_live_writer_nor_freshens_a_hung_one(shm_prefix):
+    hour = 3600 * 10**9
+    with make_writer(shm_prefix) as writer, Segment(shm_prefix, "binance") as segment:
+        writer.heartbeat(now_ns=time.time_ns() - hour)  # the wall clock stepped forward an hour
+        assert segment.writer_alive(stale_after_s=5) and segment.heartbeat_age_s() < 5
+        writer.heartbeat(now_ns=time.time_ns() + hour, monotonic_ns=time.monotonic_ns() - 6 * 10**9)
+        assert not segment.writer_alive(stale_after_s=5)  # a step back does not make a silent writer fresh
 
 
 def test_a_reader_process_exiting_does_not_remove_the_segment(shm_prefix):
