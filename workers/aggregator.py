@@ -2,8 +2,8 @@
 
 Venue segments are attached read-only as they appear, followed when a worker restarts (REPLACED),
 and a venue whose heartbeat stops (or whose segment closes) is excluded from every NBBO until it is
-back. "Stops" is measured on this process's CLOCK_MONOTONIC (how long the heartbeat word has not
-moved), so a wall-clock step cannot keep a silent venue in the NBBO nor drop a live one. The NBBO
+back. "Stops" is measured on CLOCK_MONOTONIC (the segment's monotonic heartbeat), so a wall-clock
+step cannot keep a silent venue in the NBBO nor drop a live one. The NBBO
 segment's own heartbeat is written every HOUSEKEEPING_S whether anything changes or not. Symbols are the normalized symbols the venues carry (`BTC-USD` is not `BTC-USDT`; an optional
 quote alias table merges quotes); each symbol's decimals are the finest of its venues', so every
 venue's prices rescale exactly. The hot path is one `aggregate` call per poll (feedhandler.nbbo).
@@ -13,7 +13,6 @@ Idle strategies: `spin` (a core of its own), `backoff` (spins briefly, then slee
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import numpy as np
@@ -21,9 +20,9 @@ import numpy as np
 from feedhandler.config import RunConfig
 from feedhandler.nbbo import AGGREGATOR_HOPS, V_REASON, V_UP, aggregate, new_state, resync_venue, sweep
 from shm.latency import LatencyWriter
-from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Header, Reason, State
+from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Reason, State
 from shm.reader import VenueReader
-from shm.segment import InstrumentSpec, Segment, SegmentError, SegmentWriter
+from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
 
 from .notify import Notifier
 from .lifecycle import IdleWait, Stop
@@ -78,7 +77,6 @@ class Aggregator:
         self._rings = [_NO_RING] * n_venues
         self._controls = [_NO_CONTROL] * n_venues
         self._books = [_NO_BOOKS] * n_venues
-        self._beats = [(0, 0.0)] * n_venues  # per venue: its heartbeat word, and when (monotonic) it last moved
         self.px_dec: dict[str, int] = {}
         self.qty_dec: dict[str, int] = {}
         self.polls = 0
@@ -164,7 +162,6 @@ class Aggregator:
         if len(self.scratch) < segment.geometry.block_words:
             self.scratch = np.zeros(segment.geometry.block_words, np.int64)
         self.cursors[k] = (reader.events().position, 0)
-        self._beats[k] = (int(segment.header[Header.HEARTBEAT_NS]), time.monotonic())  # fresh: _try_attach saw it
         self.venue_state[k] = (1, int(Reason.NONE))
         now = time.time_ns()
         resync_venue(k, segment.books, self.route, self.scales, self.scratch, self.quotes, self.last,
@@ -188,7 +185,7 @@ class Aggregator:
             if reader.replaced:
                 self._venue_down(k, Reason.DISCONNECTED)
                 self._detach(k)
-            elif not self._venue_alive(k, segment):
+            elif not segment.writer_alive(VENUE_STALE_S):
                 reason = Reason.SHUTDOWN if segment.state == State.CLOSED else Reason.DISCONNECTED
                 self._venue_down(k, reason)
                 if segment.state == State.CLOSED:
@@ -196,14 +193,6 @@ class Aggregator:
             elif self.venue_state[k, V_UP] == 0:
                 self.venue_state[k] = (1, int(Reason.NONE))
                 self._resweep()
-
-    def _venue_alive(self, k: int, segment: Segment) -> bool:
-        """Open, its writer's lock held, and its heartbeat word moved within VENUE_STALE_S of monotonic
-        time (housekeeping looks every HOUSEKEEPING_S, so a move is seen that late at most)."""
-        beat, now = int(segment.header[Header.HEARTBEAT_NS]), time.monotonic()
-        if beat != self._beats[k][0]:
-            self._beats[k] = (beat, now)
-        return now - self._beats[k][1] <= VENUE_STALE_S and segment.writer_alive(math.inf)  # lock and state only
 
     def _venue_down(self, k: int, reason: Reason) -> None:
         if self.venue_state[k, V_UP]:
