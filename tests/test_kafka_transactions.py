@@ -53,36 +53,37 @@ def delivered_once(broker_url: str, ref) -> None:
     assert set(keys) == ref.one_for_one()
 
 
-@pytest.mark.kafka
-def test_kafka_exactly_once_commits_a_timed_out_commit_again_and_never_resends_its_batch(coinbase, service,
-                                                                                          tmp_path, monkeypatch):
+def exactly_once_with(error: KafkaError, commit_first: bool, coinbase, service, tmp_path, monkeypatch):
+    """An exactly-once Kafka sink whose FAILING_COMMIT-th commit fails with `error` (see faulty_producer),
+    run until it delivered the recording; then every record is in Kafka once. Returns the producer
+    class (its counts) and the runner."""
     prefix, venue, ref = coinbase
     broker = service("kafka")
-    timeout = KafkaError(KafkaError._TIMED_OUT, "commit timed out (injected)", retriable=True)
-    producer = faulty_producer(timeout, commit_first=False)
+    producer = faulty_producer(error, commit_first)
     monkeypatch.setattr(kafka, "Producer", producer)
     run = run_config(prefix, [venue], {"kafka": sink_settings(tmp_path, url=broker.url, batch_max=300,
                                                               mode="exactly_once")})
     runner = run_sink_until(run, "kafka", at_heads(ref))
+    delivered_once(broker.url, ref)
+    return producer, runner
+
+
+@pytest.mark.kafka
+def test_kafka_exactly_once_commits_a_timed_out_commit_again_and_never_resends_its_batch(coinbase, service,
+                                                                                          tmp_path, monkeypatch):
+    timeout = KafkaError(KafkaError._TIMED_OUT, "commit timed out (injected)", retriable=True)
+    producer, runner = exactly_once_with(timeout, False, coinbase, service, tmp_path, monkeypatch)
     assert producer.commits > FAILING_COMMIT and runner.counters["retried"] == 1  # the timeout happened
     assert producer.aborts == 0 and producer.made == 1
-    delivered_once(broker.url, ref)
 
 
 @pytest.mark.kafka
 def test_kafka_exactly_once_looks_up_a_commit_of_unknown_outcome_before_resending(coinbase, service,
                                                                                   tmp_path, monkeypatch):
-    prefix, venue, ref = coinbase
-    broker = service("kafka")
     fatal = KafkaError(KafkaError._FENCED, "producer fenced after the commit (injected)", fatal=True)
-    producer = faulty_producer(fatal, commit_first=True)
-    monkeypatch.setattr(kafka, "Producer", producer)
-    run = run_config(prefix, [venue], {"kafka": sink_settings(tmp_path, url=broker.url, batch_max=300,
-                                                              mode="exactly_once")})
-    runner = run_sink_until(run, "kafka", at_heads(ref))
+    producer, runner = exactly_once_with(fatal, True, coinbase, service, tmp_path, monkeypatch)
     assert producer.commits > FAILING_COMMIT and runner.counters["retried"] == 1
     assert producer.made == 2  # the fatal error cost the producer
-    delivered_once(broker.url, ref)
 
 
 @pytest.mark.kafka
