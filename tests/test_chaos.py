@@ -432,7 +432,12 @@ def account(name: str, held: Held, rings: dict[str, RingTrades], heads: dict[str
             problems.append(f"{name}: {len(lost)} trades of {ring} neither delivered nor in a gap, e.g. lineage "
                             f"positions {sorted(lost)[:5]}")
         if both:
-            problems.append(f"{name}: {len(both)} trades of {ring} delivered and also counted missed by a gap")
+            overlapping = sorted({(e, s, m, why) for r, e, s, m, why in set(held.gaps) if r == ring and why != "book_unreadable"
+                                  and any(rings[ring].bases.get(e, 0) + s - m <= t < rings[ring].bases.get(e, 0) + s
+                                          for t in both)})
+            problems.append(f"{name}: {len(both)} trades of {ring} delivered and also counted missed by a gap, e.g. "
+                            f"lineage positions {sorted(both)[:5]}; the gaps (epoch, seq, missed, reason): {overlapping}; "
+                            f"writers (epoch: base): {rings[ring].bases}")
         if phantom:
             problems.append(f"{name}: {len(phantom)} trades of {ring} delivered that no writer published")
     return problems, figures

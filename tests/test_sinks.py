@@ -16,8 +16,8 @@ from workers.sinks import kafka
 from workers.sinks.clickhouse import _Native, native_target
 from workers.sinks.records import SCHEMA_VERSION
 from workers.sinks.redis import PACE_BURST_S, RedisSink
-from workers.sinks.runner import SinkConfigError
-from workers.sinks.source import Batch, RingSource
+from workers.sinks.runner import SinkConfigError, SinkDown
+from workers.sinks.source import Batch, Position, RingSource
 
 
 @pytest.fixture
@@ -209,20 +209,59 @@ def test_clickhouse_chdb_views_derive_top_of_book_and_one_minute_bars(chdb):
     print(f"1-day aggregate of one symbol: {(time.perf_counter() - started) * 1e3:.1f} ms")
 
 
+def half_of(prefix: str, venue: str, ref, start: int = 0) -> Batch:
+    """A batch of the ring's records from `start` up to half its head."""
+    source = RingSource(prefix, venue)
+    source.resume_from(Position(ref.epoch, start))
+    batch = Batch(depth=1, nbbo=None)
+    source.read(batch, ref.head // 2 - start)
+    batch.close()
+    source.close()
+    return batch
+
+
 @pytest.mark.clickhouse
 def test_clickhouse_retry_of_the_same_batch_inserts_nothing_twice(coinbase, chdb):
     prefix, venue, ref = coinbase
     sink = chdb[0]
     rows = int(sink.query("SELECT count() FROM {db}.trades")[0][0])
-    source = RingSource(prefix, venue)
-    batch = Batch(depth=1, nbbo=None)
-    source.read(batch, ref.head // 2)  # half the ring: not a batch the sink inserted before
-    batch.close()
-    source.close()
+    batch = half_of(prefix, venue, ref)  # not a batch the sink inserted before
     for _ in range(2):
         assert sink.acknowledged(sink.send(batch, {}), wait=True)
     in_half = sum(1 for event in ref.trades() if event.position < ref.head // 2)
     assert int(sink.query("SELECT count() FROM {db}.trades")[0][0]) == rows + in_half
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_inserts_no_batch_queued_behind_one_that_failed(coinbase, chdb, monkeypatch):
+    prefix, venue, ref = coinbase
+    sink = chdb[0]
+    rows = int(sink.query("SELECT count() FROM {db}.trades")[0][0])
+    insert = sink.store.insert
+    failures = iter([OSError("connection reset")])
+
+    def failing_once(*args):
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        insert(*args)
+    monkeypatch.setattr(sink.store, "insert", failing_once)
+    first, second = half_of(prefix, venue, ref), half_of(prefix, venue, ref, start=ref.head // 4)
+    tickets = [sink.send(first, {}), sink.send(second, {})]
+    with pytest.raises(SinkDown):
+        sink.acknowledged(tickets[0], wait=True)
+    assert isinstance(tickets[1].exception(), SinkDown)
+    assert int(sink.query("SELECT count() FROM {db}.trades")[0][0]) == rows  # the store still holds a prefix
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_says_where_the_trades_it_holds_of_a_writer_end(coinbase, chdb):
+    prefix, venue, ref = coinbase
+    sink = chdb[0]
+    last = max(event.position for event in ref.trades())
+    assert sink.stored_after(venue, Position(ref.epoch, 0)) == last + 1
+    assert sink.stored_after(venue, Position(ref.epoch, last + 1)) == last + 1  # nothing past it
+    assert sink.stored_after(venue, Position(ref.epoch + 1, 5)) == 5  # of another writer it holds nothing
+    assert sink.stored_after("no such ring'", Position(ref.epoch, 0)) is None
 
 
 @pytest.mark.clickhouse

@@ -9,6 +9,12 @@ same insert_deduplication_token per table (servers >= 22.2, chDB), and every tab
 ReplacingMergeTree keyed by the record identity, so duplicates (a sink restarted mid-retry, or an old
 server) collapse on merge and never show under FINAL. Servers older than 20.1 (no DateTime64) get the
 tables of clickhouse/schema_legacy.sql (Int64 ns timestamps, no materialized views).
+
+Batches are inserted in ring order, one at a time, and none after one that failed (until the runner
+sends them all again); within a batch the trades go last, in one insert. So the store holds, of each
+writer, every trade up to its latest one and none after: a sink restarted from saved positions older
+than what the store took (a batch stored whose acknowledgement was lost with the sink) asks the
+store where its trades end before it counts a gone writer's unread tail as missed (`stored_after`).
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from feedhandler.config import SinkConfig, shown_url
 
 from .records import BOOK, GAP, NBBO, STATUS, with_nulls
 from .runner import Sink, SinkConfigError, SinkDown
-from .source import Batch
+from .source import Batch, Position
 
 def _schema_dir() -> Path:
     """clickhouse/ of the source tree, else where setup.py installed its files."""
@@ -208,6 +214,7 @@ class ClickHouseSink(Sink):
         self.store: _Chdb | _Native | None = None
         self._inserter: ThreadPoolExecutor | None = None  # one thread: inserts stay in batch order
         self._submitted: list[Future] = []
+        self._last: Future | None = None  # the latest batch submitted: the next one runs only if it succeeded
 
     def open(self) -> None:
         url = self.config.url
@@ -227,11 +234,33 @@ class ClickHouseSink(Sink):
             self.open()
         inserts = [(table, self.store.prepare(columns, nulls, dict(TABLES[table][1])), token)
                    for table, columns, nulls, token in self._inserts(batch)]
+        future = self._serial().submit(self._insert, self.store, inserts, self._last)
+        self._submitted = [f for f in self._submitted if not f.done()] + [future]
+        self._last = future
+        return future
+
+    def _serial(self) -> ThreadPoolExecutor:
+        """The one thread that talks to the store (inserts, and queries between them)."""
         if self._inserter is None:
             self._inserter = ThreadPoolExecutor(1, thread_name_prefix=f"fh-sink-{self.name}")
-        future = self._inserter.submit(self._insert, self.store, inserts)
-        self._submitted = [f for f in self._submitted if not f.done()] + [future]
-        return future
+        return self._inserter
+
+    def stored_after(self, ring: str, position: Position) -> int | None:
+        """The ring position after the last trade of `position`'s writer in `ring` (for the NBBO ring:
+        NBBO change) that the store holds at or past `position.next`; `position.next` when none. None
+        when the store cannot answer now. It reads the table's venue, epoch and seq columns whole (no
+        key orders by epoch; a replay's receive times predate its writer): once per gone writer, at a
+        restart."""
+        if self.store is None or not re.fullmatch(r"\w+", ring):
+            return None
+        table, venue = ("nbbo", "") if ring == "nbbo" else ("trades", f"venue = '{ring}' AND ")
+        sql = (f"SELECT count(), max(seq) FROM {self.store.database}.{table} WHERE {venue}epoch = {position.epoch} "
+               f"AND seq >= {position.next}")
+        try:
+            count, last = self._serial().submit(self.store.query, sql).result()[0]
+        except Exception:  # down: the runner's next send finds out and backs off; asked again later
+            return None
+        return int(last) + 1 if int(count) else position.next
 
     def acknowledged(self, ticket: Future, wait: bool) -> int | None:
         if not wait and not ticket.done():
@@ -242,16 +271,18 @@ class ClickHouseSink(Sink):
             for queued in self._submitted:  # the store is not dropped under an insert still running
                 queued.exception()
             self._submitted.clear()
+            self._last = None  # the runner sends every batch in flight again, the failed one first
             self._failed(exc)
 
     @staticmethod
     def _inserts(batch: Batch) -> list[tuple[str, dict, dict, str]]:
-        """(table, columns, their null masks, dedup token) per table the batch has rows for."""
+        """(table, columns, their null masks, dedup token) per table the batch has rows for; a ring's
+        key table (`stored_after`) last: NBBO changes after the other records, trades after everything."""
         by_table: dict[str, list[dict]] = {}
         for record in batch.records:
             by_table.setdefault(TABLE_OF[record["type"]], []).append(record)
         inserts = []
-        for table, rows in by_table.items():
+        for table, rows in sorted(by_table.items(), key=lambda item: item[0] == "nbbo"):
             kinds = dict(TABLES[table][1])
             for record in rows:
                 record.update(_row_values(record))
@@ -269,9 +300,12 @@ class ClickHouseSink(Sink):
         return inserts
 
     @staticmethod
-    def _insert(store: _Chdb | _Native, inserts: list[tuple[str, object, str]]) -> int:
+    def _insert(store: _Chdb | _Native, inserts: list[tuple[str, object, str]], previous: Future | None) -> int:
         """On the inserter thread, which holds the GIL as little as it can (chDB and the socket release
-        it): the transport's payload was prepared on the reading thread."""
+        it): the transport's payload was prepared on the reading thread. Nothing is inserted after a
+        batch that failed (`previous`, done by now: one thread runs them in order)."""
+        if previous is not None and previous.exception() is not None:
+            raise SinkDown("an earlier batch failed; this one goes again after it")
         for table, prepared, token in inserts:
             store.insert(table, prepared, token)
         return len(inserts)

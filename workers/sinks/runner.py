@@ -55,6 +55,13 @@ class Sink:
         """The positions the service holds (keeps_positions sinks), else None."""
         return None
 
+    def stored_after(self, ring: str, position: Position) -> int | None:
+        """Where the records of `position`'s writer that the service holds end, at or past
+        `position.next` (None: it cannot say now). Asked when a restarted sink finds that writer gone:
+        saved positions may lag what the service took (an acknowledgement lost with the sink), and
+        what it holds is not missed. A sink that keeps its positions with its records has nothing to add."""
+        return position.next
+
     def send(self, batch: Batch, positions: dict[str, Position]):
         """Hand `batch.records` and `batch.trades` to the service; returns a ticket for acknowledged().
         SinkDown when the service cannot take it."""
@@ -103,7 +110,7 @@ class SinkRunner:
         self.sink, self.config = sink, config
         self.log = log or logging.getLogger(f"fh.sink.{config.name}")
         self.prefix, self.directory = prefix, directory
-        self.sources = [RingSource(prefix, ring, directory) for ring in rings]
+        self.sources = [RingSource(prefix, ring, directory, stored_after=sink.stored_after) for ring in rings]
         self._nbbo_source = next((s for s in self.sources if s.ring == "nbbo"), None)
         state = Path(config.state_dir)
         self.local = LocalPositions(state / f"{config.name}.positions.json")

@@ -11,7 +11,8 @@ replaced while the batch was read), so no batch holds a reader that was closed u
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -121,8 +122,10 @@ class Batch:
 class RingSource:
     """One ring (a venue's, or `nbbo`) followed from an acknowledged position."""
 
-    def __init__(self, prefix: str, ring: str, directory: str | None = None, rows: int = 1024):
+    def __init__(self, prefix: str, ring: str, directory: str | None = None, rows: int = 1024,
+                 stored_after: Callable[[str, Position], int | None] | None = None):
         self.prefix, self.ring, self.directory = prefix, ring, directory
+        self._stored_after = stored_after  # the sink's Sink.stored_after
         self.reader: VenueReader | None = None
         self.epoch = self.lineage = self.base = 0
         self.acked: Position | None = None  # None: never attached and nothing saved
@@ -208,6 +211,14 @@ class RingSource:
         if self.reader is not None and epoch == self.epoch:  # the same writer, closed: nothing new comes
             reader.close()
             return
+        saved = self.acked
+        if self.reader is None and saved is not None and saved.epoch != epoch and self._stored_after is not None:
+            # Resumed from saved positions and the writer is gone: what the service holds of it is not missed.
+            stored = self._stored_after(self.ring, saved)
+            if stored is None:
+                reader.close()
+                return
+            saved = replace(saved, next=max(saved.next, stored))
         drained_old = self.reader is not None
         if self.reader is not None:
             self.reader.close()
@@ -216,7 +227,6 @@ class RingSource:
         self.lineage, self.base = int(header[Header.LINEAGE_NS]), int(header[Header.LINEAGE_BASE])
         head = int(write_position(reader.ring_control))
         oldest = max(0, head - reader.segment.geometry.ring_slots)
-        saved = self.acked
         if saved is not None and saved.epoch == epoch:
             self._cursor[0] = saved.next  # a lap since is reported by the ring read itself
             self.acked = Position(epoch, saved.next, self.lineage, self.base)
