@@ -3,19 +3,23 @@
 A venue's quote for a symbol is its book's top as published in its ring (rescaled to the symbol's
 decimals). It counts toward the NBBO while the book is valid (BOOK_INVALID / BOOK_VALID status
 records), not older than the staleness limit, and the venue process is up (decided in Python from
-the segment heartbeat). Each change of inclusion is a VENUE_EXCLUDED / VENUE_RESTORED status record
+the segment heartbeat). A quote's age runs on CLOCK_MONOTONIC from the moment it was applied, less
+its wall-clock age then (receive stamp to now, never below zero), so a wall-clock step neither
+excludes every venue nor keeps a quote stamped ahead of the clock fresh forever. Each change of inclusion is a VENUE_EXCLUDED / VENUE_RESTORED status record
 with the reason; each change of the NBBO an NBBO record. A lapped venue ring is recovered by
 re-reading that venue's book blocks. Every venue-level input arrives as a tuple indexed by venue.
 
 Private state, per symbol and venue: `quotes[s, v]` holds the NBBO_VENUE_WORDS row of the published
-block (VQ_*) plus the book's validity and the reason it went invalid; `last[s]` the NBBO last published.
+block (VQ_*) plus the book's validity, the reason it went invalid and its receive time on
+CLOCK_MONOTONIC; `last[s]` the NBBO last published. Kernels take `mono` (CLOCK_MONOTONIC, for ages)
+and stamp records with CLOCK_REALTIME.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from shm.clock import realtime_ns
+from shm.clock import monotonic_ns, realtime_ns
 from shm.histogram import record
 from shm.layout import (BOOK_LEVELS, BOOK_TS_EXCHANGE, BOOK_TS_PUBLISH, BOOK_TS_RECV, BOOK_UPDATE_ID, BOOK_VALID,
                         BOOK_DEPTH_ASKS, BOOK_DEPTH_BIDS, NBBO_ASK_PX, NBBO_ASK_QTY, NBBO_ASK_VENUES, NBBO_BID_PX,
@@ -30,7 +34,8 @@ from shm.seqlock import block_depth, read_block, write_begin, write_end
 # quotes[s, v] words past the published row
 Q_VALID = NBBO_VENUE_WORDS  # the venue's book is valid
 Q_REASON = NBBO_VENUE_WORDS + 1  # why it went invalid
-Q_WORDS = NBBO_VENUE_WORDS + 2
+Q_RECV_MONO = NBBO_VENUE_WORDS + 2  # when its book was received, on CLOCK_MONOTONIC (as told above)
+Q_WORDS = NBBO_VENUE_WORDS + 3
 # last[s] words
 L_BID_PX, L_BID_QTY, L_ASK_PX, L_ASK_QTY, L_BID_VENUES, L_ASK_VENUES, L_FLAGS, L_INCLUDED, L_CHANGES = range(9)
 L_WORDS = 9
@@ -64,8 +69,16 @@ def _scaled(value, scale):
     return value * scale
 
 
+@njit(inline="always", nogil=True)
+def _received_mono(ts_recv, wall, mono):
+    """`ts_recv` (CLOCK_REALTIME) on CLOCK_MONOTONIC, by its age at `wall` / `mono` (read together)."""
+    return mono - max(0, wall - ts_recv)
+
+
 @njit(nogil=True, cache=True)
-def _set_quote(quote, bid_px, bid_qty, ask_px, ask_qty, px_scale, qty_scale, ts_recv, update_id, ts_publish):
+def _set_quote(quote, bid_px, bid_qty, ask_px, ask_qty, px_scale, qty_scale, ts_recv, update_id, ts_publish,
+               recv_mono):
+    quote[Q_RECV_MONO] = recv_mono
     quote[VQ_BID_PX] = _scaled(bid_px, px_scale)
     quote[VQ_BID_QTY] = _scaled(bid_qty, qty_scale)
     quote[VQ_ASK_PX] = _scaled(ask_px, px_scale)
@@ -79,13 +92,13 @@ def _set_quote(quote, bid_px, bid_qty, ask_px, ask_qty, px_scale, qty_scale, ts_
 
 
 @njit(inline="always", nogil=True)
-def _exclusion(quote, venue_state, now, stale_ns):
-    """0 when the quote counts toward the NBBO, else the Reason it does not."""
+def _exclusion(quote, venue_state, mono, stale_ns):
+    """0 when the quote counts toward the NBBO at `mono`, else the Reason it does not."""
     if venue_state[V_UP] == 0:
         return venue_state[V_REASON]
     if quote[Q_VALID] == 0:
         return quote[Q_REASON] if quote[Q_REASON] != R_NONE else R_NO_QUOTE
-    if stale_ns > 0 and now - quote[VQ_TS_RECV] > stale_ns:
+    if stale_ns > 0 and mono - quote[Q_RECV_MONO] > stale_ns:
         return R_STALE
     if quote[VQ_BID_QTY] == 0 and quote[VQ_ASK_QTY] == 0:
         return R_NO_QUOTE
@@ -93,7 +106,7 @@ def _exclusion(quote, venue_state, now, stale_ns):
 
 
 @njit(nogil=True, cache=True)
-def recompute(symbol, source, now, stale_ns, quotes, last, venue_state, blocks, ring, control):
+def recompute(symbol, source, mono, stale_ns, quotes, last, venue_state, blocks, ring, control):
     """The NBBO of one symbol from its venues' quotes: publish its block, an NBBO record when it
     changed, and a status record for every venue whose inclusion changed. `source` is the venue
     whose update caused it (-1: a timer or a status)."""
@@ -101,18 +114,19 @@ def recompute(symbol, source, now, stale_ns, quotes, last, venue_state, blocks, 
     bid_px, ask_px, bid_qty, ask_qty = -1, INT64_MAX, 0, 0
     bid_venues, ask_venues, included = 0, 0, 0
     state = last[symbol]
+    ts_publish = realtime_ns()
     for v in range(n_venues):
         quote = quotes[symbol, v]
-        reason = _exclusion(quote, venue_state[v], now, stale_ns)
+        reason = _exclusion(quote, venue_state[v], mono, stale_ns)
         was_in = (state[L_INCLUDED] >> v) & 1
         if reason != 0:
             quote[VQ_STATE] = -reason if quote[VQ_TS_RECV] != 0 or quote[Q_VALID] != 0 else 0
             if was_in:
-                publish_venue_status(ring, control, symbol, ST_EXCLUDED, reason, v, quote[VQ_TS_RECV], now)
+                publish_venue_status(ring, control, symbol, ST_EXCLUDED, reason, v, quote[VQ_TS_RECV], ts_publish)
             continue
         quote[VQ_STATE] = 1
         if not was_in:
-            publish_venue_status(ring, control, symbol, ST_RESTORED, R_NONE, v, quote[VQ_TS_RECV], now)
+            publish_venue_status(ring, control, symbol, ST_RESTORED, R_NONE, v, quote[VQ_TS_RECV], ts_publish)
         included |= 1 << v
         if quote[VQ_BID_QTY] > 0:
             if quote[VQ_BID_PX] > bid_px:
@@ -140,13 +154,12 @@ def recompute(symbol, source, now, stale_ns, quotes, last, venue_state, blocks, 
                or ask_qty != state[L_ASK_QTY] or bid_venues != state[L_BID_VENUES]
                or ask_venues != state[L_ASK_VENUES] or flags != state[L_FLAGS])
     state[L_INCLUDED] = included
-    ts_recv = quotes[symbol, source, VQ_TS_RECV] if source >= 0 else now
-    source_ts = quotes[symbol, source, VQ_TS_PUBLISH] if source >= 0 else now
+    ts_recv = quotes[symbol, source, VQ_TS_RECV] if source >= 0 else ts_publish
+    source_ts = quotes[symbol, source, VQ_TS_PUBLISH] if source >= 0 else ts_publish
     if changed:
         state[L_BID_PX], state[L_BID_QTY], state[L_ASK_PX], state[L_ASK_QTY] = bid_px, bid_qty, ask_px, ask_qty
         state[L_BID_VENUES], state[L_ASK_VENUES], state[L_FLAGS] = bid_venues, ask_venues, flags
         state[L_CHANGES] += 1
-    ts_publish = realtime_ns()
     block = blocks[symbol]
     write_begin(block)
     block[BOOK_UPDATE_ID] = state[L_CHANGES]
@@ -169,9 +182,9 @@ def recompute(symbol, source, now, stale_ns, quotes, last, venue_state, blocks, 
 
 
 @njit(nogil=True, cache=True)
-def resync_venue(v, venue_books, route, scales, scratch, quotes, last, venue_state, now, stale_ns, blocks, ring,
-                 control):
+def resync_venue(v, venue_books, route, scales, scratch, quotes, last, venue_state, stale_ns, blocks, ring, control):
     """Re-read every book of venue `v` from its blocks (after a lapped ring or a new writer)."""
+    wall, mono = realtime_ns(), monotonic_ns()
     for instrument in range(venue_books.shape[0]):
         symbol = route[v, instrument]
         if symbol < 0:
@@ -187,14 +200,15 @@ def resync_venue(v, venue_books, route, scales, scratch, quotes, last, venue_sta
             _set_quote(quote, scratch[BOOK_LEVELS] if has_bid else 0, scratch[BOOK_LEVELS + 1] if has_bid else 0,
                        scratch[first_ask] if has_ask else 0, scratch[first_ask + 1] if has_ask else 0,
                        scales[v, instrument, 0], scales[v, instrument, 1], scratch[BOOK_TS_RECV],
-                       scratch[BOOK_UPDATE_ID], scratch[BOOK_TS_PUBLISH])
+                       scratch[BOOK_UPDATE_ID], scratch[BOOK_TS_PUBLISH], _received_mono(scratch[BOOK_TS_RECV], wall, mono))
             quote[Q_VALID] = scratch[BOOK_VALID]
-        recompute(symbol, v, now, stale_ns, quotes, last, venue_state, blocks, ring, control)
+        recompute(symbol, v, mono, stale_ns, quotes, last, venue_state, blocks, ring, control)
 
 
 @njit(nogil=True, cache=True)
-def _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, blocks, ring, control):
-    """One venue ring record; returns True when it changed an NBBO (an NBBO record was published)."""
+def _apply(v, row, route, scales, quotes, last, venue_state, now, mono, stale_ns, blocks, ring, control):
+    """One venue ring record, applied at `now` (CLOCK_REALTIME) / `mono`; returns True when it changed
+    an NBBO (an NBBO record was published)."""
     instrument = row[SLOT_INSTRUMENT]
     if instrument < 0 or instrument >= route.shape[1]:
         return False
@@ -206,7 +220,7 @@ def _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, bloc
     if kind == KIND_BOOK:
         _set_quote(quote, row[SLOT_BID_PX], row[SLOT_BID_QTY], row[SLOT_ASK_PX], row[SLOT_ASK_QTY],
                    scales[v, instrument, 0], scales[v, instrument, 1], row[SLOT_TS_RECV], row[SLOT_ID],
-                   row[SLOT_TS_PUBLISH])
+                   row[SLOT_TS_PUBLISH], _received_mono(row[SLOT_TS_RECV], now, mono))
     elif kind == KIND_STATUS and row[SLOT_STATUS] == ST_BOOK_INVALID:
         quote[Q_VALID] = 0
         quote[Q_REASON] = row[SLOT_ID]
@@ -216,19 +230,19 @@ def _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, bloc
         return False  # its book record follows
     else:
         return False
-    return recompute(symbol, v, now, stale_ns, quotes, last, venue_state, blocks, ring, control)
+    return recompute(symbol, v, mono, stale_ns, quotes, last, venue_state, blocks, ring, control)
 
 
 @njit(nogil=True, cache=True)
-def sweep(now, stale_ns, quotes, last, venue_state, blocks, ring, control):
-    """Recompute every symbol whose inclusion would change now (staleness, venue up/down)."""
+def sweep(mono, stale_ns, quotes, last, venue_state, blocks, ring, control):
+    """Recompute every symbol whose inclusion would change at `mono` (staleness, venue up/down)."""
     for symbol in range(quotes.shape[0]):
         included = 0
         for v in range(quotes.shape[1]):
-            if _exclusion(quotes[symbol, v], venue_state[v], now, stale_ns) == 0:
+            if _exclusion(quotes[symbol, v], venue_state[v], mono, stale_ns) == 0:
                 included |= 1 << v
         if included != last[symbol, L_INCLUDED]:
-            recompute(symbol, -1, now, stale_ns, quotes, last, venue_state, blocks, ring, control)
+            recompute(symbol, -1, mono, stale_ns, quotes, last, venue_state, blocks, ring, control)
 
 
 @njit(nogil=True, cache=True)
@@ -249,16 +263,17 @@ def aggregate(rings, controls, venue_books, cursors, route, scales, rows, scratc
             filled = poll(rings[v], controls[v], cursors[v], rows)
             if filled == 0:
                 continue
-            now = realtime_ns()
+            now, mono = realtime_ns(), monotonic_ns()
             for k in range(filled):
                 row = rows[k]
                 if row[SLOT_KIND] == KIND_READER_GAP:
-                    resync_venue(v, venue_books[v], route, scales, scratch, quotes, last, venue_state, now,
-                                 stale_ns, blocks, ring, control)
+                    resync_venue(v, venue_books[v], route, scales, scratch, quotes, last, venue_state, stale_ns,
+                                 blocks, ring, control)
                 else:
                     record(latency[2 * v], now - row[SLOT_TS_PUBLISH])
-                    if _apply(v, row, route, scales, quotes, last, venue_state, now, stale_ns, blocks, ring, control):
+                    if _apply(v, row, route, scales, quotes, last, venue_state, now, mono, stale_ns, blocks, ring,
+                              control):
                         record(latency[2 * v + 1], realtime_ns() - row[SLOT_TS_PUBLISH])
             consumed += filled
-    sweep(realtime_ns(), stale_ns, quotes, last, venue_state, blocks, ring, control)
+    sweep(monotonic_ns(), stale_ns, quotes, last, venue_state, blocks, ring, control)
     return consumed

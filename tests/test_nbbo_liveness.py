@@ -15,7 +15,9 @@ import pytest
 
 from feedhandler.config import AggregatorConfig, RunConfig, VenueConfig
 from feedhandler.nbbo import V_UP
+from shm.layout import Reason, Status
 from shm.nbbo_reader import NbboReader
+from shm.ring import publish_book, publish_status
 from shm.segment import InstrumentSpec, Segment, SegmentError, SegmentWriter
 from tests.pipeline import REPO, wait_for
 from tools.metrics import Collector
@@ -142,3 +144,31 @@ def test_a_heartbeating_venue_stays_when_its_stamps_are_behind_the_wall_clock(at
         aggregator.housekeeping()
         assert aggregator.venue_state[0, V_UP] == 1
         time.sleep(0.1)
+
+
+def test_a_quote_stamped_ahead_of_the_wall_clock_still_leaves_the_nbbo_stale_ms_after_it_came(shm_prefix):
+    """The wall clock stepped back an hour after the venue received its last book: judged by that
+    stamp the quote would count as fresh for an hour; its age runs on CLOCK_MONOTONIC instead."""
+    writer = SegmentWriter.create(shm_prefix, "binance", [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 8)], 4, 16)
+    config = RunConfig(prefix=shm_prefix, aggregator=AggregatorConfig(stale_ms=300),
+                       venues={"binance": VenueConfig("binance", ("BTC-USDT",), "", "")})
+    aggregator = Aggregator(config)
+    aggregator.start(wait_s=0)
+    try:
+        ahead = time.time_ns() + HOUR_NS
+        publish_status(writer.ring, writer.ring_control, 0, int(Status.BOOK_VALID), int(Reason.NONE), 0, ahead, ahead)
+        publish_book(writer.ring, writer.ring_control, 0, 1, 0, ahead, ahead, 100, 1, 101, 1, 1, 1)
+        with NbboReader(shm_prefix) as nbbo:
+            def venue_quote():
+                writer.heartbeat()
+                aggregator.housekeeping()
+                aggregator.poll()
+                return nbbo.quote("BTC-USDT").venues[0]
+            wait_for(lambda: venue_quote().included, 30, "the venue's quote in the NBBO")
+            included_at = time.monotonic()
+            wait_for(lambda: venue_quote().reason == Reason.STALE, 30, "the quiet quote excluded as stale")
+            assert time.monotonic() - included_at >= 0.3
+    finally:
+        aggregator.close()
+        writer.close()
+

@@ -163,10 +163,8 @@ class Aggregator:
             self.scratch = np.zeros(segment.geometry.block_words, np.int64)
         self.cursors[k] = (reader.events().position, 0)
         self.venue_state[k] = (1, int(Reason.NONE))
-        now = time.time_ns()
         resync_venue(k, segment.books, self.route, self.scales, self.scratch, self.quotes, self.last,
-                     self.venue_state, now, self._stale_ns, self.writer.books, self.writer.ring,
-                     self.writer.ring_control)
+                     self.venue_state, self._stale_ns, self.writer.books, self.writer.ring, self.writer.ring_control)
         self.log.info("attached %s (pid %d, %d instruments)", self.venues[k], segment.writer_pid, n)
 
     @property
@@ -207,7 +205,7 @@ class Aggregator:
         self.readers[k] = None
 
     def _resweep(self) -> None:
-        sweep(time.time_ns(), self._stale_ns, self.quotes, self.last, self.venue_state, self.writer.books,
+        sweep(time.monotonic_ns(), self._stale_ns, self.quotes, self.last, self.venue_state, self.writer.books,
               self.writer.ring, self.writer.ring_control)
 
     def poll(self, budget_ns: int = 0) -> int:
