@@ -89,3 +89,34 @@ def test_fh_run_stopped_while_its_children_start_stops_them_all_and_leaves_no_op
     # no venue got its instruments, so no segment was made: not even an NBBO one over no venues
     assert not segments(pipeline.prefix), segments(pipeline.prefix)
     assert log.count("stopped while starting") == 4, log  # each venue worker and the aggregator
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", [["worker", "binance"], ["aggregator"]], ids=["venue worker", "aggregator"])
+def test_a_process_stopped_while_its_kernels_compile_cold_exits_at_once_and_leaves_nothing(tmp_path, role):
+    pipeline = Pipeline(tmp_path, f"fhsc{os.getpid()}")  # its config only: no venue is asked
+    log = tmp_path / "process.log"
+    worker = subprocess.Popen(FH + [*role, "-c", str(pipeline.config_path)], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "NUMBA_CACHE_DIR": str(tmp_path / "cold")},
+                              stderr=open(log, "w"))
+    try:
+        wait_for(lambda: "loading kernels" in log.read_text(), STARTUP_S, "the process loading its kernels")
+        wait_for(lambda: cpu_seconds(worker.pid) > 3.0, STARTUP_S, "the process compiling for a while")
+        assert worker.poll() is None, log.read_text()  # still compiling: cold, that takes minutes
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(STOP_GRACE_S) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert "stopped while compiling kernels" in log.read_text()
+    left = glob.glob(f"/dev/shm/{pipeline.prefix}.*") + glob.glob(f"/dev/shm/fhwarm{worker.pid}.*")
+    assert [path for path in left if ".lock." not in path] == []  # an instance lock's file stays, as after any run

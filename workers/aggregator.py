@@ -13,11 +13,13 @@ Idle strategies: `spin` (a core of its own), `backoff` (spins briefly, then slee
 from __future__ import annotations
 
 import logging
+import os
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from feedhandler.config import RunConfig
+from feedhandler.config import RunConfig, VenueConfig
 from feedhandler.nbbo import AGGREGATOR_HOPS, V_REASON, V_UP, aggregate, new_state, resync_venue, sweep
 from shm.latency import LatencyWriter
 from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Reason, State
@@ -26,7 +28,7 @@ from shm.segment import InstrumentSpec, SegmentError, SegmentWriter
 
 from .notify import Notifier
 from .lifecycle import IdleWait, Stop
-from .process import InstanceLock, apply_shm_access, pin, set_title, setup_logging
+from .process import InstanceLock, apply_shm_access, compiled_first, pin, set_title, setup_logging
 from .sink import start_in_thread
 
 ATTACH_WAIT_S = 180.0  # how long the first start waits for every venue before fixing decimals
@@ -247,6 +249,29 @@ class Aggregator:
             self.latency.close()
 
 
+def warm(config: RunConfig, prefix: str) -> None:
+    """The aggregator's kernels compiled for `config`'s venues (numba specializes them on how many),
+    over empty venue segments and an NBBO segment under `prefix`, all removed after."""
+    names = sorted(config.venues)
+    quiet = replace(config, prefix=prefix, venues={name: VenueConfig(name, ("BTC-USD",), "", "") for name in names})
+    writers = []
+    aggregator = Aggregator(quiet)
+    try:
+        for name in names:
+            writers.append(SegmentWriter.create(prefix, name, [InstrumentSpec(name, "BTC-USD", 2, 8, 16)], 4, 16))
+            writers[-1].heartbeat()
+        aggregator.start(wait_s=0)
+        aggregator.poll(10)
+        aggregator.housekeeping()
+    finally:
+        made = [files.path for files in (aggregator.writer, aggregator.latency) if files is not None]
+        aggregator.close()
+        for path in made:
+            os.unlink(path)
+        for writer in writers:
+            writer.close(unlink=True)
+
+
 def main(config: RunConfig, duration_s: float | None = None) -> int:
     """Process entry point (`fh aggregator -c CONFIG`)."""
     log = setup_logging("fh.aggregator", config, process="aggregator")
@@ -254,6 +279,9 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
     lock = InstanceLock(config.prefix, "aggregator")  # before anything of the running one is touched
     affinity = pin(config.aggregator.cpu)
     set_title(f"fh: aggregator [{config.prefix}]")
+    if not compiled_first("aggregator", log, lambda: warm(config, f"fhwarm{os.getpid()}")):
+        lock.close()
+        return 0
     stop = Stop().on_signals()
     aggregator = Aggregator(config, log)
     sinks_stop = Stop()

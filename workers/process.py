@@ -85,6 +85,25 @@ def apply_shm_access(run: RunConfig | None) -> None:
         os.environ.setdefault("FH_SHM_WRITER_UID", str(run.writer_uid))
 
 
+def compiled_first(what: str, log: logging.Logger, compile_kernels: Callable[[], object]) -> bool:
+    """Run `compile_kernels` (numba compiling, or loading from its cache) before the process creates
+    anything of the run, with SIGTERM taken as SIGINT: a stop meanwhile (a cold cache compiles for
+    minutes, in Python code that no event loop interrupts) ends it at once with nothing to clean up.
+    Logs how long it took; False when it was stopped."""
+    started = time.perf_counter()
+    log.info("%s: loading kernels (a cold numba cache compiles them for minutes; `fh warmup` does it ahead)", what)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        compile_kernels()
+    except KeyboardInterrupt:
+        log.info("%s: stopped while compiling kernels", what)
+        return False
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log.info("%s: kernels ready in %.1f s", what, time.perf_counter() - started)
+    return True
+
+
 def new_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed (faster socket and timer paths), else asyncio's default."""
     try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from dataclasses import asdict
@@ -42,6 +43,7 @@ from feedhandler.publish import VENUE_HOPS
 from feedhandler.sync import SyncState
 from feedhandler.venues import VENUES
 from feedhandler.venues.base import ConnectionPlan, FetchSnapshot, Resubscribe
+from feedhandler.warm import drive
 from shm.latency import LatencyWriter
 from shm.layout import Counter
 from shm.reader import counter_totals
@@ -49,7 +51,7 @@ from shm.segment import SegmentError, SegmentWriter
 
 from .lifecycle import Backoff, Pacer, Stop
 from .notify import Notifier
-from .process import apply_shm_access, new_loop, pin, set_title, setup_logging
+from .process import apply_shm_access, compiled_first, new_loop, pin, set_title, setup_logging
 from .recorder import Recorder
 from .rest import RestClient, RestError
 from .wsclient import WsConnection, open_connection
@@ -448,6 +450,8 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
     apply_shm_access(config)
     affinity = pin(venue_config.cpu)
     set_title(f"fh: venue {venue} [{config.prefix}]")
+    if not compiled_first(venue, log, lambda: drive(VENUES[venue], f"fhwarm{os.getpid()}", private=True).close()):
+        return 0
     loop = new_loop()
     asyncio.set_event_loop(loop)
 
