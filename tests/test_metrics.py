@@ -18,8 +18,9 @@ from feedhandler.venues.binance import BinanceFeed
 from feedhandler.instruments import Instrument
 from shm.histogram import record_many
 from shm.latency import LatencyWriter
-from shm.layout import Reason
+from shm.layout import BOOK_TS_PUBLISH, Reason
 from shm.segment import SegmentWriter
+from tests.pipeline import wait_for
 from tools.metrics import Collector, make_server
 
 BTC = Instrument("binance", "BTCUSDT", "BTC", "USDT", 8, 8)
@@ -59,6 +60,18 @@ def test_venue_counters_and_book_validity_come_from_shared_memory(binance, shm_p
     assert samples['fh_frames_total{venue="binance"}'] == 1
     assert samples['fh_book_valid{venue="binance",symbol="BTC-USDT"}'] == 1
     assert samples['fh_book_gaps_total{venue="binance",symbol="BTC-USDT"}'] == 0
+
+
+def test_a_book_stamped_ahead_of_the_wall_clock_ages_from_zero_on_the_monotonic_clock(binance, shm_prefix):
+    """The wall clock stepped back an hour after the book's last publish: its age is not an hour below
+    zero (which no staleness alert would ever see), it starts at zero and grows."""
+    binance.writer.books[0, BOOK_TS_PUBLISH] = time.time_ns() + 3600 * 10**9
+    collector = Collector(shm_prefix)
+
+    def age() -> float:
+        return _samples(collector.metrics())['fh_book_age_seconds{venue="binance",symbol="BTC-USDT"}']
+    assert 0 <= age() < 1
+    wait_for(lambda: age() >= 0.05, 10, "the age growing on CLOCK_MONOTONIC")
 
 
 def test_latency_histograms_are_exported_as_summaries(shm_prefix):

@@ -65,6 +65,22 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
+class PublishAges:
+    """How long ago each book or NBBO was last published, aged on CLOCK_MONOTONIC: when its stamp
+    (CLOCK_REALTIME) changes, it was published its wall-clock age ago (never less than zero), and from
+    there it ages on the monotonic clock, so a wall-clock step neither jumps nor reverses it."""
+
+    def __init__(self):
+        self._seen: dict[tuple, tuple[int, int]] = {}  # key -> (ts_publish, when on CLOCK_MONOTONIC)
+
+    def age_s(self, key: tuple, ts_publish: int, wall_ns: int, mono_ns: int) -> float:
+        stamp, at = self._seen.get(key, (None, 0))
+        if stamp != ts_publish:
+            at = mono_ns - max(0, wall_ns - ts_publish)
+            self._seen[key] = (ts_publish, at)
+        return (mono_ns - at) / 1e9
+
+
 class Collector:
     """Reads everything a scrape reports; keeps readers attached between scrapes."""
 
@@ -73,13 +89,14 @@ class Collector:
         self.sink_stats = list(sink_stats)
         self._readers = AttachedReaders(prefix)
         self._latency_refusals = Refusals()
+        self._ages = PublishAges()
         self._lock = threading.Lock()  # the HTTP server is threaded; readers are not shared across scrapes
 
     def health(self) -> dict:
         """Per venue: writer alive, heartbeat age, and per book valid and age since its last publish."""
-        now = time.time_ns()
         venues = {}
         with self._lock:
+            now, mono = time.time_ns(), time.monotonic_ns()
             for venue in venue_names(self.prefix):
                 reader = self._readers.get(venue)
                 if reader is None:
@@ -90,7 +107,8 @@ class Collector:
                 for inst in reader.instruments:
                     book = reader.book(inst.index, depth=1)
                     books[inst.symbol] = {"venue_symbol": inst.venue_symbol, "valid": book.valid,
-                                          "age_s": (now - book.ts_publish) / 1e9 if book.ts_publish else None}
+                                          "age_s": self._ages.age_s((venue, inst.index), book.ts_publish, now, mono)
+                                          if book.ts_publish else None}
                 venues[venue] = {"ok": alive and all(b["valid"] for b in books.values()), "alive": alive,
                                  "state": status["state"], "heartbeat_age_s": round(status["heartbeat_age_s"], 3),
                                  "books": books}
@@ -131,7 +149,7 @@ class Collector:
         reader = self._readers.get("nbbo")
         if reader is None:
             return
-        now = time.time_ns()
+        now, mono = time.time_ns(), time.monotonic_ns()
         for inst in reader.instruments:
             try:
                 quote = reader.quote(inst.index)
@@ -149,7 +167,7 @@ class Collector:
                     len(reader.included(inst.index)), symbol=inst.symbol)
             if quote.ts_publish:
                 out.add("fh_nbbo_age_seconds", "gauge", "since the NBBO was last published",
-                        (now - quote.ts_publish) / 1e9, symbol=inst.symbol)
+                        self._ages.age_s(("nbbo", inst.index), quote.ts_publish, now, mono), symbol=inst.symbol)
             out.add("fh_nbbo_changes_total", "counter", "NBBO changes published", quote.changes, symbol=inst.symbol)
 
     def _latency(self, out: Exposition) -> None:
