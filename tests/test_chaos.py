@@ -102,10 +102,14 @@ def schedule(seed: int, duration_s: float) -> list[Action]:
 
 
 def alive(pid: int) -> bool:
-    """Running (a zombie has released its locks and files: it is dead)."""
+    """Running, or still being torn down. Killed, the thread group's leader turns zombie while its
+    other threads may still be exiting with the file table (and the writer's lock) they share: dead
+    once the zombie leader is the last task left (then its files and locks are released)."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
+        if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except (psutil.NoSuchProcess, FileNotFoundError):
         return False
 
 
