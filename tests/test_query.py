@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -237,7 +238,12 @@ def test_fh_query_opens_the_store_itself_when_no_sink_runs(coinbase, tmp_path, c
     prefix, venue, ref = coinbase
     config = config_file(tmp_path, prefix, venue)
     run_sink_until(load_config(str(config)), "clickhouse", at_heads(ref))  # stopped: nothing serves
-    assert not socket_path(load_config(str(config)).sinks["clickhouse"]).exists()
+    served = socket_path(load_config(str(config)).sinks["clickhouse"])
+    assert not served.exists()
+    status, out, _ = fh_query(capsys, config, "SELECT count() AS trades FROM trades_readable")
+    assert status == 0 and json.loads(out) == [{"trades": len(ref.trades())}]
+    with socket.socket(socket.AF_UNIX) as killed:  # what a sink killed by SIGKILL leaves: nobody listens
+        killed.bind(str(served))
     status, out, _ = fh_query(capsys, config, "SELECT count() AS trades FROM trades_readable")
     assert status == 0 and json.loads(out) == [{"trades": len(ref.trades())}]
 

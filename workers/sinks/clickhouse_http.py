@@ -70,7 +70,7 @@ def run_query(store, sql: str, fmt: str, params: dict[str, str] | None = None) -
     return result.bytes() or b""
 
 
-def error_code(message: str) -> int:
+def _error_code(message: str) -> int:
     """The ClickHouse error code a message starts with (0: none)."""
     found = _ERROR_CODE.search(message)
     return int(found.group(1)) if found else 0
@@ -104,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
             data = self.server.queries.query(sql, fmt, placeholders)
         except Exception as exc:  # chDB raises RuntimeError with ClickHouse's message
             message = str(exc).strip()
-            return self._reply(500, f"{message}\n".encode(), code=error_code(message))
+            return self._reply(500, f"{message}\n".encode(), code=_error_code(message))
         self._reply(200, data, fmt=fmt)
 
     def _reply(self, status: int, data: bytes, code: int = 0, fmt: str = "") -> None:
