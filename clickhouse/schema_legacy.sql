@@ -1,6 +1,7 @@
 -- fh tables for ClickHouse servers without DateTime64 and codecs (the Debian package, 18.16): the same
 -- tables and columns as schema.sql, timestamps as Int64 ns since the epoch, plain String instead of
--- LowCardinality, no materialized views. Applied by the sink at start when the server is older than 20.1.
+-- LowCardinality, no materialized views (so no top_of_book and no bars_1m). Applied by the sink at start
+-- when the server is older than 20.1.
 
 CREATE DATABASE IF NOT EXISTS {db};
 
@@ -37,3 +38,22 @@ CREATE TABLE IF NOT EXISTS {db}.status (
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toDate(toDateTime(intDiv(ts_recv, 1000000000)))
 ORDER BY (venue, symbol, ts_recv, ring, epoch, seq);
+
+-- The readable views of schema.sql these tables allow (trades_readable, nbbo_readable): the same columns,
+-- timestamps as Int64 ns. Created once: 18.16 has no CREATE OR REPLACE VIEW.
+CREATE VIEW IF NOT EXISTS {db}.trades_readable AS
+SELECT ts_exchange, ts_recv, venue, symbol, side, trade_id,
+       toDecimal128(price, 18) / intExp10(px_dec) AS price,
+       toDecimal128(qty, 18) / intExp10(qty_dec) AS qty,
+       if(spread IS NULL, NULL, toDecimal128(bid_px, 18) / intExp10(px_dec)) AS bid,
+       if(spread IS NULL, NULL, toDecimal128(ask_px, 18) / intExp10(px_dec)) AS ask,
+       toDecimal128(spread, 18) / intExp10(px_dec) AS spread, levels_swept
+FROM {db}.trades FINAL;
+
+CREATE VIEW IF NOT EXISTS {db}.nbbo_readable AS
+SELECT ts_recv, ts_publish, symbol,
+       toDecimal128(bid_px, 18) / intExp10(px_dec) AS bid, toDecimal128(bid_qty, 18) / intExp10(qty_dec) AS bid_qty,
+       toDecimal128(ask_px, 18) / intExp10(px_dec) AS ask, toDecimal128(ask_qty, 18) / intExp10(qty_dec) AS ask_qty,
+       toDecimal128(ask_px - bid_px, 18) / intExp10(px_dec) AS spread, bid_venues, ask_venues, source_venue,
+       bitAnd(flags, 1) = 1 AS locked, bitAnd(flags, 2) = 2 AS crossed
+FROM {db}.nbbo FINAL;

@@ -10,7 +10,7 @@ loaded, and a bad one fails fast with a message naming it; defaults make a minim
     [sinks.<kafka|redis|clickhouse>]
                                 url, in_aggregator, cpu, batch_max, linger_s, depth, snapshot_interval_s,
                                 state_dir, retry_max_s, prefix, mode and transactional_id (kafka),
-                                max_commands_per_s and trades_maxlen (redis)
+                                max_commands_per_s and trades_maxlen (redis), query_http (clickhouse)
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LOG_FORMATS = ("text", "json")
 CAPTURE_ON_ERROR = ("drop", "fail")
+LOOPBACK_ADDRESS = re.compile(r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost):(\d{1,5})$")
 # ClickHouse wants few large inserts (each makes a part per table and day): at most one a second
 SINK_DEFAULTS = {"clickhouse": {"batch_max": 262144, "linger_s": 1.0}}
 SINK_URLS = {  # what each sink's url must look like
@@ -106,6 +107,7 @@ class SinkConfig:
     transactional_id: str = ""  # kafka exactly_once: empty: <prefix>-sink-kafka-<host name>
     max_commands_per_s: int = 50_000  # redis: conflate to stay within this
     trades_maxlen: int = 100_000  # redis: the trades stream keeps about this many
+    query_http: str = ""  # clickhouse on chdb://: also serve read-only queries over HTTP on this loopback host:port
 
 
 @dataclass(frozen=True)
@@ -279,7 +281,19 @@ def _sink(name: str, table: Any) -> SinkConfig:
     for key in ("batch_max", "depth", "max_commands_per_s", "trades_maxlen", "retry_max_s"):
         if values.get(key) == 0:
             raise ConfigError(f"{where}.{key}: must be > 0")
+    if values.get("query_http"):
+        _query_http(where, url, values["query_http"])
     return SinkConfig(name, url, cpu=_cpu(where, table.get("cpu")), **values)
+
+
+def _query_http(where: str, url: str, address: str) -> None:
+    """query_http: a loopback host:port, for an embedded (chdb://) store only."""
+    if not url.startswith("chdb://"):
+        raise ConfigError(f"{where}.query_http: only for a chdb:// store (a ClickHouse server has its own HTTP port)")
+    match = LOOPBACK_ADDRESS.match(address)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ConfigError(f"{where}.query_http: {address!r} is not a loopback host:port such as 127.0.0.1:8123 "
+                          "(the queries are not authenticated)")
 
 
 def parse_config(data: dict, source: str = "<memory>") -> RunConfig:

@@ -45,3 +45,25 @@ def service(tmp_path):
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def coinbase(captures, tmp_path, shm_prefix):
+    """The Coinbase 2021 recording replayed into `<shm_prefix>.coinbase` (tests/sinks.py), left in
+    place: (prefix, venue, reference records of its ring)."""
+    from tests.sinks import Reference, replayed
+    venue = replayed(captures, tmp_path, shm_prefix)
+    return shm_prefix, venue, Reference(shm_prefix, venue)
+
+
+@pytest.fixture
+def chdb(coinbase, tmp_path):
+    """The replay delivered into chDB by the ClickHouse sink, then that sink's store reopened here
+    (chDB allows one owner per path, which is now this test): (sink, venue, reference)."""
+    from tests.sinks import at_heads, run_config, run_sink_until, sink_settings
+    prefix, venue, ref = coinbase
+    run = run_config(prefix, [venue], {"clickhouse": sink_settings(tmp_path, url=f"chdb://{tmp_path / 'ch'}")})
+    sink = run_sink_until(run, "clickhouse", at_heads(ref)).sink
+    sink.open()
+    yield sink, venue, ref
+    sink.close()

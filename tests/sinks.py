@@ -28,6 +28,11 @@ def replayed(captures: Path, tmp_path: Path, prefix: str) -> str:
     return "coinbase"
 
 
+def sink_settings(tmp_path: Path, **settings) -> dict:
+    """A [sinks.NAME] table: state under tmp_path, no periodic snapshots, `settings`."""
+    return {"state_dir": str(tmp_path / "state"), "snapshot_interval_s": 0, **settings}
+
+
 def run_config(prefix: str, venues: list[str], sinks: dict[str, dict], aggregator: bool = False) -> RunConfig:
     return parse_config({"run": {"prefix": prefix}, "aggregator": {"enabled": aggregator},
                          "venues": {v: {"symbols": ["BTC-USD"]} for v in venues}, "sinks": sinks})

@@ -10,12 +10,9 @@ import socket
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from tests import test_sinks
-from tests.sinks import at_heads, consume_all, delivered_keys, run_config, run_sink_until
-from tests.test_sinks import sink_settings
+from tests.sinks import at_heads, consume_all, delivered_keys, run_config, run_sink_until, sink_settings
 from workers.sinks import kafka, make_sink
 
-coinbase = test_sinks.coinbase  # the fixture: the Coinbase recording replayed into a venue ring
 
 FAILING_COMMIT = 3  # the transaction whose commit fails, once
 

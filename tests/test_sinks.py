@@ -11,23 +11,13 @@ import redis
 
 from feedhandler.config import ConfigError, SinkConfig
 from shm.reader import StatusEvent, TradeEvent
-from tests.sinks import (Reference, at_heads, consume_all, delivered_keys, replayed, run_config, run_sink_until)
+from tests.sinks import at_heads, consume_all, delivered_keys, run_config, run_sink_until, sink_settings
 from workers.sinks import kafka
 from workers.sinks.clickhouse import _Native, native_target
 from workers.sinks.records import SCHEMA_VERSION
 from workers.sinks.redis import PACE_BURST_S, RedisSink
 from workers.sinks.runner import SinkConfigError, SinkDown
 from workers.sinks.source import Batch, Position, RingSource
-
-
-@pytest.fixture
-def coinbase(captures, tmp_path, shm_prefix):
-    venue = replayed(captures, tmp_path, shm_prefix)
-    return shm_prefix, venue, Reference(shm_prefix, venue)
-
-
-def sink_settings(tmp_path, **settings) -> dict:
-    return {"state_dir": str(tmp_path / "state"), "snapshot_interval_s": 0, **settings}
 
 
 @pytest.mark.kafka
@@ -165,18 +155,6 @@ def test_redis_pacing_holds_a_flood_to_max_commands_per_s():
         now += 0.0001 + sink.pace(50, now=now)  # each batch as soon as the wait is over
         commands += 50
     assert 1000 <= commands <= 1000 * (1 + PACE_BURST_S) + 50
-
-
-@pytest.fixture
-def chdb(coinbase, tmp_path):
-    """The replay delivered into chDB by the ClickHouse sink, then that sink's store reopened here
-    (chDB allows one owner per path, which is now this test): (sink, venue, reference)."""
-    prefix, venue, ref = coinbase
-    run = run_config(prefix, [venue], {"clickhouse": sink_settings(tmp_path, url=f"chdb://{tmp_path / 'ch'}")})
-    sink = run_sink_until(run, "clickhouse", at_heads(ref)).sink
-    sink.open()
-    yield sink, venue, ref
-    sink.close()
 
 
 @pytest.mark.clickhouse

@@ -160,6 +160,11 @@ def _metrics(args: argparse.Namespace) -> int:
     return metrics.main(args)
 
 
+def _query(args: argparse.Namespace) -> int:
+    from . import query
+    return query.main(args.sql, args.config, args.format)
+
+
 def _warmup(args: argparse.Namespace) -> dict:
     from . import warmup
     return warmup.run()
@@ -299,6 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--port", type=int, default=9464, help="TCP port (0: any free one; default 9464)")
     metrics.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     metrics.set_defaults(run=_metrics, title="fh metrics")
+    query = commands.add_parser("query", help="a read-only SQL query against the stored data (ClickHouse sink), "
+                                              "also while the sink runs")
+    query.add_argument("sql", help="SELECT, WITH, SHOW, DESCRIBE or EXPLAIN; e.g. "
+                                   "\"SELECT * FROM trades_readable ORDER BY ts_exchange DESC LIMIT 10\"")
+    query.add_argument("-c", "--config", default="configs/sim.toml",
+                       help="the run config whose [sinks.clickhouse] stores the data (default configs/sim.toml, "
+                            "what make run runs)")
+    query.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                       help="table (default), json (a list of row objects), csv")
+    query.set_defaults(run=_query, title="fh query")
     warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 

@@ -15,10 +15,16 @@ sends them all again); within a batch the trades go last, in one insert. So the 
 writer, every trade up to its latest one and none after: a sink restarted from saved positions older
 than what the store took (a batch stored whose acknowledgement was lost with the sink) asks the
 store where its trades end before it counts a gone writer's unread tail as missed (`stored_after`).
+
+A chDB store is read through the sink while it runs (chDB admits one process per path): the sink
+serves read-only queries on a socket in its state_dir, and on loopback HTTP where configured
+(clickhouse_http.py). A path another process holds (`fh query` reading it while no sink ran) is
+retried like a store that is down.
 """
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +36,7 @@ import pyarrow as pa
 
 from feedhandler.config import SinkConfig, shown_url
 
+from .clickhouse_http import QueryServer, socket_path
 from .records import BOOK, GAP, NBBO, STATUS, with_nulls
 from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
@@ -116,7 +123,10 @@ class _Chdb:
         try:
             self.session = session.Session(path)
         except Exception as exc:  # chDB raises plain exceptions, e.g. when another process holds PATH
-            raise SinkConfigError(f"chdb://{path}: cannot open ({exc}); is another process using it?") from None
+            if "EmbeddedServer" in str(exc):  # held: for a while by `fh query`, or by a misconfigured twin
+                raise SinkDown(f"chdb://{path}: another process has it open; retrying") from None
+            raise SinkConfigError(f"chdb://{path}: cannot open ({exc})") from None
+        self.path = path
         self.database = CHDB_DATABASE
 
     def execute(self, sql: str) -> None:
@@ -211,7 +221,9 @@ class ClickHouseSink(Sink):
 
     def __init__(self, config: SinkConfig):
         self.config = config
+        self.log = logging.getLogger(f"fh.sink.{config.name}")
         self.store: _Chdb | _Native | None = None
+        self.queries: QueryServer | None = None  # chDB: read-only queries served to local clients
         self._inserter: ThreadPoolExecutor | None = None  # one thread: inserts stay in batch order
         self._submitted: list[Future] = []
         self._last: Future | None = None  # the latest batch submitted: the next one runs only if it succeeded
@@ -228,6 +240,22 @@ class ClickHouseSink(Sink):
                 raise SinkConfigError(f"clickhouse {shown_url(url)}: applying {schema.name} failed: {exc}\n"
                                       f"{statement}") from None
         self.store = store
+        if isinstance(store, _Chdb):
+            self._serve_queries(store)
+
+    def _serve_queries(self, store: _Chdb) -> None:
+        """Serve read-only queries to the store; a socket or port that cannot be had is logged, and
+        the sink delivers all the same."""
+        where = socket_path(self.config)
+        host, _, port = self.config.query_http.rpartition(":")
+        try:
+            self.queries = QueryServer(store.path, store.database, where, (host, int(port)) if host else None, self.log)
+        except OSError as exc:  # e.g. a socket path over the 107 bytes AF_UNIX allows, a port in use
+            self.log.warning("clickhouse sink: not serving queries (%s at %s %s)", exc.strerror or exc, where,
+                             self.config.query_http)
+            return
+        self.log.info("clickhouse sink: serving read-only queries on %s%s", where,
+                      f" and http://{self.config.query_http}" if host else "")
 
     def send(self, batch: Batch, positions) -> Future:
         if self.store is None:
@@ -321,6 +349,9 @@ class ClickHouseSink(Sink):
         return self.store.query(sql.replace("{db}", self.store.database))
 
     def close(self) -> None:
+        if self.queries is not None:
+            self.queries.close()
+            self.queries = None
         if self._inserter is not None:
             self._inserter.shutdown(wait=True)
             self._inserter = None
