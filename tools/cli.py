@@ -120,11 +120,9 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     result = supervisor.run(args.config, config, args.duration)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1), flush=True)
-    silent = supervisor.never_valid(result) if args.duration else []  # stopped by a signal: as asked
+    silent = supervisor.never_valid(config, result) if args.duration else {}  # stopped by a signal: as asked
     if silent:
-        why = "; ".join(f"{venue}: " + (f"no frame from {config.venues[venue].ws_url}" if not result["venues"][venue]["frames"]
-                                        else f"{result['venues'][venue]['frames']} frames, no book synced")
-                        for venue in silent)
+        why = "; ".join(f"{venue}: {reason}" for venue, reason in silent.items())
         print(f"fh run: no valid book during the run from {', '.join(silent)} ({why}); its worker's log lines above "
               f"say why (is the venue reachable? `fh plan -c {args.config}` lists what it asks)", file=sys.stderr)
         return 1

@@ -85,11 +85,16 @@ def summary(config: RunConfig, duration_s: float) -> dict:
             "sinks": sinks}
 
 
-def never_valid(result: dict) -> list[str]:
-    """The venues of a `summary` that had no valid book during the run: none valid at its end, and
-    no update applied to a valid book before (the venue segment's counters since its writer started)."""
-    return [venue for venue, figures in result["venues"].items()
-            if not figures["valid_books"] and not figures["book_updates"]]
+def never_valid(config: RunConfig, result: dict) -> dict[str, str]:
+    """The venues of a `summary` that had no valid book during the run (none valid at its end, and no
+    update applied to a valid book before: the venue segment's counters since its writer started),
+    each with what the counters tell: no frame at all, or frames but no book synced."""
+    silent = {}
+    for venue, figures in result["venues"].items():
+        if not figures["valid_books"] and not figures["book_updates"]:
+            silent[venue] = (f"{figures['frames']} frames, no book synced" if figures["frames"] else
+                             f"no frame from {config.venues[venue].ws_url}")
+    return silent
 
 
 def nbbo_lines(config: RunConfig) -> list[str]:
