@@ -45,16 +45,19 @@ test: $(STAMP) services
 	$(BIN)/python -m coverage report
 
 # The main job: the exchange simulator and the whole pipeline against it for $(DURATION) s, live NBBO on
-# stderr, then one JSON summary as the last line of stdout.
+# stderr, then one JSON summary as the last line of stdout. The simulator starts first: a port it
+# cannot take ends the run at once, with its reason, before minutes of compiling. Any failure exits
+# non-zero (fh run: 1 when a venue had no valid book).
 DURATION ?= 30
 
 run: $(STAMP)
 	@mkdir -p .fh
-	$(BIN)/fh warmup >&2
 	@rm -f .fh/sim.urls; $(BIN)/fh sim > .fh/sim.urls 2> .fh/sim.log & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null; wait $$sim' EXIT; \
-	until [ -s .fh/sim.urls ]; do kill -0 $$sim || { cat .fh/sim.log >&2; exit 1; }; sleep 0.1; done; \
-	$(BIN)/fh run -c configs/sim.toml --duration $(DURATION) --json
+	until [ -s .fh/sim.urls ]; do kill -0 $$sim 2>/dev/null || { cat .fh/sim.log >&2; \
+		echo "make run: fh sim did not start; configs/sim.toml wants its ports 18700-18705 free" >&2; exit 1; }; \
+		sleep 0.1; done; \
+	$(BIN)/fh warmup >&2 && $(BIN)/fh run -c configs/sim.toml --duration $(DURATION) --json
 
 bench: $(STAMP)
 	$(BIN)/fh bench book

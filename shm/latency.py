@@ -3,7 +3,9 @@
 (shm.histogram) per name. The process updates its rows from numba; `fh latency` and `fh metrics`
 map every such file read-only. A restarted process starts a new file (counts from zero). The files
 are made and trusted as segments are (shm.segment): private to their writer or its $FH_SHM_GROUP,
-and a reader skips one its expected writer uid did not make, naming it."""
+and a reader skips one its expected writer uid did not make, naming it. The writer holds the
+segments' liveness lock on its file for its whole life, so a dead writer's file can be told apart
+and removed (`retire`, for `fh clean`)."""
 from __future__ import annotations
 
 import glob
@@ -17,7 +19,9 @@ import numpy as np
 
 from .histogram import HIST_WORDS
 from .files import remove_stale
-from .segment import SegmentError, create_segment_file, open_trusted, refuse_foreign, segment_path
+from .segment import (
+    SegmentError, create_segment_file, hold_liveness_lock, open_trusted, refuse_foreign, segment_path, writer_holds_lock,
+)
 
 MAGIC = int.from_bytes(b"FHLATNCY", "little")
 VERSION = 1
@@ -65,11 +69,15 @@ class LatencyWriter:
         remove_stale(temporary)  # a crashed predecessor's, or a planted symlink: the name, not its target
         fd = create_segment_file(temporary, group)
         try:
+            hold_liveness_lock(fd)  # held while fd is open: until close() or this process's end
             os.ftruncate(fd, size)
             # populated: the first count into each page must not fault on the hot path
             self._mmap = mmap.mmap(fd, size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
-        finally:
+        except BaseException:
             os.close(fd)
+            remove_stale(temporary)
+            raise
+        self._fd = fd
         header = np.frombuffer(self._mmap, np.int64, HEADER_WORDS, 0)
         table = np.frombuffer(self._mmap, NAME_DTYPE, len(rows), TABLE_AT)
         table["hop"] = [hop.encode() for hop, _ in rows]
@@ -89,11 +97,30 @@ class LatencyWriter:
             self._mmap.close()
         except BufferError:  # a caller still holds a view: the mapping goes with it
             pass
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         if unlink:
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+
+
+def retire(path: str) -> None:
+    """Remove the latency file at `path` unless its writer is alive (SegmentError naming its pid);
+    another user's file, a symlink or a file that is not a latency file is refused the same way."""
+    fd = open_trusted(path, os.geteuid())
+    try:
+        if os.pread(fd, 8, W_MAGIC * 8) != MAGIC.to_bytes(8, "little"):
+            raise SegmentError(f"{path}: not an fh latency file")
+        if writer_holds_lock(fd):
+            pid = int.from_bytes(os.pread(fd, 8, W_PID * 8), "little", signed=True)
+            raise SegmentError(f"{path}: its writer (pid {pid}) is alive")
+        if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:  # not a successor renamed in
+            os.unlink(path)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,13 @@ _LIVENESS_LOCK = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0)
 _LIVENESS_PROBE = struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0)
 
 
-def _writer_holds_lock(fd: int) -> bool:
+def hold_liveness_lock(fd: int) -> None:
+    """Take the writer's liveness lock on `fd` (open for writing) for as long as it stays open."""
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _LIVENESS_LOCK)
+
+
+def writer_holds_lock(fd: int) -> bool:
+    """Whether a live process holds the liveness lock of the file open at `fd`."""
     answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _LIVENESS_PROBE)
     return struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK
 
@@ -199,11 +205,11 @@ class SegmentWriter(_Regions):
                                f"non-empty without commas")
         table = _instrument_table(instruments)
         path = segment_path(prefix, name, directory)
-        lineage = _retire_previous(path)
+        lineage = retire(path)
         fd = create_segment_file(path, group)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _LIVENESS_LOCK)
+            hold_liveness_lock(fd)
             os.ftruncate(fd, geometry.size)
             # Every page is allocated and mapped now: the first publish into a page must not fault.
             buffer = mmap.mmap(fd, geometry.size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
@@ -301,10 +307,11 @@ def _lineage_of(fd: int, size: int) -> Lineage | None:
     return Lineage(first if first > 0 else start, base + published, start)
 
 
-def _retire_previous(path: str) -> Lineage | None:
+def retire(path: str) -> Lineage | None:
     """Remove a segment whose writer is gone, marking it REPLACED for readers still mapped to it;
-    returns the lineage it passes on. Another user's file (or a symlink) at the name is refused,
-    not followed nor taken over."""
+    returns the lineage it passes on (None: nothing was there, or nothing to pass on). A live
+    writer's segment is refused (SegmentError naming its pid), and so is another user's file or a
+    symlink at the name: neither followed nor taken over."""
     try:
         fd = _open_checked(path, os.O_RDWR, os.geteuid(), _WRITER_HINT)
     except FileNotFoundError:
@@ -380,7 +387,7 @@ class Segment(_Regions):
     def writer_alive(self, stale_after_s: float = 5.0) -> bool:
         """Open, its writer process still running (its lock is held), and its heartbeat recent."""
         return (self.state == State.OPEN and self.heartbeat_age_s() <= stale_after_s
-                and self._fd >= 0 and _writer_holds_lock(self._fd))
+                and self._fd >= 0 and writer_holds_lock(self._fd))
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -1,5 +1,6 @@
 """The `fh` commands as a user runs them: figures printed, keys present; timings never asserted."""
 import json
+import os
 import re
 import socket
 import subprocess
@@ -117,5 +118,62 @@ def test_sim_on_a_taken_port_exits_non_zero_naming_it_and_prints_no_urls():
         port = taken.getsockname()[1]
         result = fh("sim", "--venues", "binance", "--port", str(port), "--duration", "1", timeout=120)
     assert result.returncode == 2
-    assert f"127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr == (f"fh: binance: cannot listen on 127.0.0.1:{port} (Address already in use); use --port N "
+                             f"(venue k listens on N+2k and N+2k+1)\n")
     assert result.stdout == ""
+
+
+def test_make_run_on_a_taken_simulator_port_fails_at_once_with_the_simulators_reason(tmp_path):
+    """`make run` starts `fh sim` first: with port 18700 (configs/sim.toml's) taken it exits non-zero
+    showing the simulator's one-line reason and hint, before compiling anything or starting `fh run`."""
+    stamp, bin_dir = tmp_path / "installed-stamp", tmp_path / "bin"
+    stamp.touch()  # newer than setup.py: make installs nothing
+    bin_dir.mkdir()
+    (bin_dir / "fh").write_text(f'#!/bin/sh\nexec {sys.executable} -m tools.cli "$@"\n')
+    (bin_dir / "fh").chmod(0o755)
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 18700))
+            taken.listen()
+        except OSError:
+            pass  # taken already: all the same to make run
+        result = subprocess.run(["make", "-s", "run", f"STAMP={stamp}", f"BIN={bin_dir}"], cwd=REPO,
+                                capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "cannot listen on 127.0.0.1:18700" in result.stderr and "use --port N" in result.stderr
+    assert "make run: fh sim did not start" in result.stderr
+    assert "Traceback" not in result.stderr and "warmup" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("argv", [["replay", "{dir}"], ["capture", "info", "{dir}"], ["plan", "-c", "{dir}"]])
+def test_a_directory_where_a_file_belongs_is_one_line_naming_it(argv, tmp_path):
+    result = fh(*(arg.format(dir=tmp_path) for arg in argv), timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == f"fh: {tmp_path}: Is a directory\n"
+
+
+def test_latency_with_nothing_under_the_prefix_exits_1_naming_the_prefixes_there(tmp_path):
+    from shm.segment import InstrumentSpec, SegmentWriter
+    env = {**os.environ, "FH_SHM_DIR": str(tmp_path)}
+    spec = [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 64)]
+    with SegmentWriter.create("fhother", "binance", spec, depth=5, ring_slots=64, directory=str(tmp_path)):
+        shown = subprocess.run([*FH, "latency", "--prefix", "fhnone"], cwd=REPO, env=env, capture_output=True,
+                               text=True, timeout=120)
+        as_json = subprocess.run([*FH, "latency", "--prefix", "fhnone", "--json"], cwd=REPO, env=env,
+                                 capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 1 and shown.stdout == ""
+    assert shown.stderr == (f"fh latency: no latency histograms under {tmp_path}/fhnone.latency.*; prefixes there: "
+                            f"fhother (1 segment); choose one with --prefix P\n")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["hops"] == [] and as_json.stderr == shown.stderr
+
+
+def test_metrics_on_a_taken_port_is_one_line_with_the_hint():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = fh("metrics", "--port", str(port), timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (f"fh metrics: cannot listen on 127.0.0.1:{port} (Address already in "
+                                              f"use); use --port N (0: any free port)")
+    assert "Traceback" not in result.stderr

@@ -4,6 +4,7 @@ refuses to start, naming the pid of the one running, instead of running beside i
 deliveries)."""
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import pytest
 from shm.layout import State
 from shm.segment import Segment
 from tests.pipeline import FH, REPO, Pipeline, wait_for
-from workers.process import InstanceLock, InstanceLockError
+from workers.process import InstanceLock, InstanceLockError, retire_lock
 
 STARTUP_S = 300  # a cold numba cache compiles for minutes
 VENUES = ("binance", "coinbase", "kraken")
@@ -119,3 +120,26 @@ def test_an_instance_lock_planted_as_a_symlink_is_refused(shm_prefix, tmp_path):
     with pytest.raises(InstanceLockError, match="cannot open the lock of aggregator"):
         InstanceLock(shm_prefix, "aggregator")
     assert target.read_text() == "untouched"
+
+
+def test_a_lock_file_fh_clean_removes_between_open_and_lock_is_locked_again(shm_prefix, monkeypatch):
+    """`fh clean` removes an instance lock nobody holds; a process that had opened the file but not yet
+    locked it must not end up holding the removed file while the next one locks a new file beside it.
+    (The interleaving is forced: fh clean runs inside the process's first flock call.)"""
+    path = f"/dev/shm/{shm_prefix}.lock.run"
+    InstanceLock(shm_prefix, "run").close()  # a run that ended: its lock file stays
+    real_flock = fcntl.flock
+
+    def cleaned_first(fd: int, operation: int) -> None:
+        monkeypatch.setattr(fcntl, "flock", real_flock)
+        retire_lock(path)
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", cleaned_first)
+    lock = InstanceLock(shm_prefix, "run")
+    try:
+        with pytest.raises(InstanceLockError, match=f"run of prefix '{shm_prefix}' is already running "
+                                                    f"\\(pid {os.getpid()},"):
+            InstanceLock(shm_prefix, "run")
+    finally:
+        lock.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -133,15 +134,22 @@ def test_metrics_is_served_in_the_prometheus_text_format(binance, served):
         assert 'fh_book_valid{venue="binance",symbol="BTC-USDT"} 1' in response.read().decode()
 
 
-def test_fh_metrics_serves_until_sigterm_and_says_unhealthy_with_no_venue(shm_prefix):
-    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "metrics", "--prefix", shm_prefix, "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_fh_metrics_serves_until_sigterm_and_says_unhealthy_with_no_venue_naming_the_prefixes_there(shm_prefix,
+                                                                                                     tmp_path):
+    with SegmentWriter.create("fhother", "binance", [BTC.spec(64)], depth=5, ring_slots=64, directory=str(tmp_path)):
+        process = subprocess.Popen([sys.executable, "-m", "tools.cli", "metrics", "--prefix", shm_prefix, "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "FH_SHM_DIR": str(tmp_path)})
+    nothing = (f"no venue segments under {tmp_path}/{shm_prefix}.*; prefixes there: fhother (1 segment); "
+               f"choose one with --prefix P")
     try:
         url = json.loads(process.stdout.readline())["url"]
         status, body = _get(f"{url}/healthz")
-        assert status == 503 and json.loads(body) == {"ok": False, "venues": {}}
+        assert status == 503 and json.loads(body) == {"ok": False, "venues": {}, "error": nothing}
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+        assert (f"nothing under {tmp_path}/{shm_prefix}.*; prefixes there: fhother (1 segment); choose one with "
+                f"--prefix P; serving anyway") in process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()

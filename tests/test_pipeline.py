@@ -311,12 +311,44 @@ def test_run_prints_the_make_run_summary_and_its_captures_replay_to_the_same_boo
     served_to_a_worker_again_from(tmp_path, glob.glob(str(tmp_path / "captures" / "kraken-*.fhcap"))[0],
                                   expected=books["kraken"])
     summary = json.loads(output.strip().splitlines()[-1])
+    assert short.run.returncode == 0  # every venue had a valid book
     assert set(summary) == {"duration_s", "venues", "nbbo_updates", "symbols", "sinks"} and summary["sinks"] == {}
     assert summary["duration_s"] >= 3 and summary["nbbo_updates"] > 0
     assert summary["symbols"] == ["BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT"]
     for venue, figures in summary["venues"].items():
         assert figures["books"] == len(VENUE_SYMBOLS[venue]) and figures["frames"] > 0
-        assert set(figures) == {"frames", "valid_books", "books", "gaps", "resyncs"}
+        assert set(figures) == {"frames", "valid_books", "books", "book_updates", "gaps", "resyncs"}
+
+
+def test_a_run_for_a_duration_exits_1_naming_the_venue_that_had_no_valid_book(tmp_path):
+    """Kraken's instruments come from the simulator, but its WebSocket URL is one where nothing listens:
+    its worker runs, its segment is up, and it never has a valid book. The summary is printed all the same."""
+    base, prefix = free_base_port(), f"fhsilent{os.getpid()}"
+    nowhere = f"ws://127.0.0.1:{base}/v2"  # binance's port of the simulator, which serves kraken only
+    config = tmp_path / "silent.toml"
+    config.write_text(f'[run]\nprefix = "{prefix}"\ncapture_dir = "{tmp_path / "captures"}"\n'
+                      f'instrument_cache = "{tmp_path / "instruments"}"\n'
+                      f'[venues.kraken]\nsymbols = {json.dumps(VENUE_SYMBOLS["kraken"])}\nws_url = "{nowhere}"\n'
+                      f'rest_url = "http://127.0.0.1:{base + 5}"\n')
+    subprocess.run(FH + ["warmup"], cwd=REPO, check=True, capture_output=True)
+    sim = subprocess.Popen(FH + ["sim", "--venues", "kraken", "--port", str(base)], cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL)
+    try:
+        sim.stdout.readline()  # listening
+        run = subprocess.run(FH + ["run", "-c", str(config), "--duration", "1", "--json"], cwd=REPO,
+                             capture_output=True, text=True, timeout=STARTUP_S)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+        for path in glob.glob(f"/dev/shm/{prefix}.*"):
+            os.unlink(path)
+    assert run.returncode == 1, run.stderr[-4000:]
+    kraken = json.loads(run.stdout.strip().splitlines()[-1])["venues"]["kraken"]
+    assert kraken["books"] == len(VENUE_SYMBOLS["kraken"])  # the worker was up
+    assert kraken["frames"] == kraken["valid_books"] == kraken["book_updates"] == 0
+    assert run.stderr.splitlines()[-1] == (
+        f"fh run: no valid book during the run from kraken (kraken: no frame from {nowhere}); its worker's log lines "
+        f"above say why (is the venue reachable? `fh plan -c {config}` lists what it asks)")
 
 
 def test_top_shows_the_nbbo_and_every_venue(pipeline):

@@ -1,7 +1,8 @@
 """Readers of the segments under one prefix for tools that poll them (fh top, fh metrics): attached on
 first use, and again once a new writer replaced the segment. A file under the prefix that fails
 validation (another user's, a symlink, a corrupt header or symbol table) is skipped and reported:
-kept in `Refusals` for the tool to show, and logged once, never raised into a scrape."""
+kept in `Refusals` for the tool to show, and logged once, never raised into a scrape. A tool that
+finds nothing under its prefix says so with `nothing_under`, naming the prefixes there are."""
 from __future__ import annotations
 
 import glob
@@ -11,16 +12,24 @@ import os
 from shm.latency import NAME_PREFIX as LATENCY_FILES
 from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
-from shm.segment import DEFAULT_DIR, SegmentError, segment_path
-from workers.process import LOCK_NAME as LOCK_FILES
+from shm.inventory import LOCK_NAME as LOCK_FILES, describe_prefixes, shm_dir
+from shm.segment import SegmentError, segment_path
 
 
 def venue_names(prefix: str) -> list[str]:
     """The venue segments under `prefix` (not the NBBO's, nor the processes' latency and lock files)."""
-    directory = os.environ.get("FH_SHM_DIR", DEFAULT_DIR)
-    paths = glob.glob(os.path.join(directory, f"{glob.escape(prefix)}.*"))
+    paths = glob.glob(os.path.join(shm_dir(), f"{glob.escape(prefix)}.*"))
     names = [os.path.basename(path)[len(prefix) + 1:] for path in paths]
     return sorted(n for n in names if n != "nbbo" and not n.startswith((LATENCY_FILES, LOCK_FILES)))
+
+
+def nothing_under(prefix: str, what: str = "nothing", names: str = "*") -> str:
+    """The line a tool shows when it found `what` under `<shm dir>/<prefix>.<names>`: with the prefixes
+    that do hold segments or latency files (shm.inventory), or how to start a pipeline when none does."""
+    there = describe_prefixes()
+    hint = (f"prefixes there: {there}; choose one with --prefix P" if there else
+            "no prefix holds segments or latency files: is fh running? (make run, or fh run -c CONFIG)")
+    return f"{what} under {os.path.join(shm_dir(), f'{prefix}.{names}')}; {hint}"
 
 
 class Refusals:

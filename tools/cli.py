@@ -117,8 +117,15 @@ def _sim(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from workers import supervisor
-    result = supervisor.run(args.config, _config(args), args.duration)
+    config = _config(args)
+    result = supervisor.run(args.config, config, args.duration)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1), flush=True)
+    silent = supervisor.never_valid(config, result) if args.duration else {}  # stopped by a signal: as asked
+    if silent:
+        why = "; ".join(f"{venue}: {reason}" for venue, reason in silent.items())
+        print(f"fh run: no valid book during the run from {', '.join(silent)} ({why}); its worker's log lines above "
+              f"say why (is the venue reachable? `fh plan -c {args.config}` lists what it asks)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -163,6 +170,11 @@ def _metrics(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     from . import query
     return query.main(args.sql, args.config, args.format)
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from . import clean
+    return clean.main(args.prefix, args.all)
 
 
 def _warmup(args: argparse.Namespace) -> dict:
@@ -314,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=["table", "json", "csv"], default="table",
                        help="table (default), json (a list of row objects), csv")
     query.set_defaults(run=_query, title="fh query")
+    clean = commands.add_parser("clean", help="remove the segments, latency files and locks under a prefix that no "
+                                              "live process holds")
+    cleaned = clean.add_mutually_exclusive_group()
+    cleaned.add_argument("--prefix", default="fh", help="segment prefix (default fh)")
+    cleaned.add_argument("--all", action="store_true", help="every prefix holding fh files")
+    clean.set_defaults(run=_clean, title="fh clean")
     warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 
@@ -344,8 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.run(args)
     except (CaptureError, SegmentError, RecordingError, ReplayError, SinkConfigError, InstanceLockError,
-            FileNotFoundError, ValueError) as exc:
+            ValueError) as exc:
         print(f"fh: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that is a directory, not readable, not there: the path and why
+        print(f"fh: {exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else f"fh: {exc}", file=sys.stderr)
         return 2
     if isinstance(result, int):
         return result

@@ -12,9 +12,10 @@ import numpy as np
 from feedhandler.capture import CaptureReader, FrameKind
 from feedhandler.publish import LAT_DECODE, LAT_PUBLISH, VENUE_HOPS
 from shm.histogram import HIST_WORDS, difference, quantiles, summary
-from shm.latency import HOPS, read_latency
+from shm.latency import HOPS, NAME_PREFIX, read_latency
 from shm.segment import SegmentWriter
 
+from .attached import nothing_under
 from .replay import capture_feed
 
 PERCENTILES = (50, 90, 99, 99.9)
@@ -107,18 +108,21 @@ def plot(rows: list[dict], path: str) -> None:
 
 def run(prefix: str, venue: str | None, hop: str | None, as_json_out: bool, png: str | None, watch: float | None,
         capture: str | None) -> int:
-    """Print the rows: one JSON object ({"hops": [...]}, ns), or a table (--watch: again every interval)."""
+    """Print the rows: one JSON object ({"hops": [...]}, ns), or a table (--watch: again every interval).
+    Once (without --watch, or with --json): 1 when there was nothing to report, the reason on stderr."""
     if watch and capture:
         raise ValueError("--watch follows a running pipeline; it does not go with --capture")
     rows = over_capture(capture) if capture else live(prefix, venue, hop)
     if png:
         plot(rows, png)
-    if as_json_out:
-        print(json.dumps({"prefix": None if capture else prefix, "capture": capture, "hops": as_json(rows)}))
-        return 0
-    if not watch:
-        print(table(rows) if rows else _NONE.format(prefix=prefix))
-        return 0
+    if as_json_out or not watch:
+        if as_json_out:
+            print(json.dumps({"prefix": None if capture else prefix, "capture": capture, "hops": as_json(rows)}))
+        elif rows:
+            print(table(rows))
+        if not rows:
+            print(f"fh latency: {_nothing(prefix, venue, hop)}", file=sys.stderr)
+        return 0 if rows else 1
     while True:  # each refresh shows the interval since the previous one
         time.sleep(watch)
         previous = {_key(row): row["counts"] for row in rows}
@@ -126,10 +130,15 @@ def run(prefix: str, venue: str | None, hop: str | None, as_json_out: bool, png:
         window = [_interval(row, previous.get(_key(row))) for row in rows]
         sys.stdout.write("\x1b[H\x1b[2J")
         print(f"last {watch:g} s (fh latency without --watch: since each process started)")
-        print(table(window) if window else _NONE.format(prefix=prefix), flush=True)
+        print(table(window) if window else _nothing(prefix, venue, hop), flush=True)
 
 
-_NONE = "no latency histograms under /dev/shm/{prefix}.latency.* (is fh running?)"
+def _nothing(prefix: str, venue: str | None, hop: str | None) -> str:
+    """Why there are no rows: nothing under the prefix (and which prefixes there are), or the filters."""
+    if (venue or hop) and read_latency(prefix):
+        chosen = " and ".join(f"--{name} {value}" for name, value in (("venue", venue), ("hop", hop)) if value)
+        return f"the latency histograms under prefix {prefix!r} have no row for {chosen}; drop it to see them all"
+    return nothing_under(prefix, "no latency histograms", f"{NAME_PREFIX}*")
 
 
 def _key(row: dict) -> tuple:

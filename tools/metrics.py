@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from shm.latency import read_latency
 from shm.layout import Counter
 from shm.segment import SegmentError
 
-from .attached import AttachedReaders, Refusals, venue_names
+from .attached import AttachedReaders, Refusals, nothing_under, venue_names
 
 STALE_AFTER_S = 5.0  # a writer whose heartbeat is older is not alive
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
@@ -112,7 +113,9 @@ class Collector:
                 venues[venue] = {"ok": alive and all(b["valid"] for b in books.values()), "alive": alive,
                                  "state": status["state"], "heartbeat_age_s": round(status["heartbeat_age_s"], 3),
                                  "books": books}
-        return {"ok": bool(venues) and all(v["ok"] for v in venues.values()), "venues": venues}
+        if not venues:
+            return {"ok": False, "venues": venues, "error": nothing_under(self.prefix, "no venue segments")}
+        return {"ok": all(v["ok"] for v in venues.values()), "venues": venues}
 
     def metrics(self) -> str:
         out = Exposition()
@@ -282,10 +285,17 @@ def main(args) -> int:
     apply_shm_access(config)
     stop = Stop().on_signals()
     collector = Collector(prefix, sink_stats_paths(config) if config else ())
-    server = make_server(collector, args.port, args.host)
+    try:
+        server = make_server(collector, args.port, args.host)
+    except OSError as exc:
+        print(f"fh metrics: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); use --port N "
+              f"(0: any free port)", file=sys.stderr)
+        return 2
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, name="fh-metrics-http", daemon=True).start()
     log.info("metrics on http://%s:%d/metrics, health on /healthz (prefix %s)", args.host, port, prefix)
+    if not venue_names(prefix) and not read_latency(prefix):
+        log.warning("%s; serving anyway (/healthz: 503 until a venue appears)", nothing_under(prefix))
     print(json.dumps({"url": f"http://{args.host}:{port}"}), flush=True)
     notifier = Notifier()
     notifier.ready(f"serving on port {port}")

@@ -10,14 +10,14 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable
 
 from feedhandler.config import RunConfig
+from shm.inventory import LOCK_NAME  # lock files are `<shm dir>/<prefix>.lock.<role>`
 from shm.segment import segment_path
-
-LOCK_NAME = "lock."  # lock files are `<shm dir>/<prefix>.lock.<role>`
 _PR_SET_PDEATHSIG = 1
 
 
@@ -121,10 +121,27 @@ class InstanceLock:
     """An exclusive `flock` on `<shm dir>/<prefix>.lock.<role>`, held until close() or exit, so a
     second sink, aggregator or supervisor of the same prefix refuses to start instead of running
     beside the first (duplicate deliveries). The file holds the holder's pid for the refusal; the
-    kernel drops the lock when the holder dies, however it dies."""
+    kernel drops the lock when the holder dies, however it dies. `fh clean` removes a file nobody
+    holds (`retire_lock`), so a lock taken on a file that is no longer at the path is taken again."""
 
     def __init__(self, prefix: str, role: str, directory: str | None = None):
         self.path = segment_path(prefix, LOCK_NAME + role, directory)
+        while True:
+            fd = self._lock(prefix, role)
+            try:
+                current = os.stat(self.path, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            opened = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+                break
+            os.close(fd)  # removed (by fh clean) between our open and our lock: lock what is there now
+        pid = f"{os.getpid()}\n".encode()
+        os.pwrite(fd, pid, 0)
+        os.ftruncate(fd, len(pid))
+        self._fd = fd
+
+    def _lock(self, prefix: str, role: str) -> int:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:  # e.g. ELOOP: a symlink planted in the shared directory
@@ -137,22 +154,43 @@ class InstanceLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").partition("\n")[0] or "unknown"
-                raise InstanceLockError(f"{role} of prefix {prefix!r} is already running (pid {holder}, "
+                raise InstanceLockError(f"{role} of prefix {prefix!r} is already running (pid {_holder(fd)}, "
                                         f"lock {self.path}); stop it first") from None
-            pid = f"{os.getpid()}\n".encode()
-            os.pwrite(fd, pid, 0)
-            os.ftruncate(fd, len(pid))
         except BaseException:
             os.close(fd)
             raise
-        self._fd = fd
+        return fd
 
     def close(self) -> None:
-        """Release the lock (the file stays: removing it would let two processes lock two files)."""
+        """Release the lock (the file stays: `fh clean` removes it once nobody holds it)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 32, 0).decode("ascii", "replace").partition("\n")[0] or "unknown"
+
+
+def retire_lock(path: str) -> None:
+    """Remove the instance lock file at `path` unless a live process holds it (InstanceLockError naming
+    its pid) or it is not this user's regular file (InstanceLockError saying so). Removed while locked,
+    so a process that opened it meanwhile finds it gone once it has the lock, and locks a new one."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InstanceLockError(f"{path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise InstanceLockError(f"{path}: not a lock file of this user (uid {st.st_uid})")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InstanceLockError(f"{path}: held by a running process (pid {_holder(fd)})") from None
+        os.unlink(path)
+    finally:
+        os.close(fd)
 
 
 def die_with_parent(signal_number: int = signal.SIGTERM) -> Callable[[], None]:

@@ -55,7 +55,8 @@ def children(config_path: str, config: RunConfig) -> list[Child]:
 
 
 def summary(config: RunConfig, duration_s: float) -> dict:
-    """What ran: per venue frames, books (valid now), gaps and resyncs; NBBO updates and symbols."""
+    """What ran: per venue frames, books (valid now), book updates (each applied to a valid book and
+    published), gaps and resyncs; NBBO updates and symbols."""
     venues = {}
     for venue in sorted(config.venues):
         try:
@@ -63,9 +64,10 @@ def summary(config: RunConfig, duration_s: float) -> dict:
                 totals = reader.totals()
                 books = [reader.book(i.index, depth=1) for i in reader.instruments]
                 venues[venue] = {"frames": totals["frames"], "valid_books": sum(b.valid for b in books),
-                                 "books": len(books), "gaps": totals["gaps"], "resyncs": totals["resyncs"]}
+                                 "books": len(books), "book_updates": totals["book_updates"], "gaps": totals["gaps"],
+                                 "resyncs": totals["resyncs"]}
         except SegmentError:
-            venues[venue] = {"frames": 0, "valid_books": 0, "books": 0, "gaps": 0, "resyncs": 0}
+            venues[venue] = {"frames": 0, "valid_books": 0, "books": 0, "book_updates": 0, "gaps": 0, "resyncs": 0}
     nbbo_updates, symbols = 0, []
     try:
         with NbboReader(prefix=config.prefix) as nbbo:
@@ -81,6 +83,18 @@ def summary(config: RunConfig, duration_s: float) -> dict:
             sinks[name] = {"up": 0, "last_error": "no stats yet"}
     return {"duration_s": round(duration_s, 3), "venues": venues, "nbbo_updates": nbbo_updates, "symbols": symbols,
             "sinks": sinks}
+
+
+def never_valid(config: RunConfig, result: dict) -> dict[str, str]:
+    """The venues of a `summary` that had no valid book during the run (none valid at its end, and no
+    update applied to a valid book before: the venue segment's counters since its writer started),
+    each with what the counters tell: no frame at all, or frames but no book synced."""
+    silent = {}
+    for venue, figures in result["venues"].items():
+        if not figures["valid_books"] and not figures["book_updates"]:
+            silent[venue] = (f"{figures['frames']} frames, no book synced" if figures["frames"] else
+                             f"no frame from {config.venues[venue].ws_url}")
+    return silent
 
 
 def nbbo_lines(config: RunConfig) -> list[str]:

@@ -27,6 +27,7 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import re
 import time
 from collections import Counter, deque
@@ -1090,8 +1091,9 @@ class Simulator:
                     lambda r, w, venue=venue: self._http(venue, r, w), self.host, port))
             except OSError as exc:
                 await self.stop()
-                raise SimulatorError(f"{name}: cannot listen on {self.host}:{port} "
-                                     f"({exc.strerror or exc}); choose other ports with --port") from None
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise SimulatorError(f"{name}: cannot listen on {self.host}:{port} ({reason}); use --port N "
+                                     f"(venue k listens on N+2k and N+2k+1)") from None
         self._tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._faults(time.monotonic())),
                        asyncio.create_task(self._references())]
         self._tasks += [asyncio.create_task(self._market(v)) for v in self.venues.values()
