@@ -87,13 +87,13 @@ def _sim(args: argparse.Namespace) -> int:
     set_title("fh: sim")
     limits = parse_limits(args.limit)
     if args.replay:
-        if limits:
-            raise ValueError("--limit applies to the synthetic venues, not to --replay")
+        if limits or args.allow_crosses:
+            raise ValueError("--limit and --allow-crosses apply to the synthetic venues, not to --replay")
         replay = ReplaySim(args.replay, args.speed)
         simulator = Simulator({replay.name: replay}, base_port=args.port)
     else:
         simulator = Simulator.synthetic(args.venues.split(","), rate=args.rate, seed=args.seed, base_port=args.port,
-                                        limits=limits)
+                                        limits=limits, allow_crosses=args.allow_crosses)
     simulator.schedule = [parse_fault(text) for text in args.fault]
     unknown = {venue for _, venue, _ in simulator.schedule} - set(simulator.venues)
     if unknown:
@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "binance.weight_window_s (60), binance.ban_s (120), coinbase.subscribe_deadline_s (5), "
                           "coinbase.messages_per_s (8), coinbase.connections_per_s (8), "
                           "coinbase.level2_per_connection (16)")
+    sim.add_argument("--allow-crosses", action="store_true",
+                     help="let a venue quote through another venue's touch, so the NBBO locks and crosses (by "
+                          "default none does, as arbitrage keeps live venues from it)")
     sim.add_argument("--replay", help="serve this capture instead of a synthetic market")
     sim.add_argument("--speed", type=float, default=1.0, help="replay pace factor (0: as fast as possible)")
     sim.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until stopped)")
