@@ -319,12 +319,14 @@ def test_run_prints_the_make_run_summary_and_its_captures_replay_to_the_same_boo
         assert set(figures) == {"frames", "valid_books", "books", "gaps", "resyncs"}
 
 
-def test_top_shows_the_nbbo_and_every_venue(pipeline):
+def test_top_shows_the_nbbo_and_every_venue_whole_in_80_columns(pipeline):
     shown = subprocess.run(FH + ["top", "--prefix", pipeline.prefix, "--once", "--interval", "0.5"], cwd=REPO,
-                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"})
     assert shown.returncode == 0, shown.stderr
-    for name in ["BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT", "binance", "coinbase", "kraken"]:
-        assert name in shown.stdout
+    lines = shown.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, shown.stdout
+    words = {word for line in lines for word in line.split()}
+    assert {"BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT", "binance", "coinbase", "kraken"} <= words, shown.stdout
 
 
 def test_a_worker_starts_from_the_instrument_cache_when_the_metadata_endpoint_is_down(pipeline, tmp_path):

@@ -1,7 +1,8 @@
 """Readers of the segments under one prefix for tools that poll them (fh top, fh metrics): attached on
 first use, and again once a new writer replaced the segment. A file under the prefix that fails
 validation (another user's, a symlink, a corrupt header or symbol table) is skipped and reported:
-kept in `Refusals` for the tool to show, and logged once, never raised into a scrape."""
+kept in `Refusals` for the tool to show, and logged once, never raised into a scrape. And which
+prefixes hold segments at all, for a tool that found nothing under its own."""
 from __future__ import annotations
 
 import glob
@@ -9,9 +10,10 @@ import logging
 import os
 
 from shm.latency import NAME_PREFIX as LATENCY_FILES
+from shm.layout import HEADER_BYTES, HEADER_NAME_AT, MAGIC
 from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
-from shm.segment import DEFAULT_DIR, SegmentError, segment_path
+from shm.segment import DEFAULT_DIR, SegmentError, open_trusted, segment_path
 from workers.process import LOCK_NAME as LOCK_FILES
 
 
@@ -21,6 +23,34 @@ def venue_names(prefix: str) -> list[str]:
     paths = glob.glob(os.path.join(directory, f"{glob.escape(prefix)}.*"))
     names = [os.path.basename(path)[len(prefix) + 1:] for path in paths]
     return sorted(n for n in names if n != "nbbo" and not n.startswith((LATENCY_FILES, LOCK_FILES)))
+
+
+def segment_prefixes(directory: str | None = None) -> list[str]:
+    """The prefixes of the fh segments in `directory` ($FH_SHM_DIR or /dev/shm): the files a reader
+    would trust that start with a segment header, whose name is `<prefix>.<the name in that header>`."""
+    directory = directory or os.environ.get("FH_SHM_DIR", DEFAULT_DIR)
+    found = set()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:  # no such directory: no segments
+        return []
+    for entry in entries:
+        try:
+            fd = open_trusted(entry.path)
+        except (SegmentError, OSError):  # not ours to read, or gone
+            continue
+        try:
+            header = os.pread(fd, HEADER_BYTES, 0)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        if len(header) < HEADER_BYTES or int.from_bytes(header[:8], "little") != MAGIC:
+            continue
+        name = header[HEADER_NAME_AT:].split(b"\0", 1)[0].decode(errors="replace")
+        if name and entry.name.endswith(f".{name}"):
+            found.add(entry.name[:-len(name) - 1])
+    return sorted(found)
 
 
 class Refusals:
