@@ -335,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             FileNotFoundError, ValueError) as exc:
         print(f"fh: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # commands that end on Ctrl-C (fh top, fh latency --watch) catch it themselves
+        print(f"fh: {args.title} interrupted", file=sys.stderr)
+        return 130
     if isinstance(result, int):
         return result
     emit(args.title, result, args.json)

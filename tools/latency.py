@@ -107,7 +107,8 @@ def plot(rows: list[dict], path: str) -> None:
 
 def run(prefix: str, venue: str | None, hop: str | None, as_json_out: bool, png: str | None, watch: float | None,
         capture: str | None) -> int:
-    """Print the rows: one JSON object ({"hops": [...]}, ns), or a table (--watch: again every interval)."""
+    """Print the rows: one JSON object ({"hops": [...]}, ns), or a table (--watch: again every interval
+    until Ctrl-C, which ends it as a user's normal way out: exit 0)."""
     if watch and capture:
         raise ValueError("--watch follows a running pipeline; it does not go with --capture")
     rows = over_capture(capture) if capture else live(prefix, venue, hop)
@@ -119,14 +120,17 @@ def run(prefix: str, venue: str | None, hop: str | None, as_json_out: bool, png:
     if not watch:
         print(table(rows) if rows else _NONE.format(prefix=prefix))
         return 0
-    while True:  # each refresh shows the interval since the previous one
-        time.sleep(watch)
-        previous = {_key(row): row["counts"] for row in rows}
-        rows = live(prefix, venue, hop)
-        window = [_interval(row, previous.get(_key(row))) for row in rows]
-        sys.stdout.write("\x1b[H\x1b[2J")
-        print(f"last {watch:g} s (fh latency without --watch: since each process started)")
-        print(table(window) if window else _NONE.format(prefix=prefix), flush=True)
+    try:
+        while True:  # each refresh shows the interval since the previous one, until Ctrl-C
+            time.sleep(watch)
+            previous = {_key(row): row["counts"] for row in rows}
+            rows = live(prefix, venue, hop)
+            window = [_interval(row, previous.get(_key(row))) for row in rows]
+            sys.stdout.write("\x1b[H\x1b[2J")
+            print(f"last {watch:g} s (fh latency without --watch: since each process started)")
+            print(table(window) if window else _NONE.format(prefix=prefix), flush=True)
+    except KeyboardInterrupt:
+        return 0
 
 
 _NONE = "no latency histograms under /dev/shm/{prefix}.latency.* (is fh running?)"
