@@ -1,6 +1,7 @@
 """The `fh` commands as a user runs them: figures printed, keys present; timings never asserted."""
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def readme_example(marker: str = "strategy-example", prefix: str = "fh") -> str:
 
 @contextmanager
 def demo_running(prefix: str, duration_s: float):
-    """`fh demo` publishing under `prefix` for `duration_s`, once its segment can be read."""
+    """`fh demo` publishing under `prefix` for `duration_s` (the process), once its segment can be read."""
     demo = subprocess.Popen([*FH, "demo", "--prefix", prefix, "--duration", str(duration_s), "--rate", "100"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -99,7 +100,7 @@ def demo_running(prefix: str, duration_s: float):
             except SegmentError:
                 assert time.monotonic() < deadline and demo.poll() is None, "fh demo did not start"
                 time.sleep(0.1)
-        yield
+        yield demo
     finally:
         demo.wait(120)
 
@@ -127,6 +128,14 @@ def test_readme_numba_example_prints_a_mid_and_exits_without_a_word_on_stderr(sh
     for script in (run, late):
         assert script.returncode == 0 and script.stderr == "", script.stderr
         assert int(script.stdout) > 0  # bid + ask of a valid book
+
+
+def test_an_interrupted_command_says_so_in_one_line_without_a_traceback(shm_prefix):
+    with demo_running(shm_prefix, 120) as demo:
+        demo.send_signal(signal.SIGINT)
+        _, stderr = demo.communicate(timeout=60)
+    assert demo.returncode == 130 and stderr.splitlines()[-1] == "fh demo: interrupted", stderr
+    assert "Traceback" not in stderr
 
 
 def test_replay_reports_a_missing_file_or_a_bad_speed_without_a_traceback(captures, tmp_path):

@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fh: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # commands that end on Ctrl-C (fh top, fh latency --watch) catch it themselves
-        print(f"fh: {args.title} interrupted", file=sys.stderr)
+        print(f"{args.title}: interrupted", file=sys.stderr)
         return 130
     if isinstance(result, int):
         return result
