@@ -72,6 +72,12 @@ def test_bench_query_answers_a_day_of_one_symbol_alike_from_trades_and_from_the_
         assert figures[query]["p50_ms"] > 0
 
 
+def test_version_is_the_one_setup_py_declares():
+    declared = re.search(r'version="([^"]+)"', (REPO / "setup.py").read_text()).group(1)
+    result = fh("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"fh {declared}\n", "")
+
+
 def test_bench_rejects_a_non_positive_count():
     result = fh("bench", "book", "--levels", "0")
     assert result.returncode == 2

@@ -165,8 +165,25 @@ def _warmup(args: argparse.Namespace) -> dict:
     return warmup.run()
 
 
+class _Version(argparse.Action):
+    """`--version`: the installed fh's version (its package metadata, from setup.py), looked up only
+    when asked for."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print fh's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            print(f"fh {version('fh')}")
+        except PackageNotFoundError:
+            parser.exit(1, "fh: no version: fh is not installed here (pip install -e .)\n")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fh", description="fh: low-latency crypto market-data feed handler")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="measure the hot path (figures are printed, never asserted)")
     benches = bench.add_subparsers(dest="bench", required=True)
