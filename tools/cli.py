@@ -56,9 +56,9 @@ def _demo(args: argparse.Namespace) -> dict:
     return demo.run(prefix=args.prefix, venue=args.venue, duration_s=args.duration, rate=args.rate)
 
 
-def _capture_info(args: argparse.Namespace) -> dict:
-    from feedhandler.capture import CaptureReader
-    return CaptureReader(args.file).verify()
+def _capture_info(args: argparse.Namespace) -> int:
+    from . import capture_info
+    return capture_info.run(args.file, args.json)
 
 
 def _capture_import(args: argparse.Namespace) -> dict:
