@@ -319,6 +319,21 @@ def test_run_prints_the_make_run_summary_and_its_captures_replay_to_the_same_boo
         assert set(figures) == {"frames", "valid_books", "books", "gaps", "resyncs"}
 
 
+@pytest.mark.redis
+def test_the_run_summary_gives_each_sinks_final_figures_once_it_drained_the_rings(tmp_path, service):
+    server, state = service("redis"), tmp_path / "sinks"
+    short = Pipeline(tmp_path, f"fhsumsink{os.getpid()}",
+                     extra_config=f'\n[sinks.redis]\nurl = "{server.url}"\nstate_dir = "{state}"\n')
+    short.start(duration_s=3)
+    try:
+        output = short.run.communicate(timeout=STARTUP_S)[0]
+    finally:
+        short.stop()
+    figures = json.loads(output.strip().splitlines()[-1])["sinks"]["redis"]
+    assert figures == json.loads((state / "redis.stats.json").read_text())  # what the sink wrote as it stopped
+    assert figures["lag"] == 0 and figures["acked"] > 0
+
+
 def test_top_shows_the_nbbo_and_every_venue_whole_in_80_columns(pipeline):
     shown = subprocess.run(FH + ["top", "--prefix", pipeline.prefix, "--once", "--interval", "0.5"], cwd=REPO,
                            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"})
