@@ -173,8 +173,8 @@ class Keys:
     """Key presses on a terminal stdin, one at a time (cbreak mode: no Enter needed; Ctrl-C still
     interrupts), the terminal's mode restored on exit. Stdin that is not a terminal gives no keys."""
 
-    def __init__(self, stream=None):
-        self.fd = (stream or sys.stdin).fileno()
+    def __init__(self):
+        self.fd = sys.stdin.fileno()
         self.saved = None
 
     def __enter__(self) -> Keys:
