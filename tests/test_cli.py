@@ -2,15 +2,19 @@
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO
+from shm.reader import VenueReader
+from shm.segment import SegmentError
 
 FH = [sys.executable, "-m", "tools.cli"]
 
@@ -69,36 +73,76 @@ def test_bench_query_answers_a_day_of_one_symbol_alike_from_trades_and_from_the_
         assert figures[query]["p50_ms"] > 0
 
 
+def test_version_is_the_one_setup_py_declares():
+    declared = re.search(r'version="([^"]+)"', (REPO / "setup.py").read_text()).group(1)
+    result = fh("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"fh {declared}\n", "")
+
+
 def test_bench_rejects_a_non_positive_count():
     result = fh("bench", "book", "--levels", "0")
     assert result.returncode == 2
     assert "--levels must be > 0" in result.stderr
 
 
-def readme_example() -> str:
+def readme_example(marker: str = "strategy-example", prefix: str = "fh") -> str:
+    """The README's Python block after `<!-- marker -->`, reading segments under `prefix`."""
     text = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- strategy-example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README lost its strategy example"
-    return match.group(1)
+    match = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S)
+    assert match, f"README lost its {marker}"
+    return match.group(1).replace('prefix="fh"', f'prefix="{prefix}"')
+
+
+@contextmanager
+def demo_running(prefix: str, duration_s: float):
+    """`fh demo` publishing under `prefix` for `duration_s` (the process), once its segment can be read."""
+    demo = subprocess.Popen([*FH, "demo", "--prefix", prefix, "--duration", str(duration_s), "--rate", "100"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                VenueReader("demo", prefix=prefix).close()
+                break
+            except SegmentError:
+                assert time.monotonic() < deadline and demo.poll() is None, "fh demo did not start"
+                time.sleep(0.1)
+        yield demo
+    finally:
+        demo.wait(120)
+
+
+def run_script(path: Path, code: str) -> subprocess.CompletedProcess:
+    path.write_text(code)
+    return subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 def test_readme_strategy_example_prints_the_book_as_it_changes(shm_prefix, tmp_path):
-    script = tmp_path / "strategy.py"
-    script.write_text(readme_example().replace('prefix="fh"', f'prefix="{shm_prefix}"'))
-    demo = subprocess.Popen([*FH, "demo", "--prefix", shm_prefix, "--duration", "4", "--rate", "100"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        segment = Path(f"/dev/shm/{shm_prefix}.demo")
-        deadline = time.monotonic() + 120
-        while not segment.exists():
-            assert time.monotonic() < deadline and demo.poll() is None, "fh demo did not start"
-            time.sleep(0.1)
-        run = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120)
-    finally:
-        demo.wait(120)
+    with demo_running(shm_prefix, 4):
+        run = run_script(tmp_path / "strategy.py", readme_example(prefix=shm_prefix))
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert any(line.startswith("BTC-USDT") or line.startswith("ETH-USDT") for line in lines), run.stdout
+
+
+def test_readme_numba_example_prints_a_mid_and_exits_without_a_word_on_stderr(shm_prefix, tmp_path):
+    example = readme_example("numba-example", shm_prefix)
+    with demo_running(shm_prefix, 30):
+        run = run_script(tmp_path / "mid.py", example)
+        # interpreter shutdown empties modules' globals in an order no script controls; the worst case
+        # for the reader is to go last, with shm.segment's own globals
+        late = run_script(tmp_path / "late.py", example + "import shm.segment\nshm.segment.held = reader\n")
+    for script in (run, late):
+        assert script.returncode == 0 and script.stderr == "", script.stderr
+        assert int(script.stdout) > 0  # bid + ask of a valid book
+
+
+def test_an_interrupted_command_says_so_in_one_line_without_a_traceback(shm_prefix):
+    with demo_running(shm_prefix, 120) as demo:
+        demo.send_signal(signal.SIGINT)
+        _, stderr = demo.communicate(timeout=60)
+    assert demo.returncode == 130 and stderr.splitlines()[-1] == "fh demo: interrupted", stderr
+    assert "Traceback" not in stderr
 
 
 def test_replay_reports_a_missing_file_or_a_bad_speed_without_a_traceback(captures, tmp_path):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
+from conftest import REPO
 from feedhandler.venues.binance import BinanceFeed
 from feedhandler.instruments import Instrument
 from feedhandler.publish import LAT_DECODE, LAT_EXCHANGE, LAT_PUBLISH
@@ -162,3 +166,20 @@ def test_fh_latency_over_a_capture_reports_the_processing_hops(captures, tmp_pat
     rows = latency.over_capture(str(capture))
     assert [row["hop"] for row in rows] == ["decode", "publish"]
     assert all(row["count"] > 0 and row["p99_ns"] is not None for row in rows)
+
+
+def test_fh_latency_watch_ends_on_ctrl_c_with_exit_0_and_no_traceback(shm_prefix):
+    writer = LatencyWriter(shm_prefix, "binance", [("publish", "binance")])
+    try:
+        watch = subprocess.Popen([sys.executable, "-m", "tools.cli", "latency", "--prefix", shm_prefix, "--watch", "0.2"],
+                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            while "publish" not in (line := watch.stdout.readline()):  # a refresh drawn: it is in its loop
+                assert line, f"fh latency --watch ended: {watch.stderr.read()}"
+            watch.send_signal(signal.SIGINT)
+            _, stderr = watch.communicate(timeout=60)
+        finally:
+            watch.kill()
+    finally:
+        writer.close(unlink=True)
+    assert watch.returncode == 0 and "Traceback" not in stderr, stderr

@@ -351,12 +351,29 @@ def test_a_run_for_a_duration_exits_1_naming_the_venue_that_had_no_valid_book(tm
         f"above say why (is the venue reachable? `fh plan -c {config}` lists what it asks)")
 
 
-def test_top_shows_the_nbbo_and_every_venue(pipeline):
+@pytest.mark.redis
+def test_the_run_summary_gives_each_sinks_final_figures_once_it_drained_the_rings(tmp_path, service):
+    server, state = service("redis"), tmp_path / "sinks"
+    short = Pipeline(tmp_path, f"fhsumsink{os.getpid()}",
+                     extra_config=f'\n[sinks.redis]\nurl = "{server.url}"\nstate_dir = "{state}"\n')
+    short.start(duration_s=3)
+    try:
+        output = short.run.communicate(timeout=STARTUP_S)[0]
+    finally:
+        short.stop()
+    figures = json.loads(output.strip().splitlines()[-1])["sinks"]["redis"]
+    assert figures == json.loads((state / "redis.stats.json").read_text())  # what the sink wrote as it stopped
+    assert figures["lag"] == 0 and figures["acked"] > 0
+
+
+def test_top_shows_the_nbbo_and_every_venue_whole_in_80_columns(pipeline):
     shown = subprocess.run(FH + ["top", "--prefix", pipeline.prefix, "--once", "--interval", "0.5"], cwd=REPO,
-                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"})
     assert shown.returncode == 0, shown.stderr
-    for name in ["BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT", "binance", "coinbase", "kraken"]:
-        assert name in shown.stdout
+    lines = shown.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, shown.stdout
+    words = {word for line in lines for word in line.split()}
+    assert {"BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT", "binance", "coinbase", "kraken"} <= words, shown.stdout
 
 
 def test_a_worker_starts_from_the_instrument_cache_when_the_metadata_endpoint_is_down(pipeline, tmp_path):

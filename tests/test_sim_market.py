@@ -13,6 +13,7 @@ from feedhandler.sim_market import ASK, BID, Market
 from feedhandler.venues.binance import BinanceEncoder
 from feedhandler.venues.coinbase import CoinbaseAdvancedEncoder
 from feedhandler.venues.kraken import KrakenV2Encoder
+from tools.sim.server import Simulator
 
 STEPS = 1500
 T0 = 1_790_000_000_000_000_000
@@ -106,3 +107,44 @@ def test_coinbase_frames_keep_the_sequence_and_the_full_book(segment):
     assert (book.n_bids, book.n_asks) == (len(market.sides[BID]), len(market.sides[ASK]))
     assert reader.counters()["decode_errors"] == 0 and counters["trades"] == trades > 0
     writer.close()
+
+
+def venue_touches(simulator, symbol):
+    """Each venue's (best bid, best ask) of `symbol`, in 1e-8 quote units."""
+    touches = {}
+    for name, venue in simulator.venues.items():
+        for venue_symbol, inst in venue.instruments.items():
+            if inst.symbol == symbol:
+                tick = 10 ** (8 - inst.px_dec)
+                market = venue.markets[venue_symbol]
+                touches[name] = (market.best(BID) * tick, market.best(ASK) * tick)
+    return touches
+
+
+def cross_venue_nbbos(allow_crosses, steps=3000):
+    """The best bid and ask of BTC-USDT over its three venues after each market step of any venue (the
+    references move every 6 steps, as at 20 steps/s they do every 0.1 s)."""
+    simulator = Simulator.synthetic(["binance", "coinbase", "kraken"], allow_crosses=allow_crosses)
+    references = {id(r): r for venue in simulator.venues.values() for r in venue.references.values()}.values()
+    order = [(venue, symbol) for venue in simulator.venues.values() for symbol in venue.markets]
+    nbbos = []
+    for k in range(steps):
+        if k % 6 == 0:
+            for reference in references:
+                reference.advance()
+        venue, symbol = order[k % len(order)]
+        venue.step(symbol, T0 + k)
+        touches = venue_touches(simulator, "BTC-USDT")
+        bid_venue = max(touches, key=lambda name: touches[name][0])
+        nbbos.append((touches[bid_venue][0], min(ask for _, ask in touches.values()), bid_venue))
+    return nbbos
+
+
+def test_the_simulated_venues_never_quote_through_each_other_yet_take_turns_at_the_best_bid():
+    nbbos = cross_venue_nbbos(allow_crosses=False)
+    assert all(bid < ask for bid, ask, _ in nbbos)
+    assert len({venue for _, _, venue in nbbos}) == 3
+
+
+def test_allow_crosses_lets_the_venues_cross_each_other():
+    assert any(bid >= ask for bid, ask, _ in cross_venue_nbbos(allow_crosses=True))

@@ -56,9 +56,9 @@ def _demo(args: argparse.Namespace) -> dict:
     return demo.run(prefix=args.prefix, venue=args.venue, duration_s=args.duration, rate=args.rate)
 
 
-def _capture_info(args: argparse.Namespace) -> dict:
-    from feedhandler.capture import CaptureReader
-    return CaptureReader(args.file).verify()
+def _capture_info(args: argparse.Namespace) -> int:
+    from . import capture_info
+    return capture_info.run(args.file, args.json)
 
 
 def _capture_import(args: argparse.Namespace) -> dict:
@@ -87,13 +87,13 @@ def _sim(args: argparse.Namespace) -> int:
     set_title("fh: sim")
     limits = parse_limits(args.limit)
     if args.replay:
-        if limits:
-            raise ValueError("--limit applies to the synthetic venues, not to --replay")
+        if limits or args.allow_crosses:
+            raise ValueError("--limit and --allow-crosses apply to the synthetic venues, not to --replay")
         replay = ReplaySim(args.replay, args.speed)
         simulator = Simulator({replay.name: replay}, base_port=args.port)
     else:
         simulator = Simulator.synthetic(args.venues.split(","), rate=args.rate, seed=args.seed, base_port=args.port,
-                                        limits=limits)
+                                        limits=limits, allow_crosses=args.allow_crosses)
     simulator.schedule = [parse_fault(text) for text in args.fault]
     unknown = {venue for _, venue, _ in simulator.schedule} - set(simulator.venues)
     if unknown:
@@ -182,8 +182,25 @@ def _warmup(args: argparse.Namespace) -> dict:
     return warmup.run()
 
 
+class _Version(argparse.Action):
+    """`--version`: the installed fh's version (its package metadata, from setup.py), looked up only
+    when asked for."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print fh's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            print(f"fh {version('fh')}")
+        except PackageNotFoundError:
+            parser.exit(1, "fh: no version: fh is not installed here (pip install -e .)\n")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fh", description="fh: low-latency crypto market-data feed handler")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="measure the hot path (figures are printed, never asserted)")
     benches = bench.add_subparsers(dest="bench", required=True)
@@ -266,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "binance.weight_window_s (60), binance.ban_s (120), coinbase.subscribe_deadline_s (5), "
                           "coinbase.messages_per_s (8), coinbase.connections_per_s (8), "
                           "coinbase.level2_per_connection (16)")
+    sim.add_argument("--allow-crosses", action="store_true",
+                     help="let a venue quote through another venue's touch, so the NBBO locks and crosses (by "
+                          "default none does, as arbitrage keeps live venues from it)")
     sim.add_argument("--replay", help="serve this capture instead of a synthetic market")
     sim.add_argument("--speed", type=float, default=1.0, help="replay pace factor (0: as fast as possible)")
     sim.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until stopped)")
@@ -368,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a path that is a directory, not readable, not there: the path and why
         print(f"fh: {exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else f"fh: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # commands that end on Ctrl-C (fh top, fh latency --watch) catch it themselves
+        print(f"{args.title}: interrupted", file=sys.stderr)
+        return 130
     if isinstance(result, int):
         return result
     emit(args.title, result, args.json)

@@ -108,8 +108,9 @@ def plot(rows: list[dict], path: str) -> None:
 
 def run(prefix: str, venue: str | None, hop: str | None, as_json_out: bool, png: str | None, watch: float | None,
         capture: str | None) -> int:
-    """Print the rows: one JSON object ({"hops": [...]}, ns), or a table (--watch: again every interval).
-    Once (without --watch, or with --json): 1 when there was nothing to report, the reason on stderr."""
+    """Print the rows: one JSON object ({"hops": [...]}, ns), or a table (--watch: again every interval
+    until Ctrl-C, which ends it as a user's normal way out: exit 0). Once (without --watch, or with
+    --json): 1 when there was nothing to report, the reason on stderr."""
     if watch and capture:
         raise ValueError("--watch follows a running pipeline; it does not go with --capture")
     rows = over_capture(capture) if capture else live(prefix, venue, hop)
@@ -123,14 +124,17 @@ def run(prefix: str, venue: str | None, hop: str | None, as_json_out: bool, png:
         if not rows:
             print(f"fh latency: {_nothing(prefix, venue, hop)}", file=sys.stderr)
         return 0 if rows else 1
-    while True:  # each refresh shows the interval since the previous one
-        time.sleep(watch)
-        previous = {_key(row): row["counts"] for row in rows}
-        rows = live(prefix, venue, hop)
-        window = [_interval(row, previous.get(_key(row))) for row in rows]
-        sys.stdout.write("\x1b[H\x1b[2J")
-        print(f"last {watch:g} s (fh latency without --watch: since each process started)")
-        print(table(window) if window else _nothing(prefix, venue, hop), flush=True)
+    try:
+        while True:  # each refresh shows the interval since the previous one, until Ctrl-C
+            time.sleep(watch)
+            previous = {_key(row): row["counts"] for row in rows}
+            rows = live(prefix, venue, hop)
+            window = [_interval(row, previous.get(_key(row))) for row in rows]
+            sys.stdout.write("\x1b[H\x1b[2J")
+            print(f"last {watch:g} s (fh latency without --watch: since each process started)")
+            print(table(window) if window else _nothing(prefix, venue, hop), flush=True)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _nothing(prefix: str, venue: str | None, hop: str | None) -> str:

@@ -1,9 +1,11 @@
 """`fh run -c CONFIG`: the supervisor. Starts a worker process per configured venue and the aggregator
 (each pins itself to its configured CPU), restarts a child that dies with capped exponential
-backoff, and on SIGTERM / SIGINT (or after `--duration`) stops them all: SIGTERM, then SIGKILL for a
-child still alive after the grace period. A supervisor that dies without stopping them (SIGKILL, OOM)
-takes them along: each child gets SIGTERM from the kernel when it dies (PR_SET_PDEATHSIG). One
-supervisor per prefix: a second one refuses to start. Under systemd each child is its own unit instead.
+backoff, and on SIGTERM / SIGINT (or after `--duration`) stops them all, the ring writers before their
+readers: SIGTERM, then SIGKILL for a child still alive after the grace period; its summary's sink
+figures are the sinks' final ones, once they drained the rings. A supervisor that dies without
+stopping them (SIGKILL, OOM) takes them along: each child gets SIGTERM from the kernel when it dies
+(PR_SET_PDEATHSIG). One supervisor per prefix: a second one refuses to start. Under systemd each
+child is its own unit instead.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from .process import InstanceLock, apply_shm_access, die_with_parent, set_title,
 
 RESTART_FIRST_S, RESTART_MAX_S, HEALTHY_AFTER_S = 0.5, 30.0, 60.0
 STOP_GRACE_S = 10.0
+STOP_ORDER = ("venue", "aggregator", "sink")  # children's roles (their names' first word): writers before readers
 READY_WAIT_S = 600.0  # a cold numba cache compiles for minutes on a small box
 
 
@@ -56,7 +59,8 @@ def children(config_path: str, config: RunConfig) -> list[Child]:
 
 def summary(config: RunConfig, duration_s: float) -> dict:
     """What ran: per venue frames, books (valid now), book updates (each applied to a valid book and
-    published), gaps and resyncs; NBBO updates and symbols."""
+    published), gaps and resyncs; NBBO updates and symbols. The sinks' figures come once they stopped
+    (`sink_stats`)."""
     venues = {}
     for venue in sorted(config.venues):
         try:
@@ -75,14 +79,18 @@ def summary(config: RunConfig, duration_s: float) -> dict:
             nbbo_updates = sum(nbbo.quote(s).changes for s in symbols)
     except SegmentError:
         pass
+    return {"duration_s": round(duration_s, 3), "venues": venues, "nbbo_updates": nbbo_updates, "symbols": symbols}
+
+
+def sink_stats(config: RunConfig) -> dict:
+    """Each sink's stats file: its final figures once it stopped (delivered what the rings held, then wrote them)."""
     sinks = {}
     for name, sink in sorted(config.sinks.items()):
         try:
             sinks[name] = json.loads((Path(sink.state_dir) / f"{name}.stats.json").read_text())
         except (OSError, ValueError):
             sinks[name] = {"up": 0, "last_error": "no stats yet"}
-    return {"duration_s": round(duration_s, 3), "venues": venues, "nbbo_updates": nbbo_updates, "symbols": symbols,
-            "sinks": sinks}
+    return sinks
 
 
 def never_valid(config: RunConfig, result: dict) -> dict[str, str]:
@@ -165,26 +173,30 @@ def run(config_path: str, config: RunConfig, duration_s: float | None = None, sh
                 child.start()
                 log.info("restarted %s (pid %d)", child.name, child.process.pid)
     ran = time.monotonic() - (ready_at or began)
-    result = summary(config, ran)
+    result = summary(config, ran)  # the books while their workers still run
     for child in kids:
         if child.exits:
             log.info("%s restarted %d time(s), exit codes %s", child.name, len(child.exits), child.exits)
     stop_children(kids, log)
+    result["sinks"] = sink_stats(config)  # after the sinks drained the rings and wrote their final stats
     lock.close()
     return result
 
 
 def stop_children(kids: list[Child], log: logging.Logger) -> None:
-    for child in kids:
-        if child.process is not None and child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for child in kids:
-        if child.process is None:
-            continue
-        try:
-            child.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            log.error("%s did not stop in %.0f s; killing it", child.name, STOP_GRACE_S)
-            child.process.kill()
-            child.process.wait()
+    """SIGTERM by role in STOP_ORDER, each once the role before has exited, so that the sinks find in
+    the rings every record there will be, deliver it and write their final stats; SIGKILL for a child
+    still alive after the grace period."""
+    for role in STOP_ORDER:
+        group = [child for child in kids if child.name.split()[0] == role and child.process is not None]
+        for child in group:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in group:
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("%s did not stop in %.0f s; killing it", child.name, STOP_GRACE_S)
+                child.process.kill()
+                child.process.wait()

@@ -3,7 +3,8 @@ workers run against it unmodified (only base URLs change).
 
 Each venue gets a WebSocket port (picows) and a REST port (plain HTTP/1.1), with the live paths and
 message shapes. Markets are synthetic (`Market` per venue and symbol, all following one reference
-mid per BASE-QUOTE with a small drifting offset per venue, so the NBBO changes venue), or a capture
+mid per BASE-QUOTE with a small drifting offset per venue, so the NBBO changes venue, and none adding
+an order through another venue's touch, so the NBBO never crosses unless `allow_crosses`), or a capture
 replayed frame by frame. Faults are injected per venue, on a schedule or on demand through
 `GET <rest>/_sim/fault?kind=...` (see `FAULTS`); `/_sim/stats` counts those injected and, for the
 faults that wait for an occasion (a diff to drop, a REST request to refuse), those served.
@@ -215,12 +216,17 @@ class StepFault:
 
 
 class Reference:
-    """The shared mid of one BASE-QUOTE (in 1e-8 quote units) and each venue's offset from it."""
+    """The shared mid of one BASE-QUOTE (in 1e-8 quote units), each venue's offset from it and each
+    venue's touch. Unless crosses are allowed, no venue adds an order through another venue's touch
+    (arbitrage would take it at once, as it does between live venues), so the venues' quotes never
+    lock or cross each other and neither does the NBBO made of them."""
 
-    def __init__(self, mid: float, rng: np.random.Generator):
+    def __init__(self, mid: float, rng: np.random.Generator, allow_crosses: bool = False):
         self.rng = rng
         self.mid = int(mid * 1e8)
         self.offsets: dict[str, int] = {}
+        self.allow_crosses = allow_crosses
+        self.touches: dict[str, tuple[int, int]] = {}  # venue: (best bid, best ask) in 1e-8 quote units
 
     def advance(self) -> None:
         self.mid += int(self.rng.normal(0, self.mid * 3e-6))
@@ -230,6 +236,21 @@ class Reference:
 
     def target(self, venue: str, px_dec: int) -> int:
         return (self.mid + self.offsets.setdefault(venue, 0)) // 10 ** (8 - px_dec)
+
+    def bounds(self, venue: str, px_dec: int) -> tuple[int, int] | None:
+        """The highest bid and the lowest ask (in the venue's ticks) that lock or cross no other venue's
+        touch; None when crosses are allowed or no other venue quotes."""
+        others = [touch for name, touch in self.touches.items() if name != venue]
+        if self.allow_crosses or not others:
+            return None
+        tick = 10 ** (8 - px_dec)
+        lowest_ask, highest_bid = min(ask for _, ask in others), max(bid for bid, _ in others)
+        return -(-lowest_ask // tick) - 1, highest_bid // tick + 1
+
+    def quote(self, venue: str, px_dec: int, market: Market) -> None:
+        """Take note of the venue's touch after its market changed."""
+        tick = 10 ** (8 - px_dec)
+        self.touches[venue] = (market.best(BID) * tick, market.best(ASK) * tick)
 
 
 class Session(WSListener):
@@ -314,6 +335,7 @@ class VenueSim:
             mid = references[inst.symbol].target(self.name, inst.px_dec)
             self.markets[symbol] = Market(mid, seed=seed * 1000 + k, max_levels=depth,
                                           mean_lots=max(1, 10 ** inst.qty_dec // 2))
+            references[inst.symbol].quote(self.name, inst.px_dec, self.markets[symbol])
         self.steps = 0
         self.frames_sent = 0
 
@@ -323,8 +345,9 @@ class VenueSim:
 
     def step(self, symbol: str, ts_ns: int) -> None:
         inst = self.instruments[symbol]
-        market = self.markets[symbol]
-        step = market.step(self.references[inst.symbol].target(self.name, inst.px_dec))
+        market, reference = self.markets[symbol], self.references[inst.symbol]
+        step = market.step(reference.target(self.name, inst.px_dec), reference.bounds(self.name, inst.px_dec))
+        reference.quote(self.name, inst.px_dec, market)
         self.steps += 1
         self.publish(symbol, market, step, ts_ns, StepFault(self.faults, symbol))
 
@@ -1058,13 +1081,15 @@ class Simulator:
 
     @classmethod
     def synthetic(cls, venues: list[str], rate: float = 20.0, seed: int = 7,
-                  limits: dict[str, BinanceLimits | CoinbaseLimits] | None = None, **kwargs) -> Simulator:
-        """The synthetic venues, with the documented limits except where `limits` (per venue) says otherwise."""
+                  limits: dict[str, BinanceLimits | CoinbaseLimits] | None = None, allow_crosses: bool = False,
+                  **kwargs) -> Simulator:
+        """The synthetic venues, with the documented limits except where `limits` (per venue) says
+        otherwise; `allow_crosses`: the venues' quotes may lock and cross each other (see `Reference`)."""
         rng = np.random.default_rng(seed)
         references = {}
         for venue in venues:
             for inst in DEFAULT_INSTRUMENTS[venue]:
-                references.setdefault(inst.symbol, Reference(REFERENCE_MIDS[inst.base], rng))
+                references.setdefault(inst.symbol, Reference(REFERENCE_MIDS[inst.base], rng, allow_crosses))
         limits = limits or {}
         return cls({v: SIMS[v](DEFAULT_INSTRUMENTS[v], references, seed + k, rate,
                                **({"limits": limits[v]} if v in limits else {}))
