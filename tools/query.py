@@ -51,7 +51,7 @@ def main(sql: str, config_path: str, fmt: str) -> int:
     sink = load_config(config_path).sinks.get("clickhouse")
     if sink is None:
         print(f"fh query: {config_path} has no [sinks.clickhouse]: nothing stores the data it runs "
-              f"(see README \"Sinks\")", file=sys.stderr)
+              f"(see docs/design.md, \"Sinks\")", file=sys.stderr)
         return 2
     try:
         result = fetch(sink, sql)

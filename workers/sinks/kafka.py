@@ -41,7 +41,7 @@ TOPIC_OF = {BOOK: "books", TRADE: "trades", NBBO: "nbbo", STATUS: "status", GAP:
 PARTITIONS = 6
 IN_FLIGHT = 4  # batches produced before the oldest must be acknowledged; measured with fh bench sinks
 TIMEOUT_S = 10.0
-PRODUCER = {  # measured with fh bench sinks; see the README
+PRODUCER = {  # measured with fh bench sinks; see docs/benchmarks.md
     "enable.idempotence": True, "acks": "all", "compression.type": "lz4", "linger.ms": 5,
     "batch.size": 1_048_576, "batch.num.messages": 10_000, "queue.buffering.max.messages": 500_000,
     "message.timeout.ms": int(TIMEOUT_S * 1000), "reconnect.backoff.max.ms": 1000,
