@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
@@ -85,14 +84,6 @@ def test_bench_rejects_a_non_positive_count():
     assert "--levels must be > 0" in result.stderr
 
 
-def readme_example(marker: str = "strategy-example", prefix: str = "fh") -> str:
-    """The README's Python block after `<!-- marker -->`, reading segments under `prefix`."""
-    text = (REPO / "README.md").read_text()
-    match = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S)
-    assert match, f"README lost its {marker}"
-    return match.group(1).replace('prefix="fh"', f'prefix="{prefix}"')
-
-
 @contextmanager
 def demo_running(prefix: str, duration_s: float):
     """`fh demo` publishing under `prefix` for `duration_s` (the process), once its segment can be read."""
@@ -110,31 +101,6 @@ def demo_running(prefix: str, duration_s: float):
         yield demo
     finally:
         demo.wait(120)
-
-
-def run_script(path: Path, code: str) -> subprocess.CompletedProcess:
-    path.write_text(code)
-    return subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True, timeout=120)
-
-
-def test_readme_strategy_example_prints_the_book_as_it_changes(shm_prefix, tmp_path):
-    with demo_running(shm_prefix, 4):
-        run = run_script(tmp_path / "strategy.py", readme_example(prefix=shm_prefix))
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.splitlines()
-    assert any(line.startswith("BTC-USDT") or line.startswith("ETH-USDT") for line in lines), run.stdout
-
-
-def test_readme_numba_example_prints_a_mid_and_exits_without_a_word_on_stderr(shm_prefix, tmp_path):
-    example = readme_example("numba-example", shm_prefix)
-    with demo_running(shm_prefix, 30):
-        run = run_script(tmp_path / "mid.py", example)
-        # interpreter shutdown empties modules' globals in an order no script controls; the worst case
-        # for the reader is to go last, with shm.segment's own globals
-        late = run_script(tmp_path / "late.py", example + "import shm.segment\nshm.segment.held = reader\n")
-    for script in (run, late):
-        assert script.returncode == 0 and script.stderr == "", script.stderr
-        assert int(script.stdout) > 0  # bid + ask of a valid book
 
 
 def test_an_interrupted_command_says_so_in_one_line_without_a_traceback(shm_prefix):
