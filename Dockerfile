@@ -24,7 +24,7 @@
 #   image listens on nothing.
 #   Stopping. `fh run` gives its children 10 s after SIGTERM: --stop-timeout 20, and --init to reap
 #   any orphan (fh itself handles SIGTERM as PID 1).
-#   State. Captures (live.toml: /var/lib/fh/captures), sink state and the instrument cache go under
+#   State. Captures (live.toml: captures/ in the working directory, /var/lib/fh/captures), sink state and the instrument cache go under
 #   /var/lib/fh, the working directory: mount a volume there. Logs are JSON lines on stderr
 #   (FH_LOG_FORMAT=json; -e FH_LOG_FORMAT=text for people, -e FH_LOG_LEVEL=debug for more).
 #   Health and metrics. `fh metrics` serves Prometheus /metrics and /healthz (200 while every venue
