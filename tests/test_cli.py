@@ -141,13 +141,14 @@ def test_make_run_on_a_taken_simulator_port_fails_at_once_with_the_simulators_re
     bin_dir.mkdir()
     (bin_dir / "fh").write_text(f'#!/bin/sh\nexec {sys.executable} -m tools.cli "$@"\n')
     (bin_dir / "fh").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)  # the venv make would otherwise create
     with socket.socket() as taken:
         try:
             taken.bind(("127.0.0.1", 18700))
             taken.listen()
         except OSError:
             pass  # taken already: all the same to make run
-        result = subprocess.run(["make", "-s", "run", f"STAMP={stamp}", f"BIN={bin_dir}"], cwd=REPO,
+        result = subprocess.run(["make", "-s", "run", f"RUN_STAMP={stamp}", f"BIN={bin_dir}"], cwd=REPO,
                                 capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "cannot listen on 127.0.0.1:18700" in result.stderr and "use --port N" in result.stderr

@@ -279,9 +279,7 @@ def main(config: RunConfig, duration_s: float | None = None) -> int:
     lock = InstanceLock(config.prefix, "aggregator")  # before anything of the running one is touched
     affinity = pin(config.aggregator.cpu)
     set_title(f"fh: aggregator [{config.prefix}]")
-    if not compiled_first("aggregator", log, lambda: warm(config, f"fhwarm{os.getpid()}")):
-        lock.close()
-        return 0
+    compiled_first("aggregator", log, lambda prefix: warm(config, prefix))
     stop = Stop().on_signals()
     aggregator = Aggregator(config, log)
     sinks_stop = Stop()

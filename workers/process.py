@@ -4,6 +4,7 @@ beside it, and (a child of `fh run`) die with its supervisor."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from feedhandler.config import RunConfig
-from shm.inventory import LOCK_NAME  # lock files are `<shm dir>/<prefix>.lock.<role>`
+from shm.inventory import LOCK_NAME, listing  # lock files are `<shm dir>/<prefix>.lock.<role>`
 from shm.segment import segment_path
 _PR_SET_PDEATHSIG = 1
 
@@ -85,23 +86,32 @@ def apply_shm_access(run: RunConfig | None) -> None:
         os.environ.setdefault("FH_SHM_WRITER_UID", str(run.writer_uid))
 
 
-def compiled_first(what: str, log: logging.Logger, compile_kernels: Callable[[], object]) -> bool:
-    """Run `compile_kernels` (numba compiling, or loading from its cache) before the process creates
-    anything of the run, with SIGTERM taken as SIGINT: a stop meanwhile (a cold cache compiles for
-    minutes, in Python code that no event loop interrupts) ends it at once with nothing to clean up.
-    Logs how long it took; False when it was stopped."""
+def compiled_first(what: str, log: logging.Logger, compile_kernels: Callable[[str], object]) -> None:
+    """Run `compile_kernels(prefix)` (numba compiling, or loading from its cache; `prefix` is private to
+    this process, for the segments it drives kernels over) before the process creates anything of the
+    run. SIGTERM or SIGINT meanwhile (a cold cache compiles for minutes, in code no event loop
+    interrupts) removes what is under that prefix and exits 0 at once: an exception raised into
+    numba's compiler can land in one of its C callbacks and leave the compiler broken."""
+    prefix = f"fhwarm{os.getpid()}"
+
+    def stop(signum: int, frame: object) -> None:
+        for leftover in listing(prefix):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover.path)
+        log.info("%s: stopped while compiling kernels", what)
+        for handler in (*log.handlers, *logging.getLogger().handlers):
+            handler.flush()
+        os._exit(0)
+
     started = time.perf_counter()
     log.info("%s: loading kernels (a cold numba cache compiles them for minutes; `fh warmup` does it ahead)", what)
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        compile_kernels()
-    except KeyboardInterrupt:
-        log.info("%s: stopped while compiling kernels", what)
-        return False
+        compile_kernels(prefix)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     log.info("%s: kernels ready in %.1f s", what, time.perf_counter() - started)
-    return True
 
 
 def new_loop() -> asyncio.AbstractEventLoop:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from dataclasses import asdict
@@ -450,8 +449,7 @@ def main(config: RunConfig, venue: str, duration_s: float | None = None) -> int:
     apply_shm_access(config)
     affinity = pin(venue_config.cpu)
     set_title(f"fh: venue {venue} [{config.prefix}]")
-    if not compiled_first(venue, log, lambda: drive(VENUES[venue], f"fhwarm{os.getpid()}", private=True).close()):
-        return 0
+    compiled_first(venue, log, lambda prefix: drive(VENUES[venue], prefix, private=True).close())
     loop = new_loop()
     asyncio.set_event_loop(loop)
 
