@@ -4,12 +4,14 @@ of its own) over a demo venue writer (`fh demo` as the binance segment). The agg
 venue's heartbeat on its own monotonic clock, so wall-clock steps do not move venues in or out."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -109,11 +111,11 @@ def test_the_nbbo_of_a_stalled_aggregator_turns_invalid_past_the_heartbeat_bound
 HOUR_NS = 3600 * 10**9
 
 
-@pytest.fixture
-def attached_venue(shm_prefix):
+@contextlib.contextmanager
+def aggregating(prefix: str, stale_ms: float = 0) -> Iterator[tuple[Aggregator, SegmentWriter]]:
     """An aggregator (in this process) attached to a live venue writer: (aggregator, writer)."""
-    writer = SegmentWriter.create(shm_prefix, "binance", [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 8)], 4, 16)
-    config = RunConfig(prefix=shm_prefix, aggregator=AggregatorConfig(stale_ms=0),
+    writer = SegmentWriter.create(prefix, "binance", [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 8)], 4, 16)
+    config = RunConfig(prefix=prefix, aggregator=AggregatorConfig(stale_ms=stale_ms),
                        venues={"binance": VenueConfig("binance", ("BTC-USDT",), "", "")})
     aggregator = Aggregator(config)
     aggregator.start(wait_s=0)
@@ -123,6 +125,12 @@ def attached_venue(shm_prefix):
     finally:
         aggregator.close()
         writer.close()
+
+
+@pytest.fixture
+def attached_venue(shm_prefix):
+    with aggregating(shm_prefix) as attached:
+        yield attached
 
 
 def test_a_venue_whose_heartbeat_stops_leaves_even_if_its_last_stamp_is_ahead_of_the_wall_clock(attached_venue):
@@ -149,26 +157,17 @@ def test_a_heartbeating_venue_stays_when_its_stamps_are_behind_the_wall_clock(at
 def test_a_quote_stamped_ahead_of_the_wall_clock_still_leaves_the_nbbo_stale_ms_after_it_came(shm_prefix):
     """The wall clock stepped back an hour after the venue received its last book: judged by that
     stamp the quote would count as fresh for an hour; its age runs on CLOCK_MONOTONIC instead."""
-    writer = SegmentWriter.create(shm_prefix, "binance", [InstrumentSpec("BTCUSDT", "BTC-USDT", 2, 5, 8)], 4, 16)
-    config = RunConfig(prefix=shm_prefix, aggregator=AggregatorConfig(stale_ms=300),
-                       venues={"binance": VenueConfig("binance", ("BTC-USDT",), "", "")})
-    aggregator = Aggregator(config)
-    aggregator.start(wait_s=0)
-    try:
+    with aggregating(shm_prefix, stale_ms=300) as (aggregator, writer), NbboReader(shm_prefix) as nbbo:
         ahead = time.time_ns() + HOUR_NS
         publish_status(writer.ring, writer.ring_control, 0, int(Status.BOOK_VALID), int(Reason.NONE), 0, ahead, ahead)
         publish_book(writer.ring, writer.ring_control, 0, 1, 0, ahead, ahead, 100, 1, 101, 1, 1, 1)
-        with NbboReader(shm_prefix) as nbbo:
-            def venue_quote():
-                writer.heartbeat()
-                aggregator.housekeeping()
-                aggregator.poll()
-                return nbbo.quote("BTC-USDT").venues[0]
-            wait_for(lambda: venue_quote().included, 30, "the venue's quote in the NBBO")
-            included_at = time.monotonic()
-            wait_for(lambda: venue_quote().reason == Reason.STALE, 30, "the quiet quote excluded as stale")
-            assert time.monotonic() - included_at >= 0.3
-    finally:
-        aggregator.close()
-        writer.close()
 
+        def venue_quote():
+            writer.heartbeat()
+            aggregator.housekeeping()
+            aggregator.poll()
+            return nbbo.quote("BTC-USDT").venues[0]
+        wait_for(lambda: venue_quote().included, 30, "the venue's quote in the NBBO")
+        included_at = time.monotonic()
+        wait_for(lambda: venue_quote().reason == Reason.STALE, 30, "the quiet quote excluded as stale")
+        assert time.monotonic() - included_at >= 0.3

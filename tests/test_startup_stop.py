@@ -3,10 +3,12 @@ the simulator answers slowly): it stops within the supervisor's grace period ins
 its start first, exits 0 (a requested stop), leaves no child behind and no segment OPEN."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -42,6 +44,19 @@ def segments(prefix: str) -> dict[str, State]:
     return found
 
 
+@contextlib.contextmanager
+def started(argv: list[str], log, **env: str) -> Iterator[subprocess.Popen]:
+    """`fh ARGV` with its stderr in `log`; killed afterwards if it is still running."""
+    process = subprocess.Popen(FH + argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env},
+                               stderr=open(log, "w"))
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture
 def slow_venues(tmp_path):
     """The simulator with every venue's next REST answers held for SLOW_REST_S."""
@@ -57,17 +72,11 @@ def slow_venues(tmp_path):
 def test_a_worker_stopped_while_starting_exits_at_once_and_cleanly(slow_venues):
     pipeline = slow_venues
     log = pipeline.workdir / "worker.log"
-    worker = subprocess.Popen(FH + ["worker", "binance", "-c", str(pipeline.config_path)], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=open(log, "w"))
-    try:
+    with started(["worker", "binance", "-c", str(pipeline.config_path)], log) as worker:
         wait_for(lambda: asking_for_metadata(worker.pid, pipeline.rest_port("binance")), STARTUP_S,
                  "the worker asking for its instruments")
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(STOP_GRACE_S) == 0, log.read_text()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
     assert "stopped while starting" in log.read_text()
     assert State.OPEN not in segments(pipeline.prefix).values()
 
@@ -104,19 +113,12 @@ def cpu_seconds(pid: int) -> float:
 def test_a_process_stopped_while_its_kernels_compile_cold_exits_at_once_and_leaves_nothing(tmp_path, role):
     pipeline = Pipeline(tmp_path, f"fhsc{os.getpid()}")  # its config only: no venue is asked
     log = tmp_path / "process.log"
-    worker = subprocess.Popen(FH + [*role, "-c", str(pipeline.config_path)], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO), "NUMBA_CACHE_DIR": str(tmp_path / "cold")},
-                              stderr=open(log, "w"))
-    try:
+    with started([*role, "-c", str(pipeline.config_path)], log, NUMBA_CACHE_DIR=str(tmp_path / "cold")) as worker:
         wait_for(lambda: "loading kernels" in log.read_text(), STARTUP_S, "the process loading its kernels")
         wait_for(lambda: cpu_seconds(worker.pid) > 3.0, STARTUP_S, "the process compiling for a while")
         assert worker.poll() is None, log.read_text()  # still compiling: cold, that takes minutes
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(STOP_GRACE_S) == 0, log.read_text()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
     assert "stopped while compiling kernels" in log.read_text()
     left = glob.glob(f"/dev/shm/{pipeline.prefix}.*") + glob.glob(f"/dev/shm/fhwarm{worker.pid}.*")
     assert [path for path in left if ".lock." not in path] == []  # an instance lock's file stays, as after any run
