@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tools.query import Result, fetch
+from tests.dashboards import assert_laid_out
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "monitoring" / "grafana-market-dashboard.json"
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "${datasource}"}
@@ -92,15 +93,7 @@ def test_it_takes_its_clickhouse_data_source_from_a_variable_and_every_panel_use
 
 
 def test_panels_have_unique_ids_and_do_not_overlap_on_the_grid():
-    ids = [p["id"] for p in dashboard()["panels"]]
-    assert len(set(ids)) == len(ids)
-    cells: set[tuple[int, int]] = set()
-    for panel in dashboard()["panels"]:
-        pos = panel["gridPos"]
-        assert pos["x"] + pos["w"] <= 24, panel["title"]
-        mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
-        assert not mine & cells, f"panel {panel['title']!r} overlaps another"
-        cells |= mine
+    assert_laid_out(dashboard()["panels"])
 
 
 def test_it_shows_candles_spread_volume_by_venue_the_nbbo_and_trade_counts():

@@ -26,6 +26,7 @@ from shm.latency import HOPS, LatencyWriter
 from shm.layout import BOOK_TS_PUBLISH
 from shm.segment import InstrumentSpec, SegmentWriter
 from tools.metrics import Collector
+from tests.dashboards import assert_laid_out
 
 REPO = Path(__file__).resolve().parent.parent
 MONITORING = REPO / "monitoring"
@@ -271,16 +272,7 @@ def test_every_panel_queries_the_templated_datasource():
 
 
 def test_panels_have_unique_ids_and_do_not_overlap_on_the_grid():
-    panels = _dashboard()["panels"]
-    ids = [p["id"] for p in panels] + [inner["id"] for p in panels for inner in p.get("panels", [])]
-    assert len(set(ids)) == len(ids)
-    cells = set()
-    for panel in panels:
-        pos = panel["gridPos"]
-        assert pos["x"] + pos["w"] <= 24, panel["title"]
-        mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
-        assert not mine & cells, f"panel {panel['title']!r} overlaps another"
-        cells |= mine
+    assert_laid_out(_dashboard()["panels"])
 
 
 def test_the_dashboard_shows_what_on_call_needs():
