@@ -240,6 +240,8 @@ def test_clickhouse_says_where_the_trades_it_holds_of_a_writer_end(coinbase, chd
     assert sink.stored_after(venue, Position(ref.epoch, last + 1)) == last + 1  # nothing past it
     assert sink.stored_after(venue, Position(ref.epoch + 1, 5)) == 5  # of another writer it holds nothing
     assert sink.stored_after("no such ring'", Position(ref.epoch, 0)) is None
+    sink.close()  # as when a failure dropped the store: no batch may come to reopen it, so it reopens to answer
+    assert sink.stored_after(venue, Position(ref.epoch, 0)) == last + 1
 
 
 @pytest.mark.clickhouse

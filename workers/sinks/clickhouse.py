@@ -279,8 +279,13 @@ class ClickHouseSink(Sink):
         when the store cannot answer now. It reads the table's venue, epoch and seq columns whole (no
         key orders by epoch; a replay's receive times predate its writer): once per gone writer, at a
         restart."""
-        if self.store is None or not re.fullmatch(r"\w+", ring):
+        if not re.fullmatch(r"\w+", ring):
             return None
+        if self.store is None:  # dropped after a failure: no batch may come to reopen it first
+            try:
+                self.open()
+            except SinkDown:
+                return None
         table, venue = ("nbbo", "") if ring == "nbbo" else ("trades", f"venue = '{ring}' AND ")
         sql = (f"SELECT count(), max(seq) FROM {self.store.database}.{table} WHERE {venue}epoch = {position.epoch} "
                f"AND seq >= {position.next}")
