@@ -160,9 +160,13 @@ def _metrics(args: argparse.Namespace) -> int:
     return metrics.main(args)
 
 
-def _warmup(args: argparse.Namespace) -> dict:
+def _warmup(args: argparse.Namespace) -> dict | int:
     from . import warmup
-    return warmup.run()
+    try:
+        return warmup.run(args.jobs)
+    except warmup.WarmupError as exc:
+        print(f"fh warmup: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--port", type=int, default=9464, help="TCP port (0: any free one; default 9464)")
     metrics.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     metrics.set_defaults(run=_metrics, title="fh metrics")
-    warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
+    warmup = commands.add_parser("warmup", help="compile every command's kernels into the on-disk cache")
+    warmup.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
+                        help="kernel groups compiled at once (default: one per CPU this process may use)")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 
     for sub in (book, shm, decode, replay_bench, wire, nbbo, sinks_bench, query_bench, demo, info, importer, replay,
@@ -312,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .bench.stats import emit
     for name in ("levels", "diffs", "samples", "records", "frames", "rate", "interval", "seconds", "trades",
-                 "repeats"):
+                 "repeats", "jobs"):
         if getattr(args, name, 1) <= 0:
             print(f"fh: --{name} must be > 0", file=sys.stderr)
             return 2
