@@ -57,8 +57,8 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
         seed: int = 7, ring_slots: int = 4096, changes: int = 0) -> dict[str, int]:
     """Publish `rate` book changes per second (spread over the instruments) for `duration_s`, or until
     `changes` were published (0: no limit)."""
-    from .warmup import compiled_first, demo_writer
-    compiled_first("fh demo", demo_writer)  # before the segment exists: readers must not wait on it
+    from .warmup import demo_writer, load_kernels
+    load_kernels("fh demo", demo_writer)  # before the segment exists: readers must not wait on it
     rng = np.random.default_rng(seed)
     books, mids = _books(rng)
     sync = new_sync(len(INSTRUMENTS))

@@ -25,7 +25,7 @@ from shm.files import replace_file
 from shm.reader import VenueReader
 from shm.segment import SegmentWriter
 
-from .warmup import compiled_first, reader_api, replay_loop
+from .warmup import load_kernels, reader_api, replay_loop
 
 
 _RECEIVED = (int(FrameKind.WS_RECV), int(FrameKind.REST))
@@ -106,7 +106,7 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
     venue = venues.pop()
     factor = _speed_factor(speed)
     feed_class, instruments = capture_feed(readers[0])
-    compiled_first("fh replay", partial(_kernels, venue))  # the rate measured is the decoders', not the compiler's
+    load_kernels("fh replay", partial(_kernels, venue))  # the rate measured is the decoders', not the compiler's
     writer = SegmentWriter.create(shm_prefix, venue, [i.spec(feed_class.CAPACITY) for i in instruments],
                                   depth=depth, ring_slots=1 << 16)
     feed = feed_class(instruments, writer)

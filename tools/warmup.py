@@ -11,7 +11,7 @@ it may start (the longest are listed first); numba's cache is safe to fill from 
 (shm.jitcache serializes its saves). Progress: on a terminal a live line per group with its elapsed
 time, otherwise a line per group as it starts and as it ends; then a summary.
 
-Commands that would compile on first use call `compiled_first` with their kernels: they say so,
+Commands that would compile on first use call `load_kernels` with their kernels: they say so,
 compile (or load) them before their work starts, and say how long it took, as the workers do.
 """
 from __future__ import annotations
@@ -116,7 +116,7 @@ def groups() -> list[Group]:
             Group("bench", benchmarks, (*after_venues, "aggregator"))]
 
 
-def compiled_first(command: str, kernels: Callable[[str], object]) -> None:
+def load_kernels(command: str, kernels: Callable[[str], object]) -> None:
     """Compile (or load) `kernels` in this process before `command` does its work, saying so on
     stderr as the workers do: compiling on first use would stall the work midway (a replay's rate,
     a demo that readers attach to) for minutes on a cold cache, with no word why."""

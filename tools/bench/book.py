@@ -16,7 +16,7 @@ from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID, apply_changes
 from shm.clock import monotonic_ns
 
-from ..warmup import compiled_first
+from ..warmup import load_kernels
 from .stats import machine, percentiles
 
 SNAPSHOT_LEVELS = 5000
@@ -109,7 +109,7 @@ def compile_kernels(prefix: str) -> None:
 
 
 def run(levels: int = 5_000_000, diffs: int = 100_000, seed: int = 1) -> dict[str, object]:
-    compiled_first("fh bench book", compile_kernels)
+    load_kernels("fh bench book", compile_kernels)
     snapshot = _snapshot(seed)
     sides, prices, qtys = _flow(seed, max(levels, diffs * DIFF_LEVELS))
     timings = np.empty(diffs, np.int64)

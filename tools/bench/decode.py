@@ -24,7 +24,7 @@ from shm.fixedpoint import format_decimal
 from shm.layout import Counter
 from shm.segment import SegmentWriter
 
-from ..warmup import compiled_first
+from ..warmup import load_kernels
 from .stats import machine, percentiles
 
 MID = 6_500_000  # 65000.00
@@ -140,7 +140,7 @@ def compile_kernels(prefix: str) -> None:
 
 
 def run(frames: int = 20_000, seed: int = 3) -> dict[str, object]:
-    compiled_first("fh bench decode", compile_kernels)
+    load_kernels("fh bench decode", compile_kernels)
     rng = np.random.default_rng(seed)
     prefix = f"fhbench{os.getpid()}"
     result: dict[str, object] = {}

@@ -24,7 +24,7 @@ from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Status
 from shm.ring import publish_book, publish_status, write_position
 from shm.segment import InstrumentSpec, Segment, SegmentError, SegmentWriter
 
-from ..warmup import compiled_first
+from ..warmup import load_kernels
 from .stats import machine
 
 ST_BOOK_VALID = int(Status.BOOK_VALID)
@@ -105,7 +105,7 @@ def run_once(idle: str, samples: int) -> dict:
 
 
 def run(samples: int = 100_000) -> dict:
-    compiled_first("fh bench nbbo", compile_kernels)
+    load_kernels("fh bench nbbo", compile_kernels)
     spin = run_once("spin", samples)
     backoff = run_once("backoff", max(1000, samples // 10))
     return {"p50_ns": spin["p50_ns"], "p99_ns": spin["p99_ns"], "spin": spin, "backoff": backoff,

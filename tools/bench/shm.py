@@ -23,7 +23,7 @@ from shm.ring import READ_LAPPED, READ_OK, publish_book, read_record, write_posi
 from shm.segment import InstrumentSpec, Segment, SegmentWriter
 from shm.seqlock import read_block
 
-from ..warmup import compiled_first
+from ..warmup import load_kernels
 from .stats import machine, percentiles
 
 PACING_NS = 2_000
@@ -190,7 +190,7 @@ def compile_kernels(prefix: str) -> None:
 
 
 def run(samples: int = 200_000, records: int = 20_000_000) -> dict[str, object]:
-    compiled_first("fh bench shm", compile_kernels)
+    load_kernels("fh bench shm", compile_kernels)
     ring_ns, lapped = hop("ring", samples)
     seqlock_ns, _ = hop("seqlock", samples)
     spec = [InstrumentSpec("BENCH", "BEN-CH", 2, 8, 64)]
