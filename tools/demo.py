@@ -48,7 +48,7 @@ def _books(rng: np.random.Generator) -> tuple[BookStore, list[int]]:
     return books, mids
 
 
-def warm() -> None:
+def compile_kernels(prefix: str) -> None:
     """Every kernel `run` calls, compiled (or loaded from numba's cache) on private arrays."""
     _compile(_books(np.random.default_rng(0))[0])
 
@@ -57,8 +57,8 @@ def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate:
         seed: int = 7, ring_slots: int = 4096, changes: int = 0) -> dict[str, int]:
     """Publish `rate` book changes per second (spread over the instruments) for `duration_s`, or until
     `changes` were published (0: no limit)."""
-    from .warmup import demo_writer, load_kernels
-    load_kernels("fh demo", demo_writer)  # before the segment exists: readers must not wait on it
+    from .warmup import load_kernels
+    load_kernels("fh demo", compile_kernels)  # before the segment exists: readers must not wait on it
     rng = np.random.default_rng(seed)
     books, mids = _books(rng)
     sync = new_sync(len(INSTRUMENTS))

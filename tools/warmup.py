@@ -87,7 +87,7 @@ def sink_encoders(prefix: str) -> None:
 def demo_writer(prefix: str) -> None:
     """The kernels `fh demo` (and `fh bench sinks`, which runs it) calls."""
     from . import demo
-    demo.warm()
+    demo.compile_kernels(prefix)
 
 
 def benchmarks(prefix: str) -> None:
