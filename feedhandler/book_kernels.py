@@ -166,7 +166,7 @@ def run_set(levels, offset, capacity, lo, hi, key, qty):
 
 # ---------------------------------------------------------------- ladder and window
 
-@njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True, cache=True)  # also called from Python: cached
 def ladder_words(window):
     """int64 words one side's ladder takes: `window` quantities, then one occupancy bit per slot."""
     return window + (window + 63) // 64
@@ -443,7 +443,7 @@ def load_side(levels, ladder, meta, book, side, prices, qtys, n):
     return held - first
 
 
-@njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True, cache=True)  # also called from Python: cached
 def side_count(meta, book, side):
     c = SIDE_COLUMNS * side
     return meta[book, c + S_COUNT] + meta[book, c + S_HI] - meta[book, c + S_LO]

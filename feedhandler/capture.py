@@ -373,9 +373,11 @@ class CaptureReader:
 @dataclass(frozen=True)
 class FrameBatch:
     """The frames of one block as arrays: frame k is kinds[k], conns[k], ts[k] and the payload
-    data[starts[k]:stops[k]]. Replay runs whole batches through numba."""
+    data[starts[k]:stops[k]]. Replay runs whole batches through numba. `data` stays the block's
+    bytes: a frame sliced from it in numba has the type of a frame a live worker passes (bytes),
+    so that the venue steps compile once for both."""
 
-    data: np.ndarray
+    data: bytes
     starts: np.ndarray
     stops: np.ndarray
     kinds: np.ndarray
@@ -385,10 +387,9 @@ class FrameBatch:
     @classmethod
     def of(cls, payload: bytes, frames: int) -> FrameBatch:
         """Index a block's raw frame bytes (`frames`: the count its header gives, an upper bound)."""
-        data = np.frombuffer(payload, np.uint8)
         starts, stops, kinds, conns, ts = (np.zeros(frames, np.int64) for _ in range(5))
-        count = _index_frames(data, starts, stops, kinds, conns, ts)
-        return cls(data, starts[:count], stops[:count], kinds[:count], conns[:count], ts[:count])
+        count = _index_frames(payload, starts, stops, kinds, conns, ts)
+        return cls(payload, starts[:count], stops[:count], kinds[:count], conns[:count], ts[:count])
 
     @classmethod
     def of_frames(cls, frames: list[tuple[FrameKind, int, int, bytes]]) -> FrameBatch:
@@ -410,7 +411,7 @@ class FrameBatch:
                           self.ts[mask])
 
     def payload(self, k: int) -> bytes:
-        return self.data[self.starts[k]:self.stops[k]].tobytes()
+        return self.data[self.starts[k]:self.stops[k]]
 
     def frame(self, k: int) -> Frame:
         return Frame(FrameKind(int(self.kinds[k])), int(self.conns[k]), int(self.ts[k]), self.payload(k))

@@ -18,6 +18,7 @@ kernels below: inside numba a namedtuple of arrays costs nothing, but at the ent
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from shm.clock import realtime_ns
@@ -47,7 +48,12 @@ ROW_BOOK = 5  # trades: instrument
 ROW_WORK = 6  # kernels' own working space (checksum top levels)
 SCRATCH_ROWS = 7
 
-NO_CHECKSUM = -1
+# Codes and flags these kernels pass on are numpy scalars, not Python ints and bools: numba types a
+# Python constant as a literal of its value and compiles the kernel it is passed to once per value
+# (invalidate, status, settle and what they call: 30 compiles, where one each serves).
+NO_CHECKSUM = np.int64(-1)
+VALID, INVALID = np.bool_(True), np.bool_(False)
+NO_TIME = np.int64(0)
 
 C_FRAMES = int(Counter.FRAMES)
 C_BYTES = int(Counter.BYTES)
@@ -62,14 +68,14 @@ C_CROSSED = int(Counter.CROSSED)
 C_ABSENT_DELETES = int(Counter.ABSENT_DELETES)
 C_BOOK_OVERFLOW = int(Counter.BOOK_OVERFLOW)
 
-ST_BOOK_VALID = int(Status.BOOK_VALID)
-ST_BOOK_INVALID = int(Status.BOOK_INVALID)
-ST_GAP = int(Status.GAP)
-R_SNAPSHOT = int(Reason.SNAPSHOT)
-R_SEQUENCE_GAP = int(Reason.SEQUENCE_GAP)
-R_CHECKSUM = int(Reason.CHECKSUM)
-R_CROSSED = int(Reason.CROSSED)
-R_DECODE_ERROR = int(Reason.DECODE_ERROR)
+ST_BOOK_VALID = np.int64(Status.BOOK_VALID)
+ST_BOOK_INVALID = np.int64(Status.BOOK_INVALID)
+ST_GAP = np.int64(Status.GAP)
+R_SNAPSHOT = np.int64(Reason.SNAPSHOT)
+R_SEQUENCE_GAP = np.int64(Reason.SEQUENCE_GAP)
+R_CHECKSUM = np.int64(Reason.CHECKSUM)
+R_CROSSED = np.int64(Reason.CROSSED)
+R_DECODE_ERROR = np.int64(Reason.DECODE_ERROR)
 BUY = int(Side.BUY)
 SELL = int(Side.SELL)
 MAX_SWEPT = 1024  # a trade priced absurdly far through the book is not walked further
@@ -115,7 +121,7 @@ def invalidate(book, reason, ts_recv, sync, books, out):
     clear_book(books.ladder, books.meta, book)
     out.counters[book, C_RESYNCS] += 1
     status(book, ST_BOOK_INVALID, reason, ts_recv, out)
-    publish(books, book, out, sync[book, SY_UPDATE_ID], 0, ts_recv, False)
+    publish(books, book, out, sync[book, SY_UPDATE_ID], NO_TIME, ts_recv, INVALID)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -168,7 +174,7 @@ def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, boo
         status(book, ST_BOOK_VALID, R_SNAPSHOT, ts_recv, out)
     else:
         out.counters[book, C_BOOK_UPDATES] += 1
-    publish(books, book, out, sync[book, SY_UPDATE_ID], ts_exchange, ts_recv, True)
+    publish(books, book, out, sync[book, SY_UPDATE_ID], ts_exchange, ts_recv, VALID)
     return True
 
 

@@ -3,6 +3,11 @@
 Scanners never raise and never read outside [start, end): they return -1 positions or error codes,
 so a malformed or hostile frame is counted, never fatal. They assume the venues' compact JSON
 (keys are unique within the object scanned; values of interest are numbers and plain strings).
+
+numba compiles a function called from another once per distinct argument types, and a constant
+argument (`0`, `BID`, a count that starts at 0) is a type of its own (Literal[int](0)). The level and
+trade parsers take seconds each to compile, so decoders pass them constants as np.int64(...): one
+compile serves every call site (measured: 8 compiles of parse_level_objects down to 1).
 """
 from __future__ import annotations
 

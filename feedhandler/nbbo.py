@@ -50,6 +50,9 @@ ST_BOOK_VALID, ST_BOOK_INVALID = int(Status.BOOK_VALID), int(Status.BOOK_INVALID
 ST_EXCLUDED, ST_RESTORED = int(Status.VENUE_EXCLUDED), int(Status.VENUE_RESTORED)
 R_STALE, R_NO_QUOTE, R_NONE = int(Reason.STALE), int(Reason.NO_QUOTE), int(Reason.NONE)
 INT64_MAX = np.iinfo(np.int64).max
+# passed to other kernels as numpy scalars: numba compiles a kernel once per literal value it is given
+NO_SOURCE = np.int64(-1)  # recompute: no venue's quote changed
+READ_SPINS = np.int64(1_000_000)
 
 
 def new_state(n_symbols: int, n_venues: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,7 +194,7 @@ def resync_venue(v, venue_books, route, scales, scratch, quotes, last, venue_sta
             continue
         block = venue_books[instrument]
         quote = quotes[symbol, v]
-        if read_block(block, scratch, 1_000_000) < 0:
+        if read_block(block, scratch, READ_SPINS) < 0:
             quote[Q_VALID] = 0
         else:
             first_ask = asks_at(block_depth(block))
@@ -242,7 +245,7 @@ def sweep(mono, stale_ns, quotes, last, venue_state, blocks, ring, control):
             if _exclusion(quotes[symbol, v], venue_state[v], mono, stale_ns) == 0:
                 included |= 1 << v
         if included != last[symbol, L_INCLUDED]:
-            recompute(symbol, -1, mono, stale_ns, quotes, last, venue_state, blocks, ring, control)
+            recompute(symbol, NO_SOURCE, mono, stale_ns, quotes, last, venue_state, blocks, ring, control)
 
 
 @njit(nogil=True, cache=True)

@@ -1,8 +1,11 @@
 """Compile a venue protocol's kernels by driving its feed over a synthetic market the way a worker
-drives it: a snapshot (asked for over REST, or sent on the socket), then frames one call at a time,
-then a batch as replays send them. `fh warmup` drives every protocol into numba's on-disk cache; a
-venue worker drives its own before it creates its segment, so a stop while kernels compile cold
-(minutes) leaves nothing behind, and the first live frame finds them compiled."""
+drives it: a snapshot (asked for over REST, or sent on the socket), then frames one call at a time.
+A venue worker drives its own protocol before it creates its segment, so a stop while kernels
+compile cold (minutes) leaves nothing behind, and the first live frame finds them compiled.
+
+With `batch`, a batch of frames follows as replays send them: the replay loop (venues.dispatch)
+calls every protocol's step, so it is compiled once they all are (`fh warmup` runs it after the
+protocols, `fh replay` before it reads its capture); a live worker never calls it."""
 from __future__ import annotations
 
 import os
@@ -18,7 +21,7 @@ from .venues.base import FetchSnapshot, PlanOptions, Venue
 STEPS = 200
 
 
-def drive(venue: Venue, prefix: str, private: bool = False) -> SegmentWriter:
+def drive(venue: Venue, prefix: str, private: bool = False, batch: bool = False) -> SegmentWriter:
     """The writer of the segment `<prefix>.<venue>` the feed was driven into; `private`: unlinked at
     once, so that nothing is left under the prefix even if this process is killed meanwhile."""
     symbol, base, quote = venue.sample_symbol
@@ -41,6 +44,8 @@ def drive(venue: Venue, prefix: str, private: bool = False) -> SegmentWriter:
     for _ in range(STEPS):
         for frame in encoder.frames(market, market.step(), now):
             feed.on_frame(frame, now)
-    frames = encoder.frames(market, market.step(), now)
-    feed.on_batch(FrameBatch.of_frames([(FrameKind.WS_RECV, 0, now, frame) for frame in frames]))
+    if batch:
+        frames = encoder.frames(market, market.step(), now)
+        feed.on_batch(FrameBatch.of_frames([(FrameKind.WS_RECV, 0, now, frame) for frame in frames]))
+    feed.on_disconnect(0, now)  # what a dropped connection runs: its books invalidated from Python
     return writer

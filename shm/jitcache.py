@@ -10,11 +10,21 @@ NUMBA_CACHE_DIR wins.
 The cache is loaded as code, so a fallback in the shared temporary directory is used only when it
 is a real directory of this uid that nobody else can write (created 0700); otherwise this process
 compiles into a fresh private directory, removed at exit, and says so.
+
+Several processes fill one cache at once (`fh warmup` compiles kernel groups in parallel, the
+workers of `fh run` on a cold cache each compile theirs). numba writes each cache file atomically
+(a temporary file, then a rename), but adds an entry to a function's index (signature -> data file)
+by an unlocked read-modify-write that names the data file before writing it: two processes saving
+two signatures of one function at once can both take data file 1, and the index then maps one
+signature to the other's machine code. `serialize_saves` makes each save hold an flock on the
+cache directory and write the data before the index entry that names it.
 """
 from __future__ import annotations
 
 import atexit
+import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -24,8 +34,10 @@ import tempfile
 from pathlib import Path
 
 import numba
+from numba.core import caching
 
 PACKAGES = ("shm", "feedhandler")
+SAVE_LOCK = ".fh-save.lock"  # in each cache directory numba writes
 
 
 def _source_digest() -> str:
@@ -39,7 +51,9 @@ def _source_digest() -> str:
 
 
 def configure() -> str:
-    """Point numba's cache at a directory for exactly this source; returns it."""
+    """Point numba's cache at a directory for exactly this source, saves to it serialized across
+    processes (`serialize_saves`); returns it."""
+    serialize_saves()
     if os.environ.get("NUMBA_CACHE_DIR"):
         return os.environ["NUMBA_CACHE_DIR"]
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fh" / "numba"
@@ -77,3 +91,24 @@ def _fresh(why: str) -> Path:
     logging.getLogger("fh.jitcache").warning("numba cache %s; not used: compiling into %s for this process only",
                                              why, path)
     return Path(path)
+
+
+def _locked_save(self: caching.IndexDataCacheFile, key: object, data: object) -> None:
+    """numba's IndexDataCacheFile.save under an exclusive flock of the cache directory: the index is
+    read, the data file written, then the index naming it, with no other save in between."""
+    with open(os.path.join(self._cache_path, SAVE_LOCK), "ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        overloads = self._load_index()
+        name = overloads.get(key)
+        if name is None:
+            taken = set(overloads.values())
+            name = next(n for n in map(self._data_name, itertools.count(1)) if n not in taken)
+        self._save_data(name, data)
+        if overloads.get(key) != name:
+            overloads[key] = name
+            self._save_index(overloads)
+
+
+def serialize_saves() -> None:
+    """Make every numba cache save of this process take the cache directory's lock (idempotent)."""
+    caching.IndexDataCacheFile.save = _locked_save

@@ -216,7 +216,7 @@ def _aligned(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-@njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True, cache=True)  # also called from Python: cached
 def asks_at(depth: int) -> int:
     """Word index of the first ask level in a block of `depth` levels per side (njit and Python)."""
     return BOOK_LEVELS + 2 * depth

@@ -121,7 +121,7 @@ def publish_venue_status(ring, control, symbol, status, reason, venue, ts_recv, 
     return _commit(control, position, slot)
 
 
-@njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True, cache=True)  # also called from Python: cached
 def write_position(control):
     """How many records the writer has published (acquire)."""
     return load_acquire(control, RING_WRITE_POS)

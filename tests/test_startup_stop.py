@@ -87,12 +87,14 @@ def test_fh_run_stopped_while_its_children_start_stops_them_all_and_leaves_no_op
     pipeline.start(sim=False)
     supervisor = psutil.Process(pipeline.run.pid)
     ports = [pipeline.rest_port(venue) for venue in ("binance", "coinbase", "kraken")]
-    wait_for(lambda: all(any(asking_for_metadata(c.pid, port) for c in supervisor.children()) for port in ports),
-             STARTUP_S, "every worker asking for its instruments")
+    run_log = pipeline.workdir / "run.log"
+    wait_for(lambda: all(any(asking_for_metadata(c.pid, port) for c in supervisor.children()) for port in ports)
+             and "aggregator: kernels ready" in run_log.read_text(),
+             STARTUP_S, "every worker asking for its instruments, the aggregator waiting for their segments")
     children = supervisor.children()
     pipeline.run.send_signal(signal.SIGTERM)
     assert pipeline.run.wait(2 * STOP_GRACE_S) == 0
-    log = (pipeline.workdir / "run.log").read_text()
+    log = run_log.read_text()
     assert "did not stop" not in log, log  # none needed the SIGKILL after the grace period
     assert not [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     # no venue got its instruments, so no segment was made: not even an NBBO one over no venues

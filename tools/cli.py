@@ -177,9 +177,13 @@ def _clean(args: argparse.Namespace) -> int:
     return clean.main(args.prefix, args.all)
 
 
-def _warmup(args: argparse.Namespace) -> dict:
+def _warmup(args: argparse.Namespace) -> dict | int:
     from . import warmup
-    return warmup.run()
+    try:
+        return warmup.run(args.jobs)
+    except warmup.WarmupError as exc:
+        print(f"fh warmup: {exc}", file=sys.stderr)
+        return 1
 
 
 class _Version(argparse.Action):
@@ -352,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     cleaned.add_argument("--prefix", default="fh", help="segment prefix (default fh)")
     cleaned.add_argument("--all", action="store_true", help="every prefix holding fh files")
     clean.set_defaults(run=_clean, title="fh clean")
-    warmup = commands.add_parser("warmup", help="compile the pipeline's kernels into the on-disk cache")
+    warmup = commands.add_parser("warmup", help="compile every command's kernels into the on-disk cache")
+    warmup.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
+                        help="kernel groups compiled at once (default: one per CPU this process may use)")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 
     for sub in (book, shm, decode, replay_bench, wire, nbbo, sinks_bench, query_bench, demo, info, importer, replay,
@@ -365,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .bench.stats import emit
     for name in ("levels", "diffs", "samples", "records", "frames", "rate", "interval", "seconds", "trades",
-                 "repeats"):
+                 "repeats", "jobs"):
         if getattr(args, name, 1) <= 0:
             print(f"fh: --{name} must be > 0", file=sys.stderr)
             return 2

@@ -37,18 +37,30 @@ def _compile(books: BookStore) -> None:
                       scratch.arrays, out)
 
 
-def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate: float = 200.0,
-        seed: int = 7, ring_slots: int = 4096, changes: int = 0) -> dict[str, int]:
-    """Publish `rate` book changes per second (spread over the instruments) for `duration_s`, or until
-    `changes` were published (0: no limit)."""
-    rng = np.random.default_rng(seed)
+def _books(rng: np.random.Generator) -> tuple[BookStore, list[int]]:
+    """The demo's books, loaded with DEPTH levels a side around the start mids, and the mids."""
     books = BookStore([spec.capacity for spec in INSTRUMENTS], window=1024)
     mids = list(START_MID)
     ticks = np.arange(1, DEPTH + 1)
     for i, mid in enumerate(mids):
         sizes = rng.integers(1, 10**6, DEPTH)
         books.load(i, np.stack([mid - ticks, sizes], 1), np.stack([mid + ticks, sizes], 1))
-    _compile(books)  # before the segment exists: a reader attaching must not wait on the compiler
+    return books, mids
+
+
+def compile_kernels(prefix: str) -> None:
+    """Every kernel `run` calls, compiled (or loaded from numba's cache) on private arrays."""
+    _compile(_books(np.random.default_rng(0))[0])
+
+
+def run(prefix: str = "fh", venue: str = "demo", duration_s: float = 30.0, rate: float = 200.0,
+        seed: int = 7, ring_slots: int = 4096, changes: int = 0) -> dict[str, int]:
+    """Publish `rate` book changes per second (spread over the instruments) for `duration_s`, or until
+    `changes` were published (0: no limit)."""
+    from .warmup import load_kernels
+    load_kernels("fh demo", compile_kernels)  # before the segment exists: readers must not wait on it
+    rng = np.random.default_rng(seed)
+    books, mids = _books(rng)
     sync = new_sync(len(INSTRUMENTS))
     sync[:, SY_STATE] = LIVE
     trade_scratch = np.zeros((SCRATCH_ROWS, 1), np.int64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from urllib.parse import urlparse
 
 import numpy as np
@@ -23,6 +24,8 @@ from shm.layout import Counter
 from shm.files import replace_file
 from shm.reader import VenueReader
 from shm.segment import SegmentWriter
+
+from .warmup import load_kernels, reader_api, replay_loop
 
 
 _RECEIVED = (int(FrameKind.WS_RECV), int(FrameKind.REST))
@@ -85,6 +88,13 @@ def _speed_factor(speed: str) -> float | None:
     return factor
 
 
+def _kernels(venue: str, prefix: str) -> None:
+    """What a replay of `venue` calls: the batch loop and the venue's Python paths, then the reader
+    the summary is read with."""
+    replay_loop(prefix, venue)
+    reader_api(prefix)
+
+
 def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, speed: str = "max",
            summary_json: str | None = None, keep: bool = False) -> dict:
     """Feed captured frames through the venue's decode and book path into `<shm_prefix>.<venue>`; with
@@ -96,6 +106,7 @@ def replay(paths: list[str], shm_prefix: str = "fhreplay", depth: int = 10, spee
     venue = venues.pop()
     factor = _speed_factor(speed)
     feed_class, instruments = capture_feed(readers[0])
+    load_kernels("fh replay", partial(_kernels, venue))  # the rate measured is the decoders', not the compiler's
     writer = SegmentWriter.create(shm_prefix, venue, [i.spec(feed_class.CAPACITY) for i in instruments],
                                   depth=depth, ring_slots=1 << 16)
     feed = feed_class(instruments, writer)

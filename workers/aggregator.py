@@ -255,7 +255,9 @@ def warm(config: RunConfig, prefix: str) -> None:
     names = sorted(config.venues)
     quiet = replace(config, prefix=prefix, venues={name: VenueConfig(name, ("BTC-USD",), "", "") for name in names})
     writers = []
-    aggregator = Aggregator(quiet)
+    log = logging.getLogger("fh.aggregator.warm")
+    log.disabled = True  # its venues going down at the end is no news
+    aggregator = Aggregator(quiet, log)
     try:
         for name in names:
             writers.append(SegmentWriter.create(prefix, name, [InstrumentSpec(name, "BTC-USD", 2, 8, 16)], 4, 16))

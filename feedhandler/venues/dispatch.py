@@ -1,9 +1,13 @@
 """The loop that runs a batch of captured frames through a venue's step in a single numba call:
 replay touches Python only for the frames that need it (REST responses, connects, snapshots, diffs
 to buffer), which is what lets it run at the decoders' speed. numba caches no function that takes
-another as an argument, so the venue's step is chosen here by its decoder's PROTOCOL_ID."""
+another as an argument, so the venue's step is chosen here by its decoder's PROTOCOL_ID. The steps
+are called with the types a live worker's per-frame call gives them (a bytes frame, `fresh` a bool,
+not the literal True: numba compiles a callee once per literal argument), so that each step and
+everything under it compiles once for both paths."""
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from ..capture import FrameKind
@@ -23,6 +27,7 @@ def run_frames(protocol, data, starts, stops, kinds, ts, conns, first, end, symb
                sync, conn_state, levels, ladder, meta, blocks, ring, control, counters, latency):
     """Step frames [first, end) of a batch until one needs Python; returns (its index, its Action),
     or (end, DONE). Frames the client sent are skipped; other non-received frames return OTHER."""
+    fresh = np.bool_(True)
     for k in range(first, end):
         if kinds[k] == _WS_SENT:
             continue
@@ -30,13 +35,13 @@ def run_frames(protocol, data, starts, stops, kinds, ts, conns, first, end, symb
             return k, _OTHER
         frame = data[starts[k]:stops[k]]
         if protocol == binance.PROTOCOL_ID:
-            action = binance.step(frame, ts[k], conns[k], True, symbols, tables, scratch, header, events, sync,
+            action = binance.step(frame, ts[k], conns[k], fresh, symbols, tables, scratch, header, events, sync,
                                   conn_state, levels, ladder, meta, blocks, ring, control, counters, latency)
         elif protocol == kraken.PROTOCOL_ID:
-            action = kraken.step(frame, ts[k], conns[k], True, symbols, tables, scratch, header, events, sync,
+            action = kraken.step(frame, ts[k], conns[k], fresh, symbols, tables, scratch, header, events, sync,
                                  conn_state, levels, ladder, meta, blocks, ring, control, counters, latency)
         else:
-            action = coinbase.step(frame, ts[k], conns[k], True, symbols, tables, scratch, header, events, sync,
+            action = coinbase.step(frame, ts[k], conns[k], fresh, symbols, tables, scratch, header, events, sync,
                                    conn_state, levels, ladder, meta, blocks, ring, control, counters, latency)
         if action != _DONE:
             return k, action

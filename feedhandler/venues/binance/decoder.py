@@ -109,11 +109,11 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         if p1 < 0 or p2 < 0 or p3 < 0 or header[H_FIRST_ID] > header[H_LAST_ID]:
             header[H_ERROR] = ERR_SYNTAX
             return FRAME_ERROR
-        count, pos, err = parse_pairs(buf, find_value_after(buf, p2, n, _BIDS), n, px_dec, qty_dec, BID, sides,
-                                      prices, qtys, 0)
+        count, pos, err = parse_pairs(buf, find_value_after(buf, p2, n, _BIDS), n, px_dec, qty_dec, np.int64(BID),
+                                      sides, prices, qtys, np.int64(0))
         if err == OK:
-            count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec, ASK,
-                                          sides, prices, qtys, count)
+            count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec,
+                                          np.int64(ASK), sides, prices, qtys, count)
         header[H_LEVELS] = count
         header[H_ERROR] = err
         return FRAME_DEPTH if err == OK else FRAME_ERROR
@@ -137,12 +137,12 @@ def decode_snapshot(buf, n, px_dec, qty_dec, sides, prices, qtys):
     last_id, pos = parse_int(buf, find_value(buf, 0, n, _LAST_UPDATE_ID), n)
     if pos < 0:
         return 0, 0, 0, ERR_SYNTAX
-    n_bids, pos, err = parse_pairs(buf, find_value(buf, 0, n, _SNAPSHOT_BIDS), n, px_dec, qty_dec, BID, sides,
-                                   prices, qtys, 0)
+    n_bids, pos, err = parse_pairs(buf, find_value(buf, 0, n, _SNAPSHOT_BIDS), n, px_dec, qty_dec, np.int64(BID),
+                                   sides, prices, qtys, np.int64(0))
     if err != OK:
         return last_id, 0, 0, err
-    total, pos, err = parse_pairs(buf, find_value(buf, 0, n, _SNAPSHOT_ASKS), n, px_dec, qty_dec, ASK, sides,
-                                  prices, qtys, n_bids)
+    total, pos, err = parse_pairs(buf, find_value(buf, 0, n, _SNAPSHOT_ASKS), n, px_dec, qty_dec, np.int64(ASK),
+                                  sides, prices, qtys, n_bids)
     return last_id, n_bids, total, err
 
 
@@ -189,7 +189,7 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         apply_levels(book, 0, header[H_LEVELS], scratch, books, out)
         sync[book, SY_UPDATE_ID] = header[H_LAST_ID]
         _take_over(book, conn, sync)
-        settle(book, False, NO_CHECKSUM, header[H_EVENT_TIME] * unit_ns, ts_recv, scratch, sync, books, out)
+        settle(book, np.bool_(False), NO_CHECKSUM, header[H_EVENT_TIME] * unit_ns, ts_recv, scratch, sync, books, out)
     elif kind == FRAME_TRADE:
         publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * unit_ns,
                           header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, books, out)

@@ -72,7 +72,7 @@ class BinanceFeed(VenueFeed):
         self._fit_scratch(len(body))
         inst = self.instruments[book]
         scratch = self._scratch
-        last_id, _, total, err = decoder.decode_snapshot(np.frombuffer(body, np.uint8), len(body), inst.px_dec,
+        last_id, _, total, err = decoder.decode_snapshot(body, len(body), inst.px_dec,
                                                          inst.qty_dec, scratch[ROW_SIDE], scratch[ROW_PRICE],
                                                          scratch[ROW_QTY])
         if err != 0:

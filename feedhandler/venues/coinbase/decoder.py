@@ -180,7 +180,8 @@ def _event_members(buf, i, n, symbols, lengths, px_decs, qty_decs, sides, prices
             i = stop + 1 if first >= 0 else -1
         elif is_key(buf, key_first, key_stop, _UPDATES) and instrument >= 0:
             end, i, err = parse_level_objects(buf, value, n, px_decs[instrument], qty_decs[instrument], _PRICE_LEVEL,
-                                              _NEW_QUANTITY, -1, _SIDE, _BID, _OFFER, sides, prices, qtys, count)
+                                              _NEW_QUANTITY, np.int64(-1), _SIDE, _BID, _OFFER, sides, prices, qtys,
+                                              count)
             if err != OK:
                 row[E_END] = err
                 return -2
@@ -201,8 +202,8 @@ def _event_members(buf, i, n, symbols, lengths, px_decs, qty_decs, sides, prices
         return _UNKNOWN
     if updates >= 0:
         end, after, err = parse_level_objects(buf, updates, n, px_decs[instrument], qty_decs[instrument],
-                                              _PRICE_LEVEL, _NEW_QUANTITY, -1, _SIDE, _BID, _OFFER, sides, prices,
-                                              qtys, count)
+                                              _PRICE_LEVEL, _NEW_QUANTITY, np.int64(-1), _SIDE, _BID, _OFFER, sides,
+                                              prices, qtys, count)
         if err != OK:
             row[E_END] = err
             return -2
@@ -245,7 +246,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         if not equals(buf, first, stop, _L2_DATA):
             return FRAME_OTHER_SEQUENCED
         event = first_element(buf, find_value_after(buf, after, n, _EVENTS), n)
-        count = 0
+        count = np.int64(0)
         rows = 0
         while event >= 0:
             if rows >= MAX_EVENTS or buf[event] != 123:
@@ -278,11 +279,11 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     if is_match:
         return _match(buf, n, px_dec, qty_dec, header)
     if is_snapshot:
-        count, pos, err = parse_pairs(buf, find_value_after(buf, product_stop, n, _BIDS), n, px_dec, qty_dec, BID,
-                                      sides, prices, qtys, 0)
+        count, pos, err = parse_pairs(buf, find_value_after(buf, product_stop, n, _BIDS), n, px_dec, qty_dec,
+                                      np.int64(BID), sides, prices, qtys, np.int64(0))
         if err == OK:
-            count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec, ASK,
-                                          sides, prices, qtys, count)
+            count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec,
+                                          np.int64(ASK), sides, prices, qtys, count)
     else:
         count, changes_end, err = _changes(buf, find_value_after(buf, product_stop, n, _CHANGES), n, px_dec, qty_dec,
                                            sides, prices, qtys, 0)
@@ -304,7 +305,7 @@ def decode_market_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, agg
     """Advanced `market_trades`: trades of "update" events ("snapshot" ones are history). `side` is
     the maker's: in our 2026 recording 75 of 76 trades priced at the touch have `side` opposite to
     the side that crossed. Returns the trades written, -1 if malformed, -2 for an unknown product."""
-    count = 0
+    count = np.int64(0)
     event = first_element(buf, find_value(buf, 0, n, _EVENTS), n)
     while event >= 0:
         stop = skip_value(buf, event, n)
@@ -313,7 +314,7 @@ def decode_market_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, agg
         first, last = string_span(buf, find_value(buf, event, stop, _TYPE), stop)
         if equals(buf, first, last, _UPDATE):
             count = parse_trade_objects(buf, find_value(buf, event, stop, _TRADES), stop, symbols, lengths, px_decs,
-                                        qty_decs, _TRADE_KEYS, _BUY_UPPER, _SELL_UPPER, -1, books, aggressors,
+                                        qty_decs, _TRADE_KEYS, _BUY_UPPER, _SELL_UPPER, np.int64(-1), books, aggressors,
                                         prices, qtys, ids, times, count)
             if count < 0:
                 return count

@@ -140,7 +140,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     qty_dec = qty_decs[instrument]
     body_end = channel_first - 1
     item = next_element(buf, skip_value(buf, first_element(buf, start, body_end), body_end), body_end)
-    count = 0
+    count = np.int64(0)
     err = OK
     snapshot = False
     levels = False
@@ -244,7 +244,7 @@ def decode_v2(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, 
     if instrument < 0:
         return FRAME_UNKNOWN_SYMBOL
     header[H_INSTRUMENT] = instrument
-    count = 0
+    count = np.int64(0)
     err = OK
     for name, side in ((_V2_ASKS, ASK), (_V2_BIDS, BID)):
         if err == OK:
@@ -312,7 +312,8 @@ def decode_v2_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggress
     if not equals(buf, first, stop, _UPDATE_TYPE):
         return -1
     return parse_trade_objects(buf, find_value(buf, 0, n, _DATA), n, symbols, lengths, px_decs, qty_decs,
-                               _V2_TRADE_KEYS, _BUY, _SELL, 1, books, aggressors, prices, qtys, ids, times, 0)
+                               _V2_TRADE_KEYS, _BUY, _SELL, np.int64(1), books, aggressors, prices, qtys, ids, times,
+                               np.int64(0))
 
 
 @njit(nogil=True, cache=True, _nrt=False)
