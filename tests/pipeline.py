@@ -26,6 +26,13 @@ FH = [sys.executable, "-m", "tools.cli"]
 VENUE_SYMBOLS = {venue: [i.symbol for i in instruments] for venue, instruments in DEFAULT_INSTRUMENTS.items()}
 
 
+def warm_kernels() -> None:
+    """`fh warmup` before a test starts processes that would otherwise compile for minutes; a
+    failure shows what fh warmup said (its stderr names the group and its error)."""
+    result = subprocess.run(FH + ["warmup"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, f"fh warmup exited {result.returncode}:\n{result.stderr}"
+
+
 def free_base_port() -> int:
     """A base port with the six ports after it free on loopback."""
     for _ in range(100):
@@ -121,7 +128,7 @@ class Pipeline:
     def serving(self) -> Iterator[Pipeline]:
         """Kernels compiled, the simulator and `fh run` started; the logs printed if the body fails an
         assertion; everything stopped afterwards."""
-        subprocess.run(FH + ["warmup"], cwd=REPO, check=True, capture_output=True)
+        warm_kernels()
         self.start()
         try:
             yield self

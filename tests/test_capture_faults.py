@@ -20,7 +20,7 @@ from shm.layout import Reason, Status
 from shm.reader import StatusEvent, VenueReader
 from shm.segment import SegmentError
 
-from pipeline import FH, REPO, VENUE_SYMBOLS, free_base_port, wait_for
+from pipeline import FH, REPO, VENUE_SYMBOLS, free_base_port, wait_for, warm_kernels
 
 STARTUP_S = 240  # a cold numba cache compiles for minutes on a 2-core box
 FSIZE = 1 << 20  # above the segment (1024 ring slots) and every other file; a capture outgrows it
@@ -48,7 +48,7 @@ class Worker:
         self.sim = self.process = None
 
     def start(self) -> None:
-        subprocess.run(FH + ["warmup"], cwd=REPO, check=True, capture_output=True)
+        warm_kernels()
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.sim = subprocess.Popen(FH + ["sim", "--venues", "binance", "--port", str(self.base),
                                           "--rate", str(self.rate)], cwd=REPO, env=env, stdout=subprocess.PIPE,

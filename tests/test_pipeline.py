@@ -15,7 +15,7 @@ from shm.reader import BookEvent, StatusEvent, VenueReader
 from shm.segment import SegmentError
 from tools.replay import replay
 
-from pipeline import FH, REPO, VENUE_SYMBOLS, Pipeline, free_base_port, last_books, wait_for
+from pipeline import FH, REPO, VENUE_SYMBOLS, Pipeline, free_base_port, last_books, wait_for, warm_kernels
 
 STARTUP_S = 240  # a cold numba cache compiles for minutes on a 2-core box
 RECOVER_S = 30
@@ -330,7 +330,7 @@ def test_a_run_for_a_duration_exits_1_naming_the_venue_that_had_no_valid_book(tm
                       f'instrument_cache = "{tmp_path / "instruments"}"\n'
                       f'[venues.kraken]\nsymbols = {json.dumps(VENUE_SYMBOLS["kraken"])}\nws_url = "{nowhere}"\n'
                       f'rest_url = "http://127.0.0.1:{base + 5}"\n')
-    subprocess.run(FH + ["warmup"], cwd=REPO, check=True, capture_output=True)
+    warm_kernels()
     sim = subprocess.Popen(FH + ["sim", "--venues", "kraken", "--port", str(base)], cwd=REPO, stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL)
     try:

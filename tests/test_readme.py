@@ -41,7 +41,7 @@ import pytest
 
 from conftest import REPO
 from feedhandler.config import RunConfig, parse_config
-from pipeline import FH, Pipeline, wait_for
+from pipeline import FH, Pipeline, wait_for, warm_kernels
 from shm.nbbo_reader import NbboReader
 from shm.reader import VenueReader
 from shm.segment import SegmentError
@@ -355,7 +355,7 @@ class Sandbox:
     def pipeline(self, workdir: Path) -> Iterator[None]:
         """`fh sim` and `fh run` under the README's prefix `fh`, once the NBBO of every symbol is valid."""
         running = Pipeline(workdir, "fh")
-        subprocess.run([*FH, "warmup"], cwd=REPO, check=True, capture_output=True)
+        warm_kernels()
         running.start()
         try:
             wait_for(lambda: nbbo_valid(), STARTUP_S, "every NBBO valid", every_s=0.5)

@@ -11,11 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 
 import pytest
 
 from conftest import REPO
-from tools.warmup import groups, protocols
+from tools.warmup import Group, WarmupError, groups, protocols, run
 
 FH = [sys.executable, "-m", "tools.cli"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -114,6 +115,38 @@ def test_warmup_shows_each_kernel_group_starting_and_done_on_a_pipe():
         assert started < done
     assert re.fullmatch(rf"fh warmup: {len(names)} kernel groups ready in \d+\.\d s \(\d+ processes\), \d+ kernels "
                         "compiled, the others loaded from the cache", lines[-1])
+
+
+def _takes(seconds: float, prefix: str) -> None:
+    time.sleep(seconds)
+
+
+def _breaks(prefix: str) -> None:
+    raise ValueError("no such kernel")
+
+
+def test_a_group_starts_once_the_groups_it_needs_are_done_whichever_finishes_last(capsys):
+    # more processes than groups: the moment the slower group it needs is done, nothing else runs
+    done = run(4, [Group("quick", partial(_takes, 0.1)), Group("slow", partial(_takes, 0.6)),
+                   Group("after", partial(_takes, 0.0), ("quick", "slow"))])
+    assert set(done["groups_s"]) == {"quick", "slow", "after"}, capsys.readouterr().err
+    lines = capsys.readouterr().err.splitlines()
+    assert lines.index("fh warmup: after: started") > next(k for k, line in enumerate(lines)
+                                                          if line.startswith("fh warmup: slow: done"))
+
+
+def test_a_group_that_fails_is_reported_with_its_error_and_the_groups_after_it_are_named_not_started(capsys):
+    with pytest.raises(WarmupError, match="kernel groups failed: broken, after-broken, after-that"):
+        run(3, [Group("broken", _breaks), Group("fine", partial(_takes, 0.0)),
+                Group("after-broken", partial(_takes, 0.0), ("broken", "fine")),
+                Group("after-that", partial(_takes, 0.0), ("after-broken",))])
+    err = capsys.readouterr().err
+    assert "fh warmup: broken failed:" in err and "ValueError: no such kernel" in err, err
+    assert "fh warmup: fine: done in" in err, err
+    assert "fh warmup: after-broken: not started, needs broken, which failed" in err, err
+    assert "fh warmup: after-that: not started, needs after-broken, which failed" in err, err
+    assert "after-broken: started" not in err and "after-that: started" not in err, err
+    assert "fh warmup: 1 kernel groups ready" in err, err
 
 
 def test_warmup_shows_each_kernel_group_done_with_its_time_on_a_terminal():

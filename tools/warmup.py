@@ -145,11 +145,11 @@ def _worker_start() -> None:
     event.register("numba:compile", _Compiles())
 
 
-def _compile(name: str) -> int:
+def _compile(group: Group) -> int:
     """In a compiling process: the group's kernels into the cache (an error goes back to the
     parent); returns how many kernels it compiled (0: all were cached)."""
     before = _Compiles.count
-    next(group for group in groups() if group.name == name).kernels(f"fhwarmup{os.getpid()}")
+    group.kernels(f"fhwarmup{os.getpid()}")
     return _Compiles.count - before
 
 
@@ -157,6 +157,10 @@ def _outcome(compiled: int | None) -> str:
     if compiled is None:
         return "FAILED"
     return f"{compiled} kernels compiled" if compiled else "cached"
+
+
+def _needs(names: list[str]) -> str:
+    return f"needs {', '.join(names)}, which failed"
 
 
 class _Lines:
@@ -177,6 +181,9 @@ class _Lines:
     def finished(self, name: str, seconds: float, compiled: int | None) -> None:
         print(f"fh warmup: {name}: {'failed' if compiled is None else 'done'} in {seconds:.1f} s, {_outcome(compiled)}",
               file=sys.stderr, flush=True)
+
+    def skipped(self, name: str, needs: list[str]) -> None:
+        print(f"fh warmup: {name}: not started, {_needs(needs)}", file=sys.stderr, flush=True)
 
     def refresh(self) -> None:
         pass
@@ -215,16 +222,20 @@ class _Live:
         self.progress.update(self.tasks[name], completed=1, state=state)
         self.progress.stop_task(self.tasks[name])
 
+    def skipped(self, name: str, needs: list[str]) -> None:
+        self.progress.update(self.tasks[name], state=f"[red]not started[/], {_needs(needs)}")
+
     def refresh(self) -> None:
         self.progress.refresh()
 
 
-def run(jobs: int) -> dict:
-    """Compile every group in `jobs` processes (each takes the next group it may start, so a process
-    loads what an earlier group of its compiled instead of compiling it again); returns seconds per
-    group, kernels compiled and seconds in all. A group that fails is reported with its error, the
-    others still run (except those after it), and WarmupError is raised at the end."""
-    todo = groups()
+def run(jobs: int, todo: list[Group] | None = None) -> dict:
+    """Compile every group (or those of `todo`) in `jobs` processes (each takes the next group it
+    may start, so a process loads what an earlier group of its compiled instead of compiling it
+    again); returns seconds per group, kernels compiled and seconds in all. A group that fails is
+    reported with its error, the others still run (except those after it, which are named), and
+    WarmupError is raised at the end."""
+    todo = list(groups() if todo is None else todo)
     started = time.perf_counter()
     running: dict[str, tuple[AsyncResult, float]] = {}
     seconds: dict[str, float] = {}
@@ -236,11 +247,6 @@ def run(jobs: int) -> dict:
             with (_Live() if sys.stderr.isatty() else _Lines()) as progress:
                 progress.add([group.name for group in todo])
                 while todo or running:
-                    ready = [g for g in todo if all(name in seconds and name not in failed for name in g.after)]
-                    for group in ready[:max(0, jobs - len(running))]:
-                        todo.remove(group)
-                        running[group.name] = (pool.apply_async(_compile, (group.name,)), time.perf_counter())
-                        progress.started(group.name)
                     for name, (result, since) in list(running.items()):
                         if result.ready():
                             del running[name]
@@ -251,9 +257,15 @@ def run(jobs: int) -> dict:
                                 failed.append(name)
                                 _report(name, result)
                             progress.finished(name, seconds[name], result.get() if result.successful() else None)
-                    if not running and todo and not ready:  # what is left needs a group that failed
-                        failed += [group.name for group in todo]
-                        todo.clear()
+                    for group in [g for g in todo if set(g.after) & set(failed)]:
+                        todo.remove(group)
+                        failed.append(group.name)
+                        progress.skipped(group.name, [name for name in group.after if name in failed])
+                    ready = [g for g in todo if all(name in seconds for name in g.after)]
+                    for group in ready[:max(0, jobs - len(running))]:
+                        todo.remove(group)
+                        running[group.name] = (pool.apply_async(_compile, (group,)), time.perf_counter())
+                        progress.started(group.name)
                     progress.refresh()
                     time.sleep(0.05)
         except KeyboardInterrupt:
