@@ -30,6 +30,7 @@ import socket
 import struct
 import time
 import zlib
+from collections import namedtuple
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -370,6 +371,10 @@ class CaptureReader:
                 "first_ns": first, "last_ns": last, "problems": list(dict.fromkeys(self.problems))}
 
 
+# a FrameBatch's arrays as numba takes them (venues.dispatch.run_frames)
+Frames = namedtuple("Frames", "data starts stops kinds ts conns")
+
+
 @dataclass(frozen=True)
 class FrameBatch:
     """The frames of one block as arrays: frame k is kinds[k], conns[k], ts[k] and the payload
@@ -383,6 +388,9 @@ class FrameBatch:
     kinds: np.ndarray
     conns: np.ndarray
     ts: np.ndarray
+
+    def arrays(self) -> Frames:
+        return Frames(self.data, self.starts, self.stops, self.kinds, self.ts, self.conns)
 
     @classmethod
     def of(cls, payload: bytes, frames: int) -> FrameBatch:

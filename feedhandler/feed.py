@@ -16,12 +16,13 @@ import time
 import numpy as np
 
 from shm.histogram import HIST_WORDS
+from shm.jitcache import entry
 from shm.layout import Counter, Reason, Status
 from shm.segment import SegmentWriter
 
 from .book import BookStore
 from .capture import FrameBatch, FrameKind, split_rest
-from .feed_kernels import SCRATCH_ROWS, TABLE_ROWS, T_LENGTH, T_PX_DEC, T_QTY_DEC, invalidate, status
+from .feed_kernels import SCRATCH_ROWS, TABLE_ROWS, T_LENGTH, T_PX_DEC, T_QTY_DEC, FeedArrays, invalidate, status
 from .instruments import Instrument
 from .jsonscan import symbol_table
 from .publish import VENUE_HOPS, output_of
@@ -68,7 +69,6 @@ class VenueFeed:
         self.counters = writer.counters
         self._index = {inst.venue_symbol: i for i, inst in enumerate(instruments)}
         self.carrier = np.full(len(instruments), -1, np.int64)  # the planned connection of each book
-        self._step = type(self).STEP  # from the class: a dispatcher read off an instance binds it like a method
         self._symbols, lengths = symbol_table([inst.venue_symbol for inst in instruments])
         self._tables = np.zeros((TABLE_ROWS, len(instruments)), np.int64)
         self._tables[T_LENGTH] = lengths
@@ -79,6 +79,8 @@ class VenueFeed:
         self._scratch = np.zeros((SCRATCH_ROWS, 0), np.int64)
         self._scratch_bytes = -1  # the largest frame the scratch rows can take
         self._fit_scratch(INITIAL_LEVELS * 8)
+        # the step's compiled entry for the types of its per-frame call (a frame, ts, conn, fresh, the groups)
+        self._step = entry(type(self).STEP, b"", 0, 0, True, self._feed, self._books, self._out)
 
     def _fit_scratch(self, frame_bytes: int) -> None:
         """Size the scratch rows for frames up to `frame_bytes`: a level takes at least 8 bytes of
@@ -88,13 +90,11 @@ class VenueFeed:
         levels = max(frame_bytes // 8 + 32, 2 * self._scratch.shape[1])
         self._scratch = np.zeros((SCRATCH_ROWS, levels), np.int64)
         self._scratch_bytes = 8 * (levels - 32)
-        books, writer = self.books, self.writer
-        # a step's arguments, flat (see feed_kernels), and the groups for the kernels called from here
-        self._kernel_args = (self._symbols, self._tables, self._scratch, self._header, self._events, self.sync,
-                             self.conn_state, books.levels, books.ladder, books.meta, writer.books, writer.ring,
-                             writer.ring_control, writer.counters, self.latency)
-        self._books = books.arrays
-        self._out = output_of(writer, self.latency)
+        # the argument groups of the step and of the kernels called from here (see feed_kernels)
+        self._feed = FeedArrays(self._symbols, self._tables, self._scratch, self._header, self._events, self.sync,
+                                self.conn_state)
+        self._books = self.books.arrays
+        self._out = output_of(self.writer, self.latency)
 
     # ---------------------------------------------------------------- frames in
 
@@ -105,7 +105,7 @@ class VenueFeed:
             payload = bytes(payload)
         if len(payload) > self._scratch_bytes:
             self._fit_scratch(len(payload))
-        action = self._step(payload, ts_recv, conn, True, *self._kernel_args)
+        action = self._step(payload, ts_recv, conn, True, self._feed, self._books, self._out)
         if action:
             self._act(Action(action), payload, ts_recv, conn)
 
@@ -115,9 +115,9 @@ class VenueFeed:
             return
         self._fit_scratch(int((batch.stops - batch.starts).max()))
         k, end = 0, len(batch)
+        frames = batch.arrays()
         while k < end:
-            k, action = self._run_frames(self.PROTOCOL_ID, batch.data, batch.starts, batch.stops, batch.kinds,
-                                         batch.ts, batch.conns, k, end, *self._kernel_args)
+            k, action = self._run_frames(self.PROTOCOL_ID, frames, k, end, self._feed, self._books, self._out)
             if k == end:
                 break
             ts_recv, conn = int(batch.ts[k]), int(batch.conns[k])

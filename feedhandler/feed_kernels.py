@@ -1,22 +1,24 @@
 """numba pieces every venue step shares: apply decoded levels, settle a changed book (truncate,
 checksum, crossed check, publish), invalidate a book, publish decoded trades.
 
-All compile without the numba runtime (they allocate nothing), so a venue step that calls them can
-be entered from Python with a dozen arrays for about a microsecond. The arrays:
-`symbols` uint8 and `tables` int64 (TABLE_ROWS, instruments): the instrument table;
-`scratch` int64 (SCRATCH_ROWS, n): the decoder's level/trade outputs, one row per field;
-`header` int64: the decoder's per-frame fields; `events`: Coinbase's per-event rows;
-`sync` (sync.SY_WORDS per book) and `conn_state` (sync.CS_WORDS per connection): the sync machine;
+All compile without the numba runtime (they allocate nothing). Their arguments come in three
+groups (namedtuples of arrays, which cost nothing inside numba):
+`feed` (FeedArrays): the instrument table (`symbols` uint8, `tables` int64 (TABLE_ROWS,
+instruments)), the decoder's outputs (`scratch` int64 (SCRATCH_ROWS, n), one row per level/trade
+field; `header` int64, the per-frame fields; `events`, Coinbase's per-event rows) and the sync
+machine (`sync`, sync.SY_WORDS per book; `conn_state`, sync.CS_WORDS per connection);
 `books` (book_kernels.Books: levels, ladder, meta): the writer-private books;
 `out` (publish.Output: the segment's blocks, ring, control and counters, and the writer's `latency`
 rows, publish.VENUE_HOPS): where results go.
 
-A venue step, the entry from Python once per frame, takes those arrays flat and groups them for the
-kernels below: inside numba a namedtuple of arrays costs nothing, but at the entry a tuple cost
-~0.3 µs more per call and a namedtuple ~1.5 µs, and an entry that groups and then calls the step
-~0.3 µs (measured against a ~1.2 µs call; see docs/benchmarks-history.md).
+A venue step, the entry from Python once per frame, takes the three groups. The worker calls it
+through its compiled entry (shm.jitcache.entry), not numba's dispatcher, which types every argument
+on every call: grouped, through the entry, a call costs less than flat through the dispatcher
+(docs/benchmarks-history.md).
 """
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -31,6 +33,8 @@ from .checksum import kraken_checksum
 from .jsonscan import NO_TRADE_ID
 from .publish import publish, record_published
 from .sync import LIVE, RESYNC, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_TRADES, SY_UPDATE_ID
+
+FeedArrays = namedtuple("FeedArrays", "symbols tables scratch header events sync conn_state")
 
 # `tables` rows: the instrument table as the decoders read it
 T_LENGTH = 0  # venue symbol length (the symbols themselves: uint8 `symbols`)

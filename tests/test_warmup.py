@@ -13,9 +13,12 @@ import textwrap
 import time
 from functools import partial
 
+import numpy as np
 import pytest
+from numba import njit
 
 from conftest import REPO
+from shm.jitcache import entry
 from tools.warmup import Group, WarmupError, groups, protocols, run
 
 FH = [sys.executable, "-m", "tools.cli"]
@@ -100,6 +103,21 @@ def _warmup_through_a_terminal() -> str:
     os.close(parent)
     assert process.wait(600) == 0, output.decode(errors="replace")
     return ANSI.sub("", output.decode(errors="replace"))
+
+
+@njit(cache=False)
+def _scaled(values, by):
+    values *= by
+    return values.sum()
+
+
+def test_a_kernels_entry_is_its_code_compiled_for_those_argument_types_and_computes_what_the_kernel_does():
+    values = np.arange(4, dtype=np.int64)
+    call = entry(_scaled, values, 3)
+    assert call(values, 3) == 18 and list(values) == [0, 3, 6, 9]  # the same arrays, changed in place
+    assert _scaled(values.copy(), 3) == call(values.copy(), 3)
+    assert len(_scaled.signatures) == 1  # the dispatcher found the entry's compiled code: one signature
+    assert entry(_scaled.py_func, values, 3) is _scaled.py_func  # no JIT: the Python function itself
 
 
 def test_warmup_shows_each_kernel_group_starting_and_done_on_a_pipe():

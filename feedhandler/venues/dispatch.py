@@ -23,10 +23,11 @@ _OTHER = int(Action.OTHER)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def run_frames(protocol, data, starts, stops, kinds, ts, conns, first, end, symbols, tables, scratch, header, events,
-               sync, conn_state, levels, ladder, meta, blocks, ring, control, counters, latency):
-    """Step frames [first, end) of a batch until one needs Python; returns (its index, its Action),
-    or (end, DONE). Frames the client sent are skipped; other non-received frames return OTHER."""
+def run_frames(protocol, frames, first, end, feed, books, out):
+    """Step frames [first, end) of a batch (capture.Frames) until one needs Python; returns (its index, its
+    Action), or (end, DONE). Frames the client sent are skipped; other non-received frames return
+    OTHER. `feed`, `books`, `out`: the step's argument groups (feed_kernels)."""
+    data, starts, stops, kinds, ts, conns = frames
     fresh = np.bool_(True)
     for k in range(first, end):
         if kinds[k] == _WS_SENT:
@@ -35,14 +36,11 @@ def run_frames(protocol, data, starts, stops, kinds, ts, conns, first, end, symb
             return k, _OTHER
         frame = data[starts[k]:stops[k]]
         if protocol == binance.PROTOCOL_ID:
-            action = binance.step(frame, ts[k], conns[k], fresh, symbols, tables, scratch, header, events, sync,
-                                  conn_state, levels, ladder, meta, blocks, ring, control, counters, latency)
+            action = binance.step(frame, ts[k], conns[k], fresh, feed, books, out)
         elif protocol == kraken.PROTOCOL_ID:
-            action = kraken.step(frame, ts[k], conns[k], fresh, symbols, tables, scratch, header, events, sync,
-                                 conn_state, levels, ladder, meta, blocks, ring, control, counters, latency)
+            action = kraken.step(frame, ts[k], conns[k], fresh, feed, books, out)
         else:
-            action = coinbase.step(frame, ts[k], conns[k], fresh, symbols, tables, scratch, header, events, sync,
-                                   conn_state, levels, ladder, meta, blocks, ring, control, counters, latency)
+            action = coinbase.step(frame, ts[k], conns[k], fresh, feed, books, out)
         if action != _DONE:
             return k, action
     return end, _DONE

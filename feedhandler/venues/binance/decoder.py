@@ -11,12 +11,12 @@ from numba import njit
 
 from shm.fixedpoint import OK
 
-from ...book_kernels import ASK, BID, Books
+from ...book_kernels import ASK, BID
 from ...feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, ROW_PRICE, ROW_QTY, ROW_SIDE, T_LENGTH, T_PX_DEC,
                              T_QTY_DEC, apply_levels, count_frame, publish_one_trade, report_gap, settle)
 from ...jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object,
                          match_symbol, parse_int, parse_pairs, string_span)
-from ...publish import Output, mark_decoded
+from ...publish import mark_decoded
 from ...sync import BRIDGING, BUFFERING, CS_TIME_UNIT, LIVE, SY_CONN, SY_NEXT_CONN, SY_STATE, SY_UPDATE_ID, Action
 
 PROTOCOL_ID = 0  # this decoder's branch in venues.dispatch
@@ -155,21 +155,20 @@ def _take_over(book, conn, sync):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
-         meta, blocks, ring, control, counters, latency):
+def step(frame, ts_recv, conn, fresh, feed, books, out):
     """One received frame, start to end: decode, sequence check, apply, settle and publish, trades.
     Returns an Action for what Python must do (buffer a diff of a book not yet bridged). `fresh`:
     count the frame (0 when a buffered diff is applied again after its snapshot).
     A live book takes diffs from any connection that carries it, in update-id order: during a
     rotation the old and the new connection overlap, and the new one takes the book over once one of
     its diffs lines up with the book (quantities are absolute, so an overlapping diff is exact)."""
-    books, out = Books(levels, ladder, meta), Output(blocks, ring, control, counters, latency)
+    symbols, tables, scratch, header, events, sync, conn_state = feed
     n = len(frame)
     if fresh:
-        count_frame(counters, n)
+        count_frame(out.counters, n)
     kind = decode(frame, n, symbols, tables[T_LENGTH], tables[T_PX_DEC], tables[T_QTY_DEC], scratch[ROW_SIDE],
                   scratch[ROW_PRICE], scratch[ROW_QTY], header)
-    mark_decoded(latency, ts_recv, fresh)
+    mark_decoded(out.latency, ts_recv, fresh)
     unit_ns = conn_state[conn, CS_TIME_UNIT]
     if kind == FRAME_DEPTH:
         book = header[H_INSTRUMENT]
@@ -194,5 +193,5 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * unit_ns,
                           header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, books, out)
     elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
-        counters[-1, C_DECODE_ERRORS] += 1
+        out.counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

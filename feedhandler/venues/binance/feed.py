@@ -91,7 +91,7 @@ class BinanceFeed(VenueFeed):
         frames = list(buffered)
         buffered.clear()
         for payload, frame_ts, conn, _ in frames:
-            action = self._step(payload, frame_ts, conn, False, *self._kernel_args)
+            action = self._step(payload, frame_ts, conn, False, self._feed, self._books, self._out)
             if action:
                 self._act(Action(action), payload, frame_ts, conn)
         if self.sync[book, SY_STATE] == BRIDGING:

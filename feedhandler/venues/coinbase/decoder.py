@@ -15,7 +15,7 @@ from numba import njit
 
 from shm.fixedpoint import OK
 
-from ...book_kernels import ASK, BID, Books
+from ...book_kernels import ASK, BID
 from ...jsonscan import (ERR_SYNTAX, after_member, decimal_string, equals, find_value, find_value_after, first_element,
                          is_key, key, key_table, looks_like_object, match_symbol, member_at, next_element, parse_int,
                          parse_level_objects, parse_pairs, parse_rfc3339_ns, parse_trade_objects, push_level,
@@ -24,7 +24,7 @@ from ...feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, R_DECODE_ERROR, R_SEQ
                              ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels,
                              count_frame, load_snapshot, publish_one_trade, publish_trades, report_connection_loss,
                              settle)
-from ...publish import Output, mark_decoded
+from ...publish import mark_decoded
 from ...sync import CS_SEQUENCE, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 
 PROTOCOL_ID = 2  # this decoder's branch in venues.dispatch
@@ -351,19 +351,18 @@ def _levels(book, is_snapshot, first, end, conn, ts_exchange, ts_recv, scratch, 
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
-         meta, blocks, ring, control, counters, latency):
+def step(frame, ts_recv, conn, fresh, feed, books, out):
     """One received frame of either API: decode, sequence check (Advanced), snapshots loaded and
     updates of live books applied, each settled and published; trades published. Always DONE."""
-    books, out = Books(levels, ladder, meta), Output(blocks, ring, control, counters, latency)
+    symbols, tables, scratch, header, events, sync, conn_state = feed
     n = len(frame)
     if fresh:
-        count_frame(counters, n)
+        count_frame(out.counters, n)
     lengths, px_decs, qty_decs = tables[T_LENGTH], tables[T_PX_DEC], tables[T_QTY_DEC]
     kind = decode(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_SIDE], scratch[ROW_PRICE],
                   scratch[ROW_QTY], header, events)
     if kind != FRAME_MARKET_TRADES:
-        mark_decoded(latency, ts_recv, fresh)
+        mark_decoded(out.latency, ts_recv, fresh)
     if header[H_SEQUENCE] >= 0:
         _check_sequence(conn, header[H_SEQUENCE], ts_recv, sync, conn_state, books, out)
     if kind == FRAME_L2:
@@ -377,14 +376,14 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
         count = decode_market_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
                                      scratch[ROW_TIME])
-        mark_decoded(latency, ts_recv, fresh)
+        mark_decoded(out.latency, ts_recv, fresh)
         publish_trades(count, ts_recv, scratch, sync, books, out)
     elif kind == FRAME_TRADE:
         publish_one_trade(header[H_INSTRUMENT], header[H_TRADE_ID], header[H_TIME], header[H_PRICE], header[H_QTY],
                           header[H_SIDE], ts_recv, scratch, sync, books, out)
     elif kind == FRAME_ERROR:  # maybe a book change we cannot apply: the connection's books resync
-        counters[-1, C_DECODE_ERRORS] += 1
+        out.counters[-1, C_DECODE_ERRORS] += 1
         report_connection_loss(conn, R_DECODE_ERROR, ts_recv, sync, books, out)
     elif kind == FRAME_UNKNOWN_SYMBOL:
-        counters[-1, C_DECODE_ERRORS] += 1
+        out.counters[-1, C_DECODE_ERRORS] += 1
     return ACTION_DONE

@@ -17,14 +17,14 @@ from numba import njit
 
 from shm.fixedpoint import OK
 
-from ...book_kernels import ASK, BID, Books
+from ...book_kernels import ASK, BID
 from ...jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_string, equals, find_value,
                          first_element, is_key, key, key_table, looks_like_object, match_symbol, member_at,
                          next_element, parse_decimal, parse_int, parse_level_objects, parse_pairs, parse_rfc3339_ns,
                          parse_trade_objects, push_trade, skip_spaces_to, skip_value, string_span)
 from ...feed_kernels import (C_DECODE_ERRORS, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH,
                              T_PX_DEC, T_QTY_DEC, apply_levels, count_frame, load_snapshot, publish_trades, settle)
-from ...publish import Output, mark_decoded
+from ...publish import mark_decoded
 from ...sync import LIVE, SY_CONN, SY_DEPTH, SY_PX_PAD, SY_QTY_PAD, SY_STATE, SY_UPDATE_ID, Action
 
 PROTOCOL_ID = 1  # this decoder's branch in venues.dispatch
@@ -317,15 +317,14 @@ def decode_v2_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggress
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, sync, conn_state, levels, ladder,
-         meta, blocks, ring, control, counters, latency):
+def step(frame, ts_recv, conn, fresh, feed, books, out):
     """One received v1 or v2 frame: decode; a snapshot, or an update of a live book, is applied,
     truncated, checksummed and published; trades are published. Returns Action.ACK for a v2
     subscription ack (Python reads the depth from it), else DONE."""
-    books, out = Books(levels, ladder, meta), Output(blocks, ring, control, counters, latency)
+    symbols, tables, scratch, header, events, sync, conn_state = feed
     n = len(frame)
     if fresh:
-        count_frame(counters, n)
+        count_frame(out.counters, n)
     start = skip_spaces_to(frame, 0, n)
     v2 = start < n and frame[start] == 123  # v2 messages are objects; v1 objects are events, ignored either way
     lengths, px_decs, qty_decs = tables[T_LENGTH], tables[T_PX_DEC], tables[T_QTY_DEC]
@@ -348,13 +347,13 @@ def step(frame, ts_recv, conn, fresh, symbols, tables, scratch, header, events, 
             count = decode_v2_trades(frame, n, symbols, lengths, px_decs, qty_decs, scratch[ROW_BOOK],
                                      scratch[ROW_SIDE], scratch[ROW_PRICE], scratch[ROW_QTY], scratch[ROW_ID],
                                      scratch[ROW_TIME])
-        mark_decoded(latency, ts_recv, fresh)
+        mark_decoded(out.latency, ts_recv, fresh)
         publish_trades(count, ts_recv, scratch, sync, books, out)
         return ACTION_DONE
     if kind != FRAME_SNAPSHOT and kind != FRAME_UPDATE:
-        counters[-1, C_DECODE_ERRORS] += 1
+        out.counters[-1, C_DECODE_ERRORS] += 1
         return ACTION_DONE
-    mark_decoded(latency, ts_recv, fresh)
+    mark_decoded(out.latency, ts_recv, fresh)
     book = header[H_INSTRUMENT]
     sync[book, SY_CONN] = conn
     if not v2:
