@@ -7,7 +7,14 @@ the segment heartbeat). A quote's age runs on CLOCK_MONOTONIC from the moment it
 its wall-clock age then (receive stamp to now, never below zero), so a wall-clock step neither
 excludes every venue nor keeps a quote stamped ahead of the clock fresh forever. Each change of inclusion is a VENUE_EXCLUDED / VENUE_RESTORED status record
 with the reason; each change of the NBBO an NBBO record. A lapped venue ring is recovered by
-re-reading that venue's book blocks. Every venue-level input arrives as a tuple indexed by venue.
+re-reading that venue's book blocks.
+
+Kernels take their arrays in three groups (namedtuples, which cost nothing inside numba):
+`venues` (VenueInputs): per venue, its ring, ring control and book blocks (tuples indexed by
+venue) and its read cursor; `route[v, instrument]` (the NBBO symbol, -1: none) and `scales[v,
+instrument]` (price and size factors to the symbol's decimals); `rows` and `scratch`, where ring
+records and blocks are read into. `state` (NbboState): the private state below. `out` (NbboOutput):
+the NBBO segment's blocks, ring and ring control, and the aggregator's latency rows.
 
 Private state, per symbol and venue: `quotes[s, v]` holds the NBBO_VENUE_WORDS row of the published
 block (VQ_*) plus the book's validity, the reason it went invalid and its receive time on
@@ -15,6 +22,8 @@ CLOCK_MONOTONIC; `last[s]` the NBBO last published. Kernels take `mono` (CLOCK_M
 and stamp records with CLOCK_REALTIME.
 """
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -55,13 +64,18 @@ NO_SOURCE = np.int64(-1)  # recompute: no venue's quote changed
 READ_SPINS = np.int64(1_000_000)
 
 
-def new_state(n_symbols: int, n_venues: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(quotes, last, venue_state) for an aggregator of these many symbols and venues."""
+VenueInputs = namedtuple("VenueInputs", "rings controls books cursors route scales rows scratch")
+NbboState = namedtuple("NbboState", "quotes last venue_state")
+NbboOutput = namedtuple("NbboOutput", "blocks ring control latency")
+
+
+def new_state(n_symbols: int, n_venues: int) -> NbboState:
+    """The private state of an aggregator of these many symbols and venues, every venue up."""
     quotes = np.zeros((n_symbols, n_venues, Q_WORDS), np.int64)
     last = np.zeros((n_symbols, L_WORDS), np.int64)
     venue_state = np.zeros((n_venues, V_WORDS), np.int64)
     venue_state[:, V_UP] = 1
-    return quotes, last, venue_state
+    return NbboState(quotes, last, venue_state)
 
 
 @njit(inline="always", nogil=True)
@@ -109,19 +123,21 @@ def _exclusion(quote, venue_state, mono, stale_ns):
 
 
 @njit(nogil=True, cache=True)
-def recompute(symbol, source, mono, stale_ns, quotes, last, venue_state, blocks, ring, control):
+def recompute(symbol, source, mono, stale_ns, state, out):
     """The NBBO of one symbol from its venues' quotes: publish its block, an NBBO record when it
     changed, and a status record for every venue whose inclusion changed. `source` is the venue
     whose update caused it (-1: a timer or a status)."""
+    quotes, last, venue_state = state
+    blocks, ring, control = out.blocks, out.ring, out.control
     n_venues = quotes.shape[1]
     bid_px, ask_px, bid_qty, ask_qty = -1, INT64_MAX, 0, 0
     bid_venues, ask_venues, included = 0, 0, 0
-    state = last[symbol]
+    published = last[symbol]
     ts_publish = realtime_ns()
     for v in range(n_venues):
         quote = quotes[symbol, v]
         reason = _exclusion(quote, venue_state[v], mono, stale_ns)
-        was_in = (state[L_INCLUDED] >> v) & 1
+        was_in = (published[L_INCLUDED] >> v) & 1
         if reason != 0:
             quote[VQ_STATE] = -reason if quote[VQ_TS_RECV] != 0 or quote[Q_VALID] != 0 else 0
             if was_in:
@@ -153,19 +169,20 @@ def recompute(symbol, source, mono, stale_ns, quotes, last, venue_state, blocks,
             flags = NBBO_LOCKED
         elif bid_px > ask_px:
             flags = NBBO_CROSSED
-    changed = (bid_px != state[L_BID_PX] or bid_qty != state[L_BID_QTY] or ask_px != state[L_ASK_PX]
-               or ask_qty != state[L_ASK_QTY] or bid_venues != state[L_BID_VENUES]
-               or ask_venues != state[L_ASK_VENUES] or flags != state[L_FLAGS])
-    state[L_INCLUDED] = included
+    changed = (bid_px != published[L_BID_PX] or bid_qty != published[L_BID_QTY] or ask_px != published[L_ASK_PX]
+               or ask_qty != published[L_ASK_QTY] or bid_venues != published[L_BID_VENUES]
+               or ask_venues != published[L_ASK_VENUES] or flags != published[L_FLAGS])
+    published[L_INCLUDED] = included
     ts_recv = quotes[symbol, source, VQ_TS_RECV] if source >= 0 else ts_publish
     source_ts = quotes[symbol, source, VQ_TS_PUBLISH] if source >= 0 else ts_publish
     if changed:
-        state[L_BID_PX], state[L_BID_QTY], state[L_ASK_PX], state[L_ASK_QTY] = bid_px, bid_qty, ask_px, ask_qty
-        state[L_BID_VENUES], state[L_ASK_VENUES], state[L_FLAGS] = bid_venues, ask_venues, flags
-        state[L_CHANGES] += 1
+        published[L_BID_PX], published[L_BID_QTY] = bid_px, bid_qty
+        published[L_ASK_PX], published[L_ASK_QTY] = ask_px, ask_qty
+        published[L_BID_VENUES], published[L_ASK_VENUES], published[L_FLAGS] = bid_venues, ask_venues, flags
+        published[L_CHANGES] += 1
     block = blocks[symbol]
     write_begin(block)
-    block[BOOK_UPDATE_ID] = state[L_CHANGES]
+    block[BOOK_UPDATE_ID] = published[L_CHANGES]
     block[BOOK_TS_EXCHANGE] = 0
     block[BOOK_TS_RECV] = ts_recv
     block[BOOK_TS_PUBLISH] = ts_publish
@@ -179,14 +196,16 @@ def recompute(symbol, source, mono, stale_ns, quotes, last, venue_state, blocks,
             block[row + k] = quotes[symbol, v, k]
     write_end(block)
     if changed:
-        publish_nbbo(ring, control, symbol, state[L_CHANGES], 0, ts_recv, ts_publish, bid_px, bid_qty, ask_px,
+        publish_nbbo(ring, control, symbol, published[L_CHANGES], 0, ts_recv, ts_publish, bid_px, bid_qty, ask_px,
                      ask_qty, bid_venues, ask_venues, flags, source_ts, source)
     return changed
 
 
 @njit(nogil=True, cache=True)
-def resync_venue(v, venue_books, route, scales, scratch, quotes, last, venue_state, stale_ns, blocks, ring, control):
+def resync_venue(v, stale_ns, venues, state, out):
     """Re-read every book of venue `v` from its blocks (after a lapped ring or a new writer)."""
+    venue_books, route, scales, scratch = venues.books[v], venues.route, venues.scales, venues.scratch
+    quotes = state.quotes
     wall, mono = realtime_ns(), monotonic_ns()
     for instrument in range(venue_books.shape[0]):
         symbol = route[v, instrument]
@@ -205,13 +224,14 @@ def resync_venue(v, venue_books, route, scales, scratch, quotes, last, venue_sta
                        scales[v, instrument, 0], scales[v, instrument, 1], scratch[BOOK_TS_RECV],
                        scratch[BOOK_UPDATE_ID], scratch[BOOK_TS_PUBLISH], _received_mono(scratch[BOOK_TS_RECV], wall, mono))
             quote[Q_VALID] = scratch[BOOK_VALID]
-        recompute(symbol, v, mono, stale_ns, quotes, last, venue_state, blocks, ring, control)
+        recompute(symbol, v, mono, stale_ns, state, out)
 
 
 @njit(nogil=True, cache=True)
-def _apply(v, row, route, scales, quotes, last, venue_state, now, mono, stale_ns, blocks, ring, control):
+def _apply(v, row, now, mono, stale_ns, route, scales, state, out):
     """One venue ring record, applied at `now` (CLOCK_REALTIME) / `mono`; returns True when it changed
-    an NBBO (an NBBO record was published)."""
+    an NBBO (an NBBO record was published). Per record: it takes only the venue arrays it reads."""
+    quotes = state.quotes
     instrument = row[SLOT_INSTRUMENT]
     if instrument < 0 or instrument >= route.shape[1]:
         return False
@@ -233,28 +253,29 @@ def _apply(v, row, route, scales, quotes, last, venue_state, now, mono, stale_ns
         return False  # its book record follows
     else:
         return False
-    return recompute(symbol, v, mono, stale_ns, quotes, last, venue_state, blocks, ring, control)
+    return recompute(symbol, v, mono, stale_ns, state, out)
 
 
 @njit(nogil=True, cache=True)
-def sweep(mono, stale_ns, quotes, last, venue_state, blocks, ring, control):
+def sweep(mono, stale_ns, state, out):
     """Recompute every symbol whose inclusion would change at `mono` (staleness, venue up/down)."""
+    quotes, last, venue_state = state
     for symbol in range(quotes.shape[0]):
         included = 0
         for v in range(quotes.shape[1]):
             if _exclusion(quotes[symbol, v], venue_state[v], mono, stale_ns) == 0:
                 included |= 1 << v
         if included != last[symbol, L_INCLUDED]:
-            recompute(symbol, NO_SOURCE, mono, stale_ns, quotes, last, venue_state, blocks, ring, control)
+            recompute(symbol, NO_SOURCE, mono, stale_ns, state, out)
 
 
 @njit(nogil=True, cache=True)
-def aggregate(rings, controls, venue_books, cursors, route, scales, rows, scratch, quotes, last, venue_state,
-              stale_ns, budget_ns, blocks, ring, control, latency):
+def aggregate(venues, state, out, stale_ns, budget_ns):
     """Poll every venue ring, apply what arrived, publish NBBO changes; keeps polling for `budget_ns`
     (0: one pass), so a spinning aggregator returns to Python about once per budget, not once per
     record. Latency rows per venue v (AGGREGATOR_HOPS): 2v published -> seen here, 2v + 1 published ->
     the NBBO change it caused published. Returns the number of venue records consumed."""
+    rings, controls, cursors, rows, latency = venues.rings, venues.controls, venues.cursors, venues.rows, out.latency
     consumed = 0
     started = realtime_ns()
     attempt = 0
@@ -270,13 +291,11 @@ def aggregate(rings, controls, venue_books, cursors, route, scales, rows, scratc
             for k in range(filled):
                 row = rows[k]
                 if row[SLOT_KIND] == KIND_READER_GAP:
-                    resync_venue(v, venue_books[v], route, scales, scratch, quotes, last, venue_state, stale_ns,
-                                 blocks, ring, control)
+                    resync_venue(v, stale_ns, venues, state, out)
                 else:
                     record(latency[2 * v], now - row[SLOT_TS_PUBLISH])
-                    if _apply(v, row, route, scales, quotes, last, venue_state, now, mono, stale_ns, blocks, ring,
-                              control):
+                    if _apply(v, row, now, mono, stale_ns, venues.route, venues.scales, state, out):
                         record(latency[2 * v + 1], realtime_ns() - row[SLOT_TS_PUBLISH])
             consumed += filled
-    sweep(monotonic_ns(), stale_ns, quotes, last, venue_state, blocks, ring, control)
+    sweep(monotonic_ns(), stale_ns, state, out)
     return consumed

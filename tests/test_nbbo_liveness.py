@@ -120,7 +120,7 @@ def aggregating(prefix: str, stale_ms: float = 0) -> Iterator[tuple[Aggregator, 
     aggregator = Aggregator(config)
     aggregator.start(wait_s=0)
     try:
-        assert aggregator.venue_state[0, V_UP] == 1
+        assert aggregator.state.venue_state[0, V_UP] == 1
         yield aggregator, writer
     finally:
         aggregator.close()
@@ -140,7 +140,7 @@ def test_a_venue_whose_heartbeat_stops_leaves_even_if_its_last_stamp_is_ahead_of
 
     def excluded():
         aggregator.housekeeping()
-        return aggregator.venue_state[0, V_UP] == 0
+        return aggregator.state.venue_state[0, V_UP] == 0
     wait_for(excluded, 30 * VENUE_STALE_S, "the silent venue excluded")
 
 
@@ -150,7 +150,7 @@ def test_a_heartbeating_venue_stays_when_its_stamps_are_behind_the_wall_clock(at
     while time.monotonic() - started < 3 * VENUE_STALE_S:  # the wall clock stepped forward an hour
         writer.heartbeat(time.time_ns() - HOUR_NS)
         aggregator.housekeeping()
-        assert aggregator.venue_state[0, V_UP] == 1
+        assert aggregator.state.venue_state[0, V_UP] == 1
         time.sleep(0.1)
 
 

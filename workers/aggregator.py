@@ -20,7 +20,9 @@ from dataclasses import replace
 import numpy as np
 
 from feedhandler.config import RunConfig, VenueConfig
-from feedhandler.nbbo import AGGREGATOR_HOPS, V_REASON, V_UP, aggregate, new_state, resync_venue, sweep
+from feedhandler.nbbo import (AGGREGATOR_HOPS, V_REASON, V_UP, NbboOutput, VenueInputs, aggregate, new_state,
+                              resync_venue, sweep)
+from shm.jitcache import entry
 from shm.latency import LatencyWriter
 from shm.layout import RING_CONTROL_WORDS, SLOT_WORDS, Reason, State
 from shm.reader import VenueReader
@@ -68,9 +70,9 @@ class Aggregator:
         self.writer: SegmentWriter | None = None
         self.latency: LatencyWriter | None = None
         n_symbols, n_venues = len(self.symbols), len(self.venues)
-        self.quotes, self.last, self.venue_state = new_state(n_symbols, n_venues)
-        self.venue_state[:, V_UP] = 0
-        self.venue_state[:, V_REASON] = int(Reason.DISCONNECTED)
+        self.state = new_state(n_symbols, n_venues)
+        self.state.venue_state[:, V_UP] = 0
+        self.state.venue_state[:, V_REASON] = int(Reason.DISCONNECTED)
         self.cursors = np.zeros((n_venues, 2), np.int64)
         self.rows = np.zeros((256, SLOT_WORDS), np.int64)
         self.scratch = np.zeros(1, np.int64)
@@ -130,6 +132,8 @@ class Aggregator:
                                            ring_slots=self.settings.ring_slots, labels=self.venues)
         self.latency = LatencyWriter(self.config.prefix, "aggregator",
                                      [(hop, venue) for venue in self.venues for hop in AGGREGATOR_HOPS])
+        self._out = NbboOutput(self.writer.books, self.writer.ring, self.writer.ring_control, self.latency.hists)
+        self._rebind()
         for k, reader in enumerate(self.readers):
             if reader is not None:
                 self._bind(k, reader)
@@ -164,9 +168,9 @@ class Aggregator:
         if len(self.scratch) < segment.geometry.block_words:
             self.scratch = np.zeros(segment.geometry.block_words, np.int64)
         self.cursors[k] = (reader.events().position, 0)
-        self.venue_state[k] = (1, int(Reason.NONE))
-        resync_venue(k, segment.books, self.route, self.scales, self.scratch, self.quotes, self.last,
-                     self.venue_state, self._stale_ns, self.writer.books, self.writer.ring, self.writer.ring_control)
+        self.state.venue_state[k] = (1, int(Reason.NONE))
+        self._rebind()
+        resync_venue(k, self._stale_ns, self._inputs, self.state, self._out)
         self.log.info("attached %s (pid %d, %d instruments)", self.venues[k], segment.writer_pid, n)
 
     @property
@@ -190,34 +194,38 @@ class Aggregator:
                 self._venue_down(k, reason)
                 if segment.state == State.CLOSED:
                     self._detach(k)
-            elif self.venue_state[k, V_UP] == 0:
-                self.venue_state[k] = (1, int(Reason.NONE))
+            elif self.state.venue_state[k, V_UP] == 0:
+                self.state.venue_state[k] = (1, int(Reason.NONE))
                 self._resweep()
 
     def _venue_down(self, k: int, reason: Reason) -> None:
-        if self.venue_state[k, V_UP]:
+        if self.state.venue_state[k, V_UP]:
             self.log.warning("%s down (%s)", self.venues[k], reason.name.lower())
-            self.venue_state[k] = (0, int(reason))
+            self.state.venue_state[k] = (0, int(reason))
             self._resweep()
 
     def _detach(self, k: int) -> None:
         """Drop a venue's mapping; the next housekeeping attaches its new writer."""
         self._rings[k], self._controls[k], self._books[k] = _NO_RING, _NO_CONTROL, _NO_BOOKS
+        self._rebind()
         self.readers[k].close()
         self.readers[k] = None
 
     def _resweep(self) -> None:
-        sweep(time.monotonic_ns(), self._stale_ns, self.quotes, self.last, self.venue_state, self.writer.books,
-              self.writer.ring, self.writer.ring_control)
+        sweep(time.monotonic_ns(), self._stale_ns, self.state, self._out)
+
+    def _rebind(self) -> None:
+        """The venue side of the kernels' arguments (see feedhandler.nbbo) as attached now, and
+        aggregate's compiled entry for their types: built when a venue attaches or leaves, not on
+        every poll (numba's dispatcher would type the nested tuples on each call)."""
+        self._inputs = VenueInputs(tuple(self._rings), tuple(self._controls), tuple(self._books), self.cursors,
+                                   self.route, self.scales, self.rows, self.scratch)
+        self._aggregate = entry(aggregate, self._inputs, self.state, self._out, self._stale_ns, 0)
 
     def poll(self, budget_ns: int = 0) -> int:
         """One aggregate call over every venue, polling for `budget_ns`; returns the venue records
         consumed."""
-        writer = self.writer
-        consumed = aggregate(tuple(self._rings), tuple(self._controls), tuple(self._books), self.cursors,
-                             self.route, self.scales, self.rows, self.scratch, self.quotes, self.last,
-                             self.venue_state, self._stale_ns, budget_ns, writer.books, writer.ring,
-                             writer.ring_control, self.latency.hists)
+        consumed = self._aggregate(self._inputs, self.state, self._out, self._stale_ns, budget_ns)
         self.polls += 1
         self.consumed += consumed
         return consumed
