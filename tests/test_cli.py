@@ -103,6 +103,13 @@ def demo_running(prefix: str, duration_s: float):
         demo.wait(120)
 
 
+def test_demo_names_the_segment_it_publishes_in_the_shared_memory_directory_in_use(tmp_path, shm_prefix):
+    result = subprocess.run([*FH, "demo", "--prefix", shm_prefix, "--duration", "0.2"], cwd=REPO, text=True,
+                            capture_output=True, env={**os.environ, "FH_SHM_DIR": str(tmp_path)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"fh demo: publishing to {tmp_path}/{shm_prefix}.demo for 0.2 s" in result.stderr.splitlines()
+
+
 def test_an_interrupted_command_says_so_in_one_line_without_a_traceback(shm_prefix):
     with demo_running(shm_prefix, 120) as demo:
         demo.send_signal(signal.SIGINT)

@@ -52,7 +52,8 @@ def _bench_query(args: argparse.Namespace) -> dict:
 
 def _demo(args: argparse.Namespace) -> dict:
     from . import demo
-    print(f"fh demo: publishing to /dev/shm/{args.prefix}.{args.venue} for {args.duration:g} s", file=sys.stderr)
+    from shm.segment import segment_path
+    print(f"fh demo: publishing to {segment_path(args.prefix, args.venue)} for {args.duration:g} s", file=sys.stderr)
     return demo.run(prefix=args.prefix, venue=args.venue, duration_s=args.duration, rate=args.rate)
 
 
