@@ -37,6 +37,14 @@ def decimals_of(step: str) -> int:
     return len(fraction.rstrip("0"))
 
 
+def split_symbol(symbol: str) -> tuple[str, str, str]:
+    """(base, quote, market) of a normalized name: 'BTC-USDT' spot, 'BTC-USDT-PERP' perpetual,
+    'BTC-USD-20261225' a future (its expiry is the metadata's, not this string's)."""
+    base, _, rest = symbol.partition("-")
+    quote, _, suffix = rest.partition("-")
+    return base, quote, PERPETUAL if suffix == "PERP" else FUTURE if suffix else SPOT
+
+
 @dataclass(frozen=True)
 class Instrument:
     venue: str

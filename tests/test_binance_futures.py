@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from feedhandler.config import parse_config
 from feedhandler.instruments import FUTURE, PERPETUAL, Instrument
 from feedhandler.sync import SyncState
 from feedhandler.venues import VENUES, by_cryptofeed
@@ -18,6 +19,7 @@ from shm.layout import Side, Status
 from shm.reader import StatusEvent, TradeEvent
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
+from tools.plan import plan
 from tools.replay import replay
 
 BTC = Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", 4, 0, market=PERPETUAL)
@@ -325,3 +327,17 @@ def test_the_real_usdm_recording_replays_with_no_gap_into_the_reference_books(ca
         assert book["update_id"] == update_id and book["symbol"].endswith("-USDT-PERP")
         assert [(Decimal(p), Decimal(q)) for p, q in book["bids"]] == bids[:1000]
         assert [(Decimal(p), Decimal(q)) for p, q in book["asks"]] == asks[:1000]
+
+
+def test_a_futures_config_plans_perpetuals_by_name_at_the_deepest_documented_snapshot(tmp_path):
+    config = parse_config({"run": {"instrument_cache": str(tmp_path)},
+                           "venues": {"binance_usdm": {"symbols": ["BTC-USDT-PERP"]},
+                                      "binance_coinm": {"symbols": ["BTC-USD-PERP"]}}})
+    venues = plan(config)["venues"]
+    assert [c["url"] for c in venues["binance_usdm"]["connections"]] == [
+        "wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms",
+        "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade"]
+    assert venues["binance_usdm"]["rest"]["startup"][1] == {
+        "method": "GET", "url": "https://fapi.binance.com/fapi/v1/depth?symbol=BTCUSDT&limit=1000", "weight": 20}
+    assert venues["binance_coinm"]["rest"]["startup"][1]["url"] == (
+        "https://dapi.binance.com/dapi/v1/depth?symbol=BTCUSD_PERP&limit=1000")
