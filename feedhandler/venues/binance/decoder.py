@@ -3,6 +3,8 @@
 Bridging (docs 2025-11): buffer diffs from the first one; fetch a REST snapshot; a snapshot whose
 lastUpdateId is below the first buffered U is stale (refetch); drop diffs with u <= lastUpdateId;
 then every diff must have U == previous u + 1, else the book is invalid and resyncs.
+The pieces the futures decoder shares (binance_usdm.decoder: locate, depth_levels, trade_fields,
+apply_diff, other_frame) are inlined into each decoder, so neither pays a call for the sharing.
 """
 from __future__ import annotations
 
