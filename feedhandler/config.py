@@ -234,7 +234,8 @@ def _venue(name: str, table: Any) -> VenueConfig:
         client=_typed(where, "client", table.get("client", "picows"), str, CLIENTS),
         idle=_typed(where, "idle", table.get("idle", "block"), str, WORKER_IDLE),
         stale_after_s=stale, ring_slots=ring_slots,
-        snapshot_limit=_typed(where, "snapshot_limit", table.get("snapshot_limit", 5000), int,
+        snapshot_limit=_typed(where, "snapshot_limit",  # default: the deepest the venue serves
+                              table.get("snapshot_limit", max(venue.limits.snapshot_limits, default=5000)), int,
                               venue.limits.snapshot_limits),
         rotate_after_s=rotate,
     )

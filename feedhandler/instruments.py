@@ -6,14 +6,22 @@ resting orders from before a tick-size change (the recorded NKNUSDT book holds 0
 checksum is defined over pair_decimals/lot_decimals, so Kraken uses those; a level finer than
 that would be a counted decode error, never a rounded one. Asset aliases are canonicalized
 (Kraken's XBT is BTC, XDG is DOGE).
+
+Derivatives carry their market as attributes, never in parsed strings (derivatives-protocols.md §5.4):
+the market (spot, perpetual, future), the contract size and the currency it is counted in, the
+settlement currency and the expiry; their normalized names are BASE-QUOTE-PERP and BASE-QUOTE-YYYYMMDD
+(the UTC date of expiry from the metadata). The defaults are a spot pair's.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 from shm.segment import InstrumentSpec
 
 ASSET_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
+SPOT, PERPETUAL, FUTURE = "spot", "perpetual", "future"
 
 
 def normalize_asset(asset: str) -> str:
@@ -29,6 +37,14 @@ def decimals_of(step: str) -> int:
     return len(fraction.rstrip("0"))
 
 
+def split_symbol(symbol: str) -> tuple[str, str, str]:
+    """(base, quote, market) of a normalized name: 'BTC-USDT' spot, 'BTC-USDT-PERP' perpetual,
+    'BTC-USD-20261225' a future (its expiry is the metadata's, not this string's)."""
+    base, _, rest = symbol.partition("-")
+    quote, _, suffix = rest.partition("-")
+    return base, quote, PERPETUAL if suffix == "PERP" else FUTURE if suffix else SPOT
+
+
 @dataclass(frozen=True)
 class Instrument:
     venue: str
@@ -37,9 +53,21 @@ class Instrument:
     quote: str
     px_dec: int
     qty_dec: int
+    market: str = SPOT  # SPOT | PERPETUAL | FUTURE
+    tick: Decimal | None = None  # price increment, where the metadata gives one
+    lot: Decimal | None = None  # quantity increment, where the metadata gives one
+    contract_size: Decimal = Decimal(1)  # what one unit of quantity is worth, in contract_ccy
+    contract_ccy: str = ""  # the currency of contract_size ("": the base asset, as on spot)
+    settle: str = ""  # settlement currency of a derivative ("" on spot)
+    expiry_ms: int = 0  # a future's delivery time, ms since the epoch (0: none)
 
     @property
     def symbol(self) -> str:
+        """BASE-QUOTE, BASE-QUOTE-PERP, or BASE-QUOTE-YYYYMMDD (UTC date of expiry)."""
+        if self.market == PERPETUAL:
+            return f"{self.base}-{self.quote}-PERP"
+        if self.market == FUTURE:
+            return f"{self.base}-{self.quote}-{time.strftime('%Y%m%d', time.gmtime(self.expiry_ms // 1000))}"
         return f"{self.base}-{self.quote}"
 
     def spec(self, capacity: int) -> InstrumentSpec:

@@ -15,9 +15,10 @@ def non_empty_lines(*paths):
     return sum(1 for path in paths for line in open(path, encoding="utf-8") if line.strip())
 
 
-@pytest.mark.parametrize("folder, exchange", [
-    ("binance-spot-2021", "BINANCE"), ("kraken-v1-2021", "KRAKEN"), ("coinbase-exchange-2021", "COINBASE")])
-def test_text_recording_imports_every_line_merged_by_receive_time(captures, tmp_path, folder, exchange):
+@pytest.mark.parametrize("folder, exchange, venue", [
+    ("binance-spot-2021", "BINANCE", "binance"), ("kraken-v1-2021", "KRAKEN", "kraken"),
+    ("coinbase-exchange-2021", "COINBASE", "coinbase"), ("binance-usdm-2021", "BINANCE_FUTURES", "binance_usdm")])
+def test_text_recording_imports_every_line_merged_by_receive_time(captures, tmp_path, folder, exchange, venue):
     prefix = captures / folder / exchange
     result = import_recordings([str(prefix)], str(tmp_path / "out.fhcap"))
     sources = [p for p in (captures / folder).glob(f"{exchange}.*") if ".http." in p.name or ".ws." in p.name]
@@ -26,7 +27,7 @@ def test_text_recording_imports_every_line_merged_by_receive_time(captures, tmp_
     timestamps = [frame.ts_ns for frame in reader.frames()]
     assert result["frames"] == len(timestamps) == expected
     assert timestamps == sorted(timestamps)
-    assert reader.header["venue"] == exchange.lower()
+    assert reader.header["venue"] == venue
     assert reader.problems == []
 
 

@@ -12,7 +12,7 @@ import json
 
 from feedhandler.config import RunConfig, VenueConfig
 from feedhandler.instrument_cache import DEFAULT_DIRECTORY, InstrumentCache, InstrumentCacheError
-from feedhandler.instruments import Instrument
+from feedhandler.instruments import FUTURE, Instrument, split_symbol
 from feedhandler.venues import VENUES
 from feedhandler.venues.base import Venue
 
@@ -25,8 +25,9 @@ def _instruments(venue: Venue, config: VenueConfig, cache: InstrumentCache) -> t
     if cached is not None:
         instruments, source = cached[0], "instrument cache"
     else:
-        instruments = [Instrument(venue.name, venue.symbol_form.format(base=base, quote=quote), base, quote, 0, 0)
-                       for base, _, quote in (symbol.partition("-") for symbol in config.symbols)]
+        instruments = [Instrument(venue.name, venue.symbol_form.format(base=base, quote=quote), base, quote, 0, 0,
+                                  market=market)  # a future's date is in no naming form: metadata only
+                       for base, quote, market in map(split_symbol, config.symbols) if market != FUTURE]
         source = f"naming form {venue.symbol_form} (no cached metadata)"
     by_symbol = {i.symbol: i for i in venue.protocol.wire_instruments(instruments, config.ws_url)}
     return [by_symbol[s] for s in config.symbols if s in by_symbol], source

@@ -13,6 +13,7 @@ from numba import njit
 from ..capture import FrameKind
 from ..sync import Action
 from .binance import decoder as binance
+from .binance_usdm import decoder as binance_futures
 from .coinbase import decoder as coinbase
 from .kraken import decoder as kraken
 
@@ -37,6 +38,8 @@ def run_frames(protocol, frames, first, end, feed, books, out):
         frame = data[starts[k]:stops[k]]
         if protocol == binance.PROTOCOL_ID:
             action = binance.step(frame, ts[k], conns[k], fresh, feed, books, out)
+        elif protocol == binance_futures.PROTOCOL_ID:
+            action = binance_futures.step(frame, ts[k], conns[k], fresh, feed, books, out)
         elif protocol == kraken.PROTOCOL_ID:
             action = kraken.step(frame, ts[k], conns[k], fresh, feed, books, out)
         else:

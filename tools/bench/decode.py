@@ -1,6 +1,7 @@
 """`fh bench decode`: one venue frame decoded, applied to its book and published to shm, per message.
 
-Binance: 40-level depth diffs (20 bids, 20 asks near the touch) on a 1,000-level book.
+Binance: 40-level depth diffs (20 bids, 20 asks near the touch) on a 1,000-level book; Binance USD-M
+the same in the futures shape (T, pu) under the futures rule (pu chains).
 Kraken v1: single-level updates on a depth-10 book, each with its checksum verified.
 Coinbase Advanced Trade: l2_data updates of 5 levels on a 2,000-level book, sequence checked.
 The timing is of `feed.on_frame`, the call a venue worker makes per frame: Python included.
@@ -16,6 +17,7 @@ import numpy as np
 from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID
 from feedhandler.venues.binance import BinanceFeed
+from feedhandler.venues.binance_usdm import BinanceFuturesFeed
 from feedhandler.venues.coinbase import CoinbaseFeed
 from feedhandler.venues.kraken import KrakenFeed
 from feedhandler.sync import SyncState
@@ -41,7 +43,8 @@ def _time_frames(feed, frames: list[bytes]) -> np.ndarray:
     return timings
 
 
-def _binance_frames(rng: np.random.Generator, count: int) -> list[bytes]:
+def _binance_frames(rng: np.random.Generator, count: int, futures: bool = False) -> list[bytes]:
+    """Diffs with update ids 1001.. (futures: with T, and pu chaining each on the one before)."""
     frames = []
     for k in range(count):
         levels = {}
@@ -49,24 +52,30 @@ def _binance_frames(rng: np.random.Generator, count: int) -> list[bytes]:
             ticks = MID + sign * (1 + rng.exponential(12, 20).astype(np.int64))
             qtys = np.where(rng.random(20) < 0.25, 0, rng.integers(1, 10**8, 20))
             levels[side] = [[format_decimal(int(p), 2), format_decimal(int(q), 8)] for p, q in zip(ticks, qtys)]
-        data = {"e": "depthUpdate", "E": 1700000000000 + k, "s": "BTCUSDT", "U": 1001 + k, "u": 1001 + k, **levels}
+        data = {"e": "depthUpdate", "E": 1700000000000 + k, **({"T": 1700000000000 + k} if futures else {}),
+                "s": "BTCUSDT", "U": 1001 + k, "u": 1001 + k, **({"pu": 1000 + k} if futures else {}), **levels}
         frames.append(json.dumps({"stream": "btcusdt@depth@100ms", "data": data}, separators=(",", ":")).encode())
     return frames
 
 
-def _binance(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
-    instrument = Instrument("binance", "BTCUSDT", "BTC", "USDT", 2, 8)
-    with SegmentWriter.create(prefix, "binance", [instrument.spec(8192)], depth=10, ring_slots=1 << 16) as writer:
-        feed = BinanceFeed([instrument], writer)
+def _binance(prefix: str, count: int, rng: np.random.Generator, futures: bool = False) -> np.ndarray:
+    venue, feed_class = ("binance_usdm", BinanceFuturesFeed) if futures else ("binance", BinanceFeed)
+    instrument = Instrument(venue, "BTCUSDT", "BTC", "USDT", 2, 8)
+    with SegmentWriter.create(prefix, venue, [instrument.spec(8192)], depth=10, ring_slots=1 << 16) as writer:
+        feed = feed_class([instrument], writer)
         ladder = np.arange(1, 1001)
         snapshot = {"lastUpdateId": 1000,
                     "bids": [[format_decimal(MID - int(t), 2), "1.00000000"] for t in ladder],
                     "asks": [[format_decimal(MID + int(t), 2), "1.00000000"] for t in ladder]}
-        feed.on_frame(_binance_frames(rng, 1)[0].replace(b'"U":1001,"u":1001', b'"U":1000,"u":1000'), 0)
+        feed.on_frame(_binance_frames(rng, 1, futures)[0].replace(b'"U":1001,"u":1001', b'"U":1000,"u":1000'), 0)
         feed.on_snapshot("BTCUSDT", json.dumps(snapshot).encode(), 0)
-        timings = _time_frames(feed, _binance_frames(rng, count))
+        timings = _time_frames(feed, _binance_frames(rng, count, futures))
         writer.close(unlink=True)
     return timings
+
+
+def _binance_usdm(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    return _binance(prefix, count, rng, futures=True)
 
 
 def _kraken_frames(rng: np.random.Generator, count: int) -> tuple[bytes, list[bytes]]:
@@ -135,7 +144,7 @@ def _coinbase(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
 def compile_kernels(prefix: str) -> None:
     """Every kernel the benchmark calls: each venue's measurement over the frames it warms up on."""
     rng = np.random.default_rng(0)
-    for measure in (_binance, _coinbase, _kraken):
+    for measure in (_binance, _binance_usdm, _coinbase, _kraken):
         measure(prefix, 201, rng)
 
 
@@ -144,7 +153,8 @@ def run(frames: int = 20_000, seed: int = 3) -> dict[str, object]:
     rng = np.random.default_rng(seed)
     prefix = f"fhbench{os.getpid()}"
     result: dict[str, object] = {}
-    for venue, measure in (("binance", _binance), ("coinbase", _coinbase), ("kraken", _kraken)):
+    for venue, measure in (("binance", _binance), ("binance_usdm", _binance_usdm), ("coinbase", _coinbase),
+                           ("kraken", _kraken)):
         timings = measure(prefix, frames + 200, rng)
         figures = percentiles(timings, "decode")
         result[venue] = {"p50_ns": figures["decode_p50_ns"], "p99_ns": figures["decode_p99_ns"],

@@ -3,6 +3,8 @@
 Bridging (docs 2025-11): buffer diffs from the first one; fetch a REST snapshot; a snapshot whose
 lastUpdateId is below the first buffered U is stale (refetch); drop diffs with u <= lastUpdateId;
 then every diff must have U == previous u + 1, else the book is invalid and resyncs.
+The pieces the futures decoder shares (binance_usdm.decoder: locate, depth_levels, trade_fields,
+apply_diff, other_frame) are inlined into each decoder, so neither pays a call for the sharing.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ H_QTY = 7  # trade qty | ticker bid qty
 H_SIDE = 8  # trade aggressor: 1 buy, -1 sell
 H_ASK_PRICE = 9
 H_ASK_QTY = 10
+H_PREV_ID = 11  # futures depth pu: the previous event's u on this stream
 HEADER_WORDS = 12
 
 _E = key("e")
@@ -72,23 +75,64 @@ def _decimal_at(buf, pos, end, decimals):
     return value, err
 
 
-@njit(nogil=True, cache=True)
-def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header):
-    """Decode one combined-stream frame; returns FRAME_*, details in `header`, depth levels in
-    sides/prices/qtys (bids first, then asks, in frame order)."""
+@njit(inline="always", nogil=True)
+def locate(buf, n, symbols, lengths, header):
+    """Every combined-stream frame's start: the header cleared, the event type and the instrument
+    found. Returns (FRAME_* to return at once or -1, position of the "e" value, symbol end)."""
     for k in range(HEADER_WORDS):
         header[k] = 0
     if not looks_like_object(buf, n):
         header[H_ERROR] = ERR_SYNTAX
-        return FRAME_ERROR
+        return FRAME_ERROR, -1, -1
     event = find_value(buf, 0, n, _E)
     symbol_first, symbol_stop = string_span(buf, find_value_after(buf, event, n, _S), n)
     if symbol_first < 0:
-        return FRAME_IGNORED
+        return FRAME_IGNORED, event, -1
     instrument = match_symbol(buf, symbol_first, symbol_stop, symbols, lengths)
     if instrument < 0:
-        return FRAME_UNKNOWN_SYMBOL
+        return FRAME_UNKNOWN_SYMBOL, event, -1
     header[H_INSTRUMENT] = instrument
+    return -1, event, symbol_stop
+
+
+@njit(inline="always", nogil=True)
+def depth_levels(buf, pos, n, px_dec, qty_dec, sides, prices, qtys, header):
+    """A depthUpdate's `b` then `a` arrays (looked for from `pos`) into the level rows, bids first;
+    FRAME_DEPTH, or FRAME_ERROR with its code in the header."""
+    count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _BIDS), n, px_dec, qty_dec, np.int64(BID),
+                                  sides, prices, qtys, np.int64(0))
+    if err == OK:
+        count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec,
+                                      np.int64(ASK), sides, prices, qtys, count)
+    header[H_LEVELS] = count
+    header[H_ERROR] = err
+    return FRAME_DEPTH if err == OK else FRAME_ERROR
+
+
+@njit(inline="always", nogil=True)
+def trade_fields(buf, n, id_key, px_dec, qty_dec, header):
+    """A trade event (trade, aggTrade): its id under `id_key`, trade time T, price, qty, and the
+    aggressor from m; FRAME_TRADE, or FRAME_ERROR with its code in the header."""
+    header[H_FIRST_ID], p1 = parse_int(buf, find_value(buf, 0, n, id_key), n)
+    header[H_EVENT_TIME], p2 = parse_int(buf, find_value(buf, 0, n, _TRADE_TIME), n)
+    header[H_PRICE], e1 = _decimal_at(buf, find_value(buf, 0, n, _P), n, px_dec)
+    header[H_QTY], e2 = _decimal_at(buf, find_value(buf, 0, n, _Q), n, qty_dec)
+    maker = find_value(buf, 0, n, _M)
+    if p1 < 0 or p2 < 0 or maker < 0 or e1 != OK or e2 != OK:
+        header[H_ERROR] = max(max(e1, e2), ERR_SYNTAX if (p1 < 0 or p2 < 0 or maker < 0) else OK)
+        return FRAME_ERROR
+    header[H_SIDE] = -1 if buf[maker] == 116 else 1  # buyer is maker ("m":true): the seller hit the bid
+    return FRAME_TRADE
+
+
+@njit(nogil=True, cache=True)
+def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header):
+    """Decode one combined-stream frame; returns FRAME_*, details in `header`, depth levels in
+    sides/prices/qtys (bids first, then asks, in frame order)."""
+    early, event, symbol_stop = locate(buf, n, symbols, lengths, header)
+    if early >= 0:
+        return early
+    instrument = header[H_INSTRUMENT]
     px_dec = px_decs[instrument]
     qty_dec = qty_decs[instrument]
     event_first, event_stop = string_span(buf, event, n)
@@ -109,25 +153,9 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         if p1 < 0 or p2 < 0 or p3 < 0 or header[H_FIRST_ID] > header[H_LAST_ID]:
             header[H_ERROR] = ERR_SYNTAX
             return FRAME_ERROR
-        count, pos, err = parse_pairs(buf, find_value_after(buf, p2, n, _BIDS), n, px_dec, qty_dec, np.int64(BID),
-                                      sides, prices, qtys, np.int64(0))
-        if err == OK:
-            count, pos, err = parse_pairs(buf, find_value_after(buf, pos, n, _ASKS), n, px_dec, qty_dec,
-                                          np.int64(ASK), sides, prices, qtys, count)
-        header[H_LEVELS] = count
-        header[H_ERROR] = err
-        return FRAME_DEPTH if err == OK else FRAME_ERROR
+        return depth_levels(buf, p2, n, px_dec, qty_dec, sides, prices, qtys, header)
     if equals(buf, event_first, event_stop, _TRADE):
-        header[H_FIRST_ID], p1 = parse_int(buf, find_value(buf, 0, n, _T_ID), n)
-        header[H_EVENT_TIME], p2 = parse_int(buf, find_value(buf, 0, n, _TRADE_TIME), n)
-        header[H_PRICE], e1 = _decimal_at(buf, find_value(buf, 0, n, _P), n, px_dec)
-        header[H_QTY], e2 = _decimal_at(buf, find_value(buf, 0, n, _Q), n, qty_dec)
-        maker = find_value(buf, 0, n, _M)
-        if p1 < 0 or p2 < 0 or maker < 0 or e1 != OK or e2 != OK:
-            header[H_ERROR] = max(max(e1, e2), ERR_SYNTAX if (p1 < 0 or p2 < 0 or maker < 0) else OK)
-            return FRAME_ERROR
-        header[H_SIDE] = -1 if buf[maker] == 116 else 1  # buyer is maker ("m":true): the seller hit the bid
-        return FRAME_TRADE
+        return trade_fields(buf, n, _T_ID, px_dec, qty_dec, header)
     return FRAME_IGNORED
 
 
@@ -152,6 +180,25 @@ def _take_over(book, conn, sync):
     if sync[book, SY_NEXT_CONN] == conn:
         sync[book, SY_CONN] = conn
         sync[book, SY_NEXT_CONN] = -1
+
+
+@njit(inline="always", nogil=True)
+def apply_diff(book, conn, ts_recv, unit_ns, scratch, header, sync, books, out):
+    """A diff that lines up with its book: apply its levels, record its last id, settle and publish."""
+    apply_levels(book, 0, header[H_LEVELS], scratch, books, out)
+    sync[book, SY_UPDATE_ID] = header[H_LAST_ID]
+    _take_over(book, conn, sync)
+    settle(book, np.bool_(False), NO_CHECKSUM, header[H_EVENT_TIME] * unit_ns, ts_recv, scratch, sync, books, out)
+
+
+@njit(inline="always", nogil=True)
+def other_frame(kind, ts_recv, unit_ns, scratch, header, sync, books, out):
+    """What is not a diff: a trade is published, an undecodable frame counted."""
+    if kind == FRAME_TRADE:
+        publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * unit_ns,
+                          header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, books, out)
+    elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
+        out.counters[-1, C_DECODE_ERRORS] += 1
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -185,13 +232,7 @@ def step(frame, ts_recv, conn, fresh, feed, books, out):
             report_gap(book, ts_recv, sync, books, out)
             sync[book, SY_STATE] = BUFFERING
             return ACTION_GAP
-        apply_levels(book, 0, header[H_LEVELS], scratch, books, out)
-        sync[book, SY_UPDATE_ID] = header[H_LAST_ID]
-        _take_over(book, conn, sync)
-        settle(book, np.bool_(False), NO_CHECKSUM, header[H_EVENT_TIME] * unit_ns, ts_recv, scratch, sync, books, out)
-    elif kind == FRAME_TRADE:
-        publish_one_trade(header[H_INSTRUMENT], header[H_FIRST_ID], header[H_EVENT_TIME] * unit_ns,
-                          header[H_PRICE], header[H_QTY], header[H_SIDE], ts_recv, scratch, sync, books, out)
-    elif kind == FRAME_ERROR or kind == FRAME_UNKNOWN_SYMBOL:
-        out.counters[-1, C_DECODE_ERRORS] += 1
+        apply_diff(book, conn, ts_recv, unit_ns, scratch, header, sync, books, out)
+    else:
+        other_frame(kind, ts_recv, unit_ns, scratch, header, sync, books, out)
     return ACTION_DONE

@@ -16,7 +16,7 @@ from ...publish import mark_decoded
 from ...sync import BRIDGING, BUFFERING, CONNECTING, LIVE, RESYNC, SY_CONN, SY_STATE, SY_UPDATE_ID, Action
 from ..base import PlanOptions
 from . import decoder
-from .protocol import SNAPSHOT_PATH, BinanceProtocol
+from .protocol import SPOT, BinanceProtocol
 
 
 class BinanceFeed(VenueFeed):
@@ -24,7 +24,7 @@ class BinanceFeed(VenueFeed):
     a snapshot older than the first buffered diff is stale (fetch again), diffs it already holds
     are dropped, then every diff must continue the last (U == previous u + 1)."""
 
-    PROTOCOL = BinanceProtocol()
+    PROTOCOL: BinanceProtocol = SPOT
     PROTOCOL_ID = decoder.PROTOCOL_ID
     STEP = decoder.step
     WAITING = BUFFERING
@@ -57,7 +57,7 @@ class BinanceFeed(VenueFeed):
 
     def on_rest(self, url: str, body: bytes, ts_recv: int) -> None:
         parsed = urlparse(url)
-        if parsed.path.endswith(SNAPSHOT_PATH):
+        if parsed.path.endswith(self.PROTOCOL.snapshot_path):
             self.on_snapshot(parse_qs(parsed.query).get("symbol", [""])[0], body, ts_recv)
 
     def on_snapshot(self, venue_symbol: str, body: bytes, ts_recv: int) -> None:
@@ -94,5 +94,9 @@ class BinanceFeed(VenueFeed):
             action = self._step(payload, frame_ts, conn, False, self._feed, self._books, self._out)
             if action:
                 self._act(Action(action), payload, frame_ts, conn)
+        self._bridged(book)
+
+    def _bridged(self, book: int) -> None:
+        """After the buffered diffs: a snapshot the buffer continues is live (newer diffs must chain on)."""
         if self.sync[book, SY_STATE] == BRIDGING:
             self.sync[book, SY_STATE] = LIVE

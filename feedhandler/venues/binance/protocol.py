@@ -1,5 +1,7 @@
 """Binance spot as data and messages: endpoints, documented limits, instrument metadata, the
-combined-stream URL that subscribes a connection, and the REST depth snapshot. Sans-I/O.
+combined-stream URL that subscribes a connection, and the REST depth snapshot. Sans-I/O. The
+protocol is data (`BinanceProtocol`): the futures venues (binance_usdm, binance_coinm) are the
+same protocol with their own routes, snapshot path and weights.
 
 Sources (../shared/docs/exchange-protocols.md §1, derivatives-protocols.md §4.1): base endpoints
 `wss://stream.binance.com:9443` with `/ws/<stream>` or `/stream?streams=a/b` (events wrapped as
@@ -9,16 +11,14 @@ be answered within 1 min; REST weight 6000/min, depth weight by limit (5/25/50/2
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ...instruments import Instrument, normalize_asset
 from ..base import ConnectionPlan, Limits, PlanOptions, Rate, RestRequest, Venue, VenueProtocol, query_of, shards
 
-STREAMS = ("{symbol}@depth@100ms", "{symbol}@trade")  # per book: diffs every 100 ms, every trade
-COMBINED_PATH = "/stream"
-TIME_UNIT = "MICROSECOND"
-SNAPSHOT_PATH = "/api/v3/depth"
 SNAPSHOT_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))  # limit up to -> weight
+TIME_UNIT = "MICROSECOND"
 
 LIMITS = Limits(
     messages=Rate(5, 1.0, "connection"),
@@ -49,30 +49,41 @@ def parse_instruments(venue: str, exchange_info: dict) -> list[Instrument]:
     return instruments
 
 
-def snapshot_weight(limit: int) -> int:
-    """Request weight of GET /api/v3/depth at `limit` levels (Binance's published table)."""
-    for top, weight in SNAPSHOT_WEIGHTS:
+def snapshot_weight(limit: int, weights: tuple[tuple[int, int], ...] = SNAPSHOT_WEIGHTS) -> int:
+    """Request weight of a depth snapshot of `limit` levels from a (limit up to, weight) table."""
+    for top, weight in weights:
         if limit <= top:
             return weight
-    return SNAPSHOT_WEIGHTS[-1][1]
+    return weights[-1][1]
 
 
+@dataclass(frozen=True)
 class BinanceProtocol(VenueProtocol):
+    """The Binance stream protocol as data: which streams go on which route (one connection per
+    route and shard, streams named in the URL so nothing sent counts against the message rate), the
+    depth snapshot's path and weights, and the time unit asked for ("" : the venue's ms)."""
+
+    routes: tuple[tuple[str, tuple[str, ...]], ...]  # (combined-stream path, per-book stream names)
+    snapshot_path: str
+    snapshot_weights: tuple[tuple[int, int], ...]
+    time_unit: str = ""
+
     def connections(self, venue: Venue, symbols: tuple[str, ...], options: PlanOptions) -> list[ConnectionPlan]:
-        """Combined-stream connections, each symbol's diffs and trades in the URL itself (nothing is
-        sent, so nothing counts against the 5 messages/s), µs timestamps."""
-        per_connection = max(1, venue.limits.streams_per_connection // len(STREAMS))
+        per_book = max(len(streams) for _, streams in self.routes)
+        per_connection = max(1, venue.limits.streams_per_connection // per_book)
         base = options.ws_url.rstrip("/")
+        unit = f"&timeUnit={self.time_unit}" if self.time_unit else ""
         plans = []
         for group in shards(symbols, per_connection):
-            names = "/".join(stream.format(symbol=symbol.lower()) for symbol in group for stream in STREAMS)
-            plans.append(ConnectionPlan(f"{base}{COMBINED_PATH}?streams={names}&timeUnit={TIME_UNIT}", group))
+            for path, streams in self.routes:
+                names = "/".join(stream.format(symbol=symbol.lower()) for symbol in group for stream in streams)
+                plans.append(ConnectionPlan(f"{base}{path}?streams={names}{unit}", group))
         return plans
 
     def snapshot_request(self, symbol: str, options: PlanOptions) -> RestRequest:
         limit = options.snapshot_limit
-        return RestRequest("GET", f"{options.rest_url.rstrip('/')}{SNAPSHOT_PATH}?symbol={symbol}&limit={limit}",
-                           snapshot_weight(limit))
+        return RestRequest("GET", f"{options.rest_url.rstrip('/')}{self.snapshot_path}?symbol={symbol}&limit={limit}",
+                           snapshot_weight(limit, self.snapshot_weights))
 
     def is_shutdown_notice(self, payload: bytes) -> bool:
         """`serverShutdown` (raw or combined form): the server closes this connection soon."""
@@ -90,3 +101,8 @@ class BinanceProtocol(VenueProtocol):
         if message.get("method") == "SUBSCRIBE" and isinstance(message.get("params"), list):
             return {str(stream).split("@")[0].upper() for stream in message["params"]}
         return set()
+
+
+# spot: each book's diffs every 100 ms and every trade on one combined stream, µs timestamps
+SPOT = BinanceProtocol(routes=(("/stream", ("{symbol}@depth@100ms", "{symbol}@trade")),),
+                       snapshot_path="/api/v3/depth", snapshot_weights=SNAPSHOT_WEIGHTS, time_unit=TIME_UNIT)

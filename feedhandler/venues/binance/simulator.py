@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from shm.fixedpoint import format_decimal
 
-from ...sim_market import ASK, BID, Market, Step
+from ...sim_market import ASK, BID, Market, Step, Trade
 from ..base import compact_json
 from ..encoding import collapsed
 
@@ -21,27 +21,38 @@ class BinanceEncoder:
 
     def snapshot(self, market: Market, ts_ns: int = 0, depth: int = 1000) -> bytes:
         """The body of GET /api/v3/depth?symbol=S&limit=depth."""
-        return compact_json({"lastUpdateId": self.update_id,
-                      "bids": [self._level(p, q) for p, q in market.top(BID, depth)],
-                      "asks": [self._level(p, q) for p, q in market.top(ASK, depth)]})
+        return compact_json({"lastUpdateId": self.update_id, **self.book(market, depth)})
+
+    def book(self, market: Market, depth: int) -> dict[str, list[list[str]]]:
+        return {"bids": [self._level(p, q) for p, q in market.top(BID, depth)],
+                "asks": [self._level(p, q) for p, q in market.top(ASK, depth)]}
 
     def frames(self, market: Market, step: Step, ts_ns: int) -> list[bytes]:
-        """One depthUpdate for the step's book changes (one update id per level), then its trades."""
-        frames = []
+        """The step's trades, then one depthUpdate for its book changes (one update id per level)."""
         ts_ms = ts_ns // 1_000_000
-        stream = self.symbol.lower()
+        frames = []
         for trade in step.trades:
             self.trade_id += 1
-            frames.append(compact_json({"stream": f"{stream}@trade", "data": {
-                "e": "trade", "E": ts_ms, "s": self.symbol, "t": self.trade_id,
-                "p": format_decimal(trade.price, self.px_dec), "q": format_decimal(trade.qty, self.qty_dec),
-                "T": ts_ms, "m": trade.aggressor < 0}}))
+            frames.append(compact_json(self.trade_message(trade, ts_ms)))
         changes = collapsed(step)
         if changes:
-            first = self.update_id + 1
+            previous = self.update_id
             self.update_id += len(changes)
-            frames.append(compact_json({"stream": f"{stream}@depth@100ms", "data": {
-                "e": "depthUpdate", "E": ts_ms, "s": self.symbol, "U": first, "u": self.update_id,
-                "b": [self._level(p, q) for (side, p), q in changes.items() if side == BID],
-                "a": [self._level(p, q) for (side, p), q in changes.items() if side == ASK]}}))
+            frames.append(compact_json(self.depth_message(previous, changes, ts_ms)))
         return frames
+
+    def trade_message(self, trade: Trade, ts_ms: int) -> dict:
+        return {"stream": f"{self.symbol.lower()}@trade", "data": {
+            "e": "trade", "E": ts_ms, "s": self.symbol, "t": self.trade_id,
+            "p": format_decimal(trade.price, self.px_dec), "q": format_decimal(trade.qty, self.qty_dec),
+            "T": ts_ms, "m": trade.aggressor < 0}}
+
+    def depth_message(self, previous: int, changes: dict[tuple[int, int], int], ts_ms: int) -> dict:
+        """Update ids previous+1 .. self.update_id."""
+        return {"stream": f"{self.symbol.lower()}@depth@100ms", "data": {
+            "e": "depthUpdate", "E": ts_ms, "s": self.symbol, "U": previous + 1, "u": self.update_id,
+            **self.sides(changes)}}
+
+    def sides(self, changes: dict[tuple[int, int], int]) -> dict[str, list[list[str]]]:
+        return {"b": [self._level(p, q) for (side, p), q in changes.items() if side == BID],
+                "a": [self._level(p, q) for (side, p), q in changes.items() if side == ASK]}

@@ -1,0 +1,31 @@
+"""Binance COIN-M futures: the USD-M package's protocol, decoder, feed and encoder with COIN-M's
+data (derivatives-protocols.md §1.1-1.7): `wss://dstream.binance.com`, unchanged by the 2026 USD-M
+route split, so books and trades share the combined `/stream`; REST `https://dapi.binance.com`
+(`/dapi/v1/depth`, `/dapi/v1/exchangeInfo`, whose contractSize is USD per contract: quantities are
+contracts). The limits are USD-M's (REQUEST_WEIGHT 6000 in one COIN-M example is UNCONFIRMED: the
+lower figure is kept)."""
+from dataclasses import replace
+
+from ..base import Venue
+from ..binance.protocol import BinanceProtocol
+from ..binance_usdm import VENUE as USDM_VENUE
+from ..binance_usdm.feed import BinanceFuturesFeed
+from ..binance_usdm.protocol import DEPTH_STREAM, SNAPSHOT_WEIGHTS, TRADE_STREAM
+
+COINM = BinanceProtocol(routes=(("/stream", (DEPTH_STREAM, TRADE_STREAM)),), snapshot_path="/dapi/v1/depth",
+                        snapshot_weights=SNAPSHOT_WEIGHTS)
+
+
+class BinanceCoinmFeed(BinanceFuturesFeed):
+    """COIN-M books: the futures feed with COIN-M's protocol data."""
+
+    PROTOCOL = COINM
+
+
+VENUE = replace(USDM_VENUE, name="binance_coinm", protocol=COINM, ws_url="wss://dstream.binance.com",
+                rest_url="https://dapi.binance.com", instruments_path="/dapi/v1/exchangeInfo", feed=BinanceCoinmFeed,
+                symbol_form="{base}{quote}_PERP", sample_symbol=("BTCUSD_PERP", "BTC", "USD"),
+                cryptofeed="BINANCE_DELIVERY", notes="Binance COIN-M futures: quantities in contracts of contractSize USD")
+VARIANTS: tuple[Venue, ...] = ()
+
+__all__ = ["VENUE", "VARIANTS", "BinanceCoinmFeed"]
