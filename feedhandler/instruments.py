@@ -37,9 +37,21 @@ class Instrument:
     quote: str
     px_dec: int
     qty_dec: int
+    # derivatives (spot keeps the defaults): "perp" or "future"; a future's UTC expiry date YYYYMMDD;
+    # one contract's face value as the venue writes it (exact decimal text), in contract_ccy; settled in
+    kind: str = "spot"
+    expiry: str = ""
+    contract_size: str = ""
+    contract_ccy: str = ""
+    settle: str = ""
 
     @property
     def symbol(self) -> str:
+        """Normalized: BASE-QUOTE spot, BASE-QUOTE-PERP perpetuals, BASE-QUOTE-YYYYMMDD futures."""
+        if self.kind == "perp":
+            return f"{self.base}-{self.quote}-PERP"
+        if self.kind == "future":
+            return f"{self.base}-{self.quote}-{self.expiry}"
         return f"{self.base}-{self.quote}"
 
     def spec(self, capacity: int) -> InstrumentSpec:

@@ -32,7 +32,7 @@ from tools.replay import replay
 from workers.lifecycle import Backoff, IdleWait, Pacer, Stop
 
 REPO = Path(__file__).resolve().parent.parent
-FAMILIES = ("binance", "coinbase", "kraken")  # the protocol packages; variants are named after them
+FAMILIES = ("binance", "coinbase", "kraken", "okx")  # the protocol packages; variants are named after them
 VENUE_FREE = ["workers/venue.py", "workers/supervisor.py", "workers/aggregator.py", "feedhandler/config.py",
               "feedhandler/feed.py", "feedhandler/instrument_cache.py", "tools/warmup.py", "tools/replay.py",
               "tools/importers/cryptofeed.py", "tools/metrics.py", "tools/plan.py"]

@@ -3,10 +3,10 @@
 worker, config, warmup, replay, import and metrics code look venues up here."""
 from __future__ import annotations
 
-from . import binance, coinbase, kraken
+from . import binance, coinbase, kraken, okx
 from .base import Venue
 
-VENUES: dict[str, Venue] = {venue.name: venue for package in (binance, coinbase, kraken)
+VENUES: dict[str, Venue] = {venue.name: venue for package in (binance, coinbase, kraken, okx)
                             for venue in (package.VENUE, *package.VARIANTS)}
 
 
