@@ -1,4 +1,6 @@
-"""CRC32 (IEEE, as zlib) in numba, and Kraken's book checksum over the top 10 levels."""
+"""CRC32 (IEEE, as zlib) in numba, and the venues' book checksums over it: Kraken's over the top 10
+levels (digits only), OKX's over the top 25 (interleaved `px:sz` decimals). Both copy the top levels
+into a work row, print them there as text and take its CRC32."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +11,7 @@ from shm.fixedpoint import POW10
 from .book_kernels import ASK, BID, copy_top
 
 KRAKEN_CHECKSUM_DEPTH = 10
+OKX_CHECKSUM_DEPTH = 25
 
 
 def _crc_tables() -> np.ndarray:
@@ -29,6 +32,7 @@ def _crc_tables() -> np.ndarray:
 CRC_TABLES = _crc_tables()
 CRC_TABLE = CRC_TABLES[0].copy()
 TEXT_AT = 2 * KRAKEN_CHECKSUM_DEPTH  # where kraken_checksum writes its text in `work`
+OKX_TEXT_AT = 4 * OKX_CHECKSUM_DEPTH  # where okx_checksum writes its text: after both sides' levels
 
 
 @njit(inline="always", nogil=True)
@@ -99,3 +103,47 @@ def kraken_checksum(levels, ladder, meta, book, px_pad, qty_pad, work):
             stop = write_digits(work[i], px_pad if i % 2 == 0 else qty_pad, work, stop)
     crc = crc32_update(np.uint32(0xFFFFFFFF), work, TEXT_AT, stop)
     return np.int64(crc ^ np.uint32(0xFFFFFFFF))
+
+
+@njit(inline="always", nogil=True)
+def write_decimal(value, decimals, text, at):
+    """Write the mantissa `value` (>= 0, `decimals` fraction digits) as its shortest decimal text
+    into text[at:]: no trailing zeros, no dot for a whole number ("30261", "0.0013275", as OKX
+    prints them); returns the position after it."""
+    while decimals > 0 and value % 10 == 0:
+        value //= 10
+        decimals -= 1
+    scale = POW10[decimals]
+    at = write_digits(value // scale, 0, text, at)
+    if decimals == 0:
+        return at
+    text[at] = 46  # '.'
+    fraction = value % scale
+    digits = 1
+    while digits < 19 and fraction >= POW10[digits]:
+        digits += 1
+    for k in range(decimals - digits):  # leading zeros of the fraction
+        text[at + 1 + k] = 48
+    return write_digits(fraction, 0, text, at + 1 + decimals - digits)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def okx_checksum(levels, ladder, meta, book, px_dec, qty_dec, work):
+    """OKX's CRC32 as a signed int32: the top 25 bids and asks, best first, interleaved
+    `bid1.px:bid1.sz:ask1.px:ask1.sz:bid2...` with ':' between every field; a side that runs out is
+    skipped, the other goes on. Values are printed as OKX prints them on the wire (shortest decimal).
+    `work`: int64 scratch of at least 2,400 words (levels, then the text, a byte per word)."""
+    bids = copy_top(levels, ladder, meta, book, BID, work, 0, OKX_CHECKSUM_DEPTH)
+    asks = copy_top(levels, ladder, meta, book, ASK, work, 2 * OKX_CHECKSUM_DEPTH, OKX_CHECKSUM_DEPTH)
+    stop = OKX_TEXT_AT
+    for k in range(OKX_CHECKSUM_DEPTH):
+        for side_at, count in ((0, bids), (2 * OKX_CHECKSUM_DEPTH, asks)):
+            if k < count:
+                if stop > OKX_TEXT_AT:
+                    work[stop] = 58  # ':'
+                    stop += 1
+                stop = write_decimal(work[side_at + 2 * k], px_dec, work, stop)
+                work[stop] = 58
+                stop = write_decimal(work[side_at + 2 * k + 1], qty_dec, work, stop + 1)
+    crc = np.int64(crc32_update(np.uint32(0xFFFFFFFF), work, OKX_TEXT_AT, stop) ^ np.uint32(0xFFFFFFFF))
+    return crc - (np.int64(1) << 32) if crc >= (np.int64(1) << 31) else crc

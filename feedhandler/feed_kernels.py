@@ -58,6 +58,7 @@ SCRATCH_ROWS = 7
 NO_CHECKSUM = np.int64(-1)
 VALID, INVALID = np.bool_(True), np.bool_(False)
 NO_TIME = np.int64(0)
+CHECK_NONE, CHECK_OK, CHECK_FAIL = np.int64(0), np.int64(1), np.int64(2)  # a checksum's verdict, for settle_checked
 
 C_FRAMES = int(Counter.FRAMES)
 C_BYTES = int(Counter.BYTES)
@@ -152,24 +153,41 @@ def report_connection_loss(conn, reason, ts_recv, sync, books, out):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, books, out):
-    """After a book changed: truncate to the subscribed depth, verify the venue checksum (when the
-    message carried one), refuse a crossed book, then publish it valid. A snapshot that passes makes
-    the book LIVE (with a BOOK_VALID status). Returns True when the book was published valid."""
-    levels, ladder, meta = books
+def truncate_to_depth(book, sync, books):
+    """Cut a changed book to its subscribed depth (SY_DEPTH; 0: full depth), as the venue's view is."""
     depth = sync[book, SY_DEPTH]
     if depth > 0:
-        truncate_side(ladder, meta, book, BID, depth)
-        truncate_side(ladder, meta, book, ASK, depth)
+        truncate_side(books.ladder, books.meta, book, BID, depth)
+        truncate_side(books.ladder, books.meta, book, ASK, depth)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, books, out):
+    """After a book changed: truncate to the subscribed depth, verify Kraken's checksum (when the
+    message carried one), then `settle_checked`. Returns True when the book was published valid."""
+    truncate_to_depth(book, sync, books)
+    verdict = CHECK_NONE
     if checksum != NO_CHECKSUM:
+        levels, ladder, meta = books
         computed = kraken_checksum(levels, ladder, meta, book, sync[book, SY_PX_PAD], sync[book, SY_QTY_PAD],
                                    scratch[ROW_WORK])
-        if computed != checksum:
-            out.counters[book, C_CHECKSUM_FAIL] += 1
-            invalidate(book, R_CHECKSUM, ts_recv, sync, books, out)
-            return False
+        verdict = CHECK_OK if computed == checksum else CHECK_FAIL
+    return settle_checked(book, is_snapshot, verdict, ts_exchange, ts_recv, sync, books, out)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def settle_checked(book, is_snapshot, verdict, ts_exchange, ts_recv, sync, books, out):
+    """After a book changed and its checksum was judged (`verdict`: CHECK_NONE, CHECK_OK or
+    CHECK_FAIL, counted): a failed checksum or a crossed book invalidates it; otherwise it is
+    published valid, and a snapshot makes it LIVE (with a BOOK_VALID status). Returns True when the
+    book was published valid."""
+    if verdict == CHECK_FAIL:
+        out.counters[book, C_CHECKSUM_FAIL] += 1
+        invalidate(book, R_CHECKSUM, ts_recv, sync, books, out)
+        return False
+    if verdict == CHECK_OK:
         out.counters[book, C_CHECKSUM_OK] += 1
-    if is_crossed(levels, ladder, meta, book):
+    if is_crossed(books.levels, books.ladder, books.meta, book):
         out.counters[book, C_CROSSED] += 1
         invalidate(book, R_CROSSED, ts_recv, sync, books, out)
         return False

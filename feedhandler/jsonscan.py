@@ -23,6 +23,7 @@ ERR_SYNTAX = 20  # decode error codes above the fixed-point ones
 ERR_TOO_MANY_LEVELS = 21
 NO_WORD = np.zeros(0, np.uint8)  # for parse_level_objects arguments a call does not use
 NO_TRADE_ID = -1  # a trade decoder's id for venues that number no trades (Kraken v1)
+RFC3339 = np.int64(0)  # parse_trade_objects' time unit for RFC 3339 time strings
 
 
 def key(name: str) -> np.ndarray:
@@ -474,12 +475,13 @@ def integer_value(buf, pos, end):
 
 @njit(nogil=True, cache=True)
 def parse_trade_objects(buf, pos, end, symbols, lengths, px_decs, qty_decs, names, buy_word, sell_word,
-                        side_sign, books, aggressors, prices, qtys, ids, times, count):
+                        side_sign, time_unit_ns, books, aggressors, prices, qtys, ids, times, count):
     """Parse `[{symbol, side, price, qty, id, time}, ...]` at `pos`, appending from `count`. `names`
     holds the five key tokens in that order (symbol, side, price, qty, id) and the time key last,
     as rows of a uint8 table with lengths in column 0. `side_sign` is +1 when the venue names the
-    taker's side, -1 when it names the maker's. Returns the new count, -1 for a malformed trade,
-    -2 for an unknown symbol."""
+    taker's side, -1 when it names the maker's. Times are RFC 3339 strings when `time_unit_ns` is 0,
+    else integers (bare or quoted) of that many ns (OKX: ms strings). Returns the new count, -1 for
+    a malformed trade, -2 for an unknown symbol."""
     item = first_element(buf, pos, end)
     if pos < 0 or (item < 0 and (pos >= end or buf[pos] != LBRACKET)):
         return -1
@@ -503,8 +505,13 @@ def parse_trade_objects(buf, pos, end, symbols, lengths, px_decs, qty_decs, name
         qty, after, err2 = number_at(buf, find_value(buf, item, stop, names[3, 1:1 + names[3, 0]]), stop,
                                      qty_decs[book])
         trade_id, ok = integer_value(buf, find_value(buf, item, stop, names[4, 1:1 + names[4, 0]]), stop)
-        first, last = string_span(buf, find_value(buf, item, stop, names[5, 1:1 + names[5, 0]]), stop)
-        when = parse_rfc3339_ns(buf, first, last)
+        time_at = find_value(buf, item, stop, names[5, 1:1 + names[5, 0]])
+        if time_unit_ns == 0:
+            first, last = string_span(buf, time_at, stop)
+            when = parse_rfc3339_ns(buf, first, last)
+        else:
+            when, time_ok = integer_value(buf, time_at, stop)
+            when = when * time_unit_ns if time_ok else -1
         if err != OK or err2 != OK or not ok or when < 0:
             return -1
         count = push_trade(books, aggressors, prices, qtys, ids, times, count, book, aggressor, price, qty,

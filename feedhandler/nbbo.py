@@ -11,7 +11,8 @@ re-reading that venue's book blocks.
 
 Kernels take their arrays in three groups (namedtuples, which cost nothing inside numba):
 `venues` (VenueInputs): per venue, its ring, ring control and book blocks (tuples indexed by
-venue) and its read cursor; `route[v, instrument]` (the NBBO symbol, -1: none) and `scales[v,
+venue, which may be longer than the venues: the caller pads them) and its read cursor (one row per
+venue: their number); `route[v, instrument]` (the NBBO symbol, -1: none) and `scales[v,
 instrument]` (price and size factors to the symbol's decimals); `rows` and `scratch`, where ring
 records and blocks are read into. `state` (NbboState): the private state below. `out` (NbboOutput):
 the NBBO segment's blocks, ring and ring control, and the aggregator's latency rows.
@@ -283,7 +284,7 @@ def aggregate(venues, state, out, stale_ns, budget_ns):
         attempt += 1
         if attempt % 64 == 0 and realtime_ns() - started >= budget_ns:
             break
-        for v in range(len(rings)):
+        for v in range(len(cursors)):
             filled = poll(rings[v], controls[v], cursors[v], rows)
             if filled == 0:
                 continue

@@ -32,7 +32,7 @@ from tools.replay import replay
 from workers.lifecycle import Backoff, IdleWait, Pacer, Stop
 
 REPO = Path(__file__).resolve().parent.parent
-FAMILIES = ("binance", "binance_usdm", "coinbase", "kraken")  # the protocol packages; variants are named after them
+FAMILIES = ("binance", "binance_usdm", "coinbase", "kraken", "okx")  # the protocol packages; variants are named after them
 VENUE_FREE = ["workers/venue.py", "workers/supervisor.py", "workers/aggregator.py", "feedhandler/config.py",
               "feedhandler/feed.py", "feedhandler/instrument_cache.py", "tools/warmup.py", "tools/replay.py",
               "tools/importers/cryptofeed.py", "tools/metrics.py", "tools/plan.py"]
@@ -48,6 +48,11 @@ def test_each_venue_is_one_package_exporting_its_venue():
                                                           "simulator.py"}
         assert VENUES[family].feed.__module__ == f"feedhandler.venues.{family}.feed"
         assert VENUES[family].encoder.__module__ == f"feedhandler.venues.{family}.simulator"
+
+
+def test_each_venue_step_has_its_own_branch_in_the_replay_dispatch():
+    steps = {venue.feed.STEP: venue.feed.PROTOCOL_ID for venue in VENUES.values()}
+    assert len(set(steps.values())) == len(steps), steps  # two steps on one id: replay would run the wrong one
 
 
 @pytest.mark.parametrize("path", VENUE_FREE)

@@ -46,25 +46,29 @@ def capture_feed(reader: CaptureReader) -> tuple[type[VenueFeed], list[Instrumen
 def _captured_instruments(reader: CaptureReader, venue: Venue) -> list[Instrument]:
     """Instruments from the captured metadata response, named as the captured connections' URL names
     them, limited to what the connections asked for (their URLs and the messages they sent)."""
-    metadata = None
-    endpoint = "/" + venue.instruments_path.rsplit("/", 1)[-1]  # older APIs share the last segment
+    metadata: list[bytes] = []  # every response: a venue may list each instrument type in its own
+    endpoint = "/" + urlparse(venue.instruments_path).path.rsplit("/", 1)[-1]  # older APIs share the last segment
     urls: list[str] = []
     sent: list[bytes] = []
     for frame in reader.frames():
-        if frame.kind == FrameKind.REST and metadata is None:
+        if frame.kind == FrameKind.REST:
             _, url, _, body = split_rest(frame.payload)
             if urlparse(url).path.endswith(endpoint):
-                metadata = body
+                metadata.append(body)
         elif frame.kind == FrameKind.CONNECT:
             urls.append(frame.payload.decode(errors="replace"))
         elif frame.kind == FrameKind.WS_SENT:
             sent.append(frame.payload)
-    if metadata is None:
+    if not metadata:
         raise ReplayError(f"{reader.path}: no {endpoint} response captured; instruments unknown")
-    try:
-        named = parse_metadata(venue.name, metadata)
-    except InstrumentCacheError as exc:
-        raise ReplayError(f"{reader.path}: {exc}") from exc
+    named: list[Instrument] = []
+    for body in metadata:  # a response that lists none of ours (another instrument type) spoils not the others
+        try:
+            named += parse_metadata(venue.name, body)
+        except InstrumentCacheError as exc:
+            error = exc
+    if not named:
+        raise ReplayError(f"{reader.path}: {error}") from error
     by_wire: dict[str, Instrument] = {}  # one instrument per wire name: an alias (-USDC) yields to its own product
     for original, instrument in zip(named, venue.protocol.wire_instruments(named, urls[0] if urls else "")):
         if instrument.venue_symbol not in by_wire or original.venue_symbol == instrument.venue_symbol:

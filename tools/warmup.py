@@ -55,12 +55,16 @@ def replay_loop(prefix: str, venue: str | None = None) -> None:
     drive(VENUES[venue] if venue else protocols()[0], prefix, private=True, batch=True).close()
 
 
+AGGREGATOR_WIDTHS = (4, 8)  # runs of 3-4 venues and of 5-8 (workers.aggregator.tuple_width)
+
+
 def nbbo_aggregator(prefix: str) -> None:
-    """The NBBO aggregator's kernels, for as many venues as there are protocols (numba specializes
-    them on the number of venues of the run)."""
+    """The NBBO aggregator's kernels for runs of 3 to 8 venues (numba specializes them on the
+    length of the venue tuples, which the aggregator pads to a power of two)."""
     from workers import aggregator
-    venues = {v.name: VenueConfig(v.name, ("BTC-USD",), "", "") for v in protocols()}
-    aggregator.warm(RunConfig(venues=venues), prefix)
+    for width in AGGREGATOR_WIDTHS:
+        venues = {f"venue{k}": VenueConfig(f"venue{k}", ("BTC-USD",), "", "") for k in range(width)}
+        aggregator.warm(RunConfig(venues=venues), prefix)
 
 
 def reader_api(prefix: str) -> None:

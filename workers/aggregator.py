@@ -78,9 +78,12 @@ class Aggregator:
         self.scratch = np.zeros(1, np.int64)
         self.route = np.full((n_venues, 1), -1, np.int64)
         self.scales = np.ones((n_venues, 1, 2), np.int64)
-        self._rings = [_NO_RING] * n_venues
-        self._controls = [_NO_CONTROL] * n_venues
-        self._books = [_NO_BOOKS] * n_venues
+        # numba compiles the kernels once per length of these tuples: padded with placeholders to a power
+        # of two, one compile serves 3-4 venues, one 5-8 (fh warmup compiles those two)
+        width = tuple_width(n_venues)
+        self._rings = [_NO_RING] * width
+        self._controls = [_NO_CONTROL] * width
+        self._books = [_NO_BOOKS] * width
         self.px_dec: dict[str, int] = {}
         self.qty_dec: dict[str, int] = {}
         self.polls = 0
@@ -257,9 +260,15 @@ class Aggregator:
             self.latency.close()
 
 
+def tuple_width(venues: int) -> int:
+    """The length of the kernels' venue tuples for `venues` venues: the next power of two."""
+    return 1 << (venues - 1).bit_length()
+
+
 def warm(config: RunConfig, prefix: str) -> None:
-    """The aggregator's kernels compiled for `config`'s venues (numba specializes them on how many),
-    over empty venue segments and an NBBO segment under `prefix`, all removed after."""
+    """The aggregator's kernels compiled for `config`'s venues (numba specializes them on
+    tuple_width of how many), over empty venue segments and an NBBO segment under `prefix`, all
+    removed after."""
     names = sorted(config.venues)
     quiet = replace(config, prefix=prefix, venues={name: VenueConfig(name, ("BTC-USD",), "", "") for name in names})
     writers = []

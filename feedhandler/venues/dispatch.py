@@ -16,6 +16,7 @@ from .binance import decoder as binance
 from .binance_usdm import decoder as binance_futures
 from .coinbase import decoder as coinbase
 from .kraken import decoder as kraken
+from .okx import decoder as okx
 
 _WS_RECV = int(FrameKind.WS_RECV)
 _WS_SENT = int(FrameKind.WS_SENT)
@@ -42,6 +43,8 @@ def run_frames(protocol, frames, first, end, feed, books, out):
             action = binance_futures.step(frame, ts[k], conns[k], fresh, feed, books, out)
         elif protocol == kraken.PROTOCOL_ID:
             action = kraken.step(frame, ts[k], conns[k], fresh, feed, books, out)
+        elif protocol == okx.PROTOCOL_ID:
+            action = okx.step(frame, ts[k], conns[k], fresh, feed, books, out)
         else:
             action = coinbase.step(frame, ts[k], conns[k], fresh, feed, books, out)
         if action != _DONE:

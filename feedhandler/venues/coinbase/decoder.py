@@ -16,10 +16,10 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ...book_kernels import ASK, BID
-from ...jsonscan import (ERR_SYNTAX, after_member, decimal_string, equals, find_value, find_value_after, first_element,
-                         is_key, key, key_table, looks_like_object, match_symbol, member_at, next_element, parse_int,
-                         parse_level_objects, parse_pairs, parse_rfc3339_ns, parse_trade_objects, push_level,
-                         skip_spaces_to, skip_value, string_span)
+from ...jsonscan import (ERR_SYNTAX, RFC3339, after_member, decimal_string, equals, find_value, find_value_after,
+                         first_element, is_key, key, key_table, looks_like_object, match_symbol, member_at,
+                         next_element, parse_int, parse_level_objects, parse_pairs, parse_rfc3339_ns,
+                         parse_trade_objects, push_level, skip_spaces_to, skip_value, string_span)
 from ...feed_kernels import (C_DECODE_ERRORS, NO_CHECKSUM, R_DECODE_ERROR, R_SEQUENCE_GAP, ROW_BOOK, ROW_ID,
                              ROW_PRICE, ROW_QTY, ROW_SIDE, ROW_TIME, T_LENGTH, T_PX_DEC, T_QTY_DEC, apply_levels,
                              count_frame, load_snapshot, publish_one_trade, publish_trades, report_connection_loss,
@@ -314,8 +314,8 @@ def decode_market_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, agg
         first, last = string_span(buf, find_value(buf, event, stop, _TYPE), stop)
         if equals(buf, first, last, _UPDATE):
             count = parse_trade_objects(buf, find_value(buf, event, stop, _TRADES), stop, symbols, lengths, px_decs,
-                                        qty_decs, _TRADE_KEYS, _BUY_UPPER, _SELL_UPPER, np.int64(-1), books, aggressors,
-                                        prices, qtys, ids, times, count)
+                                        qty_decs, _TRADE_KEYS, _BUY_UPPER, _SELL_UPPER, np.int64(-1), RFC3339, books,
+                                        aggressors, prices, qtys, ids, times, count)
             if count < 0:
                 return count
         elif not equals(buf, first, last, _SNAPSHOT):

@@ -18,7 +18,7 @@ from numba import njit
 from shm.fixedpoint import OK
 
 from ...book_kernels import ASK, BID
-from ...jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, after_member, decimal_string, equals, find_value,
+from ...jsonscan import (ERR_SYNTAX, NO_TRADE_ID, NO_WORD, RFC3339, after_member, decimal_string, equals, find_value,
                          first_element, is_key, key, key_table, looks_like_object, match_symbol, member_at,
                          next_element, parse_decimal, parse_int, parse_level_objects, parse_pairs, parse_rfc3339_ns,
                          parse_trade_objects, push_trade, skip_spaces_to, skip_value, string_span)
@@ -312,8 +312,8 @@ def decode_v2_trades(buf, n, symbols, lengths, px_decs, qty_decs, books, aggress
     if not equals(buf, first, stop, _UPDATE_TYPE):
         return -1
     return parse_trade_objects(buf, find_value(buf, 0, n, _DATA), n, symbols, lengths, px_decs, qty_decs,
-                               _V2_TRADE_KEYS, _BUY, _SELL, np.int64(1), books, aggressors, prices, qtys, ids, times,
-                               np.int64(0))
+                               _V2_TRADE_KEYS, _BUY, _SELL, np.int64(1), RFC3339, books, aggressors, prices, qtys, ids,
+                               times, np.int64(0))
 
 
 @njit(nogil=True, cache=True, _nrt=False)

@@ -1,0 +1,88 @@
+"""OKX v5 public as data and messages: endpoint, limits, instrument metadata, subscriptions.
+Sans-I/O.
+
+Sources (../shared/docs/derivatives-protocols.md §2): `wss://ws.okx.com:8443/ws/v5/public`;
+`{"op":"subscribe","args":[{"channel":"books","instId":I},...]}`, one ack per arg; `books` is 400
+levels deep, its snapshot comes on the socket and there is no REST bridge (a resync is an
+unsubscribe and a subscribe); 3 connection attempts per second per IP; 480 subscribe/unsubscribe
+requests per connection per hour; deep book channels spread fewer than 30 to a connection;
+notice 64008 arrives 60 s before a service-upgrade disconnect. Instruments:
+`GET /api/v5/public/instruments?instType=SPOT|SWAP|FUTURES`.
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from ...instruments import FUTURE, PERPETUAL, Instrument, decimals_of, normalize_asset
+from ..base import ConnectionPlan, Limits, PlanOptions, Rate, Venue, VenueProtocol, compact_json, shards
+
+BOOK_DEPTH = 400  # the `books` channel
+LIMITS = Limits(
+    messages=Rate(480, 3600.0, "connection"),
+    connections=Rate(3, 1.0, "ip"),
+    streams_per_connection=29,  # books channels per connection: "fewer than 30"
+    book_depths=(BOOK_DEPTH,),
+)
+SHUTDOWN_NOTICE = "64008"
+
+
+def parse_instruments(venue: str, metadata: dict) -> list[Instrument]:
+    """From one GET /api/v5/public/instruments response (any of SPOT, SWAP, FUTURES; others are
+    skipped). Decimals from tickSz and lotSz (sizes are contracts for derivatives, base for spot).
+    Spot takes baseCcy/quoteCcy. A contract's base and quote come from ctType: linear contracts are
+    valued in the base (ctValCcy) and settle in the quote, inverse ones are valued in the quote and
+    settle in the base; the name is never split. Swaps are `-PERP`, futures `-YYYYMMDD` of expTime."""
+    instruments = []
+    for entry in metadata.get("data", []):
+        kind = entry.get("instType")
+        tick, lot = entry["tickSz"], entry["lotSz"]
+        px_dec, qty_dec = decimals_of(tick), decimals_of(lot)
+        if kind == "SPOT":
+            instruments.append(Instrument(venue, entry["instId"], normalize_asset(entry["baseCcy"]),
+                                          normalize_asset(entry["quoteCcy"]), px_dec, qty_dec,
+                                          tick=Decimal(tick), lot=Decimal(lot)))
+            continue
+        if kind not in ("SWAP", "FUTURES"):
+            continue
+        value_ccy, settle_ccy = normalize_asset(entry["ctValCcy"]), normalize_asset(entry["settleCcy"])
+        base, quote = (value_ccy, settle_ccy) if entry["ctType"] == "linear" else (settle_ccy, value_ccy)
+        instruments.append(Instrument(venue, entry["instId"], base, quote, px_dec, qty_dec,
+                                      market=PERPETUAL if kind == "SWAP" else FUTURE, tick=Decimal(tick),
+                                      lot=Decimal(lot), contract_size=Decimal(entry["ctVal"]),
+                                      contract_ccy=value_ccy, settle=settle_ccy,
+                                      expiry_ms=int(entry["expTime"]) if kind == "FUTURES" else 0))
+    return instruments
+
+
+def request(op: str, channel: str, symbols: tuple[str, ...] | list[str]) -> dict:
+    return {"op": op, "args": [{"channel": channel, "instId": symbol} for symbol in symbols]}
+
+
+class OkxProtocol(VenueProtocol):
+    def connections(self, venue: Venue, symbols: tuple[str, ...], options: PlanOptions) -> list[ConnectionPlan]:
+        """`books` and `trades` for each instrument, fewer than 30 books to a connection."""
+        return [ConnectionPlan(options.ws_url, group, (compact_json(request("subscribe", "books", group)),
+                                                       compact_json(request("subscribe", "trades", group))))
+                for group in shards(symbols, venue.limits.streams_per_connection)]
+
+    def resubscribe(self, symbols: tuple[str, ...], options: PlanOptions, req_id: int) -> tuple[bytes, ...]:
+        """Unsubscribe and subscribe these books again: a fresh snapshot (prevSeqId -1) for each."""
+        return (compact_json({"id": str(req_id), **request("unsubscribe", "books", symbols)}),
+                compact_json({"id": str(req_id + 1), **request("subscribe", "books", symbols)}))
+
+    def is_shutdown_notice(self, payload: bytes) -> bool:
+        """`{"event":"notice","code":"64008",...}`: a service upgrade disconnects in 60 s."""
+        if b'"notice"' not in payload:
+            return False
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return False
+        return isinstance(message, dict) and message.get("event") == "notice" and message.get("code") == SHUTDOWN_NOTICE
+
+    def symbols_of_message(self, message: dict[str, Any]) -> set[str]:
+        if message.get("op") != "subscribe":
+            return set()
+        return {arg["instId"] for arg in message.get("args", []) if isinstance(arg, dict) and "instId" in arg}

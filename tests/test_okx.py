@@ -1,0 +1,203 @@
+"""OKX v5 public `books` and `trades`: the documented examples (../shared/docs/derivatives-protocols.md
+§2), sequence and checksum rules, instruments, and replay of the real 2022 recording."""
+import json
+from decimal import Decimal
+
+import pytest
+
+from feedhandler.instruments import FUTURE, PERPETUAL, SPOT, Instrument
+from feedhandler.sync import SyncState
+from feedhandler.venues import by_cryptofeed
+from feedhandler.venues.okx import OkxFeed
+from feedhandler.venues.okx.protocol import parse_instruments
+from readers import in_process_reader
+from shm.layout import Side
+from shm.reader import StatusEvent, TradeEvent
+from shm.segment import SegmentWriter
+from tools.importers.cryptofeed import import_recordings
+from tools.replay import replay
+
+BTC = Instrument("okx", "BTC-USDT", "BTC", "USDT", 1, 8)
+ETH = Instrument("okx", "ETH-USDT", "ETH", "USDT", 2, 6)
+
+
+def books(action, asks, bids, checksum=0, seq=None, inst="BTC-USDT"):
+    """A `books` push; `seq` = (prevSeqId, seqId), left out as in the 2022 format."""
+    data = {"asks": [[p, q, "0", "1"] for p, q in asks], "bids": [[p, q, "0", "1"] for p, q in bids],
+            "ts": "1597026383085", "checksum": checksum}
+    if seq is not None:
+        data["prevSeqId"], data["seqId"] = seq
+    return json.dumps({"arg": {"channel": "books", "instId": inst}, "action": action, "data": [data]}).encode()
+
+
+@pytest.fixture
+def feed(shm_prefix):
+    writer = SegmentWriter.create(shm_prefix, "okx", [BTC.spec(64), ETH.spec(64)], depth=10, ring_slots=1024)
+    okx = OkxFeed([BTC, ETH], writer, capacity=64)
+    okx.assign(1, ("BTC-USDT", "ETH-USDT"))
+    yield okx, in_process_reader("okx", shm_prefix)
+    writer.close()
+
+
+# documented worked examples of §2.6 (recomputed there): the checksum strings and their values
+DOC_BIDS, DOC_ASKS = [("3366.1", "7"), ("3366", "6")], [("3366.8", "9"), ("3368", "8")]
+
+
+def test_documented_checksum_examples_verify(feed):
+    okx, reader = feed
+    okx.on_frame(books("snapshot", DOC_ASKS, DOC_BIDS, -1881014294), 1)  # "3366.1:7:3366.8:9:3366:6:3368:8"
+    assert reader.book("BTC-USDT").valid
+    # delete bid 3366, add ask 3372: "3366.1:7:3366.8:9:3368:8:3372:8" (a short side is skipped)
+    okx.on_frame(books("update", [("3372", "8")], [("3366", "0")], 831078360), 2)
+    book = reader.book("BTC-USDT")
+    assert book.valid and book.levels_text("asks")[-1] == ["3372.0", "8.00000000"]
+    assert reader.counters("BTC-USDT")["checksum_ok"] == 2 and reader.counters("BTC-USDT")["checksum_fail"] == 0
+
+
+def test_a_wrong_checksum_invalidates_that_book_only_and_resubscribes_it(feed):
+    okx, reader = feed
+    for inst in ("BTC-USDT", "ETH-USDT"):
+        okx.on_frame(books("snapshot", DOC_ASKS, DOC_BIDS, -1881014294, inst=inst), 1)
+    cursor = reader.events()
+    okx.on_frame(books("update", [("3372", "8")], [("3366", "0")], 12345), 2)
+    assert not reader.book("BTC-USDT").valid and reader.book("ETH-USDT").valid
+    assert reader.counters("BTC-USDT")["checksum_fail"] == 1
+    statuses = [(e.status.name, e.reason.name) for e in cursor.poll() if isinstance(e, StatusEvent)]
+    assert statuses == [("BOOK_INVALID", "CHECKSUM")]
+    (request,) = okx.requests(now=0.0)
+    assert request.conn == 1 and [json.loads(m)["op"] for m in request.messages] == ["unsubscribe", "subscribe"]
+    assert json.loads(request.messages[1])["args"] == [{"channel": "books", "instId": "BTC-USDT"}]
+    okx.on_frame(books("snapshot", DOC_ASKS, DOC_BIDS, -1881014294), 3)  # the resubscription's snapshot
+    assert reader.book("BTC-USDT").valid and okx.state(0) == SyncState.LIVE
+
+
+def test_a_zero_checksum_is_not_checked(feed):
+    """Since 2026-06-23 OKX sends checksum 0 on every message: it must not fail the book."""
+    okx, reader = feed
+    okx.on_frame(books("snapshot", DOC_ASKS, DOC_BIDS, 0, (-1, 10)), 1)
+    okx.on_frame(books("update", [("3372", "8")], [], 0, (10, 11)), 2)
+    counters = reader.counters("BTC-USDT")
+    assert reader.book("BTC-USDT").valid and counters["checksum_ok"] == counters["checksum_fail"] == 0
+
+
+def test_documented_sequence_with_keep_alive_and_reset_stays_valid(feed):
+    """§2.5's example chain: (-1,10) snapshot, (10,15), (15,15) keep-alive, (15,3) reset, (3,5)."""
+    okx, reader = feed
+    okx.on_frame(books("snapshot", DOC_ASKS, DOC_BIDS, seq=(-1, 10)), 1)
+    okx.on_frame(books("update", [("3372", "8")], [], seq=(10, 15)), 2)
+    okx.on_frame(books("update", [], [], seq=(15, 15)), 3)
+    okx.on_frame(books("update", [], [("3365", "1")], seq=(15, 3)), 4)
+    okx.on_frame(books("update", [("3372", "0")], [], seq=(3, 5)), 5)
+    book = reader.book("BTC-USDT")
+    assert book.valid and book.n_asks == 2 and book.n_bids == 3
+    counters = reader.counters("BTC-USDT")
+    assert counters["gaps"] == 0 and counters["book_updates"] == 3  # the keep-alive publishes nothing
+
+
+def test_a_sequence_gap_invalidates_the_book_and_is_counted(feed):
+    okx, reader = feed
+    okx.on_frame(books("snapshot", DOC_ASKS, DOC_BIDS, seq=(-1, 10)), 1)
+    cursor = reader.events()
+    okx.on_frame(books("update", [("3372", "8")], [], seq=(11, 12)), 2)  # prevSeqId 11 != last seqId 10
+    assert not reader.book("BTC-USDT").valid and okx.state(0) == SyncState.RESYNC
+    assert reader.counters("BTC-USDT")["gaps"] == 1
+    statuses = [(e.status.name, e.reason.name) for e in cursor.poll() if isinstance(e, StatusEvent)]
+    assert statuses == [("GAP", "SEQUENCE_GAP"), ("BOOK_INVALID", "SEQUENCE_GAP")]
+    okx.on_frame(books("update", [("3373", "8")], [], seq=(12, 13)), 3)  # not applied before a snapshot
+    assert not reader.book("BTC-USDT").valid
+
+
+def test_documented_trade_is_published_with_the_takers_side_id_and_time(feed):
+    okx, reader = feed
+    cursor = reader.events()
+    okx.on_frame(b'{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT",'
+                 b'"tradeId":"130639474","px":"42219.9","sz":"0.12060306","side":"buy","ts":"1630048897897",'
+                 b'"count":"3","source":"0","seqId":1234}]}', 1)  # the example of §2.7
+    (trade,) = [e for e in cursor.poll() if isinstance(e, TradeEvent)]
+    assert (trade.trade_id, trade.price, trade.qty, trade.side) == (130639474, 422199, 12060306, Side.BUY)
+    assert trade.ts_exchange == 1630048897897_000_000
+
+
+@pytest.mark.parametrize("frame", [
+    b'pong',
+    b'{"id":"1512","event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"},"connId":"a4d3ae55"}',
+    b'{"id":"1512","event":"error","code":"60012","msg":"Invalid request","connId":"a4d3ae55"}',
+    b'{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","last":"1"}]}',
+], ids=["pong", "ack", "error", "tickers"])
+def test_events_pong_and_other_channels_are_not_errors(feed, frame):
+    okx, reader = feed
+    okx.on_frame(frame, 1)
+    assert reader.counters()["decode_errors"] == 0
+
+
+@pytest.mark.parametrize("frame", [
+    b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[["1e5","1","0","1"]]}]}',
+    b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[["3370"]]}]}',
+    b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"merge","data":[{"asks":[]}]}',
+    b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[],"seqId":11}]}',
+], ids=["exponent", "no-size", "unknown-action", "seq-without-prev"])
+def test_a_malformed_update_of_a_live_book_is_a_counted_loss(feed, frame):
+    okx, reader = feed
+    okx.on_frame(books("snapshot", DOC_ASKS, DOC_BIDS, seq=(-1, 10)), 1)
+    okx.on_frame(frame, 2)
+    assert reader.counters()["decode_errors"] == 1 and reader.counters("BTC-USDT")["gaps"] == 1
+    assert not reader.book("BTC-USDT").valid
+
+
+def test_an_unknown_instrument_is_a_decode_error(feed):
+    okx, reader = feed
+    okx.on_frame(books("snapshot", DOC_ASKS, DOC_BIDS, inst="DOGE-USDT"), 1)
+    assert reader.counters()["decode_errors"] == 1
+
+
+def test_the_service_upgrade_notice_asks_for_a_reconnect():
+    protocol = OkxFeed.PROTOCOL
+    assert protocol.is_shutdown_notice(b'{"event":"notice","code":"64008","msg":"upgrade","connId":"a"}')
+    assert not protocol.is_shutdown_notice(books("update", [], []))
+
+
+def test_cryptofeed_okx_recordings_import_as_okx():
+    assert by_cryptofeed("OKX").name == "okx"
+
+
+def test_instruments_spot_inverse_swap_and_dated_future():
+    """Fields as §2.9 documents them (values from the 2022 recording's lists)."""
+    spot = {"instType": "SPOT", "instId": "BTC-USDT", "baseCcy": "BTC", "quoteCcy": "USDT", "tickSz": "0.1",
+            "lotSz": "0.00000001", "ctVal": "", "ctValCcy": "", "ctType": "", "settleCcy": "", "expTime": ""}
+    swap = {"instType": "SWAP", "instId": "UNI-USD-SWAP", "baseCcy": "", "quoteCcy": "", "tickSz": "0.001",
+            "lotSz": "1", "ctVal": "10", "ctValCcy": "USD", "ctType": "inverse", "settleCcy": "UNI", "expTime": ""}
+    future = {"instType": "FUTURES", "instId": "BTC-USD-220527", "baseCcy": "", "quoteCcy": "", "tickSz": "0.1",
+              "lotSz": "1", "ctVal": "100", "ctValCcy": "USD", "ctType": "inverse", "settleCcy": "BTC",
+              "expTime": "1653638400000"}
+    linear = dict(swap, instId="BTC-USDT-SWAP", tickSz="0.1", ctVal="0.01", ctValCcy="BTC", ctType="linear",
+                  settleCcy="USDT")
+    option = dict(future, instType="OPTION", instId="BTC-USD-220527-30000-C")
+    got = parse_instruments("okx", {"code": "0", "data": [spot, swap, future, linear, option]})
+    assert [(i.venue_symbol, i.symbol, i.px_dec, i.qty_dec) for i in got] == [
+        ("BTC-USDT", "BTC-USDT", 1, 8), ("UNI-USD-SWAP", "UNI-USD-PERP", 3, 0),
+        ("BTC-USD-220527", "BTC-USD-20220527", 1, 0), ("BTC-USDT-SWAP", "BTC-USDT-PERP", 1, 0)]
+    assert (got[1].contract_size, got[1].contract_ccy, got[1].settle) == (Decimal(10), "USD", "UNI")
+    assert (got[3].contract_size, got[3].contract_ccy, got[3].settle) == (Decimal("0.01"), "BTC", "USDT")
+    assert [i.market for i in got] == [SPOT, PERPETUAL, FUTURE, PERPETUAL] and got[2].expiry_ms == 1653638400000
+    assert got[0].contract_size == 1 and (got[0].tick, got[0].lot) == (Decimal("0.1"), Decimal("0.00000001"))
+
+
+def test_real_instrument_lists_name_the_recorded_instruments(captures):
+    by_venue = {}
+    for line in open(captures / "okx-2022" / "OKX.0"):
+        url, _, rest = line.partition(" -> ")
+        if "instType=" in url and "OPTION" not in url:
+            by_venue.update({i.venue_symbol: i for i in parse_instruments("okx", json.loads(rest.partition(": ")[2]))})
+    assert {s: by_venue[s].symbol for s in ("BTC-USDT", "UNI-USD-SWAP", "BTC-USD-220527")} == {
+        "BTC-USDT": "BTC-USDT", "UNI-USD-SWAP": "UNI-USD-PERP", "BTC-USD-220527": "BTC-USD-20220527"}
+
+
+def test_real_recording_verifies_all_290_checksums(captures, tmp_path, shm_prefix):
+    capture = tmp_path / "okx.fhcap"
+    assert import_recordings([str(captures / "okx-2022" / "OKX")], str(capture))["venue"] == "okx"
+    summary = replay([str(capture)], shm_prefix=shm_prefix, depth=400)
+    assert sorted(summary["books"]) == ["okx:BTC-USD-220527", "okx:BTC-USDT", "okx:UNI-USD-SWAP"]
+    assert sum(book["checksum_ok"] for book in summary["books"].values()) == 290
+    assert all(book["checksum_fail"] == 0 and book["valid"] and book["crossed"] == 0
+               for book in summary["books"].values())
+    assert summary["decode_errors"] == 0
