@@ -4,6 +4,8 @@ Binance: 40-level depth diffs (20 bids, 20 asks near the touch) on a 1,000-level
 the same in the futures shape (T, pu) under the futures rule (pu chains).
 Kraken v1: single-level updates on a depth-10 book, each with its checksum verified.
 Coinbase Advanced Trade: l2_data updates of 5 levels on a 2,000-level book, sequence checked.
+OKX: `books` updates of 40 levels (20 bids, 20 asks) on a 400-level book, seqId chained, checksum 0
+as OKX sends it since 2026-06 (not verified).
 The timing is of `feed.on_frame`, the call a venue worker makes per frame: Python included.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from feedhandler.venues.binance import BinanceFeed
 from feedhandler.venues.binance_usdm import BinanceFuturesFeed
 from feedhandler.venues.coinbase import CoinbaseFeed
 from feedhandler.venues.kraken import KrakenFeed
+from feedhandler.venues.okx import OkxFeed
 from feedhandler.sync import SyncState
 from feedhandler.instruments import Instrument
 from shm.fixedpoint import format_decimal
@@ -141,10 +144,42 @@ def _coinbase(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
     return timings
 
 
+def _okx_levels(levels: list[tuple[int, int]]) -> list[list[str]]:
+    return [[format_decimal(price, 2), format_decimal(qty, 8), "0", "1"] for price, qty in levels]
+
+
+def _okx_message(action: str, seq: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> bytes:
+    return json.dumps({"arg": {"channel": "books", "instId": "BTC-USDT-SWAP"}, "action": action, "data": [
+        {"asks": _okx_levels(asks), "bids": _okx_levels(bids), "ts": "1700000000000", "checksum": 0,
+         "prevSeqId": seq - 1 if action == "update" else -1, "seqId": seq}]}, separators=(",", ":")).encode()
+
+
+def _okx(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    instrument = Instrument("okx", "BTC-USDT-SWAP", "BTC", "USDT", 2, 8)
+    frames = []
+    for k in range(count):
+        sides = []
+        for sign in (-1, 1):
+            ticks = MID + sign * (1 + rng.exponential(12, 20).astype(np.int64))
+            qtys = np.where(rng.random(20) < 0.25, 0, rng.integers(1, 10**8, 20))
+            sides.append(sorted(zip(ticks.tolist(), qtys.tolist()), reverse=sign < 0))
+        frames.append(_okx_message("update", k + 2, *sides))
+    ladder = range(1, 401)
+    snapshot = _okx_message("snapshot", 1, [(MID - t, 10**8) for t in ladder], [(MID + t, 10**8) for t in ladder])
+    with SegmentWriter.create(prefix, "okx", [instrument.spec(1024)], depth=10, ring_slots=1 << 16) as writer:
+        feed = OkxFeed([instrument], writer, capacity=1024)
+        feed.on_frame(snapshot, 0)
+        timings = _time_frames(feed, frames)
+        if writer.counters[0, Counter.GAPS] or feed.state(0) != SyncState.LIVE:
+            raise RuntimeError("okx benchmark frames broke their seqId chain")
+        writer.close(unlink=True)
+    return timings
+
+
 def compile_kernels(prefix: str) -> None:
     """Every kernel the benchmark calls: each venue's measurement over the frames it warms up on."""
     rng = np.random.default_rng(0)
-    for measure in (_binance, _binance_usdm, _coinbase, _kraken):
+    for measure in (_binance, _binance_usdm, _coinbase, _kraken, _okx):
         measure(prefix, 201, rng)
 
 
@@ -154,7 +189,7 @@ def run(frames: int = 20_000, seed: int = 3) -> dict[str, object]:
     prefix = f"fhbench{os.getpid()}"
     result: dict[str, object] = {}
     for venue, measure in (("binance", _binance), ("binance_usdm", _binance_usdm), ("coinbase", _coinbase),
-                           ("kraken", _kraken)):
+                           ("kraken", _kraken), ("okx", _okx)):
         timings = measure(prefix, frames + 200, rng)
         figures = percentiles(timings, "decode")
         result[venue] = {"p50_ns": figures["decode_p50_ns"], "p99_ns": figures["decode_p99_ns"],
