@@ -71,6 +71,18 @@ def test_documented_snapshot_then_documented_delta_shape_build_the_book(feed):
     assert statuses == [("BOOK_VALID", "SNAPSHOT")] and reader.counters("BTC-USDT")["book_updates"] == 1
 
 
+def test_members_in_any_order_decode_the_same(feed):
+    """§3.4: where `ts` stands varies by category; here `data` even comes before the topic."""
+    bybit, reader = feed
+    message = json.loads(DOC_SNAPSHOT)
+    reordered = {key: message[key] for key in ("data", "cts", "type", "ts", "topic")}
+    reordered["data"] = {key: message["data"][key] for key in ("seq", "u", "a", "b", "s")}
+    bybit.on_frame(json.dumps(reordered).encode(), 1)
+    book = reader.book("BTC-USDT")
+    assert book.valid and book.levels_text("asks") == [["17440.50", "78.815"]] and book.update_id == 13079592
+    assert book.ts_exchange == 1671179923021_000_000
+
+
 def test_a_u_gap_invalidates_that_book_only_and_resubscribes_its_topic(feed):
     bybit, reader = feed
     bybit.on_frame(DOC_SNAPSHOT, 1)

@@ -36,6 +36,11 @@ FRAME_TRADES = 3  # decode with `trades` from H_DATA
 FRAME_ERROR = 4
 FRAME_UNKNOWN_SYMBOL = 5
 
+TOPIC_BAD = 0  # missing or malformed
+TOPIC_OTHER = 1  # not decoded here (tickers)
+TOPIC_BOOK = 2
+TOPIC_TRADES = 3
+
 ACTION_DONE = int(Action.DONE)
 
 H_INSTRUMENT = 0  # -1 until the instrument is known
@@ -85,51 +90,73 @@ def trade_id(buf, first, stop):
 @njit(nogil=True, cache=True)
 def _book(buf, pos, end, px_dec, qty_dec, sides, prices, qtys, header):
     """The book object at `pos`, its members in one pass: levels into the outputs (in message
-    order), `u` and `seq` into the header. Returns an error code (a book without `u` is one)."""
+    order), `u` and `seq` into the header. Returns (error code, position after the object); a book
+    without `u` is an error."""
     if pos < 0 or pos >= end or buf[pos] != 123:
-        return ERR_SYNTAX
+        return ERR_SYNTAX, -1
     count = np.int64(0)
     has_update = False
     i = pos + 1
     while True:
         key_first, key_stop, value = member_at(buf, i, end)
         if key_first == -1:
+            i = key_stop + 1
             break
         if key_first < 0:
-            return ERR_SYNTAX
+            return ERR_SYNTAX, -1
         err = OK
         if is_key(buf, key_first, key_stop, _BIDS):
             count, i, err = parse_pairs(buf, value, end, px_dec, qty_dec, BID, sides, prices, qtys, count)
         elif is_key(buf, key_first, key_stop, _ASKS):
             count, i, err = parse_pairs(buf, value, end, px_dec, qty_dec, ASK, sides, prices, qtys, count)
         elif is_key(buf, key_first, key_stop, _UPDATE):
-            header[H_UPDATE], has_update = integer_value(buf, value, end)
-            i = skip_value(buf, value, end)
+            header[H_UPDATE], i = parse_int(buf, value, end)
+            has_update = i >= 0
         elif is_key(buf, key_first, key_stop, _SEQ):
-            header[H_SEQ], _ = integer_value(buf, value, end)
-            i = skip_value(buf, value, end)
+            header[H_SEQ], i = parse_int(buf, value, end)
         else:
             i = skip_value(buf, value, end)
         if err != OK:
-            return err
+            return err, -1
         i = after_member(buf, i, end)
         if i == -1:
-            return ERR_SYNTAX
+            return ERR_SYNTAX, -1
         if i < -1:
+            i = -i - 2 + 1
             break
     header[H_LEVELS] = count
-    return OK if has_update else ERR_SYNTAX
+    return (OK, i) if has_update else (ERR_SYNTAX, -1)
+
+
+@njit(nogil=True, cache=True)
+def _topic(buf, first, stop, symbols, lengths, header):
+    """The topic buf[first:stop]: TOPIC_*, the instrument (-1: unknown) and a book topic's depth
+    into the header."""
+    if starts_with(buf, first, stop, _TRADE_TOPIC):
+        header[H_INSTRUMENT] = match_symbol(buf, first + len(_TRADE_TOPIC), stop, symbols, lengths)
+        return TOPIC_TRADES
+    if not starts_with(buf, first, stop, _BOOK_TOPIC):
+        return TOPIC_OTHER if first >= 0 else TOPIC_BAD
+    header[H_DEPTH], symbol_first = parse_int(buf, first + len(_BOOK_TOPIC), stop)
+    if symbol_first < 0 or symbol_first >= stop or buf[symbol_first] != 46:  # the dot after the depth
+        return TOPIC_BAD
+    header[H_INSTRUMENT] = match_symbol(buf, symbol_first + 1, stop, symbols, lengths)
+    return TOPIC_BOOK
 
 
 @njit(nogil=True, cache=True)
 def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header):
-    """Decode one frame; returns FRAME_*, details in `header`, a book's levels in sides/prices/qtys."""
+    """Decode one frame in one pass (a book's `data` is parsed where it stands once the topic named
+    the book, as Bybit orders them); returns FRAME_*, details in `header`, a book's levels in
+    sides/prices/qtys."""
     for k in range(HEADER_WORDS):
         header[k] = 0
     header[H_INSTRUMENT] = -1
     if not looks_like_object(buf, n):
         return FRAME_ERROR
-    topic_first = topic_stop = type_first = type_stop = data = -1
+    topic = TOPIC_BAD
+    type_first = type_stop = data = -1
+    err, parsed = ERR_SYNTAX, False  # the book's `data`: its error once parsed
     ts = cts = np.int64(-1)
     i = skip_spaces_to(buf, 0, n) + 1
     while True:  # every envelope member: the key order varies by category
@@ -141,21 +168,24 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
         if is_key(buf, key_first, key_stop, _OP) or is_key(buf, key_first, key_stop, _SUCCESS):
             return FRAME_IGNORED
         if is_key(buf, key_first, key_stop, _TOPIC):
-            topic_first, topic_stop = string_span(buf, value, n)
-            i = topic_stop + 1 if topic_first >= 0 else -1
+            first, i = string_span(buf, value, n)
+            topic = _topic(buf, first, i, symbols, lengths, header)
+            i = i + 1 if first >= 0 else -1
         elif is_key(buf, key_first, key_stop, _TYPE):
             type_first, type_stop = string_span(buf, value, n)
             i = type_stop + 1 if type_first >= 0 else -1
         elif is_key(buf, key_first, key_stop, _DATA):
             data = value
-            i = skip_value(buf, value, n)
-        elif is_key(buf, key_first, key_stop, _TS) or is_key(buf, key_first, key_stop, _CTS):
-            ms, ok = integer_value(buf, value, n)
-            if ok and buf[key_first] == 99:  # 'c': cts
-                cts = ms
-            elif ok:
-                ts = ms
-            i = skip_value(buf, value, n)
+            instrument = header[H_INSTRUMENT]
+            if topic == TOPIC_BOOK and instrument >= 0:
+                err, i = _book(buf, value, n, px_decs[instrument], qty_decs[instrument], sides, prices, qtys, header)
+                parsed = True
+            else:
+                i = skip_value(buf, value, n)
+        elif is_key(buf, key_first, key_stop, _TS):
+            ts, i = parse_int(buf, value, n)
+        elif is_key(buf, key_first, key_stop, _CTS):
+            cts, i = parse_int(buf, value, n)
         else:
             i = skip_value(buf, value, n)
         i = after_member(buf, i, n)
@@ -163,30 +193,22 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
             return FRAME_ERROR
         if i < -1:
             break
-    is_trades = starts_with(buf, topic_first, topic_stop, _TRADE_TOPIC)
-    if is_trades:
-        symbol_first = topic_first + len(_TRADE_TOPIC)
-    elif starts_with(buf, topic_first, topic_stop, _BOOK_TOPIC):
-        header[H_DEPTH], symbol_first = parse_int(buf, topic_first + len(_BOOK_TOPIC), topic_stop)
-        if symbol_first < 0 or symbol_first >= topic_stop or buf[symbol_first] != 46:
-            return FRAME_ERROR
-        symbol_first += 1  # past the depth's dot
-    else:
-        return FRAME_IGNORED if topic_first >= 0 else FRAME_ERROR
-    instrument = match_symbol(buf, symbol_first, topic_stop, symbols, lengths)
-    header[H_INSTRUMENT] = instrument
+    if topic == TOPIC_OTHER:
+        return FRAME_IGNORED
+    instrument = header[H_INSTRUMENT]
+    if topic == TOPIC_BAD or data < 0:
+        return FRAME_ERROR
     if instrument < 0:
         return FRAME_UNKNOWN_SYMBOL
-    if data < 0:
-        return FRAME_ERROR
     header[H_DATA] = data
-    if is_trades:
+    if topic == TOPIC_TRADES:
         return FRAME_TRADES
+    if not parsed:  # `data` came before the topic
+        err, _ = _book(buf, data, n, px_decs[instrument], qty_decs[instrument], sides, prices, qtys, header)
     header[H_TIME] = (cts if cts >= 0 else ts if ts >= 0 else 0) * MS_NS
     is_snapshot = equals(buf, type_first, type_stop, _SNAPSHOT)
-    err = ERR_SYNTAX
-    if is_snapshot or equals(buf, type_first, type_stop, _DELTA):
-        err = _book(buf, data, n, px_decs[instrument], qty_decs[instrument], sides, prices, qtys, header)
+    if not is_snapshot and not equals(buf, type_first, type_stop, _DELTA):
+        err = ERR_SYNTAX
     header[H_ERROR] = err
     if err != OK:
         return FRAME_ERROR
