@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from feedhandler.config import parse_config
+from feedhandler.instrument_cache import InstrumentCache
 from feedhandler.instruments import FUTURE, PERPETUAL, SPOT, Instrument
 from feedhandler.sim_market import ASK, BID, Market
 from feedhandler.sync import SyncState
@@ -20,6 +21,7 @@ from readers import in_process_reader
 from shm.layout import Side
 from shm.reader import StatusEvent, TradeEvent
 from shm.segment import SegmentWriter
+from tools.plan import venue_plan
 
 BTC = Instrument("bybit_linear", "BTCUSDT", "BTC", "USDT", 2, 3)
 ETH = Instrument("bybit_linear", "ETHUSDT", "ETH", "USDT", 2, 3)
@@ -274,6 +276,9 @@ def test_the_configured_depth_defaults_to_50_and_must_be_one_bybit_serves():
         parse_config({"venues": {"bybit": {"symbols": ["BTC-USDT"], "book_depth": 25}}})
 
 
-def test_the_client_ping_is_data_the_worker_reads():
-    venue = VENUES["bybit"]
-    assert json.loads(venue.protocol.keepalive()) == {"op": "ping"} and venue.limits.client_ping_s == 20.0
+def test_the_plan_states_the_client_ping(tmp_path):
+    config = parse_config({"venues": {"bybit_inverse": {"symbols": ["BTC-USD-PERP"]}}})
+    plan = venue_plan(config.venues["bybit_inverse"], InstrumentCache(tmp_path))
+    assert plan["keepalive"]["send"] == '{"op":"ping"} every 20 s'
+    assert plan["books"] == {"BTC-USD-PERP": "BTCUSD"}
+    assert plan["connections"][0]["url"] == "wss://stream.bybit.com/v5/public/inverse"
