@@ -268,9 +268,9 @@ def skip_value(buf, pos, end):
         elif c == LBRACKET or c == 123:
             depth += 1
         elif c == RBRACKET or c == 125:
+            if depth == 0:  # the bracket that closes the container of a number or literal
+                return i if i > pos else -1
             depth -= 1
-            if depth < 0:
-                return -1
             if depth == 0:
                 return i + 1
         elif depth == 0 and (c == COMMA or c == 32 or c == 10 or c == 13 or c == 9):

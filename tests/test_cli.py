@@ -44,7 +44,7 @@ def test_bench_decode_json_has_a_figure_per_venue():
     result = fh("bench", "decode", "--json", "--frames", "500")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    for venue in ("binance", "binance_usdm", "coinbase", "kraken", "okx"):
+    for venue in ("binance", "binance_usdm", "coinbase", "kraken", "okx", "bybit_linear"):
         assert set(figures[venue]) == {"p50_ns", "p99_ns", "msgs_per_s"}
         assert figures[venue]["msgs_per_s"] > 0
 

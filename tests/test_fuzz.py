@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feedhandler.venues.binance import BinanceFeed
+from feedhandler.venues.bybit import BybitFeed
 from feedhandler.venues.coinbase import CoinbaseFeed
 from feedhandler.venues.kraken import KrakenFeed
 from feedhandler.instruments import Instrument
@@ -39,8 +40,17 @@ FRAMES = {
         b'{"type":"match","trade_id":1,"side":"sell","size":"0.5","price":"100.00","product_id":"BTC-USD",'
         b'"time":"2021-04-17T16:43:37.089723Z"}',
     ],
+    "bybit": [
+        b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1709891679500,"data":{"s":"BTCUSDT",'
+        b'"b":[["99.50","1.5"],["99.00","0"]],"a":[["100.50","2.0"]],"u":101,"seq":987654322},"cts":1709891679496}',
+        b'{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[["99.1","1"]],'
+        b'"a":[["100.1","1"]],"u":1,"seq":2}}',
+        b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1672304486868,"data":[{"T":1672304486865,'
+        b'"s":"BTCUSDT","S":"Buy","v":"0.001","p":"100.50","L":"PlusTick","i":"20f43950-d8dd","BT":false}]}',
+    ],
 }
-SYMBOL = {"binance": "BTCUSDT", "kraken": "BTC/USD", "coinbase": "BTC-USD"}
+SYMBOL = {"binance": "BTCUSDT", "kraken": "BTC/USD", "coinbase": "BTC-USD", "bybit": "BTCUSDT"}
+FEEDS = {"binance": BinanceFeed, "kraken": KrakenFeed, "coinbase": CoinbaseFeed, "bybit": BybitFeed}
 
 
 def mutate(frame: bytes, cuts: list[int], flips: list[tuple[int, int]], inserts: list[tuple[int, bytes]]) -> bytes:
@@ -59,7 +69,7 @@ def mutate(frame: bytes, cuts: list[int], flips: list[tuple[int, int]], inserts:
 def live_feed(venue: str, prefix: str):
     instrument = Instrument(venue, SYMBOL[venue], "BTC", "USD", 8, 8)
     writer = SegmentWriter.create(prefix, venue, [instrument.spec(256)], depth=5, ring_slots=256)
-    feed = {"binance": BinanceFeed, "kraken": KrakenFeed, "coinbase": CoinbaseFeed}[venue]([instrument], writer, 256)
+    feed = FEEDS[venue]([instrument], writer, 256)
     bids, asks = [["99.00000000", "1.00000000"]], [["101.00000000", "1.00000000"]]
     if venue == "binance":
         feed.on_frame(FRAMES["binance"][0].replace(b'"U":101,"u":102', b'"U":100,"u":100'), 0)
@@ -67,6 +77,9 @@ def live_feed(venue: str, prefix: str):
     elif venue == "kraken":
         feed.on_frame(json.dumps([1, {"as": [a + ["1.0"] for a in asks], "bs": [b + ["1.0"] for b in bids]},
                                   "book-10", "BTC/USD"]).encode(), 0)
+    elif venue == "bybit":
+        feed.on_frame(json.dumps({"topic": "orderbook.50.BTCUSDT", "type": "snapshot", "data": {
+            "s": "BTCUSDT", "b": bids, "a": asks, "u": 100}}).encode(), 0)
     else:
         feed.on_frame(json.dumps({"channel": "l2_data", "sequence_num": 1, "events": [{
             "type": "snapshot", "product_id": "BTC-USD", "updates": [
@@ -84,7 +97,7 @@ mutations = st.tuples(
 )
 
 
-@pytest.mark.parametrize("venue", ["binance", "kraken", "coinbase"])
+@pytest.mark.parametrize("venue", list(FEEDS))
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(mutations, min_size=1, max_size=8))
 def test_mutated_frames_never_crash_and_never_publish_a_crossed_book(venue, batch, shm_prefix):

@@ -32,7 +32,8 @@ from tools.replay import replay
 from workers.lifecycle import Backoff, IdleWait, Pacer, Stop
 
 REPO = Path(__file__).resolve().parent.parent
-FAMILIES = ("binance", "binance_usdm", "coinbase", "kraken", "okx")  # the protocol packages; variants are named after them
+# the protocol packages; variants are named after them
+FAMILIES = ("binance", "binance_usdm", "coinbase", "kraken", "okx", "bybit")
 VENUE_FREE = ["workers/venue.py", "workers/supervisor.py", "workers/aggregator.py", "feedhandler/config.py",
               "feedhandler/feed.py", "feedhandler/instrument_cache.py", "tools/warmup.py", "tools/replay.py",
               "tools/importers/cryptofeed.py", "tools/metrics.py", "tools/plan.py"]
@@ -334,3 +335,19 @@ def test_a_venue_whose_rate_is_per_ip_paces_all_its_connections_together():
     plan = VENUES["coinbase"].plan(("BTC-USD",), PlanOptions("ws://x", ""))[0]
     assert coinbase._connection(plan).pacer is coinbase._connection(plan).pacer  # 8 messages/s per IP
     assert binance._connection(plan).pacer is not binance._connection(plan).pacer  # 5 per connection
+
+
+def test_a_venue_that_wants_a_client_ping_gets_its_keepalive_every_interval_on_each_connection():
+    """Bybit: `{"op":"ping"}` every 20 s from when the connection opened; Binance wants none."""
+    from workers.venue import VenueWorker
+    from feedhandler.config import RunConfig
+    config = parse_config({"venues": {"bybit_linear": {"symbols": ["BTC-USDT-PERP"]},
+                                      "binance": {"symbols": ["BTC-USDT"]}}})
+    bybit, binance = (VenueWorker(config.venues[name], RunConfig()) for name in ("bybit_linear", "binance"))
+    plan = VENUES["bybit_linear"].plan(("BTCUSDT",), PlanOptions("ws://x", "", book_depth=50))[0]
+    first, second, quiet = bybit._connection(plan), bybit._connection(plan), binance._connection(plan)
+    for connection in (first, second, quiet):
+        connection.keepalive_at = 100.0  # opened then
+    assert [t for t in (110.0, 119.9, 120.0, 125.0, 139.9, 140.0) if bybit._keepalive_due(first, t)] == [120.0, 140.0]
+    assert bybit._keepalive_due(second, 140.0) and not binance._keepalive_due(quiet, 1000.0)
+    assert bybit.venue.protocol.keepalive() == b'{"op":"ping"}'

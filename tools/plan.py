@@ -45,6 +45,8 @@ def _keepalive(venue: Venue, config: VenueConfig) -> dict:
     else:
         rule = {"ping": f"a WebSocket ping after {stale:g} s with nothing received",
                 "reconnect": f"after {2 * stale:g} s with nothing received, pings and pongs included"}
+    if limits.client_ping_s:
+        rule["send"] = f"{venue.protocol.keepalive().decode()} every {limits.client_ping_s:g} s"
     lifetime = config.rotate_after_s or (limits.lifetime_s - limits.rotate_margin_s if limits.lifetime_s else None)
     return rule | {"rotate_after_s": lifetime}
 

@@ -14,6 +14,8 @@ capture's flush timer and retention. A capture write that fails never reaches de
 (CAPTURE_STOPPED, then CAPTURE_RESUMED) and, under `capture_on_error = "fail"`, stops the worker
 with exit status 3.
 
+Keepalive: a venue that wants a client message every `limits.client_ping_s` (its protocol's
+`keepalive()`) gets it on each open connection, paced and captured like any other client message.
 Liveness: a venue that promises heartbeats (`limits.heartbeat_s`) is dead after `stale_after_s`
 without a message. A venue that does not (a book that does not change may send nothing for
 minutes) is pinged after `stale_after_s` with nothing received, pings and pongs included, and
@@ -77,6 +79,7 @@ class Connection:
         self.pacer = pacer  # client messages on this connection (shared by all of them where the rate is per IP)
         self.ws: WsConnection | None = None
         self.opened = 0.0
+        self.keepalive_at = 0.0  # when the venue's keepalive message was last due (or the connection opened)
         self.pinged = False
         self.connects = 0
         self.stale_closes = 0
@@ -268,7 +271,7 @@ class VenueWorker:
             return False
         now_ns = time.time_ns()
         connection.connects += 1
-        connection.opened = time.monotonic()
+        connection.opened = connection.keepalive_at = time.monotonic()
         connection.pinged = connection.rotate = False
         self._record(FrameKind.CONNECT, connection.id, now_ns, plan.url.encode())
         self.feed.on_connect(connection.id, now_ns, plan.url)
@@ -372,6 +375,8 @@ class VenueWorker:
             for connection in self.connections:
                 if connection.up:
                     self._check_alive(connection, now)
+                    if self._keepalive_due(connection, now):
+                        asyncio.create_task(self._send(connection, self.venue.protocol.keepalive()))
             for request in self.feed.requests():
                 if isinstance(request, FetchSnapshot):
                     if request.symbol not in self._snapshots:
@@ -387,6 +392,15 @@ class VenueWorker:
         if self.capture.recording != self._capture_recording:
             self._capture_recording = self.capture.recording
             self.feed.on_capture(self._capture_recording, time.time_ns())
+
+    def _keepalive_due(self, connection: Connection, now: float) -> bool:
+        """The venue wants a client message every `limits.client_ping_s` (an application-level ping):
+        True when one is due on this connection now (and the next then counts from now)."""
+        interval = self.venue.limits.client_ping_s
+        if not interval or now - connection.keepalive_at < interval:
+            return False
+        connection.keepalive_at = now
+        return True
 
     def _check_alive(self, connection: Connection, now: float) -> None:
         """Heartbeat venues: no message for stale_after_s: reconnect. Others: nothing received for

@@ -3,11 +3,11 @@
 worker, config, warmup, replay, import and metrics code look venues up here."""
 from __future__ import annotations
 
-from . import binance, binance_coinm, binance_usdm, coinbase, kraken, okx
+from . import binance, binance_coinm, binance_usdm, bybit, coinbase, kraken, okx
 from .base import Venue
 
 VENUES: dict[str, Venue] = {venue.name: venue for package in (binance, binance_usdm, binance_coinm, coinbase, kraken,
-                                                               okx)
+                                                               okx, bybit)
                             for venue in (package.VENUE, *package.VARIANTS)}
 
 

@@ -46,10 +46,17 @@ class Limits:
     pong_deadline_s: float = 0.0  # ... and closes a connection that does not pong within this
     subscribe_deadline_s: float = 0.0  # the server closes a connection not subscribed within this
     heartbeat_s: float = 0.0  # a subscribed connection hears from the venue this often (0: no such promise)
+    client_ping_s: float = 0.0  # the client sends the protocol's `keepalive()` message this often (0: never)
     rest_weight_per_minute: int = 0  # REST request weight budget per IP (0: none published)
     instruments_weight: int = 1  # weight of the instrument metadata request
     book_depths: tuple[int, ...] = ()  # subscribable book depths (empty: full depth only)
     snapshot_limits: tuple[int, ...] = ()  # REST snapshot depths (empty: no REST snapshots)
+
+    @property
+    def default_book_depth(self) -> int:
+        """The subscribed depth when none is configured: 10, or the shallowest deeper one the venue serves."""
+        deeper = [depth for depth in self.book_depths if depth >= 10]
+        return 10 if not self.book_depths or 10 in self.book_depths else min(deeper or self.book_depths)
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,10 @@ class VenueProtocol:
     def snapshot_request(self, symbol: str, options: PlanOptions) -> RestRequest | None:
         """The REST request for one book's snapshot (None: snapshots come on the socket)."""
         return None
+
+    def keepalive(self) -> bytes:
+        """The message a client sends every `limits.client_ping_s` to keep a connection open (b"": none)."""
+        return b""
 
     def is_shutdown_notice(self, payload: bytes) -> bool:
         """The server announces it closes this connection soon: reconnect now."""

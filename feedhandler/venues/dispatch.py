@@ -14,6 +14,7 @@ from ..capture import FrameKind
 from ..sync import Action
 from .binance import decoder as binance
 from .binance_usdm import decoder as binance_futures
+from .bybit import decoder as bybit
 from .coinbase import decoder as coinbase
 from .kraken import decoder as kraken
 from .okx import decoder as okx
@@ -45,6 +46,8 @@ def run_frames(protocol, frames, first, end, feed, books, out):
             action = kraken.step(frame, ts[k], conns[k], fresh, feed, books, out)
         elif protocol == okx.PROTOCOL_ID:
             action = okx.step(frame, ts[k], conns[k], fresh, feed, books, out)
+        elif protocol == bybit.PROTOCOL_ID:
+            action = bybit.step(frame, ts[k], conns[k], fresh, feed, books, out)
         else:
             action = coinbase.step(frame, ts[k], conns[k], fresh, feed, books, out)
         if action != _DONE:

@@ -6,6 +6,8 @@ Kraken v1: single-level updates on a depth-10 book, each with its checksum verif
 Coinbase Advanced Trade: l2_data updates of 5 levels on a 2,000-level book, sequence checked.
 OKX: `books` updates of 40 levels (20 bids, 20 asks) on a 400-level book, seqId chained, checksum 0
 as OKX sends it since 2026-06 (not verified).
+Bybit v5: `orderbook.50` deltas of 50 levels (25 bids, 25 asks near the touch), `u` checked, the book
+cut to 50 levels after each.
 The timing is of `feed.on_frame`, the call a venue worker makes per frame: Python included.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID
 from feedhandler.venues.binance import BinanceFeed
 from feedhandler.venues.binance_usdm import BinanceFuturesFeed
+from feedhandler.venues.bybit import BybitFeed
 from feedhandler.venues.coinbase import CoinbaseFeed
 from feedhandler.venues.kraken import KrakenFeed
 from feedhandler.venues.okx import OkxFeed
@@ -176,10 +179,38 @@ def _okx(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
     return timings
 
 
+def _bybit_message(kind: str, update_id: int, bids: list, asks: list) -> bytes:
+    return json.dumps({"topic": "orderbook.50.BTCUSDT", "type": kind, "ts": 1700000000000 + update_id,
+                       "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": update_id, "seq": 7 * update_id},
+                       "cts": 1700000000000 + update_id}, separators=(",", ":")).encode()
+
+
+def _bybit(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    instrument = Instrument("bybit_linear", "BTCUSDT", "BTC", "USDT", 2, 3)
+    snapshot = _bybit_message("snapshot", 1000, [[format_decimal(MID - t, 2), "1.000"] for t in range(1, 51)],
+                              [[format_decimal(MID + t, 2), "1.000"] for t in range(1, 51)])
+    frames = []
+    for k in range(count):
+        levels = []
+        for sign in (-1, 1):
+            ticks = MID + sign * (1 + rng.exponential(12, 25).astype(np.int64))
+            qtys = np.where(rng.random(25) < 0.25, 0, rng.integers(1, 10**6, 25))
+            levels.append([[format_decimal(int(p), 2), format_decimal(int(q), 3)] for p, q in zip(ticks, qtys)])
+        frames.append(_bybit_message("delta", 1001 + k, *levels))
+    with SegmentWriter.create(prefix, "bybit_linear", [instrument.spec(2048)], depth=10, ring_slots=1 << 16) as writer:
+        feed = BybitFeed([instrument], writer)
+        feed.on_frame(snapshot, 0)
+        timings = _time_frames(feed, frames)
+        if writer.counters[0, Counter.GAPS] or feed.state(0) != SyncState.LIVE:
+            raise RuntimeError("bybit benchmark frames broke their update ids")
+        writer.close(unlink=True)
+    return timings
+
+
 def compile_kernels(prefix: str) -> None:
     """Every kernel the benchmark calls: each venue's measurement over the frames it warms up on."""
     rng = np.random.default_rng(0)
-    for measure in (_binance, _binance_usdm, _coinbase, _kraken, _okx):
+    for measure in (_binance, _binance_usdm, _coinbase, _kraken, _okx, _bybit):
         measure(prefix, 201, rng)
 
 
@@ -189,7 +220,7 @@ def run(frames: int = 20_000, seed: int = 3) -> dict[str, object]:
     prefix = f"fhbench{os.getpid()}"
     result: dict[str, object] = {}
     for venue, measure in (("binance", _binance), ("binance_usdm", _binance_usdm), ("coinbase", _coinbase),
-                           ("kraken", _kraken), ("okx", _okx)):
+                           ("kraken", _kraken), ("okx", _okx), ("bybit_linear", _bybit)):
         timings = measure(prefix, frames + 200, rng)
         figures = percentiles(timings, "decode")
         result[venue] = {"p50_ns": figures["decode_p50_ns"], "p99_ns": figures["decode_p99_ns"],

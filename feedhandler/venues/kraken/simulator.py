@@ -7,7 +7,7 @@ import zlib
 from shm.fixedpoint import format_decimal
 
 from ...sim_market import ASK, BID, Market, Step
-from ..encoding import rfc3339
+from ..encoding import rfc3339, view_changes
 
 
 class KrakenV2Encoder:
@@ -50,13 +50,7 @@ class KrakenV2Encoder:
                            f'"price":{format_decimal(trade.price, self.px_dec)},'
                            f'"qty":{format_decimal(trade.qty, self.qty_dec)},"ord_type":"market",'
                            f'"trade_id":{self.trade_id},"timestamp":"{rfc3339(ts_ns)}"}}]}}').encode())
-        changed = []
-        for side in (BID, ASK):
-            new = dict(market.top(side, self.depth))
-            old = self.view[side]
-            changed.append([(p, q) for p, q in new.items() if old.get(p) != q] + [(p, 0) for p in old if p not in new])
-            self.view[side].clear()
-            self.view[side].update(new)
-        if changed[BID] or changed[ASK]:
-            frames.append(self._message("update", changed[BID], changed[ASK]))
+        bids, asks = view_changes(self.view, market, self.depth)
+        if bids or asks:
+            frames.append(self._message("update", bids, asks))
         return frames

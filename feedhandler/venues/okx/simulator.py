@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import zlib
 
-from shm.fixedpoint import format_decimal
-
 from ...sim_market import ASK, BID, Market, Step
-from ..encoding import collapsed
+from ..encoding import collapsed, wire
 from .protocol import BOOK_DEPTH
-
-
-def wire(value: int, decimals: int) -> str:
-    """A mantissa as OKX prints it: the shortest decimal ("30261", "0.0013275")."""
-    text = format_decimal(value, decimals)
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:

@@ -1,0 +1,284 @@
+"""Bybit v5 public `orderbook` and `publicTrade`: the documented examples (../shared/docs/
+derivatives-protocols.md §3), the `u` rules (continuity, stale, `u == 1` reset), malformed frames,
+instruments of the three categories, the plan and the client ping, and the simulator's encoder
+driven through the feed. No public Bybit v5 recording exists: each test says which messages are the
+documented examples."""
+import json
+from decimal import Decimal
+
+import pytest
+
+from feedhandler.config import parse_config
+from feedhandler.instrument_cache import InstrumentCache
+from feedhandler.instruments import FUTURE, PERPETUAL, SPOT, Instrument
+from feedhandler.sim_market import ASK, BID, Market
+from feedhandler.sync import SyncState
+from feedhandler.venues import VENUES
+from feedhandler.venues.base import PlanOptions
+from feedhandler.venues.bybit import BybitEncoder, BybitFeed
+from feedhandler.venues.bybit.protocol import ARGS_PER_REQUEST, parse_instruments
+from readers import in_process_reader
+from shm.layout import Side
+from shm.reader import StatusEvent, TradeEvent
+from shm.segment import SegmentWriter
+from tools.plan import venue_plan
+
+BTC = Instrument("bybit_linear", "BTCUSDT", "BTC", "USDT", 2, 3)
+ETH = Instrument("bybit_linear", "ETHUSDT", "ETH", "USDT", 2, 3)
+# §3.4: the documented snapshot example, whole
+DOC_SNAPSHOT = (b'{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1671179923028,"data":{"s":"BTCUSDT",'
+                b'"b":[["17440.00","40.833"]],"a":[["17440.50","78.815"]],"u":13079592,"seq":22520573250},'
+                b'"cts":1671179923021}')
+# §3.6: the documented trade example, its elided id "20f43950-..." written out as a UUID
+DOC_TRADE = (b'{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1672304486868,"data":[{"T":1672304486865,'
+             b'"s":"BTCUSDT","S":"Buy","v":"0.001","p":"16578.50","L":"PlusTick",'
+             b'"i":"20f43950-d8dd-5b31-9112-a178eb6023af","BT":false,"seq":1783284617}]}')
+
+
+def delta(u, bids=(), asks=(), symbol="BTCUSDT", depth=50):
+    """A delta in the shape of §3.4's documented delta example (the nautilus fixture), with its own `u`."""
+    return json.dumps({"topic": f"orderbook.{depth}.{symbol}", "type": "delta", "ts": 1709891679500,
+                       "data": {"s": symbol, "b": [list(level) for level in bids],
+                                "a": [list(level) for level in asks], "u": u, "seq": 987654322}}).encode()
+
+
+def snapshot(u, bids, asks, symbol="BTCUSDT"):
+    return delta(u, bids, asks, symbol).replace(b'"type": "delta"', b'"type": "snapshot"')
+
+
+@pytest.fixture
+def feed(shm_prefix):
+    writer = SegmentWriter.create(shm_prefix, "bybit_linear", [BTC.spec(64), ETH.spec(64)], depth=10,
+                                  ring_slots=1024)
+    bybit = BybitFeed([BTC, ETH], writer, capacity=64, options=PlanOptions("ws://x", "http://x", book_depth=50))
+    bybit.assign(1, ("BTCUSDT", "ETHUSDT"))
+    yield bybit, in_process_reader("bybit_linear", shm_prefix)
+    writer.close()
+
+
+def test_documented_snapshot_then_documented_delta_shape_build_the_book(feed):
+    bybit, reader = feed
+    cursor = reader.events()
+    bybit.on_frame(DOC_SNAPSHOT, 1)
+    book = reader.book("BTC-USDT")
+    assert book.valid and book.levels_text("bids") == [["17440.00", "40.833"]]
+    assert book.levels_text("asks") == [["17440.50", "78.815"]]
+    assert (book.update_id, book.ts_exchange) == (13079592, 1671179923021_000_000)  # `cts`, the engine's time
+    # §3.4's delta example ("27450.00" 0.400 bid, "27451.00" ask deleted), its `u` following the snapshot
+    bybit.on_frame(delta(13079593, [("17439.50", "0.400")], [("17440.50", "0")]), 2)
+    book = reader.book("BTC-USDT")
+    assert book.valid and book.levels_text("bids") == [["17440.00", "40.833"], ["17439.50", "0.400"]]
+    assert book.n_asks == 0 and book.update_id == 13079593
+    statuses = [(e.status.name, e.reason.name) for e in cursor.poll() if isinstance(e, StatusEvent)]
+    assert statuses == [("BOOK_VALID", "SNAPSHOT")] and reader.counters("BTC-USDT")["book_updates"] == 1
+
+
+def test_members_in_any_order_decode_the_same(feed):
+    """§3.4: where `ts` stands varies by category; here `data` even comes before the topic."""
+    bybit, reader = feed
+    message = json.loads(DOC_SNAPSHOT)
+    reordered = {key: message[key] for key in ("data", "cts", "type", "ts", "topic")}
+    reordered["data"] = {key: message["data"][key] for key in ("seq", "u", "a", "b", "s")}
+    bybit.on_frame(json.dumps(reordered).encode(), 1)
+    book = reader.book("BTC-USDT")
+    assert book.valid and book.levels_text("asks") == [["17440.50", "78.815"]] and book.update_id == 13079592
+    assert book.ts_exchange == 1671179923021_000_000
+
+
+def test_a_u_gap_invalidates_that_book_only_and_resubscribes_its_topic(feed):
+    bybit, reader = feed
+    bybit.on_frame(DOC_SNAPSHOT, 1)
+    bybit.on_frame(snapshot(7, [("2000.00", "1.000")], [("2001.00", "1.000")], "ETHUSDT"), 1)
+    cursor = reader.events()
+    bybit.on_frame(delta(13079594, [("17439.50", "1.000")]), 2)  # 13079593 is missing
+    assert not reader.book("BTC-USDT").valid and reader.book("ETH-USDT").valid
+    assert bybit.state(0) == SyncState.RESYNC and reader.counters("BTC-USDT")["gaps"] == 1
+    statuses = [(e.status.name, e.reason.name) for e in cursor.poll() if isinstance(e, StatusEvent)]
+    assert statuses == [("GAP", "SEQUENCE_GAP"), ("BOOK_INVALID", "SEQUENCE_GAP")]
+    bybit.on_frame(delta(13079595, [("17439.00", "1.000")]), 3)  # nothing to apply it to before a snapshot
+    assert not reader.book("BTC-USDT").valid
+    (request,) = bybit.requests(now=0.0)
+    assert request.conn == 1 and [json.loads(m) for m in request.messages] == [
+        {"req_id": "102", "op": "unsubscribe", "args": ["orderbook.50.BTCUSDT"]},
+        {"req_id": "103", "op": "subscribe", "args": ["orderbook.50.BTCUSDT"]}]
+    bybit.on_frame(DOC_SNAPSHOT, 4)  # the resubscription's snapshot
+    assert reader.book("BTC-USDT").valid and bybit.state(0) == SyncState.LIVE
+
+
+def test_a_stale_or_repeated_delta_is_dropped(feed):
+    bybit, reader = feed
+    bybit.on_frame(DOC_SNAPSHOT, 1)
+    bybit.on_frame(delta(13079593, [("17439.50", "1.000")]), 2)
+    bybit.on_frame(delta(13079593, [("17439.50", "9.000")]), 3)
+    bybit.on_frame(delta(13079500, [("17439.00", "9.000")]), 4)
+    book = reader.book("BTC-USDT")
+    assert book.valid and book.levels_text("bids")[1] == ["17439.50", "1.000"] and book.n_bids == 2
+    assert reader.counters("BTC-USDT")["gaps"] == 0 and reader.counters("BTC-USDT")["book_updates"] == 1
+
+
+def test_u_of_1_is_a_service_restart_whose_message_replaces_the_book(feed):
+    """§3.5: `u == 1` is a fresh full snapshot, whatever the type says; the next delta follows it."""
+    bybit, reader = feed
+    bybit.on_frame(DOC_SNAPSHOT, 1)
+    cursor = reader.events()
+    bybit.on_frame(delta(1, [("17000.00", "2.000")], [("17001.00", "3.000")]), 2)
+    book = reader.book("BTC-USDT")
+    assert book.valid and book.levels_text("bids") == [["17000.00", "2.000"]] and book.update_id == 1
+    assert book.levels_text("asks") == [["17001.00", "3.000"]]
+    bybit.on_frame(delta(2, [("16999.00", "1.000")]), 3)
+    assert reader.book("BTC-USDT").n_bids == 2 and reader.counters("BTC-USDT")["gaps"] == 0
+    statuses = [(e.status.name, e.reason.name) for e in cursor.poll() if isinstance(e, StatusEvent)]
+    assert statuses == [("BOOK_VALID", "SNAPSHOT")]
+
+
+def test_each_book_is_cut_to_its_topics_depth(feed):
+    bybit, reader = feed
+    bybit.on_frame(snapshot(5, [("17440.00", "1.000")], [("17441.00", "1.000")]).replace(b"orderbook.50.",
+                                                                                         b"orderbook.1."), 1)
+    bybit.on_frame(delta(6, [("17439.00", "1.000")], []).replace(b"orderbook.50.", b"orderbook.1."), 2)
+    assert reader.book("BTC-USDT").n_bids == 1
+
+
+def test_documented_trade_is_published_with_the_takers_side_and_time(feed):
+    bybit, reader = feed
+    cursor = reader.events()
+    bybit.on_frame(DOC_TRADE, 1)
+    (trade,) = [e for e in cursor.poll() if isinstance(e, TradeEvent)]
+    assert (trade.price, trade.qty, trade.side) == (1657850, 1, Side.BUY)
+    assert trade.ts_exchange == 1672304486865_000_000 and trade.trade_id > 0
+
+
+def test_a_uuid_trade_id_maps_to_one_stable_id_and_a_numeric_one_to_its_value(feed):
+    bybit, reader = feed
+    cursor = reader.events()
+    other = DOC_TRADE.replace(b'20f43950-d8dd-5b31-9112-a178eb6023af', b'9dc75fca-4bdd-4773-9f78-6f5d7ab2a110')
+    spot = DOC_TRADE.replace(b'"20f43950-d8dd-5b31-9112-a178eb6023af"', b'"2290000000061666327"')
+    for frame in (DOC_TRADE, DOC_TRADE, other, spot):
+        bybit.on_frame(frame, 1)
+    ids = [e.trade_id for e in cursor.poll() if isinstance(e, TradeEvent)]
+    assert ids[0] == ids[1] != ids[2] and ids[3] == 2290000000061666327
+
+
+@pytest.mark.parametrize("frame", [
+    b'{"success":true,"ret_msg":"pong","conn_id":"0970e817-426e-429a-a679-ff7f55e0b16a","op":"ping"}',
+    b'{"success":true,"ret_msg":"pong","conn_id":"465772b1-7630-4fdc-a492-e003e6f0f260","req_id":"","op":"ping"}',
+    b'{"success":true,"ret_msg":"","conn_id":"3cd84cb1-4d06-4a05-930a-2efe5fc70f0f","req_id":"","op":"subscribe"}',
+    b'{"success":false,"ret_msg":"error:handler not found","conn_id":"a","req_id":"","op":"subscribe"}',
+    b'{"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"BTCUSDT","lastPrice":"1"},"cs":1,"ts":1}',
+], ids=["spot-pong", "linear-pong", "ack", "failed-ack", "tickers"])
+def test_acks_pongs_and_other_topics_are_not_errors(feed, frame):
+    """The pong and ack shapes are §3.2-3.3's documented examples."""
+    bybit, reader = feed
+    bybit.on_frame(frame, 1)
+    assert reader.counters()["decode_errors"] == 0
+
+
+@pytest.mark.parametrize("frame, names_the_book", [
+    (DOC_SNAPSHOT[:-40], False),  # not a whole object: nothing in it is trusted
+    (b'\x00\x01garbage', False),
+    (delta(13079593, [("17439.50", "1.000")]).replace(b', "u": 13079593', b''), True),
+    (delta(13079593, [("1e5", "1.000")]), True),
+    (delta(13079593, [("17439.50",)]), True),
+    (delta(13079593).replace(b'"delta"', b'"merge"'), True),
+    (delta(13079593).replace(b'orderbook.50.', b'orderbook.x.'), False),
+], ids=["truncated", "binary", "no-u", "exponent", "no-size", "unknown-type", "bad-depth"])
+def test_a_malformed_frame_is_counted_and_a_live_book_it_names_is_lost(feed, frame, names_the_book):
+    bybit, reader = feed
+    bybit.on_frame(DOC_SNAPSHOT, 1)
+    bybit.on_frame(frame, 2)
+    assert reader.counters()["decode_errors"] == 1
+    assert reader.book("BTC-USDT").valid != names_the_book
+    assert reader.counters("BTC-USDT")["gaps"] == int(names_the_book)
+
+
+def test_an_unknown_symbol_is_a_decode_error(feed):
+    bybit, reader = feed
+    bybit.on_frame(DOC_SNAPSHOT.replace(b"BTCUSDT", b"DOGEUSDT"), 1)
+    bybit.on_frame(DOC_TRADE.replace(b'"s":"BTCUSDT"', b'"s":"DOGEUSDT"'), 1)
+    assert reader.counters()["decode_errors"] == 2 and not reader.book("BTC-USDT").valid
+
+
+def test_the_encoder_driven_through_the_feed_keeps_the_markets_top_50(shm_prefix):
+    instrument = Instrument("bybit", "BTCUSDT", "BTC", "USDT", 2, 8)
+    writer = SegmentWriter.create(shm_prefix, "bybit", [instrument.spec(512)], depth=50, ring_slots=4096)
+    feed = BybitFeed([instrument], writer, capacity=512)
+    reader = in_process_reader("bybit", shm_prefix)
+    market, encoder = Market(mid=10_000_000, seed=3), BybitEncoder("BTCUSDT", 2, 8)
+    feed.on_frame(encoder.snapshot(market, 1_000_000), 1)
+    for k in range(300):
+        for frame in encoder.frames(market, market.step(), 1_000_000 * (k + 2)):
+            feed.on_frame(frame, 1)
+    book = reader.book("BTC-USDT")
+    assert book.valid and [tuple(level) for level in book.bids] == market.top(BID, 50)
+    assert [tuple(level) for level in book.asks] == market.top(ASK, 50)
+    counters = reader.counters("BTC-USDT")
+    assert counters["gaps"] == 0 and counters["trades"] > 0 and reader.counters()["decode_errors"] == 0
+    writer.close()
+
+
+def test_instruments_of_the_three_categories():
+    """§3.9's fields, in the shapes of nautilus_trader's public samples: spot (basePrecision), linear
+    perpetual and dated future, inverse perpetual (its sample carries a deliveryTime a perpetual
+    ignores) and dated future; an option entry is skipped."""
+    spot = {"symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "status": "Trading",
+            "lotSizeFilter": {"basePrecision": "0.000001", "quotePrecision": "0.00000001", "minOrderQty": "0.000048"},
+            "priceFilter": {"tickSize": "0.01"}}
+    linear = {"symbol": "BTCUSDT", "contractType": "LinearPerpetual", "status": "Trading", "baseCoin": "BTC",
+              "quoteCoin": "USDT", "settleCoin": "USDT", "launchTime": "1585526400000", "deliveryTime": "0",
+              "priceScale": "2", "priceFilter": {"minPrice": "0.10", "maxPrice": "199999.80", "tickSize": "0.10"},
+              "lotSizeFilter": {"maxOrderQty": "1190.000", "minOrderQty": "0.001", "qtyStep": "0.001"}}
+    linear_future = dict(linear, symbol="BTCUSDT-21FEB25", contractType="LinearFutures",
+                         deliveryTime="1740124800000")
+    inverse = {"symbol": "BTCUSD", "contractType": "InversePerpetual", "status": "Trading", "baseCoin": "BTC",
+               "quoteCoin": "USD", "settleCoin": "BTC", "launchTime": "1699980000000", "deliveryTime": "1702582000000",
+               "priceScale": "1", "priceFilter": {"minPrice": "1", "maxPrice": "1000000", "tickSize": "0.5"},
+               "lotSizeFilter": {"maxOrderQty": "1000000", "minOrderQty": "1", "qtyStep": "1"}}
+    inverse_future = dict(inverse, symbol="BTCUSDH23", contractType="InverseFutures", deliveryTime="1680249600000")
+    option = {"symbol": "BTC-30JUN23-20000-C", "optionsType": "Call", "baseCoin": "BTC", "quoteCoin": "USD",
+              "settleCoin": "USDC", "priceFilter": {"tickSize": "5"}, "lotSizeFilter": {"qtyStep": "0.01"}}
+
+    def response(category, *entries):
+        return {"retCode": 0, "retMsg": "OK", "result": {"category": category, "list": list(entries),
+                                                         "nextPageCursor": ""}}
+
+    got = (parse_instruments("bybit", response("spot", spot))
+           + parse_instruments("bybit_linear", response("linear", linear, linear_future))
+           + parse_instruments("bybit_inverse", response("inverse", inverse, inverse_future))
+           + parse_instruments("bybit_option", response("option", option)))
+    assert [(i.venue_symbol, i.symbol, i.market, i.px_dec, i.qty_dec) for i in got] == [
+        ("BTCUSDT", "BTC-USDT", SPOT, 2, 6), ("BTCUSDT", "BTC-USDT-PERP", PERPETUAL, 1, 3),
+        ("BTCUSDT-21FEB25", "BTC-USDT-20250221", FUTURE, 1, 3), ("BTCUSD", "BTC-USD-PERP", PERPETUAL, 1, 0),
+        ("BTCUSDH23", "BTC-USD-20230331", FUTURE, 1, 0)]
+    assert (got[0].tick, got[0].lot, got[0].settle) == (Decimal("0.01"), Decimal("0.000001"), "")
+    assert (got[1].tick, got[1].lot, got[1].contract_ccy, got[1].settle) == (Decimal("0.10"), Decimal("0.001"),
+                                                                              "BTC", "USDT")
+    assert (got[3].contract_size, got[3].contract_ccy, got[3].settle, got[3].expiry_ms) == (1, "USD", "BTC", 0)
+    assert got[4].expiry_ms == 1680249600000
+
+
+def test_the_plan_subscribes_books_and_trades_ten_args_a_request():
+    venue = VENUES["bybit"]
+    symbols = tuple(f"S{k}USDT" for k in range(12))
+    (plan,) = venue.plan(symbols, PlanOptions(venue.ws_url, venue.rest_url, book_depth=200))
+    messages = [json.loads(m) for m in plan.subscribe]
+    assert plan.url == "wss://stream.bybit.com/v5/public/spot" and all(m["op"] == "subscribe" for m in messages)
+    assert all(len(m["args"]) <= ARGS_PER_REQUEST for m in messages)
+    assert [a for m in messages for a in m["args"]][:2] == ["orderbook.200.S0USDT", "publicTrade.S0USDT"]
+    assert venue.protocol.subscribed_symbols([], plan.subscribe) == set(symbols)
+    assert {VENUES[name].ws_url.rpartition("/")[2] for name in ("bybit", "bybit_linear", "bybit_inverse")} == {
+        "spot", "linear", "inverse"}
+
+
+def test_the_configured_depth_defaults_to_50_and_must_be_one_bybit_serves():
+    config = parse_config({"venues": {"bybit_linear": {"symbols": ["BTC-USDT-PERP"]}}})
+    assert config.venues["bybit_linear"].book_depth == 50
+    with pytest.raises(Exception, match="book_depth"):
+        parse_config({"venues": {"bybit": {"symbols": ["BTC-USDT"], "book_depth": 25}}})
+
+
+def test_the_plan_states_the_client_ping(tmp_path):
+    config = parse_config({"venues": {"bybit_inverse": {"symbols": ["BTC-USD-PERP"]}}})
+    plan = venue_plan(config.venues["bybit_inverse"], InstrumentCache(tmp_path))
+    assert plan["keepalive"]["send"] == '{"op":"ping"} every 20 s'
+    assert plan["books"] == {"BTC-USD-PERP": "BTCUSD"}
+    assert plan["connections"][0]["url"] == "wss://stream.bybit.com/v5/public/inverse"
