@@ -156,6 +156,11 @@ def test_the_service_upgrade_notice_asks_for_a_reconnect():
     assert not protocol.is_shutdown_notice(books("update", [], []))
 
 
+def test_a_connection_pings_with_the_text_ping_before_the_30_s_okx_drops_a_quiet_one():
+    okx = by_cryptofeed("OKX")
+    assert okx.protocol.keepalive() == b"ping" and 0 < okx.limits.client_ping_s < 30
+
+
 def test_cryptofeed_okx_recordings_import_as_okx():
     assert by_cryptofeed("OKX").name == "okx"
 

@@ -6,7 +6,8 @@ Sources (../shared/docs/derivatives-protocols.md §2): `wss://ws.okx.com:8443/ws
 levels deep, its snapshot comes on the socket and there is no REST bridge (a resync is an
 unsubscribe and a subscribe); 3 connection attempts per second per IP; 480 subscribe/unsubscribe
 requests per connection per hour; deep book channels spread fewer than 30 to a connection;
-notice 64008 arrives 60 s before a service-upgrade disconnect. Instruments:
+notice 64008 arrives 60 s before a service-upgrade disconnect; a connection with no message for 30 s
+is dropped, so the client sends the text `ping` (answered `pong`) every 20 s. Instruments:
 `GET /api/v5/public/instruments?instType=SPOT|SWAP|FUTURES`.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ LIMITS = Limits(
     connections=Rate(3, 1.0, "ip"),
     streams_per_connection=29,  # books channels per connection: "fewer than 30"
     book_depths=(BOOK_DEPTH,),
+    client_ping_s=20.0,  # the server drops a connection that has had no message for 30 s
 )
 SHUTDOWN_NOTICE = "64008"
 
@@ -61,6 +63,10 @@ def request(op: str, channel: str, symbols: tuple[str, ...] | list[str]) -> dict
 
 
 class OkxProtocol(VenueProtocol):
+    def keepalive(self) -> bytes:
+        """The text `ping` (answered `pong`), sent every `limits.client_ping_s`."""
+        return b"ping"
+
     def connections(self, venue: Venue, symbols: tuple[str, ...], options: PlanOptions) -> list[ConnectionPlan]:
         """`books` and `trades` for each instrument, fewer than 30 books to a connection."""
         return [ConnectionPlan(options.ws_url, group, (compact_json(request("subscribe", "books", group)),
