@@ -65,7 +65,7 @@ run: $(RUN_STAMP)
 	until [ -s .fh/sim.urls ]; do kill -0 $$sim 2>/dev/null || { cat .fh/sim.log >&2; \
 		echo "make run: fh sim did not start; configs/sim.toml wants its ports 18700-18705 free" >&2; exit 1; }; \
 		sleep 0.1; done; \
-	$(BIN)/fh warmup >&2 && $(BIN)/fh run -c configs/sim.toml --duration $(DURATION) --json
+	$(BIN)/fh warmup -c configs/sim.toml >&2 && $(BIN)/fh run -c configs/sim.toml --duration $(DURATION) --json
 
 bench: $(RUN_STAMP)
 	$(BIN)/fh bench book

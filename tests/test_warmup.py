@@ -18,6 +18,8 @@ import pytest
 from numba import njit
 
 from conftest import REPO
+from feedhandler.config import load_config
+from feedhandler.venues import VENUES
 from shm.jitcache import entry
 from tools.warmup import Group, WarmupError, groups, protocols, run
 
@@ -165,6 +167,22 @@ def test_a_group_that_fails_is_reported_with_its_error_and_the_groups_after_it_a
     assert "fh warmup: after-that: not started, needs after-broken, which failed" in err, err
     assert "after-broken: started" not in err and "after-that: started" not in err, err
     assert "fh warmup: 1 kernel groups ready" in err, err
+
+
+def test_warmup_for_a_config_compiles_what_fh_run_of_it_needs_and_nothing_else():
+    result = subprocess.run([*FH, "warmup", "-c", "configs/sim.toml"], cwd=REPO, capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode == 0, result.stderr
+    started = set(re.findall(r"^fh warmup: (\S+): started$", result.stderr, re.M))
+    feeds = {VENUES[name].feed for name in load_config(str(REPO / "configs" / "sim.toml")).venues}
+    assert started == {v.name for v in protocols() if v.feed in feeds} | {"aggregator", "readers", "sinks"}
+
+
+def test_warmup_for_a_broken_config_names_it_and_compiles_nothing(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[venues.nowhere]\nsymbols = [\"BTC-USD\"]\n")
+    result = subprocess.run([*FH, "warmup", "-c", str(broken)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "nowhere" in result.stderr and "started" not in result.stderr, result.stderr
 
 
 def test_warmup_shows_each_kernel_group_done_with_its_time_on_a_terminal():

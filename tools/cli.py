@@ -180,8 +180,9 @@ def _clean(args: argparse.Namespace) -> int:
 
 def _warmup(args: argparse.Namespace) -> dict | int:
     from . import warmup
+    todo = warmup.groups(_config(args)) if args.config else None
     try:
-        return warmup.run(args.jobs)
+        return warmup.run(args.jobs, todo)
     except warmup.WarmupError as exc:
         print(f"fh warmup: {exc}", file=sys.stderr)
         return 1
@@ -360,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     warmup = commands.add_parser("warmup", help="compile every command's kernels into the on-disk cache")
     warmup.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
                         help="kernel groups compiled at once (default: one per CPU this process may use)")
+    warmup.add_argument("-c", "--config", help="only what `fh run -c CONFIG` needs (its venues' protocols, the "
+                                               "aggregator, readers, sinks), not replay, demo and bench")
     warmup.set_defaults(run=_warmup, title="fh warmup")
 
     for sub in (book, shm, decode, replay_bench, wire, nbbo, sinks_bench, query_bench, demo, info, importer, replay,

@@ -111,13 +111,22 @@ class Group:
     after: tuple[str, ...] = ()
 
 
-def groups() -> list[Group]:
-    """Every group, the longest to compile first (the order processes start in)."""
+RUN_GROUPS = ("aggregator", "readers", "sinks")  # what `fh run` compiles besides its venues' protocols
+
+
+def groups(config: RunConfig | None = None) -> list[Group]:
+    """Every group, the longest to compile first (the order processes start in); for `config`, only
+    those `fh run -c config` needs: its venues' protocols and RUN_GROUPS."""
     venues = [Group(venue.name, partial(protocol, venue.name)) for venue in protocols()]
     after_venues = tuple(group.name for group in venues)
-    return [*venues, Group("aggregator", nbbo_aggregator), Group("demo", demo_writer), Group("readers", reader_api),
-            Group("sinks", sink_encoders), Group("replay", replay_loop, after_venues),
-            Group("bench", benchmarks, (*after_venues, "aggregator"))]
+    every = [*venues, Group("aggregator", nbbo_aggregator), Group("demo", demo_writer), Group("readers", reader_api),
+             Group("sinks", sink_encoders), Group("replay", replay_loop, after_venues),
+             Group("bench", benchmarks, (*after_venues, "aggregator"))]
+    if config is None:
+        return every
+    feeds = {VENUES[name].feed for name in config.venues}
+    wanted = {venue.name for venue in protocols() if venue.feed in feeds} | set(RUN_GROUPS)
+    return [group for group in every if group.name in wanted]
 
 
 def load_kernels(command: str, kernels: Callable[[str], object]) -> None:
