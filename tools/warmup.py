@@ -9,7 +9,8 @@ the aggregator) are compiled, the replay loop, which calls every protocol's step
 benchmarks. Groups compile in parallel, in one process per CPU, each process taking the next group
 it may start (the longest are listed first); numba's cache is safe to fill from several processes
 (shm.jitcache serializes its saves). Progress: on a terminal a live line per group with its elapsed
-time, otherwise a line per group as it starts and as it ends; then a summary.
+time, otherwise a line per group as it starts and as it ends; then a summary. With a config
+(`fh warmup -c CONFIG`, as `make run` does), only what `fh run` of it needs: a faster cold start.
 
 Commands that would compile on first use call `load_kernels` with their kernels: they say so,
 compile (or load) them before their work starts, and say how long it took, as the workers do.
