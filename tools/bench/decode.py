@@ -49,6 +49,22 @@ def _time_frames(feed, frames: list[bytes]) -> np.ndarray:
     return timings
 
 
+def _timed(prefix: str, feed_class: type, instrument: Instrument, capacity: int, snapshot: bytes,
+           frames: list[bytes]) -> np.ndarray:
+    """`frames` timed through a feed of `instrument` whose book `snapshot` (a frame) made live; an
+    error if they broke the book (a gap, a failed checksum): their timings would be of another path."""
+    with SegmentWriter.create(prefix, instrument.venue, [instrument.spec(capacity)], depth=10,
+                              ring_slots=1 << 16) as writer:
+        feed = feed_class([instrument], writer, capacity=capacity)
+        feed.on_frame(snapshot, 0)
+        timings = _time_frames(feed, frames)
+        counters = writer.counters[0]
+        if counters[Counter.GAPS] or counters[Counter.CHECKSUM_FAIL] or feed.state(0) != SyncState.LIVE:
+            raise RuntimeError(f"{instrument.venue} benchmark frames broke their book (a gap or a failed checksum)")
+        writer.close(unlink=True)
+    return timings
+
+
 def _binance_frames(rng: np.random.Generator, count: int, futures: bool = False) -> list[bytes]:
     """Diffs with update ids 1001.. (futures: with T, and pu chaining each on the one before)."""
     frames = []
@@ -107,14 +123,7 @@ def _kraken_frames(rng: np.random.Generator, count: int) -> tuple[bytes, list[by
 def _kraken(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
     instrument = Instrument("kraken", "XBT/USD", "BTC", "USD", 1, 8)
     snapshot, frames = _kraken_frames(rng, count)
-    with SegmentWriter.create(prefix, "kraken", [instrument.spec(64)], depth=10, ring_slots=1 << 16) as writer:
-        feed = KrakenFeed([instrument], writer, capacity=64)
-        feed.on_frame(snapshot, 0)
-        timings = _time_frames(feed, frames)
-        if writer.counters[0, Counter.CHECKSUM_FAIL] or feed.state(0) != SyncState.LIVE:
-            raise RuntimeError("kraken benchmark frames failed their checksums")
-        writer.close(unlink=True)
-    return timings
+    return _timed(prefix, KrakenFeed, instrument, 64, snapshot, frames)
 
 
 def _coinbase_message(sequence: int, kind: str, updates: list[tuple[str, int, int]]) -> bytes:
@@ -137,14 +146,7 @@ def _coinbase(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
             qty = 0 if rng.random() < 0.25 else int(rng.integers(1, 10**8))
             updates.append(("bid", MID - depth, qty) if bid else ("offer", MID + depth, qty))
         frames.append(_coinbase_message(k + 1, "update", updates))
-    with SegmentWriter.create(prefix, "coinbase", [instrument.spec(4096)], depth=10, ring_slots=1 << 16) as writer:
-        feed = CoinbaseFeed([instrument], writer, capacity=4096)
-        feed.on_frame(_coinbase_message(0, "snapshot", snapshot), 0)
-        timings = _time_frames(feed, frames)
-        if writer.counters[0, Counter.GAPS] or feed.state(0) != SyncState.LIVE:
-            raise RuntimeError("coinbase benchmark frames broke their sequence")
-        writer.close(unlink=True)
-    return timings
+    return _timed(prefix, CoinbaseFeed, instrument, 4096, _coinbase_message(0, "snapshot", snapshot), frames)
 
 
 def _okx_levels(levels: list[tuple[int, int]]) -> list[list[str]]:
@@ -169,14 +171,7 @@ def _okx(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
         frames.append(_okx_message("update", k + 2, *sides))
     ladder = range(1, 401)
     snapshot = _okx_message("snapshot", 1, [(MID - t, 10**8) for t in ladder], [(MID + t, 10**8) for t in ladder])
-    with SegmentWriter.create(prefix, "okx", [instrument.spec(1024)], depth=10, ring_slots=1 << 16) as writer:
-        feed = OkxFeed([instrument], writer, capacity=1024)
-        feed.on_frame(snapshot, 0)
-        timings = _time_frames(feed, frames)
-        if writer.counters[0, Counter.GAPS] or feed.state(0) != SyncState.LIVE:
-            raise RuntimeError("okx benchmark frames broke their seqId chain")
-        writer.close(unlink=True)
-    return timings
+    return _timed(prefix, OkxFeed, instrument, 1024, snapshot, frames)
 
 
 def _bybit_message(kind: str, update_id: int, bids: list, asks: list) -> bytes:
@@ -197,14 +192,7 @@ def _bybit(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
             qtys = np.where(rng.random(25) < 0.25, 0, rng.integers(1, 10**6, 25))
             levels.append([[format_decimal(int(p), 2), format_decimal(int(q), 3)] for p, q in zip(ticks, qtys)])
         frames.append(_bybit_message("delta", 1001 + k, *levels))
-    with SegmentWriter.create(prefix, "bybit_linear", [instrument.spec(2048)], depth=10, ring_slots=1 << 16) as writer:
-        feed = BybitFeed([instrument], writer)
-        feed.on_frame(snapshot, 0)
-        timings = _time_frames(feed, frames)
-        if writer.counters[0, Counter.GAPS] or feed.state(0) != SyncState.LIVE:
-            raise RuntimeError("bybit benchmark frames broke their update ids")
-        writer.close(unlink=True)
-    return timings
+    return _timed(prefix, BybitFeed, instrument, 2048, snapshot, frames)
 
 
 def compile_kernels(prefix: str) -> None:
