@@ -218,7 +218,9 @@ def _venue(name: str, table: Any) -> VenueConfig:
         raise ConfigError(f"{where}.depth: must be 1..5000, got {depth}")
     if ring_slots < 1024 or ring_slots & (ring_slots - 1):
         raise ConfigError(f"{where}.ring_slots: must be a power of two >= 1024, got {ring_slots}")
-    book_depth = _typed(where, "book_depth", table.get("book_depth", 10), int, venue.limits.book_depths)
+    depths = venue.limits.book_depths  # default: 10, or the first depth a venue serves where 10 is not one
+    book_depth = _typed(where, "book_depth", table.get("book_depth", 10 if 10 in depths or not depths else depths[0]),
+                        int, depths)
     stale = _typed(where, "stale_after_s", table.get("stale_after_s", 10.0), float)
     if stale <= 0:
         raise ConfigError(f"{where}.stale_after_s: must be > 0, got {stale}")
