@@ -625,13 +625,18 @@ def test_okx_acks_each_arg_then_sends_the_snapshot_then_updates_chained_by_seq_i
     simulate(scenario, venues=("okx",))
 
 
-def test_okx_connections_on_one_instrument_share_its_seq_ids():
+def test_okx_connections_on_one_instrument_share_its_seq_ids_and_a_new_subscriber_breaks_no_chain():
     async def scenario(sim):
-        clients = [await connect(sim, "okx", "/ws/v5/public") for _ in range(2)]
-        for client in clients:
-            client.send({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]})
-        await until(lambda: all(len(books_of(c, "ETH-USDT-SWAP")) >= 20 for c in clients), "twenty pushes on each")
-        seq_ids = [{push["data"][0]["seqId"] for push in books_of(c, "ETH-USDT-SWAP")[1:]} for c in clients]
+        first, second = [await connect(sim, "okx", "/ws/v5/public") for _ in range(2)]
+        first.send({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]})
+        await until(lambda: len(books_of(first, "ETH-USDT-SWAP")) >= 5, "five pushes on the first")
+        second.send({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]})
+        await until(lambda: all(len(books_of(c, "ETH-USDT-SWAP")) >= 20 for c in (first, second)),
+                    "twenty pushes on each")
+        for client in (first, second):
+            data = [push["data"][0] for push in books_of(client, "ETH-USDT-SWAP")]
+            assert all(d["prevSeqId"] == previous["seqId"] for previous, d in zip(data, data[1:]))
+        seq_ids = [{push["data"][0]["seqId"] for push in books_of(c, "ETH-USDT-SWAP")[1:]} for c in (first, second)]
         assert len(seq_ids[0] & seq_ids[1]) >= 15
     simulate(scenario, venues=("okx",))
 
