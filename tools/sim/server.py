@@ -1,5 +1,5 @@
-"""`fh sim`: Binance, Coinbase Advanced Trade and Kraken v2 served on loopback, so the real venue
-workers run against it unmodified (only base URLs change).
+"""`fh sim`: Binance (spot, USD-M and COIN-M futures), Coinbase Advanced Trade, Kraken v2 and OKX v5
+public served on loopback, so the real venue workers run against it unmodified (only base URLs change).
 
 Each venue gets a WebSocket port (picows) and a REST port (plain HTTP/1.1), with the live paths and
 message shapes. Markets are synthetic (`Market` per venue and symbol, all following one reference
@@ -10,13 +10,19 @@ replayed frame by frame. Faults are injected per venue, on a schedule or on dema
 faults that wait for an occasion (a diff to drop, a REST request to refuse), those served.
 
 The synthetic venues are strict: they answer only the documented URL paths and message shapes
-(docs/exchange-protocols.md §1, §2.1, §3; docs/derivatives-protocols.md §4.1), refuse anything else
-with the venue's error or close code, and enforce the documented limits (`BinanceLimits`,
-`CoinbaseLimits`: constructor arguments, set from `fh sim --limit`). Every refusal is counted by
-reason, and every connection the server closes by the rule that closed it (`GET <rest>/_sim/stats`).
-Binance numbers its book updates, so its simulator keeps the top of each book for its last update
-ids (`GET <rest>/_sim/book?symbol=S&update_id=N`): what a client's valid book must equal.
-Only those rules close connections: a quiet symbol never does.
+(docs/exchange-protocols.md §1, §2.1, §3; docs/derivatives-protocols.md §1, §2, §4.1), refuse anything
+else with the venue's error or close code, and enforce the documented limits (`BinanceLimits`,
+`BinanceFuturesLimits`, `CoinbaseLimits`, `OkxLimits`: constructor arguments, set from `fh sim --limit`).
+Every refusal is counted by reason, and every connection the server closes by the rule that closed it
+(`GET <rest>/_sim/stats`). The three Binance deployments are one server with their differences as data
+(`BINANCE_APIS`: routes, stream names, REST paths, weights, metadata); the futures ones chain each
+depthUpdate to the last by `pu`. Binance numbers its book updates, so its simulator keeps the top of
+each book for its last update ids (`GET <rest>/_sim/book?symbol=S&update_id=N`): what a client's valid
+book must equal. Only those rules close connections: a quiet symbol never does, except on OKX, which
+documents closing a connection that had nothing pushed for 30 s (its clients ping).
+
+Perpetuals are each on one venue (`DEFAULT_INSTRUMENTS`): the NBBO adds sizes across venues, and
+COIN-M's and OKX's sizes are contracts, not base units.
 
 Per-IP limits count all of a venue's clients together: the simulator serves loopback, where every
 client has the same address (and picows' listener factory, which refuses connections at the
