@@ -65,7 +65,7 @@ FAULTS = {  # kind: what it does (arguments from the query string)
     "duplicate": "the next book diff of `symbol` is sent twice",
     "disconnect": "every connection is cut (TCP reset, no close frame)",
     "close": "server-initiated close (Binance sends serverShutdown first)",
-    "bad_checksum": "Kraken: the next book update of `symbol` carries a wrong checksum",
+    "bad_checksum": "Kraken, OKX: the next book update of `symbol` carries a wrong checksum",
     "malformed": "a truncated JSON frame is sent to every connection",
     "stall": "no data and no heartbeats for `seconds`",
     "burst": "the market runs at `rate` steps/s per symbol for `seconds`",
