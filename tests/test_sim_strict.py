@@ -22,8 +22,8 @@ from pipeline import FH, REPO, free_base_port
 from tools.cli import build_parser
 from feedhandler.venues import VENUES
 from feedhandler.venues.okx.simulator import checksum
-from tools.sim.server import (LIMITS, BinanceFuturesLimits, BinanceLimits, CoinbaseLimits, OkxLimits, Simulator,
-                              parse_limits)
+from tools.sim.server import (LIMITS, PORT_ORDER, BinanceFuturesLimits, BinanceLimits, CoinbaseLimits, OkxLimits,
+                              Simulator, parse_limits)
 
 
 def simulate(scenario, venues=("binance",), rate: float = 50.0, **limits) -> None:
@@ -755,6 +755,13 @@ def test_fh_sim_help_names_every_limit_with_its_documented_default(capsys):
     for venue, limits in LIMITS.items():
         for limit in dataclasses.fields(limits):
             assert f"{venue}.{limit.name} ({limit.default:g})" in text
+
+
+def test_fh_sim_names_the_venues_it_simulates_when_asked_for_another():
+    result = subprocess.run(FH + ["sim", "--venues", "okx,bitmex", "--duration", "1"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"no simulator for bitmex; known: {', '.join(PORT_ORDER)}" in result.stderr
 
 
 def test_fh_sim_runs_with_the_limits_given_on_its_command_line():

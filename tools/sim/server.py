@@ -1442,6 +1442,9 @@ class Simulator:
                   **kwargs) -> Simulator:
         """The synthetic venues, with the documented limits except where `limits` (per venue) says
         otherwise; `allow_crosses`: the venues' quotes may lock and cross each other (see `Reference`)."""
+        unknown = [venue for venue in venues if venue not in SIMS]
+        if unknown:
+            raise ValueError(f"no simulator for {', '.join(unknown)}; known: {', '.join(PORT_ORDER)}")
         rng = np.random.default_rng(seed)
         references = {}
         for venue in venues:
