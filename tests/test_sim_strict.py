@@ -580,6 +580,7 @@ def test_binance_coinm_serves_books_and_trades_on_one_stream_and_counts_contract
         depth, trades = "btcusd_perp@depth@100ms", "btcusd_perp@aggTrade"
         client = await connect(sim, "binance_coinm", f"/stream?streams={depth}/{trades}")
         await until(lambda: client.where(stream=depth) and client.where(stream=trades), "depth updates and aggTrades")
+        assert client.where(stream=depth)[0]["data"]["ps"] == "BTCUSD"
         _, _, info = await get(sim, "binance_coinm", "/dapi/v1/exchangeInfo")
         [instrument] = VENUES["binance_coinm"].parse_instruments("binance_coinm", json.loads(info))
         assert (instrument.symbol, instrument.contract_size, instrument.settle) == ("BTC-USD-PERP", 100, "BTC")

@@ -539,7 +539,6 @@ class BinanceApi:
     depth_weights: tuple[tuple[int, int], ...]  # limit up to -> weight; a larger limit gets the largest
     depth_limits: tuple[int, ...]  # the only limits taken (empty: any positive integer)
     default_limit: int
-    depth_names_pair: bool  # the depth answer adds `symbol` and `pair` (COIN-M)
     info_path: str
     info_weight: int
     exchange_info: Callable[[dict[str, Instrument]], dict]
@@ -558,17 +557,17 @@ BINANCE_APIS = {
         stream=re.compile(r"([a-z0-9]+)@(depth(?:@100ms)?|trade|aggTrade|bookTicker|depth(?:5|10|20)(?:@100ms)?)"),
         feeds={"depth": "depth", "depth@100ms": "depth", "trade": "trade"}, time_units=("MICROSECOND", "microsecond"),
         depth_path="/api/v3/depth", depth_weights=SNAPSHOT_WEIGHTS, depth_limits=(), default_limit=100,
-        depth_names_pair=False, info_path="/api/v3/exchangeInfo", info_weight=_BINANCE.instruments_weight,
+        info_path="/api/v3/exchangeInfo", info_weight=_BINANCE.instruments_weight,
         exchange_info=spot_exchange_info),
     # the 2026 split (§1.1): /public and /market; the retired unrouted path still carries /public's streams
     "binance_usdm": BinanceApi(
         routes=(("/public", FUTURES_PUBLIC), ("/market", re.compile(r"aggTrade|markPrice.*|forceOrder")),
                 ("", FUTURES_PUBLIC)),
-        stream=FUTURES_STREAM, feeds=FUTURES_FEEDS, time_units=(), depth_path="/fapi/v1/depth", depth_names_pair=False,
+        stream=FUTURES_STREAM, feeds=FUTURES_FEEDS, time_units=(), depth_path="/fapi/v1/depth",
         info_path="/fapi/v1/exchangeInfo", **FUTURES_REST),
     "binance_coinm": BinanceApi(
         routes=(("", ANY_KIND),), stream=FUTURES_STREAM, feeds=FUTURES_FEEDS, time_units=(),
-        depth_path="/dapi/v1/depth", depth_names_pair=True, info_path="/dapi/v1/exchangeInfo", **FUTURES_REST),
+        depth_path="/dapi/v1/depth", info_path="/dapi/v1/exchangeInfo", **FUTURES_REST),
 }
 
 
@@ -856,16 +855,7 @@ class BinanceSim(VenueSim):
             raise Refusal("rest_param", "Data sent for parameter 'limit' is not valid.", -1130)
         levels = min(int(limit), api.depth_weights[-1][0])
         weight = next(weight for top, weight in api.depth_weights if levels <= top)
-        return weight, lambda: self.depth(symbol, levels)
-
-    def depth(self, symbol: str, levels: int) -> bytes:
-        """The depth answer: the encoder's snapshot, with COIN-M's `symbol` and `pair`."""
-        body = self.encoders[symbol].snapshot(self.markets[symbol], time.time_ns(), depth=levels)
-        if not self.api.depth_names_pair:
-            return body
-        inst, snapshot = self.instruments[symbol], json.loads(body)
-        return compact_json({"lastUpdateId": snapshot.pop("lastUpdateId"), "symbol": symbol,
-                             "pair": f"{inst.base}{inst.quote}", **snapshot})
+        return weight, lambda: self.encoders[symbol].snapshot(self.markets[symbol], time.time_ns(), depth=levels)
 
     def over_budget(self, status: int, retry_after_s: float) -> Refusal:
         """-1003 TOO_MANY_REQUESTS, worded as errors.md words it for a 429 and for a 418 ban."""
