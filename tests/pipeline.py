@@ -19,7 +19,7 @@ from pathlib import Path
 
 from shm.reader import VenueReader
 from shm.segment import Segment, SegmentError
-from tools.sim.server import DEFAULT_INSTRUMENTS, PORT_ORDER
+from tools.sim.server import DEFAULT_INSTRUMENTS, PORT_ORDER, WS_PATHS
 
 REPO = Path(__file__).resolve().parent.parent
 FH = [sys.executable, "-m", "tools.cli"]
@@ -34,12 +34,12 @@ def warm_kernels() -> None:
 
 
 def free_base_port() -> int:
-    """A base port with the six ports after it free on loopback."""
+    """A base port with the two ports of every simulated venue free after it on loopback."""
     for _ in range(100):
-        base = random.randrange(20_000, 60_000, 8)
+        base = random.randrange(20_000, 60_000, 16)
         sockets = []
         try:
-            for port in range(base, base + 6):
+            for port in range(base, base + 2 * len(PORT_ORDER)):
                 s = socket.socket()
                 sockets.append(s)
                 s.bind(("127.0.0.1", port))
@@ -93,7 +93,7 @@ class Pipeline:
                  f'instrument_cache = "{self.workdir / "instruments"}"\n',
                  f'[aggregator]\nstale_ms = {stale_ms}\nidle = "backoff"\n']
         for k, venue in enumerate(PORT_ORDER):
-            path = "/v2" if venue == "kraken" else ""
+            path = WS_PATHS.get(venue, "")
             lines.append(f'[venues.{venue}]\nsymbols = {json.dumps(VENUE_SYMBOLS[venue])}\n'
                          f'ws_url = "ws://127.0.0.1:{self.base + 2 * k}{path}"\n'
                          f'rest_url = "http://127.0.0.1:{self.base + 2 * k + 1}"\nstale_after_s = {stale_after_s}\n'

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from feedhandler.instruments import FUTURE, PERPETUAL, SPOT, Instrument
+from feedhandler.config import parse_config
 from feedhandler.sync import SyncState
 from feedhandler.venues import by_cryptofeed
 from feedhandler.venues.okx import OkxFeed
@@ -15,6 +16,7 @@ from shm.layout import Side
 from shm.reader import StatusEvent, TradeEvent
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
+from tools.plan import plan
 from tools.replay import replay
 
 BTC = Instrument("okx", "BTC-USDT", "BTC", "USDT", 1, 8)
@@ -206,3 +208,14 @@ def test_real_recording_verifies_all_290_checksums(captures, tmp_path, shm_prefi
     assert all(book["checksum_fail"] == 0 and book["valid"] and book["crossed"] == 0
                for book in summary["books"].values())
     assert summary["decode_errors"] == 0
+
+
+def test_a_perpetual_is_listed_by_the_swap_instruments_and_subscribed_by_its_swap_name(tmp_path):
+    """OKX lists spot, swaps and futures apart (§2.9): a worker asks for the list of its symbols'
+    market, and without metadata a plan names a perpetual as OKX does (BASE-QUOTE-SWAP)."""
+    config = parse_config({"run": {"instrument_cache": str(tmp_path)},
+                           "venues": {"okx": {"symbols": ["ETH-USDT-PERP"]}}})
+    okx = plan(config)["venues"]["okx"]
+    assert okx["books"] == {"ETH-USDT-PERP": "ETH-USDT-SWAP"} and okx["connections"][0]["books"] == ["ETH-USDT-SWAP"]
+    assert [r["url"] for r in okx["rest"]["startup"]] == ["https://www.okx.com/api/v5/public/instruments?instType=SWAP"]
+    assert config.venues["okx"].book_depth == 400  # the books channel's one depth

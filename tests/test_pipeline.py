@@ -102,7 +102,10 @@ def recovers(pipeline: Pipeline) -> None:
 
 def test_every_venue_book_and_the_nbbo_become_valid(pipeline):
     with NbboReader(prefix=pipeline.prefix) as nbbo:
-        assert sorted(i.symbol for i in nbbo.instruments) == ["BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT"]
+        assert sorted(i.symbol for i in nbbo.instruments) == [
+            "BTC-USD", "BTC-USD-PERP", "BTC-USDT", "BTC-USDT-PERP", "ETH-USD", "ETH-USDT", "ETH-USDT-PERP"]
+        assert [set(nbbo.included(symbol)) for symbol in ("BTC-USDT-PERP", "BTC-USD-PERP", "ETH-USDT-PERP")] == [
+            {"binance_usdm"}, {"binance_coinm"}, {"okx"}]  # a perpetual's sizes are contracts on COIN-M and OKX
         quote = nbbo.quote("BTC-USDT")
         assert set(nbbo.included("BTC-USDT")) == {"binance", "coinbase", "kraken"}
         assert quote.bid_px > 0 and quote.ask_px > 0 and quote.bid_qty > 0 and quote.ask_qty > 0
@@ -121,6 +124,26 @@ def test_binance_dropped_diff_is_a_gap_that_resyncs_and_leaves_then_rejoins_the_
     events.nbbo_status(Status.VENUE_RESTORED, "BTC-USDT")
     events.close()
     after = counters(pipeline, "binance")
+    assert after["gaps"] == before["gaps"] + 1 and after["resyncs"] == before["resyncs"] + 1
+    recovers(pipeline)
+
+
+@pytest.mark.parametrize("venue, symbol, wire", [("binance_usdm", "BTC-USDT-PERP", "BTCUSDT"),
+                                                 ("binance_coinm", "BTC-USD-PERP", "BTCUSD_PERP"),
+                                                 ("okx", "ETH-USDT-PERP", "ETH-USDT-SWAP")])
+def test_a_dropped_perpetual_update_breaks_its_chain_and_the_book_resyncs(pipeline, venue, symbol, wire):
+    """Binance futures: the next diff's pu is not the last u (a REST resync); OKX: the next update's
+    prevSeqId is not the last seqId (a resubscribe for a fresh snapshot)."""
+    before = counters(pipeline, venue)
+    events = Events(pipeline, venue)
+    pipeline.fault(venue, "drop", symbol=wire)
+    events.book_status(Status.GAP, symbol)
+    excluded = events.nbbo_status(Status.VENUE_EXCLUDED, symbol)
+    assert excluded[0].reason == Reason.SEQUENCE_GAP
+    events.book_status(Status.BOOK_VALID, symbol)
+    events.nbbo_status(Status.VENUE_RESTORED, symbol)
+    events.close()
+    after = counters(pipeline, venue)
     assert after["gaps"] == before["gaps"] + 1 and after["resyncs"] == before["resyncs"] + 1
     recovers(pipeline)
 
@@ -314,7 +337,7 @@ def test_run_prints_the_make_run_summary_and_its_captures_replay_to_the_same_boo
     assert short.run.returncode == 0  # every venue had a valid book
     assert set(summary) == {"duration_s", "venues", "nbbo_updates", "symbols", "sinks"} and summary["sinks"] == {}
     assert summary["duration_s"] >= 3 and summary["nbbo_updates"] > 0
-    assert summary["symbols"] == ["BTC-USD", "BTC-USDT", "ETH-USD", "ETH-USDT"]
+    assert summary["symbols"] == sorted({symbol for symbols in VENUE_SYMBOLS.values() for symbol in symbols})
     for venue, figures in summary["venues"].items():
         assert figures["books"] == len(VENUE_SYMBOLS[venue]) and figures["frames"] > 0
         assert set(figures) == {"frames", "valid_books", "books", "book_updates", "gaps", "resyncs"}

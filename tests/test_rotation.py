@@ -55,7 +55,7 @@ def test_rotations_keep_every_book_valid_without_a_snapshot(rotating):
     assert closed_by_sim == {}  # no lifetime cut, no pong timeout, no rate close: the worker rotated first
     live = last_books(rotating.prefix, "binance")
     snapshots, connects = 0, 0
-    paths = sorted(str(p) for p in (rotating.workdir / "captures").glob("binance*"))
+    paths = sorted(str(p) for p in (rotating.workdir / "captures").glob("binance-*"))  # not binance_usdm-...
     for path in paths:
         for frame in CaptureReader(path).frames():
             connects += frame.kind == FrameKind.CONNECT

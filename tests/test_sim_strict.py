@@ -20,7 +20,10 @@ from picows import WSCloseCode, WSHandshakeError, WSListener, WSMsgType, WSTrans
 
 from pipeline import FH, REPO, free_base_port
 from tools.cli import build_parser
-from tools.sim.server import LIMITS, BinanceLimits, CoinbaseLimits, Simulator, parse_limits
+from feedhandler.venues import VENUES
+from feedhandler.venues.okx.simulator import checksum
+from tools.sim.server import (LIMITS, PORT_ORDER, BinanceFuturesLimits, BinanceLimits, CoinbaseLimits, OkxLimits,
+                              Simulator, parse_limits)
 
 
 def simulate(scenario, venues=("binance",), rate: float = 50.0, **limits) -> None:
@@ -112,6 +115,13 @@ def test_simulator_urls_are_the_bases_the_workers_append_their_paths_to():
     assert urls["binance"] == {"ws_url": "ws://127.0.0.1:20000", "rest_url": "http://127.0.0.1:20001"}
     assert urls["coinbase"]["ws_url"] == "ws://127.0.0.1:20002"
     assert urls["kraken"]["ws_url"] == "ws://127.0.0.1:20004/v2"
+
+
+def test_simulator_serves_the_derivatives_venues_after_the_spot_ones_with_okx_on_its_public_path():
+    urls = Simulator.synthetic(["binance_usdm", "binance_coinm", "okx"], base_port=20000).urls()
+    assert urls["binance_usdm"] == {"ws_url": "ws://127.0.0.1:20006", "rest_url": "http://127.0.0.1:20007"}
+    assert urls["binance_coinm"]["ws_url"] == "ws://127.0.0.1:20008"
+    assert urls["okx"] == {"ws_url": "ws://127.0.0.1:20010/ws/v5/public", "rest_url": "http://127.0.0.1:20011"}
 
 
 # ---------------------------------------------------------------- Binance: URL forms and streams
@@ -474,6 +484,261 @@ def test_kraken_ping_gets_a_pong_with_its_req_id_and_times():
     simulate(scenario, venues=("kraken",))
 
 
+# ---------------------------------------------------------------- Binance USD-M and COIN-M futures
+
+def test_binance_usdm_serves_depth_on_the_public_route_and_agg_trades_on_the_market_route():
+    async def scenario(sim):
+        public = await connect(sim, "binance_usdm", "/public/stream?streams=btcusdt@depth@100ms")
+        market = await connect(sim, "binance_usdm", "/market/ws/btcusdt@aggTrade")
+        await until(lambda: public.messages and market.messages, "a depth update and an aggTrade")
+        assert public.messages[0]["stream"] == "btcusdt@depth@100ms"
+        assert {"E", "T", "U", "u", "pu"} <= public.messages[0]["data"].keys()
+        assert market.messages[0]["e"] == "aggTrade" and {"a", "f", "l", "T", "m"} <= market.messages[0].keys()
+    simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_usdm_chains_each_depth_update_to_the_last_by_pu():
+    async def scenario(sim):
+        client = await connect(sim, "binance_usdm", "/public/ws/btcusdt@depth@100ms")
+        await until(lambda: len(client.messages) >= 20, "twenty depth updates")
+        events = client.messages[:20]
+        assert all(event["pu"] == previous["u"] for previous, event in zip(events, events[1:]))
+    simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_usdm_acks_a_stream_of_the_other_route_but_never_sends_it_and_counts_it():
+    async def scenario(sim):
+        wrong = await connect(sim, "binance_usdm", "/public/ws")
+        wrong.send({"method": "SUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 1})
+        await until(lambda: wrong.where(result=None, id=1), "the acknowledgement")
+        right = await connect(sim, "binance_usdm", "/market/ws/btcusdt@aggTrade")
+        await until(lambda: len(right.messages) >= 5, "five aggTrades on the market route")
+        assert wrong.messages == [{"result": None, "id": 1}]
+        assert (await stats(sim, "binance_usdm"))["rejected"] == {"wrong_route": 1}
+    simulate(scenario, venues=("binance_usdm",))
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/fstream/stream?streams=btcusdt@depth", 404),
+    ("/public/stream?streams=btcusdt@trade", 400),  # @trade is not documented on futures
+    ("/public/stream?streams=btcusdt@depth&timeUnit=MICROSECOND", 400),  # documented for spot only
+    ("/market/stream?streams=BTCUSDT@aggTrade", 400),
+])
+def test_binance_usdm_refuses_an_undocumented_path_stream_or_parameter(path, status):
+    async def scenario(sim):
+        assert await refused(sim, "binance_usdm", path) == status
+        assert sum((await stats(sim, "binance_usdm"))["rejected"].values()) == 1
+    simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_usdm_rest_weighs_depth_by_the_futures_table_and_takes_only_its_limits():
+    async def scenario(sim):
+        used = []
+        for target in ("/fapi/v1/depth?symbol=BTCUSDT&limit=50", "/fapi/v1/depth?symbol=BTCUSDT&limit=100",
+                       "/fapi/v1/depth?symbol=BTCUSDT&limit=1000", "/fapi/v1/depth?symbol=BTCUSDT",
+                       "/fapi/v1/exchangeInfo", "/fapi/v1/depth?symbol=BTCUSDT&limit=5000",
+                       "/fapi/v1/depth?symbol=BTCUSDT&limit=99", "/api/v3/depth?symbol=BTCUSDT&limit=100"):
+            status, headers, _ = await get(sim, "binance_usdm", target)
+            used.append((status, int(headers["X-MBX-USED-WEIGHT-1M"])))
+        assert used == [(200, 2), (200, 7), (200, 27), (200, 37), (200, 38), (400, 38), (400, 38), (404, 38)]
+        assert (await stats(sim, "binance_usdm"))["rejected"] == {"rest_param": 2, "rest_path": 1}
+        body = json.loads((await get(sim, "binance_usdm", "/fapi/v1/depth?symbol=BTCUSDT&limit=5"))[2])
+        assert set(body) == {"lastUpdateId", "E", "T", "bids", "asks"} and len(body["bids"]) == 5
+    simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_usdm_exchange_info_lists_perpetuals_with_their_filters():
+    async def scenario(sim):
+        status, _, body = await get(sim, "binance_usdm", "/fapi/v1/exchangeInfo")
+        entry = json.loads(body)["symbols"][0]
+        assert (status, entry["contractType"], entry["marginAsset"]) == (200, "PERPETUAL", "USDT")
+        [instrument] = VENUES["binance_usdm"].parse_instruments("binance_usdm", json.loads(body))
+        assert (instrument.symbol, str(instrument.tick), str(instrument.lot)) == ("BTC-USDT-PERP", "0.1", "0.001")
+    simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_usdm_closes_a_connection_sending_more_than_10_messages_a_second():
+    async def scenario(sim):
+        client = await connect(sim, "binance_usdm", "/public/ws")
+        for k in range(11):
+            client.send({"method": "LIST_SUBSCRIPTIONS", "id": k})
+        await until(lambda: client.disconnected, "the close")
+        assert client.close_code == WSCloseCode.POLICY_VIOLATION and len(client.where(result=[])) == 10
+    simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_usdm_refuses_more_than_its_streams_per_connection():
+    async def scenario(sim):
+        assert await refused(sim, "binance_usdm", "/public/stream?streams=btcusdt@depth/btcusdt@bookTicker") == 400
+        assert (await stats(sim, "binance_usdm"))["rejected"] == {"too_many_streams": 1}
+    simulate(scenario, venues=("binance_usdm",), binance_usdm=BinanceFuturesLimits(streams_per_connection=1))
+
+
+def test_binance_coinm_serves_books_and_trades_on_one_stream_and_counts_contracts():
+    async def scenario(sim):
+        assert await refused(sim, "binance_coinm", "/public/stream?streams=btcusd_perp@depth") == 404
+        depth, trades = "btcusd_perp@depth@100ms", "btcusd_perp@aggTrade"
+        client = await connect(sim, "binance_coinm", f"/stream?streams={depth}/{trades}")
+        await until(lambda: client.where(stream=depth) and client.where(stream=trades), "depth updates and aggTrades")
+        assert client.where(stream=depth)[0]["data"]["ps"] == "BTCUSD"
+        _, _, info = await get(sim, "binance_coinm", "/dapi/v1/exchangeInfo")
+        [instrument] = VENUES["binance_coinm"].parse_instruments("binance_coinm", json.loads(info))
+        assert (instrument.symbol, instrument.contract_size, instrument.settle) == ("BTC-USD-PERP", 100, "BTC")
+        book = json.loads((await get(sim, "binance_coinm", "/dapi/v1/depth?symbol=BTCUSD_PERP&limit=10"))[2])
+        assert (book["symbol"], book["pair"], len(book["asks"])) == ("BTCUSD_PERP", "BTCUSD", 10)
+        assert (await get(sim, "binance_coinm", "/fapi/v1/depth?symbol=BTCUSD_PERP"))[0] == 404
+    simulate(scenario, venues=("binance_coinm",))
+
+
+# ---------------------------------------------------------------- OKX v5 public
+
+def books_of(client: Client, inst: str) -> list:
+    return [m for m in client.messages if isinstance(m, dict) and m.get("arg") == {"channel": "books", "instId": inst}
+            and "data" in m]
+
+
+def test_okx_answers_only_the_public_path():
+    async def scenario(sim):
+        assert await refused(sim, "okx", "/ws/v5/business") == 404
+        assert (await stats(sim, "okx"))["rejected"] == {"path": 1}
+    simulate(scenario, venues=("okx",))
+
+
+def test_okx_acks_each_arg_then_sends_the_snapshot_then_updates_chained_by_seq_id_with_the_top_25_checksum():
+    async def scenario(sim):
+        client = await connect(sim, "okx", "/ws/v5/public")
+        client.send({"id": "7", "op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"},
+                                                            {"channel": "trades", "instId": "ETH-USDT-SWAP"}]})
+        await until(lambda: len(books_of(client, "ETH-USDT-SWAP")) >= 10 and client.where(arg={
+            "channel": "trades", "instId": "ETH-USDT-SWAP"}, event=None), "a snapshot, updates and a trade")
+        acks = client.where(event="subscribe")
+        assert [ack["arg"]["channel"] for ack in acks] == ["books", "trades"]
+        assert all(ack["id"] == "7" and ack["connId"] for ack in acks)
+        pushes = books_of(client, "ETH-USDT-SWAP")
+        assert client.messages.index(acks[0]) < client.messages.index(pushes[0])
+        assert [push["action"] for push in pushes[:3]] == ["snapshot", "update", "update"]
+        data = [push["data"][0] for push in pushes]
+        assert data[0]["prevSeqId"] == -1
+        assert all(d["prevSeqId"] == previous["seqId"] for previous, d in zip(data, data[1:]))
+        snapshot = data[0]
+        assert snapshot["checksum"] == checksum(*([tuple(level[:2]) for level in snapshot[side][:25]]
+                                                  for side in ("bids", "asks")))
+    simulate(scenario, venues=("okx",))
+
+
+def test_okx_connections_on_one_instrument_share_its_seq_ids_and_a_new_subscriber_breaks_no_chain():
+    async def scenario(sim):
+        first, second = [await connect(sim, "okx", "/ws/v5/public") for _ in range(2)]
+        first.send({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]})
+        await until(lambda: len(books_of(first, "ETH-USDT-SWAP")) >= 5, "five pushes on the first")
+        second.send({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]})
+        await until(lambda: all(len(books_of(c, "ETH-USDT-SWAP")) >= 20 for c in (first, second)),
+                    "twenty pushes on each")
+        for client in (first, second):
+            data = [push["data"][0] for push in books_of(client, "ETH-USDT-SWAP")]
+            assert all(d["prevSeqId"] == previous["seqId"] for previous, d in zip(data, data[1:]))
+        seq_ids = [{push["data"][0]["seqId"] for push in books_of(c, "ETH-USDT-SWAP")[1:]} for c in (first, second)]
+        assert len(seq_ids[0] & seq_ids[1]) >= 15
+    simulate(scenario, venues=("okx",))
+
+
+@pytest.mark.parametrize("request_", [
+    {"op": "subscribe", "args": {"channel": "books", "instId": "ETH-USDT-SWAP"}},
+    {"op": "subscribe", "args": []},
+    {"op": "sub", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]},
+    {"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP", "depth": 5}]},
+    {"op": "subscribe", "args": [{"channel": "books"}]},
+    {"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}], "id": "not-alphanumeric"},
+    {"method": "subscribe", "params": ["books"]},
+    "not json",
+])
+def test_okx_answers_a_malformed_request_with_one_error_60012_and_subscribes_nothing(request_):
+    async def scenario(sim):
+        client = await connect(sim, "okx", "/ws/v5/public")
+        client.send(request_.encode() if isinstance(request_, str) else request_)
+        error = (await until(lambda: client.where(event="error"), "the error"))[0]
+        assert error["code"] == "60012" and error["msg"].startswith("Invalid request") and error["connId"]
+        assert (await stats(sim, "okx"))["rejected"] == {"bad_request": 1} and not client.where(event="subscribe")
+    simulate(scenario, venues=("okx",))
+
+
+def test_okx_refuses_an_unknown_channel_or_instrument_per_arg_and_subscribes_the_others():
+    async def scenario(sim):
+        client = await connect(sim, "okx", "/ws/v5/public")
+        client.send({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT"},
+                                                 {"channel": "books7", "instId": "ETH-USDT-SWAP"},
+                                                 {"channel": "trades", "instId": "ETH-USDT-SWAP"}]})
+        await until(lambda: len(client.where(event="error")) == 2 and client.where(event="subscribe"), "three answers")
+        assert {error["code"] for error in client.where(event="error")} == {"60018"}
+        assert client.where(event="subscribe")[0]["arg"] == {"channel": "trades", "instId": "ETH-USDT-SWAP"}
+        assert (await stats(sim, "okx"))["rejected"] == {"unknown_channel": 2}
+    simulate(scenario, venues=("okx",))
+
+
+def test_okx_answers_the_text_ping_with_the_text_pong():
+    async def scenario(sim):
+        pongs = []
+        client = await connect(sim, "okx", "/ws/v5/public")
+        client.on_ws_frame = lambda transport, frame: pongs.append(frame.get_payload_as_bytes())
+        client.transport.send(WSMsgType.TEXT, b"ping")
+        assert (await until(lambda: pongs, "the pong")) == [b"pong"]
+    simulate(scenario, venues=("okx",))
+
+
+def test_okx_closes_a_connection_with_nothing_subscribed_for_its_idle_time():
+    async def scenario(sim):
+        subscribed = await connect(sim, "okx", "/ws/v5/public")
+        subscribed.send({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]})
+        bare = await connect(sim, "okx", "/ws/v5/public")
+        await until(lambda: bare.disconnected, "the idle close", timeout_s=5)
+        assert not subscribed.disconnected and (await stats(sim, "okx"))["closed"] == {"idle": 1}
+    simulate(scenario, venues=("okx",), okx=OkxLimits(idle_s=0.5))
+
+
+def test_okx_refuses_subscribe_requests_over_the_hourly_budget_with_60014():
+    async def scenario(sim):
+        client = await connect(sim, "okx", "/ws/v5/public")
+        for _ in range(3):
+            client.send({"op": "subscribe", "args": [{"channel": "trades", "instId": "ETH-USDT-SWAP"}]})
+        await until(lambda: len(client.where(event="subscribe")) == 2 and client.where(event="error"), "the refusal")
+        assert client.where(event="error")[0]["code"] == "60014"
+        assert (await stats(sim, "okx"))["rejected"] == {"request_rate": 1}
+    simulate(scenario, venues=("okx",), okx=OkxLimits(requests_per_hour=2))
+
+
+def test_okx_refuses_a_fourth_connection_in_a_second_with_429():
+    async def scenario(sim):
+        for _ in range(3):
+            await connect(sim, "okx", "/ws/v5/public")
+        assert await refused(sim, "okx", "/ws/v5/public") == 429
+        assert (await stats(sim, "okx"))["rejected"] == {"connection_rate": 1}
+    simulate(scenario, venues=("okx",))
+
+
+def test_okx_lists_instruments_by_inst_type_and_refuses_a_request_without_one():
+    async def scenario(sim):
+        status, _, body = await get(sim, "okx", "/api/v5/public/instruments?instType=SWAP")
+        [instrument] = VENUES["okx"].parse_instruments("okx", json.loads(body))
+        assert (status, instrument.symbol, str(instrument.contract_size)) == (200, "ETH-USDT-PERP", "0.1")
+        assert json.loads((await get(sim, "okx", "/api/v5/public/instruments?instType=SPOT"))[2])["data"] == []
+        status, _, body = await get(sim, "okx", "/api/v5/public/instruments")
+        assert (status, json.loads(body)["code"]) == (400, "50014")
+        status, _, body = await get(sim, "okx", "/api/v5/public/instruments?instType=PERP")
+        assert (status, json.loads(body)["code"]) == (400, "51000")
+        assert (await get(sim, "okx", "/api/v5/market/books?instId=ETH-USDT-SWAP"))[0] == 404
+        assert (await stats(sim, "okx"))["rejected"] == {"rest_param": 2, "rest_path": 1}
+    simulate(scenario, venues=("okx",))
+
+
+def test_okx_instruments_over_the_rate_get_429_with_50011():
+    async def scenario(sim):
+        answers = [await get(sim, "okx", "/api/v5/public/instruments?instType=SWAP") for _ in range(3)]
+        assert [status for status, _, _ in answers] == [200, 200, 429]
+        assert json.loads(answers[2][2])["code"] == "50011"
+        assert (await get(sim, "okx", "/api/v5/public/instruments?instType=SPOT"))[0] == 200  # per instType
+    simulate(scenario, venues=("okx",), okx=OkxLimits(instruments_per_2s=2))
+
+
 # ---------------------------------------------------------------- fh sim --limit
 
 def test_fh_sim_limit_sets_a_venue_limit_by_name():
@@ -491,6 +756,13 @@ def test_fh_sim_help_names_every_limit_with_its_documented_default(capsys):
     for venue, limits in LIMITS.items():
         for limit in dataclasses.fields(limits):
             assert f"{venue}.{limit.name} ({limit.default:g})" in text
+
+
+def test_fh_sim_names_the_venues_it_simulates_when_asked_for_another():
+    result = subprocess.run(FH + ["sim", "--venues", "okx,bitmex", "--duration", "1"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"no simulator for bitmex; known: {', '.join(PORT_ORDER)}" in result.stderr
 
 
 def test_fh_sim_runs_with_the_limits_given_on_its_command_line():

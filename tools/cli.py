@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=_replay, title="fh replay")
 
     sim = commands.add_parser("sim", help="the venues' WebSocket and REST protocols on loopback, with faults")
-    sim.add_argument("--venues", default="binance,coinbase,kraken", help="comma-separated (default all three)")
+    sim.add_argument("--venues", default="binance,coinbase,kraken,binance_usdm,binance_coinm,okx",
+                     help="comma-separated (default all six)")
     sim.add_argument("--rate", type=float, default=20.0, help="market steps per second per symbol")
     sim.add_argument("--port", type=int, default=18700, help="first port: venue k gets WS 2k, REST 2k+1")
     sim.add_argument("--seed", type=int, default=7)
@@ -288,7 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "binance.connections_window_s (300), binance.weight_per_window (6000), "
                           "binance.weight_window_s (60), binance.ban_s (120), coinbase.subscribe_deadline_s (5), "
                           "coinbase.messages_per_s (8), coinbase.connections_per_s (8), "
-                          "coinbase.level2_per_connection (16)")
+                          "coinbase.level2_per_connection (16), okx.connections_per_s (3), "
+                          "okx.requests_per_hour (480), okx.idle_s (30), okx.instruments_per_2s (20); the futures "
+                          "venues binance_usdm and binance_coinm take binance's names, with their own defaults: "
+                          "binance_usdm.lifetime_s (86400), binance_usdm.ping_every_s (180), "
+                          "binance_usdm.pong_timeout_s (600), binance_usdm.messages_per_s (10), "
+                          "binance_usdm.streams_per_connection (200), binance_usdm.connections_per_window (300), "
+                          "binance_usdm.connections_window_s (300), binance_usdm.weight_per_window (2400), "
+                          "binance_usdm.weight_window_s (60), binance_usdm.ban_s (120), "
+                          "binance_coinm.lifetime_s (86400), binance_coinm.ping_every_s (180), "
+                          "binance_coinm.pong_timeout_s (600), binance_coinm.messages_per_s (10), "
+                          "binance_coinm.streams_per_connection (200), binance_coinm.connections_per_window (300), "
+                          "binance_coinm.connections_window_s (300), binance_coinm.weight_per_window (2400), "
+                          "binance_coinm.weight_window_s (60), binance_coinm.ban_s (120)")
     sim.add_argument("--allow-crosses", action="store_true",
                      help="let a venue quote through another venue's touch, so the NBBO locks and crosses (by "
                           "default none does, as arbitrage keeps live venues from it)")

@@ -25,10 +25,11 @@ def _instruments(venue: Venue, config: VenueConfig, cache: InstrumentCache) -> t
     if cached is not None:
         instruments, source = cached[0], "instrument cache"
     else:
-        instruments = [Instrument(venue.name, venue.symbol_form.format(base=base, quote=quote), base, quote, 0, 0,
-                                  market=market)  # a future's date is in no naming form: metadata only
+        instruments = [Instrument(venue.name, venue.symbol_form_of(market).format(base=base, quote=quote), base,
+                                  quote, 0, 0, market=market)  # a future's date is in no naming form: metadata only
                        for base, quote, market in map(split_symbol, config.symbols) if market != FUTURE]
-        source = f"naming form {venue.symbol_form} (no cached metadata)"
+        forms = sorted({venue.symbol_form_of(split_symbol(s)[2]) for s in config.symbols} - {""})
+        source = f"naming form {', '.join(forms)} (no cached metadata)"
     by_symbol = {i.symbol: i for i in venue.protocol.wire_instruments(instruments, config.ws_url)}
     return [by_symbol[s] for s in config.symbols if s in by_symbol], source
 
@@ -72,8 +73,8 @@ def venue_plan(config: VenueConfig, cache: InstrumentCache) -> dict:
                    "connections": f"{limits.connections.count} per {limits.connections.per_s:g} s per "
                                   f"{limits.connections.scope}"},
         "rest": {
-            "startup": [{"method": "GET", "url": venue.instruments_url(config.rest_url),
-                         "weight": limits.instruments_weight}] + rest_snapshots,
+            "startup": [{"method": "GET", "url": url, "weight": limits.instruments_weight} for url in sorted(
+                {venue.instruments_url(config.rest_url, split_symbol(s)[2]) for s in config.symbols})] + rest_snapshots,
             "resync": rest_snapshots,
         },
         "resync_messages": [] if rest_snapshots else [

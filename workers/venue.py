@@ -39,7 +39,7 @@ from feedhandler.capture import FrameKind, RotatingCaptureWriter, rest_payload
 from feedhandler.config import RunConfig, VenueConfig
 from feedhandler.feed import HAND_OVER, HANDED_OVER, VenueFeed
 from feedhandler.instrument_cache import DEFAULT_DIRECTORY, InstrumentCache, InstrumentCacheError, parse_metadata
-from feedhandler.instruments import Instrument
+from feedhandler.instruments import Instrument, split_symbol
 from feedhandler.publish import VENUE_HOPS
 from feedhandler.sync import SyncState
 from feedhandler.venues import VENUES
@@ -163,8 +163,13 @@ class VenueWorker:
     async def _instruments(self) -> list[Instrument]:
         """The configured symbols' instruments, named as the WebSocket names them: from the venue's
         metadata endpoint (kept in the cache and the capture), else from the cache; unknown symbols
-        fail the start."""
-        url = self.venue.instruments_url(self.config.rest_url)
+        fail the start. A venue that lists markets apart (spot, swaps, futures) is asked for the
+        configured symbols' market: one market per venue section."""
+        urls = {self.venue.instruments_url(self.config.rest_url, split_symbol(s)[2]) for s in self.config.symbols}
+        if len(urls) > 1:
+            raise WorkerError(f"venues.{self.name}.symbols: {self.name} lists their markets apart "
+                              f"({', '.join(sorted(urls))}); configure symbols of one market")
+        url = urls.pop()
         cache = InstrumentCache(self.run_config.instrument_cache or DEFAULT_DIRECTORY)
         try:
             response = await self.rest.get(url, weight=self.venue.limits.instruments_weight)

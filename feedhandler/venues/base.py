@@ -189,6 +189,8 @@ class Venue:
     symbol_form: str  # how the venue's metadata names a pair, e.g. "{base}{quote}" (plans without metadata)
     notes: str = ""
     cryptofeed: str = ""  # cryptofeed's exchange id, for importing its recordings ("" for none)
+    markets: tuple[tuple[str, str, str], ...] = ()  # (market, metadata path, naming form) where a venue lists
+    # and names a market apart from the others (OKX: swaps and futures); else instruments_path and symbol_form
 
     def variant(self, name: str, ws_url: str, rest_url: str, notes: str = "", cryptofeed: str = "",
                 **limits: Any) -> Venue:
@@ -196,8 +198,15 @@ class Venue:
         return replace(self, name=name, ws_url=ws_url, rest_url=rest_url, notes=notes, cryptofeed=cryptofeed,
                        limits=replace(self.limits, **limits) if limits else self.limits)
 
-    def instruments_url(self, rest_url: str | None = None) -> str:
-        return (rest_url or self.rest_url).rstrip("/") + self.instruments_path
+    def instruments_url(self, rest_url: str | None = None, market: str = "") -> str:
+        """The metadata URL that lists `market` (spot, perpetual, future): instruments_path unless the
+        venue lists that market apart (`markets`)."""
+        path = next((path for kind, path, _ in self.markets if kind == market), self.instruments_path)
+        return (rest_url or self.rest_url).rstrip("/") + path
+
+    def symbol_form_of(self, market: str) -> str:
+        """How the venue names a pair of `market`: symbol_form unless it names that market apart."""
+        return next((form for kind, _, form in self.markets if kind == market), self.symbol_form)
 
     def plan(self, symbols: tuple[str, ...], options: PlanOptions) -> list[ConnectionPlan]:
         return self.protocol.connections(self, symbols, options)

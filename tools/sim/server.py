@@ -1,5 +1,5 @@
-"""`fh sim`: Binance, Coinbase Advanced Trade and Kraken v2 served on loopback, so the real venue
-workers run against it unmodified (only base URLs change).
+"""`fh sim`: Binance (spot, USD-M and COIN-M futures), Coinbase Advanced Trade, Kraken v2 and OKX v5
+public served on loopback, so the real venue workers run against it unmodified (only base URLs change).
 
 Each venue gets a WebSocket port (picows) and a REST port (plain HTTP/1.1), with the live paths and
 message shapes. Markets are synthetic (`Market` per venue and symbol, all following one reference
@@ -10,13 +10,19 @@ replayed frame by frame. Faults are injected per venue, on a schedule or on dema
 faults that wait for an occasion (a diff to drop, a REST request to refuse), those served.
 
 The synthetic venues are strict: they answer only the documented URL paths and message shapes
-(docs/exchange-protocols.md §1, §2.1, §3; docs/derivatives-protocols.md §4.1), refuse anything else
-with the venue's error or close code, and enforce the documented limits (`BinanceLimits`,
-`CoinbaseLimits`: constructor arguments, set from `fh sim --limit`). Every refusal is counted by
-reason, and every connection the server closes by the rule that closed it (`GET <rest>/_sim/stats`).
-Binance numbers its book updates, so its simulator keeps the top of each book for its last update
-ids (`GET <rest>/_sim/book?symbol=S&update_id=N`): what a client's valid book must equal.
-Only those rules close connections: a quiet symbol never does.
+(docs/exchange-protocols.md §1, §2.1, §3; docs/derivatives-protocols.md §1, §2, §4.1), refuse anything
+else with the venue's error or close code, and enforce the documented limits (`BinanceLimits`,
+`BinanceFuturesLimits`, `CoinbaseLimits`, `OkxLimits`: constructor arguments, set from `fh sim --limit`).
+Every refusal is counted by reason, and every connection the server closes by the rule that closed it
+(`GET <rest>/_sim/stats`). The three Binance deployments are one server with their differences as data
+(`BINANCE_APIS`: routes, stream names, REST paths, weights, metadata); the futures ones chain each
+depthUpdate to the last by `pu`. Binance numbers its book updates, so its simulator keeps the top of
+each book for its last update ids (`GET <rest>/_sim/book?symbol=S&update_id=N`): what a client's valid
+book must equal. Only those rules close connections: a quiet symbol never does, except on OKX, which
+documents closing a connection that had nothing pushed for 30 s (its clients ping).
+
+Perpetuals are each on one venue (`DEFAULT_INSTRUMENTS`): the NBBO adds sizes across venues, and
+COIN-M's and OKX's sizes are contracts, not base units.
 
 Per-IP limits count all of a venue's clients together: the simulator serves loopback, where every
 client has the same address (and picows' listener factory, which refuses connections at the
@@ -34,6 +40,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
 
@@ -42,22 +49,23 @@ from picows import (WSCloseCode, WSListener, WSMsgType, WSTransport, WSUpgradeRe
                     ws_create_server)
 
 from feedhandler.capture import CaptureReader, FrameKind, split_rest
-from feedhandler.instruments import Instrument
+from feedhandler.instruments import FUTURE, PERPETUAL, SPOT, Instrument
 from feedhandler.sim_market import ASK, BID, Market
 from feedhandler.venues import VENUES
-from feedhandler.venues.binance import BinanceEncoder
 from feedhandler.venues.binance.protocol import SNAPSHOT_WEIGHTS
+from feedhandler.venues.binance_usdm.protocol import SNAPSHOT_WEIGHTS as FUTURES_SNAPSHOT_WEIGHTS
 from feedhandler.venues.coinbase import CoinbaseAdvancedEncoder
 from feedhandler.venues.base import compact_json
 from feedhandler.venues.encoding import rfc3339
 from feedhandler.venues.kraken import KrakenV2Encoder
+from feedhandler.venues.okx import OkxEncoder
 
 FAULTS = {  # kind: what it does (arguments from the query string)
     "drop": "the next book diff of `symbol` (default: every symbol) is not sent: a sequence gap",
     "duplicate": "the next book diff of `symbol` is sent twice",
     "disconnect": "every connection is cut (TCP reset, no close frame)",
     "close": "server-initiated close (Binance sends serverShutdown first)",
-    "bad_checksum": "Kraken: the next book update of `symbol` carries a wrong checksum",
+    "bad_checksum": "Kraken, OKX: the next book update of `symbol` carries a wrong checksum",
     "malformed": "a truncated JSON frame is sent to every connection",
     "stall": "no data and no heartbeats for `seconds`",
     "burst": "the market runs at `rate` steps/s per symbol for `seconds`",
@@ -77,10 +85,16 @@ DEFAULT_INSTRUMENTS = {  # venue symbols as each venue spells them (Kraken: v2 n
                  Instrument("coinbase", "BTC-USDT", "BTC", "USDT", 2, 8)],
     "kraken": [Instrument("kraken", "BTC/USD", "BTC", "USD", 1, 8), Instrument("kraken", "ETH/USD", "ETH", "USD", 2, 8),
                Instrument("kraken", "BTC/USDT", "BTC", "USDT", 1, 8)],
+    # perpetuals: each on one venue, as the NBBO adds sizes, and sizes are contracts on COIN-M and OKX
+    "binance_usdm": [Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", 1, 3, PERPETUAL, settle="USDT")],
+    "binance_coinm": [Instrument("binance_coinm", "BTCUSD_PERP", "BTC", "USD", 1, 0, PERPETUAL,
+                                 contract_size=Decimal(100), contract_ccy="USD", settle="BTC")],
+    "okx": [Instrument("okx", "ETH-USDT-SWAP", "ETH", "USDT", 2, 2, PERPETUAL, contract_size=Decimal("0.1"),
+                       contract_ccy="ETH", settle="USDT")],
 }
 
 
-_BINANCE, _COINBASE = VENUES["binance"].limits, VENUES["coinbase"].limits
+_BINANCE, _FUTURES, _COINBASE, _OKX = (VENUES[v].limits for v in ("binance", "binance_usdm", "coinbase", "okx"))
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,18 @@ class BinanceLimits:
 
 
 @dataclass(frozen=True)
+class BinanceFuturesLimits(BinanceLimits):
+    """Binance USD-M and COIN-M futures' documented limits (derivatives-protocols.md §1.2, §1.6), the same
+    data their workers obey (`feedhandler.venues.binance_usdm.protocol.LIMITS`); the rest as on spot."""
+
+    ping_every_s: float = _FUTURES.server_ping_s
+    pong_timeout_s: float = _FUTURES.pong_deadline_s
+    messages_per_s: int = _FUTURES.messages.count
+    streams_per_connection: int = _FUTURES.streams_per_connection
+    weight_per_window: int = _FUTURES.rest_weight_per_minute
+
+
+@dataclass(frozen=True)
 class CoinbaseLimits:
     """Coinbase Advanced Trade's documented limits (exchange-protocols.md §2.1)."""
 
@@ -111,10 +137,22 @@ class CoinbaseLimits:
     level2_per_connection: int = _COINBASE.streams_per_connection  # observed: "too many L2 streams requested ..."
 
 
-LIMITS = {"binance": BinanceLimits, "coinbase": CoinbaseLimits}
+@dataclass(frozen=True)
+class OkxLimits:
+    """OKX v5 public's documented limits (derivatives-protocols.md §2.2, §2.9)."""
+
+    connections_per_s: int = _OKX.connections.count  # connection attempts per IP and second; more: HTTP 429
+    requests_per_hour: int = _OKX.messages.count  # subscribe/unsubscribe requests per connection and hour
+    idle_s: float = 30.0  # nothing subscribed, or nothing pushed, for this long: the server closes
+    instruments_per_2s: int = 20  # GET /api/v5/public/instruments per IP and instType in 2 s
 
 
-def parse_limits(texts: list[str]) -> dict[str, BinanceLimits | CoinbaseLimits]:
+LIMITS = {"binance": BinanceLimits, "binance_usdm": BinanceFuturesLimits, "binance_coinm": BinanceFuturesLimits,
+          "coinbase": CoinbaseLimits, "okx": OkxLimits}
+AnyLimits = BinanceLimits | CoinbaseLimits | OkxLimits
+
+
+def parse_limits(texts: list[str]) -> dict[str, AnyLimits]:
     """`venue.name=value` settings (e.g. `binance.lifetime_s=2`) over the documented limits, as the
     limits of each venue that has a setting."""
     changes: dict[str, dict[str, float]] = {}
@@ -445,16 +483,92 @@ class VenueSim:
             session.transport.disconnect()
 
 
-# Binance stream names: a lowercase symbol and a documented kind (web-socket-streams.md); the simulator
-# serves diff depth and trades, and accepts the others without sending them.
-BINANCE_STREAM = re.compile(r"([a-z0-9]+)@(depth(?:@100ms)?|trade|aggTrade|bookTicker|depth(?:5|10|20)(?:@100ms)?)")
-BINANCE_FEEDS = {"depth": "depth", "depth@100ms": "depth", "trade": "trade"}
-BINANCE_MICROSECONDS = ("MICROSECOND", "microsecond")  # the documented timeUnit values (the default is ms)
+# Binance stream names: a lowercase symbol and a documented kind (web-socket-streams.md; derivatives-protocols.md
+# §1.3 for futures); the simulator serves diff depth and trades, and accepts the others without sending them.
 BINANCE_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 BINANCE_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{0,36}")  # alphanumeric, at most 36 (a UUID's dashes allowed)
-DEPTH_WEIGHTS = SNAPSHOT_WEIGHTS  # GET /api/v3/depth: weight by limit (rest-api.md)
-DEPTH_MAX_LIMIT = SNAPSHOT_WEIGHTS[-1][0]  # a larger limit returns 5000 levels
-EXCHANGE_INFO_WEIGHT = _BINANCE.instruments_weight
+PERPETUAL_DELIVERY_MS = 4133404800000  # the deliveryDate exchangeInfo gives a USD-M perpetual (year 2100)
+
+
+def _step(decimals: int) -> str:
+    """A tick or lot of `decimals` as Binance prints it: '0.01', '1'."""
+    return f"{10.0 ** -decimals:.{decimals}f}" if decimals else "1"
+
+
+def spot_exchange_info(instruments: dict[str, Instrument]) -> dict:
+    """GET /api/v3/exchangeInfo's symbols: assets and the precisions Binance prints."""
+    return {"symbols": [{"symbol": s, "status": "TRADING", "baseAsset": i.base, "quoteAsset": i.quote,
+                         "quoteAssetPrecision": i.px_dec, "baseAssetPrecision": i.qty_dec}
+                        for s, i in instruments.items()]}
+
+
+def futures_exchange_info(instruments: dict[str, Instrument]) -> dict:
+    """GET /fapi/v1/exchangeInfo or /dapi/v1/exchangeInfo's symbols (§1.6): perpetual contracts with their
+    PRICE_FILTER tick and LOT_SIZE step, margin asset, and COIN-M's contractSize (USD per contract)."""
+    symbols = []
+    for s, i in instruments.items():
+        entry = {"symbol": s, "pair": f"{i.base}{i.quote}", "contractType": "PERPETUAL",
+                 "deliveryDate": PERPETUAL_DELIVERY_MS, "onboardDate": 1569398400000, "baseAsset": i.base,
+                 "quoteAsset": i.quote, "marginAsset": i.settle, "pricePrecision": i.px_dec,
+                 "quantityPrecision": i.qty_dec,
+                 "filters": [{"filterType": "PRICE_FILTER", "tickSize": _step(i.px_dec), "minPrice": _step(i.px_dec),
+                              "maxPrice": "4529764"},
+                             {"filterType": "LOT_SIZE", "stepSize": _step(i.qty_dec), "minQty": _step(i.qty_dec),
+                              "maxQty": "1000"}]}
+        if i.contract_ccy:  # COIN-M: quantities are contracts of contractSize USD; the status field is named apart
+            entry.update(contractSize=int(i.contract_size), contractStatus="TRADING")
+        else:
+            entry["status"] = "TRADING"
+        symbols.append(entry)
+    return {"rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                            "limit": _FUTURES.rest_weight_per_minute}], "symbols": symbols}
+
+
+@dataclass(frozen=True)
+class BinanceApi:
+    """One Binance deployment as the simulator serves it, as data (spot, USD-M and COIN-M differ only here):
+    its WebSocket routes (a path prefix before /ws or /stream, and the stream kinds it carries), the stream
+    names it knows, which of them it serves, the timeUnit values it takes, and its REST paths, weights,
+    depth limits and exchangeInfo."""
+
+    routes: tuple[tuple[str, re.Pattern], ...]  # (path prefix, kinds carried); a kind elsewhere is acked, never sent
+    stream: re.Pattern  # symbol@kind, every documented kind
+    feeds: dict[str, str]  # kind -> "depth" | "trade": the kinds served
+    time_units: tuple[str, ...]  # documented timeUnit values (the default is ms)
+    depth_path: str
+    depth_weights: tuple[tuple[int, int], ...]  # limit up to -> weight; a larger limit gets the largest
+    depth_limits: tuple[int, ...]  # the only limits taken (empty: any positive integer)
+    default_limit: int
+    info_path: str
+    info_weight: int
+    exchange_info: Callable[[dict[str, Instrument]], dict]
+
+
+ANY_KIND = re.compile(r".+")
+FUTURES_STREAM = re.compile(r"([a-z0-9_]+)@(depth(?:@(?:100|500)ms)?|depth(?:5|10|20)(?:@(?:100|500)ms)?|bookTicker"
+                            r"|aggTrade|markPrice(?:@1s)?|forceOrder)")
+FUTURES_PUBLIC = re.compile(r"depth.*|bookTicker")  # USD-M's /public route; /market carries the others
+FUTURES_FEEDS = {"depth": "depth", "depth@100ms": "depth", "depth@500ms": "depth", "aggTrade": "trade"}
+FUTURES_REST = dict(depth_weights=FUTURES_SNAPSHOT_WEIGHTS, depth_limits=_FUTURES.snapshot_limits, default_limit=500,
+                    info_weight=_FUTURES.instruments_weight, exchange_info=futures_exchange_info)
+BINANCE_APIS = {
+    "binance": BinanceApi(
+        routes=(("", ANY_KIND),),
+        stream=re.compile(r"([a-z0-9]+)@(depth(?:@100ms)?|trade|aggTrade|bookTicker|depth(?:5|10|20)(?:@100ms)?)"),
+        feeds={"depth": "depth", "depth@100ms": "depth", "trade": "trade"}, time_units=("MICROSECOND", "microsecond"),
+        depth_path="/api/v3/depth", depth_weights=SNAPSHOT_WEIGHTS, depth_limits=(), default_limit=100,
+        info_path="/api/v3/exchangeInfo", info_weight=_BINANCE.instruments_weight,
+        exchange_info=spot_exchange_info),
+    # the 2026 split (§1.1): /public and /market; the retired unrouted path still carries /public's streams
+    "binance_usdm": BinanceApi(
+        routes=(("/public", FUTURES_PUBLIC), ("/market", re.compile(r"aggTrade|markPrice.*|forceOrder")),
+                ("", FUTURES_PUBLIC)),
+        stream=FUTURES_STREAM, feeds=FUTURES_FEEDS, time_units=(), depth_path="/fapi/v1/depth",
+        info_path="/fapi/v1/exchangeInfo", **FUTURES_REST),
+    "binance_coinm": BinanceApi(
+        routes=(("", ANY_KIND),), stream=FUTURES_STREAM, feeds=FUTURES_FEEDS, time_units=(),
+        depth_path="/dapi/v1/depth", info_path="/dapi/v1/exchangeInfo", **FUTURES_REST),
+}
 
 
 class WeightBudget:
@@ -485,11 +599,14 @@ class WeightBudget:
 
 
 class BinanceSession(Session):
-    """A Binance connection: its streams (each as subscribed, with the symbol and feed it names), whether
-    events come wrapped (combined) and in µs, its incoming message rate and the last ping it was sent."""
+    """A Binance connection: its route (the stream kinds it carries), its streams (each as subscribed, with
+    the symbol and feed it names; None: not sent), whether events come wrapped (combined) and in µs, its
+    incoming message rate and the last ping it was sent."""
 
-    def __init__(self, venue: BinanceSim, path: str, streams: list[str], combined: bool, micros: bool):
+    def __init__(self, venue: BinanceSim, path: str, route: re.Pattern, streams: list[str], combined: bool,
+                 micros: bool):
         super().__init__(venue, path)
+        self.route = route
         self.streams: dict[str, tuple[str, str | None]] = {}
         self.subscribe(streams)
         self.combined, self.micros = combined, micros
@@ -497,9 +614,14 @@ class BinanceSession(Session):
         self.ping_payload: bytes | None = None
 
     def subscribe(self, names: list[str]) -> None:
+        """Listen to these (checked) streams; one of a kind another route carries is acknowledged and never
+        sent, as fstream does (derivatives-protocols.md §1.1), and counted."""
         for name in names:
-            symbol, kind = BINANCE_STREAM.fullmatch(name).groups()
-            self.streams[name] = (symbol.upper(), BINANCE_FEEDS.get(kind))
+            symbol, kind = self.venue.api.stream.fullmatch(name).groups()
+            routed = self.route.fullmatch(kind) is not None
+            if not routed:
+                self.venue.tally.rejected["wrong_route"] += 1
+            self.streams[name] = (symbol.upper(), self.venue.api.feeds.get(kind) if routed else None)
 
     def listening(self, symbol: str, feed: str) -> list[str]:
         """The streams of this connection that carry `feed` ("depth" or "trade") of `symbol`."""
@@ -507,43 +629,53 @@ class BinanceSession(Session):
 
 
 class BinanceSim(VenueSim):
+    """Binance spot; the futures venues are the same server with their own `api` data (BINANCE_APIS),
+    limits (LIMITS) and encoder (the venue's), diffs chained by `pu`."""
+
     name = "binance"
 
-    def __init__(self, *args, limits: BinanceLimits = BinanceLimits(), **kwargs):
+    def __init__(self, *args, limits: BinanceLimits | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.limits = limits
+        self.api = BINANCE_APIS[self.name]
+        self.limits = limits = limits or LIMITS[self.name]()
         self.connections = Window(limits.connections_per_window, limits.connections_window_s)
-        self.encoders = {s: BinanceEncoder(s, i.px_dec, i.qty_dec) for s, i in self.instruments.items()}
+        encoder = VENUES[self.name].encoder
+        self.encoders = {s: encoder(s, i.px_dec, i.qty_dec) for s, i in self.instruments.items()}
         self.history = {s: deque(maxlen=BOOK_HISTORY) for s in self.instruments}  # (update id, bids, asks)
         self.budget = WeightBudget(limits)
         self.pings = itertools.count(1)
 
     # ------------------------------------------------------------ connection
     def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
-        """`/ws/<stream>` (raw), `/ws` (raw, streams subscribed live) or `/stream?streams=<s1>/<s2>...`
-        (combined), each optionally with `timeUnit=MICROSECOND`; anything else is refused."""
+        """On a route's prefix: `/ws/<stream>` (raw), `/ws` (raw, streams subscribed live) or
+        `/stream?streams=<s1>/<s2>...` (combined), each optionally with a documented `timeUnit`; anything
+        else is refused."""
         url = urlparse(path)
         query = parse_qs(url.query, keep_blank_values=True)
-        if url.path == "/stream":
-            combined, names = True, query.pop("streams", [""])[-1].split("/")
-        elif url.path == "/ws" or url.path.startswith("/ws/"):
-            combined, names = False, [url.path[4:]] if url.path != "/ws" else []
+        for prefix, route in self.api.routes:
+            rest = url.path.removeprefix(prefix) if url.path.startswith(prefix + "/") else ""
+            if rest in ("/stream", "/ws") or rest.startswith("/ws/"):
+                break
         else:
             return self.refuse(HTTPStatus.NOT_FOUND, "path", f"no WebSocket endpoint at {url.path}")
+        if rest == "/stream":
+            combined, names = True, query.pop("streams", [""])[-1].split("/")
+        else:
+            combined, names = False, [rest[4:]] if rest != "/ws" else []
         time_unit = query.pop("timeUnit", [""])[-1]
-        if query or time_unit not in ("", *BINANCE_MICROSECONDS):
+        if query or time_unit not in ("", *self.api.time_units):
             return self.refuse(HTTPStatus.BAD_REQUEST, "query", f"unknown parameters in {url.query!r}")
         try:
             self.check_streams(names, {})
         except Refusal as refusal:
             return self.refuse(HTTPStatus.BAD_REQUEST, refusal.reason, refusal.message)
-        return BinanceSession(self, path, names, combined, time_unit in BINANCE_MICROSECONDS)
+        return BinanceSession(self, path, route, names, combined, time_unit != "")
 
     def check_streams(self, names: list[str], current: dict[str, object]) -> None:
         """Raises a Refusal unless every name is a documented stream of a listed symbol (lowercase) and
         the connection stays within its stream limit."""
         for name in names:
-            match = BINANCE_STREAM.fullmatch(name)
+            match = self.api.stream.fullmatch(name)
             if match is None or match[1].upper() not in self.instruments:
                 raise Refusal("stream", f"Invalid request: unknown stream name {name!r}", 2)
         if len(current.keys() | set(names)) > self.limits.streams_per_connection:
@@ -648,7 +780,7 @@ class BinanceSim(VenueSim):
         if not history or history[-1][0] != encoder.update_id:
             history.append((encoder.update_id, market.top(BID, BOOK_HISTORY_DEPTH), market.top(ASK, BOOK_HISTORY_DEPTH)))
         for frame in frames:
-            feed = "trade" if b'@trade"' in frame[:40] else "depth"
+            feed = "depth" if b"@depth" in frame[:64] else "trade"
             for session in list(self.sessions):
                 for stream in session.listening(symbol, feed):
                     drop, repeat = fault.decide() if feed == "depth" else (False, 1)
@@ -675,10 +807,7 @@ class BinanceSim(VenueSim):
         super().close_all()
 
     def metadata(self) -> bytes:
-        return json.dumps({"symbols": [
-            {"symbol": s, "status": "TRADING", "baseAsset": i.base, "quoteAsset": i.quote,
-             "quoteAssetPrecision": i.px_dec, "baseAssetPrecision": i.qty_dec}
-            for s, i in self.instruments.items()]}).encode()
+        return json.dumps(self.api.exchange_info(self.instruments)).encode()
 
     def rest(self, path, query):
         """The REST API within the request-weight budget; every answer carries the weight used so far."""
@@ -708,11 +837,12 @@ class BinanceSim(VenueSim):
 
     def endpoint(self, path: str, query: dict[str, str]) -> tuple[int, Callable[[], bytes]]:
         """(weight, answer) of a request, or a Refusal: 404 for an unknown path, 400 for a bad parameter."""
-        if path == "/api/v3/exchangeInfo":
-            return EXCHANGE_INFO_WEIGHT, self.metadata
-        if path != "/api/v3/depth":
+        api = self.api
+        if path == api.info_path:
+            return api.info_weight, self.metadata
+        if path != api.depth_path:
             raise Refusal("rest_path", "This operation is not supported.", -1020, 404)
-        symbol, limit = query.get("symbol"), query.get("limit", "100")
+        symbol, limit = query.get("symbol"), query.get("limit", str(api.default_limit))
         if not symbol:
             raise Refusal("rest_param", "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
                           -1102)
@@ -721,9 +851,11 @@ class BinanceSim(VenueSim):
         if not re.fullmatch(r"[0-9]{1,20}", limit) or int(limit) < 1:
             raise Refusal("rest_param", "Illegal characters found in parameter 'limit'; "
                                         "legal range is '^[0-9]{1,20}$'.", -1100)
-        levels = min(int(limit), DEPTH_MAX_LIMIT)
-        weight = next(weight for top, weight in DEPTH_WEIGHTS if levels <= top)
-        return weight, lambda: self.encoders[symbol].snapshot(self.markets[symbol], depth=levels)
+        if api.depth_limits and int(limit) not in api.depth_limits:
+            raise Refusal("rest_param", "Data sent for parameter 'limit' is not valid.", -1130)
+        levels = min(int(limit), api.depth_weights[-1][0])
+        weight = next(weight for top, weight in api.depth_weights if levels <= top)
+        return weight, lambda: self.encoders[symbol].snapshot(self.markets[symbol], time.time_ns(), depth=levels)
 
     def over_budget(self, status: int, retry_after_s: float) -> Refusal:
         """-1003 TOO_MANY_REQUESTS, worded as errors.md words it for a 429 and for a 418 ban."""
@@ -735,6 +867,218 @@ class BinanceSim(VenueSim):
                                           f"{self.limits.weight_per_window} request weight per "
                                           f"{self.limits.weight_window_s:g} SECOND. Please use WebSocket Streams for "
                                           "live updates to avoid polling the API.", -1003, 429)
+
+
+class BinanceUsdmSim(BinanceSim):
+    """Binance USD-M futures: books on /public, trades on /market (BINANCE_APIS)."""
+
+    name = "binance_usdm"
+
+
+class BinanceCoinmSim(BinanceSim):
+    """Binance COIN-M futures: books and trades on dstream's /stream (BINANCE_APIS)."""
+
+    name = "binance_coinm"
+
+
+OKX_CHANNELS = {"books", "trades", "books5", "bbo-tbt", "tickers", "mark-price", "funding-rate", "open-interest",
+                "index-tickers"}  # by instId on /ws/v5/public (§2.4, §2.8); books and trades are served
+OKX_ID = re.compile(r"[A-Za-z0-9]{1,32}")  # a request's optional id (§2.3)
+OKX_INST_TYPES = {SPOT: "SPOT", PERPETUAL: "SWAP", FUTURE: "FUTURES"}
+OKX_LISTED = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION", "EVENTS")  # the instTypes instruments answers (§2.9)
+OKX_NOTICE = "The connection will soon be closed for a service upgrade. Please reconnect."
+
+
+class OkxSession(Session):
+    """An OKX connection: its id (in every ack), its subscribe/unsubscribe budget, and when it last had
+    something pushed and since when it has had nothing subscribed (the idle rule)."""
+
+    def __init__(self, venue: OkxSim, path: str):
+        super().__init__(venue, path)
+        self.conn_id = f"{next(venue.conn_ids):08x}"
+        self.requests = Window(venue.limits.requests_per_hour, 3600.0)
+        self.pushed = self.bare_since = time.monotonic()
+
+
+class OkxSim(VenueSim):
+    """OKX v5 public on /ws/v5/public: `books` (a snapshot, then updates chained by seqId/prevSeqId with
+    the top-25 checksum), `trades`, one ack per subscribed arg, the text ping, the idle close; instruments
+    by instType over REST."""
+
+    name = "okx"
+    ws_path = "/ws/v5/public"
+
+    def __init__(self, *args, limits: OkxLimits | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limits = limits = limits or OkxLimits()
+        self.connections = Window(limits.connections_per_s, 1.0)
+        self.encoders = {s: OkxEncoder(s, i.px_dec, i.qty_dec, checksum=True) for s, i in self.instruments.items()}
+        self.listings: dict[str, Window] = {}  # instType -> instruments requests
+        self.conn_ids = itertools.count(0x5A000000)
+
+    def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
+        if path != self.ws_path:
+            return self.refuse(HTTPStatus.NOT_FOUND, "path", f"no WebSocket endpoint at {path}")
+        return OkxSession(self, path)
+
+    def send(self, session: OkxSession, payload: bytes, repeat: int = 1) -> None:
+        session.pushed = time.monotonic()
+        super().send(session, payload, repeat)
+
+    def heartbeat(self, ts_ns: int) -> None:
+        """Once a second, the idle rule (§2.2): nothing subscribed, or nothing pushed, for idle_s: closed."""
+        now = time.monotonic()
+        for session in list(self.sessions):
+            bare = not (session.books or session.trades or session.channels)
+            if now - session.pushed >= self.limits.idle_s or bare and now - session.bare_since >= self.limits.idle_s:
+                session.close("idle", WSCloseCode.GOING_AWAY, "no data for 30s")
+
+    # ------------------------------------------------------------ requests
+    def on_message(self, session: OkxSession, payload: bytes) -> None:
+        if payload == b"ping":
+            self.send(session, b"pong")
+            return
+        request_id = None
+        try:
+            request_id, op, args = self.parse(payload)
+            if not session.requests.admit(time.monotonic()):
+                raise Refusal("request_rate", "Requests too frequent.", 60014)
+        except Refusal as refusal:
+            self.error(session, refusal, request_id)
+            return
+        for arg in args:
+            channel, inst_id = arg["channel"], arg["instId"]
+            if channel not in OKX_CHANNELS or inst_id not in self.instruments:
+                self.error(session, Refusal("unknown_channel", f"Wrong URL or channel:{channel},instId:{inst_id} "
+                                                               "doesn't exist.", 60018), request_id)
+                continue
+            self.ack(session, op, arg, request_id)
+            (self.subscribe if op == "subscribe" else self.unsubscribe)(session, channel, inst_id)
+
+    @staticmethod
+    def parse(payload: bytes) -> tuple[str | None, str, list[dict]]:
+        """(id, op, args) of a request in the documented shape (§2.3), else a Refusal."""
+        try:
+            request = json.loads(payload)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict) or request.keys() - {"id", "op", "args"}:
+            raise Refusal("bad_request", f"Invalid request: {payload[:200].decode(errors='replace')}", 60012)
+        request_id = request.get("id")
+        if request_id is not None and not (isinstance(request_id, str) and OKX_ID.fullmatch(request_id)):
+            raise Refusal("bad_request", "Invalid request: id must be up to 32 alphanumeric characters", 60012)
+        op, args = request.get("op"), request.get("args")
+        if op not in ("subscribe", "unsubscribe"):
+            raise Refusal("bad_request", f"Invalid request: unknown op {op!r}", 60012)
+        valid = isinstance(args, list) and args and all(
+            isinstance(arg, dict) and set(arg) == {"channel", "instId"}
+            and all(isinstance(value, str) for value in arg.values()) for arg in args)
+        if not valid:
+            raise Refusal("bad_request", "Invalid request: args must be a list of {channel, instId}", 60012)
+        return request_id, op, args
+
+    def error(self, session: OkxSession, refusal: Refusal, request_id: str | None) -> None:
+        self.tally.rejected[refusal.reason] += 1
+        self.send(session, compact_json({**({"id": request_id} if request_id else {}), "event": "error",
+                                         "code": str(refusal.code), "msg": refusal.message,
+                                         "connId": session.conn_id}))
+
+    def ack(self, session: OkxSession, op: str, arg: dict, request_id: str | None) -> None:
+        self.send(session, compact_json({**({"id": request_id} if request_id else {}), "event": op, "arg": arg,
+                                         "connId": session.conn_id}))
+
+    def subscribe(self, session: OkxSession, channel: str, inst_id: str) -> None:
+        """Listen; a books subscription starts with the book's snapshot (prevSeqId -1)."""
+        session.bare_since = math.inf
+        if channel == "books":
+            session.books[inst_id] = self.encoders[inst_id]
+            self.send(session, self.encoders[inst_id].snapshot(self.markets[inst_id], time.time_ns()))
+        elif channel == "trades":
+            session.trades.add(inst_id)
+        else:
+            session.channels.setdefault(channel, set()).add(inst_id)
+
+    def unsubscribe(self, session: OkxSession, channel: str, inst_id: str) -> None:
+        if channel == "books":
+            session.books.pop(inst_id, None)
+        elif channel == "trades":
+            session.trades.discard(inst_id)
+        elif inst_id in session.channels.get(channel, ()):
+            session.channels[channel].discard(inst_id)
+            if not session.channels[channel]:
+                del session.channels[channel]
+        if not (session.books or session.trades or session.channels):
+            session.bare_since = time.monotonic()
+
+    # ------------------------------------------------------------ market data
+    def publish(self, symbol, market, step, ts_ns, fault) -> None:
+        for frame in self.encoders[symbol].frames(market, step, ts_ns):
+            if frame.startswith(b'{"arg":{"channel":"trades"'):
+                for session in [s for s in self.sessions if symbol in s.trades]:
+                    self.send(session, frame)
+                continue
+            listeners = [s for s in self.sessions if symbol in s.books]
+            drop, repeat = fault.decide() if listeners else (True, 0)
+            if not drop and self.faults.take("bad_checksum", symbol):
+                frame = re.sub(rb'"checksum":(-?\d+)', lambda m: b'"checksum":%d' % wrong_checksum(int(m[1])), frame)
+            for session in [] if drop else listeners:
+                self.send(session, frame, repeat)
+
+    def close_all(self) -> None:
+        """A service upgrade: notice 64008, then the close."""
+        for session in list(self.sessions):
+            self.send(session, compact_json({"event": "notice", "code": "64008", "msg": OKX_NOTICE,
+                                             "connId": session.conn_id}))
+        super().close_all()
+
+    # ------------------------------------------------------------ REST
+    def metadata(self, inst_type: str = "SPOT") -> bytes:
+        """GET /api/v5/public/instruments?instType=...: the instruments of that type (§2.9)."""
+        return compact_json({"code": "0", "msg": "", "data": [
+            okx_instrument(i) for i in self.instruments.values() if OKX_INST_TYPES[i.market] == inst_type]})
+
+    def rest(self, path, query):
+        if path != "/api/v5/public/instruments":
+            return super().rest(path, query)
+        inst_type = query.get("instType", "")
+        try:
+            if query.keys() - {"instType", "uly", "instFamily", "instId"}:
+                raise Refusal("rest_param", f"Parameter {sorted(query.keys() - {'instType'})[0]} error", 51000)
+            if not inst_type:
+                raise Refusal("rest_param", "Parameter instType can not be empty.", 50014)
+            if inst_type not in OKX_LISTED:
+                raise Refusal("rest_param", "Parameter instType error", 51000)
+            if inst_type == "OPTION" and not query.get("instFamily") and not query.get("uly"):
+                raise Refusal("rest_param", "Parameter instFamily can not be empty.", 50014)
+            window = self.listings.setdefault(inst_type, Window(self.limits.instruments_per_2s, 2.0))
+            if not window.admit(time.monotonic()):
+                raise Refusal("rest_rate_limit", "Too Many Requests", 50011, 429)
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            return refusal.status, {}, compact_json({"code": str(refusal.code), "msg": refusal.message, "data": []})
+        return 200, {}, self.metadata(inst_type)
+
+
+def wrong_checksum(crc: int) -> int:
+    """A signed int32 other than `crc` and other than 0 (a 0 checksum is not checked)."""
+    wrong = (crc + 1 + 2 ** 31) % 2 ** 32 - 2 ** 31
+    return wrong or 1
+
+
+def okx_instrument(inst: Instrument) -> dict:
+    """One entry of OKX's instruments list: spot with its currencies, a contract with its face value
+    (ctVal in ctValCcy), its type (linear: valued in the base) and its settlement currency."""
+    tick, lot = (f"{10.0 ** -d:.{d}f}" if d else "1" for d in (inst.px_dec, inst.qty_dec))
+    entry = {"instType": OKX_INST_TYPES[inst.market], "instId": inst.venue_symbol, "tickSz": tick, "lotSz": lot,
+             "minSz": lot, "state": "live", "listTime": "1606468572000", "baseCcy": "", "quoteCcy": "", "ctVal": "",
+             "ctValCcy": "", "ctType": "", "ctMult": "", "settleCcy": "", "uly": "", "instFamily": "", "expTime": ""}
+    if inst.market == SPOT:
+        return {**entry, "baseCcy": inst.base, "quoteCcy": inst.quote}
+    linear = inst.contract_ccy == inst.base
+    return {**entry, "ctVal": str(inst.contract_size), "ctValCcy": inst.contract_ccy, "ctMult": "1",
+            "ctType": "linear" if linear else "inverse", "settleCcy": inst.settle,
+            "uly": f"{inst.base}-{inst.quote}", "instFamily": f"{inst.base}-{inst.quote}",
+            "expTime": str(inst.expiry_ms) if inst.market == FUTURE else ""}
 
 
 KRAKEN_BOOK_DEPTHS = VENUES["kraken"].limits.book_depths  # exchange-protocols.md §3.2
@@ -1005,8 +1349,11 @@ class CoinbaseSim(VenueSim):
         return super().rest(path, query)
 
 
-SIMS = {"binance": BinanceSim, "coinbase": CoinbaseSim, "kraken": KrakenSim}
-PORT_ORDER = ("binance", "coinbase", "kraken")  # venue k: WS base + 2k, REST base + 2k + 1, whatever runs
+SIMS = {"binance": BinanceSim, "coinbase": CoinbaseSim, "kraken": KrakenSim, "binance_usdm": BinanceUsdmSim,
+        "binance_coinm": BinanceCoinmSim, "okx": OkxSim}
+PORT_ORDER = ("binance", "coinbase", "kraken", "binance_usdm", "binance_coinm", "okx")  # venue k: WS base + 2k,
+# REST base + 2k + 1, whatever runs
+WS_PATHS = {"kraken": "/v2", "okx": "/ws/v5/public"}  # the path of a venue's WebSocket URL (the others take several)
 
 
 class ReplaySim(VenueSim):
@@ -1081,10 +1428,13 @@ class Simulator:
 
     @classmethod
     def synthetic(cls, venues: list[str], rate: float = 20.0, seed: int = 7,
-                  limits: dict[str, BinanceLimits | CoinbaseLimits] | None = None, allow_crosses: bool = False,
+                  limits: dict[str, AnyLimits] | None = None, allow_crosses: bool = False,
                   **kwargs) -> Simulator:
         """The synthetic venues, with the documented limits except where `limits` (per venue) says
         otherwise; `allow_crosses`: the venues' quotes may lock and cross each other (see `Reference`)."""
+        unknown = [venue for venue in venues if venue not in SIMS]
+        if unknown:
+            raise ValueError(f"no simulator for {', '.join(unknown)}; known: {', '.join(PORT_ORDER)}")
         rng = np.random.default_rng(seed)
         references = {}
         for venue in venues:
@@ -1097,8 +1447,7 @@ class Simulator:
 
     def urls(self) -> dict[str, dict[str, str]]:
         """The base URLs a venue worker is configured with to use this simulator."""
-        paths = {"kraken": "/v2"}
-        return {name: {"ws_url": f"ws://{self.host}:{p.ws}{paths.get(name, '')}",
+        return {name: {"ws_url": f"ws://{self.host}:{p.ws}{WS_PATHS.get(name, '')}",
                        "rest_url": f"http://{self.host}:{p.rest}"} for name, p in self.ports.items()}
 
     async def start(self) -> None:

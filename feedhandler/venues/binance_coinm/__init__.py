@@ -6,11 +6,12 @@ contracts). The limits are USD-M's (REQUEST_WEIGHT 6000 in one COIN-M example is
 lower figure is kept)."""
 from dataclasses import replace
 
-from ..base import Venue
+from ..base import Venue, compact_json
 from ..binance.protocol import BinanceProtocol
 from ..binance_usdm import VENUE as USDM_VENUE
 from ..binance_usdm.feed import BinanceFuturesFeed
 from ..binance_usdm.protocol import DEPTH_STREAM, SNAPSHOT_WEIGHTS, TRADE_STREAM
+from ..binance_usdm.simulator import BinanceFuturesEncoder
 
 COINM = BinanceProtocol(routes=(("/stream", (DEPTH_STREAM, TRADE_STREAM)),), snapshot_path="/dapi/v1/depth",
                         snapshot_weights=SNAPSHOT_WEIGHTS)
@@ -22,10 +23,32 @@ class BinanceCoinmFeed(BinanceFuturesFeed):
     PROTOCOL = COINM
 
 
+class BinanceCoinmEncoder(BinanceFuturesEncoder):
+    """COIN-M's shapes (derivatives-protocols.md §1.4, §1.6): a depthUpdate names the pair (`ps`) after the
+    symbol, and the depth answer names both."""
+
+    def snapshot(self, market, ts_ns: int = 0, depth: int = 1000) -> bytes:
+        ts_ms = ts_ns // 1_000_000
+        return compact_json({"lastUpdateId": self.update_id, "symbol": self.symbol, "pair": self.pair, "E": ts_ms,
+                             "T": ts_ms, **self.book(market, depth)})
+
+    def depth_message(self, previous: int, changes: dict[tuple[int, int], int], ts_ms: int) -> dict:
+        message = super().depth_message(previous, changes, ts_ms)
+        event = message["data"]
+        message["data"] = {**{k: event.pop(k) for k in ("e", "E", "T", "s")}, "ps": self.pair, **event}
+        return message
+
+    @property
+    def pair(self) -> str:
+        """BTCUSD of BTCUSD_PERP or BTCUSD_211231."""
+        return self.symbol.partition("_")[0]
+
+
 VENUE = replace(USDM_VENUE, name="binance_coinm", protocol=COINM, ws_url="wss://dstream.binance.com",
                 rest_url="https://dapi.binance.com", instruments_path="/dapi/v1/exchangeInfo", feed=BinanceCoinmFeed,
+                encoder=BinanceCoinmEncoder,
                 symbol_form="{base}{quote}_PERP", sample_symbol=("BTCUSD_PERP", "BTC", "USD"),
                 cryptofeed="BINANCE_DELIVERY", notes="Binance COIN-M futures: quantities in contracts of contractSize USD")
 VARIANTS: tuple[Venue, ...] = ()
 
-__all__ = ["VENUE", "VARIANTS", "BinanceCoinmFeed"]
+__all__ = ["VENUE", "VARIANTS", "BinanceCoinmFeed", "BinanceCoinmEncoder"]

@@ -1,6 +1,7 @@
 """OKX v5 public (SPOT, SWAP, FUTURES): everything about the venue in one package (protocol data
 and messages in `protocol`, the numba decoder and step in `decoder`, the Python side of the feed in
 `feed`, the simulator's encoder in `simulator`), exported as `VENUE`."""
+from ...instruments import FUTURE, PERPETUAL
 from ..base import Venue
 from .feed import OkxFeed
 from .protocol import LIMITS, OkxProtocol, parse_instruments
@@ -20,6 +21,8 @@ VENUE = Venue(
     sample_symbol=("BTC-USDT", "BTC", "USDT"),
     cryptofeed="OKX",
     notes="OKX v5 public: books (400) and trades; spot, swaps, futures",
+    markets=((PERPETUAL, "/api/v5/public/instruments?instType=SWAP", "{base}-{quote}-SWAP"),
+             (FUTURE, "/api/v5/public/instruments?instType=FUTURES", "")),  # a future's date is metadata only
 )
 VARIANTS = ()
 

@@ -34,8 +34,11 @@ class OkxEncoder:
         return ",".join(f'["{wire(p, self.px_dec)}","{wire(q, self.qty_dec)}","0","1"]' for p, q in rows)
 
     def _book(self, market: Market, action: str, bids, asks, ts_ns: int) -> bytes:
+        """A snapshot is the book at the current seqId (prevSeqId -1), so that any number of connections
+        can start from it while the updates every one of them receives chain on: an update takes the
+        next seqId."""
         prev = -1 if action == "snapshot" else self.seq
-        self.seq += 1
+        self.seq += action != "snapshot"
         crc = 0
         if self.with_checksum:
             crc = checksum(*([(wire(p, self.px_dec), wire(q, self.qty_dec)) for p, q in market.top(side, 25)]
