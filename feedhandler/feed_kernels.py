@@ -24,8 +24,11 @@ import numpy as np
 from numba import njit
 
 from shm.clock import realtime_ns
-from shm.layout import NO_BOOK, Counter, Reason, Side, Status
-from shm.ring import publish_status, publish_trade
+from shm.layout import (BOOK_FUNDING_RATE, BOOK_FUNDING_TIME, BOOK_INDEX_PX, BOOK_MARK_PX, BOOK_OPEN_INTEREST,
+                        BOOK_STATS_FIELDS, BOOK_STATS_TS, FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_OPEN_INTEREST,
+                        FIELD_RATE, NO_BOOK, Counter, Kind, Reason, Side, Status)
+from shm.ring import publish_status, publish_trade, publish_values
+from shm.seqlock import write_begin, write_end
 
 from .book_kernels import (ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes, best_level, clear_book, is_crossed,
                            levels_through, truncate_side)
@@ -72,6 +75,12 @@ C_CHECKSUM_FAIL = int(Counter.CHECKSUM_FAIL)
 C_CROSSED = int(Counter.CROSSED)
 C_ABSENT_DELETES = int(Counter.ABSENT_DELETES)
 C_BOOK_OVERFLOW = int(Counter.BOOK_OVERFLOW)
+C_BBOS = int(Counter.BBOS)  # then FUNDINGS, OPEN_INTERESTS, LIQUIDATIONS: the kinds' order
+
+KIND_BBO = np.int64(Kind.BBO)
+KIND_FUNDING = np.int64(Kind.FUNDING)
+KIND_OPEN_INTEREST = np.int64(Kind.OPEN_INTEREST)
+KIND_LIQUIDATION = np.int64(Kind.LIQUIDATION)
 
 ST_BOOK_VALID = np.int64(Status.BOOK_VALID)
 ST_BOOK_INVALID = np.int64(Status.BOOK_INVALID)
@@ -245,3 +254,39 @@ def publish_one_trade(book, trade_id, ts_exchange, price, qty, aggressor, ts_rec
     scratch[ROW_QTY, 0] = qty
     scratch[ROW_SIDE, 0] = aggressor
     publish_trades(1, ts_recv, scratch, sync, books, out)
+
+
+@njit(inline="always", nogil=True)
+def _stat(fields, field, value, block, word):
+    """A stats value: the message's when it carried the field (and it is kept), else the last kept."""
+    if fields & field:
+        block[word] = value
+    return block[word]
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def publish_stats(kind, book, record_id, ts_exchange, ts_recv, values, out):
+    """Publish one market-data record a decoder made (Kind.BBO, FUNDING, OPEN_INTEREST, LIQUIDATION;
+    `values`: five int64, its words 7-11), counted per kind. Funding and open interest are also the
+    instrument's latest stats, kept in its block under the seqlock for readers; a funding message
+    carries the fields its SLOT_FIELDS bits name (venues push partial updates), and the record takes
+    the others from the last ones kept, so each funding record is the whole current state."""
+    if kind == KIND_FUNDING or kind == KIND_OPEN_INTEREST:
+        block = out.blocks[book]
+        write_begin(block)
+        if kind == KIND_FUNDING:
+            fields = values[4]
+            values = (_stat(fields, FIELD_RATE, values[0], block, BOOK_FUNDING_RATE),
+                      _stat(fields, FIELD_FUNDING_TIME, values[1], block, BOOK_FUNDING_TIME),
+                      _stat(fields, FIELD_MARK, values[2], block, BOOK_MARK_PX),
+                      _stat(fields, FIELD_INDEX, values[3], block, BOOK_INDEX_PX), fields)
+        else:
+            fields = np.int64(FIELD_OPEN_INTEREST)
+            block[BOOK_OPEN_INTEREST] = values[0]
+        block[BOOK_STATS_FIELDS] |= fields
+        block[BOOK_STATS_TS] = ts_exchange
+        write_end(block)
+    out.counters[book, C_BBOS + kind - KIND_BBO] += 1
+    ts_publish = realtime_ns()
+    publish_values(out.ring, out.control, kind, book, record_id, ts_exchange, ts_recv, ts_publish, values)
+    record_published(out.latency, ts_exchange, ts_recv, ts_publish)

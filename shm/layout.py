@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 MAGIC = int.from_bytes(b"FHSHMSEG", "little")
-LAYOUT_VERSION = 2  # 2: writer lineage and a monotonic heartbeat in the header
+LAYOUT_VERSION = 3  # 2: writer lineage and a monotonic heartbeat in the header; 3: derivatives records and stats
 ALIGN = 64
 WORD = 8
 
@@ -82,6 +82,15 @@ BOOK_N_BIDS = 13  # levels in the writer's full book
 BOOK_N_ASKS = 14
 BOOK_DEPTH_BIDS = 15  # levels published below (<= MAX_DEPTH)
 BOOK_DEPTH_ASKS = 16
+# The instrument's latest derivatives stats (0 until the venue sent one), each written with the record
+# that carries it (Kind.FUNDING, Kind.OPEN_INTEREST) under the same seqlock: a reader's latest values.
+BOOK_FUNDING_RATE = 17  # RATE_DEC decimals
+BOOK_FUNDING_TIME = 18  # ns: when the rate is next paid
+BOOK_MARK_PX = 19  # the instrument's price decimals
+BOOK_INDEX_PX = 20
+BOOK_OPEN_INTEREST = 21  # the instrument's quantity unit and decimals (contracts where the venue counts them)
+BOOK_STATS_TS = 22  # exchange time of the last stats record (ns)
+BOOK_STATS_FIELDS = 23  # FIELD_* bits of the stats received so far
 BOOK_LEVELS = 24  # bids [price, qty] * depth, then asks [price, qty] * depth, best first
 
 # Ring: a control line (the count of records published), then slots of SLOT_WORDS int64 words.
@@ -114,6 +123,26 @@ SLOT_TRADE_ASK_QTY = 13  # 0: no ask
 SLOT_TRADE_SWEPT = 14  # levels of the side it hit at or through its price; NO_BOOK: the book was not valid
 SLOT_TRADE_BOOK_ID = 15  # the book's update id at that moment
 NO_BOOK = -1
+# best bid/offer from the venue's top-of-book channel: words 7-10 as a book change; SLOT_ID its update id
+# funding: what the venue sent in this message (SLOT_FIELDS), the rest as last sent (BOOK_* stats)
+SLOT_FUNDING_RATE = 7  # RATE_DEC decimals
+SLOT_FUNDING_TIME = 8  # ns: when this rate is next paid
+SLOT_MARK_PX = 9
+SLOT_INDEX_PX = 10
+SLOT_FIELDS = 11  # FIELD_* bits: the values this message carried
+FIELD_RATE = 1
+FIELD_FUNDING_TIME = 2
+FIELD_MARK = 4
+FIELD_INDEX = 8
+FIELD_OPEN_INTEREST = 16
+RATE_DEC = 18  # a funding rate's decimals: exact for every venue's text, |rate| < 9.2
+# open interest: in the instrument's quantity unit and decimals
+SLOT_OPEN_INTEREST = 7
+# liquidation
+SLOT_LIQ_PX = 7
+SLOT_LIQ_QTY = 8
+SLOT_LIQ_SIDE = 9  # the liquidation order's side: a liquidated long is a SELL
+SLOT_LIQ_VENUE_SIDE = 10  # the side as the venue sent it (Bybit: the liquidated position's side)
 # status
 SLOT_STATUS = 7
 # reader-side gap marker (never written to shared memory): records skipped
@@ -158,6 +187,13 @@ class Kind(IntEnum):
     STATUS = 3
     READER_GAP = 4  # synthesised by a reader that was lapped, never in the ring itself
     NBBO = 5
+    BBO = 6
+    FUNDING = 7
+    OPEN_INTEREST = 8
+    LIQUIDATION = 9
+
+
+STATS_KINDS = (Kind.BBO, Kind.FUNDING, Kind.OPEN_INTEREST, Kind.LIQUIDATION)  # a venue's market records
 
 
 class Side(IntEnum):
@@ -207,9 +243,15 @@ class Counter(IntEnum):
     ABSENT_DELETES = 10
     BOOK_OVERFLOW = 11
     CAPTURE_ERRORS = 12  # venue row only: capture writes that failed
+    BBOS = 13
+    FUNDINGS = 14
+    OPEN_INTERESTS = 15
+    LIQUIDATIONS = 16
 
 
-N_COUNTERS = 16
+COUNTER_OF_KIND = {Kind.BBO: Counter.BBOS, Kind.FUNDING: Counter.FUNDINGS, Kind.OPEN_INTEREST: Counter.OPEN_INTERESTS,
+                   Kind.LIQUIDATION: Counter.LIQUIDATIONS}
+N_COUNTERS = 24
 
 
 def _aligned(n: int) -> int:

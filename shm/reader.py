@@ -5,7 +5,10 @@ Python:
     reader = VenueReader("binance", prefix="fh")
     book = reader.book("BTC-USDT")            # BookSnapshot: best first, exact integers
     cursor = reader.events()                 # from the live head
-    for event in cursor.poll(): ...          # BookEvent / TradeEvent / StatusEvent / GapEvent
+    for event in cursor.poll(): ...          # BookEvent / TradeEvent / StatusEvent / GapEvent, and on
+                                             # derivatives venues BboEvent / FundingEvent /
+                                             # OpenInterestEvent / LiquidationEvent
+    stats = reader.stats("BTC-USDT-PERP")    # latest funding rate, mark, index, open interest
 
 numba: pass `reader.books[i]`, `reader.ring`, `reader.ring_control` to the njit functions
 `read_best`, `read_top`, `read_block` (shm.seqlock) and `poll` (shm.ring); they are re-exported here.
@@ -26,13 +29,19 @@ from .layout import (
     SLOT_BID_QTY, SLOT_ID, SLOT_INSTRUMENT, SLOT_KIND, SLOT_MISSED, SLOT_N_ASKS, SLOT_N_BIDS, SLOT_SEQ,
     SLOT_STATUS, SLOT_TRADE_ASK_PX, SLOT_TRADE_ASK_QTY, SLOT_TRADE_BID_PX, SLOT_TRADE_BID_QTY, SLOT_TRADE_BOOK_ID,
     SLOT_TRADE_PX, SLOT_TRADE_QTY, SLOT_TRADE_SIDE, SLOT_TRADE_SWEPT, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH, SLOT_TS_RECV, SLOT_WORDS, Counter, Kind, Reason, Side, State, Status, asks_at,
+    BOOK_FUNDING_RATE, BOOK_FUNDING_TIME, BOOK_INDEX_PX, BOOK_MARK_PX, BOOK_OPEN_INTEREST, BOOK_STATS_FIELDS,
+    BOOK_STATS_TS, FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_OPEN_INTEREST, FIELD_RATE, RATE_DEC,
+    SLOT_FIELDS, SLOT_FUNDING_RATE, SLOT_FUNDING_TIME, SLOT_INDEX_PX, SLOT_LIQ_PX, SLOT_LIQ_QTY, SLOT_LIQ_SIDE,
+    SLOT_LIQ_VENUE_SIDE, SLOT_MARK_PX, SLOT_OPEN_INTEREST,
 )
 from .ring import poll, write_position
 from .segment import Segment, SegmentError
 from .seqlock import read_best, read_block, read_top
 
 __all__ = ["VenueReader", "EventCursor", "counter_totals", "Instrument", "BookSnapshot", "BookEvent", "TradeEvent",
-           "StatusEvent", "GapEvent", "read_best", "read_top", "read_block", "poll", "write_position"]
+           "StatusEvent", "GapEvent", "BboEvent", "FundingEvent", "OpenInterestEvent", "LiquidationEvent",
+           "MarketStats", "funding_rate", "FIELD_RATE", "FIELD_FUNDING_TIME", "FIELD_MARK", "FIELD_INDEX",
+           "FIELD_OPEN_INTEREST", "read_best", "read_top", "read_block", "poll", "write_position"]
 
 MAX_SPINS = 1_000_000  # a writer never holds the seqlock this long unless it died inside it
 
@@ -139,6 +148,85 @@ class StatusEvent:
     ts_publish: int
 
 
+def funding_rate(mantissa: int) -> Decimal:
+    """A funding rate's fixed point (RATE_DEC decimals) as an exact Decimal."""
+    return Decimal(format_decimal(mantissa, RATE_DEC))
+
+
+@dataclass(frozen=True)
+class BboEvent:
+    """The venue's own best bid/offer channel (Binance bookTicker, OKX bbo-tbt, Bybit orderbook.1)."""
+
+    position: int
+    instrument: Instrument
+    update_id: int
+    ts_exchange: int
+    ts_recv: int
+    ts_publish: int
+    bid_px: int
+    bid_qty: int  # 0: no bid
+    ask_px: int
+    ask_qty: int  # 0: no ask
+
+
+@dataclass(frozen=True)
+class FundingEvent:
+    """A perpetual's funding state: what this message carried (`fields`, FIELD_* bits), the rest as
+    last sent. rate: RATE_DEC decimals (funding_rate() for a Decimal); prices: the instrument's."""
+
+    position: int
+    instrument: Instrument
+    ts_exchange: int
+    ts_recv: int
+    ts_publish: int
+    rate: int
+    next_funding_ns: int
+    mark_px: int
+    index_px: int
+    fields: int
+
+
+@dataclass(frozen=True)
+class OpenInterestEvent:
+    position: int
+    instrument: Instrument
+    ts_exchange: int
+    ts_recv: int
+    ts_publish: int
+    open_interest: int  # the instrument's quantity unit: contracts where the venue counts contracts
+
+
+@dataclass(frozen=True)
+class LiquidationEvent:
+    position: int
+    instrument: Instrument
+    ts_exchange: int
+    ts_recv: int
+    ts_publish: int
+    price: int
+    qty: int
+    side: Side  # the liquidation order's side: a liquidated long is a SELL
+    venue_side: Side  # as the venue sent it (Bybit: the side of the position liquidated)
+
+
+@dataclass(frozen=True)
+class MarketStats:
+    """An instrument's latest derivatives stats (0 where the venue has not sent one: see `fields`)."""
+
+    instrument: Instrument
+    funding_rate: int  # RATE_DEC decimals
+    next_funding_ns: int
+    mark_px: int
+    index_px: int
+    open_interest: int
+    ts_exchange: int  # of the last stats message
+    fields: int  # FIELD_* bits received so far
+    fresh: bool  # the writer is alive: these are current
+
+    def has(self, field: int) -> bool:
+        return bool(self.fields & field)
+
+
 @dataclass(frozen=True)
 class GapEvent:
     """This reader fell a full ring behind: `missed` records are lost to it. Re-read the books."""
@@ -147,7 +235,8 @@ class GapEvent:
     missed: int
 
 
-Event = BookEvent | TradeEvent | StatusEvent | GapEvent
+Event = (BookEvent | TradeEvent | StatusEvent | GapEvent | BboEvent | FundingEvent | OpenInterestEvent
+         | LiquidationEvent)
 
 
 def counter_totals(counters: np.ndarray) -> dict[str, int]:
@@ -274,6 +363,18 @@ class VenueReader:
             asks=block[first_ask:first_ask + 2 * n_asks].reshape(n_asks, 2).copy(),
         )
 
+    def stats(self, key: str | int) -> MarketStats:
+        """The instrument's latest funding, mark/index price and open interest, read consistently."""
+        instrument = self.instrument(key)
+        block = self._block
+        if read_block(self.segment.books[instrument.index], block, MAX_SPINS) < 0:
+            raise SegmentError(f"{self.venue}:{instrument.symbol}: writer stuck inside a publish "
+                               f"(state {self.segment.state.name}); is it alive?")
+        v = block.tolist()
+        return MarketStats(instrument, v[BOOK_FUNDING_RATE], v[BOOK_FUNDING_TIME], v[BOOK_MARK_PX], v[BOOK_INDEX_PX],
+                           v[BOOK_OPEN_INTEREST], v[BOOK_STATS_TS], v[BOOK_STATS_FIELDS],
+                           self.segment.writer_alive(self.stale_after_s))
+
     def events(self, start: str = "live", batch: int = 256) -> EventCursor:
         """A cursor from the live head (`live`) or from the oldest record still in the ring (`oldest`)."""
         head = int(write_position(self.segment.ring_control))
@@ -334,4 +435,15 @@ class VenueReader:
         if kind == Kind.STATUS:
             return StatusEvent(position, instrument, Status(v[SLOT_STATUS]), Reason(v[SLOT_ID]),
                                *stamps)
+        if kind == Kind.BBO:
+            return BboEvent(position, instrument, v[SLOT_ID], *stamps, v[SLOT_BID_PX], v[SLOT_BID_QTY],
+                            v[SLOT_ASK_PX], v[SLOT_ASK_QTY])
+        if kind == Kind.FUNDING:
+            return FundingEvent(position, instrument, *stamps, v[SLOT_FUNDING_RATE], v[SLOT_FUNDING_TIME],
+                                v[SLOT_MARK_PX], v[SLOT_INDEX_PX], v[SLOT_FIELDS])
+        if kind == Kind.OPEN_INTEREST:
+            return OpenInterestEvent(position, instrument, *stamps, v[SLOT_OPEN_INTEREST])
+        if kind == Kind.LIQUIDATION:
+            return LiquidationEvent(position, instrument, *stamps, v[SLOT_LIQ_PX], v[SLOT_LIQ_QTY],
+                                    Side(v[SLOT_LIQ_SIDE]), Side(v[SLOT_LIQ_VENUE_SIDE]))
         raise SegmentError(f"{self.venue}: ring record of unknown kind {kind} at position {position}")

@@ -87,6 +87,16 @@ def publish_trade(ring, control, instrument, trade_id, ts_exchange, ts_recv, ts_
 
 
 @njit(nogil=True, cache=True)
+def publish_values(ring, control, kind, instrument, record_id, ts_exchange, ts_recv, ts_publish, values):
+    """Append a venue market-data record (Kind.BBO, FUNDING, OPEN_INTEREST, LIQUIDATION): `values`, a
+    tuple of five int64, are its words 7-11 as shm.layout names them for that kind."""
+    position, slot = _begin(ring, control, kind, instrument, record_id, ts_exchange, ts_recv, ts_publish)
+    for k in range(5):
+        slot[7 + k] = values[k]
+    return _commit(control, position, slot)
+
+
+@njit(nogil=True, cache=True)
 def publish_status(ring, control, instrument, status, reason, ts_exchange, ts_recv, ts_publish):
     """Append a status record (Status code, Reason code); instrument -1 means the whole venue."""
     position, slot = _begin(ring, control, KIND_STATUS, instrument, reason, ts_exchange, ts_recv, ts_publish)
