@@ -37,6 +37,15 @@ def decimals_of(step: str) -> int:
     return len(fraction.rstrip("0"))
 
 
+def decimal_mantissa(value: Decimal) -> tuple[int, int]:
+    """A positive decimal as (mantissa, decimals), exact and shortest: 0.01 -> (1, 2), 100 -> (100, 0)."""
+    sign, digits, exponent = value.normalize().as_tuple()
+    if sign or not isinstance(exponent, int) or value <= 0:
+        raise ValueError(f"not a positive finite decimal: {value}")
+    mantissa = int("".join(map(str, digits)))
+    return (mantissa, -exponent) if exponent < 0 else (mantissa * 10 ** exponent, 0)
+
+
 def split_symbol(symbol: str) -> tuple[str, str, str]:
     """(base, quote, market) of a normalized name: 'BTC-USDT' spot, 'BTC-USDT-PERP' perpetual,
     'BTC-USD-20261225' a future (its expiry is the metadata's, not this string's)."""
@@ -71,4 +80,6 @@ class Instrument:
         return f"{self.base}-{self.quote}"
 
     def spec(self, capacity: int) -> InstrumentSpec:
-        return InstrumentSpec(self.venue_symbol, self.symbol, self.px_dec, self.qty_dec, capacity)
+        mant, dec = decimal_mantissa(self.contract_size)
+        return InstrumentSpec(self.venue_symbol, self.symbol, self.px_dec, self.qty_dec, capacity,
+                              self.contract_ccy or self.base, mant, dec)

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 MAGIC = int.from_bytes(b"FHSHMSEG", "little")
-LAYOUT_VERSION = 3  # 2: writer lineage and a monotonic heartbeat in the header; 3: derivatives records and stats
+LAYOUT_VERSION = 3  # 2: writer lineage and a monotonic heartbeat in the header; 3: derivatives records, stats, size units
 ALIGN = 64
 WORD = 8
 
@@ -66,6 +66,12 @@ INSTRUMENT_DTYPE = np.dtype([
     ("px_dec", "<i4"),
     ("qty_dec", "<i4"),
     ("capacity", "<i8"),
+    # One unit of quantity is worth size_mant * 10**-size_dec of size_ccy: 1 base unit on spot, a
+    # contract's size on a derivative (base for linear contracts, the quote currency for inverse ones).
+    # The NBBO adds venues' sizes in this unit, so it is the same for every venue of a symbol.
+    ("size_mant", "<i8"),
+    ("size_dec", "<i4"),
+    ("size_ccy", "S16"),
 ])
 
 # Book block: one per instrument, guarded by a seqlock (SEQ odd while the writer is inside). SEQ

@@ -54,6 +54,13 @@ class Instrument:
     px_dec: int
     qty_dec: int
     capacity: int
+    size_ccy: str = ""  # a quantity unit is worth size_mant * 10**-size_dec of this (base, or quote for inverse)
+    size_mant: int = 1
+    size_dec: int = 0
+
+    def size(self, mantissa: int) -> Decimal:
+        """A quantity in the instrument's size unit (size_ccy): contracts times the contract's size, exact."""
+        return self.qty(mantissa) * self.size_mant / Decimal(10) ** self.size_dec
 
     def price_text(self, mantissa: int) -> str:
         return format_decimal(mantissa, self.px_dec)
@@ -285,7 +292,8 @@ class EventCursor:
 def _instrument(path: str, index: int, row: np.void) -> Instrument:
     try:
         return Instrument(index, row["venue_symbol"].decode(), row["symbol"].decode(), int(row["px_dec"]),
-                          int(row["qty_dec"]), int(row["capacity"]))
+                          int(row["qty_dec"]), int(row["capacity"]), row["size_ccy"].decode(),
+                          int(row["size_mant"]), int(row["size_dec"]))
     except UnicodeDecodeError:
         raise SegmentError(f"{path}: instrument {index} has a symbol that is not UTF-8") from None
 

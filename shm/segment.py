@@ -48,6 +48,9 @@ class InstrumentSpec:
     px_dec: int
     qty_dec: int
     capacity: int
+    size_ccy: str = ""  # what a quantity unit is worth (layout.INSTRUMENT_DTYPE): "" names nothing, as
+    size_mant: int = 1  # on a test's or a benchmark's table; venues name it
+    size_dec: int = 0
 
 
 def segment_path(prefix: str, name: str, directory: str | None = None) -> str:
@@ -280,7 +283,11 @@ def _instrument_table(instruments: Sequence[InstrumentSpec]) -> np.ndarray:
                 raise SegmentError(f"instrument {spec.venue_symbol}: {field} must be 0..{top}")
         if spec.capacity < 1:
             raise SegmentError(f"instrument {spec.venue_symbol}: capacity must be >= 1")
+        if spec.size_mant < 1 or not 0 <= spec.size_dec <= 18 or len(spec.size_ccy.encode()) > 16:
+            raise SegmentError(f"instrument {spec.venue_symbol}: size {spec.size_mant}e-{spec.size_dec} "
+                               f"{spec.size_ccy!r} must be a positive mantissa, 0..18 decimals, a currency of <= 16 bytes")
         row["px_dec"], row["qty_dec"], row["capacity"] = spec.px_dec, spec.qty_dec, spec.capacity
+        row["size_mant"], row["size_dec"], row["size_ccy"] = spec.size_mant, spec.size_dec, spec.size_ccy.encode()
     return table
 
 

@@ -4,9 +4,11 @@ Venue segments are attached read-only as they appear, followed when a worker res
 and a venue whose heartbeat stops (or whose segment closes) is excluded from every NBBO until it is
 back. "Stops" is measured on CLOCK_MONOTONIC (the segment's monotonic heartbeat), so a wall-clock
 step cannot keep a silent venue in the NBBO nor drop a live one. The NBBO
-segment's own heartbeat is written every HOUSEKEEPING_S whether anything changes or not. Symbols are the normalized symbols the venues carry (`BTC-USD` is not `BTC-USDT`; an optional
-quote alias table merges quotes); each symbol's decimals are the finest of its venues', so every
-venue's prices rescale exactly. The hot path is one `aggregate` call per poll (feedhandler.nbbo).
+segment's own heartbeat is written every HOUSEKEEPING_S whether anything changes or not. Symbols are the normalized symbols the venues carry (`BTC-USD` is not `BTC-USDT`, nor `BTC-USDT-PERP`;
+an optional quote alias table merges quotes); each symbol's decimals are the finest of its venues', so every
+venue's prices rescale exactly. Sizes are added across venues in the symbol's size unit (the instrument
+table's size_ccy: the base asset, or the quote currency of inverse contracts, where base sizes would not
+be exact): a venue counting contracts has its quantities multiplied by the contract's size, exactly. The hot path is one `aggregate` call per poll (feedhandler.nbbo).
 Idle strategies: `spin` (a core of its own), `backoff` (spins briefly, then sleeps up to 1 ms) and
 `block` (sleeps 1 ms between polls, least CPU). One aggregator per prefix: a second refuses to start.
 """
@@ -85,7 +87,8 @@ class Aggregator:
         self._controls = [_NO_CONTROL] * width
         self._books = [_NO_BOOKS] * width
         self.px_dec: dict[str, int] = {}
-        self.qty_dec: dict[str, int] = {}
+        self.qty_dec: dict[str, int] = {}  # decimals of the symbol's sizes, in its size unit
+        self.size_ccy: dict[str, str] = {}
         self.polls = 0
         self.consumed = 0
         self.notifier = Notifier()
@@ -128,9 +131,10 @@ class Aggregator:
             for inst in reader.instruments:
                 symbol = self._alias(inst.symbol)
                 self.px_dec[symbol] = max(self.px_dec.get(symbol, 0), inst.px_dec)
-                self.qty_dec[symbol] = max(self.qty_dec.get(symbol, 0), inst.qty_dec)
-        specs = [InstrumentSpec(s, s, self.px_dec.get(s, 8), self.qty_dec.get(s, 8), len(self.venues))
-                 for s in self.symbols]
+                self.qty_dec[symbol] = max(self.qty_dec.get(symbol, 0), inst.qty_dec + inst.size_dec)
+                self.size_ccy.setdefault(symbol, inst.size_ccy)
+        specs = [InstrumentSpec(s, s, self.px_dec.get(s, 8), min(18, self.qty_dec.get(s, 8)), len(self.venues),
+                                self.size_ccy.get(s, "")) for s in self.symbols]
         self.writer = SegmentWriter.create(self.config.prefix, "nbbo", specs, depth=2 * len(self.venues),
                                            ring_slots=self.settings.ring_slots, labels=self.venues)
         self.latency = LatencyWriter(self.config.prefix, "aggregator",
@@ -158,14 +162,21 @@ class Aggregator:
             symbol = index.get(self._alias(inst.symbol), -1)
             if symbol < 0:
                 continue
-            px_extra = self.px_dec.get(self.symbols[symbol], 8) - inst.px_dec
-            qty_extra = self.qty_dec.get(self.symbols[symbol], 8) - inst.qty_dec
-            if px_extra < 0 or qty_extra < 0:
-                self.log.error("%s %s: decimals %d/%d finer than the NBBO's; not aggregated (restart the "
-                               "aggregator)", self.venues[k], inst.symbol, inst.px_dec, inst.qty_dec)
+            name = self.symbols[symbol]
+            px_extra = self.px_dec.get(name, 8) - inst.px_dec
+            qty_extra = min(18, self.qty_dec.get(name, 8)) - inst.qty_dec - inst.size_dec
+            unit = self.size_ccy.setdefault(name, inst.size_ccy)
+            if px_extra < 0 or qty_extra < 0 or inst.size_mant * 10 ** qty_extra >= 2 ** 63:
+                self.log.error("%s %s: decimals %d/%d (size %de-%d) finer than the NBBO's; not aggregated (restart "
+                               "the aggregator)", self.venues[k], inst.symbol, inst.px_dec, inst.qty_dec,
+                               inst.size_mant, inst.size_dec)
+                continue
+            if inst.size_ccy != unit:
+                self.log.error("%s %s: sizes in %r, the NBBO's in %r; not aggregated", self.venues[k], inst.symbol,
+                               inst.size_ccy, unit)
                 continue
             self.route[k, inst.index] = symbol
-            self.scales[k, inst.index] = (10 ** px_extra, 10 ** qty_extra)
+            self.scales[k, inst.index] = (10 ** px_extra, inst.size_mant * 10 ** qty_extra)
         segment = reader.segment
         self._rings[k], self._controls[k], self._books[k] = segment.ring, segment.ring_control, segment.books
         if len(self.scratch) < segment.geometry.block_words:
