@@ -15,8 +15,8 @@ from feedhandler.venues.binance_coinm import BinanceCoinmFeed
 from feedhandler.venues.binance_usdm import BinanceFuturesFeed
 from feedhandler.venues.binance_usdm.protocol import parse_instruments
 from readers import in_process_reader
-from shm.layout import Side, Status
-from shm.reader import StatusEvent, TradeEvent
+from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, Side, Status
+from shm.reader import BboEvent, FundingEvent, LiquidationEvent, StatusEvent, TradeEvent, funding_rate
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.plan import plan
@@ -114,14 +114,137 @@ def test_the_documented_coin_m_depth_update_with_its_pair_applies(shm_prefix):
     writer.close()
 
 
-@pytest.mark.parametrize("data", [DOC_BOOK_TICKER, DOC_MARK_PRICE, DOC_FORCE_ORDER],
-                         ids=["bookTicker", "markPriceUpdate", "forceOrder"])
-def test_documented_streams_we_do_not_decode_are_ignored_not_errors(futures, data):
-    feed, reader = futures
-    live(feed)
-    feed.on_frame(wrapped({**data, "s": "BTCUSDT"} if "s" in data else data), 3)
-    assert reader.counters()["decode_errors"] == 0 and reader.book("BTCUSDT").update_id == 160
-    assert not [e for e in reader.events("oldest").poll() if isinstance(e, TradeEvent)]  # markPrice T is no trade
+# ---------------------------------------------------------------- the market-data records (§1.4)
+
+# Instruments at the decimals the documented examples print: BNBUSDT 25.35 / 31.21, BTCUSDT 11794.15 / 0.014.
+BNB_2_2 = Instrument("binance_usdm", "BNBUSDT", "BNB", "USDT", 2, 2, market=PERPETUAL)
+BTC_2_3 = Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", 2, 3, market=PERPETUAL)
+DELIVERY = Instrument("binance_coinm", "BTCUSD_211231", "BTC", "USD", 2, 0, market=FUTURE)
+RECORDS = (BboEvent, FundingEvent, LiquidationEvent)
+
+
+@pytest.fixture
+def records(shm_prefix):
+    """A USD-M feed of the examples' instruments, its reader, and a way to feed it one event (wrapped as
+    the combined stream it comes on)."""
+    writer = SegmentWriter.create(shm_prefix, "binance_usdm", [BNB_2_2.spec(64), BTC_2_3.spec(64)], depth=10,
+                                  ring_slots=1024)
+    feed = BinanceFuturesFeed([BNB_2_2, BTC_2_3], writer, capacity=64)
+    reader = in_process_reader("binance_usdm", shm_prefix)
+    cursor = reader.events("oldest")
+
+    def receive(data, stream=""):
+        feed.on_frame(data if isinstance(data, bytes) else wrapped(data, stream), 7)
+        return [e for e in cursor.poll() if isinstance(e, RECORDS)]
+    yield receive, reader
+    writer.close()
+
+
+def test_the_documented_book_ticker_is_a_bbo_with_its_update_id_at_its_transaction_time(records):
+    receive, reader = records
+    (bbo,) = receive(DOC_BOOK_TICKER, "bnbusdt@bookTicker")
+    assert isinstance(bbo, BboEvent) and bbo.instrument.venue_symbol == "BNBUSDT"
+    assert (bbo.update_id, bbo.bid_px, bbo.bid_qty, bbo.ask_px, bbo.ask_qty) == (400900217, 2535, 3121, 2536, 4066)
+    assert (bbo.ts_exchange, bbo.ts_recv) == (1568014460891 * 1_000_000, 7)  # T, not the push time E
+    assert reader.counters("BNBUSDT")["bbos"] == 1 and reader.counters()["decode_errors"] == 0
+
+
+def test_the_documented_mark_price_update_is_funding_with_every_field_it_carries(records):
+    receive, reader = records
+    (funding,) = receive(DOC_MARK_PRICE, "btcusdt@markPrice@1s")
+    assert isinstance(funding, FundingEvent) and funding.fields == FIELD_RATE | FIELD_FUNDING_TIME | FIELD_MARK | FIELD_INDEX
+    assert funding_rate(funding.rate) == Decimal("0.00038167")
+    assert funding.next_funding_ns == 1562306400000 * 1_000_000  # T: the next funding time
+    assert (funding.mark_px, funding.index_px) == (1179415, 1178462)
+    assert funding.ts_exchange == 1562305380000 * 1_000_000  # E: T is no event time here
+    stats = reader.stats("BTCUSDT")
+    assert (stats.funding_rate, stats.mark_px, stats.next_funding_ns) == (funding.rate, 1179415, funding.next_funding_ns)
+    assert not [e for e in reader.events("oldest").poll() if isinstance(e, TradeEvent)]  # nor is it a trade
+
+
+def test_a_negative_funding_rate_is_exact(records):
+    receive, _ = records
+    (funding,) = receive({**DOC_MARK_PRICE, "r": "-0.00012500"}, "btcusdt@markPrice@1s")
+    assert funding_rate(funding.rate) == Decimal("-0.000125")
+
+
+@pytest.mark.parametrize("index, mantissa", [("11784.62659091", 1178463), ("11784.62500000", 1178462),
+                                             ("11784.63500000", 1178464), ("11784.62000000", 1178462)])
+def test_an_index_printed_finer_than_the_tick_is_rounded_half_to_even_to_the_price_decimals(records, index, mantissa):
+    receive, _ = records
+    (funding,) = receive({**DOC_MARK_PRICE, "i": index}, "btcusdt@markPrice@1s")
+    assert funding.index_px == mantissa
+
+
+def test_a_coin_m_delivery_mark_price_carries_no_rate_and_no_funding_time(shm_prefix):
+    """§1.4 [BD-STREAMS]: a delivery contract's markPriceUpdate has "r":"" and "T":0: neither is a value."""
+    writer = SegmentWriter.create(shm_prefix, "binance_coinm", [DELIVERY.spec(64)], depth=10, ring_slots=64)
+    feed = BinanceCoinmFeed([DELIVERY], writer, capacity=64)
+    feed.on_frame(wrapped({**DOC_MARK_PRICE, "s": "BTCUSD_211231", "r": "", "T": 0}, "btcusd_211231@markPrice@1s"), 7)
+    reader = in_process_reader("binance_coinm", shm_prefix)
+    (funding,) = [e for e in reader.events("oldest").poll() if isinstance(e, FundingEvent)]
+    assert funding.fields == FIELD_MARK | FIELD_INDEX and (funding.mark_px, funding.index_px) == (1179415, 1178462)
+    stats = reader.stats("BTCUSD_211231")
+    assert not stats.has(FIELD_RATE) and not stats.has(FIELD_FUNDING_TIME) and reader.counters()["decode_errors"] == 0
+    writer.close()
+
+
+def test_the_documented_force_order_is_a_sell_liquidation_of_what_filled(records):
+    receive, reader = records
+    (liquidation,) = receive(DOC_FORCE_ORDER, "btcusdt@forceOrder")
+    assert isinstance(liquidation, LiquidationEvent) and liquidation.instrument.venue_symbol == "BTCUSDT"
+    assert (liquidation.side, liquidation.venue_side) == (Side.SELL, Side.SELL)  # S: the order's side, a long closed
+    assert (liquidation.price, liquidation.qty) == (991000, 14)  # ap 9910 and z 0.014
+    assert liquidation.ts_exchange == 1568014460893 * 1_000_000  # o.T
+    assert reader.counters("BTCUSDT")["liquidations"] == 1
+
+
+def test_a_liquidation_takes_its_average_fill_price_and_filled_quantity_not_the_order_limit(records):
+    """A partly filled IOC liquidation (the 8-decimal ap as nautilus_trader's test data prints it)."""
+    receive, _ = records
+    order = {**DOC_FORCE_ORDER["o"], "S": "BUY", "p": "9990.00", "q": "0.020", "ap": "9910.12345678",
+             "X": "EXPIRED", "z": "0.011"}
+    (liquidation,) = receive({**DOC_FORCE_ORDER, "o": order}, "btcusdt@forceOrder")
+    assert (liquidation.side, liquidation.price, liquidation.qty) == (Side.BUY, 991012, 11)
+
+
+def hostile(data, **fields):
+    return {**data, **fields}
+
+
+def order_with(**fields):
+    return {**DOC_FORCE_ORDER, "o": {**DOC_FORCE_ORDER["o"], **fields}}
+
+
+@pytest.mark.parametrize("data, stream", [
+    (hostile(DOC_BOOK_TICKER, b="2.5e1"), "bnbusdt@bookTicker"),
+    (hostile(DOC_BOOK_TICKER, B="-31.21"), "bnbusdt@bookTicker"),
+    (hostile(DOC_BOOK_TICKER, a="25.365"), "bnbusdt@bookTicker"),  # finer than the book's decimals: not a book price
+    ({k: v for k, v in DOC_BOOK_TICKER.items() if k != "T"}, "bnbusdt@bookTicker"),
+    (hostile(DOC_MARK_PRICE, p="NaN"), "btcusdt@markPrice@1s"),
+    (hostile(DOC_MARK_PRICE, i="99999999999999999999"), "btcusdt@markPrice@1s"),
+    (hostile(DOC_MARK_PRICE, r="3.8167e-4"), "btcusdt@markPrice@1s"),
+    (hostile(DOC_MARK_PRICE, r=0.00038167), "btcusdt@markPrice@1s"),  # a number, not the documented string
+    (hostile(DOC_MARK_PRICE, T=-1), "btcusdt@markPrice@1s"),
+    (hostile(DOC_MARK_PRICE, E="soon"), "btcusdt@markPrice@1s"),
+    (order_with(S="LONG"), "btcusdt@forceOrder"),
+    (order_with(z="inf"), "btcusdt@forceOrder"),
+    (order_with(ap="9910.1.2"), "btcusdt@forceOrder"),
+    ({**DOC_FORCE_ORDER, "o": {k: v for k, v in DOC_FORCE_ORDER["o"].items() if k != "T"}}, "btcusdt@forceOrder"),
+    ({**DOC_FORCE_ORDER, "o": {k: v for k, v in DOC_FORCE_ORDER["o"].items() if k != "S"}}, "btcusdt@forceOrder"),
+], ids=["exponent", "negative-qty", "too-precise", "no-T", "nan-mark", "overflow-index", "exponent-rate",
+        "numeric-rate", "negative-time", "text-time", "bad-side", "infinite-qty", "two-dots", "no-order-T",
+        "no-side"])
+def test_hostile_or_malformed_record_frames_are_decode_errors_and_publish_nothing(records, data, stream):
+    receive, reader = records
+    assert receive(data, stream) == []
+    assert reader.counters()["decode_errors"] == 1
+
+
+def test_a_truncated_record_frame_is_a_decode_error(records):
+    receive, reader = records
+    assert receive(wrapped(DOC_MARK_PRICE, "btcusdt@markPrice@1s")[:-20]) == []
+    assert reader.counters()["decode_errors"] == 1
 
 
 # ---------------------------------------------------------------- the futures book rule (§1.5)
@@ -207,17 +330,33 @@ def test_a_rotation_joins_by_straddling_and_then_chains_on_its_own_stream(future
 
 # ---------------------------------------------------------------- venues, plans, instruments
 
-def test_usdm_books_go_on_the_public_route_and_trades_on_the_market_route():
+def test_usdm_books_and_bbo_go_on_the_public_route_and_trades_funding_liquidations_on_the_market_route():
     venue = VENUES["binance_usdm"]
     urls = [plan.url for plan in venue.plan(("BTCUSDT", "ETHUSDT"), PlanOptions(venue.ws_url, venue.rest_url))]
-    assert urls == ["wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms/ethusdt@depth@100ms",
-                    "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade"]
+    assert urls == ["wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker/"
+                    "ethusdt@depth@100ms/ethusdt@bookTicker",
+                    "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade/btcusdt@markPrice@1s/"
+                    "btcusdt@forceOrder/ethusdt@aggTrade/ethusdt@markPrice@1s/ethusdt@forceOrder"]
+
+
+@pytest.mark.parametrize("name, per_connection", [("binance_usdm", 66), ("binance_coinm", 40)])
+def test_no_connection_carries_more_than_200_streams_with_the_record_streams_counted(name, per_connection):
+    """USD-M: 3 streams per instrument on /market, so 66 instruments a connection; COIN-M: 5 on one stream, 40."""
+    venue = VENUES[name]
+    symbols = tuple(f"S{k}" for k in range(100))
+    plans = venue.plan(symbols, PlanOptions(venue.ws_url, venue.rest_url))
+    streams = [plan.url.partition("streams=")[2].split("/") for plan in plans]
+    assert max(len(names) for names in streams) <= venue.limits.streams_per_connection == 200
+    assert max(len(plan.symbols) for plan in plans) == per_connection
+    assert sorted(n for names in streams for n in names if n.endswith("@markPrice@1s")) == sorted(
+        f"s{k}@markPrice@1s" for k in range(100))
 
 
 def test_coin_m_keeps_one_combined_stream_and_its_own_rest_paths():
     venue = VENUES["binance_coinm"]
     (plan,) = venue.plan(("BTCUSD_PERP",), PlanOptions(venue.ws_url, venue.rest_url))
-    assert plan.url == "wss://dstream.binance.com/stream?streams=btcusd_perp@depth@100ms/btcusd_perp@aggTrade"
+    assert plan.url == ("wss://dstream.binance.com/stream?streams=btcusd_perp@depth@100ms/btcusd_perp@aggTrade/"
+                        "btcusd_perp@bookTicker/btcusd_perp@markPrice@1s/btcusd_perp@forceOrder")
     assert venue.instruments_url() == "https://dapi.binance.com/dapi/v1/exchangeInfo"
     assert VENUES["binance_usdm"].instruments_url() == "https://fapi.binance.com/fapi/v1/exchangeInfo"
 
@@ -335,9 +474,30 @@ def test_a_futures_config_plans_perpetuals_by_name_at_the_deepest_documented_sna
                                       "binance_coinm": {"symbols": ["BTC-USD-PERP"]}}})
     venues = plan(config)["venues"]
     assert [c["url"] for c in venues["binance_usdm"]["connections"]] == [
-        "wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms",
-        "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade"]
+        "wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker",
+        "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade/btcusdt@markPrice@1s/btcusdt@forceOrder"]
     assert venues["binance_usdm"]["rest"]["startup"][1] == {
         "method": "GET", "url": "https://fapi.binance.com/fapi/v1/depth?symbol=BTCUSDT&limit=1000", "weight": 20}
     assert venues["binance_coinm"]["rest"]["startup"][1]["url"] == (
         "https://dapi.binance.com/dapi/v1/depth?symbol=BTCUSD_PERP&limit=1000")
+
+
+def test_every_book_ticker_of_the_real_usdm_recording_is_a_bbo_record_exactly(captures, tmp_path, shm_prefix):
+    """The 2021 recording's bookTicker events (e, u, s, b, B, a, A, T, E: §7) replayed: each one BBO record with
+    its values, update id and transaction time, and no decode error (the recording has no markPrice or
+    forceOrder stream)."""
+    folder = captures / "binance-usdm-2021"
+    recorded = [json.loads(line.partition(": ")[2])["data"] for line in open(folder / "BINANCE_FUTURES.ws.1.0")
+                if '"bookTicker"' in line]
+    import_recordings([str(folder / "BINANCE_FUTURES")], str(tmp_path / "u.fhcap"))
+    summary = replay([str(tmp_path / "u.fhcap")], shm_prefix=shm_prefix, keep=True)
+    reader = in_process_reader("binance_usdm", shm_prefix)
+    cursor, bbos = reader.events("oldest"), []
+    while batch := cursor.poll():
+        bbos += [e for e in batch if isinstance(e, BboEvent)]
+    assert summary["decode_errors"] == 0 and len(recorded) == 613
+    assert [(e.instrument.venue_symbol, e.update_id, e.ts_exchange // 1_000_000) for e in bbos] == [
+        (t["s"], t["u"], t["T"]) for t in recorded]
+    assert [tuple(map(str, (e.instrument.price(e.bid_px), e.instrument.qty(e.bid_qty), e.instrument.price(e.ask_px),
+                            e.instrument.qty(e.ask_qty)))) for e in bbos] == [
+        (t["b"], t["B"], t["a"], t["A"]) for t in recorded]

@@ -1,6 +1,7 @@
 """Binance COIN-M futures: the USD-M package's protocol, decoder, feed and encoder with COIN-M's
 data (derivatives-protocols.md §1.1-1.7): `wss://dstream.binance.com`, unchanged by the 2026 USD-M
-route split, so books and trades share the combined `/stream`; REST `https://dapi.binance.com`
+route split, so books, trades, bookTicker, markPrice@1s and forceOrder (every instrument gets them all)
+share the combined `/stream`; REST `https://dapi.binance.com`
 (`/dapi/v1/depth`, `/dapi/v1/exchangeInfo`, whose contractSize is USD per contract: quantities are
 contracts). The limits are USD-M's (REQUEST_WEIGHT 6000 in one COIN-M example is UNCONFIRMED: the
 lower figure is kept)."""
@@ -10,11 +11,13 @@ from ..base import Venue, compact_json
 from ..binance.protocol import BinanceProtocol
 from ..binance_usdm import VENUE as USDM_VENUE
 from ..binance_usdm.feed import BinanceFuturesFeed
-from ..binance_usdm.protocol import DEPTH_STREAM, SNAPSHOT_WEIGHTS, TRADE_STREAM
+from ..binance_usdm.protocol import (BOOK_TICKER_STREAM, DEPTH_STREAM, FORCE_ORDER_STREAM, MARK_PRICE_STREAM,
+                                     SNAPSHOT_WEIGHTS, TRADE_STREAM)
 from ..binance_usdm.simulator import BinanceFuturesEncoder
 
-COINM = BinanceProtocol(routes=(("/stream", (DEPTH_STREAM, TRADE_STREAM)),), snapshot_path="/dapi/v1/depth",
-                        snapshot_weights=SNAPSHOT_WEIGHTS)
+COINM = BinanceProtocol(routes=(("/stream", (DEPTH_STREAM, TRADE_STREAM, BOOK_TICKER_STREAM, MARK_PRICE_STREAM,
+                                             FORCE_ORDER_STREAM)),),
+                        snapshot_path="/dapi/v1/depth", snapshot_weights=SNAPSHOT_WEIGHTS)
 
 
 class BinanceCoinmFeed(BinanceFuturesFeed):
