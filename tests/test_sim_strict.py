@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from decimal import Decimal
 
 import pytest
 from picows import WSCloseCode, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
@@ -497,6 +498,44 @@ def test_binance_usdm_serves_depth_on_the_public_route_and_agg_trades_on_the_mar
     simulate(scenario, venues=("binance_usdm",))
 
 
+def test_binance_usdm_sends_a_book_ticker_on_each_top_of_book_change_with_the_books_update_id():
+    async def scenario(sim):
+        client = await connect(sim, "binance_usdm", "/public/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker")
+        await until(lambda: len([m for m in client.messages if m["stream"] == "btcusdt@bookTicker"]) >= 10,
+                    "ten bookTickers")
+        last_u, tickers = None, 0
+        for message in client.messages:
+            event = message["data"]
+            if message["stream"] == "btcusdt@bookTicker":
+                assert list(event) == ["e", "u", "E", "T", "s", "b", "B", "a", "A"] and event["e"] == "bookTicker"
+                assert event["u"] == last_u and float(event["b"]) < float(event["a"])  # the book as of its last diff
+                tickers += 1
+            else:
+                last_u = event["u"]
+        assert tickers >= 10
+    simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_usdm_sends_mark_price_each_second_and_liquidations_on_the_market_route():
+    async def scenario(sim):
+        sim.venues["binance_usdm"].liquidation_chance = 1.0
+        client = await connect(sim, "binance_usdm", "/market/stream?streams=btcusdt@markPrice@1s/btcusdt@forceOrder")
+        await until(lambda: len(client.messages) >= 4, "two seconds of mark prices and liquidations")
+        marks = [m["data"] for m in client.messages if m["stream"] == "btcusdt@markPrice@1s"]
+        orders = [m["data"] for m in client.messages if m["stream"] == "btcusdt@forceOrder"]
+        assert marks and orders
+        for mark in marks:
+            assert list(mark) == ["e", "E", "s", "p", "i", "P", "r", "T"] and mark["e"] == "markPriceUpdate"
+            assert mark["T"] % (8 * 3600 * 1000) == 0 and 0 < mark["T"] - mark["E"] <= 8 * 3600 * 1000
+            assert abs(Decimal(mark["i"]) - Decimal(mark["p"])) <= Decimal("0.3")  # 3 ticks of 0.1
+            assert len(mark["i"].partition(".")[2]) == 8 and -Decimal("0.0002") <= Decimal(mark["r"]) <= Decimal("0.001")
+        for event in orders:
+            order = event["o"]
+            assert list(order) == ["s", "S", "o", "f", "q", "p", "ap", "X", "l", "z", "T"] and order["S"] in ("BUY", "SELL")
+            assert (order["o"], order["f"], order["X"]) == ("LIMIT", "IOC", "FILLED") and order["z"] == order["q"]
+    simulate(scenario, venues=("binance_usdm",))
+
+
 def test_binance_usdm_chains_each_depth_update_to_the_last_by_pu():
     async def scenario(sim):
         client = await connect(sim, "binance_usdm", "/public/ws/btcusdt@depth@100ms")
@@ -523,6 +562,8 @@ def test_binance_usdm_acks_a_stream_of_the_other_route_but_never_sends_it_and_co
     ("/public/stream?streams=btcusdt@trade", 400),  # @trade is not documented on futures
     ("/public/stream?streams=btcusdt@depth&timeUnit=MICROSECOND", 400),  # documented for spot only
     ("/market/stream?streams=BTCUSDT@aggTrade", 400),
+    ("/market/stream?streams=btcusdt@markPrice@3s", 400),  # 1s or the plain 3 s stream only
+    ("/market/stream?streams=btcusdt@forceOrder@arr", 400),
 ])
 def test_binance_usdm_refuses_an_undocumented_path_stream_or_parameter(path, status):
     async def scenario(sim):

@@ -27,8 +27,8 @@ class BinanceCoinmFeed(BinanceFuturesFeed):
 
 
 class BinanceCoinmEncoder(BinanceFuturesEncoder):
-    """COIN-M's shapes (derivatives-protocols.md §1.4, §1.6): a depthUpdate names the pair (`ps`) after the
-    symbol, and the depth answer names both."""
+    """COIN-M's shapes (derivatives-protocols.md §1.4, §1.6): a depthUpdate and a forceOrder's order name the
+    pair (`ps`) after the symbol, and the depth answer names both."""
 
     def snapshot(self, market, ts_ns: int = 0, depth: int = 1000) -> bytes:
         ts_ms = ts_ns // 1_000_000
@@ -40,6 +40,10 @@ class BinanceCoinmEncoder(BinanceFuturesEncoder):
         event = message["data"]
         message["data"] = {**{k: event.pop(k) for k in ("e", "E", "T", "s")}, "ps": self.pair, **event}
         return message
+
+    def liquidation_order(self, order: dict) -> dict:
+        """COIN-M's forceOrder names the pair (`o.ps`, §1.4) after the symbol."""
+        return {"s": order.pop("s"), "ps": self.pair, **order}
 
     @property
     def pair(self) -> str:
