@@ -1,7 +1,10 @@
 """Binance USD-M and COIN-M futures (derivatives-protocols.md §1): the decoder on the documented
 example messages, the futures book rule (drop u < lastUpdateId, the first diff straddles it, then pu
-chains on), the plans and the instruments, and the real 2021 USD-M recording replayed with no gap."""
+chains on), the market-data records (bookTicker, markPriceUpdate, forceOrder), the plans and the
+instruments, the real 2021 USD-M recording replayed with no gap, and a worker against the simulator."""
+import asyncio
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -14,6 +17,7 @@ from feedhandler.venues.base import PlanOptions
 from feedhandler.venues.binance_coinm import BinanceCoinmFeed
 from feedhandler.venues.binance_usdm import BinanceFuturesFeed
 from feedhandler.venues.binance_usdm.protocol import parse_instruments
+from pipeline import free_base_port
 from readers import in_process_reader
 from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, Side, Status
 from shm.reader import BboEvent, FundingEvent, LiquidationEvent, StatusEvent, TradeEvent, funding_rate
@@ -21,6 +25,9 @@ from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.plan import plan
 from tools.replay import replay
+from tools.sim.server import Simulator
+from workers.lifecycle import Stop
+from workers.venue import VenueWorker
 
 BTC = Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", 4, 0, market=PERPETUAL)
 
@@ -501,3 +508,37 @@ def test_every_book_ticker_of_the_real_usdm_recording_is_a_bbo_record_exactly(ca
     assert [tuple(map(str, (e.instrument.price(e.bid_px), e.instrument.qty(e.bid_qty), e.instrument.price(e.ask_px),
                             e.instrument.qty(e.ask_qty)))) for e in bbos] == [
         (t["b"], t["B"], t["a"], t["A"]) for t in recorded]
+
+
+# ---------------------------------------------------------------- a worker against the simulator
+
+def test_a_worker_against_the_simulator_puts_bbo_funding_and_liquidation_records_in_the_ring(tmp_path, shm_prefix):
+    """One USD-M worker (in this process) against `fh sim`'s strict USD-M venue, which makes a liquidation
+    every second here: each record kind reaches the venue's ring, decoded without an error."""
+    async def scenario():
+        async with Simulator.synthetic(["binance_usdm"], base_port=free_base_port()) as sim:
+            sim.venues["binance_usdm"].liquidation_chance = 1.0
+            config = parse_config({"run": {"prefix": shm_prefix, "instrument_cache": str(tmp_path)},
+                                   "venues": {"binance_usdm": {"symbols": ["BTC-USDT-PERP"],
+                                                               **sim.urls()["binance_usdm"]}}})
+            worker = VenueWorker(config.venues["binance_usdm"], config)
+            await worker.start()
+            stop = Stop()
+            running = asyncio.create_task(worker.run(stop))
+            reader, seen = in_process_reader("binance_usdm", shm_prefix), {}
+            cursor, deadline = reader.events("oldest"), time.monotonic() + 20
+            while len(seen) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                for event in cursor.poll():
+                    if isinstance(event, RECORDS):
+                        seen.setdefault(type(event), event)
+            totals = reader.totals()
+            stop.set()
+            await running
+            return seen, totals
+    seen, totals = asyncio.run(scenario())
+    assert set(seen) == set(RECORDS), f"records seen: {sorted(kind.__name__ for kind in seen)}"
+    assert all(event.instrument.venue_symbol == "BTCUSDT" for event in seen.values())
+    assert seen[FundingEvent].fields == FIELD_RATE | FIELD_FUNDING_TIME | FIELD_MARK | FIELD_INDEX
+    assert seen[LiquidationEvent].side in (Side.BUY, Side.SELL) and seen[BboEvent].bid_px < seen[BboEvent].ask_px
+    assert totals["decode_errors"] == 0 and min(totals["bbos"], totals["fundings"], totals["liquidations"]) >= 1
