@@ -20,7 +20,8 @@ from feedhandler.venues.binance_usdm.protocol import parse_instruments
 from pipeline import free_base_port
 from readers import in_process_reader
 from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, Side, Status
-from shm.reader import BboEvent, FundingEvent, LiquidationEvent, StatusEvent, TradeEvent, funding_rate
+from shm.reader import (BboEvent, FundingEvent, LiquidationEvent, OpenInterestEvent, StatusEvent, TradeEvent,
+                        funding_rate)
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.plan import plan
@@ -127,7 +128,7 @@ def test_the_documented_coin_m_depth_update_with_its_pair_applies(shm_prefix):
 BNB_2_2 = Instrument("binance_usdm", "BNBUSDT", "BNB", "USDT", 2, 2, market=PERPETUAL)
 BTC_2_3 = Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", 2, 3, market=PERPETUAL)
 DELIVERY = Instrument("binance_coinm", "BTCUSD_211231", "BTC", "USD", 2, 0, market=FUTURE)
-RECORDS = (BboEvent, FundingEvent, LiquidationEvent)
+RECORDS = (BboEvent, FundingEvent, LiquidationEvent, OpenInterestEvent)
 
 
 @pytest.fixture
@@ -143,6 +144,11 @@ def records(shm_prefix):
     def receive(data, stream=""):
         feed.on_frame(data if isinstance(data, bytes) else wrapped(data, stream), 7)
         return [e for e in cursor.poll() if isinstance(e, RECORDS)]
+
+    def answer(body, url="https://fapi.binance.com/fapi/v1/openInterest?symbol=BTCUSDT"):
+        feed.on_rest(url, body if isinstance(body, bytes) else json.dumps(body).encode(), 7)
+        return [e for e in cursor.poll() if isinstance(e, RECORDS)]
+    receive.rest = answer  # a REST answer, as the worker hands it over
     yield receive, reader
     writer.close()
 
@@ -213,6 +219,48 @@ def test_a_liquidation_takes_its_average_fill_price_and_filled_quantity_not_the_
              "X": "EXPIRED", "z": "0.011"}
     (liquidation,) = receive({**DOC_FORCE_ORDER, "o": order}, "btcusdt@forceOrder")
     assert (liquidation.side, liquidation.price, liquidation.qty) == (Side.BUY, 991012, 11)
+
+
+# the documented answer of GET /fapi/v1/openInterest (§1.6 [BF-REST])
+DOC_OPEN_INTEREST = {"openInterest": "10659.509", "symbol": "BTCUSDT", "time": 1589437530011}
+
+
+def test_the_documented_open_interest_answer_is_an_open_interest_record_at_its_time(records):
+    receive, reader = records
+    (open_interest,) = receive.rest(DOC_OPEN_INTEREST)
+    assert isinstance(open_interest, OpenInterestEvent) and open_interest.instrument.venue_symbol == "BTCUSDT"
+    assert open_interest.open_interest == 10659509 and open_interest.ts_exchange == 1589437530011 * 1_000_000
+    assert reader.stats("BTCUSDT").open_interest == 10659509 and reader.counters("BTCUSDT")["open_interests"] == 1
+
+
+@pytest.mark.parametrize("body", [{**DOC_OPEN_INTEREST, "openInterest": 10659.509},
+                                  {**DOC_OPEN_INTEREST, "openInterest": "1.0659509e4"},
+                                  {k: v for k, v in DOC_OPEN_INTEREST.items() if k != "time"},
+                                  {**DOC_OPEN_INTEREST, "openInterest": "10659.5091"}, b'{"openInterest":"10659.5'],
+                         ids=["number", "exponent", "no-time", "too-precise", "truncated"])
+def test_a_malformed_open_interest_answer_is_a_decode_error_and_no_record(records, body):
+    receive, reader = records
+    assert receive.rest(body) == [] and reader.counters("BTCUSDT")["decode_errors"] == 1
+
+
+def test_each_instrument_s_open_interest_is_polled_every_10_s_the_first_polls_spread_over_one_interval(shm_prefix):
+    writer = SegmentWriter.create(shm_prefix, "binance_usdm", [BNB_2_2.spec(64), BTC_2_3.spec(64)], depth=10,
+                                  ring_slots=64)
+    feed = BinanceFuturesFeed([BNB_2_2, BTC_2_3], writer, capacity=64,
+                              options=PlanOptions("wss://x", "https://fapi.binance.com"))
+    assert [(p.symbol, p.request.url, p.request.weight) for p in feed.polls(now=100.0)] == [
+        ("BNBUSDT", "https://fapi.binance.com/fapi/v1/openInterest?symbol=BNBUSDT", 1)]
+    assert feed.polls(now=104.9) == [] and [p.symbol for p in feed.polls(now=105.0)] == ["BTCUSDT"]
+    assert [p.symbol for p in feed.polls(now=110.0)] == ["BNBUSDT"]
+    writer.close()
+
+
+@pytest.mark.parametrize("instruments, interval_s", [(1, 10.0), (100, 10.0), (200, 20.0), (600, 60.0)])
+def test_the_polls_take_at_most_a_quarter_of_the_rest_weight_budget(instruments, interval_s):
+    for name, path in (("binance_usdm", "/fapi/v1/openInterest"), ("binance_coinm", "/dapi/v1/openInterest")):
+        protocol = VENUES[name].protocol
+        assert protocol.poll_interval_s(instruments) == interval_s and protocol.poll_path == path
+        assert 60 / interval_s * instruments * protocol.poll_weight <= VENUES[name].limits.rest_weight_per_minute / 4
 
 
 def hostile(data, **fields):
@@ -512,9 +560,10 @@ def test_every_book_ticker_of_the_real_usdm_recording_is_a_bbo_record_exactly(ca
 
 # ---------------------------------------------------------------- a worker against the simulator
 
-def test_a_worker_against_the_simulator_puts_bbo_funding_and_liquidation_records_in_the_ring(tmp_path, shm_prefix):
+def test_a_worker_against_the_simulator_puts_every_record_kind_in_the_ring(tmp_path, shm_prefix):
     """One USD-M worker (in this process) against `fh sim`'s strict USD-M venue, which makes a liquidation
-    every second here: each record kind reaches the venue's ring, decoded without an error."""
+    every second here: BBO, funding, liquidation and the polled open interest reach the venue's ring,
+    decoded without an error."""
     async def scenario():
         async with Simulator.synthetic(["binance_usdm"], base_port=free_base_port()) as sim:
             sim.venues["binance_usdm"].liquidation_chance = 1.0
@@ -527,7 +576,7 @@ def test_a_worker_against_the_simulator_puts_bbo_funding_and_liquidation_records
             running = asyncio.create_task(worker.run(stop))
             reader, seen = in_process_reader("binance_usdm", shm_prefix), {}
             cursor, deadline = reader.events("oldest"), time.monotonic() + 20
-            while len(seen) < 3 and time.monotonic() < deadline:
+            while len(seen) < len(RECORDS) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
                 for event in cursor.poll():
                     if isinstance(event, RECORDS):
@@ -541,4 +590,6 @@ def test_a_worker_against_the_simulator_puts_bbo_funding_and_liquidation_records
     assert all(event.instrument.venue_symbol == "BTCUSDT" for event in seen.values())
     assert seen[FundingEvent].fields == FIELD_RATE | FIELD_FUNDING_TIME | FIELD_MARK | FIELD_INDEX
     assert seen[LiquidationEvent].side in (Side.BUY, Side.SELL) and seen[BboEvent].bid_px < seen[BboEvent].ask_px
-    assert totals["decode_errors"] == 0 and min(totals["bbos"], totals["fundings"], totals["liquidations"]) >= 1
+    assert totals["decode_errors"] == 0 and min(totals["bbos"], totals["fundings"], totals["liquidations"],
+                                                totals["open_interests"]) >= 1
+    assert seen[OpenInterestEvent].open_interest > 0

@@ -536,6 +536,20 @@ def test_binance_usdm_sends_mark_price_each_second_and_liquidations_on_the_marke
     simulate(scenario, venues=("binance_usdm",))
 
 
+def test_binance_futures_answer_open_interest_with_its_documented_fields_and_weight():
+    async def scenario(sim):
+        status, headers, body = await get(sim, "binance_usdm", "/fapi/v1/openInterest?symbol=BTCUSDT")
+        answer = json.loads(body)
+        assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "1" and list(answer) == ["openInterest", "symbol", "time"]
+        assert answer["symbol"] == "BTCUSDT" and len(answer["openInterest"].partition(".")[2]) == 3  # 0.001 BTC lots
+        _, _, body = await get(sim, "binance_coinm", "/dapi/v1/openInterest?symbol=BTCUSD_PERP")
+        assert list(json.loads(body)) == ["symbol", "pair", "openInterest", "contractType", "time"]
+        assert (await get(sim, "binance_usdm", "/fapi/v1/openInterest"))[0] == 400  # symbol is mandatory
+        assert (await get(sim, "binance_usdm", "/dapi/v1/openInterest?symbol=BTCUSDT"))[0] == 404
+        assert (await stats(sim, "binance_usdm"))["rejected"] == {"rest_param": 1, "rest_path": 1}
+    simulate(scenario, venues=("binance_usdm", "binance_coinm"))
+
+
 def test_binance_usdm_chains_each_depth_update_to_the_last_by_pu():
     async def scenario(sim):
         client = await connect(sim, "binance_usdm", "/public/ws/btcusdt@depth@100ms")

@@ -53,6 +53,7 @@ from feedhandler.instruments import FUTURE, PERPETUAL, SPOT, Instrument
 from feedhandler.sim_market import ASK, BID, Market
 from feedhandler.venues import VENUES
 from feedhandler.venues.binance.protocol import SNAPSHOT_WEIGHTS
+from feedhandler.venues.binance_usdm.protocol import OPEN_INTEREST_WEIGHT
 from feedhandler.venues.binance_usdm.protocol import SNAPSHOT_WEIGHTS as FUTURES_SNAPSHOT_WEIGHTS
 from feedhandler.venues.coinbase import CoinbaseAdvancedEncoder
 from feedhandler.venues.base import compact_json
@@ -543,6 +544,7 @@ class BinanceApi:
     info_path: str
     info_weight: int
     exchange_info: Callable[[dict[str, Instrument]], dict]
+    open_interest_path: str = ""  # futures: GET <path>?symbol=S ("": none)
 
 
 ANY_KIND = re.compile(r".+")
@@ -567,10 +569,11 @@ BINANCE_APIS = {
         routes=(("/public", FUTURES_PUBLIC), ("/market", re.compile(r"aggTrade|markPrice.*|forceOrder")),
                 ("", FUTURES_PUBLIC)),
         stream=FUTURES_STREAM, feeds=FUTURES_FEEDS, time_units=(), depth_path="/fapi/v1/depth",
-        info_path="/fapi/v1/exchangeInfo", **FUTURES_REST),
+        info_path="/fapi/v1/exchangeInfo", open_interest_path="/fapi/v1/openInterest", **FUTURES_REST),
     "binance_coinm": BinanceApi(
         routes=(("", ANY_KIND),), stream=FUTURES_STREAM, feeds=FUTURES_FEEDS, time_units=(),
-        depth_path="/dapi/v1/depth", info_path="/dapi/v1/exchangeInfo", **FUTURES_REST),
+        depth_path="/dapi/v1/depth", info_path="/dapi/v1/exchangeInfo", open_interest_path="/dapi/v1/openInterest",
+        **FUTURES_REST),
 }
 
 
@@ -648,6 +651,7 @@ class BinanceSim(VenueSim):
         self.history = {s: deque(maxlen=BOOK_HISTORY) for s in self.instruments}  # (update id, bids, asks)
         self.budget = WeightBudget(limits)
         self.pings = itertools.count(1)
+        self.open_interest = {s: 10_000 * 10 ** i.qty_dec for s, i in self.instruments.items()}  # futures: contracts or base
 
     # ------------------------------------------------------------ connection
     def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
@@ -865,7 +869,7 @@ class BinanceSim(VenueSim):
         api = self.api
         if path == api.info_path:
             return api.info_weight, self.metadata
-        if path != api.depth_path:
+        if path != api.depth_path and (not api.open_interest_path or path != api.open_interest_path):
             raise Refusal("rest_path", "This operation is not supported.", -1020, 404)
         symbol, limit = query.get("symbol"), query.get("limit", str(api.default_limit))
         if not symbol:
@@ -873,6 +877,8 @@ class BinanceSim(VenueSim):
                           -1102)
         if symbol not in self.instruments:
             raise Refusal("rest_param", "Invalid symbol.", -1121)
+        if path == api.open_interest_path:
+            return OPEN_INTEREST_WEIGHT, lambda: self.open_interest_answer(symbol)
         if not re.fullmatch(r"[0-9]{1,20}", limit) or int(limit) < 1:
             raise Refusal("rest_param", "Illegal characters found in parameter 'limit'; "
                                         "legal range is '^[0-9]{1,20}$'.", -1100)
@@ -881,6 +887,12 @@ class BinanceSim(VenueSim):
         levels = min(int(limit), api.depth_weights[-1][0])
         weight = next(weight for top, weight in api.depth_weights if levels <= top)
         return weight, lambda: self.encoders[symbol].snapshot(self.markets[symbol], time.time_ns(), depth=levels)
+
+    def open_interest_answer(self, symbol: str) -> bytes:
+        """The symbol's open interest, a random walk of up to 5 units an answer, never below one unit."""
+        unit = 10 ** self.instruments[symbol].qty_dec
+        self.open_interest[symbol] = max(unit, self.open_interest[symbol] + int(self.rng.integers(-5 * unit, 5 * unit + 1)))
+        return self.encoders[symbol].open_interest(self.open_interest[symbol], time.time_ns())
 
     def over_budget(self, status: int, retry_after_s: float) -> Refusal:
         """-1003 TOO_MANY_REQUESTS, worded as errors.md words it for a 429 and for a 418 ban."""

@@ -15,6 +15,7 @@ The market-data records (derivatives-protocols.md §1.4, §1.7), each one feed_k
 - `markPriceUpdate` -> FUNDING at the event time `E` (its `T` is the next funding time, not a trade
   time): mark `p`, index `i`, rate `r`, next funding time `T`, each marked (FIELD_*) only when carried.
   A COIN-M delivery contract sends `"r":""` and `"T":0`: no rate and no funding time, not a rate of 0.
+- the polled REST open interest (`decode_open_interest`: futures have no stream of it) -> OPEN_INTEREST.
 - `forceOrder` -> LIQUIDATION at the trade time `o.T`: side = venue side = `o.S`, the liquidation
   order's side (SELL: a long was liquidated). Price and quantity are the fills, the average price
   `o.ap` and the filled quantity `o.z`: what the liquidation traded in the market, which liquidation
@@ -34,7 +35,8 @@ from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, 
 
 from ...feed_kernels import (KIND_BBO, KIND_FUNDING, KIND_LIQUIDATION, ROW_PRICE, ROW_QTY, ROW_SIDE, T_LENGTH,
                              T_PX_DEC, T_QTY_DEC, count_frame, publish_stats, report_gap)
-from ...jsonscan import ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, parse_int, string_span
+from ...jsonscan import (ERR_SYNTAX, decimal_string, equals, find_value, find_value_after, key, looks_like_object,
+                         parse_int, string_span)
 from ...publish import mark_decoded
 from ...sync import BRIDGING, BUFFERING, CS_TIME_UNIT, LIVE, SY_CONN, SY_STATE, SY_UPDATE_ID
 from ..binance.decoder import (ACTION_BUFFER, ACTION_DONE, ACTION_GAP, FRAME_DEPTH, FRAME_ERROR, FRAME_IGNORED,
@@ -57,6 +59,8 @@ _ORDER = key("o")
 _SIDE = key("S")
 _AVERAGE_PRICE = key("ap")
 _FILLED_QTY = key("z")
+_OPEN_INTEREST = key("openInterest")
+_TIME = key("time")
 _DEPTH_UPDATE = np.frombuffer(b"depthUpdate", np.uint8)
 _AGG_TRADE = np.frombuffer(b"aggTrade", np.uint8)
 _BOOK_TICKER = np.frombuffer(b"bookTicker", np.uint8)
@@ -173,6 +177,17 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     if equals(buf, event_first, event_stop, _FORCE_ORDER):
         return force_order_fields(buf, event, n, px_decs[instrument], qty_decs[instrument], header)
     return FRAME_IGNORED
+
+
+@njit(nogil=True, cache=True)
+def decode_open_interest(buf, n, qty_dec):
+    """GET /fapi/v1/openInterest (or /dapi/v1/openInterest) body, {"openInterest":"10659.509",
+    "symbol":"BTCUSDT","time":1589437530011} (§1.6) -> (open interest at qty_dec, its time in ms, error)."""
+    if not looks_like_object(buf, n):
+        return 0, 0, ERR_SYNTAX
+    value, _, err = decimal_string(buf, find_value(buf, 0, n, _OPEN_INTEREST), n, qty_dec)
+    when, pos = parse_int(buf, find_value(buf, 0, n, _TIME), n)
+    return value, when, err if pos >= 0 else max(err, ERR_SYNTAX)
 
 
 @njit(inline="always", nogil=True)

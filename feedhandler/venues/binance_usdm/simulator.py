@@ -2,8 +2,8 @@
 derivatives-protocols.md §1.4 (depthUpdate with T and pu, aggTrade, a snapshot with E and T), and the
 market-data streams: bookTicker on every change of the top of the book (with the book's update id),
 markPriceUpdate (mark at the mid, the index a little off it and printed to 8 decimals as Binance
-prints it, a funding rate, the next funding time on the 8 h grid) and forceOrder (a filled IOC
-liquidation at the touch it takes)."""
+prints it, a funding rate, the next funding time on the 8 h grid), forceOrder (a filled IOC
+liquidation at the touch it takes), and the REST open interest."""
 from __future__ import annotations
 
 import numpy as np
@@ -84,6 +84,13 @@ class BinanceFuturesEncoder(BinanceEncoder):
                 "s": self.symbol, "S": "SELL" if sell else "BUY", "o": "LIMIT", "f": "IOC", "q": qty,
                 "p": format_decimal(limit, self.px_dec), "ap": format_decimal(touch, self.px_dec), "X": "FILLED",
                 "l": qty, "z": qty, "T": ts_ms})}}
+
+    def open_interest(self, open_interest: int, ts_ns: int) -> bytes:
+        """The body of GET /fapi/v1/openInterest?symbol=S (§1.6): `open_interest` at the quantity decimals."""
+        return compact_json(self.open_interest_answer(format_decimal(open_interest, self.qty_dec), ts_ns // 1_000_000))
+
+    def open_interest_answer(self, open_interest: str, ts_ms: int) -> dict:
+        return {"openInterest": open_interest, "symbol": self.symbol, "time": ts_ms}
 
     def liquidation_order(self, order: dict) -> dict:
         """forceOrder's `o` as the venue prints it (COIN-M adds the pair)."""
