@@ -8,7 +8,7 @@ Per received message: `ts_recv` at the socket read, the frame appended to the ca
 one `feed.on_frame` call (decode, sequence check, apply, publish). Everything else runs on timers in
 the same event loop: the heartbeat in the segment header, the feed's requests (REST snapshots on a
 thread pool under the weight budget; resubscriptions paced by the venue's message rate) and polls
-(REST data the venue does not stream, e.g. Binance futures' open interest, under the same budget), the
+(REST data the venue does not stream, such as open interest, under the same budget), the
 liveness check, the rotation of connections that the venue closes after a lifetime, and the
 capture's flush timer and retention. A capture write that fails never reaches decoding or liveness
 (workers.recorder): it is counted (`capture_errors`), reported as a venue STATUS record
