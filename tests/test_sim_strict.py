@@ -576,8 +576,6 @@ def test_binance_usdm_acks_a_stream_of_the_other_route_but_never_sends_it_and_co
     ("/public/stream?streams=btcusdt@trade", 400),  # @trade is not documented on futures
     ("/public/stream?streams=btcusdt@depth&timeUnit=MICROSECOND", 400),  # documented for spot only
     ("/market/stream?streams=BTCUSDT@aggTrade", 400),
-    ("/market/stream?streams=btcusdt@markPrice@3s", 400),  # 1s or the plain 3 s stream only
-    ("/market/stream?streams=btcusdt@forceOrder@arr", 400),
 ])
 def test_binance_usdm_refuses_an_undocumented_path_stream_or_parameter(path, status):
     async def scenario(sim):
