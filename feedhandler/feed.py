@@ -28,7 +28,7 @@ from .jsonscan import symbol_table
 from .publish import VENUE_HOPS, output_of
 from .sync import (BRIDGING, CONNECTING, CS_SEQUENCE, CS_TIME_UNIT, LIVE, RESYNC, SNAPSHOT, SY_CONN, SY_NEXT_CONN,
                    SY_STATE, Action, ResyncLimiter, SyncState, new_conn_state, new_sync)
-from .venues.base import FetchSnapshot, PlanOptions, Request, Resubscribe, VenueProtocol
+from .venues.base import FetchSnapshot, PlanOptions, Poll, Request, Resubscribe, VenueProtocol
 
 INITIAL_LEVELS = 20_000
 HEADER_WORDS = 16
@@ -69,6 +69,7 @@ class VenueFeed:
         self.counters = writer.counters
         self._index = {inst.venue_symbol: i for i, inst in enumerate(instruments)}
         self.carrier = np.full(len(instruments), -1, np.int64)  # the planned connection of each book
+        self._next_poll = np.full(len(instruments), -np.inf)  # when each instrument's poll is due (polls)
         self._symbols, lengths = symbol_table([inst.venue_symbol for inst in instruments])
         self._tables = np.zeros((TABLE_ROWS, len(instruments)), np.int64)
         self._tables[T_LENGTH] = lengths
@@ -260,6 +261,20 @@ class VenueFeed:
             requests.append(Resubscribe(conn, tuple(symbols),
                                         self.PROTOCOL.resubscribe(tuple(symbols), self.options, self._req_id)))
         return requests
+
+    def polls(self, now: float | None = None) -> list[Poll]:
+        """The REST polls due now for what the venue does not stream (the protocol's `poll_request`):
+        each instrument every `poll_interval_s`, the first ones spread over one interval."""
+        interval = self.PROTOCOL.poll_interval_s(len(self.instruments))
+        if not interval:
+            return []
+        now = self.clock() if now is None else now
+        if np.isneginf(self._next_poll).any():
+            self._next_poll = now + np.arange(len(self.instruments)) * interval / len(self.instruments)
+        due = np.flatnonzero(self._next_poll <= now)
+        self._next_poll[due] = now + interval
+        return [Poll(symbol, self.PROTOCOL.poll_request(symbol, self.options))
+                for symbol in (self.instruments[book].venue_symbol for book in due)]
 
     def _wants_snapshot(self, book: int) -> bool:
         return int(self.sync[book, SY_STATE]) == RESYNC

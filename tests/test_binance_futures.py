@@ -1,7 +1,10 @@
 """Binance USD-M and COIN-M futures (derivatives-protocols.md §1): the decoder on the documented
 example messages, the futures book rule (drop u < lastUpdateId, the first diff straddles it, then pu
-chains on), the plans and the instruments, and the real 2021 USD-M recording replayed with no gap."""
+chains on), the market-data records (bookTicker, markPriceUpdate, forceOrder), the plans and the
+instruments, the real 2021 USD-M recording replayed with no gap, and a worker against the simulator."""
+import asyncio
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -14,13 +17,18 @@ from feedhandler.venues.base import PlanOptions
 from feedhandler.venues.binance_coinm import BinanceCoinmFeed
 from feedhandler.venues.binance_usdm import BinanceFuturesFeed
 from feedhandler.venues.binance_usdm.protocol import parse_instruments
+from pipeline import free_base_port
 from readers import in_process_reader
-from shm.layout import Side, Status
-from shm.reader import StatusEvent, TradeEvent
+from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, Side, Status
+from shm.reader import (BboEvent, FundingEvent, LiquidationEvent, OpenInterestEvent, StatusEvent, TradeEvent,
+                        funding_rate)
 from shm.segment import SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.plan import plan
 from tools.replay import replay
+from tools.sim.server import Simulator
+from workers.lifecycle import Stop
+from workers.venue import VenueWorker
 
 BTC = Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", 4, 0, market=PERPETUAL)
 
@@ -114,14 +122,184 @@ def test_the_documented_coin_m_depth_update_with_its_pair_applies(shm_prefix):
     writer.close()
 
 
-@pytest.mark.parametrize("data", [DOC_BOOK_TICKER, DOC_MARK_PRICE, DOC_FORCE_ORDER],
-                         ids=["bookTicker", "markPriceUpdate", "forceOrder"])
-def test_documented_streams_we_do_not_decode_are_ignored_not_errors(futures, data):
-    feed, reader = futures
-    live(feed)
-    feed.on_frame(wrapped({**data, "s": "BTCUSDT"} if "s" in data else data), 3)
-    assert reader.counters()["decode_errors"] == 0 and reader.book("BTCUSDT").update_id == 160
-    assert not [e for e in reader.events("oldest").poll() if isinstance(e, TradeEvent)]  # markPrice T is no trade
+# ---------------------------------------------------------------- the market-data records (§1.4)
+
+# Instruments at the decimals the documented examples print: BNBUSDT 25.35 / 31.21, BTCUSDT 11794.15 / 0.014.
+BNB_2_2 = Instrument("binance_usdm", "BNBUSDT", "BNB", "USDT", 2, 2, market=PERPETUAL)
+BTC_2_3 = Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", 2, 3, market=PERPETUAL)
+DELIVERY = Instrument("binance_coinm", "BTCUSD_211231", "BTC", "USD", 2, 0, market=FUTURE)
+RECORDS = (BboEvent, FundingEvent, LiquidationEvent, OpenInterestEvent)
+
+
+@pytest.fixture
+def records(shm_prefix):
+    """A USD-M feed of the examples' instruments, its reader, and a way to feed it one event (wrapped as
+    the combined stream it comes on)."""
+    writer = SegmentWriter.create(shm_prefix, "binance_usdm", [BNB_2_2.spec(64), BTC_2_3.spec(64)], depth=10,
+                                  ring_slots=1024)
+    feed = BinanceFuturesFeed([BNB_2_2, BTC_2_3], writer, capacity=64)
+    reader = in_process_reader("binance_usdm", shm_prefix)
+    cursor = reader.events("oldest")
+
+    def receive(data, stream=""):
+        feed.on_frame(data if isinstance(data, bytes) else wrapped(data, stream), 7)
+        return [e for e in cursor.poll() if isinstance(e, RECORDS)]
+
+    def answer(body, url="https://fapi.binance.com/fapi/v1/openInterest?symbol=BTCUSDT"):
+        feed.on_rest(url, body if isinstance(body, bytes) else json.dumps(body).encode(), 7)
+        return [e for e in cursor.poll() if isinstance(e, RECORDS)]
+    receive.rest = answer  # a REST answer, as the worker hands it over
+    yield receive, reader
+    writer.close()
+
+
+def test_the_documented_book_ticker_is_a_bbo_with_its_update_id_at_its_transaction_time(records):
+    receive, reader = records
+    (bbo,) = receive(DOC_BOOK_TICKER, "bnbusdt@bookTicker")
+    assert isinstance(bbo, BboEvent) and bbo.instrument.venue_symbol == "BNBUSDT"
+    assert (bbo.update_id, bbo.bid_px, bbo.bid_qty, bbo.ask_px, bbo.ask_qty) == (400900217, 2535, 3121, 2536, 4066)
+    assert (bbo.ts_exchange, bbo.ts_recv) == (1568014460891 * 1_000_000, 7)  # T, not the push time E
+    assert reader.counters("BNBUSDT")["bbos"] == 1 and reader.counters()["decode_errors"] == 0
+
+
+def test_the_documented_mark_price_update_is_funding_with_every_field_it_carries(records):
+    receive, reader = records
+    (funding,) = receive(DOC_MARK_PRICE, "btcusdt@markPrice@1s")
+    assert isinstance(funding, FundingEvent) and funding.fields == FIELD_RATE | FIELD_FUNDING_TIME | FIELD_MARK | FIELD_INDEX
+    assert funding_rate(funding.rate) == Decimal("0.00038167")
+    assert funding.next_funding_ns == 1562306400000 * 1_000_000  # T: the next funding time
+    assert (funding.mark_px, funding.index_px) == (1179415, 1178462)
+    assert funding.ts_exchange == 1562305380000 * 1_000_000  # E: T is no event time here
+    stats = reader.stats("BTCUSDT")
+    assert (stats.funding_rate, stats.mark_px, stats.next_funding_ns) == (funding.rate, 1179415, funding.next_funding_ns)
+    assert not [e for e in reader.events("oldest").poll() if isinstance(e, TradeEvent)]  # nor is it a trade
+
+
+def test_a_negative_funding_rate_is_exact(records):
+    receive, _ = records
+    (funding,) = receive({**DOC_MARK_PRICE, "r": "-0.00012500"}, "btcusdt@markPrice@1s")
+    assert funding_rate(funding.rate) == Decimal("-0.000125")
+
+
+@pytest.mark.parametrize("index, mantissa", [("11784.62659091", 1178463), ("11784.62500000", 1178462),
+                                             ("11784.63500000", 1178464), ("11784.62000000", 1178462)])
+def test_an_index_printed_finer_than_the_tick_is_rounded_half_to_even_to_the_price_decimals(records, index, mantissa):
+    receive, _ = records
+    (funding,) = receive({**DOC_MARK_PRICE, "i": index}, "btcusdt@markPrice@1s")
+    assert funding.index_px == mantissa
+
+
+def test_a_coin_m_delivery_mark_price_carries_no_rate_and_no_funding_time(shm_prefix):
+    """§1.4 [BD-STREAMS]: a delivery contract's markPriceUpdate has "r":"" and "T":0: neither is a value."""
+    writer = SegmentWriter.create(shm_prefix, "binance_coinm", [DELIVERY.spec(64)], depth=10, ring_slots=64)
+    feed = BinanceCoinmFeed([DELIVERY], writer, capacity=64)
+    feed.on_frame(wrapped({**DOC_MARK_PRICE, "s": "BTCUSD_211231", "r": "", "T": 0}, "btcusd_211231@markPrice@1s"), 7)
+    reader = in_process_reader("binance_coinm", shm_prefix)
+    (funding,) = [e for e in reader.events("oldest").poll() if isinstance(e, FundingEvent)]
+    assert funding.fields == FIELD_MARK | FIELD_INDEX and (funding.mark_px, funding.index_px) == (1179415, 1178462)
+    stats = reader.stats("BTCUSD_211231")
+    assert not stats.has(FIELD_RATE) and not stats.has(FIELD_FUNDING_TIME) and reader.counters()["decode_errors"] == 0
+    writer.close()
+
+
+def test_the_documented_force_order_is_a_sell_liquidation_of_what_filled(records):
+    receive, reader = records
+    (liquidation,) = receive(DOC_FORCE_ORDER, "btcusdt@forceOrder")
+    assert isinstance(liquidation, LiquidationEvent) and liquidation.instrument.venue_symbol == "BTCUSDT"
+    assert (liquidation.side, liquidation.venue_side) == (Side.SELL, Side.SELL)  # S: the order's side, a long closed
+    assert (liquidation.price, liquidation.qty) == (991000, 14)  # ap 9910 and z 0.014
+    assert liquidation.ts_exchange == 1568014460893 * 1_000_000  # o.T
+    assert reader.counters("BTCUSDT")["liquidations"] == 1
+
+
+def test_a_liquidation_takes_its_average_fill_price_and_filled_quantity_not_the_order_limit(records):
+    """A partly filled IOC liquidation (the 8-decimal ap as nautilus_trader's test data prints it)."""
+    receive, _ = records
+    order = {**DOC_FORCE_ORDER["o"], "S": "BUY", "p": "9990.00", "q": "0.020", "ap": "9910.12345678",
+             "X": "EXPIRED", "z": "0.011"}
+    (liquidation,) = receive({**DOC_FORCE_ORDER, "o": order}, "btcusdt@forceOrder")
+    assert (liquidation.side, liquidation.price, liquidation.qty) == (Side.BUY, 991012, 11)
+
+
+# the documented answer of GET /fapi/v1/openInterest (§1.6 [BF-REST])
+DOC_OPEN_INTEREST = {"openInterest": "10659.509", "symbol": "BTCUSDT", "time": 1589437530011}
+
+
+def test_the_documented_open_interest_answer_is_an_open_interest_record_at_its_time(records):
+    receive, reader = records
+    (open_interest,) = receive.rest(DOC_OPEN_INTEREST)
+    assert isinstance(open_interest, OpenInterestEvent) and open_interest.instrument.venue_symbol == "BTCUSDT"
+    assert open_interest.open_interest == 10659509 and open_interest.ts_exchange == 1589437530011 * 1_000_000
+    assert reader.stats("BTCUSDT").open_interest == 10659509 and reader.counters("BTCUSDT")["open_interests"] == 1
+
+
+@pytest.mark.parametrize("body", [{**DOC_OPEN_INTEREST, "openInterest": 10659.509},
+                                  {**DOC_OPEN_INTEREST, "openInterest": "1.0659509e4"},
+                                  {k: v for k, v in DOC_OPEN_INTEREST.items() if k != "time"},
+                                  {**DOC_OPEN_INTEREST, "openInterest": "10659.5091"}, b'{"openInterest":"10659.5'],
+                         ids=["number", "exponent", "no-time", "too-precise", "truncated"])
+def test_a_malformed_open_interest_answer_is_a_decode_error_and_no_record(records, body):
+    receive, reader = records
+    assert receive.rest(body) == [] and reader.counters("BTCUSDT")["decode_errors"] == 1
+
+
+def test_each_instrument_s_open_interest_is_polled_every_10_s_the_first_polls_spread_over_one_interval(shm_prefix):
+    writer = SegmentWriter.create(shm_prefix, "binance_usdm", [BNB_2_2.spec(64), BTC_2_3.spec(64)], depth=10,
+                                  ring_slots=64)
+    feed = BinanceFuturesFeed([BNB_2_2, BTC_2_3], writer, capacity=64,
+                              options=PlanOptions("wss://x", "https://fapi.binance.com"))
+    assert [(p.symbol, p.request.url, p.request.weight) for p in feed.polls(now=100.0)] == [
+        ("BNBUSDT", "https://fapi.binance.com/fapi/v1/openInterest?symbol=BNBUSDT", 1)]
+    assert feed.polls(now=104.9) == [] and [p.symbol for p in feed.polls(now=105.0)] == ["BTCUSDT"]
+    assert [p.symbol for p in feed.polls(now=110.0)] == ["BNBUSDT"]
+    writer.close()
+
+
+@pytest.mark.parametrize("instruments, interval_s", [(1, 10.0), (100, 10.0), (200, 20.0), (600, 60.0)])
+def test_the_polls_take_at_most_a_quarter_of_the_rest_weight_budget(instruments, interval_s):
+    for name, path in (("binance_usdm", "/fapi/v1/openInterest"), ("binance_coinm", "/dapi/v1/openInterest")):
+        protocol = VENUES[name].protocol
+        assert protocol.poll_interval_s(instruments) == interval_s and protocol.poll_path == path
+        assert 60 / interval_s * instruments * protocol.poll_weight <= VENUES[name].limits.rest_weight_per_minute / 4
+
+
+def hostile(data, **fields):
+    return {**data, **fields}
+
+
+def order_with(**fields):
+    return {**DOC_FORCE_ORDER, "o": {**DOC_FORCE_ORDER["o"], **fields}}
+
+
+@pytest.mark.parametrize("data, stream", [
+    (hostile(DOC_BOOK_TICKER, b="2.5e1"), "bnbusdt@bookTicker"),
+    (hostile(DOC_BOOK_TICKER, B="-31.21"), "bnbusdt@bookTicker"),
+    (hostile(DOC_BOOK_TICKER, a="25.365"), "bnbusdt@bookTicker"),  # finer than the book's decimals: not a book price
+    ({k: v for k, v in DOC_BOOK_TICKER.items() if k != "T"}, "bnbusdt@bookTicker"),
+    (hostile(DOC_MARK_PRICE, p="NaN"), "btcusdt@markPrice@1s"),
+    (hostile(DOC_MARK_PRICE, i="99999999999999999999"), "btcusdt@markPrice@1s"),
+    (hostile(DOC_MARK_PRICE, r="3.8167e-4"), "btcusdt@markPrice@1s"),
+    (hostile(DOC_MARK_PRICE, r=0.00038167), "btcusdt@markPrice@1s"),  # a number, not the documented string
+    (hostile(DOC_MARK_PRICE, T=-1), "btcusdt@markPrice@1s"),
+    (hostile(DOC_MARK_PRICE, E="soon"), "btcusdt@markPrice@1s"),
+    (order_with(S="LONG"), "btcusdt@forceOrder"),
+    (order_with(z="inf"), "btcusdt@forceOrder"),
+    (order_with(ap="9910.1.2"), "btcusdt@forceOrder"),
+    ({**DOC_FORCE_ORDER, "o": {k: v for k, v in DOC_FORCE_ORDER["o"].items() if k != "T"}}, "btcusdt@forceOrder"),
+    ({**DOC_FORCE_ORDER, "o": {k: v for k, v in DOC_FORCE_ORDER["o"].items() if k != "S"}}, "btcusdt@forceOrder"),
+], ids=["exponent", "negative-qty", "too-precise", "no-T", "nan-mark", "overflow-index", "exponent-rate",
+        "numeric-rate", "negative-time", "text-time", "bad-side", "infinite-qty", "two-dots", "no-order-T",
+        "no-side"])
+def test_hostile_or_malformed_record_frames_are_decode_errors_and_publish_nothing(records, data, stream):
+    receive, reader = records
+    assert receive(data, stream) == []
+    assert reader.counters()["decode_errors"] == 1
+
+
+def test_a_truncated_record_frame_is_a_decode_error(records):
+    receive, reader = records
+    assert receive(wrapped(DOC_MARK_PRICE, "btcusdt@markPrice@1s")[:-20]) == []
+    assert reader.counters()["decode_errors"] == 1
 
 
 # ---------------------------------------------------------------- the futures book rule (§1.5)
@@ -207,17 +385,33 @@ def test_a_rotation_joins_by_straddling_and_then_chains_on_its_own_stream(future
 
 # ---------------------------------------------------------------- venues, plans, instruments
 
-def test_usdm_books_go_on_the_public_route_and_trades_on_the_market_route():
+def test_usdm_books_and_bbo_go_on_the_public_route_and_trades_funding_liquidations_on_the_market_route():
     venue = VENUES["binance_usdm"]
     urls = [plan.url for plan in venue.plan(("BTCUSDT", "ETHUSDT"), PlanOptions(venue.ws_url, venue.rest_url))]
-    assert urls == ["wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms/ethusdt@depth@100ms",
-                    "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade"]
+    assert urls == ["wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker/"
+                    "ethusdt@depth@100ms/ethusdt@bookTicker",
+                    "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade/btcusdt@markPrice@1s/"
+                    "btcusdt@forceOrder/ethusdt@aggTrade/ethusdt@markPrice@1s/ethusdt@forceOrder"]
+
+
+@pytest.mark.parametrize("name, per_connection", [("binance_usdm", 66), ("binance_coinm", 40)])
+def test_no_connection_carries_more_than_200_streams_with_the_record_streams_counted(name, per_connection):
+    """USD-M: 3 streams per instrument on /market, so 66 instruments a connection; COIN-M: 5 on one stream, 40."""
+    venue = VENUES[name]
+    symbols = tuple(f"S{k}" for k in range(100))
+    plans = venue.plan(symbols, PlanOptions(venue.ws_url, venue.rest_url))
+    streams = [plan.url.partition("streams=")[2].split("/") for plan in plans]
+    assert max(len(names) for names in streams) <= venue.limits.streams_per_connection == 200
+    assert max(len(plan.symbols) for plan in plans) == per_connection
+    assert sorted(n for names in streams for n in names if n.endswith("@markPrice@1s")) == sorted(
+        f"s{k}@markPrice@1s" for k in range(100))
 
 
 def test_coin_m_keeps_one_combined_stream_and_its_own_rest_paths():
     venue = VENUES["binance_coinm"]
     (plan,) = venue.plan(("BTCUSD_PERP",), PlanOptions(venue.ws_url, venue.rest_url))
-    assert plan.url == "wss://dstream.binance.com/stream?streams=btcusd_perp@depth@100ms/btcusd_perp@aggTrade"
+    assert plan.url == ("wss://dstream.binance.com/stream?streams=btcusd_perp@depth@100ms/btcusd_perp@aggTrade/"
+                        "btcusd_perp@bookTicker/btcusd_perp@markPrice@1s/btcusd_perp@forceOrder")
     assert venue.instruments_url() == "https://dapi.binance.com/dapi/v1/exchangeInfo"
     assert VENUES["binance_usdm"].instruments_url() == "https://fapi.binance.com/fapi/v1/exchangeInfo"
 
@@ -335,9 +529,67 @@ def test_a_futures_config_plans_perpetuals_by_name_at_the_deepest_documented_sna
                                       "binance_coinm": {"symbols": ["BTC-USD-PERP"]}}})
     venues = plan(config)["venues"]
     assert [c["url"] for c in venues["binance_usdm"]["connections"]] == [
-        "wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms",
-        "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade"]
+        "wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker",
+        "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade/btcusdt@markPrice@1s/btcusdt@forceOrder"]
     assert venues["binance_usdm"]["rest"]["startup"][1] == {
         "method": "GET", "url": "https://fapi.binance.com/fapi/v1/depth?symbol=BTCUSDT&limit=1000", "weight": 20}
     assert venues["binance_coinm"]["rest"]["startup"][1]["url"] == (
         "https://dapi.binance.com/dapi/v1/depth?symbol=BTCUSD_PERP&limit=1000")
+
+
+def test_every_book_ticker_of_the_real_usdm_recording_is_a_bbo_record_exactly(captures, tmp_path, shm_prefix):
+    """The 2021 recording's bookTicker events (e, u, s, b, B, a, A, T, E: §7) replayed: each one BBO record with
+    its values, update id and transaction time, and no decode error (the recording has no markPrice or
+    forceOrder stream)."""
+    folder = captures / "binance-usdm-2021"
+    recorded = [json.loads(line.partition(": ")[2])["data"] for line in open(folder / "BINANCE_FUTURES.ws.1.0")
+                if '"bookTicker"' in line]
+    import_recordings([str(folder / "BINANCE_FUTURES")], str(tmp_path / "u.fhcap"))
+    summary = replay([str(tmp_path / "u.fhcap")], shm_prefix=shm_prefix, keep=True)
+    reader = in_process_reader("binance_usdm", shm_prefix)
+    cursor, bbos = reader.events("oldest"), []
+    while batch := cursor.poll():
+        bbos += [e for e in batch if isinstance(e, BboEvent)]
+    assert summary["decode_errors"] == 0 and len(recorded) == 613
+    assert [(e.instrument.venue_symbol, e.update_id, e.ts_exchange // 1_000_000) for e in bbos] == [
+        (t["s"], t["u"], t["T"]) for t in recorded]
+    assert [tuple(map(str, (e.instrument.price(e.bid_px), e.instrument.qty(e.bid_qty), e.instrument.price(e.ask_px),
+                            e.instrument.qty(e.ask_qty)))) for e in bbos] == [
+        (t["b"], t["B"], t["a"], t["A"]) for t in recorded]
+
+
+# ---------------------------------------------------------------- a worker against the simulator
+
+def test_a_worker_against_the_simulator_puts_every_record_kind_in_the_ring(tmp_path, shm_prefix):
+    """One USD-M worker (in this process) against `fh sim`'s strict USD-M venue, which makes a liquidation
+    every second here: BBO, funding, liquidation and the polled open interest reach the venue's ring,
+    decoded without an error."""
+    async def scenario():
+        async with Simulator.synthetic(["binance_usdm"], base_port=free_base_port()) as sim:
+            sim.venues["binance_usdm"].liquidation_chance = 1.0
+            config = parse_config({"run": {"prefix": shm_prefix, "instrument_cache": str(tmp_path)},
+                                   "venues": {"binance_usdm": {"symbols": ["BTC-USDT-PERP"],
+                                                               **sim.urls()["binance_usdm"]}}})
+            worker = VenueWorker(config.venues["binance_usdm"], config)
+            await worker.start()
+            stop = Stop()
+            running = asyncio.create_task(worker.run(stop))
+            reader, seen = in_process_reader("binance_usdm", shm_prefix), {}
+            cursor, deadline = reader.events("oldest"), time.monotonic() + 20
+            while len(seen) < len(RECORDS) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                for event in cursor.poll():
+                    if isinstance(event, RECORDS):
+                        seen.setdefault(type(event), event)
+            totals = reader.totals()
+            stop.set()
+            await running
+            return seen, totals
+    seen, totals = asyncio.run(scenario())
+    assert set(seen) == set(RECORDS), f"records seen: {sorted(kind.__name__ for kind in seen)}"
+    assert all(event.instrument.venue_symbol == "BTCUSDT" for event in seen.values())
+    assert seen[FundingEvent].fields == FIELD_RATE | FIELD_FUNDING_TIME | FIELD_MARK | FIELD_INDEX
+    assert seen[LiquidationEvent].side in (Side.BUY, Side.SELL) and seen[BboEvent].bid_px < seen[BboEvent].ask_px
+    assert totals["decode_errors"] == 0 and min(totals["bbos"], totals["fundings"], totals["liquidations"],
+                                                totals["open_interests"]) >= 1
+    assert seen[OpenInterestEvent].open_interest > 0

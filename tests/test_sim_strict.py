@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from decimal import Decimal
 
 import pytest
 from picows import WSCloseCode, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
@@ -495,6 +496,58 @@ def test_binance_usdm_serves_depth_on_the_public_route_and_agg_trades_on_the_mar
         assert {"E", "T", "U", "u", "pu"} <= public.messages[0]["data"].keys()
         assert market.messages[0]["e"] == "aggTrade" and {"a", "f", "l", "T", "m"} <= market.messages[0].keys()
     simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_usdm_sends_a_book_ticker_on_each_top_of_book_change_with_the_books_update_id():
+    async def scenario(sim):
+        client = await connect(sim, "binance_usdm", "/public/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker")
+        await until(lambda: len([m for m in client.messages if m["stream"] == "btcusdt@bookTicker"]) >= 10,
+                    "ten bookTickers")
+        last_u, tickers = None, 0
+        for message in client.messages:
+            event = message["data"]
+            if message["stream"] == "btcusdt@bookTicker":
+                assert list(event) == ["e", "u", "E", "T", "s", "b", "B", "a", "A"] and event["e"] == "bookTicker"
+                assert event["u"] == last_u and float(event["b"]) < float(event["a"])  # the book as of its last diff
+                tickers += 1
+            else:
+                last_u = event["u"]
+        assert tickers >= 10
+    simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_usdm_sends_mark_price_each_second_and_liquidations_on_the_market_route():
+    async def scenario(sim):
+        sim.venues["binance_usdm"].liquidation_chance = 1.0
+        client = await connect(sim, "binance_usdm", "/market/stream?streams=btcusdt@markPrice@1s/btcusdt@forceOrder")
+        await until(lambda: len(client.messages) >= 4, "two seconds of mark prices and liquidations")
+        marks = [m["data"] for m in client.messages if m["stream"] == "btcusdt@markPrice@1s"]
+        orders = [m["data"] for m in client.messages if m["stream"] == "btcusdt@forceOrder"]
+        assert marks and orders
+        for mark in marks:
+            assert list(mark) == ["e", "E", "s", "p", "i", "P", "r", "T"] and mark["e"] == "markPriceUpdate"
+            assert mark["T"] % (8 * 3600 * 1000) == 0 and 0 < mark["T"] - mark["E"] <= 8 * 3600 * 1000
+            assert abs(Decimal(mark["i"]) - Decimal(mark["p"])) <= Decimal("0.3")  # 3 ticks of 0.1
+            assert len(mark["i"].partition(".")[2]) == 8 and -Decimal("0.0002") <= Decimal(mark["r"]) <= Decimal("0.001")
+        for event in orders:
+            order = event["o"]
+            assert list(order) == ["s", "S", "o", "f", "q", "p", "ap", "X", "l", "z", "T"] and order["S"] in ("BUY", "SELL")
+            assert (order["o"], order["f"], order["X"]) == ("LIMIT", "IOC", "FILLED") and order["z"] == order["q"]
+    simulate(scenario, venues=("binance_usdm",))
+
+
+def test_binance_futures_answer_open_interest_with_its_documented_fields_and_weight():
+    async def scenario(sim):
+        status, headers, body = await get(sim, "binance_usdm", "/fapi/v1/openInterest?symbol=BTCUSDT")
+        answer = json.loads(body)
+        assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "1" and list(answer) == ["openInterest", "symbol", "time"]
+        assert answer["symbol"] == "BTCUSDT" and len(answer["openInterest"].partition(".")[2]) == 3  # 0.001 BTC lots
+        _, _, body = await get(sim, "binance_coinm", "/dapi/v1/openInterest?symbol=BTCUSD_PERP")
+        assert list(json.loads(body)) == ["symbol", "pair", "openInterest", "contractType", "time"]
+        assert (await get(sim, "binance_usdm", "/fapi/v1/openInterest"))[0] == 400  # symbol is mandatory
+        assert (await get(sim, "binance_usdm", "/dapi/v1/openInterest?symbol=BTCUSDT"))[0] == 404
+        assert (await stats(sim, "binance_usdm"))["rejected"] == {"rest_param": 1, "rest_path": 1}
+    simulate(scenario, venues=("binance_usdm", "binance_coinm"))
 
 
 def test_binance_usdm_chains_each_depth_update_to_the_last_by_pu():

@@ -7,7 +7,8 @@ network must do (`feed.requests()`: REST snapshots, resubscriptions) without doi
 Per received message: `ts_recv` at the socket read, the frame appended to the capture file, then
 one `feed.on_frame` call (decode, sequence check, apply, publish). Everything else runs on timers in
 the same event loop: the heartbeat in the segment header, the feed's requests (REST snapshots on a
-thread pool under the weight budget; resubscriptions paced by the venue's message rate), the
+thread pool under the weight budget; resubscriptions paced by the venue's message rate) and polls
+(REST data the venue does not stream, such as open interest, under the same budget), the
 liveness check, the rotation of connections that the venue closes after a lifetime, and the
 capture's flush timer and retention. A capture write that fails never reaches decoding or liveness
 (workers.recorder): it is counted (`capture_errors`), reported as a venue STATUS record
@@ -43,7 +44,7 @@ from feedhandler.instruments import Instrument, split_symbol
 from feedhandler.publish import VENUE_HOPS
 from feedhandler.sync import SyncState
 from feedhandler.venues import VENUES
-from feedhandler.venues.base import ConnectionPlan, FetchSnapshot, Resubscribe
+from feedhandler.venues.base import ConnectionPlan, FetchSnapshot, Poll, Resubscribe
 from feedhandler.warm import drive
 from shm.latency import LatencyWriter
 from shm.layout import Counter
@@ -108,6 +109,7 @@ class VenueWorker:
         self._connect_pacer = Pacer(limits.connections)
         self._ip_message_pacer = Pacer(limits.messages) if limits.messages.scope == "ip" else None
         self._snapshots: set[str] = set()  # symbols with a REST fetch in flight
+        self._polling: set[str] = set()  # symbols with a REST poll in flight
         self._next_conn_id = 0
         self._stop = Stop()
         self.rotations = 0
@@ -389,6 +391,10 @@ class VenueWorker:
                         asyncio.create_task(self._fetch_snapshot(request))
                 elif isinstance(request, Resubscribe):
                     asyncio.create_task(self._resubscribe(request))
+            for poll in self.feed.polls():
+                if poll.symbol not in self._polling:
+                    self._polling.add(poll.symbol)
+                    asyncio.create_task(self._poll(poll))
 
     def _capture_report(self) -> None:
         """The capture's failures into the segment: the venue's `capture_errors` counter, and a
@@ -442,6 +448,21 @@ class VenueWorker:
             return  # not captured either: a replay must see exactly what the book saw
         self._record(FrameKind.REST, 0, response.ts_recv,
                      rest_payload(rest.method, rest.url, response.status, response.body))
+        self.feed.on_rest(rest.url, response.body, response.ts_recv)
+
+    async def _poll(self, poll: Poll) -> None:
+        """A polled REST answer (open interest), captured and decoded; a failed poll waits for the next."""
+        rest = poll.request
+        try:
+            response = await self.rest.get(rest.url, weight=rest.weight)
+        except RestError as exc:
+            self.log.warning("%s %s: poll failed: %s", self.name, poll.symbol, exc,
+                             extra={"symbol": poll.symbol, "reason": "poll_failed"})
+            return
+        finally:
+            self._polling.discard(poll.symbol)
+        self._record(FrameKind.REST, 0, response.ts_recv, rest_payload(rest.method, rest.url, response.status,
+                                                                       response.body))
         self.feed.on_rest(rest.url, response.body, response.ts_recv)
 
     async def _resubscribe(self, request: Resubscribe) -> None:

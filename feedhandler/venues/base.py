@@ -104,6 +104,15 @@ class Resubscribe:
     messages: tuple[bytes, ...]
 
 
+@dataclass(frozen=True)
+class Poll:
+    """GET what the venue streams nothing for (Binance futures: open interest) for `symbol`, now and every
+    interval; its body goes to `feed.on_rest`."""
+
+    symbol: str
+    request: RestRequest
+
+
 Request = FetchSnapshot | Resubscribe
 
 
@@ -131,6 +140,15 @@ class VenueProtocol:
     def snapshot_request(self, symbol: str, options: PlanOptions) -> RestRequest | None:
         """The REST request for one book's snapshot (None: snapshots come on the socket)."""
         return None
+
+    def poll_request(self, symbol: str, options: PlanOptions) -> RestRequest | None:
+        """The REST request polled for one instrument's data the venue does not stream (None: nothing)."""
+        return None
+
+    def poll_interval_s(self, instruments: int) -> float:
+        """How often each of `instruments` instruments is polled: its own interval, longer where the polls
+        would take more than their share of the REST weight budget."""
+        return 0.0
 
     def keepalive(self) -> bytes:
         """The message a client sends every `limits.client_ping_s` to keep a connection open (b"": none)."""

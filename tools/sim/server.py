@@ -53,6 +53,7 @@ from feedhandler.instruments import FUTURE, PERPETUAL, SPOT, Instrument
 from feedhandler.sim_market import ASK, BID, Market
 from feedhandler.venues import VENUES
 from feedhandler.venues.binance.protocol import SNAPSHOT_WEIGHTS
+from feedhandler.venues.binance_usdm.protocol import OPEN_INTEREST_WEIGHT
 from feedhandler.venues.binance_usdm.protocol import SNAPSHOT_WEIGHTS as FUTURES_SNAPSHOT_WEIGHTS
 from feedhandler.venues.coinbase import CoinbaseAdvancedEncoder
 from feedhandler.venues.base import compact_json
@@ -374,6 +375,7 @@ class VenueSim:
             self.markets[symbol] = Market(mid, seed=seed * 1000 + k, max_levels=depth,
                                           mean_lots=max(1, 10 ** inst.qty_dec // 2))
             references[inst.symbol].quote(self.name, inst.px_dec, self.markets[symbol])
+        self.rng = np.random.default_rng(seed)  # the venue's draws besides its markets' (funding, liquidations)
         self.steps = 0
         self.frames_sent = 0
 
@@ -484,7 +486,7 @@ class VenueSim:
 
 
 # Binance stream names: a lowercase symbol and a documented kind (web-socket-streams.md; derivatives-protocols.md
-# §1.3 for futures); the simulator serves diff depth and trades, and accepts the others without sending them.
+# §1.3 for futures); the simulator serves those of its `feeds`, and accepts the others without sending them.
 BINANCE_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 BINANCE_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{0,36}")  # alphanumeric, at most 36 (a UUID's dashes allowed)
 PERPETUAL_DELIVERY_MS = 4133404800000  # the deliveryDate exchangeInfo gives a USD-M perpetual (year 2100)
@@ -533,7 +535,7 @@ class BinanceApi:
 
     routes: tuple[tuple[str, re.Pattern], ...]  # (path prefix, kinds carried); a kind elsewhere is acked, never sent
     stream: re.Pattern  # symbol@kind, every documented kind
-    feeds: dict[str, str]  # kind -> "depth" | "trade": the kinds served
+    feeds: dict[str, str]  # kind -> what it carries ("depth", "trade", "bbo", "mark", "mark@3s", "liquidation"): the kinds served
     time_units: tuple[str, ...]  # documented timeUnit values (the default is ms)
     depth_path: str
     depth_weights: tuple[tuple[int, int], ...]  # limit up to -> weight; a larger limit gets the largest
@@ -542,13 +544,16 @@ class BinanceApi:
     info_path: str
     info_weight: int
     exchange_info: Callable[[dict[str, Instrument]], dict]
+    open_interest_path: str = ""  # futures: GET <path>?symbol=S ("": none)
 
 
 ANY_KIND = re.compile(r".+")
 FUTURES_STREAM = re.compile(r"([a-z0-9_]+)@(depth(?:@(?:100|500)ms)?|depth(?:5|10|20)(?:@(?:100|500)ms)?|bookTicker"
                             r"|aggTrade|markPrice(?:@1s)?|forceOrder)")
 FUTURES_PUBLIC = re.compile(r"depth.*|bookTicker")  # USD-M's /public route; /market carries the others
-FUTURES_FEEDS = {"depth": "depth", "depth@100ms": "depth", "depth@500ms": "depth", "aggTrade": "trade"}
+FUTURES_FEEDS = {"depth": "depth", "depth@100ms": "depth", "depth@500ms": "depth", "aggTrade": "trade",
+                 "bookTicker": "bbo", "markPrice@1s": "mark", "markPrice": "mark@3s", "forceOrder": "liquidation"}
+LIQUIDATION_CHANCE = 0.3  # the chance, each second and symbol, of a forceOrder event
 FUTURES_REST = dict(depth_weights=FUTURES_SNAPSHOT_WEIGHTS, depth_limits=_FUTURES.snapshot_limits, default_limit=500,
                     info_weight=_FUTURES.instruments_weight, exchange_info=futures_exchange_info)
 BINANCE_APIS = {
@@ -564,10 +569,11 @@ BINANCE_APIS = {
         routes=(("/public", FUTURES_PUBLIC), ("/market", re.compile(r"aggTrade|markPrice.*|forceOrder")),
                 ("", FUTURES_PUBLIC)),
         stream=FUTURES_STREAM, feeds=FUTURES_FEEDS, time_units=(), depth_path="/fapi/v1/depth",
-        info_path="/fapi/v1/exchangeInfo", **FUTURES_REST),
+        info_path="/fapi/v1/exchangeInfo", open_interest_path="/fapi/v1/openInterest", **FUTURES_REST),
     "binance_coinm": BinanceApi(
         routes=(("", ANY_KIND),), stream=FUTURES_STREAM, feeds=FUTURES_FEEDS, time_units=(),
-        depth_path="/dapi/v1/depth", info_path="/dapi/v1/exchangeInfo", **FUTURES_REST),
+        depth_path="/dapi/v1/depth", info_path="/dapi/v1/exchangeInfo", open_interest_path="/dapi/v1/openInterest",
+        **FUTURES_REST),
 }
 
 
@@ -624,7 +630,7 @@ class BinanceSession(Session):
             self.streams[name] = (symbol.upper(), self.venue.api.feeds.get(kind) if routed else None)
 
     def listening(self, symbol: str, feed: str) -> list[str]:
-        """The streams of this connection that carry `feed` ("depth" or "trade") of `symbol`."""
+        """The streams of this connection that carry `feed` (BinanceApi.feeds) of `symbol`."""
         return [name for name, served in self.streams.items() if served == (symbol, feed)]
 
 
@@ -633,6 +639,7 @@ class BinanceSim(VenueSim):
     limits (LIMITS) and encoder (the venue's), diffs chained by `pu`."""
 
     name = "binance"
+    liquidation_chance = LIQUIDATION_CHANCE  # futures: each second and symbol
 
     def __init__(self, *args, limits: BinanceLimits | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -644,6 +651,7 @@ class BinanceSim(VenueSim):
         self.history = {s: deque(maxlen=BOOK_HISTORY) for s in self.instruments}  # (update id, bids, asks)
         self.budget = WeightBudget(limits)
         self.pings = itertools.count(1)
+        self.open_interest = {s: 10_000 * 10 ** i.qty_dec for s, i in self.instruments.items()}  # futures: contracts or base
 
     # ------------------------------------------------------------ connection
     def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
@@ -780,12 +788,33 @@ class BinanceSim(VenueSim):
         if not history or history[-1][0] != encoder.update_id:
             history.append((encoder.update_id, market.top(BID, BOOK_HISTORY_DEPTH), market.top(ASK, BOOK_HISTORY_DEPTH)))
         for frame in frames:
-            feed = "depth" if b"@depth" in frame[:64] else "trade"
-            for session in list(self.sessions):
-                for stream in session.listening(symbol, feed):
-                    drop, repeat = fault.decide() if feed == "depth" else (False, 1)
-                    if not drop:
-                        self.send(session, self.render(frame, stream, session, ts_ns, forms), repeat)
+            kind = frame[11:frame.index(b'"', 11)].partition(b"@")[2].decode()  # {"stream":"<symbol>@<kind>"
+            self.broadcast(symbol, self.api.feeds[kind], frame, ts_ns, forms, fault)
+
+    def broadcast(self, symbol: str, feed: str, frame: bytes, ts_ns: int, forms: dict[tuple, bytes],
+                  fault: StepFault | None = None) -> None:
+        """An encoder's frame to every stream listening to `feed` of `symbol`; a book diff under `fault`."""
+        for session in list(self.sessions):
+            for stream in session.listening(symbol, feed):
+                drop, repeat = fault.decide() if feed == "depth" and fault is not None else (False, 1)
+                if not drop:
+                    self.send(session, self.render(frame, stream, session, ts_ns, forms), repeat)
+
+    def heartbeat(self, ts_ns: int) -> None:
+        """Each second, where the venue has them (futures): every symbol's markPrice@1s (and markPrice every
+        3 s), and now and then a liquidation (forceOrder pushes at most one a second)."""
+        if "mark" not in self.api.feeds.values():
+            return
+        ts_ms, forms = ts_ns // 1_000_000, {}
+        for symbol, encoder in self.encoders.items():
+            market = self.markets[symbol]
+            mark = compact_json(encoder.mark_price_message(market, ts_ms, self.rng))
+            self.broadcast(symbol, "mark", mark, ts_ns, forms)
+            if ts_ms // 1000 % 3 == 0:
+                self.broadcast(symbol, "mark@3s", mark, ts_ns, forms)
+            if self.rng.random() < self.liquidation_chance:
+                self.broadcast(symbol, "liquidation", compact_json(encoder.force_order_message(market, ts_ms, self.rng)),
+                               ts_ns, forms)
 
     @staticmethod
     def render(frame: bytes, stream: str, session: BinanceSession, ts_ns: int, forms: dict[tuple, bytes]) -> bytes:
@@ -840,7 +869,7 @@ class BinanceSim(VenueSim):
         api = self.api
         if path == api.info_path:
             return api.info_weight, self.metadata
-        if path != api.depth_path:
+        if path != api.depth_path and (not api.open_interest_path or path != api.open_interest_path):
             raise Refusal("rest_path", "This operation is not supported.", -1020, 404)
         symbol, limit = query.get("symbol"), query.get("limit", str(api.default_limit))
         if not symbol:
@@ -848,6 +877,8 @@ class BinanceSim(VenueSim):
                           -1102)
         if symbol not in self.instruments:
             raise Refusal("rest_param", "Invalid symbol.", -1121)
+        if path == api.open_interest_path:
+            return OPEN_INTEREST_WEIGHT, lambda: self.open_interest_answer(symbol)
         if not re.fullmatch(r"[0-9]{1,20}", limit) or int(limit) < 1:
             raise Refusal("rest_param", "Illegal characters found in parameter 'limit'; "
                                         "legal range is '^[0-9]{1,20}$'.", -1100)
@@ -856,6 +887,12 @@ class BinanceSim(VenueSim):
         levels = min(int(limit), api.depth_weights[-1][0])
         weight = next(weight for top, weight in api.depth_weights if levels <= top)
         return weight, lambda: self.encoders[symbol].snapshot(self.markets[symbol], time.time_ns(), depth=levels)
+
+    def open_interest_answer(self, symbol: str) -> bytes:
+        """The symbol's open interest, a random walk of up to 5 units an answer, never below one unit."""
+        unit = 10 ** self.instruments[symbol].qty_dec
+        self.open_interest[symbol] = max(unit, self.open_interest[symbol] + int(self.rng.integers(-5 * unit, 5 * unit + 1)))
+        return self.encoders[symbol].open_interest(self.open_interest[symbol], time.time_ns())
 
     def over_budget(self, status: int, retry_after_s: float) -> Refusal:
         """-1003 TOO_MANY_REQUESTS, worded as errors.md words it for a 429 and for a 418 ban."""
@@ -870,13 +907,15 @@ class BinanceSim(VenueSim):
 
 
 class BinanceUsdmSim(BinanceSim):
-    """Binance USD-M futures: books on /public, trades on /market (BINANCE_APIS)."""
+    """Binance USD-M futures: books and bookTicker on /public; trades, markPrice and forceOrder on /market
+    (BINANCE_APIS)."""
 
     name = "binance_usdm"
 
 
 class BinanceCoinmSim(BinanceSim):
-    """Binance COIN-M futures: books and trades on dstream's /stream (BINANCE_APIS)."""
+    """Binance COIN-M futures: books, trades, bookTicker, markPrice and forceOrder on dstream's /stream
+    (BINANCE_APIS)."""
 
     name = "binance_coinm"
 

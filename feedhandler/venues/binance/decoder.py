@@ -4,7 +4,7 @@ Bridging (docs 2025-11): buffer diffs from the first one; fetch a REST snapshot;
 lastUpdateId is below the first buffered U is stale (refetch); drop diffs with u <= lastUpdateId;
 then every diff must have U == previous u + 1, else the book is invalid and resyncs.
 The pieces the futures decoder shares (binance_usdm.decoder: locate, depth_levels, trade_fields,
-apply_diff, other_frame) are inlined into each decoder, so neither pays a call for the sharing.
+ticker_fields, apply_diff, other_frame) are inlined into each decoder, so neither pays a call for the sharing.
 """
 from __future__ import annotations
 
@@ -43,7 +43,10 @@ H_SIDE = 8  # trade aggressor: 1 buy, -1 sell
 H_ASK_PRICE = 9
 H_ASK_QTY = 10
 H_PREV_ID = 11  # futures depth pu: the previous event's u on this stream
-HEADER_WORDS = 12
+H_RATE = 12  # futures markPrice: funding rate (RATE_DEC decimals)
+H_FUNDING_TIME = 13  # futures markPrice: next funding time, in the connection's time unit
+H_FIELDS = 14  # futures markPrice: FIELD_* bits of the values the message carried
+HEADER_WORDS = 15
 
 _E = key("e")
 _S = key("s")
@@ -125,6 +128,19 @@ def trade_fields(buf, n, id_key, px_dec, qty_dec, header):
     return FRAME_TRADE
 
 
+@njit(inline="always", nogil=True)
+def ticker_fields(buf, n, px_dec, qty_dec, header):
+    """A bookTicker event: its update id u, best bid b/B and best ask a/A; FRAME_TICKER, or
+    FRAME_ERROR with its code in the header."""
+    header[H_FIRST_ID], pos = parse_int(buf, find_value(buf, 0, n, _U_LAST), n)
+    header[H_PRICE], e1 = _decimal_at(buf, find_value(buf, 0, n, _BIDS), n, px_dec)
+    header[H_QTY], e2 = _decimal_at(buf, find_value(buf, 0, n, _B_QTY), n, qty_dec)
+    header[H_ASK_PRICE], e3 = _decimal_at(buf, find_value(buf, 0, n, _ASKS), n, px_dec)
+    header[H_ASK_QTY], e4 = _decimal_at(buf, find_value(buf, 0, n, _A_QTY), n, qty_dec)
+    header[H_ERROR] = max(max(e1, e2), max(e3, e4)) if pos >= 0 else ERR_SYNTAX
+    return FRAME_TICKER if header[H_ERROR] == OK else FRAME_ERROR
+
+
 @njit(nogil=True, cache=True)
 def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, header):
     """Decode one combined-stream frame; returns FRAME_*, details in `header`, depth levels in
@@ -139,13 +155,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     if event_first < 0:  # bookTicker carries no event type
         if find_value(buf, 0, n, _B_QTY) < 0:
             return FRAME_IGNORED
-        header[H_FIRST_ID], pos = parse_int(buf, find_value(buf, 0, n, _U_LAST), n)
-        header[H_PRICE], e1 = _decimal_at(buf, find_value(buf, 0, n, _BIDS), n, px_dec)
-        header[H_QTY], e2 = _decimal_at(buf, find_value(buf, 0, n, _B_QTY), n, qty_dec)
-        header[H_ASK_PRICE], e3 = _decimal_at(buf, find_value(buf, 0, n, _ASKS), n, px_dec)
-        header[H_ASK_QTY], e4 = _decimal_at(buf, find_value(buf, 0, n, _A_QTY), n, qty_dec)
-        header[H_ERROR] = max(max(e1, e2), max(e3, e4)) if pos >= 0 else ERR_SYNTAX
-        return FRAME_TICKER if header[H_ERROR] == OK else FRAME_ERROR
+        return ticker_fields(buf, n, px_dec, qty_dec, header)
     if equals(buf, event_first, event_stop, _DEPTH_UPDATE):
         header[H_EVENT_TIME], p3 = parse_int(buf, find_value_after(buf, event, n, _E_TIME), n)
         header[H_FIRST_ID], p1 = parse_int(buf, find_value_after(buf, symbol_stop, n, _U_FIRST), n)

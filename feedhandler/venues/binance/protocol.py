@@ -67,6 +67,10 @@ class BinanceProtocol(VenueProtocol):
     snapshot_path: str
     snapshot_weights: tuple[tuple[int, int], ...]
     time_unit: str = ""
+    poll_path: str = ""  # REST path polled per instrument ("": none): futures open interest
+    poll_weight: int = 1
+    poll_s: float = 0.0  # each instrument's poll interval ...
+    poll_weight_per_minute: int = 0  # ... unless the polls of all instruments would weigh more than this a minute
 
     def connections(self, venue: Venue, symbols: tuple[str, ...], options: PlanOptions) -> list[ConnectionPlan]:
         per_book = max(len(streams) for _, streams in self.routes)
@@ -84,6 +88,16 @@ class BinanceProtocol(VenueProtocol):
         limit = options.snapshot_limit
         return RestRequest("GET", f"{options.rest_url.rstrip('/')}{self.snapshot_path}?symbol={symbol}&limit={limit}",
                            snapshot_weight(limit, self.snapshot_weights))
+
+    def poll_request(self, symbol: str, options: PlanOptions) -> RestRequest | None:
+        if not self.poll_path:
+            return None
+        return RestRequest("GET", f"{options.rest_url.rstrip('/')}{self.poll_path}?symbol={symbol}", self.poll_weight)
+
+    def poll_interval_s(self, instruments: int) -> float:
+        if not self.poll_path:
+            return 0.0
+        return max(self.poll_s, 60.0 * instruments * self.poll_weight / self.poll_weight_per_minute)
 
     def is_shutdown_notice(self, payload: bytes) -> bool:
         """`serverShutdown` (raw or combined form): the server closes this connection soon."""

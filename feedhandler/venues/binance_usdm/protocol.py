@@ -3,10 +3,11 @@ snapshot, and exchangeInfo's instruments (shared with COIN-M, which differs only
 Sans-I/O; the protocol is spot Binance's (`BinanceProtocol`) with futures data.
 
 Sources (../shared/docs/derivatives-protocols.md §1.1-1.7): `wss://fstream.binance.com` split in
-2026 into `/public` (depth, bookTicker) and `/market` (aggTrade, markPrice, ...) routes, one
+2026 into `/public` (depth, bookTicker) and `/market` (aggTrade, markPrice, forceOrder, ...) routes, one
 connection each (a route carries no other's streams; the unrouted legacy path was retired
 2026-04-23); REST `https://fapi.binance.com`, `GET /fapi/v1/depth` at limit 5..1000 with weight 2
-(up to 50), 5 (100), 10 (500), 20 (1000); `GET /fapi/v1/exchangeInfo` weight 1; REQUEST_WEIGHT 2400
+(up to 50), 5 (100), 10 (500), 20 (1000); `GET /fapi/v1/exchangeInfo` weight 1; `GET /fapi/v1/openInterest`
+weight 1 (open interest has no stream: it is polled); REQUEST_WEIGHT 2400
 per minute; 10 incoming messages/s per connection, 200 streams per connection (1024 in one copy:
 UNCONFIRMED, so 200), 24 h lifetime, a server ping every 3 min to answer within 10 min.
 """
@@ -21,11 +22,22 @@ from ..binance.protocol import BinanceProtocol
 
 DEPTH_STREAM = "{symbol}@depth@100ms"
 TRADE_STREAM = "{symbol}@aggTrade"  # the documented futures trade stream (@trade is UNCONFIRMED there)
+BOOK_TICKER_STREAM = "{symbol}@bookTicker"  # best bid/offer on every change: BBO records
+MARK_PRICE_STREAM = "{symbol}@markPrice@1s"  # mark, index, funding rate and time each second: FUNDING records
+FORCE_ORDER_STREAM = "{symbol}@forceOrder"  # the latest liquidation of each second: LIQUIDATION records
 SNAPSHOT_WEIGHTS = ((50, 2), (100, 5), (500, 10), (1000, 20))  # limit up to -> weight
 DATED_TYPES = ("CURRENT_MONTH", "NEXT_MONTH", "CURRENT_QUARTER", "NEXT_QUARTER")  # and *_DELIVERING
 
-USDM = BinanceProtocol(routes=(("/public/stream", (DEPTH_STREAM,)), ("/market/stream", (TRADE_STREAM,))),
-                       snapshot_path="/fapi/v1/depth", snapshot_weights=SNAPSHOT_WEIGHTS)
+OPEN_INTEREST_WEIGHT = 1  # GET /fapi/v1/openInterest (COIN-M's /dapi/v1/openInterest: UNCONFIRMED, taken as 1)
+OPEN_INTEREST_POLL_S = 10.0  # each instrument's open interest this often ...
+OPEN_INTEREST_WEIGHT_PER_MINUTE = 600  # ... within a quarter of the 2400 REQUEST_WEIGHT a minute (more instruments: slower)
+
+# every instrument (all are perpetual or dated contracts) gets its book, trades and market-data records
+USDM = BinanceProtocol(routes=(("/public/stream", (DEPTH_STREAM, BOOK_TICKER_STREAM)),
+                               ("/market/stream", (TRADE_STREAM, MARK_PRICE_STREAM, FORCE_ORDER_STREAM))),
+                       snapshot_path="/fapi/v1/depth", snapshot_weights=SNAPSHOT_WEIGHTS,
+                       poll_path="/fapi/v1/openInterest", poll_weight=OPEN_INTEREST_WEIGHT, poll_s=OPEN_INTEREST_POLL_S,
+                       poll_weight_per_minute=OPEN_INTEREST_WEIGHT_PER_MINUTE)
 
 LIMITS = Limits(
     messages=Rate(10, 1.0, "connection"),
