@@ -92,7 +92,7 @@ BOOK_DEPTH_ASKS = 16
 # that carries it (Kind.FUNDING, Kind.OPEN_INTEREST) under the same seqlock: a reader's latest values.
 BOOK_FUNDING_RATE = 17  # RATE_DEC decimals
 BOOK_FUNDING_TIME = 18  # ns: when the rate is next paid
-BOOK_MARK_PX = 19  # the instrument's price decimals
+BOOK_MARK_PX = 19  # stats_px_dec(px_dec) decimals
 BOOK_INDEX_PX = 20
 BOOK_OPEN_INTEREST = 21  # the instrument's quantity unit and decimals (contracts where the venue counts them)
 BOOK_STATS_TS = 22  # exchange time of the last stats record (ns)
@@ -133,7 +133,7 @@ NO_BOOK = -1
 # funding: what the venue sent in this message (SLOT_FIELDS), the rest as last sent (BOOK_* stats)
 SLOT_FUNDING_RATE = 7  # RATE_DEC decimals
 SLOT_FUNDING_TIME = 8  # ns: when this rate is next paid
-SLOT_MARK_PX = 9
+SLOT_MARK_PX = 9  # mark and index: stats_px_dec(px_dec) decimals
 SLOT_INDEX_PX = 10
 SLOT_FIELDS = 11  # FIELD_* bits: the values this message carried
 FIELD_RATE = 1
@@ -142,10 +142,14 @@ FIELD_MARK = 4
 FIELD_INDEX = 8
 FIELD_OPEN_INTEREST = 16
 RATE_DEC = 18  # a funding rate's decimals: exact for every venue's text, |rate| < 9.2
+# Mark, index and liquidation prices are not on the tick grid (an index is an average of venues' prices,
+# a liquidation's price the average of its fills; Binance prints them to 8 decimals): they are kept
+# at stats_px_dec(px_dec) decimals, exact for every venue's text.
+STATS_MIN_DEC = 8
 # open interest: in the instrument's quantity unit and decimals
 SLOT_OPEN_INTEREST = 7
 # liquidation
-SLOT_LIQ_PX = 7
+SLOT_LIQ_PX = 7  # stats_px_dec(px_dec) decimals
 SLOT_LIQ_QTY = 8
 SLOT_LIQ_SIDE = 9  # the liquidation order's side: a liquidated long is a SELL
 SLOT_LIQ_VENUE_SIDE = 10  # the side as the venue sent it (Bybit: the liquidated position's side)
@@ -262,6 +266,12 @@ N_COUNTERS = 24
 
 def _aligned(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@njit(inline="always", nogil=True, cache=True)  # also called from Python: cached
+def stats_px_dec(px_dec: int) -> int:
+    """Decimals of an instrument's mark, index and liquidation prices (njit and Python)."""
+    return max(px_dec, STATS_MIN_DEC)
 
 
 @njit(inline="always", nogil=True, cache=True)  # also called from Python: cached

@@ -32,7 +32,7 @@ from .layout import (
     BOOK_FUNDING_RATE, BOOK_FUNDING_TIME, BOOK_INDEX_PX, BOOK_MARK_PX, BOOK_OPEN_INTEREST, BOOK_STATS_FIELDS,
     BOOK_STATS_TS, FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_OPEN_INTEREST, FIELD_RATE, RATE_DEC,
     SLOT_FIELDS, SLOT_FUNDING_RATE, SLOT_FUNDING_TIME, SLOT_INDEX_PX, SLOT_LIQ_PX, SLOT_LIQ_QTY, SLOT_LIQ_SIDE,
-    SLOT_LIQ_VENUE_SIDE, SLOT_MARK_PX, SLOT_OPEN_INTEREST,
+    SLOT_LIQ_VENUE_SIDE, SLOT_MARK_PX, SLOT_OPEN_INTEREST, stats_px_dec,
 )
 from .ring import poll, write_position
 from .segment import Segment, SegmentError
@@ -73,6 +73,15 @@ class Instrument:
 
     def qty(self, mantissa: int) -> Decimal:
         return Decimal(self.qty_text(mantissa))
+
+    @property
+    def stats_px_dec(self) -> int:
+        """Decimals of this instrument's mark, index and liquidation prices (layout.stats_px_dec)."""
+        return stats_px_dec(self.px_dec)
+
+    def stats_price(self, mantissa: int) -> Decimal:
+        """A mark, index or liquidation price as an exact Decimal."""
+        return Decimal(format_decimal(mantissa, self.stats_px_dec))
 
 
 @dataclass(frozen=True)
@@ -179,7 +188,8 @@ class BboEvent:
 @dataclass(frozen=True)
 class FundingEvent:
     """A perpetual's funding state: what this message carried (`fields`, FIELD_* bits), the rest as
-    last sent. rate: RATE_DEC decimals (funding_rate() for a Decimal); prices: the instrument's."""
+    last sent. rate: RATE_DEC decimals (funding_rate() for a Decimal); mark and index:
+    instrument.stats_px_dec decimals (instrument.stats_price() for a Decimal)."""
 
     position: int
     instrument: Instrument
@@ -210,7 +220,7 @@ class LiquidationEvent:
     ts_exchange: int
     ts_recv: int
     ts_publish: int
-    price: int
+    price: int  # instrument.stats_px_dec decimals
     qty: int
     side: Side  # the liquidation order's side: a liquidated long is a SELL
     venue_side: Side  # as the venue sent it (Bybit: the side of the position liquidated)
@@ -223,7 +233,7 @@ class MarketStats:
     instrument: Instrument
     funding_rate: int  # RATE_DEC decimals
     next_funding_ns: int
-    mark_px: int
+    mark_px: int  # instrument.stats_px_dec decimals
     index_px: int
     open_interest: int
     ts_exchange: int  # of the last stats message

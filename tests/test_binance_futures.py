@@ -168,10 +168,13 @@ def test_the_documented_mark_price_update_is_funding_with_every_field_it_carries
     assert isinstance(funding, FundingEvent) and funding.fields == FIELD_RATE | FIELD_FUNDING_TIME | FIELD_MARK | FIELD_INDEX
     assert funding_rate(funding.rate) == Decimal("0.00038167")
     assert funding.next_funding_ns == 1562306400000 * 1_000_000  # T: the next funding time
-    assert (funding.mark_px, funding.index_px) == (1179415, 1178462)
+    instrument = funding.instrument
+    assert instrument.stats_price(funding.mark_px) == Decimal("11794.15")
+    assert instrument.stats_price(funding.index_px) == Decimal("11784.62")
     assert funding.ts_exchange == 1562305380000 * 1_000_000  # E: T is no event time here
     stats = reader.stats("BTCUSDT")
-    assert (stats.funding_rate, stats.mark_px, stats.next_funding_ns) == (funding.rate, 1179415, funding.next_funding_ns)
+    assert (stats.funding_rate, stats.mark_px, stats.next_funding_ns) == (funding.rate, funding.mark_px,
+                                                                          funding.next_funding_ns)
     assert not [e for e in reader.events("oldest").poll() if isinstance(e, TradeEvent)]  # nor is it a trade
 
 
@@ -181,12 +184,17 @@ def test_a_negative_funding_rate_is_exact(records):
     assert funding_rate(funding.rate) == Decimal("-0.000125")
 
 
-@pytest.mark.parametrize("index, mantissa", [("11784.62659091", 1178463), ("11784.62500000", 1178462),
-                                             ("11784.63500000", 1178464), ("11784.62000000", 1178462)])
-def test_an_index_printed_finer_than_the_tick_is_rounded_half_to_even_to_the_price_decimals(records, index, mantissa):
+@pytest.mark.parametrize("index", ["11784.62659091", "11784.625", "11784"])
+def test_an_index_printed_finer_than_the_tick_is_kept_exactly_at_the_stats_decimals(records, index):
     receive, _ = records
     (funding,) = receive({**DOC_MARK_PRICE, "i": index}, "btcusdt@markPrice@1s")
-    assert funding.index_px == mantissa
+    assert funding.instrument.stats_price(funding.index_px) == Decimal(index)
+
+
+def test_an_index_printed_finer_than_the_stats_decimals_is_a_decode_error_not_rounded(records):
+    receive, reader = records
+    assert receive({**DOC_MARK_PRICE, "i": "11784.626590911"}, "btcusdt@markPrice@1s") == []
+    assert reader.counters()["decode_errors"] == 1
 
 
 def test_a_coin_m_delivery_mark_price_carries_no_rate_and_no_funding_time(shm_prefix):
@@ -196,7 +204,9 @@ def test_a_coin_m_delivery_mark_price_carries_no_rate_and_no_funding_time(shm_pr
     feed.on_frame(wrapped({**DOC_MARK_PRICE, "s": "BTCUSD_211231", "r": "", "T": 0}, "btcusd_211231@markPrice@1s"), 7)
     reader = in_process_reader("binance_coinm", shm_prefix)
     (funding,) = [e for e in reader.events("oldest").poll() if isinstance(e, FundingEvent)]
-    assert funding.fields == FIELD_MARK | FIELD_INDEX and (funding.mark_px, funding.index_px) == (1179415, 1178462)
+    assert funding.fields == FIELD_MARK | FIELD_INDEX
+    assert (funding.instrument.stats_price(funding.mark_px), funding.instrument.stats_price(funding.index_px)) == (
+        Decimal("11794.15"), Decimal("11784.62"))
     stats = reader.stats("BTCUSD_211231")
     assert not stats.has(FIELD_RATE) and not stats.has(FIELD_FUNDING_TIME) and reader.counters()["decode_errors"] == 0
     writer.close()
@@ -207,7 +217,7 @@ def test_the_documented_force_order_is_a_sell_liquidation_of_what_filled(records
     (liquidation,) = receive(DOC_FORCE_ORDER, "btcusdt@forceOrder")
     assert isinstance(liquidation, LiquidationEvent) and liquidation.instrument.venue_symbol == "BTCUSDT"
     assert (liquidation.side, liquidation.venue_side) == (Side.SELL, Side.SELL)  # S: the order's side, a long closed
-    assert (liquidation.price, liquidation.qty) == (991000, 14)  # ap 9910 and z 0.014
+    assert (liquidation.instrument.stats_price(liquidation.price), liquidation.qty) == (Decimal(9910), 14)  # ap, z 0.014
     assert liquidation.ts_exchange == 1568014460893 * 1_000_000  # o.T
     assert reader.counters("BTCUSDT")["liquidations"] == 1
 
@@ -218,7 +228,8 @@ def test_a_liquidation_takes_its_average_fill_price_and_filled_quantity_not_the_
     order = {**DOC_FORCE_ORDER["o"], "S": "BUY", "p": "9990.00", "q": "0.020", "ap": "9910.12345678",
              "X": "EXPIRED", "z": "0.011"}
     (liquidation,) = receive({**DOC_FORCE_ORDER, "o": order}, "btcusdt@forceOrder")
-    assert (liquidation.side, liquidation.price, liquidation.qty) == (Side.BUY, 991012, 11)
+    assert (liquidation.side, liquidation.qty) == (Side.BUY, 11)
+    assert liquidation.instrument.stats_price(liquidation.price) == Decimal("9910.12345678")
 
 
 # the documented answer of GET /fapi/v1/openInterest (§1.6 [BF-REST])

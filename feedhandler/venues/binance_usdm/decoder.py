@@ -22,16 +22,15 @@ The market-data records (derivatives-protocols.md §1.4, §1.7), each one feed_k
   volume sums; the order's `p` is only its limit (the bankruptcy bound) and its `q` includes what an
   IOC order left unfilled.
 Binance prints these prices to 8 decimals, and an index or an average fill price is finer than the
-tick; the ring holds prices at the instrument's decimals, so a price with more digits than those is
-rounded to them, half to even (`price_at`): the one inexact value, less than half a tick off.
+tick: they are kept at the stats decimals (shm.layout.stats_px_dec: at least 8), exactly.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from shm.fixedpoint import ERR_PRECISION, MAX_DECIMALS, OK, POW10, parse_decimal
-from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, RATE_DEC, Side
+from shm.fixedpoint import OK, parse_decimal
+from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, RATE_DEC, Side, stats_px_dec
 
 from ...feed_kernels import (KIND_BBO, KIND_FUNDING, KIND_LIQUIDATION, ROW_PRICE, ROW_QTY, ROW_SIDE, T_LENGTH,
                              T_PX_DEC, T_QTY_DEC, count_frame, publish_stats, report_gap)
@@ -70,26 +69,14 @@ _BUY = np.frombuffer(b"BUY", np.uint8)
 _SELL = np.frombuffer(b"SELL", np.uint8)
 FRAME_FUNDING = 6  # after the spot decoder's FRAME_* codes
 FRAME_LIQUIDATION = 7
-PRINTED_DECIMALS = 8  # the digits Binance prints prices with (index, average price): rounded beyond the tick's
 _BUY_SIDE, _SELL_SIDE = int(Side.BUY), int(Side.SELL)
 
 
 @njit(inline="always", nogil=True)
 def price_at(buf, pos, n, px_dec):
-    """(mantissa, error) of a quoted price at the instrument's decimals: exact when it fits them, else
-    rounded to them half to even from up to PRINTED_DECIMALS more digits (see the module docstring)."""
-    value, _, err = decimal_string(buf, pos, n, px_dec)
-    if err != ERR_PRECISION:
-        return value, err
-    extra = min(PRINTED_DECIMALS, MAX_DECIMALS - px_dec)
-    fine, _, err = decimal_string(buf, pos, n, px_dec + extra)
-    if err != OK:
-        return 0, err
-    scale = POW10[extra]
-    value, rest = fine // scale, fine % scale
-    if 2 * rest > scale or (2 * rest == scale and value % 2 == 1):
-        value += 1
-    return value, OK
+    """(mantissa, error) of a quoted mark, index or average price at the stats decimals, exactly."""
+    value, _, err = decimal_string(buf, pos, n, stats_px_dec(px_dec))
+    return value, err
 
 
 @njit(inline="always", nogil=True)
