@@ -358,11 +358,10 @@ def test_liquidations_of_instruments_not_carried_are_skipped_without_an_error(de
     DOC_LIQUIDATION.replace(b'"side":"buy"', b'"side":"long"'),
     DOC_LIQUIDATION.replace(b'"bkPx":"0.007831",', b''),
     DOC_LIQUIDATION.replace(b'"details":[', b'"details":[7,'),
-    DOC_LIQUIDATION[:-20],
     DOC_FUNDING.replace(b'"instId":"BTC-USD-SWAP"}', b'"instId":"DOGE-USD-SWAP"}'),
 ], ids=["funding-no-time", "funding-word", "funding-bad-ts", "mark-exponent", "mark-past-tick", "oi-garbage",
         "oi-number", "bbo-two-levels", "bbo-no-seq", "bbo-data-object", "liquidation-side", "liquidation-no-price",
-        "liquidation-detail-not-object", "truncated", "unknown-instrument"])
+        "liquidation-detail-not-object", "unknown-instrument"])
 def test_a_malformed_market_data_message_is_a_decode_error_that_publishes_nothing_and_costs_no_book(derivatives,
                                                                                                     frame):
     okx, reader = derivatives
