@@ -227,8 +227,11 @@ def test_a_perpetual_is_listed_by_the_swap_instruments_and_subscribed_by_its_swa
 
 
 # ---------------------------------------------------------------- the derivatives market-data channels
-# The push examples of OKX's docs (derivatives-protocols.md §2.4 bbo-tbt [OKX-MD], §2.8 funding-rate,
-# mark-price, open-interest, liquidation-orders [OKX-PUB]) on instruments with their tick and lot.
+# The push examples of OKX's docs (https://www.okx.com/docs-v5/en/ #public-data-websocket-funding-rate-channel,
+# -mark-price-channel, -open-interest-channel, -liquidation-orders-channel [OKX-PUB]; their fields in
+# derivatives-protocols.md §2.8) and bbo-tbt as §2.4 has it (the books example's levels, one a side, with
+# seqId; the shape of nautilus_trader's crates/adapters/okx/test_data/ws_bbo_tbt.json), on instruments with
+# their tick and lot.
 SWAP = Instrument("okx", "BTC-USD-SWAP", "BTC", "USD", 1, 0, PERPETUAL)
 LINEAR = Instrument("okx", "BTC-USDT-SWAP", "BTC", "USDT", 1, 2, PERPETUAL)
 FUTURES = Instrument("okx", "LTC-USD-190628", "LTC", "USD", 2, 0, FUTURE)

@@ -241,8 +241,9 @@ def signed_decimal_string(buf, pos, end, decimals):
 @njit(nogil=True, cache=True)
 def cut_decimal_string(buf, pos, end, decimals):
     """(mantissa, position of the closing quote, error) of a quoted decimal cut to `decimals`: OKX
-    prints open interest with binary-float noise past the lot (the docs' example, §2.8 [OKX-PUB]:
-    "2216113.01000000309" contracts of lot 0.01); the digits cut must still be digits."""
+    prints open interest with binary-float noise past the lot (the push example of its docs'
+    open-interest channel: "2216113.01000000309" contracts of lot 0.01); the digits cut must still be
+    digits."""
     first, stop = string_span(buf, pos, end)
     if first < 0:
         return 0, -1, ERR_SYNTAX
