@@ -917,14 +917,15 @@ class OkxSim(VenueSim):
     name = "okx"
     ws_path = "/ws/v5/public"
 
-    def __init__(self, *args, limits: OkxLimits | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, instruments: list[Instrument], references: dict[str, Reference], seed: int, rate: float,
+                 depth: int = 200, limits: OkxLimits | None = None):
+        super().__init__(instruments, references, seed, rate, depth)
         self.limits = limits = limits or OkxLimits()
         self.connections = Window(limits.connections_per_s, 1.0)
         self.encoders = {s: OkxEncoder(s, i.px_dec, i.qty_dec, checksum=True) for s, i in self.instruments.items()}
         self.listings: dict[str, Window] = {}  # instType -> instruments requests
         self.conn_ids = itertools.count(0x5A000000)
-        self.rng = np.random.default_rng(args[2])  # the seed
+        self.rng = np.random.default_rng(seed)  # funding rates, open interest, liquidations
         self.open_interest = {s: 1000 * 10 ** i.qty_dec for s, i in self.instruments.items()}
         self.beats = 0
 
