@@ -882,11 +882,11 @@ class BinanceCoinmSim(BinanceSim):
     name = "binance_coinm"
 
 
+_OKX_ALL = ("SPOT", "SWAP", "FUTURES")
 OKX_CHANNELS = {  # by instId on /ws/v5/public, with the instTypes each is for (§2.4, §2.8); all but books5,
-    # tickers and index-tickers are served
-    "books": ("SPOT", "SWAP", "FUTURES"), "trades": ("SPOT", "SWAP", "FUTURES"), "books5": ("SPOT", "SWAP", "FUTURES"),
-    "bbo-tbt": ("SPOT", "SWAP", "FUTURES"), "tickers": ("SPOT", "SWAP", "FUTURES"), "mark-price": ("SWAP", "FUTURES"),
-    "funding-rate": ("SWAP",), "open-interest": ("SWAP", "FUTURES"), "index-tickers": ("SPOT",)}
+    # tickers and index-tickers (an index's instId, as a spot pair's) are served
+    "books": _OKX_ALL, "trades": _OKX_ALL, "books5": _OKX_ALL, "bbo-tbt": _OKX_ALL, "tickers": _OKX_ALL,
+    "mark-price": _OKX_ALL, "funding-rate": ("SWAP",), "open-interest": ("SWAP", "FUTURES"), "index-tickers": ("SPOT",)}
 OKX_BY_INST_TYPE = {"liquidation-orders": ("SWAP", "FUTURES", "MARGIN", "OPTION")}  # by instType (§2.8)
 OKX_FUNDING_INTERVAL_MS = 8 * 3600 * 1000
 OKX_OPEN_INTEREST_EVERY_S = 3  # "about every 3 s when changed"; funding-rate and mark-price every second
@@ -959,8 +959,9 @@ class OkxSim(VenueSim):
             rate = f"{self.rng.normal(0.0001, 0.00005):.8f}"
             funding_ms = (ts_ns // 1_000_000 // OKX_FUNDING_INTERVAL_MS + 1) * OKX_FUNDING_INTERVAL_MS
             self.push("funding-rate", symbol, encoder.funding_rate(rate, funding_ms, OKX_FUNDING_INTERVAL_MS, ts_ns))
-        if inst_type in OKX_CHANNELS["mark-price"]:
-            self.push("mark-price", symbol, encoder.mark_price(market, inst_type, ts_ns))
+        if inst_type in OKX_CHANNELS["mark-price"]:  # a spot pair's mark is its margin pair's (§2.8 [OKX-PUB])
+            self.push("mark-price", symbol, encoder.mark_price(market, "MARGIN" if inst_type == "SPOT" else inst_type,
+                                                               ts_ns))
         if inst_type in OKX_CHANNELS["open-interest"] and self.beats % OKX_OPEN_INTEREST_EVERY_S == 0:
             self.open_interest[symbol] = max(0, self.open_interest[symbol] + int(self.rng.integers(-50, 51)))
             self.push("open-interest", symbol,
