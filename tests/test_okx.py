@@ -1,6 +1,8 @@
-"""OKX v5 public `books` and `trades`: the documented examples (../shared/docs/derivatives-protocols.md
-§2), sequence and checksum rules, instruments, and replay of the real 2022 recording."""
+"""OKX v5 public `books`, `trades` and the derivatives market-data channels (bbo-tbt, funding-rate,
+mark-price, open-interest, liquidation-orders): the documented examples (../shared/docs/derivatives-protocols.md
+§2), sequence and checksum rules, subscriptions, instruments, and replay of the real 2022 recording."""
 import json
+import subprocess
 from decimal import Decimal
 
 import pytest
@@ -10,11 +12,14 @@ from feedhandler.config import parse_config
 from feedhandler.sync import SyncState
 from feedhandler.venues import by_cryptofeed
 from feedhandler.venues.okx import OkxFeed
-from feedhandler.venues.okx.protocol import parse_instruments
+from feedhandler.venues.base import PlanOptions
+from feedhandler.venues.okx.protocol import SUBSCRIBE_MAX_BYTES, parse_instruments
 from readers import in_process_reader
-from shm.layout import Side
-from shm.reader import StatusEvent, TradeEvent
-from shm.segment import SegmentWriter
+from pipeline import FH, REPO, VENUE_SYMBOLS, free_base_port, wait_for, warm_kernels
+from shm.layout import FIELD_FUNDING_TIME, FIELD_MARK, FIELD_OPEN_INTEREST, FIELD_RATE, Side
+from shm.reader import (BboEvent, FundingEvent, LiquidationEvent, OpenInterestEvent, StatusEvent, TradeEvent,
+                        VenueReader, funding_rate)
+from shm.segment import SegmentError, SegmentWriter
 from tools.importers.cryptofeed import import_recordings
 from tools.plan import plan
 from tools.replay import replay
@@ -219,3 +224,211 @@ def test_a_perpetual_is_listed_by_the_swap_instruments_and_subscribed_by_its_swa
     assert okx["books"] == {"ETH-USDT-PERP": "ETH-USDT-SWAP"} and okx["connections"][0]["books"] == ["ETH-USDT-SWAP"]
     assert [r["url"] for r in okx["rest"]["startup"]] == ["https://www.okx.com/api/v5/public/instruments?instType=SWAP"]
     assert config.venues["okx"].book_depth == 400  # the books channel's one depth
+
+
+# ---------------------------------------------------------------- the derivatives market-data channels
+# The push examples of OKX's docs (https://www.okx.com/docs-v5/en/ #public-data-websocket-funding-rate-channel,
+# -mark-price-channel, -open-interest-channel, -liquidation-orders-channel [OKX-PUB]; their fields in
+# derivatives-protocols.md §2.8) and bbo-tbt as §2.4 has it (the books example's levels, one a side, with
+# seqId; the shape of nautilus_trader's crates/adapters/okx/test_data/ws_bbo_tbt.json), on instruments with
+# their tick and lot.
+SWAP = Instrument("okx", "BTC-USD-SWAP", "BTC", "USD", 1, 0, PERPETUAL)
+LINEAR = Instrument("okx", "BTC-USDT-SWAP", "BTC", "USDT", 1, 2, PERPETUAL)
+FUTURES = Instrument("okx", "LTC-USD-190628", "LTC", "USD", 2, 0, FUTURE)
+IOST = Instrument("okx", "IOST-USDT-SWAP", "IOST", "USDT", 6, 0, PERPETUAL)
+SPOT_BTC = Instrument("okx", "BTC-USDT", "BTC", "USDT", 2, 8)
+DOC_FUNDING = (b'{"arg":{"channel":"funding-rate","instId":"BTC-USD-SWAP"},"data":[{"formulaType":"noRate",'
+               b'"fundingRate":"0.0001875391284828","fundingTime":"1700726400000","impactValue":"",'
+               b'"instId":"BTC-USD-SWAP","instType":"SWAP","interestRate":"","method":"current_period",'
+               b'"maxFundingRate":"0.00375","minFundingRate":"-0.00375","nextFundingRate":"",'
+               b'"nextFundingTime":"1700755200000","premium":"0.0001233824646391",'
+               b'"settFundingRate":"0.0001699799259033","settState":"settled","ts":"1700724675402"}]}')
+DOC_MARK = (b'{"arg":{"channel":"mark-price","instId":"LTC-USD-190628"},"data":[{"instType":"FUTURES",'
+            b'"instId":"LTC-USD-190628","markPx":"0.1","ts":"1597026383085"}]}')
+DOC_OPEN_INTEREST = (b'{"arg":{"channel":"open-interest","instId":"BTC-USDT-SWAP"},"data":[{"instId":"BTC-USDT-SWAP",'
+                     b'"instType":"SWAP","oi":"2216113.01000000309","oiCcy":"22161.1301000000309",'
+                     b'"oiUsd":"1939251795.54769270396321","ts":"1743041250440"}]}')
+DOC_BBO = (b'{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["8476.98","415","0","13"]],'
+           b'"bids":[["8476.97","256","0","12"]],"ts":"1597026383085","seqId":123456}]}')
+DOC_LIQUIDATION = (b'{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0",'
+                   b'"bkPx":"0.007831","ccy":"","posSide":"short","side":"buy","sz":"13","ts":"1692266434010"}],'
+                   b'"instFamily":"IOST-USDT","instId":"IOST-USDT-SWAP","instType":"SWAP","uly":"IOST-USDT"}]}')
+
+
+def liquidations(*items: tuple[str, list[tuple[str, str, str]]]) -> bytes:
+    """A liquidation-orders push: per instrument, its (side, bkPx, sz) details."""
+    return json.dumps({"arg": {"channel": "liquidation-orders", "instType": "SWAP"}, "data": [
+        {"details": [{"bkLoss": "0", "bkPx": px, "ccy": "", "posSide": "net", "side": side, "sz": sz,
+                      "ts": "1692266434010"} for side, px, sz in details], "instId": inst, "instType": "SWAP"}
+        for inst, details in items]}).encode()
+
+
+@pytest.fixture
+def derivatives(shm_prefix):
+    instruments = [SWAP, LINEAR, FUTURES, IOST, SPOT_BTC]
+    writer = SegmentWriter.create(shm_prefix, "okx", [i.spec(64) for i in instruments], depth=10, ring_slots=1024)
+    okx = OkxFeed(instruments, writer, capacity=64)
+    okx.assign(1, tuple(i.venue_symbol for i in instruments))
+    yield okx, in_process_reader("okx", shm_prefix)
+    writer.close()
+
+
+def records_of(cursor) -> list:
+    return [e for e in cursor.poll() if isinstance(e, (BboEvent, FundingEvent, OpenInterestEvent, LiquidationEvent))]
+
+
+def test_documented_funding_rate_is_a_funding_record_with_the_rate_and_when_it_is_paid(derivatives):
+    okx, reader = derivatives
+    cursor = reader.events()
+    okx.on_frame(DOC_FUNDING, 1)
+    (funding,) = records_of(cursor)
+    assert isinstance(funding, FundingEvent) and funding.instrument.venue_symbol == "BTC-USD-SWAP"
+    assert funding_rate(funding.rate) == Decimal("0.0001875391284828")
+    assert funding.next_funding_ns == 1700726400000_000_000 and funding.ts_exchange == 1700724675402_000_000
+    assert funding.fields == FIELD_RATE | FIELD_FUNDING_TIME and reader.counters("BTC-USD-SWAP")["fundings"] == 1
+
+
+def test_a_mark_price_carries_the_mark_and_the_funding_last_sent(derivatives):
+    okx, reader = derivatives
+    cursor = reader.events()
+    okx.on_frame(DOC_FUNDING, 1)
+    okx.on_frame(DOC_MARK.replace(b"LTC-USD-190628", b"BTC-USD-SWAP").replace(b'"0.1"', b'"37000.5"'), 2)
+    okx.on_frame(DOC_MARK, 3)
+    _, mark, futures_mark = records_of(cursor)
+    assert mark.fields == FIELD_MARK and mark.mark_px == 370005
+    assert funding_rate(mark.rate) == Decimal("0.0001875391284828")  # as last sent, merged
+    assert (futures_mark.instrument.venue_symbol, futures_mark.mark_px, futures_mark.rate) == ("LTC-USD-190628", 10, 0)
+    assert reader.stats("BTC-USD-SWAP").mark_px == 370005
+
+
+def test_documented_open_interest_is_counted_in_contracts_cut_to_the_lot(derivatives):
+    """OKX prints `oi` with binary-float noise past the lot: 2216113.01000000309 contracts of lot 0.01."""
+    okx, reader = derivatives
+    cursor = reader.events()
+    okx.on_frame(DOC_OPEN_INTEREST, 1)
+    (oi,) = records_of(cursor)
+    assert isinstance(oi, OpenInterestEvent) and reader.instrument(1).qty(oi.open_interest) == Decimal("2216113.01")
+    assert oi.ts_exchange == 1743041250440_000_000 and reader.stats("BTC-USDT-SWAP").open_interest == 221611301
+
+
+def test_documented_bbo_tbt_is_a_bbo_numbered_by_its_seq_id(derivatives):
+    okx, reader = derivatives
+    cursor = reader.events()
+    okx.on_frame(DOC_BBO, 1)
+    (bbo,) = records_of(cursor)
+    assert isinstance(bbo, BboEvent) and bbo.update_id == 123456 and bbo.ts_exchange == 1597026383085_000_000
+    assert (bbo.bid_px, bbo.bid_qty, bbo.ask_px, bbo.ask_qty) == (847697, 256_00000000, 847698, 415_00000000)
+    okx.on_frame(DOC_BBO.replace(b'"bids":[["8476.97","256","0","12"]]', b'"bids":[]'), 2)
+    (empty_bid,) = records_of(cursor)
+    assert (empty_bid.bid_px, empty_bid.bid_qty, empty_bid.ask_qty) == (0, 0, 415_00000000)
+
+
+def test_documented_liquidation_is_the_order_side_with_its_bankruptcy_price_and_contracts(derivatives):
+    """`side` buy: the liquidation order buys, closing a short (posSide short); kept as the venue side."""
+    okx, reader = derivatives
+    cursor = reader.events()
+    okx.on_frame(DOC_LIQUIDATION, 1)
+    (liquidation,) = records_of(cursor)
+    assert isinstance(liquidation, LiquidationEvent) and liquidation.instrument.venue_symbol == "IOST-USDT-SWAP"
+    assert (liquidation.side, liquidation.venue_side) == (Side.BUY, Side.BUY)
+    assert (liquidation.price, liquidation.qty, liquidation.ts_exchange) == (7831, 13, 1692266434010_000_000)
+
+
+def test_liquidations_of_instruments_not_carried_are_skipped_without_an_error(derivatives):
+    """liquidation-orders is subscribed per instType: it names every swap, of which a feed carries few."""
+    okx, reader = derivatives
+    cursor = reader.events()
+    okx.on_frame(liquidations(("DOGE-USDT-SWAP", [("sell", "0.1", "5")]),
+                              ("BTC-USDT-SWAP", [("sell", "64000.1", "0.5"), ("buy", "64100", "2")]),
+                              ("ETH-USDT-SWAP", [("buy", "3000", "1")])), 1)
+    got = records_of(cursor)
+    assert [(e.instrument.venue_symbol, e.side, e.price, e.qty) for e in got] == [
+        ("BTC-USDT-SWAP", Side.SELL, 640001, 50), ("BTC-USDT-SWAP", Side.BUY, 641000, 200)]
+    assert reader.counters()["decode_errors"] == 0 and reader.totals()["liquidations"] == 2
+
+
+@pytest.mark.parametrize("frame", [
+    DOC_FUNDING.replace(b'"fundingTime":"1700726400000",', b''),
+    DOC_FUNDING.replace(b'"0.0001875391284828"', b'"abc"'),
+    DOC_FUNDING.replace(b'"1700724675402"', b'"17007246754O2"'),
+    DOC_MARK.replace(b'"0.1"', b'"1e-1"'),
+    DOC_MARK.replace(b'"0.1"', b'"0.123"'),  # finer than the tick
+    DOC_OPEN_INTEREST.replace(b'"2216113.01000000309"', b'"2216113.01000x"'),
+    DOC_OPEN_INTEREST.replace(b'"2216113.01000000309"', b'-5'),
+    DOC_BBO.replace(b'[["8476.98","415","0","13"]]', b'[["8476.98","415","0","13"],["8477","1","0","1"]]'),
+    DOC_BBO.replace(b',"seqId":123456', b''),
+    DOC_BBO.replace(b'"data":[{', b'"data":{').replace(b'}]}', b'}}'),
+    DOC_LIQUIDATION.replace(b'"side":"buy"', b'"side":"long"'),
+    DOC_LIQUIDATION.replace(b'"bkPx":"0.007831",', b''),
+    DOC_LIQUIDATION.replace(b'"details":[', b'"details":[7,'),
+    DOC_FUNDING.replace(b'"instId":"BTC-USD-SWAP"}', b'"instId":"DOGE-USD-SWAP"}'),
+], ids=["funding-no-time", "funding-word", "funding-bad-ts", "mark-exponent", "mark-past-tick", "oi-garbage",
+        "oi-number", "bbo-two-levels", "bbo-no-seq", "bbo-data-object", "liquidation-side", "liquidation-no-price",
+        "liquidation-detail-not-object", "unknown-instrument"])
+def test_a_malformed_market_data_message_is_a_decode_error_that_publishes_nothing_and_costs_no_book(derivatives,
+                                                                                                    frame):
+    okx, reader = derivatives
+    okx.on_frame(books("snapshot", DOC_ASKS, DOC_BIDS, seq=(-1, 10), inst="BTC-USD-SWAP"), 1)
+    cursor = reader.events()
+    okx.on_frame(frame, 2)
+    assert reader.counters()["decode_errors"] == 1 and records_of(cursor) == []
+    assert reader.book("BTC-USD-SWAP").valid and reader.counters("BTC-USD-SWAP")["gaps"] == 0
+
+
+def test_a_plan_subscribes_each_instrument_its_channels_and_liquidations_once_per_inst_type():
+    """bbo-tbt for all, funding-rate and mark-price for swaps, open-interest for swaps and futures (by
+    instId); liquidation-orders by instType on the first connection only (§2.8); all in one request
+    a connection, under 64 KB (§2.2), as the 480 requests an hour are paced 7.5 s apart."""
+    okx = by_cryptofeed("OKX")
+    symbols = ("BTC-USDT", "BTC-USDT-SWAP", "BTC-USD-250627")
+    (connection,) = okx.plan(symbols, PlanOptions("wss://x/ws/v5/public", ""))
+    (request,) = [json.loads(message) for message in connection.subscribe]
+    by_channel = {}
+    for arg in request["args"]:
+        by_channel.setdefault(arg["channel"], []).append(arg.get("instId", arg.get("instType")))
+    assert request["op"] == "subscribe" and by_channel == {
+        "books": list(symbols), "trades": list(symbols), "bbo-tbt": list(symbols), "funding-rate": ["BTC-USDT-SWAP"],
+        "mark-price": ["BTC-USDT-SWAP"], "open-interest": ["BTC-USDT-SWAP", "BTC-USD-250627"],
+        "liquidation-orders": ["SWAP", "FUTURES"]}
+    swaps = tuple(f"C{k}-USDT-SWAP" for k in range(40))
+    first, second = okx.plan(swaps, PlanOptions("wss://x/ws/v5/public", ""))
+    assert len(first.symbols) == 29 and len(first.subscribe) == len(second.subscribe) == 1
+    assert b"liquidation-orders" in first.subscribe[0] and b"liquidation-orders" not in second.subscribe[0]
+    assert all(len(plan.subscribe[0]) < SUBSCRIBE_MAX_BYTES for plan in (first, second))
+
+
+def test_an_okx_worker_against_the_simulator_puts_every_market_data_kind_in_its_ring(tmp_path, shm_prefix):
+    """`fh sim --venues okx` and `fh worker okx` on its one perpetual: what the worker subscribes by
+    default reaches the ring as bbo, funding, open interest and liquidation records (funding also
+    carrying the mark), and the book stays valid beside them."""
+    warm_kernels()
+    sim = subprocess.Popen(FH + ["sim", "--venues", "okx", "--port", str(free_base_port())], cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    worker = None
+    try:
+        urls = json.loads(sim.stdout.readline())["okx"]
+        config = tmp_path / "okx.toml"
+        config.write_text(f'[run]\nprefix = "{shm_prefix}"\ncapture_dir = "{tmp_path / "captures"}"\n'
+                          f'instrument_cache = "{tmp_path / "instruments"}"\n'
+                          f'[venues.okx]\nsymbols = {json.dumps(VENUE_SYMBOLS["okx"])}\n'
+                          f'ws_url = "{urls["ws_url"]}"\nrest_url = "{urls["rest_url"]}"\n')
+        worker = subprocess.Popen(FH + ["worker", "okx", "-c", str(config)], cwd=REPO, stderr=subprocess.DEVNULL)
+
+        def attached():
+            try:
+                return VenueReader("okx", prefix=shm_prefix)
+            except SegmentError:
+                return None
+        reader = wait_for(attached, 240, "the worker's segment")
+        kinds = ("bbos", "fundings", "open_interests", "liquidations")
+        wait_for(lambda: all(reader.totals()[kind] > 0 for kind in kinds), 60, "a record of each kind")
+        (symbol,) = VENUE_SYMBOLS["okx"]
+        stats = reader.stats(symbol)
+        assert stats.has(FIELD_RATE) and stats.has(FIELD_MARK) and stats.has(FIELD_OPEN_INTEREST) and stats.mark_px > 0
+        assert reader.book(symbol).valid and reader.totals()["decode_errors"] == 0
+        reader.close()
+    finally:
+        for process in (worker, sim):
+            if process is not None:
+                process.terminate()
+                process.wait(30)

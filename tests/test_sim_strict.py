@@ -701,6 +701,8 @@ def test_okx_connections_on_one_instrument_share_its_seq_ids_and_a_new_subscribe
     {"op": "sub", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]},
     {"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP", "depth": 5}]},
     {"op": "subscribe", "args": [{"channel": "books"}]},
+    {"op": "subscribe", "args": [{"channel": "liquidation-orders", "instType": "SWAP", "instId": "ETH-USDT-SWAP"}]},
+    {"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP" + " " * 65536}]},
     {"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}], "id": "not-alphanumeric"},
     {"method": "subscribe", "params": ["books"]},
     "not json",
@@ -725,6 +727,52 @@ def test_okx_refuses_an_unknown_channel_or_instrument_per_arg_and_subscribes_the
         assert {error["code"] for error in client.where(event="error")} == {"60018"}
         assert client.where(event="subscribe")[0]["arg"] == {"channel": "trades", "instId": "ETH-USDT-SWAP"}
         assert (await stats(sim, "okx"))["rejected"] == {"unknown_channel": 2}
+    simulate(scenario, venues=("okx",))
+
+
+def pushes(client: Client, channel: str) -> list:
+    return [m for m in client.messages if isinstance(m, dict) and m.get("arg", {}).get("channel") == channel
+            and "data" in m]
+
+
+def test_okx_serves_bbo_funding_mark_open_interest_and_liquidations_in_the_documented_shapes():
+    """§2.4, §2.8: bbo-tbt one level a side numbered by seqId, funding-rate and mark-price every second,
+    open-interest every few seconds (in contracts and coin), liquidation-orders by instType now and then."""
+    async def scenario(sim):
+        client = await connect(sim, "okx", "/ws/v5/public")
+        client.send({"op": "subscribe", "args": [{"channel": c, "instId": "ETH-USDT-SWAP"} for c in (
+            "bbo-tbt", "funding-rate", "mark-price", "open-interest")] + [
+            {"channel": "liquidation-orders", "instType": "SWAP"}]})
+        await until(lambda: all(pushes(client, c) for c in ("bbo-tbt", "funding-rate", "mark-price", "open-interest",
+                                                            "liquidation-orders")), "a push of each", timeout_s=25)
+        assert len(client.where(event="subscribe")) == 5
+        bbos = [push["data"][0] for push in pushes(client, "bbo-tbt")]
+        assert all(len(b["bids"]) == len(b["asks"]) == 1 and len(b["bids"][0]) == 4 for b in bbos)
+        assert [b["seqId"] for b in bbos] == sorted({b["seqId"] for b in bbos})  # increasing
+        funding = pushes(client, "funding-rate")[0]["data"][0]
+        assert int(funding["nextFundingTime"]) - int(funding["fundingTime"]) == 8 * 3600 * 1000
+        assert int(funding["fundingTime"]) > int(funding["ts"]) and funding["nextFundingRate"] == ""
+        assert set(pushes(client, "mark-price")[0]["data"][0]) == {"instType", "instId", "markPx", "ts"}
+        oi = pushes(client, "open-interest")[0]["data"][0]
+        assert Decimal(oi["oiCcy"]) == Decimal(oi["oi"]) * Decimal("0.1")  # ETH-USDT-SWAP: 0.1 ETH a contract
+        liquidation = pushes(client, "liquidation-orders")[0]
+        assert liquidation["arg"] == {"channel": "liquidation-orders", "instType": "SWAP"}
+        (item,) = liquidation["data"]
+        assert item["instId"] == "ETH-USDT-SWAP" and item["instType"] == "SWAP" and item["uly"] == "ETH-USDT"
+        assert [(d["side"], d["posSide"]) for d in item["details"]] in ([("buy", "short")], [("sell", "long")])
+    simulate(scenario, venues=("okx",))
+
+
+def test_okx_refuses_a_market_data_channel_by_the_wrong_key_or_for_the_wrong_inst_type():
+    async def scenario(sim):
+        client = await connect(sim, "okx", "/ws/v5/public")
+        client.send({"op": "subscribe", "args": [{"channel": "liquidation-orders", "instId": "ETH-USDT-SWAP"},
+                                                 {"channel": "liquidation-orders", "instType": "SPOT"},
+                                                 {"channel": "funding-rate", "instType": "SWAP"},
+                                                 {"channel": "funding-rate", "instId": "ETH-USDT-SWAP"}]})
+        await until(lambda: len(client.where(event="error")) == 3 and client.where(event="subscribe"), "four answers")
+        assert {error["code"] for error in client.where(event="error")} == {"60018"}
+        assert client.where(event="subscribe")[0]["arg"] == {"channel": "funding-rate", "instId": "ETH-USDT-SWAP"}
     simulate(scenario, venues=("okx",))
 
 

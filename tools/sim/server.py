@@ -60,6 +60,7 @@ from feedhandler.venues.base import compact_json
 from feedhandler.venues.encoding import rfc3339
 from feedhandler.venues.kraken import KrakenV2Encoder
 from feedhandler.venues.okx import OkxEncoder
+from feedhandler.venues.okx.protocol import SUBSCRIBE_MAX_BYTES
 
 FAULTS = {  # kind: what it does (arguments from the query string)
     "drop": "the next book diff of `symbol` (default: every symbol) is not sent: a sequence gap",
@@ -920,8 +921,15 @@ class BinanceCoinmSim(BinanceSim):
     name = "binance_coinm"
 
 
-OKX_CHANNELS = {"books", "trades", "books5", "bbo-tbt", "tickers", "mark-price", "funding-rate", "open-interest",
-                "index-tickers"}  # by instId on /ws/v5/public (§2.4, §2.8); books and trades are served
+_OKX_ALL = ("SPOT", "SWAP", "FUTURES")
+OKX_CHANNELS = {  # by instId on /ws/v5/public, with the instTypes each is for (§2.4, §2.8); all but books5,
+    # tickers and index-tickers (an index's instId, as a spot pair's) are served
+    "books": _OKX_ALL, "trades": _OKX_ALL, "books5": _OKX_ALL, "bbo-tbt": _OKX_ALL, "tickers": _OKX_ALL,
+    "mark-price": _OKX_ALL, "funding-rate": ("SWAP",), "open-interest": ("SWAP", "FUTURES"), "index-tickers": ("SPOT",)}
+OKX_BY_INST_TYPE = {"liquidation-orders": ("SWAP", "FUTURES", "MARGIN", "OPTION")}  # by instType (§2.8)
+OKX_FUNDING_INTERVAL_MS = 8 * 3600 * 1000
+OKX_OPEN_INTEREST_EVERY_S = 3  # "about every 3 s when changed"; funding-rate and mark-price every second
+OKX_LIQUIDATIONS_PER_S = 0.2  # per instrument, on average
 OKX_ID = re.compile(r"[A-Za-z0-9]{1,32}")  # a request's optional id (§2.3)
 OKX_INST_TYPES = {SPOT: "SPOT", PERPETUAL: "SWAP", FUTURE: "FUTURES"}
 OKX_LISTED = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION", "EVENTS")  # the instTypes instruments answers (§2.9)
@@ -941,19 +949,24 @@ class OkxSession(Session):
 
 class OkxSim(VenueSim):
     """OKX v5 public on /ws/v5/public: `books` (a snapshot, then updates chained by seqId/prevSeqId with
-    the top-25 checksum), `trades`, one ack per subscribed arg, the text ping, the idle close; instruments
-    by instType over REST."""
+    the top-25 checksum), `trades`, `bbo-tbt` on every change of the top, `funding-rate` and `mark-price`
+    every second, `open-interest` every few seconds, `liquidation-orders` (by instType) now and then;
+    one ack per subscribed arg, the text ping, the idle close; instruments by instType over REST."""
 
     name = "okx"
     ws_path = "/ws/v5/public"
 
-    def __init__(self, *args, limits: OkxLimits | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, instruments: list[Instrument], references: dict[str, Reference], seed: int, rate: float,
+                 depth: int = 200, limits: OkxLimits | None = None):
+        super().__init__(instruments, references, seed, rate, depth)
         self.limits = limits = limits or OkxLimits()
         self.connections = Window(limits.connections_per_s, 1.0)
         self.encoders = {s: OkxEncoder(s, i.px_dec, i.qty_dec, checksum=True) for s, i in self.instruments.items()}
         self.listings: dict[str, Window] = {}  # instType -> instruments requests
         self.conn_ids = itertools.count(0x5A000000)
+        self.rng = np.random.default_rng(seed)  # funding rates, open interest, liquidations
+        self.open_interest = {s: 1000 * 10 ** i.qty_dec for s, i in self.instruments.items()}
+        self.beats = 0
 
     def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
         if path != self.ws_path:
@@ -965,12 +978,45 @@ class OkxSim(VenueSim):
         super().send(session, payload, repeat)
 
     def heartbeat(self, ts_ns: int) -> None:
-        """Once a second, the idle rule (§2.2): nothing subscribed, or nothing pushed, for idle_s: closed."""
+        """Once a second: the context channels, then the idle rule (§2.2): nothing subscribed, or nothing
+        pushed, for idle_s: closed."""
+        self.beats += 1
+        for symbol, inst in self.instruments.items():
+            self.context(symbol, OKX_INST_TYPES[inst.market], ts_ns)
         now = time.monotonic()
         for session in list(self.sessions):
             bare = not (session.books or session.trades or session.channels)
             if now - session.pushed >= self.limits.idle_s or bare and now - session.bare_since >= self.limits.idle_s:
                 session.close("idle", WSCloseCode.GOING_AWAY, "no data for 30s")
+
+    def context(self, symbol: str, inst_type: str, ts_ns: int) -> None:
+        """One second of an instrument's context channels: its funding rate (paid at the next 8 h mark)
+        and mark price, every few seconds its open interest (a random walk), now and then a liquidation
+        near its touch."""
+        encoder, market, inst = self.encoders[symbol], self.markets[symbol], self.instruments[symbol]
+        if inst_type == "SWAP":
+            rate = f"{self.rng.normal(0.0001, 0.00005):.8f}"
+            funding_ms = (ts_ns // 1_000_000 // OKX_FUNDING_INTERVAL_MS + 1) * OKX_FUNDING_INTERVAL_MS
+            self.push("funding-rate", symbol, encoder.funding_rate(rate, funding_ms, OKX_FUNDING_INTERVAL_MS, ts_ns))
+        if inst_type in OKX_CHANNELS["mark-price"]:  # a spot pair's mark is its margin pair's (§2.8 [OKX-PUB])
+            self.push("mark-price", symbol, encoder.mark_price(market, "MARGIN" if inst_type == "SPOT" else inst_type,
+                                                               ts_ns))
+        if inst_type in OKX_CHANNELS["open-interest"] and self.beats % OKX_OPEN_INTEREST_EVERY_S == 0:
+            self.open_interest[symbol] = max(0, self.open_interest[symbol] + int(self.rng.integers(-50, 51)))
+            self.push("open-interest", symbol,
+                      encoder.open_interest(self.open_interest[symbol], str(inst.contract_size), inst_type, ts_ns))
+        if inst_type in OKX_BY_INST_TYPE["liquidation-orders"] and self.rng.random() < OKX_LIQUIDATIONS_PER_S:
+            side = "buy" if self.rng.random() < 0.5 else "sell"  # a buy closes a short: at or above the ask
+            price = market.best(ASK) if side == "buy" else market.best(BID)
+            frame = encoder.liquidation(side, price, int(self.rng.integers(1, 10)) * 10 ** inst.qty_dec, inst_type,
+                                        f"{inst.base}-{inst.quote}", ts_ns)
+            for session in [s for s in self.sessions if inst_type in s.channels.get("liquidation-orders", ())]:
+                self.send(session, frame)
+
+    def push(self, channel: str, symbol: str, frame: bytes) -> None:
+        """`frame` to every session subscribed to `channel` for `symbol`."""
+        for session in [s for s in self.sessions if symbol in s.channels.get(channel, ())]:
+            self.send(session, frame)
 
     # ------------------------------------------------------------ requests
     def on_message(self, session: OkxSession, payload: bytes) -> None:
@@ -986,13 +1032,20 @@ class OkxSim(VenueSim):
             self.error(session, refusal, request_id)
             return
         for arg in args:
-            channel, inst_id = arg["channel"], arg["instId"]
-            if channel not in OKX_CHANNELS or inst_id not in self.instruments:
-                self.error(session, Refusal("unknown_channel", f"Wrong URL or channel:{channel},instId:{inst_id} "
+            channel = arg["channel"]
+            field = "instType" if "instType" in arg else "instId"
+            key = arg[field]
+            if field == "instType":
+                known = key in OKX_BY_INST_TYPE.get(channel, ())
+            else:
+                inst = self.instruments.get(key)
+                known = inst is not None and OKX_INST_TYPES[inst.market] in OKX_CHANNELS.get(channel, ())
+            if not known:
+                self.error(session, Refusal("unknown_channel", f"Wrong URL or channel:{channel},{field}:{key} "
                                                                "doesn't exist.", 60018), request_id)
                 continue
             self.ack(session, op, arg, request_id)
-            (self.subscribe if op == "subscribe" else self.unsubscribe)(session, channel, inst_id)
+            (self.subscribe if op == "subscribe" else self.unsubscribe)(session, channel, key)
 
     @staticmethod
     def parse(payload: bytes) -> tuple[str | None, str, list[dict]]:
@@ -1010,10 +1063,13 @@ class OkxSim(VenueSim):
         if op not in ("subscribe", "unsubscribe"):
             raise Refusal("bad_request", f"Invalid request: unknown op {op!r}", 60012)
         valid = isinstance(args, list) and args and all(
-            isinstance(arg, dict) and set(arg) == {"channel", "instId"}
+            isinstance(arg, dict) and set(arg) in ({"channel", "instId"}, {"channel", "instType"})
             and all(isinstance(value, str) for value in arg.values()) for arg in args)
         if not valid:
-            raise Refusal("bad_request", "Invalid request: args must be a list of {channel, instId}", 60012)
+            raise Refusal("bad_request", "Invalid request: args must be a list of {channel, instId or instType}",
+                          60012)
+        if len(payload) >= SUBSCRIBE_MAX_BYTES:
+            raise Refusal("bad_request", "Invalid request: a request must be shorter than 64 KB", 60012)
         return request_id, op, args
 
     def error(self, session: OkxSession, refusal: Refusal, request_id: str | None) -> None:
@@ -1027,7 +1083,8 @@ class OkxSim(VenueSim):
                                          "connId": session.conn_id}))
 
     def subscribe(self, session: OkxSession, channel: str, inst_id: str) -> None:
-        """Listen; a books subscription starts with the book's snapshot (prevSeqId -1)."""
+        """Listen (`inst_id`: the instType of a channel by instType); a books subscription starts with the
+        book's snapshot (prevSeqId -1)."""
         session.bare_since = math.inf
         if channel == "books":
             session.books[inst_id] = self.encoders[inst_id]
@@ -1051,6 +1108,9 @@ class OkxSim(VenueSim):
 
     # ------------------------------------------------------------ market data
     def publish(self, symbol, market, step, ts_ns, fault) -> None:
+        bbo = self.encoders[symbol].bbo(market, ts_ns)
+        if bbo is not None:
+            self.push("bbo-tbt", symbol, bbo)
         for frame in self.encoders[symbol].frames(market, step, ts_ns):
             if frame.startswith(b'{"arg":{"channel":"trades"'):
                 for session in [s for s in self.sessions if symbol in s.trades]:

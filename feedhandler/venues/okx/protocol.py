@@ -9,10 +9,19 @@ requests per connection per hour; deep book channels spread fewer than 30 to a c
 notice 64008 arrives 60 s before a service-upgrade disconnect; a connection with no message for 30 s
 is dropped, so the client sends the text `ping` (answered `pong`) every 20 s. Instruments:
 `GET /api/v5/public/instruments?instType=SPOT|SWAP|FUTURES`.
+
+Market-data channels (§2.4, §2.8), on the same connection as the books: `bbo-tbt` (public, no
+login) for every instrument, `funding-rate` and `mark-price` for swaps, `open-interest` for swaps and
+futures, each by instId; `liquidation-orders` by instType (SWAP, FUTURES), once for the whole feed
+(on its first connection: a second subscription would deliver every liquidation twice). A connection
+sends one subscribe request with all its args (under the 64 KB a request may carry): the 480 requests
+an hour are paced 7.5 s apart, so a request per channel would keep the last channel waiting for most of
+a minute.
 """
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +37,22 @@ LIMITS = Limits(
     client_ping_s=20.0,  # the server drops a connection that has had no message for 30 s
 )
 SHUTDOWN_NOTICE = "64008"
+SUBSCRIBE_MAX_BYTES = 64 * 1024  # one subscribe request's length (§2.2)
+SPOT, SWAP, FUTURES = "SPOT", "SWAP", "FUTURES"
+# (channel, the instTypes subscribed to it) per instrument, in the order requested
+INSTRUMENT_CHANNELS = (("books", (SPOT, SWAP, FUTURES)), ("trades", (SPOT, SWAP, FUTURES)),
+                       ("bbo-tbt", (SPOT, SWAP, FUTURES)), ("funding-rate", (SWAP,)), ("mark-price", (SWAP,)),
+                       ("open-interest", (SWAP, FUTURES)))
+LIQUIDATIONS = ("liquidation-orders", (SWAP, FUTURES))  # by instType, once per feed
+_FUTURE_ID = re.compile(r"[^-]+-[^-]+-\d{6}")  # BTC-USD-220527 (§2.10)
+
+
+def inst_type(inst_id: str) -> str:
+    """The instType of an instrument by OKX's instId forms (§2.10): `-SWAP` perpetuals, BASE-QUOTE-YYMMDD
+    futures, BASE-QUOTE spot (options are not carried)."""
+    if inst_id.endswith("-SWAP"):
+        return SWAP
+    return FUTURES if _FUTURE_ID.fullmatch(inst_id) else SPOT
 
 
 def parse_instruments(venue: str, metadata: dict) -> list[Instrument]:
@@ -68,10 +93,18 @@ class OkxProtocol(VenueProtocol):
         return b"ping"
 
     def connections(self, venue: Venue, symbols: tuple[str, ...], options: PlanOptions) -> list[ConnectionPlan]:
-        """`books` and `trades` for each instrument, fewer than 30 books to a connection."""
-        return [ConnectionPlan(options.ws_url, group, (compact_json(request("subscribe", "books", group)),
-                                                       compact_json(request("subscribe", "trades", group))))
-                for group in shards(symbols, venue.limits.streams_per_connection)]
+        """Fewer than 30 books to a connection, each with its instrument's channels (INSTRUMENT_CHANNELS);
+        the first connection also subscribes the liquidations of the instTypes carried."""
+        channel, kinds = LIQUIDATIONS
+        liquidated = [{"channel": channel, "instType": kind} for kind in kinds
+                      if any(inst_type(symbol) == kind for symbol in symbols)]
+        plans = []
+        for group in shards(symbols, venue.limits.streams_per_connection):
+            args = [{"channel": name, "instId": symbol} for name, types in INSTRUMENT_CHANNELS for symbol in group
+                    if inst_type(symbol) in types]
+            plans.append(ConnectionPlan(options.ws_url, group, (compact_json(
+                {"op": "subscribe", "args": args + (liquidated if not plans else [])}),)))
+        return plans
 
     def resubscribe(self, symbols: tuple[str, ...], options: PlanOptions, req_id: int) -> tuple[bytes, ...]:
         """Unsubscribe and subscribe these books again: a fresh snapshot (prevSeqId -1) for each."""

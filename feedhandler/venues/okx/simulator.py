@@ -1,9 +1,13 @@
 """The simulator's OKX encoder: a synthetic market step as the `books` and `trades` pushes OKX
 would send, chained by seqId/prevSeqId, with the checksum 0 OKX sends since 2026-06-23 (or, with
-`checksum=True`, the CRC32 of the top 25 as older recordings carry)."""
+`checksum=True`, the CRC32 of the top 25 as older recordings carry); the top of book as `bbo-tbt`
+when it changed; and, on the simulator's schedule, `funding-rate`, `mark-price`, `open-interest` and
+`liquidation-orders` pushes in the documented shapes (derivatives-protocols.md §2.4, §2.8)."""
 from __future__ import annotations
 
+import json
 import zlib
+from decimal import Decimal
 
 from ...sim_market import ASK, BID, Market, Step
 from ..encoding import collapsed, wire
@@ -29,6 +33,8 @@ class OkxEncoder:
         self.symbol, self.px_dec, self.qty_dec, self.with_checksum = symbol, px_dec, qty_dec, checksum
         self.seq = 0
         self.trade_id = 0
+        self.bbo_seq = 0
+        self.last_top: tuple | None = None
 
     def _levels(self, rows) -> str:
         return ",".join(f'["{wire(p, self.px_dec)}","{wire(q, self.qty_dec)}","0","1"]' for p, q in rows)
@@ -65,3 +71,47 @@ class OkxEncoder:
             asks = [(p, q) for (side, p), q in changes.items() if side == ASK]
             frames.append(self._book(market, "update", bids, asks, ts_ns))
         return frames
+
+    def _push(self, channel: str, item: dict) -> bytes:
+        return json.dumps({"arg": {"channel": channel, "instId": self.symbol}, "data": [item]},
+                          separators=(",", ":")).encode()
+
+    def bbo(self, market: Market, ts_ns: int) -> bytes | None:
+        """`bbo-tbt` when the top of the book changed since the last one (else None)."""
+        top = tuple(tuple(market.top(side, 1)) for side in (BID, ASK))
+        if top == self.last_top:
+            return None
+        self.last_top = top
+        self.bbo_seq += 1
+        bids, asks = ([[wire(p, self.px_dec), wire(q, self.qty_dec), "0", "1"] for p, q in levels] for levels in top)
+        return self._push("bbo-tbt", {"asks": asks, "bids": bids, "ts": str(ts_ns // 1_000_000), "seqId": self.bbo_seq})
+
+    def funding_rate(self, rate: str, funding_ms: int, interval_ms: int, ts_ns: int) -> bytes:
+        """`funding-rate`: `rate` paid at `funding_ms`, the next period `interval_ms` later."""
+        return self._push("funding-rate", {
+            "formulaType": "withRate", "fundingRate": rate, "fundingTime": str(funding_ms), "impactValue": "",
+            "instId": self.symbol, "instType": "SWAP", "interestRate": "0.0001", "maxFundingRate": "0.00375",
+            "method": "current_period", "minFundingRate": "-0.00375", "nextFundingRate": "",
+            "nextFundingTime": str(funding_ms + interval_ms), "premium": rate, "settFundingRate": rate,
+            "settState": "settled", "ts": str(ts_ns // 1_000_000)})
+
+    def mark_price(self, market: Market, inst_type: str, ts_ns: int) -> bytes:
+        """`mark-price` at the book's mid."""
+        return self._push("mark-price", {"instType": inst_type, "instId": self.symbol,
+                                         "markPx": wire(market.mid(), self.px_dec), "ts": str(ts_ns // 1_000_000)})
+
+    def open_interest(self, contracts: int, contract_size: str, inst_type: str, ts_ns: int) -> bytes:
+        """`open-interest` of `contracts` (a mantissa at the lot's decimals), in coin too."""
+        oi = wire(contracts, self.qty_dec)
+        return self._push("open-interest", {"instId": self.symbol, "instType": inst_type, "oi": oi,
+                                            "oiCcy": str(Decimal(oi) * Decimal(contract_size)),
+                                            "ts": str(ts_ns // 1_000_000)})
+
+    def liquidation(self, side: str, price: int, qty: int, inst_type: str, family: str, ts_ns: int) -> bytes:
+        """A `liquidation-orders` push (by instType): one order of `side` (buy closes a short)."""
+        detail = {"bkLoss": "0", "bkPx": wire(price, self.px_dec), "ccy": "",
+                  "posSide": "short" if side == "buy" else "long", "side": side, "sz": wire(qty, self.qty_dec),
+                  "ts": str(ts_ns // 1_000_000)}
+        return json.dumps({"arg": {"channel": "liquidation-orders", "instType": inst_type},
+                           "data": [{"details": [detail], "instFamily": family, "instId": self.symbol,
+                                     "instType": inst_type, "uly": family}]}, separators=(",", ":")).encode()
