@@ -295,10 +295,11 @@ def test_a_mark_price_carries_the_mark_and_the_funding_last_sent(derivatives):
     okx.on_frame(DOC_MARK.replace(b"LTC-USD-190628", b"BTC-USD-SWAP").replace(b'"0.1"', b'"37000.5"'), 2)
     okx.on_frame(DOC_MARK, 3)
     _, mark, futures_mark = records_of(cursor)
-    assert mark.fields == FIELD_MARK and mark.mark_px == 370005
+    assert mark.fields == FIELD_MARK and mark.instrument.stats_price(mark.mark_px) == Decimal("37000.5")
     assert funding_rate(mark.rate) == Decimal("0.0001875391284828")  # as last sent, merged
-    assert (futures_mark.instrument.venue_symbol, futures_mark.mark_px, futures_mark.rate) == ("LTC-USD-190628", 10, 0)
-    assert reader.stats("BTC-USD-SWAP").mark_px == 370005
+    assert (futures_mark.instrument.venue_symbol, futures_mark.rate) == ("LTC-USD-190628", 0)
+    assert futures_mark.instrument.stats_price(futures_mark.mark_px) == Decimal("0.1")
+    assert reader.stats("BTC-USD-SWAP").mark_px == mark.mark_px
 
 
 def test_documented_open_interest_is_counted_in_contracts_cut_to_the_lot(derivatives):
@@ -331,7 +332,8 @@ def test_documented_liquidation_is_the_order_side_with_its_bankruptcy_price_and_
     (liquidation,) = records_of(cursor)
     assert isinstance(liquidation, LiquidationEvent) and liquidation.instrument.venue_symbol == "IOST-USDT-SWAP"
     assert (liquidation.side, liquidation.venue_side) == (Side.BUY, Side.BUY)
-    assert (liquidation.price, liquidation.qty, liquidation.ts_exchange) == (7831, 13, 1692266434010_000_000)
+    assert (liquidation.qty, liquidation.ts_exchange) == (13, 1692266434010_000_000)
+    assert liquidation.instrument.stats_price(liquidation.price) == Decimal("0.007831")
 
 
 def test_liquidations_of_instruments_not_carried_are_skipped_without_an_error(derivatives):
@@ -342,8 +344,8 @@ def test_liquidations_of_instruments_not_carried_are_skipped_without_an_error(de
                               ("BTC-USDT-SWAP", [("sell", "64000.1", "0.5"), ("buy", "64100", "2")]),
                               ("ETH-USDT-SWAP", [("buy", "3000", "1")])), 1)
     got = records_of(cursor)
-    assert [(e.instrument.venue_symbol, e.side, e.price, e.qty) for e in got] == [
-        ("BTC-USDT-SWAP", Side.SELL, 640001, 50), ("BTC-USDT-SWAP", Side.BUY, 641000, 200)]
+    assert [(e.instrument.venue_symbol, e.side, e.instrument.stats_price(e.price), e.qty) for e in got] == [
+        ("BTC-USDT-SWAP", Side.SELL, Decimal("64000.1"), 50), ("BTC-USDT-SWAP", Side.BUY, Decimal(64100), 200)]
     assert reader.counters()["decode_errors"] == 0 and reader.totals()["liquidations"] == 2
 
 
@@ -352,7 +354,7 @@ def test_liquidations_of_instruments_not_carried_are_skipped_without_an_error(de
     DOC_FUNDING.replace(b'"0.0001875391284828"', b'"abc"'),
     DOC_FUNDING.replace(b'"1700724675402"', b'"17007246754O2"'),
     DOC_MARK.replace(b'"0.1"', b'"1e-1"'),
-    DOC_MARK.replace(b'"0.1"', b'"0.123"'),  # finer than the tick
+    DOC_MARK.replace(b'"0.1"', b'"0.1234567891"'),  # finer than the stats decimals (8)
     DOC_OPEN_INTEREST.replace(b'"2216113.01000000309"', b'"2216113.01000x"'),
     DOC_OPEN_INTEREST.replace(b'"2216113.01000000309"', b'-5'),
     DOC_BBO.replace(b'[["8476.98","415","0","13"]]', b'[["8476.98","415","0","13"],["8477","1","0","1"]]'),
@@ -362,7 +364,7 @@ def test_liquidations_of_instruments_not_carried_are_skipped_without_an_error(de
     DOC_LIQUIDATION.replace(b'"bkPx":"0.007831",', b''),
     DOC_LIQUIDATION.replace(b'"details":[', b'"details":[7,'),
     DOC_FUNDING.replace(b'"instId":"BTC-USD-SWAP"}', b'"instId":"DOGE-USD-SWAP"}'),
-], ids=["funding-no-time", "funding-word", "funding-bad-ts", "mark-exponent", "mark-past-tick", "oi-garbage",
+], ids=["funding-no-time", "funding-word", "funding-bad-ts", "mark-exponent", "mark-past-stats-decimals", "oi-garbage",
         "oi-number", "bbo-two-levels", "bbo-no-seq", "bbo-data-object", "liquidation-side", "liquidation-no-price",
         "liquidation-detail-not-object", "unknown-instrument"])
 def test_a_malformed_market_data_message_is_a_decode_error_that_publishes_nothing_and_costs_no_book(derivatives,

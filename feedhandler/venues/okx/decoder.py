@@ -29,7 +29,7 @@ from shm.fixedpoint import OK
 from ...book_kernels import ASK, BID
 from ...checksum import okx_checksum
 from shm.fixedpoint import parse_decimal
-from shm.layout import FIELD_FUNDING_TIME, FIELD_MARK, FIELD_RATE, RATE_DEC
+from shm.layout import FIELD_FUNDING_TIME, FIELD_MARK, FIELD_RATE, RATE_DEC, stats_px_dec
 
 from ...feed_kernels import (C_DECODE_ERRORS, CHECK_FAIL, CHECK_NONE, CHECK_OK, KIND_BBO, KIND_FUNDING,
                              KIND_LIQUIDATION, KIND_OPEN_INTEREST, R_DECODE_ERROR, ROW_BOOK, ROW_ID, ROW_PRICE,
@@ -340,7 +340,7 @@ def instrument_record(buf, pos, end, channel, book, px_dec, qty_dec, scratch, co
             scratch[REC_V1, col], i = ms_string(buf, value, end)
             seen |= _SEEN_B
         elif channel == CH_MARK and is_key(buf, key_first, key_stop, _MARK_PX):
-            scratch[REC_V2, col], i, err = decimal_string(buf, value, end, px_dec)
+            scratch[REC_V2, col], i, err = decimal_string(buf, value, end, stats_px_dec(px_dec))
             i += 1
             seen |= _SEEN_A
         elif channel == CH_OPEN_INTEREST and is_key(buf, key_first, key_stop, _OI):
@@ -378,7 +378,7 @@ def liquidation_details(buf, pos, end, book, px_dec, qty_dec, scratch, count):
             return count, ERR_SYNTAX
         first, last = string_span(buf, find_value(buf, item, stop, _SIDE), stop)
         side = BUY if equals(buf, first, last, _BUY) else SELL if equals(buf, first, last, _SELL) else 0
-        price, after, err = decimal_string(buf, find_value(buf, item, stop, _BK_PX), stop, px_dec)
+        price, after, err = decimal_string(buf, find_value(buf, item, stop, _BK_PX), stop, stats_px_dec(px_dec))
         qty, after, err2 = decimal_string(buf, find_value(buf, item, stop, _SZ), stop, qty_dec)
         when, after = ms_string(buf, find_value(buf, item, stop, _TS), stop)
         if side == 0 or err != OK or err2 != OK or after < 0:
