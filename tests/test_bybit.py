@@ -4,12 +4,16 @@ derivatives-protocols.md §3), the `u` rules (continuity, stale, `u == 1` reset)
 instruments of the three categories, the plan and the client ping, and the simulator's encoders
 driven through the feed. No public Bybit v5 recording exists: each test says which messages are the
 documented examples."""
+import asyncio
+import dataclasses
 import json
+import os
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
-from feedhandler.config import parse_config
+from feedhandler.config import RunConfig, parse_config
 from feedhandler.instrument_cache import InstrumentCache
 from feedhandler.instruments import FUTURE, PERPETUAL, SPOT, Instrument
 from feedhandler.sim_market import ASK, BID, Market
@@ -19,12 +23,16 @@ from feedhandler.venues.base import PlanOptions
 from feedhandler.venues.bybit import BybitEncoder, BybitFeed
 from feedhandler.venues.bybit.protocol import ARGS_PER_REQUEST, parse_instruments
 from feedhandler.venues.bybit.simulator import BybitStatsEncoder
+from pipeline import Pipeline, free_base_port, wait_for
 from readers import in_process_reader
-from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, Side
+from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, Reason, Side, Status
 from shm.reader import (BboEvent, FundingEvent, LiquidationEvent, OpenInterestEvent, StatusEvent, TradeEvent,
-                        funding_rate)
+                        VenueReader, funding_rate)
+from shm.segment import SegmentError
 from shm.segment import SegmentWriter
 from tools.plan import venue_plan
+from tools.sim.server import REFERENCE_MIDS, BybitLinearSim, Reference, Simulator
+from workers.venue import VenueWorker
 
 BTC = Instrument("bybit_linear", "BTCUSDT", "BTC", "USDT", 2, 3)
 ETH = Instrument("bybit_linear", "ETHUSDT", "ETH", "USDT", 2, 3)
@@ -457,3 +465,112 @@ def test_the_simulators_tickers_and_liquidations_decode_to_the_state_it_sent(shm
     assert len([e for e in records(cursor) if isinstance(e, LiquidationEvent)]) == 30
     assert reader.counters()["decode_errors"] == 0
     writer.close()
+
+
+# ---------------------------------------------------------------- the worker against `fh sim`
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    """`fh sim --venues bybit_linear` and `fh run` of that one venue (SOL-USDT-PERP)."""
+    with Pipeline(tmp_path_factory.mktemp("bybit"), f"fhbybit{os.getpid()}", venues=("bybit_linear",),
+                  stale_after_s=5.0).serving() as pipeline:
+        wait_for(lambda: book_valid(pipeline), 240, "the bybit_linear book valid")  # a cold compile takes minutes
+        yield pipeline
+
+
+def book_valid(pipeline: Pipeline) -> bool:
+    try:
+        with VenueReader("bybit_linear", prefix=pipeline.prefix) as venue:
+            return venue.book("SOL-USDT-PERP").valid
+    except SegmentError:
+        return False
+
+
+def test_the_worker_keeps_the_book_valid_and_rings_every_record_kind(running):
+    with VenueReader("bybit_linear", prefix=running.prefix) as venue:
+        cursor, seen = venue.events(), []
+
+        def kinds():
+            seen.extend(cursor.poll())
+            return {type(e) for e in seen} >= {BboEvent, FundingEvent, OpenInterestEvent, LiquidationEvent}
+        wait_for(kinds, 30, "a BBO, funding, open interest and liquidation record")  # a liquidation every 3 s
+        book, stats = venue.book("SOL-USDT-PERP"), venue.stats("SOL-USDT-PERP")
+        assert book.valid and stats.mark_px > 0 and stats.open_interest > 0 and stats.next_funding_ns > 0
+        bbo = [e for e in seen if isinstance(e, BboEvent)][-1]
+        assert 0 < bbo.bid_px < bbo.ask_px and bbo.bid_qty > 0 and bbo.ask_qty > 0
+        totals = venue.totals()
+        assert totals["decode_errors"] == 0 and totals["gaps"] == 0
+
+
+def test_a_dropped_delta_is_a_gap_the_worker_resubscribes_for_a_fresh_snapshot(running):
+    with VenueReader("bybit_linear", prefix=running.prefix) as venue:
+        cursor, before = venue.events(), venue.totals()
+        running.fault("bybit_linear", "drop", symbol="SOLUSDT")
+        statuses: list = []
+
+        def valid_again():
+            statuses.extend((e.status, e.reason) for e in cursor.poll() if isinstance(e, StatusEvent))
+            return (Status.BOOK_VALID, Reason.SNAPSHOT) in statuses
+        wait_for(valid_again, 30, "the book valid again")
+        assert statuses[0] == (Status.GAP, Reason.SEQUENCE_GAP)
+        assert venue.totals()["resyncs"] == before["resyncs"] + 1
+
+
+def test_a_service_restart_snapshot_u_1_replaces_the_book_with_no_gap(running):
+    """§3.5: `u == 1` is a new full snapshot; the deltas after it follow it."""
+    with VenueReader("bybit_linear", prefix=running.prefix) as venue:
+        wait_for(lambda: venue.book("SOL-USDT-PERP").update_id > 10, 30, "ten deltas")
+        before, numbered = venue.totals(), venue.book("SOL-USDT-PERP").update_id
+        running.fault("bybit_linear", "reset", symbol="SOLUSDT")
+        wait_for(lambda: venue.book("SOL-USDT-PERP").update_id < numbered, 10, "the book numbered from 1 again")
+        wait_for(lambda: venue.book("SOL-USDT-PERP").update_id >= 3, 10, "deltas after the reset applied")
+        assert venue.book("SOL-USDT-PERP").valid and running.sim_stats("bybit_linear")["served"]["reset"] == 1
+        after = venue.totals()
+        assert after["gaps"] == before["gaps"] and after["decode_errors"] == 0
+
+
+# ---------------------------------------------------------------- instruments, every page
+
+def listing(cursor: str, *symbols: str) -> bytes:
+    return json.dumps({"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": [
+        {"symbol": s} for s in symbols], "nextPageCursor": cursor}, "retExtInfo": {}, "time": 1}).encode()
+
+
+def test_the_next_page_is_the_same_request_with_the_cursor_and_the_pages_merge_in_order():
+    """§3.9: linear and inverse page by `cursor` = the last page's `nextPageCursor`, "" on the last."""
+    protocol = VENUES["bybit_linear"].protocol
+    url = "https://api.bybit.com/v5/market/instruments-info?category=linear&limit=2"
+    second = protocol.next_page(url, listing("first=SOLUSDT&last=BTCUSDT", "SOLUSDT", "BTCUSDT"))
+    assert second == url + "&cursor=first%3DSOLUSDT%26last%3DBTCUSDT"
+    assert protocol.next_page(second, listing("next%3A3", "ETHUSDT")) == url + "&cursor=next%253A3"
+    assert protocol.next_page(second, listing("", "ETHUSDT")) is None
+    assert protocol.next_page(url, b'{"retCode":10001,"retMsg":"params error","result":{}}') is None
+    merged = json.loads(protocol.merge_pages([listing("x", "SOLUSDT", "BTCUSDT"), listing("", "ETHUSDT")]))
+    assert [e["symbol"] for e in merged["result"]["list"]] == ["SOLUSDT", "BTCUSDT", "ETHUSDT"]
+    assert merged["result"]["nextPageCursor"] == ""
+    with pytest.raises(ValueError, match="page 2 of 2"):
+        protocol.merge_pages([listing("x", "SOLUSDT"), b'{"retCode":10001,"result":{}}'])
+
+
+def test_the_worker_reads_every_page_of_the_simulators_instruments(tmp_path):
+    """A page size of one: the third perpetual is on the third page."""
+    instruments = [Instrument("bybit_linear", f"{base}USDT", base, "USDT", 2, 1, PERPETUAL, settle="USDT")
+                   for base in ("SOL", "BTC", "ETH")]
+    references = {i.symbol: Reference(REFERENCE_MIDS[i.base], np.random.default_rng(1)) for i in instruments}
+
+    async def main():
+        async with Simulator({"bybit_linear": BybitLinearSim(instruments, references, 1, 0.0)},
+                             base_port=free_base_port()) as sim:
+            urls = sim.urls()["bybit_linear"]
+            config = parse_config({"venues": {"bybit_linear": {"symbols": ["ETH-USDT-PERP", "SOL-USDT-PERP"],
+                                                               **urls}}})
+            worker = VenueWorker(config.venues["bybit_linear"], RunConfig(instrument_cache=str(tmp_path)))
+            worker.venue = dataclasses.replace(worker.venue, instruments_path=worker.venue.instruments_path.replace(
+                "limit=1000", "limit=1"))
+            chosen = await worker._instruments()
+            return chosen, json.loads(InstrumentCache(tmp_path).record("bybit_linear")["body"]), sim.venues[
+                "bybit_linear"].tally.stats()
+    chosen, cached, tally = asyncio.run(main())
+    assert [i.venue_symbol for i in chosen] == ["ETHUSDT", "SOLUSDT"]
+    assert [e["symbol"] for e in cached["result"]["list"]] == ["SOLUSDT", "BTCUSDT", "ETHUSDT"]
+    assert tally["rejected"] == {}

@@ -9,7 +9,8 @@ by `{"success":true,...,"op":"subscribe"}`; spot takes at most 10 args a request
 request's args stay under 21,000 characters; books `orderbook.{1,50,200,1000}.{symbol}` send their
 snapshot on the socket and there is no REST bridge (a resync is an unsubscribe and a subscribe);
 the client sends `{"op":"ping"}` every 20 s; 500 new connections per 5 min per IP; REST 600
-requests per 5 s per IP. Instruments: `GET /v5/market/instruments-info?category=...`.
+requests per 5 s per IP. Instruments: `GET /v5/market/instruments-info?category=...`, paged on
+linear and inverse (`limit`, then `cursor` = the last page's `nextPageCursor` until it is empty).
 
 What a connection subscribes, per symbol: the book at the configured depth (50, 200 or 1000),
 `publicTrade`, and `orderbook.1` as the BBO (so a book is never one level deep here); on the linear
@@ -18,9 +19,10 @@ and inverse sockets (contracts) also `tickers` (funding, mark, index, open inter
 """
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse
 
 from ...instruments import FUTURE, PERPETUAL, Instrument, decimals_of, normalize_asset
 from ..base import ConnectionPlan, Limits, PlanOptions, Rate, Venue, VenueProtocol, compact_json, shards
@@ -121,6 +123,36 @@ class BybitProtocol(VenueProtocol):
     def keepalive(self) -> bytes:
         """`{"op":"ping"}`, every `limits.client_ping_s`: Bybit cuts connections without it."""
         return KEEPALIVE
+
+    def next_page(self, url: str, body: bytes) -> str | None:
+        """`url` with `cursor` set to the page's `nextPageCursor` (§3.9); None when that is empty or
+        the page is not a listing."""
+        try:
+            cursor = json.loads(body)["result"]["nextPageCursor"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not cursor or not isinstance(cursor, str):
+            return None
+        parts = urlparse(url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "cursor"] + [("cursor", cursor)]
+        return parts._replace(query=urlencode(query)).geturl()
+
+    def merge_pages(self, bodies: list[bytes]) -> bytes:
+        """The first page with every page's `list`, in order, and no next cursor."""
+        if len(bodies) == 1:
+            return bodies[0]
+        entries = []
+        for number, body in enumerate(bodies, 1):
+            try:
+                listed = json.loads(body)["result"]["list"]
+            except (ValueError, KeyError, TypeError):
+                listed = None
+            if not isinstance(listed, list):
+                raise ValueError(f"page {number} of {len(bodies)} lists no instruments")
+            entries += listed
+        first = json.loads(bodies[0])
+        first["result"] = {**first["result"], "list": entries, "nextPageCursor": ""}
+        return compact_json(first)
 
     def symbols_of_message(self, message: dict[str, Any]) -> set[str]:
         if message.get("op") != "subscribe":
