@@ -361,6 +361,8 @@ def ticker(buf, pos, end, px_dec, qty_dec):
                 rate, fields = number, fields | FIELD_RATE
         elif is_key(buf, key_first, key_stop, _FUNDING_TIME):
             number, i, err, present = _string_decimal(buf, value, end, 0)
+            if number > ID_MAX // MS_NS:  # not a time in ns
+                err = ERR_SYNTAX
             if present:
                 funding_ns, fields = number * MS_NS, fields | FIELD_FUNDING_TIME
         elif is_key(buf, key_first, key_stop, _MARK):
