@@ -23,7 +23,8 @@ from tools.sim.server import DEFAULT_INSTRUMENTS, DEFAULT_VENUES, PORT_ORDER, WS
 
 REPO = Path(__file__).resolve().parent.parent
 FH = [sys.executable, "-m", "tools.cli"]
-VENUE_SYMBOLS = {venue: [i.symbol for i in DEFAULT_INSTRUMENTS[venue]] for venue in DEFAULT_VENUES}  # what fh sim serves
+# what `fh sim` serves unless told otherwise
+VENUE_SYMBOLS = {venue: [i.symbol for i in DEFAULT_INSTRUMENTS[venue]] for venue in DEFAULT_VENUES}
 
 
 def warm_kernels() -> None:

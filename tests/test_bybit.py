@@ -320,8 +320,8 @@ DOC_TICKER = (b'{"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"B
               b'"bid1Price":"17215.50","bid1Size":"84.489","ask1Price":"17216.00","ask1Size":"83.020"},'
               b'"cs":24987956059,"ts":1673272861686}')
 # §3.8: the documented allLiquidation example, whole
-DOC_LIQUIDATION = (b'{"topic":"allLiquidation.ROSEUSDT","type":"snapshot","ts":1739502303204,"data":[{"T":1739502302929,'
-                   b'"s":"ROSEUSDT","S":"Sell","v":"20000","p":"0.04499"}]}')
+DOC_LIQUIDATION = (b'{"topic":"allLiquidation.ROSEUSDT","type":"snapshot","ts":1739502303204,"data":[{'
+                   b'"T":1739502302929,"s":"ROSEUSDT","S":"Sell","v":"20000","p":"0.04499"}]}')
 # §3.4: the documented level-1 delta (the nautilus fixture), whole
 DOC_BBO_DELTA = (b'{"topic":"orderbook.1.BTCUSDT","type":"delta","ts":1709891679500,"data":{"s":"BTCUSDT",'
                  b'"b":[["27450.00","0.400"]],"a":[["27451.00","0"]],"u":123456790,"seq":987654322}}')
@@ -434,8 +434,9 @@ def test_orderbook_1_is_the_bbo_a_delta_sets_the_sides_it_carries_and_keeps_the_
     DOC_BBO_DELTA.replace(b',"u":123456790', b''),
     DOC_BBO_DELTA.replace(b'"delta"', b'"merge"'),
     DOC_BBO_DELTA.replace(b'"27450.00"', b'"2745O.00"'),
-], ids=["bad-rate", "negative-mark", "bare-number", "funding-time-overflow", "ticker-array", "truncated", "no-side", "unknown-side",
-        "exponent", "unknown-symbol", "data-not-a-list", "bbo-no-u", "bbo-unknown-type", "bbo-bad-price"])
+], ids=["bad-rate", "negative-mark", "bare-number", "funding-time-overflow", "ticker-array", "truncated", "no-side",
+        "unknown-side", "exponent", "unknown-symbol", "data-not-a-list", "bbo-no-u", "bbo-unknown-type",
+        "bbo-bad-price"])
 def test_a_malformed_record_message_is_a_decode_error_that_publishes_nothing_and_leaves_the_book(feed, frame):
     bybit, reader = feed
     bybit.on_frame(DOC_SNAPSHOT, 1)

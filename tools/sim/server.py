@@ -1104,7 +1104,7 @@ LIQUIDATION_EVERY_S = 3  # allLiquidation: one every this many seconds ("occasio
 class BybitLimits:
     """Bybit v5 public's documented limits for linear and inverse (derivatives-protocols.md §3.2, §3.9)."""
 
-    args_per_request: int = 0  # args in one subscribe; 0: none documented (futures)
+    args_per_request: int = 0  # args in one request; 0: no cap (none documented for futures)
     args_chars: int = 21_000  # one request's args, in characters
     ping_timeout_s: float = 600.0  # no {"op":"ping"} from the client for this long (about 10 min): closed
     connections_per_window: int = _BYBIT.connections.count  # new connections per IP and domain; more: 429
@@ -1267,10 +1267,9 @@ class BybitSim(VenueSim):
         self.seconds += 1
         for symbol, encoder in self.stats.items():
             market = self.markets[symbol]
-            frames = [encoder.ticker_delta(market, ts_ns)]
-            for session in self.listeners(f"tickers.{symbol}"):
-                for frame in filter(None, frames):
-                    self.send(session, frame)
+            frame = encoder.ticker_delta(market, ts_ns)
+            for session in self.listeners(f"tickers.{symbol}") if frame is not None else []:
+                self.send(session, frame)
             if self.seconds % LIQUIDATION_EVERY_S == 0:
                 frame = encoder.liquidation(market, ts_ns)
                 for session in self.listeners(f"allLiquidation.{symbol}"):
