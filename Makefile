@@ -63,7 +63,7 @@ run: $(RUN_STAMP)
 	@rm -f .fh/sim.urls; $(BIN)/fh sim > .fh/sim.urls 2> .fh/sim.log & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null; wait $$sim' EXIT; \
 	until [ -s .fh/sim.urls ]; do kill -0 $$sim 2>/dev/null || { cat .fh/sim.log >&2; \
-		echo "make run: fh sim did not start; configs/sim.toml wants its ports 18700-18711 free" >&2; exit 1; }; \
+		echo "make run: fh sim did not start; configs/sim.toml wants its ports 18700-18713 free" >&2; exit 1; }; \
 		sleep 0.1; done; \
 	$(BIN)/fh warmup -c configs/sim.toml >&2 && $(BIN)/fh run -c configs/sim.toml --duration $(DURATION) --json
 

@@ -76,12 +76,18 @@ class VenueFeed:
         self._tables[T_PX_DEC] = [inst.px_dec for inst in instruments]
         self._tables[T_QTY_DEC] = [inst.qty_dec for inst in instruments]
         self._header = np.zeros(HEADER_WORDS, np.int64)
-        self._events = np.zeros(self.EVENT_SHAPE, np.int64)
+        self._events = np.zeros(self.event_shape(len(instruments)), np.int64)
         self._scratch = np.zeros((SCRATCH_ROWS, 0), np.int64)
         self._scratch_bytes = -1  # the largest frame the scratch rows can take
         self._fit_scratch(INITIAL_LEVELS * 8)
         # the step's compiled entry for the types of its per-frame call (a frame, ts, conn, fresh, the groups)
         self._step = entry(type(self).STEP, b"", 0, 0, True, self._feed, self._books, self._out)
+
+    @classmethod
+    def event_shape(cls, instruments: int) -> tuple[int, int]:
+        """The shape of the decoder's event table for this many instruments: EVENT_SHAPE unless the
+        decoder keeps a row per instrument."""
+        return cls.EVENT_SHAPE
 
     def _fit_scratch(self, frame_bytes: int) -> None:
         """Size the scratch rows for frames up to `frame_bytes`: a level takes at least 8 bytes of

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from shm.reader import VenueReader
 from shm.segment import Segment, SegmentError
-from tools.sim.server import DEFAULT_INSTRUMENTS, PORT_ORDER, WS_PATHS
+from tools.sim.server import DEFAULT_INSTRUMENTS, DEFAULT_VENUES, PORT_ORDER, WS_PATHS
 
 REPO = Path(__file__).resolve().parent.parent
 FH = [sys.executable, "-m", "tools.cli"]
-VENUE_SYMBOLS = {venue: [i.symbol for i in instruments] for venue, instruments in DEFAULT_INSTRUMENTS.items()}
+# what `fh sim` serves unless told otherwise
+VENUE_SYMBOLS = {venue: [i.symbol for i in DEFAULT_INSTRUMENTS[venue]] for venue in DEFAULT_VENUES}
 
 
 def warm_kernels() -> None:
@@ -74,8 +75,10 @@ def last_books(prefix: str, venue: str) -> dict:
 class Pipeline:
     def __init__(self, workdir: Path, prefix: str, rate: float = 20.0, stale_after_s: float = 2.0,
                  stale_ms: float = 1500.0, extra_config: str = "", ring_slots: int = 1 << 16,
-                 venue_options: dict[str, str] | None = None, sim_args: tuple[str, ...] = ()):
-        """`venue_options`: TOML lines added to a venue's section; `sim_args`: extra `fh sim` flags."""
+                 venue_options: dict[str, str] | None = None, sim_args: tuple[str, ...] = (),
+                 venues: tuple[str, ...] = DEFAULT_VENUES):
+        """`venue_options`: TOML lines added to a venue's section; `sim_args`: extra `fh sim` flags;
+        `venues`: the venues simulated and run (by default what `fh sim` serves)."""
         self.workdir = workdir
         self.prefix = prefix
         self.base = free_base_port()
@@ -83,7 +86,8 @@ class Pipeline:
         self.config_path = workdir / "pipeline.toml"
         self.ring_slots = ring_slots
         self.venue_options = venue_options or {}
-        self.sim_args = sim_args
+        self.venues = venues
+        self.sim_args = sim_args if venues == DEFAULT_VENUES else ("--venues", ",".join(venues), *sim_args)
         self.config_path.write_text(self._config(stale_after_s, stale_ms) + extra_config)
         self.sim: subprocess.Popen | None = None
         self.run: subprocess.Popen | None = None
@@ -93,8 +97,11 @@ class Pipeline:
                  f'instrument_cache = "{self.workdir / "instruments"}"\n',
                  f'[aggregator]\nstale_ms = {stale_ms}\nidle = "backoff"\n']
         for k, venue in enumerate(PORT_ORDER):
+            if venue not in self.venues:
+                continue
             path = WS_PATHS.get(venue, "")
-            lines.append(f'[venues.{venue}]\nsymbols = {json.dumps(VENUE_SYMBOLS[venue])}\n'
+            symbols = [i.symbol for i in DEFAULT_INSTRUMENTS[venue]]
+            lines.append(f'[venues.{venue}]\nsymbols = {json.dumps(symbols)}\n'
                          f'ws_url = "ws://127.0.0.1:{self.base + 2 * k}{path}"\n'
                          f'rest_url = "http://127.0.0.1:{self.base + 2 * k + 1}"\nstale_after_s = {stale_after_s}\n'
                          f'ring_slots = {self.ring_slots}\n{self.venue_options.get(venue, "")}\n')

@@ -1,14 +1,19 @@
-"""Bybit v5 public `orderbook` and `publicTrade`: the documented examples (../shared/docs/
+"""Bybit v5 public `orderbook` and `publicTrade`, and the records `orderbook.1` (BBO), `tickers`
+(funding, open interest) and `allLiquidation`: the documented examples (../shared/docs/
 derivatives-protocols.md §3), the `u` rules (continuity, stale, `u == 1` reset), malformed frames,
-instruments of the three categories, the plan and the client ping, and the simulator's encoder
+instruments of the three categories, the plan and the client ping, and the simulator's encoders
 driven through the feed. No public Bybit v5 recording exists: each test says which messages are the
 documented examples."""
+import asyncio
+import dataclasses
 import json
+import os
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
-from feedhandler.config import parse_config
+from feedhandler.config import RunConfig, parse_config
 from feedhandler.instrument_cache import InstrumentCache
 from feedhandler.instruments import FUTURE, PERPETUAL, SPOT, Instrument
 from feedhandler.sim_market import ASK, BID, Market
@@ -17,14 +22,21 @@ from feedhandler.venues import VENUES
 from feedhandler.venues.base import PlanOptions
 from feedhandler.venues.bybit import BybitEncoder, BybitFeed
 from feedhandler.venues.bybit.protocol import ARGS_PER_REQUEST, parse_instruments
+from feedhandler.venues.bybit.simulator import BybitStatsEncoder
+from pipeline import Pipeline, free_base_port, wait_for
 from readers import in_process_reader
-from shm.layout import Side
-from shm.reader import StatusEvent, TradeEvent
+from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, Reason, Side, Status
+from shm.reader import (BboEvent, FundingEvent, LiquidationEvent, OpenInterestEvent, StatusEvent, TradeEvent,
+                        VenueReader, funding_rate)
+from shm.segment import SegmentError
 from shm.segment import SegmentWriter
 from tools.plan import venue_plan
+from tools.sim.server import REFERENCE_MIDS, BybitLinearSim, Reference, Simulator
+from workers.venue import VenueWorker
 
 BTC = Instrument("bybit_linear", "BTCUSDT", "BTC", "USDT", 2, 3)
 ETH = Instrument("bybit_linear", "ETHUSDT", "ETH", "USDT", 2, 3)
+ROSE = Instrument("bybit_linear", "ROSEUSDT", "ROSE", "USDT", 5, 0)
 # §3.4: the documented snapshot example, whole
 DOC_SNAPSHOT = (b'{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1671179923028,"data":{"s":"BTCUSDT",'
                 b'"b":[["17440.00","40.833"]],"a":[["17440.50","78.815"]],"u":13079592,"seq":22520573250},'
@@ -48,10 +60,10 @@ def snapshot(u, bids, asks, symbol="BTCUSDT"):
 
 @pytest.fixture
 def feed(shm_prefix):
-    writer = SegmentWriter.create(shm_prefix, "bybit_linear", [BTC.spec(64), ETH.spec(64)], depth=10,
+    writer = SegmentWriter.create(shm_prefix, "bybit_linear", [BTC.spec(64), ETH.spec(64), ROSE.spec(64)], depth=10,
                                   ring_slots=1024)
-    bybit = BybitFeed([BTC, ETH], writer, capacity=64, options=PlanOptions("ws://x", "http://x", book_depth=50))
-    bybit.assign(1, ("BTCUSDT", "ETHUSDT"))
+    bybit = BybitFeed([BTC, ETH, ROSE], writer, capacity=64, options=PlanOptions("ws://x", "http://x", book_depth=50))
+    bybit.assign(1, ("BTCUSDT", "ETHUSDT", "ROSEUSDT"))
     yield bybit, in_process_reader("bybit_linear", shm_prefix)
     writer.close()
 
@@ -133,10 +145,11 @@ def test_u_of_1_is_a_service_restart_whose_message_replaces_the_book(feed):
 
 def test_each_book_is_cut_to_its_topics_depth(feed):
     bybit, reader = feed
-    bybit.on_frame(snapshot(5, [("17440.00", "1.000")], [("17441.00", "1.000")]).replace(b"orderbook.50.",
-                                                                                         b"orderbook.1."), 1)
-    bybit.on_frame(delta(6, [("17439.00", "1.000")], []).replace(b"orderbook.50.", b"orderbook.1."), 2)
-    assert reader.book("BTC-USDT").n_bids == 1
+    bids = [(f"{17440 - k}.00", "1.000") for k in range(50)]
+    bybit.on_frame(snapshot(5, bids, [("17441.00", "1.000")]), 1)
+    bybit.on_frame(delta(6, [("17440.50", "1.000")], []), 2)
+    book = reader.book("BTC-USDT")
+    assert book.n_bids == 50 and book.levels_text("bids")[0] == ["17440.50", "1.000"]  # and 17391.00 left
 
 
 def test_documented_trade_is_published_with_the_takers_side_and_time(feed):
@@ -256,24 +269,36 @@ def test_instruments_of_the_three_categories():
     assert got[4].expiry_ms == 1680249600000
 
 
-def test_the_plan_subscribes_books_and_trades_ten_args_a_request():
+def test_the_spot_plan_subscribes_books_trades_and_the_bbo_ten_args_a_request():
     venue = VENUES["bybit"]
     symbols = tuple(f"S{k}USDT" for k in range(12))
     (plan,) = venue.plan(symbols, PlanOptions(venue.ws_url, venue.rest_url, book_depth=200))
     messages = [json.loads(m) for m in plan.subscribe]
     assert plan.url == "wss://stream.bybit.com/v5/public/spot" and all(m["op"] == "subscribe" for m in messages)
     assert all(len(m["args"]) <= ARGS_PER_REQUEST for m in messages)
-    assert [a for m in messages for a in m["args"]][:2] == ["orderbook.200.S0USDT", "publicTrade.S0USDT"]
+    assert [a for m in messages for a in m["args"]][:3] == ["orderbook.200.S0USDT", "publicTrade.S0USDT",
+                                                            "orderbook.1.S0USDT"]
     assert venue.protocol.subscribed_symbols([], plan.subscribe) == set(symbols)
     assert {VENUES[name].ws_url.rpartition("/")[2] for name in ("bybit", "bybit_linear", "bybit_inverse")} == {
         "spot", "linear", "inverse"}
+    assert not [a for m in messages for a in m["args"] if a.startswith(("tickers.", "allLiquidation."))]
+
+
+@pytest.mark.parametrize("name", ["bybit_linear", "bybit_inverse"])
+def test_a_contracts_socket_also_subscribes_the_bbo_tickers_and_liquidations_of_each_symbol(name):
+    venue = VENUES[name]
+    (plan,) = venue.plan(("SOLUSDT",), PlanOptions("ws://127.0.0.1:1/v5/public/linear", "", book_depth=50))
+    assert [a for m in plan.subscribe for a in json.loads(m)["args"]] == [
+        "orderbook.50.SOLUSDT", "publicTrade.SOLUSDT", "orderbook.1.SOLUSDT", "tickers.SOLUSDT",
+        "allLiquidation.SOLUSDT"]
 
 
 def test_the_configured_depth_defaults_to_50_and_must_be_one_bybit_serves():
     config = parse_config({"venues": {"bybit_linear": {"symbols": ["BTC-USDT-PERP"]}}})
     assert config.venues["bybit_linear"].book_depth == 50
-    with pytest.raises(Exception, match="book_depth"):
-        parse_config({"venues": {"bybit": {"symbols": ["BTC-USDT"], "book_depth": 25}}})
+    for depth in (25, 1):  # orderbook.1 is the BBO, never the book
+        with pytest.raises(Exception, match="book_depth"):
+            parse_config({"venues": {"bybit": {"symbols": ["BTC-USDT"], "book_depth": depth}}})
 
 
 def test_the_plan_states_the_client_ping(tmp_path):
@@ -282,3 +307,271 @@ def test_the_plan_states_the_client_ping(tmp_path):
     assert plan["keepalive"]["send"] == '{"op":"ping"} every 20 s'
     assert plan["books"] == {"BTC-USD-PERP": "BTCUSD"}
     assert plan["connections"][0]["url"] == "wss://stream.bybit.com/v5/public/inverse"
+
+
+# ---------------------------------------------------------------- the records: BBO, funding, open interest, liquidation
+
+# bybit-exchange/docs docs/v5/websocket/public/ticker.mdx, "Response Example", Linear (BY; §3.7), whole
+DOC_TICKER = (b'{"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"BTCUSDT","tickDirection":"PlusTick",'
+              b'"price24hPcnt":"0.017103","lastPrice":"17216.00","prevPrice24h":"16926.50","highPrice24h":"17281.50",'
+              b'"lowPrice24h":"16915.00","prevPrice1h":"17238.00","markPrice":"17217.33","indexPrice":"17227.36",'
+              b'"openInterest":"68744.761","openInterestValue":"1183601235.91","turnover24h":"1570383121.943499",'
+              b'"volume24h":"91705.276","nextFundingTime":"1673280000000","fundingRate":"-0.000212",'
+              b'"bid1Price":"17215.50","bid1Size":"84.489","ask1Price":"17216.00","ask1Size":"83.020"},'
+              b'"cs":24987956059,"ts":1673272861686}')
+# §3.8: the documented allLiquidation example, whole
+DOC_LIQUIDATION = (b'{"topic":"allLiquidation.ROSEUSDT","type":"snapshot","ts":1739502303204,"data":[{'
+                   b'"T":1739502302929,"s":"ROSEUSDT","S":"Sell","v":"20000","p":"0.04499"}]}')
+# §3.4: the documented level-1 delta (the nautilus fixture), whole
+DOC_BBO_DELTA = (b'{"topic":"orderbook.1.BTCUSDT","type":"delta","ts":1709891679500,"data":{"s":"BTCUSDT",'
+                 b'"b":[["27450.00","0.400"]],"a":[["27451.00","0"]],"u":123456790,"seq":987654322}}')
+ALL_FUNDING = FIELD_RATE | FIELD_FUNDING_TIME | FIELD_MARK | FIELD_INDEX
+
+
+def ticker_delta(**fields):
+    """A linear ticker delta: only the changed fields (§3.7), in DOC_TICKER's envelope."""
+    return json.dumps({"topic": "tickers.BTCUSDT", "type": "delta", "data": {"symbol": "BTCUSDT", **fields},
+                       "cs": 24987956060, "ts": 1673272861786}).encode()
+
+
+def records(cursor) -> list:
+    return [e for e in cursor.poll() if isinstance(e, (BboEvent, FundingEvent, OpenInterestEvent, LiquidationEvent))]
+
+
+def test_documented_ticker_is_one_funding_record_with_every_field_and_one_open_interest_record(feed):
+    bybit, reader = feed
+    cursor = reader.events()
+    bybit.on_frame(DOC_TICKER, 1)
+    funding, open_interest = records(cursor)
+    assert isinstance(funding, FundingEvent) and funding.fields == ALL_FUNDING
+    assert funding_rate(funding.rate) == Decimal("-0.000212") and funding.next_funding_ns == 1673280000000_000_000
+    assert (funding.mark_px, funding.index_px) == (1721733, 1722736)
+    assert funding.ts_exchange == 1673272861686_000_000 and funding.instrument.symbol == "BTC-USDT"
+    assert isinstance(open_interest, OpenInterestEvent) and open_interest.open_interest == 68744761
+    stats = reader.stats("BTC-USDT")
+    assert (stats.mark_px, stats.open_interest) == (1721733, 68744761)
+    assert reader.counters("BTC-USDT")["fundings"] == 1 and reader.counters()["decode_errors"] == 0
+
+
+def test_a_ticker_delta_names_only_its_fields_and_each_record_holds_the_rest_as_last_sent(feed):
+    """§3.7: a delta carries the changed fields only; a missing one is unchanged."""
+    bybit, reader = feed
+    bybit.on_frame(DOC_TICKER, 1)
+    cursor = reader.events()
+    bybit.on_frame(ticker_delta(markPrice="17218.00", lastPrice="17217.00"), 2)
+    bybit.on_frame(ticker_delta(openInterest="68745.000"), 3)
+    bybit.on_frame(ticker_delta(bid1Price="17216.50"), 4)
+    mark, open_interest = records(cursor)
+    assert isinstance(mark, FundingEvent) and mark.fields == FIELD_MARK and mark.mark_px == 1721800
+    assert funding_rate(mark.rate) == Decimal("-0.000212") and mark.index_px == 1722736
+    assert isinstance(open_interest, OpenInterestEvent) and open_interest.open_interest == 68745000
+    assert reader.counters()["decode_errors"] == 0
+
+
+def test_an_empty_funding_field_is_absent_not_zero(feed):
+    """A dated future's ticker has no funding: Bybit leaves such fields empty."""
+    bybit, reader = feed
+    cursor = reader.events()
+    bybit.on_frame(ticker_delta(fundingRate="", nextFundingTime="", markPrice="17218.00"), 1)
+    (mark,) = records(cursor)
+    assert mark.fields == FIELD_MARK and reader.counters()["decode_errors"] == 0
+
+
+@pytest.mark.parametrize("data", ["array", "object"])
+def test_documented_liquidation_of_a_short_is_a_buy_order_with_the_venues_side_kept(feed, data):
+    """§3.8: `S` is the side of the POSITION ("Sell": a short), so the liquidation order buys; the
+    doc's example sends `data` as an array, its table as an object: both decode alike."""
+    bybit, reader = feed
+    cursor = reader.events()
+    frame = DOC_LIQUIDATION if data == "array" else DOC_LIQUIDATION.replace(b'"data":[', b'"data":')[:-2] + b'}'
+    bybit.on_frame(frame, 1)
+    (liquidation,) = records(cursor)
+    assert isinstance(liquidation, LiquidationEvent) and liquidation.instrument.venue_symbol == "ROSEUSDT"
+    assert (liquidation.side, liquidation.venue_side) == (Side.BUY, Side.SELL)
+    assert (liquidation.price, liquidation.qty) == (4499, 20000)
+    assert liquidation.ts_exchange == 1739502302929_000_000
+    assert reader.counters("ROSE-USDT")["liquidations"] == 1
+
+
+def test_a_liquidated_long_is_a_sell(feed):
+    bybit, reader = feed
+    cursor = reader.events()
+    bybit.on_frame(DOC_LIQUIDATION.replace(b'"S":"Sell"', b'"S":"Buy"'), 1)
+    (liquidation,) = records(cursor)
+    assert (liquidation.side, liquidation.venue_side) == (Side.SELL, Side.BUY)
+
+
+def test_orderbook_1_is_the_bbo_a_delta_sets_the_sides_it_carries_and_keeps_the_other(feed):
+    """A level-1 snapshot (DOC_SNAPSHOT's shape and levels on orderbook.1), then §3.4's documented
+    level-1 delta: its bid replaces the bid, its ask of size "0" leaves no ask; then a delta with a
+    bid only keeps the ask as last sent. The book (orderbook.50) is not touched."""
+    bybit, reader = feed
+    cursor = reader.events()
+    bybit.on_frame(DOC_SNAPSHOT.replace(b"orderbook.50.", b"orderbook.1."), 1)
+    bybit.on_frame(DOC_BBO_DELTA, 2)
+    bybit.on_frame(DOC_BBO_DELTA.replace(b'"a":[["27451.00","0"]]', b'"a":[["27452.00","1.500"]]')
+                   .replace(b'"b":[["27450.00","0.400"]]', b'"b":[]'), 3)
+    bybit.on_frame(DOC_BBO_DELTA.replace(b'"a":[["27451.00","0"]],', b''), 4)
+    quotes = [(e.update_id, e.bid_px, e.bid_qty, e.ask_px, e.ask_qty) for e in records(cursor)]
+    assert quotes == [(13079592, 1744000, 40833, 1744050, 78815), (123456790, 2745000, 400, 0, 0),
+                      (123456790, 2745000, 400, 2745200, 1500), (123456790, 2745000, 400, 2745200, 1500)]
+    assert not reader.book("BTC-USDT").valid and reader.counters("BTC-USDT")["book_updates"] == 0
+    assert reader.counters("BTC-USDT")["bbos"] == 4
+
+
+@pytest.mark.parametrize("frame", [
+    DOC_TICKER.replace(b'"-0.000212"', b'"-0.00x212"'),
+    DOC_TICKER.replace(b'"markPrice":"17217.33"', b'"markPrice":"-17217.33"'),
+    DOC_TICKER.replace(b'"markPrice":"17217.33"', b'"markPrice":17217.33'),
+    DOC_TICKER.replace(b'"1673280000000"', b'"9223372036854775"'),
+    DOC_TICKER.replace(b'"data":{', b'"data":[{').replace(b'},"cs"', b'}],"cs"'),
+    DOC_LIQUIDATION.replace(b'"S":"Sell",', b''),
+    DOC_LIQUIDATION.replace(b'"S":"Sell"', b'"S":"Short"'),
+    DOC_LIQUIDATION.replace(b'"p":"0.04499"', b'"p":"1e-3"'),
+    DOC_LIQUIDATION.replace(b'"s":"ROSEUSDT"', b'"s":"DOGEUSDT"'),
+    DOC_LIQUIDATION.partition(b'"data":')[0] + b'"data":"x"}',
+    DOC_BBO_DELTA.replace(b',"u":123456790', b''),
+    DOC_BBO_DELTA.replace(b'"delta"', b'"merge"'),
+    DOC_BBO_DELTA.replace(b'"27450.00"', b'"2745O.00"'),
+], ids=["bad-rate", "negative-mark", "bare-number", "funding-time-overflow", "ticker-array", "no-side",
+        "unknown-side", "exponent", "unknown-symbol", "data-not-a-list", "bbo-no-u", "bbo-unknown-type",
+        "bbo-bad-price"])
+def test_a_malformed_record_message_is_a_decode_error_that_publishes_nothing_and_leaves_the_book(feed, frame):
+    bybit, reader = feed
+    bybit.on_frame(DOC_SNAPSHOT, 1)
+    cursor = reader.events()
+    bybit.on_frame(frame, 2)
+    assert reader.counters()["decode_errors"] == 1 and records(cursor) == []
+    assert reader.book("BTC-USDT").valid and reader.counters("BTC-USDT")["gaps"] == 0
+
+
+def test_the_simulators_tickers_and_liquidations_decode_to_the_state_it_sent(shm_prefix):
+    instrument = Instrument("bybit_linear", "SOLUSDT", "SOL", "USDT", 2, 1, PERPETUAL)
+    writer = SegmentWriter.create(shm_prefix, "bybit_linear", [instrument.spec(64)], depth=10, ring_slots=4096)
+    feed = BybitFeed([instrument], writer, capacity=64)
+    reader = in_process_reader("bybit_linear", shm_prefix)
+    cursor = reader.events()
+    market, encoder = Market(mid=18_000, seed=3), BybitStatsEncoder("SOLUSDT", 2, 1)
+    feed.on_frame(encoder.ticker_snapshot(market, 1_000_000_000), 1)
+    for k in range(30):
+        market.step()
+        for frame in filter(None, [encoder.ticker_delta(market, (k + 2) * 1_000_000_000),
+                                   encoder.liquidation(market, (k + 2) * 1_000_000_000)]):
+            feed.on_frame(frame, 1)
+    stats, sent = reader.stats("SOL-USDT-PERP"), encoder.fields
+    assert (stats.mark_px, stats.index_px) == (int(Decimal(sent["markPrice"]) * 100),
+                                               int(Decimal(sent["indexPrice"]) * 100))
+    assert funding_rate(stats.funding_rate) == Decimal(sent["fundingRate"])
+    assert stats.open_interest == int(Decimal(sent["openInterest"]) * 10)
+    assert len([e for e in records(cursor) if isinstance(e, LiquidationEvent)]) == 30
+    assert reader.counters()["decode_errors"] == 0
+    writer.close()
+
+
+# ---------------------------------------------------------------- the worker against `fh sim`
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    """`fh sim --venues bybit_linear` and `fh run` of that one venue (SOL-USDT-PERP)."""
+    with Pipeline(tmp_path_factory.mktemp("bybit"), f"fhbybit{os.getpid()}", venues=("bybit_linear",),
+                  stale_after_s=5.0).serving() as pipeline:
+        wait_for(lambda: book_valid(pipeline), 240, "the bybit_linear book valid")  # a cold compile takes minutes
+        yield pipeline
+
+
+def book_valid(pipeline: Pipeline) -> bool:
+    try:
+        with VenueReader("bybit_linear", prefix=pipeline.prefix) as venue:
+            return venue.book("SOL-USDT-PERP").valid
+    except SegmentError:
+        return False
+
+
+def test_the_worker_keeps_the_book_valid_and_rings_every_record_kind(running):
+    with VenueReader("bybit_linear", prefix=running.prefix) as venue:
+        cursor, seen = venue.events(), []
+
+        def kinds():
+            seen.extend(cursor.poll())
+            return {type(e) for e in seen} >= {BboEvent, FundingEvent, OpenInterestEvent, LiquidationEvent}
+        wait_for(kinds, 30, "a BBO, funding, open interest and liquidation record")  # a liquidation every 3 s
+        book, stats = venue.book("SOL-USDT-PERP"), venue.stats("SOL-USDT-PERP")
+        assert book.valid and stats.mark_px > 0 and stats.open_interest > 0 and stats.next_funding_ns > 0
+        bbo = [e for e in seen if isinstance(e, BboEvent)][-1]
+        assert 0 < bbo.bid_px < bbo.ask_px and bbo.bid_qty > 0 and bbo.ask_qty > 0
+        totals = venue.totals()
+        assert totals["decode_errors"] == 0 and totals["gaps"] == 0
+
+
+def test_a_dropped_delta_is_a_gap_the_worker_resubscribes_for_a_fresh_snapshot(running):
+    with VenueReader("bybit_linear", prefix=running.prefix) as venue:
+        cursor, before = venue.events(), venue.totals()
+        running.fault("bybit_linear", "drop", symbol="SOLUSDT")
+        statuses: list = []
+
+        def valid_again():
+            statuses.extend((e.status, e.reason) for e in cursor.poll() if isinstance(e, StatusEvent))
+            return (Status.BOOK_VALID, Reason.SNAPSHOT) in statuses
+        wait_for(valid_again, 30, "the book valid again")
+        assert statuses[0] == (Status.GAP, Reason.SEQUENCE_GAP)
+        assert venue.totals()["resyncs"] == before["resyncs"] + 1
+
+
+def test_a_service_restart_snapshot_u_1_replaces_the_book_with_no_gap(running):
+    """§3.5: `u == 1` is a new full snapshot; the deltas after it follow it."""
+    with VenueReader("bybit_linear", prefix=running.prefix) as venue:
+        wait_for(lambda: venue.book("SOL-USDT-PERP").update_id > 10, 30, "ten deltas")
+        before, numbered = venue.totals(), venue.book("SOL-USDT-PERP").update_id
+        running.fault("bybit_linear", "reset", symbol="SOLUSDT")
+        wait_for(lambda: venue.book("SOL-USDT-PERP").update_id < numbered, 10, "the book numbered from 1 again")
+        wait_for(lambda: venue.book("SOL-USDT-PERP").update_id >= 3, 10, "deltas after the reset applied")
+        assert venue.book("SOL-USDT-PERP").valid and running.sim_stats("bybit_linear")["served"]["reset"] == 1
+        after = venue.totals()
+        assert after["gaps"] == before["gaps"] and after["decode_errors"] == 0
+
+
+# ---------------------------------------------------------------- instruments, every page
+
+def listing(cursor: str, *symbols: str) -> bytes:
+    return json.dumps({"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": [
+        {"symbol": s} for s in symbols], "nextPageCursor": cursor}, "retExtInfo": {}, "time": 1}).encode()
+
+
+def test_the_next_page_is_the_same_request_with_the_cursor_and_the_pages_merge_in_order():
+    """§3.9: linear and inverse page by `cursor` = the last page's `nextPageCursor`, "" on the last."""
+    protocol = VENUES["bybit_linear"].protocol
+    url = "https://api.bybit.com/v5/market/instruments-info?category=linear&limit=2"
+    second = protocol.next_page(url, listing("first=SOLUSDT&last=BTCUSDT", "SOLUSDT", "BTCUSDT"))
+    assert second == url + "&cursor=first%3DSOLUSDT%26last%3DBTCUSDT"
+    assert protocol.next_page(second, listing("next%3A3", "ETHUSDT")) == url + "&cursor=next%253A3"
+    assert protocol.next_page(second, listing("", "ETHUSDT")) is None
+    assert protocol.next_page(url, b'{"retCode":10001,"retMsg":"params error","result":{}}') is None
+    merged = json.loads(protocol.merge_pages([listing("x", "SOLUSDT", "BTCUSDT"), listing("", "ETHUSDT")]))
+    assert [e["symbol"] for e in merged["result"]["list"]] == ["SOLUSDT", "BTCUSDT", "ETHUSDT"]
+    assert merged["result"]["nextPageCursor"] == ""
+    with pytest.raises(ValueError, match="page 2 of 2"):
+        protocol.merge_pages([listing("x", "SOLUSDT"), b'{"retCode":10001,"result":{}}'])
+
+
+def test_the_worker_reads_every_page_of_the_simulators_instruments(tmp_path):
+    """A page size of one: the third perpetual is on the third page."""
+    instruments = [Instrument("bybit_linear", f"{base}USDT", base, "USDT", 2, 1, PERPETUAL, settle="USDT")
+                   for base in ("SOL", "BTC", "ETH")]
+    references = {i.symbol: Reference(REFERENCE_MIDS[i.base], np.random.default_rng(1)) for i in instruments}
+
+    async def main():
+        async with Simulator({"bybit_linear": BybitLinearSim(instruments, references, 1, 0.0)},
+                             base_port=free_base_port()) as sim:
+            urls = sim.urls()["bybit_linear"]
+            config = parse_config({"venues": {"bybit_linear": {"symbols": ["ETH-USDT-PERP", "SOL-USDT-PERP"],
+                                                               **urls}}})
+            worker = VenueWorker(config.venues["bybit_linear"], RunConfig(instrument_cache=str(tmp_path)))
+            worker.venue = dataclasses.replace(worker.venue, instruments_path=worker.venue.instruments_path.replace(
+                "limit=1000", "limit=1"))
+            chosen = await worker._instruments()
+            return chosen, json.loads(InstrumentCache(tmp_path).record("bybit_linear")["body"]), sim.venues[
+                "bybit_linear"].tally.stats()
+    chosen, cached, tally = asyncio.run(main())
+    assert [i.venue_symbol for i in chosen] == ["ETHUSDT", "SOLUSDT"]
+    assert [e["symbol"] for e in cached["result"]["list"]] == ["SOLUSDT", "BTCUSDT", "ETHUSDT"]
+    assert tally["rejected"] == {}

@@ -103,9 +103,11 @@ def recovers(pipeline: Pipeline) -> None:
 def test_every_venue_book_and_the_nbbo_become_valid(pipeline):
     with NbboReader(prefix=pipeline.prefix) as nbbo:
         assert sorted(i.symbol for i in nbbo.instruments) == [
-            "BTC-USD", "BTC-USD-PERP", "BTC-USDT", "BTC-USDT-PERP", "ETH-USD", "ETH-USDT", "ETH-USDT-PERP"]
-        assert [set(nbbo.included(symbol)) for symbol in ("BTC-USDT-PERP", "BTC-USD-PERP", "ETH-USDT-PERP")] == [
-            {"binance_usdm"}, {"binance_coinm"}, {"okx"}]  # a perpetual's sizes are contracts on COIN-M and OKX
+            "BTC-USD", "BTC-USD-PERP", "BTC-USDT", "BTC-USDT-PERP", "ETH-USD", "ETH-USDT", "ETH-USDT-PERP",
+            "SOL-USDT-PERP"]
+        assert [set(nbbo.included(symbol)) for symbol in ("BTC-USDT-PERP", "BTC-USD-PERP", "ETH-USDT-PERP",
+                                                          "SOL-USDT-PERP")] == [
+            {"binance_usdm"}, {"binance_coinm"}, {"okx"}, {"bybit_linear"}]  # sizes are contracts on COIN-M and OKX
         quote = nbbo.quote("BTC-USDT")
         assert set(nbbo.included("BTC-USDT")) == {"binance", "coinbase", "kraken"}
         assert quote.bid_px > 0 and quote.ask_px > 0 and quote.bid_qty > 0 and quote.ask_qty > 0

@@ -13,18 +13,22 @@ import json
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from picows import WSCloseCode, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
 from pipeline import FH, REPO, free_base_port
 from tools.cli import build_parser
+from feedhandler.instruments import PERPETUAL, Instrument
 from feedhandler.venues import VENUES
 from feedhandler.venues.okx.simulator import checksum
-from tools.sim.server import (LIMITS, PORT_ORDER, BinanceFuturesLimits, BinanceLimits, CoinbaseLimits, OkxLimits,
-                              Simulator, parse_limits)
+from tools.sim.server import (DEFAULT_VENUES, LIMITS, PORT_ORDER, REFERENCE_MIDS, BinanceFuturesLimits, BinanceLimits,
+                              BybitLimits, BybitLinearSim, CoinbaseLimits, OkxLimits, Reference, Simulator,
+                              parse_limits)
 
 
 def simulate(scenario, venues=("binance",), rate: float = 50.0, **limits) -> None:
@@ -123,6 +127,16 @@ def test_simulator_serves_the_derivatives_venues_after_the_spot_ones_with_okx_on
     assert urls["binance_usdm"] == {"ws_url": "ws://127.0.0.1:20006", "rest_url": "http://127.0.0.1:20007"}
     assert urls["binance_coinm"]["ws_url"] == "ws://127.0.0.1:20008"
     assert urls["okx"] == {"ws_url": "ws://127.0.0.1:20010/ws/v5/public", "rest_url": "http://127.0.0.1:20011"}
+
+
+def test_fh_sim_serves_bybit_linear_by_default_after_okx_and_bybit_spot_and_inverse_on_request():
+    assert build_parser().parse_args(["sim"]).venues.split(",") == list(DEFAULT_VENUES)
+    assert DEFAULT_VENUES[-1] == "bybit_linear" and {"bybit", "bybit_inverse"} <= set(PORT_ORDER)
+    urls = Simulator.synthetic(["bybit_linear", "bybit", "bybit_inverse"], base_port=18700).urls()
+    assert urls["bybit_linear"] == {"ws_url": "ws://127.0.0.1:18712/v5/public/linear",
+                                    "rest_url": "http://127.0.0.1:18713"}
+    assert urls["bybit"]["ws_url"] == "ws://127.0.0.1:18714/v5/public/spot"
+    assert urls["bybit_inverse"]["ws_url"] == "ws://127.0.0.1:18716/v5/public/inverse"
 
 
 # ---------------------------------------------------------------- Binance: URL forms and streams
@@ -890,3 +904,220 @@ def test_fh_sim_runs_with_the_limits_given_on_its_command_line():
             assert asyncio.run(lifetime()).where(stream="!serverShutdown")
         finally:
             sim.terminate()
+
+
+# ---------------------------------------------------------------- Bybit v5 public (derivatives-protocols.md §3)
+
+LINEAR = "/v5/public/linear"
+
+
+def topic_of(client: Client, topic: str) -> list:
+    return [m for m in client.messages if isinstance(m, dict) and m.get("topic") == topic]
+
+
+def test_bybit_answers_only_its_categorys_public_path():
+    async def scenario(sim):
+        assert await refused(sim, "bybit_linear", "/v5/public/spot") == 404
+        assert await refused(sim, "bybit_linear", "/v5/private") == 404
+        assert (await stats(sim, "bybit_linear"))["rejected"] == {"path": 2}
+    simulate(scenario, venues=("bybit_linear",))
+
+
+def test_bybit_linear_acks_a_subscribe_then_sends_the_snapshot_then_deltas_numbered_by_u_and_trades():
+    async def scenario(sim):
+        client = await connect(sim, "bybit_linear", LINEAR)
+        client.send({"req_id": "7", "op": "subscribe", "args": ["orderbook.50.SOLUSDT", "publicTrade.SOLUSDT"]})
+        await until(lambda: len(topic_of(client, "orderbook.50.SOLUSDT")) >= 10 and topic_of(
+            client, "publicTrade.SOLUSDT"), "a snapshot, deltas and a trade")
+        (ack,) = client.where(op="subscribe")
+        assert ack == {"success": True, "ret_msg": "", "conn_id": ack["conn_id"], "req_id": "7", "op": "subscribe"}
+        books = topic_of(client, "orderbook.50.SOLUSDT")
+        assert [book["type"] for book in books[:3]] == ["snapshot", "delta", "delta"]
+        assert all(book["data"]["u"] == previous["data"]["u"] + 1 for previous, book in zip(books, books[1:]))
+        assert topic_of(client, "publicTrade.SOLUSDT")[0]["data"][0]["S"] in ("Buy", "Sell")
+    simulate(scenario, venues=("bybit_linear",))
+
+
+def test_bybit_connections_on_one_topic_share_its_numbering_and_a_new_subscriber_breaks_no_chain():
+    async def scenario(sim):
+        first, second = [await connect(sim, "bybit_linear", LINEAR) for _ in range(2)]
+        first.send({"op": "subscribe", "args": ["orderbook.50.SOLUSDT"]})
+        await until(lambda: len(topic_of(first, "orderbook.50.SOLUSDT")) >= 5, "five pushes on the first")
+        second.send({"op": "subscribe", "args": ["orderbook.50.SOLUSDT"]})
+        await until(lambda: all(len(topic_of(c, "orderbook.50.SOLUSDT")) >= 20 for c in (first, second)),
+                    "twenty pushes on each")
+        for client in (first, second):
+            numbers = [book["data"]["u"] for book in topic_of(client, "orderbook.50.SOLUSDT")]
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    simulate(scenario, venues=("bybit_linear",))
+
+
+def test_bybit_reset_fault_sends_every_listener_the_whole_book_with_u_1_and_numbers_on_from_it():
+    async def scenario(sim):
+        client = await connect(sim, "bybit_linear", LINEAR)
+        client.send({"op": "subscribe", "args": ["orderbook.50.SOLUSDT"]})
+        await until(lambda: len(topic_of(client, "orderbook.50.SOLUSDT")) >= 5, "five pushes")
+        sim.venues["bybit_linear"].inject("reset", "SOLUSDT")
+        await until(lambda: [b["data"]["u"] for b in topic_of(client, "orderbook.50.SOLUSDT")].count(3) == 2,
+                    "deltas after the reset")  # the first snapshot was u 1 as well
+        books = topic_of(client, "orderbook.50.SOLUSDT")
+        restart = [k for k, book in enumerate(books) if book["data"]["u"] == 1][1]
+        assert books[restart]["type"] == "snapshot" and len(books[restart]["data"]["b"]) == 50
+        assert [book["data"]["u"] for book in books[restart:restart + 3]] == [1, 2, 3]
+        assert (await stats(sim, "bybit_linear"))["served"] == {"reset": 1}
+    simulate(scenario, venues=("bybit_linear",))
+
+
+def test_bybit_serves_tickers_snapshot_then_changed_fields_liquidations_and_the_level_1_book():
+    async def scenario(sim):
+        client = await connect(sim, "bybit_linear", LINEAR)
+        client.send({"op": "subscribe", "args": ["tickers.SOLUSDT", "allLiquidation.SOLUSDT", "orderbook.1.SOLUSDT"]})
+        await until(lambda: len(topic_of(client, "tickers.SOLUSDT")) >= 3 and topic_of(
+            client, "allLiquidation.SOLUSDT") and len(topic_of(client, "orderbook.1.SOLUSDT")) >= 3,
+                    "tickers, a liquidation, level-1 books", timeout_s=10)
+        tickers = topic_of(client, "tickers.SOLUSDT")
+        assert tickers[0]["type"] == "snapshot" and {"fundingRate", "nextFundingTime", "markPrice", "indexPrice",
+                                                     "openInterest"} <= set(tickers[0]["data"])
+        assert all(t["type"] == "delta" and set(t["data"]) - {"symbol"} for t in tickers[1:])
+        assert all(t["cs"] > previous["cs"] for previous, t in zip(tickers, tickers[1:]))
+        (liquidation,) = topic_of(client, "allLiquidation.SOLUSDT")[0]["data"]
+        assert liquidation["S"] in ("Buy", "Sell") and set(liquidation) == {"T", "s", "S", "v", "p"}
+        level_1 = topic_of(client, "orderbook.1.SOLUSDT")
+        assert all(b["type"] == "snapshot" and len(b["data"]["b"]) == len(b["data"]["a"]) == 1 for b in level_1)
+    simulate(scenario, venues=("bybit_linear",))
+
+
+def test_bybit_spot_acks_in_its_shape_and_refuses_more_than_ten_args_a_request():
+    async def scenario(sim):
+        client = await connect(sim, "bybit", "/v5/public/spot")
+        client.send({"req_id": "1", "op": "subscribe", "args": [f"orderbook.{d}.ETHUSDT" for d in (1, 50, 200)]})
+        client.send({"req_id": "2", "op": "subscribe", "args": [f"publicTrade.ETHUSDT{k}" for k in range(11)]})
+        await until(lambda: len(client.where(op="subscribe")) == 2, "two answers")
+        ok, refusal = client.where(op="subscribe")
+        assert (ok["success"], ok["ret_msg"], ok["req_id"]) == (True, "subscribe", "1")
+        assert (refusal["success"], refusal["ret_msg"], refusal["req_id"]) == (False, "error:args size >10", "2")
+        assert (await stats(sim, "bybit"))["rejected"] == {"args_per_request": 1}
+    simulate(scenario, venues=("bybit",))
+
+
+@pytest.mark.parametrize("request_", [
+    "not json",
+    {"op": "sub", "args": ["publicTrade.SOLUSDT"]},
+    {"op": "subscribe", "args": "publicTrade.SOLUSDT"},
+    {"op": "subscribe", "args": []},
+    {"op": "subscribe", "args": [["publicTrade.SOLUSDT"]]},
+    {"op": "subscribe", "args": ["publicTrade.SOLUSDT"], "id": "1"},
+    {"op": "subscribe", "args": ["publicTrade.SOLUSDT"], "req_id": 1},
+    {"op": "ping", "args": ["x"]},
+    {"method": "SUBSCRIBE", "params": ["publicTrade.SOLUSDT"]},
+])
+def test_bybit_answers_a_malformed_request_with_one_failure_and_subscribes_nothing(request_):
+    async def scenario(sim):
+        client = await connect(sim, "bybit_linear", LINEAR)
+        client.send(request_.encode() if isinstance(request_, str) else request_)
+        (answer,) = await until(lambda: client.where(success=False), "the failure")
+        assert answer["ret_msg"].startswith("error:") and answer["conn_id"]
+        assert (await stats(sim, "bybit_linear"))["rejected"] == {"bad_request": 1}
+        await asyncio.sleep(0.3)
+        assert not [m for m in client.messages if "topic" in m]
+    simulate(scenario, venues=("bybit_linear",))
+
+
+@pytest.mark.parametrize("topic", ["orderbook.25.SOLUSDT", "orderbook.50.BTCUSDT", "kline.1.SOLUSDT",
+                                   "publicTrade", "tickers.SOLUSDT.x"])
+def test_bybit_refuses_a_request_naming_a_topic_it_does_not_serve_and_subscribes_none_of_it(topic):
+    async def scenario(sim):
+        client = await connect(sim, "bybit_linear", LINEAR)
+        client.send({"op": "subscribe", "args": ["publicTrade.SOLUSDT", topic]})
+        (answer,) = await until(lambda: client.where(op="subscribe"), "the answer")
+        assert answer["success"] is False and topic in answer["ret_msg"]
+        assert (await stats(sim, "bybit_linear"))["rejected"] == {"unknown_topic": 1}
+    simulate(scenario, venues=("bybit_linear",))
+
+
+def test_bybit_spot_serves_no_tickers_or_liquidations():
+    async def scenario(sim):
+        client = await connect(sim, "bybit", "/v5/public/spot")
+        for topic in ("tickers.ETHUSDT", "allLiquidation.ETHUSDT"):
+            client.send({"op": "subscribe", "args": [topic]})
+        await until(lambda: len(client.where(success=False)) == 2, "two refusals")
+    simulate(scenario, venues=("bybit",))
+
+
+def test_bybit_refuses_a_topic_already_subscribed_and_args_of_21000_characters_or_more():
+    async def scenario(sim):
+        client = await connect(sim, "bybit_linear", LINEAR)
+        client.send({"op": "subscribe", "args": ["publicTrade.SOLUSDT"]})
+        client.send({"op": "subscribe", "args": ["publicTrade.SOLUSDT"]})
+        client.send({"op": "unsubscribe", "args": ["orderbook.50.SOLUSDT"] * 1000})
+        await until(lambda: len(client.where(op="subscribe")) == 2 and client.where(op="unsubscribe"), "3 answers")
+        assert [a["success"] for a in client.where(op="subscribe")] == [True, False]
+        assert client.where(op="unsubscribe")[0]["success"] is False
+        assert (await stats(sim, "bybit_linear"))["rejected"] == {"already_subscribed": 1, "args_chars": 1}
+    simulate(scenario, venues=("bybit_linear",))
+
+
+@pytest.mark.parametrize("venue, path, pong", [
+    ("bybit_linear", LINEAR, {"success": True, "ret_msg": "pong", "req_id": "100001", "op": "ping"}),
+    ("bybit", "/v5/public/spot", {"success": True, "ret_msg": "pong", "op": "ping"}),
+])
+def test_bybit_answers_the_ping_with_its_categorys_pong(venue, path, pong):
+    async def scenario(sim):
+        client = await connect(sim, venue, path)
+        client.send({"req_id": "100001", "op": "ping"})
+        (answer,) = await until(lambda: client.where(op="ping"), "the pong")
+        assert {k: v for k, v in answer.items() if k != "conn_id"} == pong and answer["conn_id"]
+    simulate(scenario, venues=(venue,))
+
+
+def test_bybit_closes_a_connection_that_does_not_ping_and_keeps_one_that_does():
+    async def scenario(sim):
+        pinging, silent = [await connect(sim, "bybit_linear", LINEAR) for _ in range(2)]
+        for client in (pinging, silent):
+            client.send({"op": "subscribe", "args": ["orderbook.50.SOLUSDT"]})
+        deadline = time.monotonic() + 1.5
+        while not silent.disconnected and time.monotonic() < deadline:
+            pinging.send({"op": "ping"})
+            await asyncio.sleep(0.2)
+        assert silent.disconnected and not pinging.disconnected
+        assert (await stats(sim, "bybit_linear"))["closed"] == {"ping_timeout": 1}
+    simulate(scenario, venues=("bybit_linear",), bybit_linear=BybitLimits(ping_timeout_s=0.6))
+
+
+def test_bybit_refuses_new_connections_over_the_per_ip_window_with_429():
+    async def scenario(sim):
+        for _ in range(2):
+            await connect(sim, "bybit_linear", LINEAR)
+        assert await refused(sim, "bybit_linear", LINEAR) == 429
+        assert (await stats(sim, "bybit_linear"))["rejected"] == {"connection_rate": 1}
+    simulate(scenario, venues=("bybit_linear",), bybit_linear=BybitLimits(connections_per_window=2))
+
+
+def paged_simulator(page_max: int = 1000) -> Simulator:
+    """bybit_linear listing three perpetuals (of which the market steps none: the REST side only)."""
+    instruments = [Instrument("bybit_linear", f"{base}USDT", base, "USDT", 2, 1, PERPETUAL, settle="USDT")
+                   for base in ("SOL", "BTC", "ETH")]
+    rng = np.random.default_rng(1)
+    references = {i.symbol: Reference(REFERENCE_MIDS[i.base], rng) for i in instruments}
+    venue = BybitLinearSim(instruments, references, 1, 0.0, limits=BybitLimits(instruments_page_max=page_max))
+    return Simulator({"bybit_linear": venue}, base_port=free_base_port())
+
+
+def test_bybit_instruments_info_pages_by_cursor_and_refuses_what_it_does_not_document():
+    async def main():
+        async with paged_simulator() as sim:
+            target = "/v5/market/instruments-info?category=linear&limit=2"
+            first = json.loads((await get(sim, "bybit_linear", target))[2])["result"]
+            assert [e["symbol"] for e in first["list"]] == ["SOLUSDT", "BTCUSDT"] and first["nextPageCursor"]
+            cursor = urllib.parse.quote(first["nextPageCursor"])
+            last = json.loads((await get(sim, "bybit_linear", f"{target}&cursor={cursor}"))[2])["result"]
+            assert [e["symbol"] for e in last["list"]] == ["ETHUSDT"] and last["nextPageCursor"] == ""
+            parsed = VENUES["bybit_linear"].parse_instruments("bybit_linear", {"result": first})
+            assert parsed[0].symbol == "SOL-USDT-PERP"
+            for bad in ("category=futures", "", "category=linear&limit=0", "category=linear&limit=1001",
+                        "category=linear&cursor=abc", "category=linear&instType=SWAP"):
+                status, _, body = await get(sim, "bybit_linear", f"/v5/market/instruments-info?{bad}")
+                assert (status, json.loads(body)["retCode"]) == (200, 10001), bad
+            assert (await get(sim, "bybit_linear", "/v5/market/orderbook?category=linear"))[0] == 404
+            assert (await stats(sim, "bybit_linear"))["rejected"] == {"rest_param": 6, "rest_path": 1}
+    asyncio.run(main())

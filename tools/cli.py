@@ -272,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=_replay, title="fh replay")
 
     sim = commands.add_parser("sim", help="the venues' WebSocket and REST protocols on loopback, with faults")
-    sim.add_argument("--venues", default="binance,coinbase,kraken,binance_usdm,binance_coinm,okx",
-                     help="comma-separated (default all six)")
+    sim.add_argument("--venues", default="binance,coinbase,kraken,binance_usdm,binance_coinm,okx,bybit_linear",
+                     help="comma-separated (default all but bybit (spot) and bybit_inverse, which it also serves)")
     sim.add_argument("--rate", type=float, default=20.0, help="market steps per second per symbol")
     sim.add_argument("--port", type=int, default=18700, help="first port: venue k gets WS 2k, REST 2k+1")
     sim.add_argument("--seed", type=int, default=7)
@@ -301,7 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "binance_coinm.pong_timeout_s (600), binance_coinm.messages_per_s (10), "
                           "binance_coinm.streams_per_connection (200), binance_coinm.connections_per_window (300), "
                           "binance_coinm.connections_window_s (300), binance_coinm.weight_per_window (2400), "
-                          "binance_coinm.weight_window_s (60), binance_coinm.ban_s (120)")
+                          "binance_coinm.weight_window_s (60), binance_coinm.ban_s (120); Bybit "
+                          "(args_per_request 0: no cap): "
+                          "bybit_linear.args_per_request (0), bybit_linear.args_chars (21000), "
+                          "bybit_linear.ping_timeout_s (600), bybit_linear.connections_per_window (500), "
+                          "bybit_linear.connections_window_s (300), bybit_linear.instruments_page (500), "
+                          "bybit_linear.instruments_page_max (1000), and the same names and defaults for "
+                          "bybit_inverse.args_per_request (0), bybit_inverse.args_chars (21000), "
+                          "bybit_inverse.ping_timeout_s (600), bybit_inverse.connections_per_window (500), "
+                          "bybit_inverse.connections_window_s (300), bybit_inverse.instruments_page (500), "
+                          "bybit_inverse.instruments_page_max (1000) and spot's: bybit.args_per_request (10), "
+                          "bybit.args_chars (21000), bybit.ping_timeout_s (600), bybit.connections_per_window (500), "
+                          "bybit.connections_window_s (300), bybit.instruments_page (500), "
+                          "bybit.instruments_page_max (1000)")
     sim.add_argument("--allow-crosses", action="store_true",
                      help="let a venue quote through another venue's touch, so the NBBO locks and crosses (by "
                           "default none does, as arbitrage keeps live venues from it)")

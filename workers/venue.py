@@ -65,6 +65,7 @@ ROTATION_OVERLAP_MAX_S = 30.0  # the old connection closes by then, books lined 
 MAX_CONNECTION_IDS = 1 << 16  # capture frames carry a u16 connection id
 REST_WEIGHT_UNPUBLISHED = 600  # requests per minute for a venue that publishes no REST weight budget
 EXIT_CAPTURE_FAILED = 3  # capture_on_error = "fail" and a capture write failed
+MAX_METADATA_PAGES = 100  # a venue paging its instruments past this is answering in circles
 
 
 class WorkerError(Exception):
@@ -174,9 +175,8 @@ class VenueWorker:
         url = urls.pop()
         cache = InstrumentCache(self.run_config.instrument_cache or DEFAULT_DIRECTORY)
         try:
-            response = await self.rest.get(url, weight=self.venue.limits.instruments_weight)
-            self._record(FrameKind.REST, 0, response.ts_recv, rest_payload("GET", url, response.status, response.body))
-            instruments = cache.store(self.name, url, response.body, response.ts_recv)
+            body, ts_recv = await self._metadata(url)
+            instruments = cache.store(self.name, url, body, ts_recv)
         except (RestError, InstrumentCacheError) as exc:
             try:
                 record = cache.record(self.name)
@@ -203,6 +203,23 @@ class VenueWorker:
                                   f"{instrument.symbol} are one book on {self.name} ({instrument.venue_symbol})")
             wire[instrument.venue_symbol] = instrument.symbol
         return chosen
+
+    async def _metadata(self, url: str) -> tuple[bytes, int]:
+        """The metadata response at `url`, every page of it where the venue pages (each page captured),
+        as one body, and when its last page arrived."""
+        protocol, bodies, page = self.venue.protocol, [], url
+        while page is not None:
+            if len(bodies) >= MAX_METADATA_PAGES:
+                raise InstrumentCacheError(f"{url}: more than {MAX_METADATA_PAGES} pages of metadata")
+            response = await self.rest.get(page, weight=self.venue.limits.instruments_weight)
+            self._record(FrameKind.REST, 0, response.ts_recv, rest_payload("GET", page, response.status,
+                                                                             response.body))
+            bodies.append(response.body)
+            page = protocol.next_page(page, response.body)
+        try:
+            return protocol.merge_pages(bodies), response.ts_recv
+        except ValueError as exc:
+            raise InstrumentCacheError(f"{url}: {exc}") from None
 
     # ------------------------------------------------------------ run
     async def run(self, stop: Stop) -> None:

@@ -154,6 +154,15 @@ class VenueProtocol:
         """The message a client sends every `limits.client_ping_s` to keep a connection open (b"": none)."""
         return b""
 
+    def next_page(self, url: str, body: bytes) -> str | None:
+        """The URL of the metadata page after the one `url` answered with `body` (None: it was the last)."""
+        return None
+
+    def merge_pages(self, bodies: list[bytes]) -> bytes:
+        """Every metadata page's body, in order, as one response body (what the instrument cache keeps);
+        ValueError when they do not merge."""
+        return bodies[0]
+
     def is_shutdown_notice(self, payload: bytes) -> bool:
         """The server announces it closes this connection soon: reconnect now."""
         return False

@@ -1,5 +1,6 @@
-"""`fh sim`: Binance (spot, USD-M and COIN-M futures), Coinbase Advanced Trade, Kraken v2 and OKX v5
-public served on loopback, so the real venue workers run against it unmodified (only base URLs change).
+"""`fh sim`: Binance (spot, USD-M and COIN-M futures), Coinbase Advanced Trade, Kraken v2, OKX v5 and
+Bybit v5 public (linear by default; spot and inverse on request) served on loopback, so the real
+venue workers run against it unmodified (only base URLs change).
 
 Each venue gets a WebSocket port (picows) and a REST port (plain HTTP/1.1), with the live paths and
 message shapes. Markets are synthetic (`Market` per venue and symbol, all following one reference
@@ -10,9 +11,10 @@ replayed frame by frame. Faults are injected per venue, on a schedule or on dema
 faults that wait for an occasion (a diff to drop, a REST request to refuse), those served.
 
 The synthetic venues are strict: they answer only the documented URL paths and message shapes
-(docs/exchange-protocols.md §1, §2.1, §3; docs/derivatives-protocols.md §1, §2, §4.1), refuse anything
+(docs/exchange-protocols.md §1, §2.1, §3; docs/derivatives-protocols.md §1, §2, §3, §4.1), refuse anything
 else with the venue's error or close code, and enforce the documented limits (`BinanceLimits`,
-`BinanceFuturesLimits`, `CoinbaseLimits`, `OkxLimits`: constructor arguments, set from `fh sim --limit`).
+`BinanceFuturesLimits`, `CoinbaseLimits`, `OkxLimits`, `BybitLimits`: constructor arguments, set from
+`fh sim --limit`).
 Every refusal is counted by reason, and every connection the server closes by the rule that closed it
 (`GET <rest>/_sim/stats`). The three Binance deployments are one server with their differences as data
 (`BINANCE_APIS`: routes, stream names, REST paths, weights, metadata); the futures ones chain each
@@ -22,7 +24,8 @@ book must equal. Only those rules close connections: a quiet symbol never does, 
 documents closing a connection that had nothing pushed for 30 s (its clients ping).
 
 Perpetuals are each on one venue (`DEFAULT_INSTRUMENTS`): the NBBO adds sizes across venues, and
-COIN-M's and OKX's sizes are contracts, not base units.
+COIN-M's and OKX's sizes are contracts, not base units. Bybit numbers its book updates too (`u`, per
+topic); its `reset` fault sends the `u == 1` snapshot of a service restart.
 
 Per-IP limits count all of a venue's clients together: the simulator serves loopback, where every
 client has the same address (and picows' listener factory, which refuses connections at the
@@ -57,6 +60,9 @@ from feedhandler.venues.binance_usdm.protocol import OPEN_INTEREST_WEIGHT
 from feedhandler.venues.binance_usdm.protocol import SNAPSHOT_WEIGHTS as FUTURES_SNAPSHOT_WEIGHTS
 from feedhandler.venues.coinbase import CoinbaseAdvancedEncoder
 from feedhandler.venues.base import compact_json
+from feedhandler.venues.bybit import BybitEncoder
+from feedhandler.venues.bybit.protocol import TOPIC_DEPTHS as BYBIT_TOPIC_DEPTHS  # §3.4: spot, linear, inverse
+from feedhandler.venues.bybit.simulator import BybitStatsEncoder
 from feedhandler.venues.encoding import rfc3339
 from feedhandler.venues.kraken import KrakenV2Encoder
 from feedhandler.venues.okx import OkxEncoder
@@ -68,6 +74,7 @@ FAULTS = {  # kind: what it does (arguments from the query string)
     "disconnect": "every connection is cut (TCP reset, no close frame)",
     "close": "server-initiated close (Binance sends serverShutdown first)",
     "bad_checksum": "Kraken, OKX: the next book update of `symbol` carries a wrong checksum",
+    "reset": "Bybit: the next book message of `symbol` is a whole book with u 1 (a service restart)",
     "malformed": "a truncated JSON frame is sent to every connection",
     "stall": "no data and no heartbeats for `seconds`",
     "burst": "the market runs at `rate` steps/s per symbol for `seconds`",
@@ -93,10 +100,18 @@ DEFAULT_INSTRUMENTS = {  # venue symbols as each venue spells them (Kraken: v2 n
                                  contract_size=Decimal(100), contract_ccy="USD", settle="BTC")],
     "okx": [Instrument("okx", "ETH-USDT-SWAP", "ETH", "USDT", 2, 2, PERPETUAL, contract_size=Decimal("0.1"),
                        contract_ccy="ETH", settle="USDT")],
+    "bybit_linear": [Instrument("bybit_linear", "SOLUSDT", "SOL", "USDT", 2, 1, PERPETUAL, contract_ccy="SOL",
+                                settle="USDT")],
+    # served on request only (not in DEFAULT_VENUES): ETH-USDT spot adds base units, as spot venues do;
+    # an inverse perpetual's sizes are USD
+    "bybit": [Instrument("bybit", "ETHUSDT", "ETH", "USDT", 2, 4)],
+    "bybit_inverse": [Instrument("bybit_inverse", "ETHUSD", "ETH", "USD", 2, 0, PERPETUAL, contract_ccy="USD",
+                                 settle="ETH")],
 }
 
 
-_BINANCE, _FUTURES, _COINBASE, _OKX = (VENUES[v].limits for v in ("binance", "binance_usdm", "coinbase", "okx"))
+_BINANCE, _FUTURES, _COINBASE, _OKX, _BYBIT = (VENUES[v].limits for v in ("binance", "binance_usdm", "coinbase", "okx",
+                                                                           "bybit"))
 
 
 @dataclass(frozen=True)
@@ -149,9 +164,6 @@ class OkxLimits:
     instruments_per_2s: int = 20  # GET /api/v5/public/instruments per IP and instType in 2 s
 
 
-LIMITS = {"binance": BinanceLimits, "binance_usdm": BinanceFuturesLimits, "binance_coinm": BinanceFuturesLimits,
-          "coinbase": CoinbaseLimits, "okx": OkxLimits}
-AnyLimits = BinanceLimits | CoinbaseLimits | OkxLimits
 
 
 def parse_limits(texts: list[str]) -> dict[str, AnyLimits]:
@@ -216,6 +228,7 @@ class Faults:
     drop: dict[str, int] = field(default_factory=dict)  # symbol or "*" -> diffs to drop
     duplicate: dict[str, int] = field(default_factory=dict)
     bad_checksum: dict[str, int] = field(default_factory=dict)
+    reset: dict[str, int] = field(default_factory=dict)
     stall_until: float = 0.0
     burst_rate: float = 0.0
     burst_until: float = 0.0
@@ -226,7 +239,7 @@ class Faults:
     served: dict[str, int] = field(default_factory=dict)  # faults that took effect, by kind: a test's evidence
 
     def take(self, kind: str, symbol: str) -> bool:
-        """Whether a pending `kind` fault (drop, duplicate, bad_checksum) of `symbol` or "*" applies now."""
+        """Whether a pending `kind` fault (drop, duplicate, bad_checksum, reset) of `symbol` or "*" applies now."""
         pending = getattr(self, kind)
         for key in (symbol, "*"):
             if pending.get(key, 0) > 0:
@@ -460,7 +473,7 @@ class VenueSim:
             raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
         faults, now = self.faults, time.monotonic()
         faults.injected[kind] = faults.injected.get(kind, 0) + 1
-        if kind in ("drop", "duplicate", "bad_checksum"):
+        if kind in ("drop", "duplicate", "bad_checksum", "reset"):
             pending = getattr(faults, kind)
             pending[symbol] = pending.get(symbol, 0) + count
         elif kind == "stall":
@@ -1180,6 +1193,252 @@ def okx_instrument(inst: Instrument) -> dict:
             "expTime": str(inst.expiry_ms) if inst.market == FUTURE else ""}
 
 
+BYBIT_CATEGORIES = ("spot", "linear", "inverse", "option")  # what instruments-info answers (§3.9)
+BYBIT_TOPIC = re.compile(r"(orderbook)\.(\d+)\.(.+)|(publicTrade|tickers|allLiquidation)\.(.+)")
+BYBIT_REQ_ID = re.compile(r"[A-Za-z0-9_-]{0,64}")
+LIQUIDATION_EVERY_S = 3  # allLiquidation: one every this many seconds ("occasionally"; pushed each 500 ms at most)
+
+
+@dataclass(frozen=True)
+class BybitLimits:
+    """Bybit v5 public's documented limits for linear and inverse (derivatives-protocols.md §3.2, §3.9)."""
+
+    args_per_request: int = 0  # args in one request; 0: no cap (none documented for futures)
+    args_chars: int = 21_000  # one request's args, in characters
+    ping_timeout_s: float = 600.0  # no {"op":"ping"} from the client for this long (about 10 min): closed
+    connections_per_window: int = _BYBIT.connections.count  # new connections per IP and domain; more: 429
+    connections_window_s: float = _BYBIT.connections.per_s
+    instruments_page: int = 500  # instruments-info's default page (linear, inverse)
+    instruments_page_max: int = 1000  # its largest `limit`
+
+
+@dataclass(frozen=True)
+class BybitSpotLimits(BybitLimits):
+    """Bybit v5 public spot: at most 10 args a subscribe (§3.2)."""
+
+    args_per_request: int = 10
+
+
+class BybitSession(Session):
+    """A Bybit connection: its id (in every ack and pong) and its topics."""
+
+    def __init__(self, venue: BybitSim, path: str):
+        super().__init__(venue, path)
+        self.conn_id = f"{next(venue.conn_ids):08x}-0000-4000-8000-000000000000"
+        self.topics: set[str] = set()
+
+
+class BybitSim(VenueSim):
+    """Bybit v5 public on /v5/public/<category>: `orderbook.{1,50,200,1000}` (a snapshot, then deltas
+    numbered by `u`, shared by every connection; level 1 snapshot-only; the `reset` fault sends a
+    `u == 1` snapshot), `publicTrade`, and on linear and inverse `tickers` (a snapshot, then each second
+    the changed fields) and `allLiquidation` (occasionally); one ack per request, in the category's
+    shape; `{"op":"ping"}` answered with the category's pong, and a client that sends none for
+    `ping_timeout_s` closed; instruments-info by category, paged by cursor (spot is not paged)."""
+
+    category = ""
+
+    def __init__(self, *args, limits: BybitLimits | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ws_path = f"/v5/public/{self.category}"
+        self.limits = limits = limits or LIMITS[self.name]()
+        self.connections = Window(limits.connections_per_window, limits.connections_window_s)
+        self.conn_ids = itertools.count(0x3CD84CB1)
+        self.books: dict[tuple[str, int], BybitEncoder] = {}  # (symbol, depth): one numbering for all
+        self.trade_encoders = {s: BybitEncoder(s, i.px_dec, i.qty_dec) for s, i in self.instruments.items()}
+        self.stats = {s: BybitStatsEncoder(s, i.px_dec, i.qty_dec, seed=k + 1)
+                      for k, (s, i) in enumerate(self.instruments.items()) if i.market != SPOT}
+        self.seconds = 0
+
+    def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
+        if path != self.ws_path:
+            return self.refuse(HTTPStatus.NOT_FOUND, "path", f"no WebSocket endpoint at {path}")
+        return BybitSession(self, path)
+
+    def on_connect(self, session: BybitSession) -> None:
+        session.after("ping", self.limits.ping_timeout_s, self.ping_timed_out)
+
+    def ping_timed_out(self, session: BybitSession) -> None:
+        session.close("ping_timeout", WSCloseCode.GOING_AWAY, "no ping")
+
+    # ------------------------------------------------------------ requests
+    def on_message(self, session: BybitSession, payload: bytes) -> None:
+        try:
+            request = json.loads(payload)
+        except ValueError:
+            request = None
+        request_id, op = ((request.get("req_id"), request.get("op")) if isinstance(request, dict) else ("", ""))
+        request_id, op = (value if isinstance(value, str) else "" for value in (request_id, op))
+        try:
+            args = self.parse(request)
+            if op == "ping":
+                session.after("ping", self.limits.ping_timeout_s, self.ping_timed_out)
+                pong = {"success": True, "ret_msg": "pong", "conn_id": session.conn_id}
+                self.send(session, compact_json({**pong, **({} if self.category == "spot" else {
+                    "req_id": request_id}), "op": "ping"}))
+                return
+            topics = [self.topic(arg) for arg in args]
+            if op == "subscribe":
+                already = [arg for arg in args if arg in session.topics]
+                if already:
+                    raise Refusal("already_subscribed", f"error:already subscribed,topic:{already[0]}")
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            self.send(session, compact_json({"success": False, "ret_msg": refusal.message, "conn_id": session.conn_id,
+                                             "req_id": request_id, "op": op}))
+            return
+        self.send(session, compact_json({"success": True, "ret_msg": op if self.category == "spot" else "",
+                                         "conn_id": session.conn_id, "req_id": request_id, "op": op}))
+        for name, (channel, depth, symbol) in zip(args, topics):
+            if op == "unsubscribe":
+                session.topics.discard(name)
+                continue
+            session.topics.add(name)
+            now = time.time_ns()
+            if channel == "orderbook":
+                self.send(session, self.book_encoder(symbol, depth).snapshot(self.markets[symbol], now))
+            elif channel == "tickers":
+                self.send(session, self.stats[symbol].ticker_snapshot(self.markets[symbol], now))
+
+    def parse(self, request) -> list[str]:
+        """The args of a request (parsed JSON) in the documented shape (§3.2, §3.3), else a Refusal."""
+        if not isinstance(request, dict) or request.keys() - {"req_id", "op", "args"}:
+            raise Refusal("bad_request", "error:request not in the form {req_id, op, args}")
+        request_id, op, args = request.get("req_id", ""), request.get("op"), request.get("args")
+        if not isinstance(request_id, str) or not BYBIT_REQ_ID.fullmatch(request_id):
+            raise Refusal("bad_request", "error:req_id must be a string")
+        if op == "ping" and args is None:
+            return []
+        if op not in ("subscribe", "unsubscribe"):
+            raise Refusal("bad_request", f"error:handler not found for op {op!r}")
+        if not isinstance(args, list) or not args or not all(isinstance(arg, str) for arg in args):
+            raise Refusal("bad_request", "error:args must be a non-empty list of topics")
+        if 0 < self.limits.args_per_request < len(args):
+            raise Refusal("args_per_request", f"error:args size >{self.limits.args_per_request}")
+        if len(json.dumps(args)) >= self.limits.args_chars:
+            raise Refusal("args_chars", f"error:args length must stay under {self.limits.args_chars}")
+        return args
+
+    def topic(self, name: str) -> tuple[str, int, str]:
+        """(channel, book depth, symbol) of a topic this category serves, else a Refusal."""
+        match = BYBIT_TOPIC.fullmatch(name)
+        if match is None:
+            raise Refusal("unknown_topic", f"error:handler not found,topic:{name}")
+        channel, depth, symbol = match[1] or match[4], int(match[2] or 0), match[3] or match[5]
+        if symbol not in self.instruments:
+            raise Refusal("unknown_topic", f"Invalid symbol :[{name}]")
+        if channel == "orderbook" and depth not in BYBIT_TOPIC_DEPTHS or \
+                channel in ("tickers", "allLiquidation") and symbol not in self.stats:  # contracts only
+            raise Refusal("unknown_topic", f"error:handler not found,topic:{name}")
+        return channel, depth, symbol
+
+    def book_encoder(self, symbol: str, depth: int) -> BybitEncoder:
+        key = (symbol, depth)
+        if key not in self.books:
+            inst = self.instruments[symbol]
+            self.books[key] = BybitEncoder(symbol, inst.px_dec, inst.qty_dec, depth)
+        return self.books[key]
+
+    def listeners(self, topic: str) -> list[BybitSession]:
+        return [s for s in self.sessions if topic in s.topics]
+
+    # ------------------------------------------------------------ market data
+    def publish(self, symbol, market, step, ts_ns, fault) -> None:
+        for frame in self.trade_encoders[symbol].trades(step, ts_ns):
+            for session in self.listeners(f"publicTrade.{symbol}"):
+                self.send(session, frame)
+        restart = None
+        for (book_symbol, depth), encoder in self.books.items():
+            listeners = self.listeners(f"orderbook.{depth}.{symbol}") if book_symbol == symbol else []
+            if not listeners:
+                continue  # its view catches up when it next has a subscriber
+            if restart is None:
+                restart = self.faults.take("reset", symbol)
+            frame = encoder.restart(market, ts_ns) if restart else encoder.delta(market, ts_ns)
+            if frame is None:
+                continue
+            drop, repeat = (False, 1) if restart or depth == 1 else fault.decide()
+            for session in [] if drop else listeners:
+                self.send(session, frame, repeat)
+
+    def heartbeat(self, ts_ns: int) -> None:
+        """Once a second: the tickers' changed fields, and now and then a liquidation."""
+        self.seconds += 1
+        for symbol, encoder in self.stats.items():
+            market = self.markets[symbol]
+            frame = encoder.ticker_delta(market, ts_ns)
+            for session in self.listeners(f"tickers.{symbol}") if frame is not None else []:
+                self.send(session, frame)
+            if self.seconds % LIQUIDATION_EVERY_S == 0:
+                frame = encoder.liquidation(market, ts_ns)
+                for session in self.listeners(f"allLiquidation.{symbol}"):
+                    self.send(session, frame)
+
+    # ------------------------------------------------------------ REST
+    def metadata(self, category: str = "", limit: int = 0, cursor: int = 0) -> bytes:
+        """GET /v5/market/instruments-info?category=...: this category's instruments (§3.9), `limit` a
+        page from `cursor` on (spot: all of them), nextPageCursor "" on the last."""
+        listed = list(self.instruments.values()) if category == self.category else []
+        page = len(listed) if category == "spot" else limit or self.limits.instruments_page
+        entries = listed[cursor:cursor + page]
+        more = cursor + page < len(listed)
+        return compact_json({"retCode": 0, "retMsg": "OK", "result": {
+            "category": category, "list": [bybit_instrument(i, category) for i in entries],
+            "nextPageCursor": f"next:{cursor + page}" if more else ""}, "retExtInfo": {},
+            "time": int(time.time() * 1000)})
+
+    def rest(self, path, query):
+        if path != "/v5/market/instruments-info":
+            return super().rest(path, query)
+        try:
+            if query.keys() - {"category", "symbol", "status", "baseCoin", "limit", "cursor"}:
+                raise Refusal("rest_param", f"params error: {sorted(query.keys())[0]} is not a parameter", 10001)
+            category = query.get("category", "")
+            if category not in BYBIT_CATEGORIES:
+                raise Refusal("rest_param", "params error: category must be one of spot, linear, inverse, option",
+                              10001)
+            limit = query.get("limit", "")
+            if limit and not (limit.isdigit() and 1 <= int(limit) <= self.limits.instruments_page_max):
+                raise Refusal("rest_param", f"params error: limit must be 1 to {self.limits.instruments_page_max}",
+                              10001)
+            cursor = query.get("cursor", "")
+            match = re.fullmatch(r"next:(\d+)", cursor)
+            if cursor and match is None:
+                raise Refusal("rest_param", "params error: cursor is not one this endpoint gave", 10001)
+        except Refusal as refusal:
+            self.tally.rejected[refusal.reason] += 1
+            return 200, {}, compact_json({"retCode": refusal.code, "retMsg": refusal.message, "result": {},
+                                          "retExtInfo": {}, "time": int(time.time() * 1000)})
+        return 200, {}, self.metadata(category, int(limit or 0), int(match[1]) if match else 0)
+
+
+class BybitSpotSim(BybitSim):
+    name, category = "bybit", "spot"
+
+
+class BybitLinearSim(BybitSim):
+    name, category = "bybit_linear", "linear"
+
+
+class BybitInverseSim(BybitSim):
+    name, category = "bybit_inverse", "inverse"
+
+
+def bybit_instrument(inst: Instrument, category: str) -> dict:
+    """One entry of instruments-info's list (§3.9): spot with basePrecision, a contract with its type,
+    settlement coin, qtyStep and (a future) deliveryTime."""
+    tick, lot = (f"{10.0 ** -d:.{d}f}" if d else "1" for d in (inst.px_dec, inst.qty_dec))
+    entry = {"symbol": inst.venue_symbol, "status": "Trading", "baseCoin": inst.base, "quoteCoin": inst.quote,
+             "priceFilter": {"tickSize": tick}}
+    if category == "spot":
+        return {**entry, "lotSizeFilter": {"basePrecision": lot, "minOrderQty": lot}}
+    kind = "Linear" if category == "linear" else "Inverse"
+    return {**entry, "contractType": kind + ("Perpetual" if inst.market == PERPETUAL else "Futures"),
+            "settleCoin": inst.settle, "launchTime": "1585526400000", "priceScale": str(inst.px_dec),
+            "deliveryTime": str(inst.expiry_ms) if inst.market == FUTURE else "0", "fundingInterval": 480,
+            "lotSizeFilter": {"qtyStep": lot, "minOrderQty": lot}}
+
+
 KRAKEN_BOOK_DEPTHS = VENUES["kraken"].limits.book_depths  # exchange-protocols.md §3.2
 KRAKEN_PARAMS = {"book": {"channel", "symbol", "depth", "snapshot"}, "trade": {"channel", "symbol", "snapshot"}}
 
@@ -1448,11 +1707,18 @@ class CoinbaseSim(VenueSim):
         return super().rest(path, query)
 
 
+LIMITS = {"binance": BinanceLimits, "binance_usdm": BinanceFuturesLimits, "binance_coinm": BinanceFuturesLimits,
+          "coinbase": CoinbaseLimits, "okx": OkxLimits, "bybit_linear": BybitLimits, "bybit": BybitSpotLimits,
+          "bybit_inverse": BybitLimits}
+AnyLimits = BinanceLimits | CoinbaseLimits | OkxLimits | BybitLimits
 SIMS = {"binance": BinanceSim, "coinbase": CoinbaseSim, "kraken": KrakenSim, "binance_usdm": BinanceUsdmSim,
-        "binance_coinm": BinanceCoinmSim, "okx": OkxSim}
-PORT_ORDER = ("binance", "coinbase", "kraken", "binance_usdm", "binance_coinm", "okx")  # venue k: WS base + 2k,
-# REST base + 2k + 1, whatever runs
-WS_PATHS = {"kraken": "/v2", "okx": "/ws/v5/public"}  # the path of a venue's WebSocket URL (the others take several)
+        "binance_coinm": BinanceCoinmSim, "okx": OkxSim, "bybit_linear": BybitLinearSim, "bybit": BybitSpotSim,
+        "bybit_inverse": BybitInverseSim}
+PORT_ORDER = ("binance", "coinbase", "kraken", "binance_usdm", "binance_coinm", "okx", "bybit_linear", "bybit",
+              "bybit_inverse")  # venue k: WS base + 2k, REST base + 2k + 1, whatever runs
+DEFAULT_VENUES = PORT_ORDER[:7]  # what `fh sim` and `make run` serve: Bybit spot and inverse on request
+WS_PATHS = {"kraken": "/v2", "okx": "/ws/v5/public", "bybit_linear": "/v5/public/linear", "bybit": "/v5/public/spot",
+            "bybit_inverse": "/v5/public/inverse"}  # the path of a venue's WebSocket URL (the others take several)
 
 
 class ReplaySim(VenueSim):
