@@ -345,11 +345,12 @@ def test_documented_ticker_is_one_funding_record_with_every_field_and_one_open_i
     funding, open_interest = records(cursor)
     assert isinstance(funding, FundingEvent) and funding.fields == ALL_FUNDING
     assert funding_rate(funding.rate) == Decimal("-0.000212") and funding.next_funding_ns == 1673280000000_000_000
-    assert (funding.mark_px, funding.index_px) == (1721733, 1722736)
+    price = funding.instrument.stats_price
+    assert (price(funding.mark_px), price(funding.index_px)) == (Decimal("17217.33"), Decimal("17227.36"))
     assert funding.ts_exchange == 1673272861686_000_000 and funding.instrument.symbol == "BTC-USDT"
     assert isinstance(open_interest, OpenInterestEvent) and open_interest.open_interest == 68744761
     stats = reader.stats("BTC-USDT")
-    assert (stats.mark_px, stats.open_interest) == (1721733, 68744761)
+    assert (stats.mark_px, stats.open_interest) == (funding.mark_px, 68744761)
     assert reader.counters("BTC-USDT")["fundings"] == 1 and reader.counters()["decode_errors"] == 0
 
 
@@ -362,8 +363,9 @@ def test_a_ticker_delta_names_only_its_fields_and_each_record_holds_the_rest_as_
     bybit.on_frame(ticker_delta(openInterest="68745.000"), 3)
     bybit.on_frame(ticker_delta(bid1Price="17216.50"), 4)
     mark, open_interest = records(cursor)
-    assert isinstance(mark, FundingEvent) and mark.fields == FIELD_MARK and mark.mark_px == 1721800
-    assert funding_rate(mark.rate) == Decimal("-0.000212") and mark.index_px == 1722736
+    price = mark.instrument.stats_price
+    assert isinstance(mark, FundingEvent) and mark.fields == FIELD_MARK and price(mark.mark_px) == Decimal("17218")
+    assert funding_rate(mark.rate) == Decimal("-0.000212") and price(mark.index_px) == Decimal("17227.36")
     assert isinstance(open_interest, OpenInterestEvent) and open_interest.open_interest == 68745000
     assert reader.counters()["decode_errors"] == 0
 
@@ -388,7 +390,7 @@ def test_documented_liquidation_of_a_short_is_a_buy_order_with_the_venues_side_k
     (liquidation,) = records(cursor)
     assert isinstance(liquidation, LiquidationEvent) and liquidation.instrument.venue_symbol == "ROSEUSDT"
     assert (liquidation.side, liquidation.venue_side) == (Side.BUY, Side.SELL)
-    assert (liquidation.price, liquidation.qty) == (4499, 20000)
+    assert (liquidation.instrument.stats_price(liquidation.price), liquidation.qty) == (Decimal("0.04499"), 20000)
     assert liquidation.ts_exchange == 1739502302929_000_000
     assert reader.counters("ROSE-USDT")["liquidations"] == 1
 
@@ -459,8 +461,8 @@ def test_the_simulators_tickers_and_liquidations_decode_to_the_state_it_sent(shm
                                    encoder.liquidation(market, (k + 2) * 1_000_000_000)]):
             feed.on_frame(frame, 1)
     stats, sent = reader.stats("SOL-USDT-PERP"), encoder.fields
-    assert (stats.mark_px, stats.index_px) == (int(Decimal(sent["markPrice"]) * 100),
-                                               int(Decimal(sent["indexPrice"]) * 100))
+    price = reader.instrument("SOL-USDT-PERP").stats_price
+    assert (price(stats.mark_px), price(stats.index_px)) == (Decimal(sent["markPrice"]), Decimal(sent["indexPrice"]))
     assert funding_rate(stats.funding_rate) == Decimal(sent["fundingRate"])
     assert stats.open_interest == int(Decimal(sent["openInterest"]) * 10)
     assert len([e for e in records(cursor) if isinstance(e, LiquidationEvent)]) == 30

@@ -27,11 +27,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from shm.fixedpoint import OK
+from shm.fixedpoint import OK, parse_decimal
+from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, RATE_DEC, stats_px_dec
 
 from ...book_kernels import ASK, BID
-from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, RATE_DEC
-from shm.fixedpoint import parse_decimal
 
 from ...feed_kernels import (BUY, C_DECODE_ERRORS, CHECK_NONE, KIND_BBO, KIND_FUNDING, KIND_LIQUIDATION,
                              KIND_OPEN_INTEREST, R_DECODE_ERROR, ROW_BOOK, ROW_ID, ROW_PRICE, ROW_QTY, ROW_SIDE,
@@ -366,11 +365,11 @@ def ticker(buf, pos, end, px_dec, qty_dec):
             if present:
                 funding_ns, fields = number * MS_NS, fields | FIELD_FUNDING_TIME
         elif is_key(buf, key_first, key_stop, _MARK):
-            number, i, err, present = _string_decimal(buf, value, end, px_dec)
+            number, i, err, present = _string_decimal(buf, value, end, stats_px_dec(px_dec))
             if present:
                 mark, fields = number, fields | FIELD_MARK
         elif is_key(buf, key_first, key_stop, _INDEX):
-            number, i, err, present = _string_decimal(buf, value, end, px_dec)
+            number, i, err, present = _string_decimal(buf, value, end, stats_px_dec(px_dec))
             if present:
                 index, fields = number, fields | FIELD_INDEX
         elif is_key(buf, key_first, key_stop, _OPEN_INTEREST):
@@ -437,7 +436,7 @@ def liquidations(buf, pos, end, symbols, lengths, px_decs, qty_decs, books, side
                 break
         if side == 0 or when < 0 or price_at < 0 or qty_at < 0:
             return -1
-        price, _, err = number_at(buf, price_at, end, px_decs[book])
+        price, _, err = number_at(buf, price_at, end, stats_px_dec(px_decs[book]))
         qty, _, err2 = number_at(buf, qty_at, end, qty_decs[book])
         if err != OK or err2 != OK:
             return -1
