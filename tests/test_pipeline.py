@@ -107,7 +107,9 @@ def test_every_venue_book_and_the_nbbo_become_valid(pipeline):
             "SOL-USDT-PERP"]
         assert [set(nbbo.included(symbol)) for symbol in ("BTC-USDT-PERP", "BTC-USD-PERP", "ETH-USDT-PERP",
                                                           "SOL-USDT-PERP")] == [
-            {"binance_usdm"}, {"binance_coinm"}, {"okx"}, {"bybit_linear"}]  # sizes are contracts on COIN-M and OKX
+            {"binance_usdm", "okx"}, {"binance_coinm"}, {"okx"}, {"bybit_linear"}]
+        perpetual = nbbo.instrument("BTC-USDT-PERP")  # BTC on USD-M, contracts of 0.01 BTC on OKX: summed in BTC
+        assert (perpetual.size_ccy, perpetual.qty_dec) == ("BTC", 4)
         quote = nbbo.quote("BTC-USDT")
         assert set(nbbo.included("BTC-USDT")) == {"binance", "coinbase", "kraken"}
         assert quote.bid_px > 0 and quote.ask_px > 0 and quote.bid_qty > 0 and quote.ask_qty > 0

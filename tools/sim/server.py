@@ -23,8 +23,8 @@ each book for its last update ids (`GET <rest>/_sim/book?symbol=S&update_id=N`):
 book must equal. Only those rules close connections: a quiet symbol never does, except on OKX, which
 documents closing a connection that had nothing pushed for 30 s (its clients ping).
 
-Perpetuals are each on one venue (`DEFAULT_INSTRUMENTS`): the NBBO adds sizes across venues, and
-COIN-M's and OKX's sizes are contracts, not base units. Bybit numbers its book updates too (`u`, per
+Perpetuals (`DEFAULT_INSTRUMENTS`): BTC-USDT-PERP on Binance USD-M (sizes in BTC) and OKX (in
+contracts of 0.01 BTC), whose NBBO adds them in BTC; one on each other venue. Bybit numbers its book updates too (`u`, per
 topic); its `reset` fault sends the `u == 1` snapshot of a service restart.
 
 Per-IP limits count all of a venue's clients together: the simulator serves loopback, where every
@@ -94,12 +94,14 @@ DEFAULT_INSTRUMENTS = {  # venue symbols as each venue spells them (Kraken: v2 n
                  Instrument("coinbase", "BTC-USDT", "BTC", "USDT", 2, 8)],
     "kraken": [Instrument("kraken", "BTC/USD", "BTC", "USD", 1, 8), Instrument("kraken", "ETH/USD", "ETH", "USD", 2, 8),
                Instrument("kraken", "BTC/USDT", "BTC", "USDT", 1, 8)],
-    # perpetuals: each on one venue, as the NBBO adds sizes, and sizes are contracts on COIN-M and OKX
+    # perpetuals: BTC-USDT-PERP on USD-M (BTC) and OKX (contracts of 0.01 BTC): the NBBO adds them in BTC
     "binance_usdm": [Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", 1, 3, PERPETUAL, settle="USDT")],
     "binance_coinm": [Instrument("binance_coinm", "BTCUSD_PERP", "BTC", "USD", 1, 0, PERPETUAL,
                                  contract_size=Decimal(100), contract_ccy="USD", settle="BTC")],
     "okx": [Instrument("okx", "ETH-USDT-SWAP", "ETH", "USDT", 2, 2, PERPETUAL, contract_size=Decimal("0.1"),
-                       contract_ccy="ETH", settle="USDT")],
+                       contract_ccy="ETH", settle="USDT"),
+            Instrument("okx", "BTC-USDT-SWAP", "BTC", "USDT", 1, 2, PERPETUAL, contract_size=Decimal("0.01"),
+                       contract_ccy="BTC", settle="USDT")],
     "bybit_linear": [Instrument("bybit_linear", "SOLUSDT", "SOL", "USDT", 2, 1, PERPETUAL, contract_ccy="SOL",
                                 settle="USDT")],
     # served on request only (not in DEFAULT_VENUES): ETH-USDT spot adds base units, as spot venues do;
