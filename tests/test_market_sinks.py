@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
+import msgpack
 import numpy as np
 import pytest
 import redis
@@ -124,10 +125,20 @@ def test_redis_holds_the_latest_bbo_funding_and_open_interest_of_each_instrument
         markets, service, tmp_path):
     prefix, ref = markets
     server = service("redis")
+    pubsub = redis.Redis.from_url(server.url).pubsub()
+    pubsub.psubscribe("fh:updates:*")
+    pubsub.get_message(timeout=1)
     run = run_config(prefix, [VENUE], {"redis": sink_settings(tmp_path, url=server.url)})
     run_sink_until(run, "redis", at_heads(ref))
     client = redis.Redis.from_url(server.url, decode_responses=True)
     records = all_expected(ref)
+    notified = []
+    while message := pubsub.get_message(timeout=0.5):
+        if message["type"] == "pmessage":
+            notified.append(msgpack.unpackb(message["data"]))
+    for kind in ("bbo", "funding", "open_interest"):  # at least the last change of each instrument
+        assert latest(notified, kind) == latest(records, kind)
+    assert [r for r in notified if r["type"] == "liquidation"] == [r for r in records if r["type"] == "liquidation"]
     identity = ("v", "type", "ring", "venue", "symbol")
     for kind in ("bbo", "funding", "open_interest"):
         assert {key for key in client.scan_iter(f"fh:{kind}:*")} == {

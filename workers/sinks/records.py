@@ -38,9 +38,11 @@ from shm.segment import SegmentError
 SCHEMA_VERSION = 1
 BOOK, TRADE, NBBO, STATUS, GAP = "book", "trade", "nbbo", "status", "gap"
 BBO, FUNDING, OPEN_INTEREST, LIQUIDATION = "bbo", "funding", "open_interest", "liquidation"
-MARKET_TYPES = {Kind.BBO: BBO, Kind.FUNDING: FUNDING, Kind.OPEN_INTEREST: OPEN_INTEREST, Kind.LIQUIDATION: LIQUIDATION}
+MARKET_TYPES = {int(Kind.BBO): BBO, int(Kind.FUNDING): FUNDING, int(Kind.OPEN_INTEREST): OPEN_INTEREST,
+                int(Kind.LIQUIDATION): LIQUIDATION}
+KIND_BBO, KIND_FUNDING, KIND_OPEN_INTEREST = int(Kind.BBO), int(Kind.FUNDING), int(Kind.OPEN_INTEREST)
 
-_SIDES = {Side.BUY: "buy", Side.SELL: "sell", Side.UNKNOWN: "unknown"}
+_SIDE_OF = {int(Side.BUY): "buy", int(Side.SELL): "sell"}
 
 
 def dedup_key(record: dict) -> tuple[str, int, int]:
@@ -109,28 +111,27 @@ def gap_record(ring: str, epoch: int, seq: int, missed: int, why: str, ts: int) 
 
 def market_records(ring: str, epoch: int, instruments, rows: np.ndarray) -> list[dict]:
     """The records of a venue ring's bbo, funding, open interest and liquidation rows (ring order),
-    read from the rows' words as Python ints at once (no event objects)."""
+    read from the rows' words as Python ints at once (no event objects; a dict display per kind)."""
     out = []
     for v in rows.tolist():
         kind, instrument = v[SLOT_KIND], instruments[v[SLOT_INSTRUMENT]]
-        record = _base(MARKET_TYPES[kind], ring, epoch, v[SLOT_SEQ] - 1)
-        record.update(venue=ring, symbol=instrument.symbol, ts_exchange=v[SLOT_TS_EXCHANGE], ts_recv=v[SLOT_TS_RECV],
-                      ts_publish=v[SLOT_TS_PUBLISH])
-        if kind == Kind.BBO:
-            record.update(px_dec=instrument.px_dec, qty_dec=instrument.qty_dec, update_id=v[SLOT_ID],
-                          bid_px=v[SLOT_BID_PX], bid_qty=v[SLOT_BID_QTY], ask_px=v[SLOT_ASK_PX],
-                          ask_qty=v[SLOT_ASK_QTY])
-        elif kind == Kind.FUNDING:
-            record.update(px_dec=instrument.px_dec, rate=v[SLOT_FUNDING_RATE], rate_dec=RATE_DEC,
-                          next_funding_time=v[SLOT_FUNDING_TIME], mark_px=v[SLOT_MARK_PX], index_px=v[SLOT_INDEX_PX],
-                          fields=v[SLOT_FIELDS])
-        elif kind == Kind.OPEN_INTEREST:
-            record.update(qty_dec=instrument.qty_dec, open_interest=v[SLOT_OPEN_INTEREST])
+        head = {"v": SCHEMA_VERSION, "type": MARKET_TYPES[kind], "ring": ring, "epoch": epoch, "seq": v[SLOT_SEQ] - 1,
+                "venue": ring, "symbol": instrument.symbol, "ts_exchange": v[SLOT_TS_EXCHANGE],
+                "ts_recv": v[SLOT_TS_RECV], "ts_publish": v[SLOT_TS_PUBLISH]}
+        if kind == KIND_BBO:
+            out.append({**head, "px_dec": instrument.px_dec, "qty_dec": instrument.qty_dec, "update_id": v[SLOT_ID],
+                        "bid_px": v[SLOT_BID_PX], "bid_qty": v[SLOT_BID_QTY], "ask_px": v[SLOT_ASK_PX],
+                        "ask_qty": v[SLOT_ASK_QTY]})
+        elif kind == KIND_FUNDING:
+            out.append({**head, "px_dec": instrument.px_dec, "rate": v[SLOT_FUNDING_RATE], "rate_dec": RATE_DEC,
+                        "next_funding_time": v[SLOT_FUNDING_TIME], "mark_px": v[SLOT_MARK_PX],
+                        "index_px": v[SLOT_INDEX_PX], "fields": v[SLOT_FIELDS]})
+        elif kind == KIND_OPEN_INTEREST:
+            out.append({**head, "qty_dec": instrument.qty_dec, "open_interest": v[SLOT_OPEN_INTEREST]})
         else:
-            record.update(px_dec=instrument.px_dec, qty_dec=instrument.qty_dec, price=v[SLOT_LIQ_PX],
-                          qty=v[SLOT_LIQ_QTY], side=_SIDES.get(v[SLOT_LIQ_SIDE], "unknown"),
-                          venue_side=_SIDES.get(v[SLOT_LIQ_VENUE_SIDE], "unknown"))
-        out.append(record)
+            out.append({**head, "px_dec": instrument.px_dec, "qty_dec": instrument.qty_dec, "price": v[SLOT_LIQ_PX],
+                        "qty": v[SLOT_LIQ_QTY], "side": _SIDE_OF.get(v[SLOT_LIQ_SIDE], "unknown"),
+                        "venue_side": _SIDE_OF.get(v[SLOT_LIQ_VENUE_SIDE], "unknown")})
     return out
 
 
