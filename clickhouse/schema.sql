@@ -254,7 +254,8 @@ CREATE TABLE IF NOT EXISTS {db}.funding_8h (
     mark_n SimpleAggregateFunction(sum, UInt64)      -- messages that carried a mark price
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(period)
-ORDER BY (symbol, venue, period);
+ORDER BY (symbol, venue, period)
+SETTINGS non_replicated_deduplication_window = 1000;  -- a retried batch is not aggregated twice
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.funding_8h_mv TO {db}.funding_8h AS
 SELECT symbol, venue, toDateTime(toStartOfInterval(ts_exchange, INTERVAL 8 HOUR), 'UTC') AS period,
@@ -280,7 +281,8 @@ CREATE TABLE IF NOT EXISTS {db}.liquidations_1m (
     notional SimpleAggregateFunction(sum, Int128)
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toDate(minute)
-ORDER BY (symbol, venue, side, minute);
+ORDER BY (symbol, venue, side, minute)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.liquidations_1m_mv TO {db}.liquidations_1m AS
 SELECT symbol, venue, side, toStartOfMinute(ts_exchange) AS minute, any(px_dec) AS px_dec, any(qty_dec) AS qty_dec,

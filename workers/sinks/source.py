@@ -4,8 +4,8 @@ where a restarted sink resumes (records the ring no longer holds become one expl
 
 Book changes are conflated within a batch into one top-N snapshot per book, read from the book
 block when the batch closes; trades, statuses, NBBO changes and a derivatives venue's bbo, funding,
-open interest and liquidation records are delivered one for one. A book its
-writer left torn (killed inside a publish) cannot be read: its changes become a gap record. Trades take
+open interest and liquidation records are delivered one for one. A book its writer left torn
+(killed inside a publish) cannot be read: its changes become a gap record. Trades take
 the NBBO from the NBBO ring's reader of the moment the batch closes (the aggregator may have been
 replaced while the batch was read), so no batch holds a reader that was closed under it.
 """
