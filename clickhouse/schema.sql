@@ -129,6 +129,88 @@ PARTITION BY toDate(ts_recv)
 ORDER BY (venue, symbol, ts_recv, ring, epoch, seq)
 SETTINGS non_replicated_deduplication_window = 1000;
 
+-- A derivatives venue's market records: its own best bid/offer, funding (rate at rate_dec = 18
+-- decimals; fields: what the message carried, 1 rate 2 next_funding_time 4 mark 8 index, the others as
+-- last sent), open interest (qty_dec decimals: contracts where the venue counts contracts) and
+-- liquidations (side: of the liquidation order, a liquidated long is a sell; venue_side as sent).
+CREATE TABLE IF NOT EXISTS {db}.bbo (
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    epoch Int64,
+    seq Int64,
+    update_id Int64,
+    ts_exchange DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_publish DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_insert DateTime64(9, 'UTC') DEFAULT now64(9) CODEC(Delta, ZSTD(1)),
+    px_dec UInt8,
+    qty_dec UInt8,
+    bid_px Int64 CODEC(Delta, ZSTD(1)),
+    bid_qty Int64 CODEC(ZSTD(1)),    -- 0: no bid
+    ask_px Int64 CODEC(Delta, ZSTD(1)),
+    ask_qty Int64 CODEC(ZSTD(1))     -- 0: no ask
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(ts_recv)
+ORDER BY (symbol, venue, ts_recv, epoch, seq)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS {db}.funding (
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    epoch Int64,
+    seq Int64,
+    ts_exchange DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_publish DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_insert DateTime64(9, 'UTC') DEFAULT now64(9) CODEC(Delta, ZSTD(1)),
+    px_dec UInt8,
+    rate Int64,
+    rate_dec UInt8,
+    next_funding_time DateTime64(9, 'UTC'),
+    mark_px Int64 CODEC(Delta, ZSTD(1)),
+    index_px Int64 CODEC(Delta, ZSTD(1)),
+    fields UInt8
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(ts_recv)
+ORDER BY (symbol, venue, ts_recv, epoch, seq)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS {db}.open_interest (
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    epoch Int64,
+    seq Int64,
+    ts_exchange DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_publish DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_insert DateTime64(9, 'UTC') DEFAULT now64(9) CODEC(Delta, ZSTD(1)),
+    qty_dec UInt8,
+    open_interest Int64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(ts_recv)
+ORDER BY (symbol, venue, ts_recv, epoch, seq)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS {db}.liquidations (
+    venue LowCardinality(String),
+    symbol LowCardinality(String),
+    epoch Int64,
+    seq Int64,
+    ts_exchange DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_recv DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_publish DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    ts_insert DateTime64(9, 'UTC') DEFAULT now64(9) CODEC(Delta, ZSTD(1)),
+    px_dec UInt8,
+    qty_dec UInt8,
+    price Int64,
+    qty Int64,
+    side LowCardinality(String),
+    venue_side LowCardinality(String)
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(ts_recv)
+ORDER BY (symbol, venue, ts_recv, epoch, seq)
+SETTINGS non_replicated_deduplication_window = 1000;
+
 -- 1-minute bars per venue and symbol from the trades (exchange time), as aggregate states: read them
 -- through bars_1m_readable (below), which finalizes them.
 CREATE TABLE IF NOT EXISTS {db}.bars_1m (
@@ -156,6 +238,57 @@ SELECT symbol, venue, toStartOfMinute(ts_exchange) AS minute, any(px_dec) AS px_
        sum(ifNull(spread, 0)) AS spread_sum, countIf(spread IS NOT NULL) AS spread_n
 FROM {db}.trades
 GROUP BY symbol, venue, minute;
+
+-- Funding per 8-hour period (00:00, 08:00, 16:00 UTC, exchange time) per venue and symbol: the last
+-- rate sent in it (and its next funding time) and the mean mark price, as aggregate states: read them
+-- through funding_8h_readable (below).
+CREATE TABLE IF NOT EXISTS {db}.funding_8h (
+    symbol LowCardinality(String),
+    venue LowCardinality(String),
+    period DateTime('UTC'),
+    px_dec SimpleAggregateFunction(any, UInt8),
+    last_rate AggregateFunction(argMax, Int64, DateTime64(9, 'UTC')),
+    last_funding_time AggregateFunction(argMax, DateTime64(9, 'UTC'), DateTime64(9, 'UTC')),  -- of the last rate
+    rates SimpleAggregateFunction(sum, UInt64),      -- messages that carried a rate
+    mark_sum SimpleAggregateFunction(sum, Int64),
+    mark_n SimpleAggregateFunction(sum, UInt64)      -- messages that carried a mark price
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(period)
+ORDER BY (symbol, venue, period)
+SETTINGS non_replicated_deduplication_window = 1000;  -- a retried batch is not aggregated twice
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.funding_8h_mv TO {db}.funding_8h AS
+SELECT symbol, venue, toDateTime(toStartOfInterval(ts_exchange, INTERVAL 8 HOUR), 'UTC') AS period,
+       any(px_dec) AS px_dec, argMaxStateIf(rate, ts_exchange, bitAnd(fields, 1) = 1) AS last_rate,
+       argMaxStateIf(next_funding_time, ts_exchange, bitAnd(fields, 1) = 1) AS last_funding_time,
+       countIf(bitAnd(fields, 1) = 1) AS rates, sumIf(mark_px, bitAnd(fields, 4) = 4) AS mark_sum,
+       countIf(bitAnd(fields, 4) = 4) AS mark_n
+FROM {db}.funding
+GROUP BY symbol, venue, period;
+
+-- Liquidations per minute (exchange time) per venue, symbol and side: how many, their quantity (volume) and
+-- notional (price x qty, exact at px_dec + qty_dec decimals; in the venue's quantity unit, so on a
+-- contract-counting venue it is price x contracts).
+CREATE TABLE IF NOT EXISTS {db}.liquidations_1m (
+    symbol LowCardinality(String),
+    venue LowCardinality(String),
+    side LowCardinality(String),
+    minute DateTime('UTC'),
+    px_dec SimpleAggregateFunction(any, UInt8),
+    qty_dec SimpleAggregateFunction(any, UInt8),
+    liquidations SimpleAggregateFunction(sum, UInt64),
+    volume SimpleAggregateFunction(sum, Int64),
+    notional SimpleAggregateFunction(sum, Int128)
+) ENGINE = AggregatingMergeTree
+PARTITION BY toDate(minute)
+ORDER BY (symbol, venue, side, minute)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.liquidations_1m_mv TO {db}.liquidations_1m AS
+SELECT symbol, venue, side, toStartOfMinute(ts_exchange) AS minute, any(px_dec) AS px_dec, any(qty_dec) AS qty_dec,
+       count() AS liquidations, sum(qty) AS volume, sum(toInt128(price) * qty) AS notional
+FROM {db}.liquidations
+GROUP BY symbol, venue, side, minute;
 
 -- Readable views: plain SELECTs, prices and sizes as exact decimals (NULL: no price, e.g. an empty
 -- book side; top_of_book_readable leaves out books waiting for a resync). A mantissa m at d decimals
@@ -208,3 +341,23 @@ SELECT b.minute AS minute, b.venue AS venue, b.symbol AS symbol,
            AS mean_spread
 FROM {db}.bars_1m AS b
 GROUP BY b.symbol, b.venue, b.minute;
+
+-- funding_8h finalized: the period's last rate (NULL: none sent in it) and mean mark price (NULL: no mark).
+CREATE OR REPLACE VIEW {db}.funding_8h_readable AS
+SELECT f.period AS period, f.venue AS venue, f.symbol AS symbol,
+       if(sum(f.rates) = 0, NULL, toDecimal128(argMaxMerge(f.last_rate), 18) / intExp10(18)) AS rate,
+       if(sum(f.rates) = 0, NULL, argMaxMerge(f.last_funding_time)) AS next_funding_time,
+       sum(f.rates) AS rates,
+       if(sum(f.mark_n) = 0, NULL, toDecimal128(sum(f.mark_sum), 18) / intExp10(any(f.px_dec)) / sum(f.mark_n))
+           AS mean_mark
+FROM {db}.funding_8h AS f
+GROUP BY f.symbol, f.venue, f.period;
+
+-- liquidations_1m finalized: quantity at the size decimals, notional as an exact decimal.
+CREATE OR REPLACE VIEW {db}.liquidations_1m_readable AS
+SELECT l.minute AS minute, l.venue AS venue, l.symbol AS symbol, l.side AS side,
+       sum(l.liquidations) AS liquidations,
+       toDecimal128(sum(l.volume), 18) / intExp10(any(l.qty_dec)) AS volume,
+       toDecimal256(sum(l.notional), 36) / intExp10(any(l.px_dec)) / intExp10(any(l.qty_dec)) AS notional
+FROM {db}.liquidations_1m AS l
+GROUP BY l.symbol, l.venue, l.side, l.minute;

@@ -1,7 +1,7 @@
 -- fh tables for ClickHouse servers without DateTime64 and codecs (the Debian package, 18.16): the same
 -- tables and columns as schema.sql, timestamps as Int64 ns since the epoch, plain String instead of
--- LowCardinality, no materialized views (so no top_of_book and no bars_1m). Applied by the sink at start
--- when the server is older than 20.1.
+-- LowCardinality, no materialized views (so no top_of_book, bars_1m, funding_8h nor liquidations_1m).
+-- Applied by the sink at start when the server is older than 20.1.
 
 CREATE DATABASE IF NOT EXISTS {db};
 
@@ -38,6 +38,34 @@ CREATE TABLE IF NOT EXISTS {db}.status (
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toDate(toDateTime(intDiv(ts_recv, 1000000000)))
 ORDER BY (venue, symbol, ts_recv, ring, epoch, seq);
+
+CREATE TABLE IF NOT EXISTS {db}.bbo (
+    venue String, symbol String, epoch Int64, seq Int64, update_id Int64, ts_exchange Int64, ts_recv Int64,
+    ts_publish Int64, px_dec UInt8, qty_dec UInt8, bid_px Int64, bid_qty Int64, ask_px Int64, ask_qty Int64
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(toDateTime(intDiv(ts_recv, 1000000000)))
+ORDER BY (symbol, venue, ts_recv, epoch, seq);
+
+CREATE TABLE IF NOT EXISTS {db}.funding (
+    venue String, symbol String, epoch Int64, seq Int64, ts_exchange Int64, ts_recv Int64, ts_publish Int64,
+    px_dec UInt8, rate Int64, rate_dec UInt8, next_funding_time Int64, mark_px Int64, index_px Int64, fields UInt8
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(toDateTime(intDiv(ts_recv, 1000000000)))
+ORDER BY (symbol, venue, ts_recv, epoch, seq);
+
+CREATE TABLE IF NOT EXISTS {db}.open_interest (
+    venue String, symbol String, epoch Int64, seq Int64, ts_exchange Int64, ts_recv Int64, ts_publish Int64,
+    qty_dec UInt8, open_interest Int64
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(toDateTime(intDiv(ts_recv, 1000000000)))
+ORDER BY (symbol, venue, ts_recv, epoch, seq);
+
+CREATE TABLE IF NOT EXISTS {db}.liquidations (
+    venue String, symbol String, epoch Int64, seq Int64, ts_exchange Int64, ts_recv Int64, ts_publish Int64,
+    px_dec UInt8, qty_dec UInt8, price Int64, qty Int64, side String, venue_side String
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(toDateTime(intDiv(ts_recv, 1000000000)))
+ORDER BY (symbol, venue, ts_recv, epoch, seq);
 
 -- The readable views of schema.sql these tables allow (trades_readable, nbbo_readable): the same columns,
 -- timestamps as Int64 ns. Created once: 18.16 has no CREATE OR REPLACE VIEW.

@@ -15,12 +15,14 @@ import urllib.request
 import numpy as np
 import pytest
 
+from feedhandler.feed_kernels import KIND_BBO, KIND_FUNDING, KIND_LIQUIDATION, KIND_OPEN_INTEREST, publish_stats
+from feedhandler.publish import output_of
 from feedhandler.venues.binance import BinanceFeed
 from feedhandler.instruments import Instrument
-from shm.histogram import record_many
+from shm.histogram import HIST_WORDS, record_many
 from shm.latency import LatencyWriter
-from shm.layout import BOOK_TS_PUBLISH, Reason
-from shm.segment import SegmentWriter
+from shm.layout import BOOK_TS_PUBLISH, FIELD_MARK, Reason, Side
+from shm.segment import InstrumentSpec, SegmentWriter
 from tests.pipeline import wait_for
 from tools.metrics import Collector, make_server
 
@@ -61,6 +63,25 @@ def test_venue_counters_and_book_validity_come_from_shared_memory(binance, shm_p
     assert samples['fh_frames_total{venue="binance"}'] == 1
     assert samples['fh_book_valid{venue="binance",symbol="BTC-USDT"}'] == 1
     assert samples['fh_book_gaps_total{venue="binance",symbol="BTC-USDT"}'] == 0
+
+
+def test_derivatives_record_counters_are_exported_per_venue(shm_prefix):
+    writer = SegmentWriter.create(shm_prefix, "binance_usdm", [InstrumentSpec("BTCUSDT", "BTC-USDT-PERP", 1, 3, 64)],
+                                  depth=5, ring_slots=64)
+    out = output_of(writer, np.zeros((3, HIST_WORDS), np.int64))
+    published = {KIND_BBO: 3, KIND_FUNDING: 2, KIND_OPEN_INTEREST: 1, KIND_LIQUIDATION: 4}
+    words = (np.int64(650000), np.int64(1), np.int64(Side.SELL), np.int64(Side.BUY), np.int64(FIELD_MARK))
+    for kind, count in published.items():
+        for _ in range(count):
+            publish_stats(kind, np.int64(0), np.int64(0), np.int64(1), np.int64(2), words, out)
+    writer.heartbeat()
+    try:
+        samples = _samples(Collector(shm_prefix).metrics())
+    finally:
+        writer.close()
+    exported = {name: samples[f'fh_{name}_total{{venue="binance_usdm"}}']
+                for name in ("bbos", "fundings", "open_interests", "liquidations")}
+    assert exported == {"bbos": 3, "fundings": 2, "open_interests": 1, "liquidations": 4}
 
 
 def test_a_book_stamped_ahead_of_the_wall_clock_ages_from_zero_on_the_monotonic_clock(binance, shm_prefix):

@@ -339,7 +339,9 @@ def test_run_prints_the_make_run_summary_and_its_captures_replay_to_the_same_boo
                                   expected=books["kraken"])
     summary = json.loads(output.strip().splitlines()[-1])
     assert short.run.returncode == 0  # every venue had a valid book
-    assert set(summary) == {"duration_s", "venues", "nbbo_updates", "symbols", "sinks"} and summary["sinks"] == {}
+    assert set(summary) == {"duration_s", "venues", "records", "nbbo_updates", "symbols", "sinks"}
+    assert summary["sinks"] == {}
+    assert set(summary["records"]) == {"funding", "open_interest", "liquidation", "bbo"}
     assert summary["duration_s"] >= 3 and summary["nbbo_updates"] > 0
     assert summary["symbols"] == sorted({symbol for symbols in VENUE_SYMBOLS.values() for symbol in symbols})
     for venue, figures in summary["venues"].items():

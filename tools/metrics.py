@@ -35,6 +35,8 @@ _COUNTER_HELP = {
     Counter.CHECKSUM_FAIL: "venue checksums that did not match", Counter.CROSSED: "crossed books refused",
     Counter.ABSENT_DELETES: "deletes of levels the book did not have", Counter.BOOK_OVERFLOW: "levels beyond capacity",
     Counter.CAPTURE_ERRORS: "capture file writes that failed (capture_on_error drops or stops)",
+    Counter.BBOS: "venue best bid/offer records published", Counter.FUNDINGS: "funding records published",
+    Counter.OPEN_INTERESTS: "open interest records published", Counter.LIQUIDATIONS: "liquidations published",
 }
 
 

@@ -30,6 +30,9 @@ RESTART_FIRST_S, RESTART_MAX_S, HEALTHY_AFTER_S = 0.5, 30.0, 60.0
 STOP_GRACE_S = 10.0
 STOP_ORDER = ("venue", "aggregator", "sink")  # children's roles (their names' first word): writers before readers
 READY_WAIT_S = 600.0  # a cold numba cache compiles for minutes on a small box
+# the summary's `records`: each derivatives record kind and the venue counter (reader.totals()) counting it
+RECORD_COUNTERS = {"funding": "fundings", "open_interest": "open_interests", "liquidation": "liquidations",
+                   "bbo": "bbos"}
 
 
 @dataclass
@@ -59,13 +62,16 @@ def children(config_path: str, config: RunConfig) -> list[Child]:
 
 def summary(config: RunConfig, duration_s: float) -> dict:
     """What ran: per venue frames, books (valid now), book updates (each applied to a valid book and
-    published), gaps and resyncs; NBBO updates and symbols. The sinks' figures come once they stopped
-    (`sink_stats`)."""
+    published), gaps and resyncs; the derivatives records published, summed over the venues; NBBO
+    updates and symbols. The sinks' figures come once they stopped (`sink_stats`)."""
     venues = {}
+    records = dict.fromkeys(RECORD_COUNTERS, 0)
     for venue in sorted(config.venues):
         try:
             with VenueReader(venue, prefix=config.prefix) as reader:
                 totals = reader.totals()
+                for kind, counter in RECORD_COUNTERS.items():
+                    records[kind] += totals[counter]
                 books = [reader.book(i.index, depth=1) for i in reader.instruments]
                 venues[venue] = {"frames": totals["frames"], "valid_books": sum(b.valid for b in books),
                                  "books": len(books), "book_updates": totals["book_updates"], "gaps": totals["gaps"],
@@ -79,7 +85,8 @@ def summary(config: RunConfig, duration_s: float) -> dict:
             nbbo_updates = sum(nbbo.quote(s).changes for s in symbols)
     except SegmentError:
         pass
-    return {"duration_s": round(duration_s, 3), "venues": venues, "nbbo_updates": nbbo_updates, "symbols": symbols}
+    return {"duration_s": round(duration_s, 3), "venues": venues, "records": records, "nbbo_updates": nbbo_updates,
+            "symbols": symbols}
 
 
 def sink_stats(config: RunConfig) -> dict:

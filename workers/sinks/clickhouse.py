@@ -11,10 +11,13 @@ server) collapse on merge and never show under FINAL. Servers older than 20.1 (n
 tables of clickhouse/schema_legacy.sql (Int64 ns timestamps, no materialized views).
 
 Batches are inserted in ring order, one at a time, and none after one that failed (until the runner
-sends them all again); within a batch the trades go last, in one insert. So the store holds, of each
-writer, every trade up to its latest one and none after: a sink restarted from saved positions older
-than what the store took (a batch stored whose acknowledgement was lost with the sink) asks the
-store where its trades end before it counts a gone writer's unread tail as missed (`stored_after`).
+sends them all again); within a batch the trades go last, in one insert, after the depth, status,
+bbo, funding, open interest and liquidation rows: a stored trade stands for its whole batch. So the
+store holds, of each writer, every trade up to its latest one and none after: a sink restarted from
+saved positions older than what the store took (a batch stored whose acknowledgement was lost with
+the sink) asks the store where its trades end before it counts a gone writer's unread tail as missed
+(`stored_after`). Records of that writer stored after its last stored trade (books, statuses,
+derivatives records) are counted missed all the same: an overcount, never a record lost uncounted.
 
 A chDB store is read through the sink while it runs (chDB admits one process per path): the sink
 serves read-only queries on a socket in its state_dir, and on loopback HTTP where configured
@@ -37,7 +40,7 @@ import pyarrow as pa
 from feedhandler.config import SinkConfig, shown_url
 
 from .clickhouse_http import QueryServer, socket_path
-from .records import BOOK, GAP, NBBO, STATUS, with_nulls
+from .records import BBO, BOOK, FUNDING, GAP, LIQUIDATION, NBBO, OPEN_INTEREST, STATUS, with_nulls
 from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
 
@@ -52,7 +55,9 @@ CHDB_DATABASE = "fh"
 # A batch never holds two rows of one key (each ring record goes once), so the replacing pass over each
 # inserted block finds nothing to do; skipping it made a 105k-row trades insert ~1.5x faster in chDB.
 # Repeats from a retried batch are in other parts and collapse on merge, and under FINAL, as before.
-MODERN_INSERT_SETTINGS = {"optimize_on_insert": 0}
+# A block the dedup token drops still reaches the materialized views unless they deduplicate too: those
+# whose table keeps a deduplication window (funding_8h, liquidations_1m) then aggregate it once.
+MODERN_INSERT_SETTINGS = {"optimize_on_insert": 0, "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 # table -> record types, columns as (name, kind); kinds: str, i64, i32, u8, ts, ?i64 / ?u8 (nullable),
 # [i64] / [str] (arrays)
@@ -77,6 +82,21 @@ TABLES = {
     "status": ((STATUS, GAP), (
         ("venue", "str"), ("symbol", "str"), ("ring", "str"), ("epoch", "i64"), ("seq", "i64"), ("kind", "str"),
         ("status", "str"), ("reason", "str"), ("missed", "i64"), ("ts_recv", "ts"), ("ts_publish", "ts"))),
+    "bbo": ((BBO,), (
+        ("venue", "str"), ("symbol", "str"), ("epoch", "i64"), ("seq", "i64"), ("update_id", "i64"),
+        ("ts_exchange", "ts"), ("ts_recv", "ts"), ("ts_publish", "ts"), ("px_dec", "u8"), ("qty_dec", "u8"),
+        ("bid_px", "i64"), ("bid_qty", "i64"), ("ask_px", "i64"), ("ask_qty", "i64"))),
+    "funding": ((FUNDING,), (
+        ("venue", "str"), ("symbol", "str"), ("epoch", "i64"), ("seq", "i64"), ("ts_exchange", "ts"),
+        ("ts_recv", "ts"), ("ts_publish", "ts"), ("px_dec", "u8"), ("rate", "i64"), ("rate_dec", "u8"),
+        ("next_funding_time", "ts"), ("mark_px", "i64"), ("index_px", "i64"), ("fields", "u8"))),
+    "open_interest": ((OPEN_INTEREST,), (
+        ("venue", "str"), ("symbol", "str"), ("epoch", "i64"), ("seq", "i64"), ("ts_exchange", "ts"),
+        ("ts_recv", "ts"), ("ts_publish", "ts"), ("qty_dec", "u8"), ("open_interest", "i64"))),
+    "liquidations": ((LIQUIDATION,), (
+        ("venue", "str"), ("symbol", "str"), ("epoch", "i64"), ("seq", "i64"), ("ts_exchange", "ts"),
+        ("ts_recv", "ts"), ("ts_publish", "ts"), ("px_dec", "u8"), ("qty_dec", "u8"), ("price", "i64"),
+        ("qty", "i64"), ("side", "str"), ("venue_side", "str"))),
 }
 BOOL_COLUMNS = {"valid", "periodic", "book_valid", "through_nbbo"}  # UInt8 in the tables
 TABLE_OF = {kind: table for table, (kinds, _) in TABLES.items() for kind in kinds}

@@ -1,5 +1,6 @@
-"""Kafka sink (confluent-kafka): topics `<prefix>.books|trades|nbbo|status`, key venue:symbol (NBBO:
-the symbol) so each book stays ordered in one partition, msgpack values (records.py).
+"""Kafka sink (confluent-kafka): topics `<prefix>.books|trades|nbbo|status` and, from derivatives
+venues, `<prefix>.bbo|funding|open_interest|liquidations` (one message per record, as trades); key
+venue:symbol (NBBO: the symbol) so each book stays ordered in one partition, msgpack values (records.py).
 
 Guarantees:
 - `at_least_once` (default): idempotent producer, acks=all; a batch's ring positions are committed
@@ -33,11 +34,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from feedhandler.config import SinkConfig
 
 from .msgpack_maps import MapEncoder
-from .records import BOOK, GAP, NBBO, STATUS, TRADE, TradeColumns, book_key, partition_key
+from .records import (BBO, BOOK, FUNDING, GAP, LIQUIDATION, NBBO, OPEN_INTEREST, STATUS, TRADE, TradeColumns, book_key,
+                      partition_key)
 from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
 
-TOPIC_OF = {BOOK: "books", TRADE: "trades", NBBO: "nbbo", STATUS: "status", GAP: "status"}
+TOPIC_OF = {BOOK: "books", TRADE: "trades", NBBO: "nbbo", STATUS: "status", GAP: "status", BBO: "bbo",
+            FUNDING: "funding", OPEN_INTEREST: "open_interest", LIQUIDATION: "liquidations"}
 PARTITIONS = 6
 IN_FLIGHT = 4  # batches produced before the oldest must be acknowledged; measured with fh bench sinks
 TIMEOUT_S = 10.0

@@ -11,6 +11,12 @@ mantissas with their decimals (`px_dec`, `qty_dec`); timestamps are ns since the
             (built as numpy columns per batch: trade_columns, and TradeColumns.records() for a dict each)
     nbbo    an NBBO change of a symbol
     status  a book or venue status change (and VENUE_EXCLUDED / VENUE_RESTORED from the NBBO ring)
+    bbo, funding, open_interest, liquidation
+            a derivatives venue's market records, one for one (market_records): the venue's own best
+            bid/offer; funding `rate` at `rate_dec` (18) decimals, `next_funding_time` (ns), mark and
+            index price, `fields` (FIELD_* bits: what the message carried, the rest as last sent);
+            open interest at qty_dec; a liquidation's price, qty, `side` (of the liquidation order:
+            a liquidated long is a sell) and `venue_side` (as the venue sent it)
     gap     records this sink will never deliver: `missed` of them (-1: unknown) before `seq`
 """
 from __future__ import annotations
@@ -19,18 +25,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shm.layout import (NO_BOOK, SLOT_ID, SLOT_INSTRUMENT, SLOT_SEQ, SLOT_TRADE_ASK_PX, SLOT_TRADE_ASK_QTY,
-                        SLOT_TRADE_BID_PX, SLOT_TRADE_BID_QTY, SLOT_TRADE_BOOK_ID, SLOT_TRADE_PX, SLOT_TRADE_QTY,
-                        SLOT_TRADE_SIDE, SLOT_TRADE_SWEPT, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH, SLOT_TS_RECV, Reason,
-                        Side, Status)
+from shm.layout import (NO_BOOK, RATE_DEC, SLOT_ASK_PX, SLOT_ASK_QTY, SLOT_BID_PX, SLOT_BID_QTY, SLOT_FIELDS,
+                        SLOT_FUNDING_RATE, SLOT_FUNDING_TIME, SLOT_ID, SLOT_INDEX_PX, SLOT_INSTRUMENT, SLOT_KIND,
+                        SLOT_LIQ_PX, SLOT_LIQ_QTY, SLOT_LIQ_SIDE, SLOT_LIQ_VENUE_SIDE, SLOT_MARK_PX,
+                        SLOT_OPEN_INTEREST, SLOT_SEQ, SLOT_TRADE_ASK_PX, SLOT_TRADE_ASK_QTY, SLOT_TRADE_BID_PX,
+                        SLOT_TRADE_BID_QTY, SLOT_TRADE_BOOK_ID, SLOT_TRADE_PX, SLOT_TRADE_QTY, SLOT_TRADE_SIDE,
+                        SLOT_TRADE_SWEPT, SLOT_TS_EXCHANGE, SLOT_TS_PUBLISH, SLOT_TS_RECV, Kind, Reason, Side, Status)
 from shm.nbbo_reader import NbboReader
 from shm.reader import BookSnapshot, StatusEvent
 from shm.segment import SegmentError
 
 SCHEMA_VERSION = 1
 BOOK, TRADE, NBBO, STATUS, GAP = "book", "trade", "nbbo", "status", "gap"
+BBO, FUNDING, OPEN_INTEREST, LIQUIDATION = "bbo", "funding", "open_interest", "liquidation"
+MARKET_TYPES = {int(Kind.BBO): BBO, int(Kind.FUNDING): FUNDING, int(Kind.OPEN_INTEREST): OPEN_INTEREST,
+                int(Kind.LIQUIDATION): LIQUIDATION}
+KIND_BBO, KIND_FUNDING, KIND_OPEN_INTEREST = int(Kind.BBO), int(Kind.FUNDING), int(Kind.OPEN_INTEREST)
 
-_SIDES = {Side.BUY: "buy", Side.SELL: "sell", Side.UNKNOWN: "unknown"}
+_SIDE_OF = {int(Side.BUY): "buy", int(Side.SELL): "sell"}
 
 
 def dedup_key(record: dict) -> tuple[str, int, int]:
@@ -95,6 +107,32 @@ def gap_record(ring: str, epoch: int, seq: int, missed: int, why: str, ts: int) 
     record = _base(GAP, ring, epoch, seq)
     record.update(venue=ring, symbol=None, missed=missed, reason=why, ts_recv=ts, ts_publish=ts)
     return record
+
+
+def market_records(ring: str, epoch: int, instruments, rows: np.ndarray) -> list[dict]:
+    """The records of a venue ring's bbo, funding, open interest and liquidation rows (ring order),
+    read from the rows' words as Python ints at once (no event objects; a dict display per kind)."""
+    out = []
+    for v in rows.tolist():
+        kind, instrument = v[SLOT_KIND], instruments[v[SLOT_INSTRUMENT]]
+        head = {"v": SCHEMA_VERSION, "type": MARKET_TYPES[kind], "ring": ring, "epoch": epoch, "seq": v[SLOT_SEQ] - 1,
+                "venue": ring, "symbol": instrument.symbol, "ts_exchange": v[SLOT_TS_EXCHANGE],
+                "ts_recv": v[SLOT_TS_RECV], "ts_publish": v[SLOT_TS_PUBLISH]}
+        if kind == KIND_BBO:
+            out.append({**head, "px_dec": instrument.px_dec, "qty_dec": instrument.qty_dec, "update_id": v[SLOT_ID],
+                        "bid_px": v[SLOT_BID_PX], "bid_qty": v[SLOT_BID_QTY], "ask_px": v[SLOT_ASK_PX],
+                        "ask_qty": v[SLOT_ASK_QTY]})
+        elif kind == KIND_FUNDING:
+            out.append({**head, "px_dec": instrument.px_dec, "rate": v[SLOT_FUNDING_RATE], "rate_dec": RATE_DEC,
+                        "next_funding_time": v[SLOT_FUNDING_TIME], "mark_px": v[SLOT_MARK_PX],
+                        "index_px": v[SLOT_INDEX_PX], "fields": v[SLOT_FIELDS]})
+        elif kind == KIND_OPEN_INTEREST:
+            out.append({**head, "qty_dec": instrument.qty_dec, "open_interest": v[SLOT_OPEN_INTEREST]})
+        else:
+            out.append({**head, "px_dec": instrument.px_dec, "qty_dec": instrument.qty_dec, "price": v[SLOT_LIQ_PX],
+                        "qty": v[SLOT_LIQ_QTY], "side": _SIDE_OF.get(v[SLOT_LIQ_SIDE], "unknown"),
+                        "venue_side": _SIDE_OF.get(v[SLOT_LIQ_VENUE_SIDE], "unknown")})
+    return out
 
 
 def with_nulls(values: list, null: np.ndarray) -> list:

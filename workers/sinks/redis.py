@@ -5,13 +5,19 @@
     <p>:nbbo:<symbol>                 hash: the NBBO and the venues at each best
     <p>:trades:<symbol>               stream of trades (all venues), trimmed to about trades_maxlen
     <p>:status                        stream of status and gap records, trimmed likewise
-    <p>:updates:<symbol>              pub/sub: one message per book, NBBO or trade change (msgpack)
+    <p>:bbo:<venue>:<symbol>          hash: the venue's own best bid/offer (bookTicker, bbo-tbt, orderbook.1)
+    <p>:funding:<venue>:<symbol>      hash: funding rate (rate_dec decimals), next_funding_time, mark_px, index_px
+    <p>:open_interest:<venue>:<symbol>  hash: open interest (qty_dec decimals)
+    <p>:liquidations:<symbol>         stream of liquidations (all venues), trimmed to about trades_maxlen
+    <p>:updates:<symbol>              pub/sub: one message per book, NBBO, trade, bbo, funding, open interest
+                                      or liquidation change (msgpack)
     <p>:sink:positions                hash: the sink's ring positions
 
 Guarantee: latest-value conflation. Each batch is one MULTI/EXEC together with the sink's ring
 positions, so a reader never sees half a change and a restarted sink resumes exactly where the last
 transaction left off. Conflation: the runner paces batches to `max_commands_per_s` (pace()); books
-changed many times in between are written once.
+changed many times in between are written once, and so are an instrument's bbo, funding and open
+interest (the batch's last record of each: a funding record carries every field as last sent).
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from redis.exceptions import AuthenticationError, ConnectionError, RedisError, R
 
 from feedhandler.config import SinkConfig, shown_url
 
-from .records import BOOK, GAP, NBBO, STATUS, TRADE
+from .records import BBO, BOOK, FUNDING, GAP, LIQUIDATION, NBBO, OPEN_INTEREST, STATUS, TRADE
 from .runner import Sink, SinkConfigError, SinkDown
 from .source import Batch, Position
 
@@ -31,6 +37,8 @@ PACE_BURST_S = 0.01  # the budget of this many seconds may go at once: a change 
 _TOP_FIELDS = ("epoch", "seq", "update_id", "valid", "px_dec", "qty_dec", "ts_exchange", "ts_recv", "ts_publish")
 _NBBO_FIELDS = ("epoch", "seq", "changes", "px_dec", "qty_dec", "bid_px", "bid_qty", "ask_px", "ask_qty", "flags",
                 "ts_recv", "ts_publish", "source_ts_publish")
+LATEST_VALUES = (BBO, FUNDING, OPEN_INTEREST)  # a hash per venue instrument: only a batch's last record is written
+_IDENTITY = ("v", "type", "ring", "venue", "symbol")  # in the key, not in the hash
 
 
 def _flat(record: dict, names: tuple[str, ...]) -> dict:
@@ -75,6 +83,7 @@ class RedisSink(Sink):
         if self._client is None:
             self.open()
         pipe = self._client.pipeline(transaction=True)
+        latest: dict[tuple[str, str, str], dict] = {}
         for record in records:
             kind = record["type"]
             if kind == BOOK:
@@ -89,9 +98,19 @@ class RedisSink(Sink):
                               source_venue=record["source_venue"] or "")
                 pipe.hset(f"{self.p}:nbbo:{record['symbol']}", mapping=fields)
                 pipe.publish(f"{self.p}:updates:{record['symbol']}", self._pack(record))
+            elif kind in LATEST_VALUES:
+                latest[kind, record["venue"], record["symbol"]] = record
+            elif kind == LIQUIDATION:
+                pipe.xadd(f"{self.p}:liquidations:{record['symbol']}", self._fields(record),
+                          maxlen=self.config.trades_maxlen, approximate=True)
+                pipe.publish(f"{self.p}:updates:{record['symbol']}", self._pack(record))
             elif kind in (STATUS, GAP):
                 pipe.xadd(f"{self.p}:status", self._fields(record), maxlen=self.config.trades_maxlen,
                           approximate=True)
+        for (kind, venue, symbol), record in latest.items():
+            pipe.hset(f"{self.p}:{kind}:{venue}:{symbol}",
+                      mapping={name: value for name, value in record.items() if name not in _IDENTITY})
+            pipe.publish(f"{self.p}:updates:{symbol}", self._pack(record))
         pipe.hset(self.positions_key, mapping={ring: ":".join(map(str, p.to_json())) for ring, p in positions.items()})
         commands = len(pipe)
         try:

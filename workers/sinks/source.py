@@ -3,8 +3,9 @@ position after it is committed (and saved) only once the service acknowledged th
 where a restarted sink resumes (records the ring no longer holds become one explicit gap record).
 
 Book changes are conflated within a batch into one top-N snapshot per book, read from the book
-block when the batch closes; trades, statuses and NBBO changes are delivered one for one. A book its
-writer left torn (killed inside a publish) cannot be read: its changes become a gap record. Trades take
+block when the batch closes; trades, statuses, NBBO changes and a derivatives venue's bbo, funding,
+open interest and liquidation records are delivered one for one. A book its writer left torn
+(killed inside a publish) cannot be read: its changes become a gap record. Trades take
 the NBBO from the NBBO ring's reader of the moment the batch closes (the aggregator may have been
 replaced while the batch was read), so no batch holds a reader that was closed under it.
 """
@@ -16,7 +17,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from shm.layout import SLOT_INSTRUMENT, SLOT_KIND, SLOT_SEQ, SLOT_TS_PUBLISH, SLOT_WORDS, Header, Kind, State
+from shm.layout import (SLOT_INSTRUMENT, SLOT_KIND, SLOT_SEQ, SLOT_TS_PUBLISH, SLOT_WORDS, STATS_KINDS, Header, Kind,
+                        State)
 from shm.nbbo_reader import NbboEvent, NbboReader, VenueStatusEvent
 from shm.reader import BookSnapshot, GapEvent, StatusEvent, VenueReader
 from shm.ring import poll, write_position
@@ -28,6 +30,7 @@ REATTACH_EVERY_S = 1.0
 BOOK_READ_WAIT_S = 1.0  # how long a live writer may stay inside one publish before its book is given up
 KIND_TRADE = int(Kind.TRADE)
 KIND_BOOK = int(Kind.BOOK)
+MARKET_KINDS = np.array(STATS_KINDS, np.int64)
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,10 @@ class RingSource:
             if trades.any():
                 batch.trade_rows.append((self, polled[trades].copy()))
                 polled = polled[~trades]
+            markets = np.isin(polled[:, SLOT_KIND], MARKET_KINDS)
+            if markets.any():
+                batch.records += records.market_records(self.ring, self.epoch, self.reader.instruments, polled[markets])
+                polled = polled[~markets]
             for row in polled:
                 self._add(batch, row)
             read += filled
