@@ -133,6 +133,8 @@ SETTINGS non_replicated_deduplication_window = 1000;
 -- decimals; fields: what the message carried, 1 rate 2 next_funding_time 4 mark 8 index, the others as
 -- last sent), open interest (qty_dec decimals: contracts where the venue counts contracts) and
 -- liquidations (side: of the liquidation order, a liquidated long is a sell; venue_side as sent).
+-- A funding or liquidation row's px_dec is that of its mark, index or liquidation price: the
+-- instrument's price decimals or 8, whichever is finer (these prices are not on the tick grid).
 CREATE TABLE IF NOT EXISTS {db}.bbo (
     venue LowCardinality(String),
     symbol LowCardinality(String),

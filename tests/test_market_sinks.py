@@ -16,7 +16,7 @@ from feedhandler.config import SinkConfig
 from feedhandler.feed_kernels import KIND_BBO, KIND_FUNDING, KIND_LIQUIDATION, KIND_OPEN_INTEREST, publish_stats
 from feedhandler.publish import output_of
 from shm.histogram import HIST_WORDS
-from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, RATE_DEC, Side
+from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, RATE_DEC, Side, stats_px_dec
 from shm.reader import BboEvent, FundingEvent, LiquidationEvent, OpenInterestEvent, funding_rate
 from shm.segment import InstrumentSpec, SegmentWriter
 from tests.sinks import Reference, at_heads, consume_all, run_config, run_sink_until, sink_settings
@@ -89,13 +89,13 @@ def expected(ref: Reference, event) -> dict:
         record.update(px_dec=instrument.px_dec, qty_dec=instrument.qty_dec, update_id=event.update_id,
                       bid_px=event.bid_px, bid_qty=event.bid_qty, ask_px=event.ask_px, ask_qty=event.ask_qty)
     elif isinstance(event, FundingEvent):
-        record.update(px_dec=instrument.px_dec, rate=event.rate, rate_dec=RATE_DEC,
+        record.update(px_dec=instrument.stats_px_dec, rate=event.rate, rate_dec=RATE_DEC,
                       next_funding_time=event.next_funding_ns, mark_px=event.mark_px, index_px=event.index_px,
                       fields=event.fields)
     elif isinstance(event, OpenInterestEvent):
         record.update(qty_dec=instrument.qty_dec, open_interest=event.open_interest)
     else:
-        record.update(px_dec=instrument.px_dec, qty_dec=instrument.qty_dec, price=event.price, qty=event.qty,
+        record.update(px_dec=instrument.stats_px_dec, qty_dec=instrument.qty_dec, price=event.price, qty=event.qty,
                       side=SIDES[event.side], venue_side=SIDES[event.venue_side])
     return record
 
@@ -220,7 +220,7 @@ def funding_periods() -> dict[tuple[str, int], tuple[Decimal, int, Decimal]]:
         if fields & FIELD_RATE:
             rates[key] = (funding_rate(rate), next_time // S)
         if fields & FIELD_MARK:
-            marks[key].append(_decimal(mark, SPEC[book].px_dec))
+            marks[key].append(_decimal(mark, stats_px_dec(SPEC[book].px_dec)))
     return {key: (*rates[key], sum(marks[key]) / len(marks[key])) for key in marks}
 
 
@@ -233,7 +233,7 @@ def liquidation_minutes() -> dict[tuple[str, str, int], tuple[int, Decimal, Deci
         entry = minutes[SPEC[book].symbol, SIDES[side], ts // S // 60 * 60]
         entry[0] += 1
         entry[1] += _decimal(qty, SPEC[book].qty_dec)
-        entry[2] += _decimal(price, SPEC[book].px_dec) * _decimal(qty, SPEC[book].qty_dec)
+        entry[2] += _decimal(price, stats_px_dec(SPEC[book].px_dec)) * _decimal(qty, SPEC[book].qty_dec)
     return {key: tuple(value) for key, value in minutes.items()}
 
 

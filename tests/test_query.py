@@ -318,8 +318,8 @@ def test_the_readme_queries_answer_from_a_running_pipeline(tmp_path, shm_prefix)
                               env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
 
     def stored() -> bool:
-        done = fh(["query", "SELECT (SELECT count() FROM nbbo) > 0 AND (SELECT uniqExact(venue) FROM trades) = 3 "
-                            "AND (SELECT count() FROM top_of_book) > 0 AS ready"])
+        done = fh(["query", f"SELECT (SELECT count() FROM nbbo) > 0 AND (SELECT uniqExact(venue) FROM trades) = "
+                            f"{len(pipeline.venues)} AND (SELECT count() FROM top_of_book) > 0 AS ready"])
         return done.returncode == 0 and json.loads(done.stdout) == [{"ready": 1}]
     assert len(readme_queries()) == 5  # last trades, OHLCV, spread, volume by venue, NBBO history
     with pipeline.serving():

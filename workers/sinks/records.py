@@ -111,7 +111,9 @@ def gap_record(ring: str, epoch: int, seq: int, missed: int, why: str, ts: int) 
 
 def market_records(ring: str, epoch: int, instruments, rows: np.ndarray) -> list[dict]:
     """The records of a venue ring's bbo, funding, open interest and liquidation rows (ring order),
-    read from the rows' words as Python ints at once (no event objects; a dict display per kind)."""
+    read from the rows' words as Python ints at once (no event objects; a dict display per kind). A
+    funding or liquidation record's px_dec is the instrument's stats decimals (layout.stats_px_dec):
+    mark, index and liquidation prices are not on the tick grid."""
     out = []
     for v in rows.tolist():
         kind, instrument = v[SLOT_KIND], instruments[v[SLOT_INSTRUMENT]]
@@ -123,13 +125,13 @@ def market_records(ring: str, epoch: int, instruments, rows: np.ndarray) -> list
                         "bid_px": v[SLOT_BID_PX], "bid_qty": v[SLOT_BID_QTY], "ask_px": v[SLOT_ASK_PX],
                         "ask_qty": v[SLOT_ASK_QTY]})
         elif kind == KIND_FUNDING:
-            out.append({**head, "px_dec": instrument.px_dec, "rate": v[SLOT_FUNDING_RATE], "rate_dec": RATE_DEC,
+            out.append({**head, "px_dec": instrument.stats_px_dec, "rate": v[SLOT_FUNDING_RATE], "rate_dec": RATE_DEC,
                         "next_funding_time": v[SLOT_FUNDING_TIME], "mark_px": v[SLOT_MARK_PX],
                         "index_px": v[SLOT_INDEX_PX], "fields": v[SLOT_FIELDS]})
         elif kind == KIND_OPEN_INTEREST:
             out.append({**head, "qty_dec": instrument.qty_dec, "open_interest": v[SLOT_OPEN_INTEREST]})
         else:
-            out.append({**head, "px_dec": instrument.px_dec, "qty_dec": instrument.qty_dec, "price": v[SLOT_LIQ_PX],
+            out.append({**head, "px_dec": instrument.stats_px_dec, "qty_dec": instrument.qty_dec, "price": v[SLOT_LIQ_PX],
                         "qty": v[SLOT_LIQ_QTY], "side": _SIDE_OF.get(v[SLOT_LIQ_SIDE], "unknown"),
                         "venue_side": _SIDE_OF.get(v[SLOT_LIQ_VENUE_SIDE], "unknown")})
     return out
