@@ -431,12 +431,13 @@ def test_orderbook_1_is_the_bbo_a_delta_sets_the_sides_it_carries_and_keeps_the_
     DOC_LIQUIDATION.replace(b'"S":"Sell"', b'"S":"Short"'),
     DOC_LIQUIDATION.replace(b'"p":"0.04499"', b'"p":"1e-3"'),
     DOC_LIQUIDATION.replace(b'"s":"ROSEUSDT"', b'"s":"DOGEUSDT"'),
+    DOC_LIQUIDATION.replace(b'"s":"ROSEUSDT",', b''),
     DOC_LIQUIDATION.partition(b'"data":')[0] + b'"data":"x"}',
     DOC_BBO_DELTA.replace(b',"u":123456790', b''),
     DOC_BBO_DELTA.replace(b'"delta"', b'"merge"'),
     DOC_BBO_DELTA.replace(b'"27450.00"', b'"2745O.00"'),
 ], ids=["bad-rate", "negative-mark", "bare-number", "funding-time-overflow", "ticker-array", "no-side",
-        "unknown-side", "exponent", "unknown-symbol", "data-not-a-list", "bbo-no-u", "bbo-unknown-type",
+        "unknown-side", "exponent", "unknown-symbol", "no-symbol", "data-not-a-list", "bbo-no-u", "bbo-unknown-type",
         "bbo-bad-price"])
 def test_a_malformed_record_message_is_a_decode_error_that_publishes_nothing_and_leaves_the_book(feed, frame):
     bybit, reader = feed

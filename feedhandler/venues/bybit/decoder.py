@@ -264,6 +264,51 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, sides, prices, qtys, hea
     return FRAME_SNAPSHOT if is_snapshot else FRAME_DELTA
 
 
+@njit(inline="always", nogil=True)
+def _item_fields(buf, item, end, symbols, lengths):
+    """The members of one publicTrade or allLiquidation object at `item`, in any order: (status,
+    position after it, book, side (BUY/SELL from "Buy"/"Sell", 0: neither), time ns (-1: none), where
+    the price and the size are (-1: absent), the trade id's span). status: 0, -1 malformed or without a
+    symbol, -2 an unknown symbol."""
+    book = side = 0
+    price_at = qty_at = -1
+    when = id_first = id_stop = -1
+    status = -1  # until a symbol is found
+    i = item + 1
+    while True:
+        key_first, key_stop, value = member_at(buf, i, end)
+        if key_first == -1:
+            i = key_stop + 1
+            break
+        if key_first < 0:
+            return -1, i, book, side, when, price_at, qty_at, id_first, id_stop
+        if is_key(buf, key_first, key_stop, _SYMBOL):
+            first, last = string_span(buf, value, end)
+            book = match_symbol(buf, first, last, symbols, lengths)
+            if book < 0:
+                return -2, i, book, side, when, price_at, qty_at, id_first, id_stop
+            status = 0
+        elif is_key(buf, key_first, key_stop, _SIDE):
+            first, last = string_span(buf, value, end)
+            side = BUY if equals(buf, first, last, _BUY_WORD) else (SELL if equals(buf, first, last, _SELL_WORD) else 0)
+        elif is_key(buf, key_first, key_stop, _ID):
+            id_first, id_stop = string_span(buf, value, end)
+        elif is_key(buf, key_first, key_stop, _TIME):
+            ms, ok = integer_value(buf, value, end)
+            when = ms * MS_NS if ok else -1
+        elif is_key(buf, key_first, key_stop, _PRICE):
+            price_at = value
+        elif is_key(buf, key_first, key_stop, _QTY):
+            qty_at = value
+        i = after_member(buf, skip_value(buf, value, end), end)
+        if i == -1:
+            return -1, i, book, side, when, price_at, qty_at, id_first, id_stop
+        if i < -1:
+            i = -i - 2 + 1
+            break
+    return status, i, book, side, when, price_at, qty_at, id_first, id_stop
+
+
 @njit(nogil=True, cache=True)
 def trades(buf, pos, end, symbols, lengths, px_decs, qty_decs, books, aggressors, prices, qtys, ids, times):
     """The trade objects of the array at `pos`, members in any order, into the outputs. Returns the
@@ -275,44 +320,11 @@ def trades(buf, pos, end, symbols, lengths, px_decs, qty_decs, books, aggressors
     while item >= 0:
         if buf[item] != 123 or count >= len(prices):
             return -1
-        book = aggressor = 0
-        price_at = qty_at = -1
-        when = id_first = id_stop = -1
-        has_symbol = False
-        i = item + 1
-        while True:
-            key_first, key_stop, value = member_at(buf, i, end)
-            if key_first == -1:
-                i = key_stop + 1
-                break
-            if key_first < 0:
-                return -1
-            if is_key(buf, key_first, key_stop, _SYMBOL):
-                first, last = string_span(buf, value, end)
-                book = match_symbol(buf, first, last, symbols, lengths)
-                if book < 0:
-                    return -2
-                has_symbol = True
-            elif is_key(buf, key_first, key_stop, _SIDE):
-                first, last = string_span(buf, value, end)
-                aggressor = BUY if equals(buf, first, last, _BUY_WORD) else (
-                    SELL if equals(buf, first, last, _SELL_WORD) else 0)
-            elif is_key(buf, key_first, key_stop, _ID):
-                id_first, id_stop = string_span(buf, value, end)
-            elif is_key(buf, key_first, key_stop, _TIME):
-                ms, ok = integer_value(buf, value, end)
-                when = ms * MS_NS if ok else -1
-            elif is_key(buf, key_first, key_stop, _PRICE):
-                price_at = value
-            elif is_key(buf, key_first, key_stop, _QTY):
-                qty_at = value
-            i = after_member(buf, skip_value(buf, value, end), end)
-            if i == -1:
-                return -1
-            if i < -1:
-                i = -i - 2 + 1
-                break
-        if not has_symbol or aggressor == 0 or when < 0 or id_first < 0:
+        status, i, book, aggressor, when, price_at, qty_at, id_first, id_stop = _item_fields(buf, item, end, symbols,
+                                                                                             lengths)
+        if status < 0:
+            return status
+        if aggressor == 0 or when < 0 or id_first < 0:
             return -1
         price, _, err = number_at(buf, price_at, end, px_decs[book])
         qty, _, err2 = number_at(buf, qty_at, end, qty_decs[book])
@@ -322,8 +334,6 @@ def trades(buf, pos, end, symbols, lengths, px_decs, qty_decs, books, aggressors
                            trade_id(buf, id_first, id_stop), when)
         item = next_element(buf, i, end)
     return count
-
-
 @njit(nogil=True, cache=True)
 def _string_decimal(buf, pos, end, decimals):
     """A decimal written as a JSON string at `pos`, a sign allowed: (mantissa, position after it,
@@ -401,39 +411,9 @@ def liquidations(buf, pos, end, symbols, lengths, px_decs, qty_decs, books, side
     while item >= 0:
         if buf[item] != 123 or count >= len(prices):
             return -1
-        book = side = 0
-        price_at = qty_at = -1
-        when = -1
-        i = item + 1
-        while True:
-            key_first, key_stop, value = member_at(buf, i, end)
-            if key_first == -1:
-                i = key_stop + 1
-                break
-            if key_first < 0:
-                return -1
-            if is_key(buf, key_first, key_stop, _SYMBOL):
-                first, last = string_span(buf, value, end)
-                book = match_symbol(buf, first, last, symbols, lengths)
-                if book < 0:
-                    return -2
-            elif is_key(buf, key_first, key_stop, _SIDE):
-                first, last = string_span(buf, value, end)
-                side = BUY if equals(buf, first, last, _BUY_WORD) else (
-                    SELL if equals(buf, first, last, _SELL_WORD) else 0)
-            elif is_key(buf, key_first, key_stop, _TIME):
-                ms, ok = integer_value(buf, value, end)
-                when = ms * MS_NS if ok else -1
-            elif is_key(buf, key_first, key_stop, _PRICE):
-                price_at = value
-            elif is_key(buf, key_first, key_stop, _QTY):
-                qty_at = value
-            i = after_member(buf, skip_value(buf, value, end), end)
-            if i == -1:
-                return -1
-            if i < -1:
-                i = -i - 2 + 1
-                break
+        status, i, book, side, when, price_at, qty_at, _, _ = _item_fields(buf, item, end, symbols, lengths)
+        if status < 0:
+            return status
         if side == 0 or when < 0 or price_at < 0 or qty_at < 0:
             return -1
         price, _, err = number_at(buf, price_at, end, stats_px_dec(px_decs[book]))
@@ -444,7 +424,6 @@ def liquidations(buf, pos, end, symbols, lengths, px_decs, qty_decs, books, side
         count += 1
         item = -1 if single else next_element(buf, i, end)
     return count
-
 
 @njit(inline="always", nogil=True)
 def _best(side, count, sides, prices, qtys):
