@@ -16,7 +16,7 @@ from feedhandler.venues.base import PlanOptions
 from feedhandler.venues.okx.protocol import SUBSCRIBE_MAX_BYTES, parse_instruments
 from readers import in_process_reader
 from pipeline import FH, REPO, VENUE_SYMBOLS, free_base_port, wait_for, warm_kernels
-from shm.layout import FIELD_FUNDING_TIME, FIELD_MARK, FIELD_OPEN_INTEREST, FIELD_RATE, Side
+from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_OPEN_INTEREST, FIELD_RATE, Side
 from shm.reader import (BboEvent, FundingEvent, LiquidationEvent, OpenInterestEvent, StatusEvent, TradeEvent,
                         VenueReader, funding_rate)
 from shm.segment import SegmentError, SegmentWriter
@@ -254,6 +254,11 @@ DOC_LIQUIDATION = (b'{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"
                    b'"bkPx":"0.007831","ccy":"","posSide":"short","side":"buy","sz":"13","ts":"1692266434010"}],'
                    b'"instFamily":"IOST-USDT","instId":"IOST-USDT-SWAP","instType":"SWAP","uly":"IOST-USDT"}]}')
 
+# the index-tickers push in the shape of OKX's docs (derivatives-protocols.md §2.8: keyed by the index)
+DOC_INDEX = (b'{"arg":{"channel":"index-tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","idxPx":"64000.125",'
+             b'"high24h":"65000.5","low24h":"63000.1","open24h":"64100","sodUtc0":"64200","sodUtc8":"64150",'
+             b'"ts":"1597026383085"}]}')
+
 
 def liquidations(*items: tuple[str, list[tuple[str, str, str]]]) -> bytes:
     """A liquidation-orders push: per instrument, its (side, bkPx, sz) details."""
@@ -324,6 +329,24 @@ def test_documented_bbo_tbt_is_a_bbo_numbered_by_its_seq_id(derivatives):
     assert (empty_bid.bid_px, empty_bid.bid_qty, empty_bid.ask_qty) == (0, 0, 415_00000000)
 
 
+def test_an_index_price_reaches_the_swaps_and_futures_of_that_index_not_its_spot_pair(derivatives):
+    """index-tickers names the index BTC-USDT: the index price of BTC-USDT-SWAP (not of the spot pair
+    BTC-USDT, nor of BTC-USD-SWAP), carried as a funding record's index with the rate as last sent; an
+    index of no carried instrument publishes nothing and is no error."""
+    okx, reader = derivatives
+    okx.on_frame(DOC_FUNDING.replace(b"BTC-USD-SWAP", b"BTC-USDT-SWAP"), 1)
+    cursor = reader.events()
+    okx.on_frame(DOC_INDEX, 2)
+    (index,) = records_of(cursor)
+    assert isinstance(index, FundingEvent) and index.instrument.venue_symbol == "BTC-USDT-SWAP"
+    assert index.fields == FIELD_INDEX and index.instrument.stats_price(index.index_px) == Decimal("64000.125")
+    assert funding_rate(index.rate) == Decimal("0.0001875391284828") and index.ts_exchange == 1597026383085_000_000
+    assert reader.stats("BTC-USDT-SWAP").has(FIELD_INDEX) and not reader.stats("BTC-USDT").has(FIELD_INDEX)
+    assert not reader.stats("BTC-USD-SWAP").has(FIELD_INDEX) and reader.counters()["decode_errors"] == 0
+    okx.on_frame(DOC_INDEX.replace(b"BTC-USDT", b"DOGE-USDT"), 3)  # no carried instrument is priced from it
+    assert records_of(cursor) == [] and reader.counters()["decode_errors"] == 0
+
+
 def test_documented_liquidation_is_the_order_side_with_its_bankruptcy_price_and_contracts(derivatives):
     """`side` buy: the liquidation order buys, closing a short (posSide short); kept as the venue side."""
     okx, reader = derivatives
@@ -364,9 +387,11 @@ def test_liquidations_of_instruments_not_carried_are_skipped_without_an_error(de
     DOC_LIQUIDATION.replace(b'"bkPx":"0.007831",', b''),
     DOC_LIQUIDATION.replace(b'"details":[', b'"details":[7,'),
     DOC_FUNDING.replace(b'"instId":"BTC-USD-SWAP"}', b'"instId":"DOGE-USD-SWAP"}'),
+    DOC_INDEX.replace(b'"idxPx":"64000.125",', b''),
+    DOC_INDEX.replace(b'"64000.125"', b'"64000.1250000001"'),
 ], ids=["funding-no-time", "funding-word", "funding-bad-ts", "mark-exponent", "mark-past-stats-decimals", "oi-garbage",
         "oi-number", "bbo-two-levels", "bbo-no-seq", "bbo-data-object", "liquidation-side", "liquidation-no-price",
-        "liquidation-detail-not-object", "unknown-instrument"])
+        "liquidation-detail-not-object", "unknown-instrument", "index-no-price", "index-past-stats-decimals"])
 def test_a_malformed_market_data_message_is_a_decode_error_that_publishes_nothing_and_costs_no_book(derivatives,
                                                                                                     frame):
     okx, reader = derivatives
@@ -379,8 +404,9 @@ def test_a_malformed_market_data_message_is_a_decode_error_that_publishes_nothin
 
 def test_a_plan_subscribes_each_instrument_its_channels_and_liquidations_once_per_inst_type():
     """bbo-tbt for all, funding-rate and mark-price for swaps, open-interest for swaps and futures (by
-    instId); liquidation-orders by instType on the first connection only (§2.8); all in one request
-    a connection, under 64 KB (§2.2), as the 480 requests an hour are paced 7.5 s apart."""
+    instId); index-tickers once per index of the swaps and futures; liquidation-orders by instType on
+    the first connection only (§2.8); all in one request a connection, under 64 KB (§2.2), as the 480
+    requests an hour are paced 7.5 s apart."""
     okx = by_cryptofeed("OKX")
     symbols = ("BTC-USDT", "BTC-USDT-SWAP", "BTC-USD-250627")
     (connection,) = okx.plan(symbols, PlanOptions("wss://x/ws/v5/public", ""))
@@ -391,18 +417,22 @@ def test_a_plan_subscribes_each_instrument_its_channels_and_liquidations_once_pe
     assert request["op"] == "subscribe" and by_channel == {
         "books": list(symbols), "trades": list(symbols), "bbo-tbt": list(symbols), "funding-rate": ["BTC-USDT-SWAP"],
         "mark-price": ["BTC-USDT-SWAP"], "open-interest": ["BTC-USDT-SWAP", "BTC-USD-250627"],
-        "liquidation-orders": ["SWAP", "FUTURES"]}
+        "index-tickers": ["BTC-USDT", "BTC-USD"], "liquidation-orders": ["SWAP", "FUTURES"]}
+    assert okx.protocol.symbols_of_message(request) == set(symbols)  # an index is not a book
     swaps = tuple(f"C{k}-USDT-SWAP" for k in range(40))
     first, second = okx.plan(swaps, PlanOptions("wss://x/ws/v5/public", ""))
     assert len(first.symbols) == 29 and len(first.subscribe) == len(second.subscribe) == 1
     assert b"liquidation-orders" in first.subscribe[0] and b"liquidation-orders" not in second.subscribe[0]
+    indices = [[a["instId"] for a in json.loads(plan.subscribe[0])["args"] if a["channel"] == "index-tickers"]
+               for plan in okx.plan(swaps + ("C0-USDT-250627",), PlanOptions("wss://x/ws/v5/public", ""))]
+    assert sorted(sum(indices, [])) == sorted(f"C{k}-USDT" for k in range(40))  # C0's future shares its swap's
     assert all(len(plan.subscribe[0]) < SUBSCRIBE_MAX_BYTES for plan in (first, second))
 
 
 def test_an_okx_worker_against_the_simulator_puts_every_market_data_kind_in_its_ring(tmp_path, shm_prefix):
-    """`fh sim --venues okx` and `fh worker okx` on its one perpetual: what the worker subscribes by
+    """`fh sim --venues okx` and `fh worker okx` on its perpetuals: what the worker subscribes by
     default reaches the ring as bbo, funding, open interest and liquidation records (funding also
-    carrying the mark), and the book stays valid beside them."""
+    carrying the mark and the index), and the books stay valid beside them."""
     warm_kernels()
     sim = subprocess.Popen(FH + ["sim", "--venues", "okx", "--port", str(free_base_port())], cwd=REPO,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -424,10 +454,15 @@ def test_an_okx_worker_against_the_simulator_puts_every_market_data_kind_in_its_
         reader = wait_for(attached, 240, "the worker's segment")
         kinds = ("bbos", "fundings", "open_interests", "liquidations")
         wait_for(lambda: all(reader.totals()[kind] > 0 for kind in kinds), 60, "a record of each kind")
-        (symbol,) = VENUE_SYMBOLS["okx"]
-        stats = reader.stats(symbol)
-        assert stats.has(FIELD_RATE) and stats.has(FIELD_MARK) and stats.has(FIELD_OPEN_INTEREST) and stats.mark_px > 0
-        assert reader.book(symbol).valid and reader.totals()["decode_errors"] == 0
+        every_stat = FIELD_RATE | FIELD_MARK | FIELD_INDEX | FIELD_OPEN_INTEREST
+
+        def complete(symbol):
+            stats = reader.stats(symbol)
+            return stats if stats.fields & every_stat == every_stat else None
+        for symbol in VENUE_SYMBOLS["okx"]:
+            stats = wait_for(lambda: complete(symbol), 30, f"the rate, mark, index and open interest of {symbol}")
+            assert stats.mark_px > 0 and stats.index_px > 0 and reader.book(symbol).valid
+        assert reader.totals()["decode_errors"] == 0
         reader.close()
     finally:
         for process in (worker, sim):

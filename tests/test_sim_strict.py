@@ -749,17 +749,22 @@ def pushes(client: Client, channel: str) -> list:
             and "data" in m]
 
 
-def test_okx_serves_bbo_funding_mark_open_interest_and_liquidations_in_the_documented_shapes():
-    """§2.4, §2.8: bbo-tbt one level a side numbered by seqId, funding-rate and mark-price every second,
-    open-interest every few seconds (in contracts and coin), liquidation-orders by instType now and then."""
+def test_okx_serves_bbo_funding_mark_open_interest_index_and_liquidations_in_the_documented_shapes():
+    """§2.4, §2.8: bbo-tbt one level a side numbered by seqId, funding-rate, mark-price and index-tickers
+    (by index) every second, open-interest every few seconds (in contracts and coin), liquidation-orders
+    by instType now and then."""
     async def scenario(sim):
         client = await connect(sim, "okx", "/ws/v5/public")
         client.send({"op": "subscribe", "args": [{"channel": c, "instId": "ETH-USDT-SWAP"} for c in (
             "bbo-tbt", "funding-rate", "mark-price", "open-interest")] + [
-            {"channel": "liquidation-orders", "instType": "SWAP"}]})
+            {"channel": "liquidation-orders", "instType": "SWAP"}, {"channel": "index-tickers", "instId": "ETH-USDT"}]})
         await until(lambda: all(pushes(client, c) for c in ("bbo-tbt", "funding-rate", "mark-price", "open-interest",
-                                                            "liquidation-orders")), "a push of each", timeout_s=25)
-        assert len(client.where(event="subscribe")) == 5
+                                                            "liquidation-orders", "index-tickers")), "a push of each",
+                    timeout_s=25)
+        assert len(client.where(event="subscribe")) == 6
+        index = pushes(client, "index-tickers")[0]
+        assert index["arg"] == {"channel": "index-tickers", "instId": "ETH-USDT"} and set(index["data"][0]) == {
+            "instId", "idxPx", "high24h", "low24h", "open24h", "sodUtc0", "sodUtc8", "ts"}
         bbos = [push["data"][0] for push in pushes(client, "bbo-tbt")]
         assert all(len(b["bids"]) == len(b["asks"]) == 1 and len(b["bids"][0]) == 4 for b in bbos)
         assert [b["seqId"] for b in bbos] == sorted({b["seqId"] for b in bbos})  # increasing
@@ -783,8 +788,10 @@ def test_okx_refuses_a_market_data_channel_by_the_wrong_key_or_for_the_wrong_ins
         client.send({"op": "subscribe", "args": [{"channel": "liquidation-orders", "instId": "ETH-USDT-SWAP"},
                                                  {"channel": "liquidation-orders", "instType": "SPOT"},
                                                  {"channel": "funding-rate", "instType": "SWAP"},
+                                                 {"channel": "index-tickers", "instId": "ETH-USDT-SWAP"},
+                                                 {"channel": "index-tickers", "instId": "DOGE-USDT"},
                                                  {"channel": "funding-rate", "instId": "ETH-USDT-SWAP"}]})
-        await until(lambda: len(client.where(event="error")) == 3 and client.where(event="subscribe"), "four answers")
+        await until(lambda: len(client.where(event="error")) == 5 and client.where(event="subscribe"), "six answers")
         assert {error["code"] for error in client.where(event="error")} == {"60018"}
         assert client.where(event="subscribe")[0]["arg"] == {"channel": "funding-rate", "instId": "ETH-USDT-SWAP"}
     simulate(scenario, venues=("okx",))

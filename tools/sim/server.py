@@ -63,10 +63,10 @@ from feedhandler.venues.base import compact_json
 from feedhandler.venues.bybit import BybitEncoder
 from feedhandler.venues.bybit.protocol import TOPIC_DEPTHS as BYBIT_TOPIC_DEPTHS  # §3.4: spot, linear, inverse
 from feedhandler.venues.bybit.simulator import BybitStatsEncoder
-from feedhandler.venues.encoding import rfc3339
+from feedhandler.venues.encoding import rfc3339, wire
 from feedhandler.venues.kraken import KrakenV2Encoder
 from feedhandler.venues.okx import OkxEncoder
-from feedhandler.venues.okx.protocol import SUBSCRIBE_MAX_BYTES
+from feedhandler.venues.okx.protocol import SUBSCRIBE_MAX_BYTES, index_of
 
 FAULTS = {  # kind: what it does (arguments from the query string)
     "drop": "the next book diff of `symbol` (default: every symbol) is not sent: a sequence gap",
@@ -937,10 +937,11 @@ class BinanceCoinmSim(BinanceSim):
 
 
 _OKX_ALL = ("SPOT", "SWAP", "FUTURES")
-OKX_CHANNELS = {  # by instId on /ws/v5/public, with the instTypes each is for (§2.4, §2.8); all but books5,
-    # tickers and index-tickers (an index's instId, as a spot pair's) are served
+OKX_CHANNELS = {  # by instId on /ws/v5/public, with the instTypes each is for (§2.4, §2.8); all but books5
+    # and tickers are served; index-tickers takes an index (the uly of swaps and futures, e.g. BTC-USDT)
     "books": _OKX_ALL, "trades": _OKX_ALL, "books5": _OKX_ALL, "bbo-tbt": _OKX_ALL, "tickers": _OKX_ALL,
-    "mark-price": _OKX_ALL, "funding-rate": ("SWAP",), "open-interest": ("SWAP", "FUTURES"), "index-tickers": ("SPOT",)}
+    "mark-price": _OKX_ALL, "funding-rate": ("SWAP",), "open-interest": ("SWAP", "FUTURES")}
+OKX_INDEX_TICKERS = "index-tickers"
 OKX_BY_INST_TYPE = {"liquidation-orders": ("SWAP", "FUTURES", "MARGIN", "OPTION")}  # by instType (§2.8)
 OKX_FUNDING_INTERVAL_MS = 8 * 3600 * 1000
 OKX_OPEN_INTEREST_EVERY_S = 3  # "about every 3 s when changed"; funding-rate and mark-price every second
@@ -965,8 +966,9 @@ class OkxSession(Session):
 class OkxSim(VenueSim):
     """OKX v5 public on /ws/v5/public: `books` (a snapshot, then updates chained by seqId/prevSeqId with
     the top-25 checksum), `trades`, `bbo-tbt` on every change of the top, `funding-rate` and `mark-price`
-    every second, `open-interest` every few seconds, `liquidation-orders` (by instType) now and then;
-    one ack per subscribed arg, the text ping, the idle close; instruments by instType over REST."""
+    every second, `open-interest` every few seconds, `liquidation-orders` (by instType) now and then,
+    `index-tickers` (by index: each swap's and future's uly) every second, 0.5 tick under the mark; one
+    ack per subscribed arg, the text ping, the idle close; instruments by instType over REST."""
 
     name = "okx"
     ws_path = "/ws/v5/public"
@@ -981,6 +983,7 @@ class OkxSim(VenueSim):
         self.conn_ids = itertools.count(0x5A000000)
         self.rng = np.random.default_rng(seed)  # funding rates, open interest, liquidations
         self.open_interest = {s: 1000 * 10 ** i.qty_dec for s, i in self.instruments.items()}
+        self.indices = {index_of(s): s for s, i in self.instruments.items() if i.market != SPOT}  # -> an instrument
         self.beats = 0
 
     def open(self, path: str) -> Session | WSUpgradeResponseWithListener:
@@ -998,6 +1001,10 @@ class OkxSim(VenueSim):
         self.beats += 1
         for symbol, inst in self.instruments.items():
             self.context(symbol, OKX_INST_TYPES[inst.market], ts_ns)
+        for index, symbol in self.indices.items():  # half a price unit under the mid: finer than the tick
+            px_dec = self.instruments[symbol].px_dec
+            price = Decimal(wire(self.markets[symbol].mid(), px_dec)) - Decimal(1).scaleb(-px_dec) / 2
+            self.push(OKX_INDEX_TICKERS, index, self.encoders[symbol].index_ticker(index, str(price), ts_ns))
         now = time.monotonic()
         for session in list(self.sessions):
             bare = not (session.books or session.trades or session.channels)
@@ -1052,6 +1059,8 @@ class OkxSim(VenueSim):
             key = arg[field]
             if field == "instType":
                 known = key in OKX_BY_INST_TYPE.get(channel, ())
+            elif channel == OKX_INDEX_TICKERS:
+                known = key in self.indices
             else:
                 inst = self.instruments.get(key)
                 known = inst is not None and OKX_INST_TYPES[inst.market] in OKX_CHANNELS.get(channel, ())

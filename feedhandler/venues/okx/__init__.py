@@ -20,7 +20,7 @@ VENUE = Venue(
     symbol_form="{base}-{quote}",
     sample_symbol=("BTC-USDT", "BTC", "USDT"),
     cryptofeed="OKX",
-    notes="OKX v5 public: books (400), trades, bbo-tbt, funding, mark, open interest, liquidations",
+    notes="OKX v5 public: books (400), trades, bbo-tbt, funding, mark, index, open interest, liquidations",
     markets=((PERPETUAL, "/api/v5/public/instruments?instType=SWAP", "{base}-{quote}-SWAP"),
              (FUTURE, "/api/v5/public/instruments?instType=FUTURES", "")),  # a future's date is metadata only
 )

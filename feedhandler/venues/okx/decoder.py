@@ -16,8 +16,10 @@ any is published (a malformed message publishes nothing, is a decode error and l
 current rate is paid) and `mark-price` (`markPx`) a FUNDING record with the fields they carry;
 `open-interest` (`oi` in contracts) an OPEN_INTEREST; `liquidation-orders`, subscribed per instType,
 one LIQUIDATION per `details[]` entry (`side`: the liquidation order's side, kept as the venue side
-too; `bkPx`, `sz` in contracts, `ts`); its entries for instruments not carried are skipped.
-`index-tickers` is not decoded: it is keyed by the index (BTC-USDT), not by the instrument.
+too; `bkPx`, `sz` in contracts, `ts`); its entries for instruments not carried are skipped;
+`index-tickers` (`idxPx`, keyed by the index, e.g. BTC-USDT: the uly of BTC-USDT-SWAP and of the
+BTC-USDT-YYMMDD futures) a FUNDING record carrying the index price (FIELD_INDEX) for each carried
+swap or future of that index.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from shm.fixedpoint import OK
 from ...book_kernels import ASK, BID
 from ...checksum import okx_checksum
 from shm.fixedpoint import parse_decimal
-from shm.layout import FIELD_FUNDING_TIME, FIELD_MARK, FIELD_RATE, RATE_DEC, stats_px_dec
+from shm.layout import FIELD_FUNDING_TIME, FIELD_INDEX, FIELD_MARK, FIELD_RATE, RATE_DEC, stats_px_dec
 
 from ...feed_kernels import (C_DECODE_ERRORS, CHECK_FAIL, CHECK_NONE, CHECK_OK, KIND_BBO, KIND_FUNDING,
                              KIND_LIQUIDATION, KIND_OPEN_INTEREST, R_DECODE_ERROR, ROW_BOOK, ROW_ID, ROW_PRICE,
@@ -54,7 +56,7 @@ FRAME_RECORDS = 6  # market-data records in the scratch columns (REC_*): H_KIND,
 FRAME_BAD_RECORD = 7  # a malformed market-data message: a decode error that costs no book
 
 # the channels decoded here
-CH_OTHER, CH_BOOKS, CH_TRADES, CH_BBO, CH_FUNDING, CH_MARK, CH_OPEN_INTEREST, CH_LIQUIDATION = range(8)
+CH_OTHER, CH_BOOKS, CH_TRADES, CH_BBO, CH_FUNDING, CH_MARK, CH_OPEN_INTEREST, CH_LIQUIDATION, CH_INDEX = range(9)
 
 ACTION_DONE = int(Action.DONE)
 
@@ -99,6 +101,9 @@ _FUNDING_RATE = np.frombuffer(b"funding-rate", np.uint8)
 _MARK_PRICE = np.frombuffer(b"mark-price", np.uint8)
 _OPEN_INTEREST = np.frombuffer(b"open-interest", np.uint8)
 _LIQUIDATION_ORDERS = np.frombuffer(b"liquidation-orders", np.uint8)
+_INDEX_TICKERS = np.frombuffer(b"index-tickers", np.uint8)
+_IDX_PX = key("idxPx")
+_DASH = 45
 _FUNDING_RATE_KEY = key("fundingRate")
 _FUNDING_TIME = key("fundingTime")
 _MARK_PX = key("markPx")
@@ -225,6 +230,8 @@ def channel_of(buf, first, stop):
         return CH_OPEN_INTEREST
     if equals(buf, first, stop, _LIQUIDATION_ORDERS):
         return CH_LIQUIDATION
+    if equals(buf, first, stop, _INDEX_TICKERS):
+        return CH_INDEX
     return CH_OTHER
 
 
@@ -298,7 +305,7 @@ def top_level(buf, pos, end, px_dec, qty_dec):
 # the members each per-instrument channel's data object must carry (bits: _SEEN_*)
 _SEEN_TS, _SEEN_A, _SEEN_B, _SEEN_C = 1, 2, 4, 8
 _REQUIRED = np.array([0, 0, 0, _SEEN_TS | _SEEN_A | _SEEN_B | _SEEN_C, _SEEN_TS | _SEEN_A | _SEEN_B,
-                      _SEEN_TS | _SEEN_A, _SEEN_TS | _SEEN_A, 0], np.int64)  # by CH_*
+                      _SEEN_TS | _SEEN_A, _SEEN_TS | _SEEN_A, 0, 0], np.int64)  # by CH_*
 
 
 @njit(nogil=True, cache=True)
@@ -396,10 +403,45 @@ def liquidation_details(buf, pos, end, book, px_dec, qty_dec, scratch, count):
 
 
 @njit(nogil=True, cache=True)
+def index_records(buf, pos, end, symbols, lengths, px_decs, scratch, count):
+    """One index-tickers data object at `pos`: a funding record carrying only the index price
+    (FIELD_INDEX) for every carried instrument of that index (its instId followed by `-`: the swap, the
+    futures; not the spot pair of the same name), from column `count`: (new count, error)."""
+    first, last = string_span(buf, find_value(buf, pos, end, _INST_ID), end)
+    price_at = find_value(buf, pos, end, _IDX_PX)
+    when, after = ms_string(buf, find_value(buf, pos, end, _TS), end)
+    if first < 0 or price_at < 0 or after < 0:
+        return count, ERR_SYNTAX
+    size = last - first
+    for book in range(len(lengths)):
+        if lengths[book] <= size or symbols[book, size] != _DASH:
+            continue
+        same = True
+        for k in range(size):
+            if symbols[book, k] != buf[first + k]:
+                same = False
+                break
+        if not same:
+            continue
+        price, _, err = decimal_string(buf, price_at, end, stats_px_dec(px_decs[book]))
+        if err != OK or count >= scratch.shape[1]:
+            return count, ERR_SYNTAX if err == OK else err
+        for row in (REC_V0, REC_V1, REC_V2):
+            scratch[row, count] = 0
+        scratch[REC_BOOK, count] = book
+        scratch[REC_TIME, count] = when
+        scratch[REC_V3, count] = price
+        scratch[REC_V4, count] = FIELD_INDEX
+        count += 1
+    return count, OK
+
+
+@njit(nogil=True, cache=True)
 def records(buf, data, end, channel, symbols, lengths, px_decs, qty_decs, scratch, header):
     """Every record of a market-data push's `data` array into the scratch columns (count into
     header[H_LEVELS], Kind into header[H_KIND]); returns FRAME_RECORDS or FRAME_BAD_RECORD.
-    liquidation-orders names the instrument in each data object; the others in the arg."""
+    liquidation-orders names the instrument in each data object, index-tickers the index; the others the
+    instrument in the arg."""
     header[H_KIND] = (KIND_BBO if channel == CH_BBO else KIND_OPEN_INTEREST if channel == CH_OPEN_INTEREST
                       else KIND_LIQUIDATION if channel == CH_LIQUIDATION else KIND_FUNDING)
     item = first_element(buf, data, end)
@@ -420,6 +462,8 @@ def records(buf, data, end, channel, symbols, lengths, px_decs, qty_decs, scratc
             if book >= 0:  # per instType: the instruments not carried are not ours
                 count, err = liquidation_details(buf, find_value(buf, item, stop, _DETAILS), stop, book,
                                                  px_decs[book], qty_decs[book], scratch, count)
+        elif channel == CH_INDEX:
+            count, err = index_records(buf, item, stop, symbols, lengths, px_decs, scratch, count)
         else:
             err = instrument_record(buf, item, stop, channel, book, px_decs[book], qty_decs[book], scratch, count)
             count += 1
@@ -470,7 +514,7 @@ def decode(buf, n, symbols, lengths, px_decs, qty_decs, scratch, header):
     channel = channel_of(buf, channel_first, channel_stop)
     if channel == CH_OTHER:
         return FRAME_IGNORED if channel_first >= 0 else FRAME_ERROR
-    if channel == CH_LIQUIDATION:
+    if channel == CH_LIQUIDATION or channel == CH_INDEX:
         return records(buf, data, n, channel, symbols, lengths, px_decs, qty_decs, scratch, header)
     instrument = header[H_INSTRUMENT]
     if instrument < 0:

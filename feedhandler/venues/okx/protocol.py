@@ -12,8 +12,10 @@ is dropped, so the client sends the text `ping` (answered `pong`) every 20 s. In
 
 Market-data channels (§2.4, §2.8), on the same connection as the books: `bbo-tbt` (public, no
 login) for every instrument, `funding-rate` and `mark-price` for swaps, `open-interest` for swaps and
-futures, each by instId; `liquidation-orders` by instType (SWAP, FUTURES), once for the whole feed
-(on its first connection: a second subscription would deliver every liquidation twice). A connection
+futures, each by instId; `index-tickers` by index (the swaps' and futures' uly, e.g. BTC-USDT), and
+`liquidation-orders` by instType (SWAP, FUTURES), each once for the whole feed (an index on the first
+connection with an instrument of it, the liquidations on the first connection: a second subscription
+would deliver each push twice). A connection
 sends one subscribe request with all its args (under the 64 KB a request may carry): the 480 requests
 an hour are paced 7.5 s apart, so a request per channel would keep the last channel waiting for most of
 a minute.
@@ -44,6 +46,7 @@ INSTRUMENT_CHANNELS = (("books", (SPOT, SWAP, FUTURES)), ("trades", (SPOT, SWAP,
                        ("bbo-tbt", (SPOT, SWAP, FUTURES)), ("funding-rate", (SWAP,)), ("mark-price", (SWAP,)),
                        ("open-interest", (SWAP, FUTURES)))
 LIQUIDATIONS = ("liquidation-orders", (SWAP, FUTURES))  # by instType, once per feed
+INDEX_TICKERS = "index-tickers"  # by index, once per feed
 _FUTURE_ID = re.compile(r"[^-]+-[^-]+-\d{6}")  # BTC-USD-220527 (§2.10)
 
 
@@ -53,6 +56,11 @@ def inst_type(inst_id: str) -> str:
     if inst_id.endswith("-SWAP"):
         return SWAP
     return FUTURES if _FUTURE_ID.fullmatch(inst_id) else SPOT
+
+
+def index_of(inst_id: str) -> str:
+    """The index a swap or future is priced from, its uly: BTC-USDT-SWAP and BTC-USDT-250627 -> BTC-USDT."""
+    return "-".join(inst_id.split("-")[:2])
 
 
 def parse_instruments(venue: str, metadata: dict) -> list[Instrument]:
@@ -94,14 +102,18 @@ class OkxProtocol(VenueProtocol):
 
     def connections(self, venue: Venue, symbols: tuple[str, ...], options: PlanOptions) -> list[ConnectionPlan]:
         """Fewer than 30 books to a connection, each with its instrument's channels (INSTRUMENT_CHANNELS);
-        the first connection also subscribes the liquidations of the instTypes carried."""
+        the indices of its swaps and futures not subscribed on an earlier connection; the first
+        connection also subscribes the liquidations of the instTypes carried."""
         channel, kinds = LIQUIDATIONS
         liquidated = [{"channel": channel, "instType": kind} for kind in kinds
                       if any(inst_type(symbol) == kind for symbol in symbols)]
-        plans = []
+        plans, indexed = [], set()
         for group in shards(symbols, venue.limits.streams_per_connection):
             args = [{"channel": name, "instId": symbol} for name, types in INSTRUMENT_CHANNELS for symbol in group
                     if inst_type(symbol) in types]
+            indices = dict.fromkeys(index_of(s) for s in group if inst_type(s) != SPOT and index_of(s) not in indexed)
+            indexed.update(indices)
+            args += [{"channel": INDEX_TICKERS, "instId": index} for index in indices]
             plans.append(ConnectionPlan(options.ws_url, group, (compact_json(
                 {"op": "subscribe", "args": args + (liquidated if not plans else [])}),)))
         return plans
@@ -124,4 +136,5 @@ class OkxProtocol(VenueProtocol):
     def symbols_of_message(self, message: dict[str, Any]) -> set[str]:
         if message.get("op") != "subscribe":
             return set()
-        return {arg["instId"] for arg in message.get("args", []) if isinstance(arg, dict) and "instId" in arg}
+        return {arg["instId"] for arg in message.get("args", [])
+                if isinstance(arg, dict) and "instId" in arg and arg.get("channel") != INDEX_TICKERS}

@@ -1,8 +1,9 @@
 """The simulator's OKX encoder: a synthetic market step as the `books` and `trades` pushes OKX
 would send, chained by seqId/prevSeqId, with the checksum 0 OKX sends since 2026-06-23 (or, with
 `checksum=True`, the CRC32 of the top 25 as older recordings carry); the top of book as `bbo-tbt`
-when it changed; and, on the simulator's schedule, `funding-rate`, `mark-price`, `open-interest` and
-`liquidation-orders` pushes in the documented shapes (derivatives-protocols.md §2.4, §2.8)."""
+when it changed; and, on the simulator's schedule, `funding-rate`, `mark-price`, `open-interest`,
+`liquidation-orders` and `index-tickers` pushes in the documented shapes (derivatives-protocols.md
+§2.4, §2.8)."""
 from __future__ import annotations
 
 import json
@@ -106,6 +107,12 @@ class OkxEncoder:
         return self._push("open-interest", {"instId": self.symbol, "instType": inst_type, "oi": oi,
                                             "oiCcy": str(Decimal(oi) * Decimal(contract_size)),
                                             "ts": str(ts_ns // 1_000_000)})
+
+    def index_ticker(self, index: str, price: str, ts_ns: int) -> bytes:
+        """An `index-tickers` push of `index` (keyed by the index, not this encoder's instrument)."""
+        return json.dumps({"arg": {"channel": "index-tickers", "instId": index}, "data": [{
+            "instId": index, "idxPx": price, "high24h": price, "low24h": price, "open24h": price,
+            "sodUtc0": price, "sodUtc8": price, "ts": str(ts_ns // 1_000_000)}]}, separators=(",", ":")).encode()
 
     def liquidation(self, side: str, price: int, qty: int, inst_type: str, family: str, ts_ns: int) -> bytes:
         """A `liquidation-orders` push (by instType): one order of `side` (buy closes a short)."""
