@@ -840,8 +840,9 @@ def test_okx_refuses_a_fourth_connection_in_a_second_with_429():
 def test_okx_lists_instruments_by_inst_type_and_refuses_a_request_without_one():
     async def scenario(sim):
         status, _, body = await get(sim, "okx", "/api/v5/public/instruments?instType=SWAP")
-        [instrument] = VENUES["okx"].parse_instruments("okx", json.loads(body))
-        assert (status, instrument.symbol, str(instrument.contract_size)) == (200, "ETH-USDT-PERP", "0.1")
+        swaps = VENUES["okx"].parse_instruments("okx", json.loads(body))
+        assert status == 200 and [(i.symbol, str(i.contract_size), i.contract_ccy) for i in swaps] == [
+            ("ETH-USDT-PERP", "0.1", "ETH"), ("BTC-USDT-PERP", "0.01", "BTC")]
         assert json.loads((await get(sim, "okx", "/api/v5/public/instruments?instType=SPOT"))[2])["data"] == []
         status, _, body = await get(sim, "okx", "/api/v5/public/instruments")
         assert (status, json.loads(body)["code"]) == (400, "50014")
