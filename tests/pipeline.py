@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 FH = [sys.executable, "-m", "tools.cli"]
 # what `fh sim` serves unless told otherwise
 VENUE_SYMBOLS = {venue: [i.symbol for i in DEFAULT_INSTRUMENTS[venue]] for venue in DEFAULT_VENUES}
+# The venues of the tests of the pipeline's own machinery (supervision, sinks, chaos, startup and stop): three
+# spot venues of three protocols, not all seven (fewer processes on CI's two cores)
+SPOT_VENUES = ("binance", "coinbase", "kraken")
 
 
 def warm_kernels() -> None:

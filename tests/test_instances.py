@@ -47,7 +47,7 @@ def refusal(argv: list[str]) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_the_children_of_a_killed_supervisor_stop_with_it(tmp_path):
-    pipeline = Pipeline(tmp_path, f"fhorph{os.getpid()}", extra_config=sink_section(tmp_path))
+    pipeline = Pipeline(tmp_path, f"fhorph{os.getpid()}", extra_config=sink_section(tmp_path), venues=VENUES)
     with pipeline.serving():
         wait_for(lambda: up(pipeline), STARTUP_S, "the workers, the aggregator and the sink up")
         children = psutil.Process(pipeline.run.pid).children()
@@ -67,7 +67,7 @@ def test_the_children_of_a_killed_supervisor_stop_with_it(tmp_path):
 
 @pytest.mark.slow
 def test_a_second_supervisor_worker_or_aggregator_of_a_prefix_refuses_naming_the_pid(tmp_path):
-    pipeline = Pipeline(tmp_path, f"fhtwice{os.getpid()}", extra_config=sink_section(tmp_path))
+    pipeline = Pipeline(tmp_path, f"fhtwice{os.getpid()}", extra_config=sink_section(tmp_path), venues=VENUES)
     with pipeline.serving():
         wait_for(lambda: up(pipeline), STARTUP_S, "the workers, the aggregator and the sink up")
         config = str(pipeline.config_path)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from feedhandler.config import ConfigError, load_config, parse_config
-from tests.pipeline import Pipeline, wait_for
+from tests.pipeline import SPOT_VENUES, Pipeline, wait_for
 from tests.sinks import at_heads, run_config, run_sink_until, sink_settings
 from tools import cli
 from tools.services import free_port
@@ -309,7 +309,7 @@ def readme_queries() -> list[list[str]]:
 def test_the_readme_queries_answer_from_a_running_pipeline(tmp_path, shm_prefix):
     """`fh run` with its ClickHouse sink against the simulator; while it runs, each README query (its
     config the pipeline's) returns rows, every column it names filled."""
-    pipeline = Pipeline(tmp_path, shm_prefix, extra_config=(
+    pipeline = Pipeline(tmp_path, shm_prefix, venues=SPOT_VENUES, extra_config=(
         f'[sinks.clickhouse]\nurl = "chdb://{tmp_path / "ch"}"\nstate_dir = "{tmp_path / "state"}"\n'
         'linger_s = 0.2\nsnapshot_interval_s = 1\n'))
 

@@ -10,7 +10,7 @@ from feedhandler.capture import CaptureReader, FrameKind, split_rest
 from shm.layout import Status
 from shm.reader import StatusEvent, VenueReader
 
-from pipeline import VENUE_SYMBOLS, Pipeline, last_books, wait_for
+from pipeline import SPOT_VENUES, VENUE_SYMBOLS, Pipeline, last_books, wait_for
 from tools.replay import replay
 
 STARTUP_S = 240  # a cold numba cache compiles for minutes on a 2-core box
@@ -23,7 +23,7 @@ SIM_LIMITS = ("--limit", "binance.lifetime_s=2.5", "--limit", "binance.ping_ever
 @pytest.fixture
 def rotating(tmp_path):
     with Pipeline(tmp_path, f"fhrot{os.getpid()}", venue_options={"binance": f"rotate_after_s = {ROTATE_AFTER_S}"},
-                  sim_args=SIM_LIMITS).serving() as running:
+                  sim_args=SIM_LIMITS, venues=SPOT_VENUES).serving() as running:
         yield running
 
 

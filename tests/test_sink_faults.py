@@ -17,7 +17,7 @@ from shm.layout import Header
 from shm.reader import TradeEvent
 from shm.ring import write_position
 from shm.segment import Segment
-from tests.pipeline import Pipeline, wait_for
+from tests.pipeline import SPOT_VENUES, Pipeline, wait_for
 from tests.sinks import Reference, consume_all
 
 STARTUP_S = 300  # a cold numba cache compiles for minutes
@@ -76,7 +76,7 @@ def pipeline_with_sink(tmp_path, service):
         extra = (f'\n[sinks.{name}]\nurl = "{server.url}"\nstate_dir = "{state}"\nsnapshot_interval_s = 0\n'
                  f'{options}\n')
         pipeline = Pipeline(tmp_path, f"fhsf{os.getpid()}{name}", rate=rate, extra_config=extra,
-                            ring_slots=ring_slots)
+                            ring_slots=ring_slots, venues=SPOT_VENUES)
         started.append(pipeline)
         pipeline.start()
         wait_for(lambda: delivering_venue_records(state, name), STARTUP_S, f"the {name} sink delivering")
@@ -212,7 +212,7 @@ def test_a_sink_can_run_inside_the_aggregator_process(tmp_path, service):
     server = service("redis")
     state = tmp_path / "sinks"
     extra = f'\n[sinks.redis]\nurl = "{server.url}"\nstate_dir = "{state}"\nin_aggregator = true\n'
-    pipeline = Pipeline(tmp_path, f"fhsa{os.getpid()}", extra_config=extra)
+    pipeline = Pipeline(tmp_path, f"fhsa{os.getpid()}", extra_config=extra, venues=SPOT_VENUES)
     pipeline.start()
     try:
         wait_for(lambda: stats(state, "redis").get("acked", 0) > 0, STARTUP_S, "the in-aggregator sink delivering")

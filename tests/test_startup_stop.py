@@ -15,7 +15,7 @@ import pytest
 
 from shm.layout import State
 from shm.segment import Segment, SegmentError
-from tests.pipeline import FH, REPO, Pipeline, wait_for
+from tests.pipeline import FH, REPO, SPOT_VENUES, Pipeline, wait_for
 from workers.supervisor import STOP_GRACE_S
 
 STARTUP_S = 300  # a cold numba cache compiles for minutes
@@ -60,9 +60,9 @@ def started(argv: list[str], log, **env: str) -> Iterator[subprocess.Popen]:
 @pytest.fixture
 def slow_venues(tmp_path):
     """The simulator with every venue's next REST answers held for SLOW_REST_S."""
-    pipeline = Pipeline(tmp_path, f"fhss{os.getpid()}")
+    pipeline = Pipeline(tmp_path, f"fhss{os.getpid()}", venues=SPOT_VENUES)
     pipeline.start_sim()
-    for venue in ("binance", "coinbase", "kraken"):
+    for venue in SPOT_VENUES:
         pipeline.fault(venue, "slow_rest", seconds=SLOW_REST_S, count=10)
     yield pipeline
     pipeline.stop()
@@ -113,7 +113,7 @@ def cpu_seconds(pid: int) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("role", [["worker", "binance"], ["aggregator"]], ids=["venue worker", "aggregator"])
 def test_a_process_stopped_while_its_kernels_compile_cold_exits_at_once_and_leaves_nothing(tmp_path, role):
-    pipeline = Pipeline(tmp_path, f"fhsc{os.getpid()}")  # its config only: no venue is asked
+    pipeline = Pipeline(tmp_path, f"fhsc{os.getpid()}", venues=SPOT_VENUES)  # its config only: no venue is asked
     log = tmp_path / "process.log"
     with started([*role, "-c", str(pipeline.config_path)], log, NUMBA_CACHE_DIR=str(tmp_path / "cold")) as worker:
         wait_for(lambda: "loading kernels" in log.read_text(), STARTUP_S, "the process loading its kernels")
