@@ -42,7 +42,7 @@ NOJIT_TESTS := tests/test_book.py tests/test_book_properties.py tests/test_check
 	tests/test_ring.py tests/test_seqlock.py tests/test_segment.py tests/test_reader.py tests/test_latency.py \
 	tests/test_msgpack_maps.py tests/test_sync.py tests/test_instrument_cache.py tests/test_binance.py \
 	tests/test_coinbase.py tests/test_kraken.py tests/test_venues.py tests/test_trade_match.py \
-	tests/test_capture.py tests/test_fuzz.py
+	tests/test_capture.py tests/test_fuzz.py tests/test_market_records.py
 
 test: export COVERAGE_FILE := $(CURDIR)/.fh/coverage
 test: $(TEST_STAMP) services
