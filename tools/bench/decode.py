@@ -65,15 +65,21 @@ def _timed(prefix: str, feed_class: type, instrument: Instrument, capacity: int,
     return timings
 
 
+def _diff_side(rng: np.random.Generator, sign: int, n: int, max_qty: int) -> list[tuple[int, int]]:
+    """`n` random changes of one side (sign -1 bids, +1 asks) as (price, qty) mantissas: prices a few
+    ticks from MID, a quarter of them deletes (qty 0)."""
+    ticks = MID + sign * (1 + rng.exponential(12, n).astype(np.int64))
+    qtys = np.where(rng.random(n) < 0.25, 0, rng.integers(1, max_qty, n))
+    return list(zip(ticks.tolist(), qtys.tolist()))
+
+
 def _binance_frames(rng: np.random.Generator, count: int, futures: bool = False) -> list[bytes]:
     """Diffs with update ids 1001.. (futures: with T, and pu chaining each on the one before)."""
     frames = []
     for k in range(count):
         levels = {}
         for side, sign in (("b", -1), ("a", 1)):
-            ticks = MID + sign * (1 + rng.exponential(12, 20).astype(np.int64))
-            qtys = np.where(rng.random(20) < 0.25, 0, rng.integers(1, 10**8, 20))
-            levels[side] = [[format_decimal(int(p), 2), format_decimal(int(q), 8)] for p, q in zip(ticks, qtys)]
+            levels[side] = [[format_decimal(p, 2), format_decimal(q, 8)] for p, q in _diff_side(rng, sign, 20, 10**8)]
         data = {"e": "depthUpdate", "E": 1700000000000 + k, **({"T": 1700000000000 + k} if futures else {}),
                 "s": "BTCUSDT", "U": 1001 + k, "u": 1001 + k, **({"pu": 1000 + k} if futures else {}), **levels}
         frames.append(json.dumps({"stream": "btcusdt@depth@100ms", "data": data}, separators=(",", ":")).encode())
@@ -163,11 +169,7 @@ def _okx(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
     instrument = Instrument("okx", "BTC-USDT-SWAP", "BTC", "USDT", 2, 8)
     frames = []
     for k in range(count):
-        sides = []
-        for sign in (-1, 1):
-            ticks = MID + sign * (1 + rng.exponential(12, 20).astype(np.int64))
-            qtys = np.where(rng.random(20) < 0.25, 0, rng.integers(1, 10**8, 20))
-            sides.append(sorted(zip(ticks.tolist(), qtys.tolist()), reverse=sign < 0))
+        sides = [sorted(_diff_side(rng, sign, 20, 10**8), reverse=sign < 0) for sign in (-1, 1)]
         frames.append(_okx_message("update", k + 2, *sides))
     ladder = range(1, 401)
     snapshot = _okx_message("snapshot", 1, [(MID - t, 10**8) for t in ladder], [(MID + t, 10**8) for t in ladder])
@@ -186,11 +188,8 @@ def _bybit(prefix: str, count: int, rng: np.random.Generator) -> np.ndarray:
                               [[format_decimal(MID + t, 2), "1.000"] for t in range(1, 51)])
     frames = []
     for k in range(count):
-        levels = []
-        for sign in (-1, 1):
-            ticks = MID + sign * (1 + rng.exponential(12, 25).astype(np.int64))
-            qtys = np.where(rng.random(25) < 0.25, 0, rng.integers(1, 10**6, 25))
-            levels.append([[format_decimal(int(p), 2), format_decimal(int(q), 3)] for p, q in zip(ticks, qtys)])
+        levels = [[[format_decimal(p, 2), format_decimal(q, 3)] for p, q in _diff_side(rng, sign, 25, 10**6)]
+                  for sign in (-1, 1)]
         frames.append(_bybit_message("delta", 1001 + k, *levels))
     return _timed(prefix, BybitFeed, instrument, 2048, snapshot, frames)
 
