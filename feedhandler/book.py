@@ -23,23 +23,31 @@ def _touched(shape) -> np.ndarray:
 
 
 class BookStore:
-    """Books for instruments 0..n-1. Each side holds every level within `window` ticks of its best
-    in a price-indexed ladder, and up to `capacity` further levels in a sorted run."""
+    """Books for instruments 0..n-1. Each side holds every on-grid level within `window` ticks of its
+    best in a tick-indexed ladder, and up to `capacity` further levels (deeper or off the tick grid)
+    in a sorted run. `ticks`: each book's tick in price units (default 1); a wrong tick costs speed,
+    never correctness."""
 
-    def __init__(self, capacities: Sequence[int], window: int = DEFAULT_WINDOW):
+    def __init__(self, capacities: Sequence[int], window: int = DEFAULT_WINDOW, ticks: Sequence[int] | None = None):
         if any(int(c) < 1 for c in capacities):
             raise ValueError(f"book capacities must be >= 1 level per side, got {list(capacities)}")
         if window < 1:
             raise ValueError(f"the ladder window must be >= 1 tick, got {window}")
+        ticks = [1] * len(capacities) if ticks is None else [int(t) for t in ticks]
+        if len(ticks) != len(capacities) or any(not 1 <= t * window <= k.MAX_SPAN or t < 1 for t in ticks):
+            raise ValueError(f"book ticks must be one per book, >= 1 and at most {k.MAX_SPAN} // window, got {ticks}")
         self.capacities = [int(c) for c in capacities]
         self.window = int(window)
+        self.ticks = ticks
         self.levels = _touched((2 * sum(self.capacities), 2))
         self.ladder = _touched(2 * len(self.capacities) * k.ladder_words(self.window))
         self.meta = _touched((len(self.capacities), k.NMETA))
+        self.journal = np.zeros((1, k.JOURNAL_COLUMNS), np.int64)  # records nothing until `record`
         offset = 0
         for book, capacity in enumerate(self.capacities):
             self.meta[book, k.M_CAPACITY] = capacity
             self.meta[book, k.M_WINDOW] = self.window
+            self.meta[book, k.M_TICK] = ticks[book]
             for side in (k.BID, k.ASK):
                 column = k.SIDE_COLUMNS * side
                 self.meta[book, column + k.S_OFFSET] = offset
@@ -58,8 +66,21 @@ class BookStore:
 
     @property
     def arrays(self) -> k.Books:
-        """levels, ladder and meta as the one argument the feed kernels take."""
-        return k.Books(self.levels, self.ladder, self.meta)
+        """levels, ladder, meta and journal as the one argument the feed kernels take."""
+        return k.Books(self.levels, self.ladder, self.meta, self.journal)
+
+    def record(self, rows: int) -> None:
+        """Keep a journal of up to `rows` changes that feed kernels make to these books (see
+        book_kernels' journal; `fh bench book --capture`). Take `arrays` again afterwards."""
+        self.journal = np.zeros((rows + 1, k.JOURNAL_COLUMNS), np.int64)
+
+    def recorded(self) -> np.ndarray:
+        """The journal's rows so far; raises if some did not fit (a replay of part of it would
+        measure a different book)."""
+        used, dropped = int(self.journal[0, 0]), int(self.journal[0, 1])
+        if dropped:
+            raise OverflowError(f"the book journal held {used} rows; {dropped} more did not fit")
+        return self.journal[1:used + 1]
 
     def load(self, book: int, bids: np.ndarray, asks: np.ndarray) -> None:
         """Replace a book with a snapshot; `bids`/`asks` are int64 (n, 2) [price, qty] in any order."""
@@ -83,7 +104,7 @@ class BookStore:
 
     def truncate(self, book: int, depth: int) -> None:
         for side in (k.BID, k.ASK):
-            k.truncate_side(self.ladder, self.meta, book, side, depth)
+            k.truncate_side(self.levels, self.ladder, self.meta, book, side, depth)
 
     def top(self, book: int, side: int, depth: int | None = None) -> np.ndarray:
         """Best-first int64 (n, 2) [price, qty] rows of one side."""

@@ -61,7 +61,7 @@ class VenueFeed:
         self.instruments = instruments
         self.writer = writer
         self.latency = latency if latency is not None else np.zeros((len(VENUE_HOPS), HIST_WORDS), np.int64)
-        self.books = BookStore([capacity or self.CAPACITY] * len(instruments))
+        self.books = BookStore([capacity or self.CAPACITY] * len(instruments), ticks=[i.tick_units for i in instruments])
         self.sync = new_sync(len(instruments))
         self.conn_state = new_conn_state()
         self.limiter = ResyncLimiter(len(instruments))
@@ -82,6 +82,12 @@ class VenueFeed:
         self._fit_scratch(INITIAL_LEVELS * 8)
         # the step's compiled entry for the types of its per-frame call (a frame, ts, conn, fresh, the groups)
         self._step = entry(type(self).STEP, b"", 0, 0, True, self._feed, self._books, self._out)
+
+    def record_books(self, rows: int) -> None:
+        """Journal up to `rows` of the changes this feed makes to its books from now on (see
+        book_kernels' journal): what `fh bench book --capture` replays through the book alone."""
+        self.books.record(rows)
+        self._books = self.books.arrays
 
     @classmethod
     def event_shape(cls, instruments: int) -> tuple[int, int]:

@@ -30,8 +30,9 @@ from shm.layout import (BOOK_FUNDING_RATE, BOOK_FUNDING_TIME, BOOK_INDEX_PX, BOO
 from shm.ring import publish_status, publish_trade, publish_values
 from shm.seqlock import write_begin, write_end
 
-from .book_kernels import (ASK, BID, M_ABSENT_DELETES, M_OVERFLOW, apply_changes, best_level, clear_book, is_crossed,
-                           levels_through, truncate_side)
+from .book_kernels import (ASK, BID, J_APPLY, J_CLEAR, J_LOAD, J_TRUNCATE, M_ABSENT_DELETES, M_OVERFLOW, apply_changes,
+                           best_level, clear_book, is_crossed, journal_changes, journal_op, levels_through,
+                           truncate_side)
 from .checksum import kraken_checksum
 from .jsonscan import NO_TRADE_ID
 from .publish import publish, record_published
@@ -104,11 +105,17 @@ def count_frame(counters, nbytes):
 @njit(nogil=True, cache=True, _nrt=False)
 def apply_levels(book, first, end, scratch, books, out):
     """Apply decoded levels [first, end) to a book; absent deletes and overflow are counted into shm."""
-    levels, ladder, meta = books
+    _apply(book, first, end, scratch, books, out, J_APPLY)
+
+
+@njit(inline="always", nogil=True)
+def _apply(book, first, end, scratch, books, out, op):
+    levels, ladder, meta, journal = books.levels, books.ladder, books.meta, books.journal
     before_absent = meta[book, M_ABSENT_DELETES]
     before_overflow = meta[book, M_OVERFLOW]
-    apply_changes(levels, ladder, meta, book, scratch[ROW_SIDE, first:end], scratch[ROW_PRICE, first:end],
-                  scratch[ROW_QTY, first:end])
+    sides, prices, qtys = scratch[ROW_SIDE, first:end], scratch[ROW_PRICE, first:end], scratch[ROW_QTY, first:end]
+    journal_changes(journal, op, book, sides, prices, qtys)
+    apply_changes(levels, ladder, meta, book, sides, prices, qtys)
     out.counters[book, C_ABSENT_DELETES] += meta[book, M_ABSENT_DELETES] - before_absent
     out.counters[book, C_BOOK_OVERFLOW] += meta[book, M_OVERFLOW] - before_overflow
 
@@ -118,8 +125,14 @@ def load_snapshot(book, first, end, scratch, books, out):
     """Replace a book with the decoded snapshot levels [first, end): the same as applying them to an
     empty book (a repeated price keeps its last quantity). Venues send snapshots best first, for
     which every level lands in O(1): no sort, no allocation, so it runs inside the step."""
+    _clear(book, books)
+    _apply(book, first, end, scratch, books, out, J_LOAD)
+
+
+@njit(inline="always", nogil=True)
+def _clear(book, books):
+    journal_op(books.journal, J_CLEAR, book, 0, 0)
     clear_book(books.ladder, books.meta, book)
-    apply_levels(book, first, end, scratch, books, out)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -132,7 +145,7 @@ def invalidate(book, reason, ts_recv, sync, books, out):
     """Mark one book invalid for every consumer (status record, invalid block) and empty it; it waits
     in RESYNC for a new snapshot while the venue's other books carry on."""
     sync[book, SY_STATE] = RESYNC
-    clear_book(books.ladder, books.meta, book)
+    _clear(book, books)
     out.counters[book, C_RESYNCS] += 1
     status(book, ST_BOOK_INVALID, reason, ts_recv, out)
     publish(books, book, out, sync[book, SY_UPDATE_ID], NO_TIME, ts_recv, INVALID)
@@ -166,8 +179,9 @@ def truncate_to_depth(book, sync, books):
     """Cut a changed book to its subscribed depth (SY_DEPTH; 0: full depth), as the venue's view is."""
     depth = sync[book, SY_DEPTH]
     if depth > 0:
-        truncate_side(books.ladder, books.meta, book, BID, depth)
-        truncate_side(books.ladder, books.meta, book, ASK, depth)
+        for side in (BID, ASK):
+            journal_op(books.journal, J_TRUNCATE, book, side, depth)
+            truncate_side(books.levels, books.ladder, books.meta, book, side, depth)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -177,7 +191,7 @@ def settle(book, is_snapshot, checksum, ts_exchange, ts_recv, scratch, sync, boo
     truncate_to_depth(book, sync, books)
     verdict = CHECK_NONE
     if checksum != NO_CHECKSUM:
-        levels, ladder, meta = books
+        levels, ladder, meta = books.levels, books.ladder, books.meta
         computed = kraken_checksum(levels, ladder, meta, book, sync[book, SY_PX_PAD], sync[book, SY_QTY_PAD],
                                    scratch[ROW_WORK])
         verdict = CHECK_OK if computed == checksum else CHECK_FAIL
@@ -216,7 +230,7 @@ def publish_trades(count, ts_recv, scratch, sync, books, out):
     best bid/ask, and the levels of the side it hit at or through its price (the side from the
     aggressor, else from where the price lies). A trade without a venue id (NO_TRADE_ID) is numbered
     per book. A negative count is the trade decoders' verdict on a bad frame: a decode error."""
-    levels, ladder, meta = books
+    levels, ladder, meta = books.levels, books.ladder, books.meta
     counters = out.counters
     if count < 0:
         counters[-1, C_DECODE_ERRORS] += 1

@@ -79,6 +79,15 @@ class Instrument:
             return f"{self.base}-{self.quote}-{time.strftime('%Y%m%d', time.gmtime(self.expiry_ms // 1000))}"
         return f"{self.base}-{self.quote}"
 
+    @property
+    def tick_units(self) -> int:
+        """The tick in price units (px_dec decimals): the book's ladder step. 1 where the metadata
+        gives no tick or one finer than the decimals (never the case on a venue's own metadata)."""
+        if self.tick is None or self.tick <= 0:
+            return 1
+        units = self.tick.scaleb(self.px_dec)
+        return int(units) if units == units.to_integral_value() and units >= 1 else 1
+
     def spec(self, capacity: int) -> InstrumentSpec:
         mant, dec = decimal_mantissa(self.contract_size)
         return InstrumentSpec(self.venue_symbol, self.symbol, self.px_dec, self.qty_dec, capacity,

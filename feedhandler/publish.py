@@ -70,7 +70,7 @@ def write_book_block(levels, ladder, meta, book, block, update_id, ts_exchange, 
 def publish(books, book, out, update_id, ts_exchange, ts_recv, valid):
     """Publish one frame's result: the book block, then a book-change record in the ring.
     Returns the ring position of the record."""
-    levels, ladder, meta = books
+    levels, ladder, meta = books.levels, books.ladder, books.meta
     ts_publish = realtime_ns()
     write_book_block(levels, ladder, meta, book, out.blocks[book], update_id, ts_exchange, ts_recv, ts_publish, valid)
     bid_px, bid_qty = best_level(levels, ladder, meta, book, BID)

@@ -3,6 +3,7 @@ import random
 from decimal import Decimal
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,9 +77,13 @@ def assert_same(books: BookStore, reference: ReferenceBook) -> None:
     assert books.crossed(0) == bool(bids and asks and bids[0][0] >= asks[0][0])
 
 
-near_prices = st.integers(1, 400).map(lambda ticks: Decimal(ticks).scaleb(-PX_DEC))
-far_prices = st.integers(1, 10**15).map(lambda ticks: Decimal(ticks).scaleb(-PX_DEC))
-prices = st.one_of(near_prices, near_prices, far_prices)
+near_prices = st.integers(1, 400).map(lambda units: Decimal(units).scaleb(-PX_DEC))
+# on the grid of every tick below but 7: a book keeps them in its ladder, and the near prices between
+# them are off-grid levels (Binance's legacy levels finer than the tick) that it keeps in its run
+grid_prices = st.integers(1, 40).map(lambda steps: Decimal(30 * steps).scaleb(-PX_DEC))
+far_prices = st.integers(1, 10**15).map(lambda units: Decimal(units).scaleb(-PX_DEC))
+prices = st.one_of(near_prices, grid_prices, grid_prices, far_prices)
+ticks = st.sampled_from([1, 3, 5, 7, 30])
 qtys = st.one_of(st.just(Decimal(0)), st.integers(1, 10**12).map(lambda units: Decimal(units).scaleb(-QTY_DEC)))
 sides = st.sampled_from([BID, ASK])
 level_lists = st.lists(st.tuples(prices, qtys), max_size=60)
@@ -91,19 +96,19 @@ operations = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.integers(1, 64), st.lists(operations, max_size=40))
-def test_random_operations_match_the_reference_book(window, ops):
-    books, reference = BookStore([10_000], window=window), ReferenceBook()
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 64), ticks, st.lists(operations, max_size=40))
+def test_random_operations_match_the_reference_book(window, tick, ops):
+    books, reference = BookStore([10_000], window=window, ticks=[tick]), ReferenceBook()
     for op in ops:
         apply(books, reference, op)
         assert_same(books, reference)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 8), st.integers(1, 16), st.lists(operations, max_size=40))
-def test_a_book_that_overflows_never_holds_a_level_the_reference_lacks(window, capacity, ops):
-    books, reference = BookStore([capacity], window=window), ReferenceBook()
+@given(st.integers(1, 8), st.integers(1, 16), ticks, st.lists(operations, max_size=40))
+def test_a_book_that_overflows_never_holds_a_level_the_reference_lacks(window, capacity, tick, ops):
+    books, reference = BookStore([capacity], window=window, ticks=[tick]), ReferenceBook()
     for op in ops:
         apply(books, reference, op)
         for side in (BID, ASK):
@@ -112,14 +117,19 @@ def test_a_book_that_overflows_never_holds_a_level_the_reference_lacks(window, c
             assert_same(books, reference)
 
 
-def test_long_random_session_on_a_deep_book_matches_the_reference():
+@pytest.mark.parametrize("tick, off_grid", [(1, 0.0), (10, 0.05)])
+def test_long_random_session_on_a_deep_book_matches_the_reference(tick, off_grid):
+    """A deep book moving for 3,000 diffs; with a tick of 10, one level in 20 is off the grid."""
     rng = random.Random(20261121)
-    books, reference = BookStore([6000], window=1024), ReferenceBook()
+    books, reference = BookStore([6000], window=1024, ticks=[tick]), ReferenceBook()
     mid = 5_000_000
-    snapshot_bids = [(Decimal(mid - i).scaleb(-PX_DEC), Decimal(rng.randint(1, 10**9)).scaleb(-QTY_DEC))
-                     for i in range(1, 5001)]
-    snapshot_asks = [(Decimal(mid + i).scaleb(-PX_DEC), Decimal(rng.randint(1, 10**9)).scaleb(-QTY_DEC))
-                     for i in range(1, 5001)]
+
+    def price(steps: int) -> Decimal:
+        units = max(steps, 1) * tick + (rng.randint(1, tick - 1) if rng.random() < off_grid else 0)
+        return Decimal(units).scaleb(-PX_DEC)
+
+    snapshot_bids = [(price(mid - i), Decimal(rng.randint(1, 10**9)).scaleb(-QTY_DEC)) for i in range(1, 5001)]
+    snapshot_asks = [(price(mid + i), Decimal(rng.randint(1, 10**9)).scaleb(-QTY_DEC)) for i in range(1, 5001)]
     apply(books, reference, ("load", snapshot_bids, snapshot_asks))
     for step in range(3000):
         mid += rng.randint(-3, 3)
@@ -127,9 +137,9 @@ def test_long_random_session_on_a_deep_book_matches_the_reference():
         levels = []
         for _ in range(rng.randint(1, 40)):
             depth = int(rng.expovariate(1 / 30)) if rng.random() < 0.9 else rng.randint(0, 6000)
-            ticks = mid - 1 - depth if side == BID else mid + 1 + depth
+            steps = mid - 1 - depth if side == BID else mid + 1 + depth
             qty = 0 if rng.random() < 0.3 else rng.randint(1, 10**9)
-            levels.append((Decimal(max(ticks, 1)).scaleb(-PX_DEC), Decimal(qty).scaleb(-QTY_DEC)))
+            levels.append((price(steps), Decimal(qty).scaleb(-QTY_DEC)))
         apply(books, reference, ("batch", side, levels))
         if step % 250 == 0:
             assert_same(books, reference)

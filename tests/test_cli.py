@@ -59,6 +59,22 @@ def test_bench_replay_json_counts_frames(captures, tmp_path):
     assert figures["frames"] == 265 + 5 and figures["msgs_per_s"] > 0  # WebSocket messages + REST responses
 
 
+def test_bench_book_replays_a_captures_book_changes_per_book_with_each_instruments_tick(captures, tmp_path):
+    from tools.importers.cryptofeed import import_recordings
+    capture = tmp_path / "b.fhcap"
+    import_recordings([str(captures / "binance-spot-2021" / "BINANCE")], str(capture))
+    result = fh("bench", "book", "--capture", str(capture), "--json", "--rounds", "1", "--unit-tick")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    # 4 snapshots of up to 1,000 levels a side, then the diffs that bridge and follow them
+    assert figures["venue"] == "binance" and figures["levels"] > figures["snapshot_levels"] > 4000
+    assert figures["ns_per_level"] > 0 and figures["unit_tick"]["ns_per_level"] > 0
+    nkn = figures["books"]["NKN-USDT"]
+    assert nkn["tick_units"] == 10_000  # 0.0001 at Binance's 8 decimals: the ladder steps by ticks
+    assert nkn["off_grid_levels"] > 0  # levels from before the tick change, kept exactly in the run
+    assert sum(book["levels"] for book in figures["books"].values()) == figures["levels"]
+
+
 @pytest.mark.clickhouse
 def test_bench_query_answers_a_day_of_one_symbol_alike_from_trades_and_from_the_bars_view():
     result = fh("bench", "query", "--json", "--trades", "20000", "--repeats", "2")

@@ -9,6 +9,9 @@ import sys
 
 
 def _bench_book(args: argparse.Namespace) -> dict:
+    if args.capture:
+        from .bench import book_capture
+        return book_capture.run(args.capture, rounds=args.rounds, unit_tick=args.unit_tick, peers=args.peers)
     from .bench import book
     return book.run(levels=args.levels, diffs=args.diffs)
 
@@ -214,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     book = benches.add_parser("book", help="numba L2 book: ns per level update, 40-level diff p50/p99")
     book.add_argument("--levels", type=int, default=5_000_000, help="level changes applied in one kernel call")
     book.add_argument("--diffs", type=int, default=100_000, help="40-level diffs to time")
+    book.add_argument("--capture", metavar="FILE",
+                      help="instead: replay this capture's book changes through the book alone (ns per level, per book)")
+    book.add_argument("--rounds", type=int, default=7, help="--capture: timed replays (the median is reported)")
+    book.add_argument("--unit-tick", action="store_true",
+                      help="--capture: also replay with a ladder step of one price unit (the book before tick indexing)")
+    book.add_argument("--peers", action="store_true",
+                      help="--capture: also replay through the peers' books that are installed (bench/peers.py)")
     book.set_defaults(run=_bench_book, title="fh bench book")
 
     shm = benches.add_parser("shm", help="cross-process ring and seqlock latency, ring throughput")

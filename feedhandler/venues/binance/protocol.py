@@ -12,6 +12,7 @@ be answered within 1 min; REST weight 6000/min, depth weight by limit (5/25/50/2
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from ...instruments import Instrument, normalize_asset
@@ -37,16 +38,28 @@ LIMITS = Limits(
 def parse_instruments(venue: str, exchange_info: dict) -> list[Instrument]:
     """From GET /api/v3/exchangeInfo: base/quote from baseAsset/quoteAsset (never split the symbol),
     price decimals from quoteAssetPrecision (quotePrecision before it), qty from baseAssetPrecision:
-    the 8 decimals Binance prints, which hold every resting level whatever the tick was."""
+    the 8 decimals Binance prints, which hold every resting level whatever the tick was. The tick
+    (PRICE_FILTER tickSize) only sets the book's ladder step."""
     instruments = []
     for entry in exchange_info["symbols"]:
         price_decimals = entry.get("quoteAssetPrecision", entry.get("quotePrecision"))
         if price_decimals is None or "baseAssetPrecision" not in entry:
             continue
+        ticks = [f.get("tickSize") for f in entry.get("filters", ()) if f.get("filterType") == "PRICE_FILTER"]
         instruments.append(Instrument(venue, entry["symbol"], normalize_asset(entry["baseAsset"]),
                                       normalize_asset(entry["quoteAsset"]), int(price_decimals),
-                                      int(entry["baseAssetPrecision"])))
+                                      int(entry["baseAssetPrecision"]), tick=_tick(ticks[0] if ticks else None)))
     return instruments
+
+
+def _tick(text: object) -> Decimal | None:
+    """A positive tickSize as a Decimal; None for a missing or malformed one (the book then steps
+    by one price unit: slower, never wrong)."""
+    try:
+        tick = Decimal(str(text))
+    except ArithmeticError:
+        return None
+    return tick if tick.is_finite() and tick > 0 else None
 
 
 def snapshot_weight(limit: int, weights: tuple[tuple[int, int], ...] = SNAPSHOT_WEIGHTS) -> int:

@@ -10,6 +10,8 @@ level2 products per connection (undocumented, "too many L2 streams requested in 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from ...instruments import Instrument, decimals_of, normalize_asset
@@ -39,7 +41,8 @@ def parse_instruments(venue: str, products: dict | list) -> list[Instrument]:
         if not (product and base and quote and row.get("quote_increment") and row.get("base_increment")):
             continue
         instruments.append(Instrument(venue, product, normalize_asset(base), normalize_asset(quote),
-                                      decimals_of(row["quote_increment"]), decimals_of(row["base_increment"])))
+                                      decimals_of(row["quote_increment"]), decimals_of(row["base_increment"]),
+                                      tick=Decimal(row["quote_increment"])))
     return instruments
 
 
@@ -66,7 +69,7 @@ class CoinbaseProtocol(VenueProtocol):
     def wire_instruments(self, instruments: list[Instrument], ws_url: str) -> list[Instrument]:
         """A `-USDC` product's book arrives under its `-USD` product id (documented alias): the
         instrument keeps its name and decimals, its wire symbol is the `-USD` one."""
-        return [Instrument(i.venue, f"{i.base}-USD", i.base, i.quote, i.px_dec, i.qty_dec)
+        return [replace(i, venue_symbol=f"{i.base}-USD")
                 if i.quote == "USDC" and i.venue_symbol.endswith("-USDC") and i.venue_symbol not in USDC_OWN_BOOKS
                 else i for i in instruments]
 
