@@ -10,6 +10,7 @@ import numpy as np
 
 from . import book_kernels as k
 from .checksum import kraken_checksum
+from .run_kernels import run_blocks, run_rows
 
 DEFAULT_WINDOW = 8192  # ladder ticks per side: with the best at 3/4, a dense 5,000-level snapshot fits
 
@@ -39,27 +40,28 @@ class BookStore:
         self.capacities = [int(c) for c in capacities]
         self.window = int(window)
         self.ticks = ticks
-        self.levels = _touched((2 * sum(self.capacities), 2))
+        self.levels = _touched((2 * sum(run_rows(c) for c in self.capacities), 2))
         self.ladder = _touched(2 * len(self.capacities) * k.ladder_words(self.window))
         self.meta = _touched((len(self.capacities), k.NMETA))
         self.journal = np.zeros((1, k.JOURNAL_COLUMNS), np.int64)  # records nothing until `record`
         offset = 0
         for book, capacity in enumerate(self.capacities):
             self.meta[book, k.M_CAPACITY] = capacity
+            self.meta[book, k.M_BLOCKS] = run_blocks(capacity)
             self.meta[book, k.M_WINDOW] = self.window
             self.meta[book, k.M_TICK] = ticks[book]
             for side in (k.BID, k.ASK):
                 column = k.SIDE_COLUMNS * side
                 self.meta[book, column + k.S_OFFSET] = offset
                 self.meta[book, column + k.S_LADDER] = (2 * book + side) * k.ladder_words(self.window)
-                k.clear_side(self.ladder, self.meta, book, side)
-                offset += capacity
+                k.clear_side(self.levels, self.ladder, self.meta, book, side)
+                offset += run_rows(capacity)
 
     @staticmethod
     def memory_bytes(capacity: int, window: int = DEFAULT_WINDOW) -> int:
         """The fixed memory one book takes: two sides of ladder (8 B a slot, plus a bit of occupancy)
-        and run (16 B a row)."""
-        return 2 * (k.ladder_words(window) * 8 + capacity * 16)
+        and run (16 B a row, a third more rows than `capacity`, and a directory)."""
+        return 2 * (k.ladder_words(window) * 8 + run_rows(capacity) * 16)
 
     def __len__(self) -> int:
         return len(self.capacities)
@@ -89,8 +91,14 @@ class BookStore:
             k.load_side(self.levels, self.ladder, self.meta, book, side, rows[:, 0].copy(), rows[:, 1].copy(),
                         len(rows))
 
+    def load_levels(self, book: int, sides: np.ndarray, prices: np.ndarray, qtys: np.ndarray) -> None:
+        """Replace a book with a snapshot given as level changes, as a feed loads one: best-first
+        levels per side load in one pass, anything else is applied in order to the emptied book."""
+        k.load_book(self.levels, self.ladder, self.meta, book, np.asarray(sides, np.int64),
+                    np.asarray(prices, np.int64), np.asarray(qtys, np.int64))
+
     def clear(self, book: int) -> None:
-        k.clear_book(self.ladder, self.meta, book)
+        k.clear_book(self.levels, self.ladder, self.meta, book)
 
     def set(self, book: int, side: int, price: int, qty: int) -> None:
         """One absolute level change (qty 0 deletes)."""

@@ -7,20 +7,19 @@ where a level is kept:
 
 - a tick-indexed **ladder** of `window` slots, slot i holding the qty of key base + i * tick
   (base is a multiple of the tick): an update near the touch is one array store;
-- a sorted **run**, ascending, best at the high end, for every other level: those below the
-  window (key < base) and off-grid ones (a price that is not a multiple of the tick: Binance keeps
-  resting orders from before a tick change, e.g. NKNUSDT 0.25974 under a 0.0001 tick). It lives in
-  a fixed slab of `capacity` rows with slack at both ends: a change shifts the shorter neighbouring
-  run, and the run re-centres in its slab when an end runs out (rare).
+- a sorted **run** (`run_kernels`: blocks of 64 rows, a change costs a search and a shift inside a
+  block at any depth) for every other level: those below the window (key < base) and off-grid
+  ones (a price that is not a multiple of the tick: Binance keeps resting orders from before a tick
+  change, e.g. NKNUSDT 0.25974 under a 0.0001 tick).
 
 Every on-grid level with key >= base is in the ladder, so walking a side best first merges two
 descending sequences, the ladder's (by occupancy bits) and the run's, which for the usual book
 (no off-grid level above the window's base) is the ladder, then the run. The window re-anchors
-(O(window)) so the best sits at 3/4 of it when an on-grid level arrives above it or the best falls
-into its bottom quarter, which gives hysteresis of half a window either way. Prices far from the
-market are correct, just slower (they live in the run), and so is a wrong or changed tick. Memory
-per book is fixed: 2 * (window * 8 + capacity * 16) bytes. A full run keeps its best levels and
-counts what it dropped (`M_OVERFLOW`).
+(moving the occupied slots only) so the best sits at 3/4 of it when an on-grid level arrives above
+it or the best falls into its bottom quarter, which gives hysteresis of half a window either way.
+Prices far from the market are correct, just slower (they live in the run), and so is a wrong or
+changed tick. Memory per book is fixed: 2 * (ladder_words(window) + 2 * run_rows(capacity)) * 8
+bytes. A full run keeps its best levels and counts what it dropped (`M_OVERFLOW`).
 
 Arrays: `levels` int64 (rows, 2) [key, qty] holds the runs, `ladder` int64 (slots,) the ladders,
 `meta` int64 (books, NMETA) the per-side state at column SIDE_COLUMNS * side, then per-book
@@ -28,8 +27,8 @@ fields. Kernels keep a side's state in locals for a whole message and write it b
 
 Compilation: kernels that allocate nothing are compiled without the numba runtime (`_nrt=False`):
 helpers inlined into a loop otherwise bring reference-count calls into every iteration (that
-cost 8 ns a level here). Only the small ladder path is inlined into `apply_changes`; the run and
-re-anchoring are ordinary calls, which keeps compile time to seconds.
+cost 8 ns a level here). Only the small ladder path is inlined into `apply_changes`; the run's
+changes and re-anchoring are ordinary calls, which keeps compile time to seconds.
 """
 from __future__ import annotations
 
@@ -40,6 +39,10 @@ from numba import njit
 
 from shm.intrinsics import leading_zeros, trailing_zeros
 
+from .run_kernels import (R_LO, R_N, RUN_ABSENT, RUN_DELETED, RUN_FULL, RUN_INSERTED, RUN_UPDATED, run_bottom, run_clear,
+                          run_drop_bottom, run_load, run_set, run_spread_gathered, run_top, walk_next, walk_row,
+                          walk_start)
+
 BID = 0
 ASK = 1
 
@@ -49,12 +52,13 @@ Books = namedtuple("Books", "levels ladder meta journal")
 
 # Per-side state, at column SIDE_COLUMNS * side.
 S_OFFSET = 0  # first row of the run's slab in `levels`
-S_LO = 1  # the run occupies rows [lo, hi)
+S_LO = 1  # the run's non-empty blocks are [lo, hi)
 S_HI = 2
 S_LADDER = 3  # first slot of the ladder in `ladder`
 S_BASE = 4  # key of ladder slot 0
 S_TOP = 5  # best key in the ladder (meaningful when S_COUNT > 0)
 S_COUNT = 6  # levels in the ladder
+S_RUN = 7  # levels in the run
 SIDE_COLUMNS = 8
 # Per-book fields.
 M_CAPACITY = 16  # rows of each side's run
@@ -63,17 +67,17 @@ M_ABSENT_DELETES = 18  # deletes of levels the book does not hold (normal on eve
 M_OVERFLOW = 19  # levels dropped because a run was full
 M_REJECTED = 20  # changes refused: price outside [0, MAX_PRICE] or negative qty
 M_TICK = 21  # price units per ladder slot
-NMETA = 22
+M_BLOCKS = 22  # blocks of each side's run (run_kernels.run_blocks(capacity))
+NMETA = 23
 
 MAX_PRICE = 1 << 62  # with window * tick <= MAX_SPAN, keeps every key difference and window base inside int64
 MAX_SPAN = 1 << 60
 
-SET_UPDATED = 0
-SET_INSERTED = 1
-SET_DELETED = 2
-SET_ABSENT = 3
-SET_OVERFLOW = 4
-SET_REJECTED = 5
+SET_UPDATED = RUN_UPDATED
+SET_INSERTED = RUN_INSERTED
+SET_DELETED = RUN_DELETED
+SET_ABSENT = RUN_ABSENT
+SET_OVERFLOW = RUN_FULL  # inserted and a worse level dropped, or refused as the worst
 
 
 @njit(inline="always", nogil=True)
@@ -127,96 +131,6 @@ def journal_op(journal, op, book, side, value):
     journal[used + 1, 3] = 0
     journal[used + 1, 4] = value
     journal[0, 0] = used + 1
-
-
-# ---------------------------------------------------------------- sorted run (levels below the window)
-
-@njit(inline="always", nogil=True)
-def _find(levels, lo, hi, key):
-    """First row in [lo, hi) whose key is >= `key`, galloping down from the best end; a key at or
-    below the worst row is answered at once (snapshots arrive best first, each level the worst)."""
-    if hi == lo or levels[hi - 1, 0] < key:
-        return hi
-    if levels[lo, 0] >= key:
-        return lo
-    upper = hi - 1
-    lower = lo - 1
-    step = 1
-    while True:
-        probe = upper - step
-        if probe < lo:
-            break
-        if levels[probe, 0] < key:
-            lower = probe
-            break
-        upper = probe
-        step <<= 1
-    while upper - lower > 1:
-        mid = (lower + upper) >> 1
-        if levels[mid, 0] < key:
-            lower = mid
-        else:
-            upper = mid
-    return upper
-
-
-@njit(inline="always", nogil=True)
-def _move_rows(levels, first, last, shift):
-    """Move rows [first, last) by `shift` rows (overlap-safe)."""
-    if shift > 0:
-        for r in range(last - 1, first - 1, -1):
-            levels[r + shift, 0] = levels[r, 0]
-            levels[r + shift, 1] = levels[r, 1]
-    elif shift < 0:
-        for r in range(first, last):
-            levels[r + shift, 0] = levels[r, 0]
-            levels[r + shift, 1] = levels[r, 1]
-
-
-@njit(nogil=True, cache=True, _nrt=False)
-def run_set(levels, offset, capacity, lo, hi, key, qty):
-    """Set `key` to `qty` (0 deletes) in a sorted run; returns (lo, hi, SET_* status)."""
-    p = _find(levels, lo, hi, key)
-    found = p < hi and levels[p, 0] == key
-    if qty == 0:
-        if not found:
-            return lo, hi, SET_ABSENT
-        if p - lo < hi - 1 - p:
-            _move_rows(levels, lo, p, 1)
-            lo += 1
-        else:
-            _move_rows(levels, p + 1, hi, -1)
-            hi -= 1
-        return lo, hi, SET_DELETED
-    if found:
-        levels[p, 1] = qty
-        return lo, hi, SET_UPDATED
-    status = SET_INSERTED
-    if hi - lo == capacity:
-        if p == lo:
-            return lo, hi, SET_OVERFLOW
-        lo += 1
-        status = SET_OVERFLOW
-    shift_down = p - lo <= hi - p
-    if (shift_down and lo == offset) or (not shift_down and hi == offset + capacity):
-        if capacity - (hi - lo) >= 2:
-            centred = offset + (capacity - (hi - lo)) // 2
-            _move_rows(levels, lo, hi, centred - lo)
-            p += centred - lo
-            hi += centred - lo
-            lo = centred
-        else:
-            shift_down = not shift_down
-    if shift_down:
-        _move_rows(levels, lo, p, -1)
-        lo -= 1
-        p -= 1
-    else:
-        _move_rows(levels, p, hi, 1)
-        hi += 1
-    levels[p, 0] = key
-    levels[p, 1] = qty
-    return lo, hi, status
 
 
 # ---------------------------------------------------------------- ladder and window
@@ -288,11 +202,11 @@ def _held_at_or_above(ladder, slot0, window, i):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _anchor(levels, ladder, offset, capacity, slot0, window, tick, lo, hi, base, count, new_base):
+def _anchor(levels, ladder, capacity, slot0, window, tick, run, base, count, new_base):
     """Move the window to start at `new_base` (on the grid, like `base`): levels leaving it go to the
-    run, on-grid levels of the run now inside it come into the ladder (off-grid ones stay, the run
-    closing up behind them). Only occupied slots move, found by their occupancy bits, so the cost is
-    the ladder's words and levels, not its slots. Returns (lo, hi, count, overflow).
+    run, on-grid levels of the run now inside it come into the ladder (off-grid ones stay). Only
+    occupied slots move, found by their occupancy bits, so the cost is the ladder's words and
+    levels, not its slots. Returns (run, count, overflow).
     Callers only move it down when nothing would leave through the top."""
     overflow = 0
     shift = (new_base - base) // tick
@@ -308,8 +222,8 @@ def _anchor(levels, ladder, offset, capacity, slot0, window, tick, lo, hi, base,
                 qty = ladder[slot0 + i]
                 ladder[slot0 + i] = 0
                 if i < shift:
-                    lo, hi, status = run_set(levels, offset, capacity, lo, hi, base + i * tick, qty)
-                    overflow += status == SET_OVERFLOW
+                    run, status = run_set(levels, run, base + i * tick, qty, capacity)
+                    overflow += status == RUN_FULL
                     count -= 1
                 else:
                     ladder[slot0 + i - shift] = qty
@@ -325,22 +239,20 @@ def _anchor(levels, ladder, offset, capacity, slot0, window, tick, lo, hi, base,
                 ladder[slot0 + i - shift] = ladder[slot0 + i]
                 ladder[slot0 + i] = 0
                 _mark(ladder, slot0, window, i - shift)
-        kept = hi  # the run's rows >= new_base that stay (off-grid) gather at [kept, hi)
-        row = hi - 1
-        while row >= lo and levels[row, 0] >= new_base:
-            slot = _slot_of(levels[row, 0], new_base, tick)
+        block, index = walk_start(levels, run)  # the run's rows >= new_base, best first
+        while run[R_N] > 0 and block >= run[R_LO]:
+            row = walk_row(run, block, index)
+            key = levels[row, 0]
+            if key < new_base:
+                break
+            slot = _slot_of(key, new_base, tick)
             if 0 <= slot < window:
                 ladder[slot0 + slot] = levels[row, 1]
                 _mark(ladder, slot0, window, slot)
                 count += 1
-            else:
-                kept -= 1
-                levels[kept, 0] = levels[row, 0]
-                levels[kept, 1] = levels[row, 1]
-            row -= 1
-        _move_rows(levels, kept, hi, row + 1 - kept)
-        hi = row + 1 + hi - kept
-    return lo, hi, count, overflow
+                run, _ = run_set(levels, run, key, 0, capacity)
+            block, index = walk_next(levels, run, block, index)
+    return run, count, overflow
 
 
 @njit(inline="always", nogil=True)
@@ -350,80 +262,80 @@ def _anchor_at(best, window, tick):
 
 
 @njit(inline="always", nogil=True)
-def _side_best(levels, lo, hi, top, count):
-    """The best key of a side: the ladder's top or the run's, whichever is higher (a side that
-    holds nothing has no best: callers check count + hi - lo first)."""
-    if count > 0 and (hi == lo or top > levels[hi - 1, 0]):
+def _side_best(levels, run, top, count):
+    """The best key of a side: the ladder's top or the run's, whichever is higher (callers check
+    that the side holds something)."""
+    if count > 0 and (run[R_N] == 0 or top > levels[run_top(levels, run), 0]):
         return top
-    return levels[hi - 1, 0]
+    return levels[run_top(levels, run), 0]
 
 
 @njit(inline="always", nogil=True)
-def side_set(levels, ladder, offset, capacity, slot0, window, tick, lo, hi, base, top, count, key, qty):
-    """Set `key` to `qty` (0 deletes) on one side; returns (lo, hi, base, top, count, status)."""
+def side_set(levels, ladder, capacity, slot0, window, tick, run, base, top, count, key, qty):
+    """Set `key` to `qty` (0 deletes) on one side; returns (run, base, top, count, status)."""
     overflow = 0
     slot = _slot_of(key, base, tick)
     if slot >= 0:
         if slot >= window:
             if qty == 0:
-                return lo, hi, base, top, count, SET_ABSENT
+                return run, base, top, count, SET_ABSENT
             new_base = _anchor_at(key, window, tick)
-            lo, hi, count, overflow = _anchor(levels, ladder, offset, capacity, slot0, window, tick, lo, hi, base,
-                                              count, new_base)
+            run, count, overflow = _anchor(levels, ladder, capacity, slot0, window, tick, run, base, count, new_base)
             base = new_base
             slot = (key - base) // tick
         old = ladder[slot0 + slot]
         ladder[slot0 + slot] = qty
         if qty != 0:
             if old != 0:
-                return lo, hi, base, top, count, SET_UPDATED
+                return run, base, top, count, SET_UPDATED
             _mark(ladder, slot0, window, slot)
             if count == 0 or key > top:
                 top = key
             count += 1
-            return lo, hi, base, top, count, SET_OVERFLOW if overflow else SET_INSERTED
+            return run, base, top, count, SET_OVERFLOW if overflow else SET_INSERTED
         if old == 0:
-            return lo, hi, base, top, count, SET_ABSENT
+            return run, base, top, count, SET_ABSENT
         _unmark(ladder, slot0, window, slot)
         count -= 1
         if key != top:
-            return lo, hi, base, top, count, SET_DELETED
+            return run, base, top, count, SET_DELETED
         top = base + tick * _held_at_or_below(ladder, slot0, window, slot - 1)
         status = SET_DELETED
     else:
-        lo, hi, status = run_set(levels, offset, capacity, lo, hi, key, qty)
+        run, status = run_set(levels, run, key, qty, capacity)
         if count > 0 or status == SET_UPDATED or status == SET_ABSENT:
-            return lo, hi, base, top, count, status
-    if count == 0 and hi == lo:
-        return lo, hi, base, top, count, status
+            return run, base, top, count, status
+    if count == 0 and run[R_N] == 0:
+        return run, base, top, count, status
     # The best level moved down: re-anchor when it fell into the bottom quarter of the window.
-    best = _side_best(levels, lo, hi, top, count)
+    best = _side_best(levels, run, top, count)
     if best - base < window // 4 * tick:
         new_base = _anchor_at(best, window, tick)
-        lo, hi, count, overflow = _anchor(levels, ladder, offset, capacity, slot0, window, tick, lo, hi, base,
-                                          count, new_base)
+        run, count, overflow = _anchor(levels, ladder, capacity, slot0, window, tick, run, base, count, new_base)
         base = new_base
         top = base + tick * _held_at_or_below(ladder, slot0, window, window - 1)
         if overflow:
             status = SET_OVERFLOW
-    return lo, hi, base, top, count, status
+    return run, base, top, count, status
 
 
 # ---------------------------------------------------------------- whole-book kernels
 
 @njit(inline="always", nogil=True)
 def load_state(meta, book, side):
-    """(offset, lo, hi, ladder slot 0, base, top, count) of one side."""
+    """(run, ladder slot 0, base, top, count) of one side; run is run_kernels' state tuple."""
     c = SIDE_COLUMNS * side
-    return (meta[book, c + S_OFFSET], meta[book, c + S_LO], meta[book, c + S_HI], meta[book, c + S_LADDER],
-            meta[book, c + S_BASE], meta[book, c + S_TOP], meta[book, c + S_COUNT])
+    run = (meta[book, c + S_OFFSET], meta[book, M_BLOCKS], meta[book, c + S_LO], meta[book, c + S_HI],
+           meta[book, c + S_RUN])
+    return run, meta[book, c + S_LADDER], meta[book, c + S_BASE], meta[book, c + S_TOP], meta[book, c + S_COUNT]
 
 
 @njit(inline="always", nogil=True)
-def store_state(meta, book, side, lo, hi, base, top, count):
+def store_state(meta, book, side, run, base, top, count):
     c = SIDE_COLUMNS * side
-    meta[book, c + S_LO] = lo
-    meta[book, c + S_HI] = hi
+    meta[book, c + S_LO] = run[2]
+    meta[book, c + S_HI] = run[3]
+    meta[book, c + S_RUN] = run[4]
     meta[book, c + S_BASE] = base
     meta[book, c + S_TOP] = top
     meta[book, c + S_COUNT] = count
@@ -436,8 +348,8 @@ def apply_changes(levels, ladder, meta, book, sides, prices, qtys):
     capacity = meta[book, M_CAPACITY]
     window = meta[book, M_WINDOW]
     tick = meta[book, M_TICK]
-    b_off, b_lo, b_hi, b_slot0, b_base, b_top, b_count = load_state(meta, book, BID)
-    a_off, a_lo, a_hi, a_slot0, a_base, a_top, a_count = load_state(meta, book, ASK)
+    b_run, b_slot0, b_base, b_top, b_count = load_state(meta, book, BID)
+    a_run, a_slot0, a_base, a_top, a_count = load_state(meta, book, ASK)
     absent = 0
     overflow = 0
     rejected = 0
@@ -446,19 +358,17 @@ def apply_changes(levels, ladder, meta, book, sides, prices, qtys):
             rejected += 1
             continue
         if sides[k] == BID:
-            b_lo, b_hi, b_base, b_top, b_count, status = side_set(
-                levels, ladder, b_off, capacity, b_slot0, window, tick, b_lo, b_hi, b_base, b_top, b_count,
-                prices[k], qtys[k])
+            b_run, b_base, b_top, b_count, status = side_set(
+                levels, ladder, capacity, b_slot0, window, tick, b_run, b_base, b_top, b_count, prices[k], qtys[k])
         else:
-            a_lo, a_hi, a_base, a_top, a_count, status = side_set(
-                levels, ladder, a_off, capacity, a_slot0, window, tick, a_lo, a_hi, a_base, a_top, a_count,
-                -prices[k], qtys[k])
+            a_run, a_base, a_top, a_count, status = side_set(
+                levels, ladder, capacity, a_slot0, window, tick, a_run, a_base, a_top, a_count, -prices[k], qtys[k])
         if status == SET_ABSENT:
             absent += 1
         elif status == SET_OVERFLOW:
             overflow += 1
-    store_state(meta, book, BID, b_lo, b_hi, b_base, b_top, b_count)
-    store_state(meta, book, ASK, a_lo, a_hi, a_base, a_top, a_count)
+    store_state(meta, book, BID, b_run, b_base, b_top, b_count)
+    store_state(meta, book, ASK, a_run, a_base, a_top, a_count)
     meta[book, M_ABSENT_DELETES] += absent
     meta[book, M_OVERFLOW] += overflow
     meta[book, M_REJECTED] += rejected
@@ -466,9 +376,10 @@ def apply_changes(levels, ladder, meta, book, sides, prices, qtys):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def clear_side(ladder, meta, book, side):
-    """Empty one side: the occupied slots (found by their bits) and the bits are zeroed."""
-    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
+def clear_side(levels, ladder, meta, book, side):
+    """Empty one side: the occupied slots (found by their bits), the bits and the run's directory
+    are zeroed."""
+    run, slot0, base, top, count = load_state(meta, book, side)
     window = meta[book, M_WINDOW]
     bits0 = slot0 + window
     for w in range((window + 63) >> 6):
@@ -478,14 +389,95 @@ def clear_side(ladder, meta, book, side):
             bit = trailing_zeros(word)
             word ^= np.int64(1) << bit
             ladder[slot0 + (w << 6) + bit] = 0
-    middle = offset + meta[book, M_CAPACITY] // 2
-    store_state(meta, book, side, middle, middle, base, top, 0)
+    store_state(meta, book, side, run_clear(levels, run), base, top, 0)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def clear_book(ladder, meta, book):
-    clear_side(ladder, meta, book, BID)
-    clear_side(ladder, meta, book, ASK)
+def clear_book(levels, ladder, meta, book):
+    clear_side(levels, ladder, meta, book, BID)
+    clear_side(levels, ladder, meta, book, ASK)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def load_book(levels, ladder, meta, book, sides, prices, qtys):
+    """Replace a book with a snapshot: the same as applying the levels in order to an empty book.
+    When each side's levels come best first, distinct and non-zero (every venue's snapshots do),
+    each side is built in one pass: ladder slots stored, run rows gathered and dealt out to their
+    blocks at once; otherwise the levels are applied one by one. Returns the absent deletes."""
+    clear_book(levels, ladder, meta, book)
+    b_ok, b_first, b_end = _best_first(sides, prices, qtys, BID)
+    a_ok, a_first, a_end = _best_first(sides, prices, qtys, ASK)
+    if b_ok and a_ok:
+        _load_best_first(levels, ladder, meta, book, BID, sides[b_first:b_end], prices[b_first:b_end],
+                         qtys[b_first:b_end])
+        _load_best_first(levels, ladder, meta, book, ASK, sides[a_first:a_end], prices[a_first:a_end],
+                         qtys[a_first:a_end])
+        return 0
+    return apply_changes(levels, ladder, meta, book, sides, prices, qtys)
+
+
+@njit(inline="always", nogil=True)
+def _best_first(sides, prices, qtys, side):
+    """(are `side`'s levels valid, non-zero and strictly best first, the range [first, end) they
+    lie in): venues send a side's levels together, so a side's passes are over its own range."""
+    previous = MAX_PRICE + 1
+    first = len(prices)
+    end = 0
+    for k in range(len(prices)):
+        if sides[k] != side:
+            continue
+        if not (0 <= prices[k] <= MAX_PRICE and qtys[k] > 0):
+            return False, 0, 0
+        key = side_key(side, prices[k])
+        if previous <= MAX_PRICE and key >= previous:
+            return False, 0, 0
+        previous = key
+        first = min(first, k)
+        end = k + 1
+    return True, min(first, end), end
+
+
+@njit(inline="always", nogil=True)
+def _load_best_first(levels, ladder, meta, book, side, sides, prices, qtys):
+    """One empty side from its best-first levels: the ladder anchored at the best, the rest (deeper
+    or off the grid) written ascending from the run's first row, the best `capacity` of them kept."""
+    run, slot0, base, top, count = load_state(meta, book, side)
+    capacity = meta[book, M_CAPACITY]
+    window = meta[book, M_WINDOW]
+    tick = meta[book, M_TICK]
+    in_run = 0
+    first = True
+    for k in range(len(prices)):
+        if sides[k] != side:
+            continue
+        key = side_key(side, prices[k])
+        if first:
+            base = _anchor_at(key, window, tick)
+            first = False
+        if _slot_of(key, base, tick) >= 0:
+            if count == 0:
+                top = key
+            count += 1
+        else:
+            in_run += 1
+    kept = min(in_run, capacity)
+    at = run[0] + kept  # rows are written from the top of the kept range down: they come best first
+    written = 0
+    for k in range(len(prices)):
+        if sides[k] != side:
+            continue
+        key = side_key(side, prices[k])
+        slot = _slot_of(key, base, tick)
+        if slot >= 0:
+            ladder[slot0 + slot] = qtys[k]
+            _mark(ladder, slot0, window, slot)
+        elif written < kept:
+            at -= 1
+            levels[at, 0] = key
+            levels[at, 1] = qtys[k]
+            written += 1
+    meta[book, M_OVERFLOW] += in_run - kept
+    store_state(meta, book, side, run_spread_gathered(levels, run, kept), base, top, count)
 
 
 @njit(nogil=True, cache=True)
@@ -495,8 +487,8 @@ def load_side(levels, ladder, meta, book, side, prices, qtys, n):
     Same result as applying the levels in order to an empty side: a repeated price keeps its last
     quantity and qty 0 leaves a price out. The run keeps its best `capacity` levels.
     """
-    clear_side(ladder, meta, book, side)
-    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
+    clear_side(levels, ladder, meta, book, side)
+    run, slot0, base, top, count = load_state(meta, book, side)
     capacity = meta[book, M_CAPACITY]
     window = meta[book, M_WINDOW]
     tick = meta[book, M_TICK]
@@ -534,58 +526,58 @@ def load_side(levels, ladder, meta, book, side, prices, qtys, n):
         else:
             kept[in_run] = k
             in_run += 1
-    first = max(0, in_run - capacity)
-    meta[book, M_OVERFLOW] += first
-    lo = offset + (capacity - (in_run - first)) // 2
-    for j in range(first, in_run):
-        k = kept[j]
-        levels[lo + j - first, 0] = keys[k]
-        levels[lo + j - first, 1] = qtys[k]
-    store_state(meta, book, side, lo, lo + in_run - first, base, top, count)
-    return held - first
+    run, dropped = run_load(levels, run, keys, qtys, kept, in_run, capacity)
+    meta[book, M_OVERFLOW] += dropped
+    store_state(meta, book, side, run, base, top, count)
+    return held - dropped
 
 
 @njit(inline="always", nogil=True, cache=True)  # also called from Python: cached
 def side_count(meta, book, side):
     c = SIDE_COLUMNS * side
-    return meta[book, c + S_COUNT] + meta[book, c + S_HI] - meta[book, c + S_LO]
+    return meta[book, c + S_COUNT] + meta[book, c + S_RUN]
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def best_level(levels, ladder, meta, book, side):
     """(price, qty) of the best level; qty 0 when the side is empty."""
-    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
-    if count > 0 and (hi == lo or top > levels[hi - 1, 0]):
+    run, slot0, base, top, count = load_state(meta, book, side)
+    if count > 0 and (run[R_N] == 0 or top > levels[run_top(levels, run), 0]):
         return side_key(side, top), ladder[slot0 + (top - base) // meta[book, M_TICK]]
-    if hi > lo:
-        return side_key(side, levels[hi - 1, 0]), levels[hi - 1, 1]
+    if run[R_N] > 0:
+        row = run_top(levels, run)
+        return side_key(side, levels[row, 0]), levels[row, 1]
     return 0, 0
 
 
 @njit(inline="always", nogil=True)
-def _walk_start(meta, book, side):
-    """A best-first walk of one side: (state..., tick, window, next ladder slot or -1, next run row)."""
-    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
+def _walk_start(levels, meta, book, side):
+    """A best-first walk of one side: (run, ladder slot 0, base, tick, window, next ladder slot or
+    -1, next run block and index)."""
+    run, slot0, base, top, count = load_state(meta, book, side)
     tick = meta[book, M_TICK]
     slot = (top - base) // tick if count > 0 else -1
-    return lo, slot0, base, tick, meta[book, M_WINDOW], slot, hi - 1
+    block, index = walk_start(levels, run)
+    return run, slot0, base, tick, meta[book, M_WINDOW], slot, block, index
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def copy_top(levels, ladder, meta, book, side, out, at, depth):
     """Write up to `depth` best levels, best first, as price, qty pairs into the flat int64 `out`
     from index `at` (a shm book block or a caller's array); returns the count written."""
-    lo, slot0, base, tick, window, slot, row = _walk_start(meta, book, side)
+    run, slot0, base, tick, window, slot, block, index = _walk_start(levels, meta, book, side)
+    lo = run[R_LO]
     written = 0
     while written < depth:
-        if slot >= 0 and (row < lo or base + slot * tick > levels[row, 0]):
+        row = walk_row(run, block, index)
+        if slot >= 0 and (block < lo or base + slot * tick > levels[row, 0]):
             out[at + 2 * written] = side_key(side, base + slot * tick)
             out[at + 2 * written + 1] = ladder[slot0 + slot]
             slot = _held_at_or_below(ladder, slot0, window, slot - 1)
-        elif row >= lo:
+        elif block >= lo:
             out[at + 2 * written] = side_key(side, levels[row, 0])
             out[at + 2 * written + 1] = levels[row, 1]
-            row -= 1
+            block, index = walk_next(levels, run, block, index)
         else:
             break
         written += 1
@@ -596,18 +588,20 @@ def copy_top(levels, ladder, meta, book, side, out, at, depth):
 def levels_through(levels, ladder, meta, book, side, price, limit):
     """How many levels of `side`, best first, lie at or through `price` (asks at or below it, bids at
     or above it), counting at most `limit`: the depth a trade at that price swept."""
-    lo, slot0, base, tick, window, slot, row = _walk_start(meta, book, side)
+    run, slot0, base, tick, window, slot, block, index = _walk_start(levels, meta, book, side)
+    lo = run[R_LO]
     bound = side_key(side, price)
     reached = 0
     while reached < limit:
-        if slot >= 0 and (row < lo or base + slot * tick > levels[row, 0]):
+        row = walk_row(run, block, index)
+        if slot >= 0 and (block < lo or base + slot * tick > levels[row, 0]):
             if base + slot * tick < bound:
                 break
             slot = _held_at_or_below(ladder, slot0, window, slot - 1)
-        elif row >= lo:
+        elif block >= lo:
             if levels[row, 0] < bound:
                 break
-            row -= 1
+            block, index = walk_next(levels, run, block, index)
         else:
             break
         reached += 1
@@ -618,22 +612,27 @@ def levels_through(levels, ladder, meta, book, side, price, limit):
 def truncate_side(levels, ladder, meta, book, side, depth):
     """Keep only the best `depth` levels (Kraken drops out-of-scope levels without telling): the
     worst go first, the lower of the run's bottom row and the ladder's lowest slot each time."""
-    offset, lo, hi, slot0, base, top, count = load_state(meta, book, side)
-    excess = count + hi - lo - depth
+    run, slot0, base, top, count = load_state(meta, book, side)
+    excess = count + run[R_N] - depth
     if excess <= 0:
         return
     window = meta[book, M_WINDOW]
     tick = meta[book, M_TICK]
-    slot = _held_at_or_above(ladder, slot0, window, 0) if count > 0 else -1
+    slot = -2  # the ladder's lowest slot, looked up only when the run's worst is not below the window
     for _ in range(excess):
-        if slot >= 0 and (lo == hi or base + slot * tick < levels[lo, 0]):
+        if run[R_N] > 0 and levels[run_bottom(levels, run), 0] < base:
+            run = run_drop_bottom(levels, run, 1)
+            continue
+        if slot == -2:
+            slot = _held_at_or_above(ladder, slot0, window, 0) if count > 0 else -1
+        if slot >= 0 and (run[R_N] == 0 or base + slot * tick < levels[run_bottom(levels, run), 0]):
             ladder[slot0 + slot] = 0
             _unmark(ladder, slot0, window, slot)
             count -= 1
             slot = _held_at_or_above(ladder, slot0, window, slot + 1) if count > 0 else -1
         else:
-            lo += 1
-    store_state(meta, book, side, lo, hi, base, top, count)
+            run = run_drop_bottom(levels, run, 1)
+    store_state(meta, book, side, run, base, top, count)
 
 
 @njit(nogil=True, cache=True, _nrt=False)

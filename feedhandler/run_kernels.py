@@ -6,18 +6,17 @@ key order. A change costs a binary search over the blocks' first keys, one insid
 shift of at most a block's rows, whatever the depth of the book: Coinbase's full-depth books hold
 tens of thousands of levels, and a change deep in them cost a shift of thousands of rows in the
 one sorted array this replaced. A full block lends a row to a neighbour with room; when none is
-near, the run spreads evenly over the slab again (O(levels), rare: the slab has a third more rows
-than the run can hold, so each block keeps a quarter free after a spread).
+near, the run is dealt out again, three quarters of a block each, in the slab's middle (O(levels),
+rare: the slab has a third more rows than the run can hold, so a spread always leaves a quarter of
+each block free).
 
 Layout, per side, from row `offset` of `levels` (int64 (rows, 2)): blocks * RUN_BLOCK rows of
-levels, then one directory row per block, [rows held, first key] (the first key of an empty block
-is the next non-empty block's, so the column stays ascending for the search; NO_KEY past the
-last). The state a kernel carries is a tuple `run` = (offset, blocks, lo, hi, n): the non-empty
+levels, then one directory row per block, [rows held, first key] (inside [lo, hi) the first key of
+an empty block is the next block's, so the column ascends there for the search). The state a kernel carries is a tuple `run` = (offset, blocks, lo, hi, n): the non-empty
 blocks lie in [lo, hi) (lo == hi when empty) and the run holds n levels.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 RUN_BLOCK = 64
@@ -62,13 +61,12 @@ def block_len(levels, run, block):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def run_clear(levels, offset, blocks):
-    """An empty run in its slab: every directory row emptied; returns its state."""
-    run = (offset, blocks, blocks // 2, blocks // 2, 0)
-    for b in range(blocks):
+def run_clear(levels, run):
+    """The run emptied: its blocks' lengths zeroed (blocks outside [lo, hi) are empty already)."""
+    for b in range(run[R_LO], run[R_HI]):
         levels[_dir(run, b), 0] = 0
-        levels[_dir(run, b), 1] = NO_KEY
-    return run
+    middle = run[R_BLOCKS] // 2
+    return (run[R_OFFSET], run[R_BLOCKS], middle, middle, 0)
 
 
 @njit(inline="always", nogil=True)
@@ -89,7 +87,7 @@ def run_bottom(levels, run):
 @njit(inline="always", nogil=True)
 def _set_first_key(levels, run, block):
     """Block `block`'s first key changed (or it emptied): its directory key, and those of the empty
-    blocks below it that borrow it."""
+    blocks below it in [lo, hi) that borrow it (outside, a block's key is set when it fills)."""
     length = block_len(levels, run, block)
     if length > 0:
         key = levels[_row(run, block, 0), 0]
@@ -99,7 +97,7 @@ def _set_first_key(levels, run, block):
         key = NO_KEY
     levels[_dir(run, block), 1] = key
     b = block - 1
-    while b >= 0 and block_len(levels, run, b) == 0:
+    while b >= run[R_LO] and block_len(levels, run, b) == 0:
         levels[_dir(run, b), 1] = key
         b -= 1
 
@@ -118,26 +116,18 @@ def _with_bounds(levels, run, lo, hi, n):
 
 @njit(inline="always", nogil=True)
 def _block_of(levels, run, key):
-    """The block in [lo, hi) that holds `key` or would: the last whose first key is <= key (lo
-    when none is)."""
-    lower = run[R_LO]
-    upper = run[R_HI] - 1
+    """The block in [lo, hi) that holds `key` or would: the last whose first key is <= key, lo when
+    none is (an empty block's key is the next one's, so the answer is never an empty block)."""
     d0 = _dir(run, 0)
-    if levels[d0 + upper, 1] <= key:
-        return upper
-    while lower < upper:  # invariant: first key of `upper` > key; answer in [lower, upper)
-        mid = (lower + upper + 1) >> 1
-        if mid == upper:
-            mid = upper - 1
-            if levels[d0 + mid, 1] <= key:
-                return mid
-            upper = mid
-            continue
+    lower = run[R_LO]
+    upper = run[R_HI]
+    while lower < upper:  # the first block whose first key is > key
+        mid = (lower + upper) >> 1
         if levels[d0 + mid, 1] <= key:
-            lower = mid
+            lower = mid + 1
         else:
             upper = mid
-    return lower
+    return max(lower - 1, run[R_LO])
 
 
 @njit(inline="always", nogil=True)
@@ -177,14 +167,7 @@ def run_set(levels, run, key, qty, capacity):
     if n == 0:
         if qty == 0:
             return run, RUN_ABSENT
-        block = run[R_BLOCKS] // 2
-        first = _row(run, block, 0)
-        levels[first, 0] = key
-        levels[first, 1] = qty
-        levels[_dir(run, block), 0] = 1
-        run = (run[R_OFFSET], run[R_BLOCKS], block, block + 1, 1)
-        _set_first_key(levels, run, block)
-        return run, RUN_INSERTED
+        return _insert(levels, run, key, qty), RUN_INSERTED
     block = _block_of(levels, run, key)
     first = _row(run, block, 0)
     length = block_len(levels, run, block)
@@ -200,22 +183,26 @@ def run_set(levels, run, key, qty, capacity):
         return _with_bounds(levels, run, run[R_LO], run[R_HI], n - 1), RUN_DELETED
     if qty == 0:
         return run, RUN_ABSENT
-    status = RUN_INSERTED
     if n >= capacity:
         if key < levels[run_bottom(levels, run), 0]:
             return run, RUN_FULL
-        run = run_drop_bottom(levels, run, 1)
-        status = RUN_FULL
-        return _insert(levels, run, key, qty), status
-    return _insert(levels, run, key, qty), status
+        return _insert(levels, run_drop_bottom(levels, run, 1), key, qty), RUN_FULL
+    return _insert(levels, run, key, qty), RUN_INSERTED
 
 
 @njit(inline="always", nogil=True)
 def _insert(levels, run, key, qty):
     """Insert a key the run does not hold; returns the state."""
-    if run[R_N] == 0:
-        return run_set(levels, run, key, qty, NO_KEY)[0]
     lo, hi = run[R_LO], run[R_HI]
+    if run[R_N] == 0:
+        lo = hi = run[R_BLOCKS] // 2
+        first = _row(run, lo, 0)
+        levels[first, 0] = key
+        levels[first, 1] = qty
+        levels[_dir(run, lo), 0] = 1
+        run = (run[R_OFFSET], run[R_BLOCKS], lo, lo + 1, 1)
+        _set_first_key(levels, run, lo)
+        return run
     blocks = run[R_BLOCKS]
     block = _block_of(levels, run, key)
     length = block_len(levels, run, block)
@@ -245,28 +232,29 @@ def _insert(levels, run, key, qty):
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _make_room(levels, run, block, key):
-    """Block `block` is full and `key` belongs in it: move one row per block towards the nearest
+    """Block `block` is full and `key` belongs in it: pass one row per block towards the nearest
     block with room (NEAR_BLOCKS away at most), or spread the run over the slab. Returns the state
-    and the block that now takes `key`."""
+    and the block that now takes `key`, which has room for it."""
     blocks = run[R_BLOCKS]
+    length = block_len(levels, run, block)
     for distance in range(1, NEAR_BLOCKS + 1):
         up = block + distance
         if up < blocks and block_len(levels, run, up) < RUN_BLOCK:
-            for b in range(up - 1, block - 1, -1):  # each block's last row becomes the next one's first
+            for b in range(up - 1, block, -1):  # each block's last row becomes the next one's first
                 _move_last_up(levels, run, b)
-            hi = max(run[R_HI], up + 1)
-            run = (run[R_OFFSET], blocks, run[R_LO], hi, run[R_N])
-            if key > levels[_row(run, block + 1, 0), 0]:
-                return run, block + 1
+            run = (run[R_OFFSET], blocks, run[R_LO], max(run[R_HI], up + 1), run[R_N])
+            if key > levels[_row(run, block, length - 1), 0]:
+                return run, block + 1  # the key itself is the row that goes up
+            _move_last_up(levels, run, block)
             return run, block
         down = block - distance
         if down >= 0 and block_len(levels, run, down) < RUN_BLOCK:
-            for b in range(down + 1, block + 1):  # each block's first row becomes the previous one's last
+            for b in range(down + 1, block):  # each block's first row becomes the previous one's last
                 _move_first_down(levels, run, b)
-            lo = min(run[R_LO], down)
-            run = (run[R_OFFSET], blocks, lo, run[R_HI], run[R_N])
+            run = (run[R_OFFSET], blocks, min(run[R_LO], down), run[R_HI], run[R_N])
             if key < levels[_row(run, block, 0), 0]:
-                return run, block - 1
+                return run, block - 1  # the key itself is the row that goes down
+            _move_first_down(levels, run, block)
             return run, block
     run = run_spread(levels, run)
     return run, _block_of(levels, run, key)
@@ -307,7 +295,6 @@ def _move_first_down(levels, run, block):
 @njit(nogil=True, cache=True, _nrt=False)
 def run_spread(levels, run):
     """Spread the run's rows evenly over every block of the slab (O(levels)); returns the state."""
-    blocks = run[R_BLOCKS]
     n = run[R_N]
     at = run[R_OFFSET]  # first, gather the rows at the slab's start (each row moves down or stays)
     for b in range(run[R_LO], run[R_HI]):
@@ -316,28 +303,35 @@ def run_spread(levels, run):
             levels[at, 0] = levels[src, 0]
             levels[at, 1] = levels[src, 1]
             at += 1
-    return _spread_gathered(levels, run, n)
+    return run_spread_gathered(levels, run, n)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _spread_gathered(levels, run, n):
-    """The run's `n` rows lie ascending from the slab's first row: deal them out to all blocks,
-    the first n % blocks blocks one row more (each row moves up or stays: done from the top)."""
+def run_spread_gathered(levels, run, n):
+    """The run's `n` rows lie ascending from the slab's first row (its blocks [lo, hi) as they were
+    before, lengths stale): deal them out APPEND_FILL a block to blocks in the slab's middle, or
+    evenly to all blocks when that is too few; returns the state. Each row moves up or stays, so
+    the rows are dealt from the top."""
     blocks = run[R_BLOCKS]
-    per, extra = n // blocks, n % blocks
+    used = min(blocks, max(1, (n + APPEND_FILL - 1) // APPEND_FILL))
+    first = (blocks - used) // 2
+    for b in range(run[R_LO], run[R_HI]):
+        levels[_dir(run, b), 0] = 0
+    per, extra = n // used, n % used
     src = run[R_OFFSET] + n - 1
-    for b in range(blocks - 1, -1, -1):
-        length = per + (1 if b < extra else 0)
+    for b in range(first + used - 1, first - 1, -1):
+        length = per + (1 if b - first < extra else 0)
         for i in range(length - 1, -1, -1):
             dst = _row(run, b, i)
             levels[dst, 0] = levels[src, 0]
             levels[dst, 1] = levels[src, 1]
             src -= 1
         levels[_dir(run, b), 0] = length
-    for b in range(blocks - 1, -1, -1):
+    run = _with_bounds(levels, run, first, first + used, n)
+    for b in range(run[R_HI] - 1, run[R_LO] - 1, -1):
         levels[_dir(run, b), 1] = (levels[_row(run, b, 0), 0] if block_len(levels, run, b) > 0
-                                   else levels[_dir(run, b + 1), 1] if b + 1 < blocks else NO_KEY)
-    return _with_bounds(levels, run, 0, blocks, n)
+                                   else levels[_dir(run, b + 1), 1])
+    return run
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -350,7 +344,7 @@ def run_load(levels, run, keys, qtys, order, count, capacity):
         levels[at, 0] = keys[order[j]]
         levels[at, 1] = qtys[order[j]]
         at += 1
-    return _spread_gathered(levels, run, count - dropped), dropped
+    return run_spread_gathered(levels, run, count - dropped), dropped
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -400,9 +394,3 @@ def walk_next(levels, run, block, index):
 @njit(inline="always", nogil=True)
 def walk_row(run, block, index):
     return _row(run, block, index)
-
-
-@njit(nogil=True, cache=True, _nrt=False)
-def run_pull_from(levels, run, bound, rows_out, count_out):
-    """Remove every row with key >= `bound` that `take(key)` accepts... (see book_kernels._anchor)."""
-    return run

@@ -7,6 +7,7 @@ import pytest
 
 from feedhandler.book import BookStore
 from feedhandler.book_kernels import ASK, BID
+from feedhandler.run_kernels import run_rows
 from shm.fixedpoint import format_decimal, parse
 
 
@@ -151,7 +152,7 @@ def test_memory_per_book_is_fixed_by_its_capacity():
     books = BookStore([5000, 1000], window=2048)
     held = books.levels.nbytes + books.ladder.nbytes
     assert held == BookStore.memory_bytes(5000, 2048) + BookStore.memory_bytes(1000, 2048)
-    assert BookStore.memory_bytes(5000, window=4096) == 2 * ((4096 + 4096 // 64) * 8 + 5000 * 16)
+    assert BookStore.memory_bytes(5000, window=4096) == 2 * ((4096 + 4096 // 64) * 8 + run_rows(5000) * 16)
 
 
 def test_books_of_different_instruments_are_independent():

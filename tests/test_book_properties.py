@@ -65,6 +65,17 @@ def apply(books: BookStore, reference: ReferenceBook, op) -> None:
         books.load(0, encoded(bids), encoded(asks))
         reference.load(BID, bids)
         reference.load(ASK, asks)
+    elif kind == "snapshot":  # as a feed loads one: both sides' levels in one call
+        _, rows, best_first = op
+        if best_first:  # as venues send them: each side distinct, non-zero, best first
+            rows = [row for row in rows if row[2] != 0]
+            rows = list({(side, price): (side, price, qty) for side, price, qty in rows}.values())
+            rows.sort(key=lambda row: (row[0], -row[1] if row[0] == BID else row[1]))
+        books.load_levels(0, [side for side, _, _ in rows], [parse(format(p, "f"), PX_DEC) for _, p, _ in rows],
+                          [parse(format(q, "f"), QTY_DEC) for _, _, q in rows])
+        reference.sides = {BID: {}, ASK: {}}
+        for side, price, qty in rows:
+            reference.set(side, price, qty)
     elif kind == "truncate":
         books.truncate(0, op[1])
         reference.truncate(op[1])
@@ -92,6 +103,7 @@ operations = st.one_of(
     st.tuples(st.just("set"), sides, prices, qtys),
     st.tuples(st.just("batch"), sides, level_lists),
     st.tuples(st.just("load"), level_lists, level_lists),
+    st.tuples(st.just("snapshot"), st.lists(st.tuples(sides, prices, qtys), max_size=80), st.booleans()),
     st.tuples(st.just("truncate"), st.integers(0, 30)),
 )
 
