@@ -38,7 +38,7 @@ services:
 # Tests marked `jit` (cross-process races of the compiled kernels) are left out of the uncompiled pass:
 # there they prove nothing and spin for minutes. numpy warns where int64 arithmetic wraps; numba wraps the
 # same without a word. `$(BIN)/python -m pytest` alone runs the suite without coverage.
-NOJIT_TESTS := tests/test_book.py tests/test_book_properties.py tests/test_checksum.py tests/test_fixedpoint.py \
+NOJIT_TESTS := tests/test_book.py tests/test_book_properties.py tests/test_run.py tests/test_checksum.py tests/test_fixedpoint.py \
 	tests/test_ring.py tests/test_seqlock.py tests/test_segment.py tests/test_reader.py tests/test_latency.py \
 	tests/test_msgpack_maps.py tests/test_sync.py tests/test_instrument_cache.py tests/test_binance.py \
 	tests/test_coinbase.py tests/test_kraken.py tests/test_venues.py tests/test_trade_match.py \
