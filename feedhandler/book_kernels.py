@@ -72,6 +72,7 @@ NMETA = 23
 
 MAX_PRICE = 1 << 62  # with window * tick <= MAX_SPAN, keeps every key difference and window base inside int64
 MAX_SPAN = 1 << 60
+NO_LEVEL = -(1 << 63)  # below every key: the end of a walk
 
 SET_UPDATED = RUN_UPDATED
 SET_INSERTED = RUN_INSERTED
@@ -299,7 +300,7 @@ def side_set(levels, ladder, capacity, slot0, window, tick, run, base, top, coun
         count -= 1
         if key != top:
             return run, base, top, count, SET_DELETED
-        top = base + tick * _held_at_or_below(ladder, slot0, window, slot - 1)
+        top = base + tick * _walk_ladder(ladder, slot0, window, slot, count)
         status = SET_DELETED
     else:
         run, status = run_set(levels, run, key, qty, capacity)
@@ -313,7 +314,7 @@ def side_set(levels, ladder, capacity, slot0, window, tick, run, base, top, coun
         new_base = _anchor_at(best, window, tick)
         run, count, overflow = _anchor(levels, ladder, capacity, slot0, window, tick, run, base, count, new_base)
         base = new_base
-        top = base + tick * _held_at_or_below(ladder, slot0, window, window - 1)
+        top = base + tick * _walk_ladder(ladder, slot0, window, window, count)
         if overflow:
             status = SET_OVERFLOW
     return run, base, top, count, status
@@ -553,31 +554,45 @@ def best_level(levels, ladder, meta, book, side):
 @njit(inline="always", nogil=True)
 def _walk_start(levels, meta, book, side):
     """A best-first walk of one side: (run, ladder slot 0, base, tick, window, next ladder slot or
-    -1, next run block and index)."""
+    -1, the ladder levels left, next run block and index, that row's key or NO_LEVEL)."""
     run, slot0, base, top, count = load_state(meta, book, side)
     tick = meta[book, M_TICK]
     slot = (top - base) // tick if count > 0 else -1
     block, index = walk_start(levels, run)
-    return run, slot0, base, tick, meta[book, M_WINDOW], slot, block, index
+    key = levels[walk_row(run, block, index), 0] if run[R_N] > 0 else NO_LEVEL
+    return run, slot0, base, tick, meta[book, M_WINDOW], slot, count, block, index, key
+
+
+@njit(inline="always", nogil=True)
+def _walk_ladder(ladder, slot0, window, slot, left):
+    """The ladder's next occupied slot below `slot` (-1 after the last: `left` levels remain, so the
+    walk never scans the words below the last level)."""
+    return _held_at_or_below(ladder, slot0, window, slot - 1) if left > 0 else -1
+
+
+@njit(inline="always", nogil=True)
+def _walk_run(levels, run, block, index):
+    """The run's next (block, index, key) best first; key NO_LEVEL at its end."""
+    block, index = walk_next(levels, run, block, index)
+    return block, index, levels[walk_row(run, block, index), 0] if block >= run[R_LO] else NO_LEVEL
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def copy_top(levels, ladder, meta, book, side, out, at, depth):
     """Write up to `depth` best levels, best first, as price, qty pairs into the flat int64 `out`
     from index `at` (a shm book block or a caller's array); returns the count written."""
-    run, slot0, base, tick, window, slot, block, index = _walk_start(levels, meta, book, side)
-    lo = run[R_LO]
+    run, slot0, base, tick, window, slot, left, block, index, key = _walk_start(levels, meta, book, side)
     written = 0
     while written < depth:
-        row = walk_row(run, block, index)
-        if slot >= 0 and (block < lo or base + slot * tick > levels[row, 0]):
+        if slot >= 0 and base + slot * tick > key:
             out[at + 2 * written] = side_key(side, base + slot * tick)
             out[at + 2 * written + 1] = ladder[slot0 + slot]
-            slot = _held_at_or_below(ladder, slot0, window, slot - 1)
-        elif block >= lo:
-            out[at + 2 * written] = side_key(side, levels[row, 0])
-            out[at + 2 * written + 1] = levels[row, 1]
-            block, index = walk_next(levels, run, block, index)
+            left -= 1
+            slot = _walk_ladder(ladder, slot0, window, slot, left)
+        elif key != NO_LEVEL:
+            out[at + 2 * written] = side_key(side, key)
+            out[at + 2 * written + 1] = levels[walk_row(run, block, index), 1]
+            block, index, key = _walk_run(levels, run, block, index)
         else:
             break
         written += 1
@@ -588,20 +603,19 @@ def copy_top(levels, ladder, meta, book, side, out, at, depth):
 def levels_through(levels, ladder, meta, book, side, price, limit):
     """How many levels of `side`, best first, lie at or through `price` (asks at or below it, bids at
     or above it), counting at most `limit`: the depth a trade at that price swept."""
-    run, slot0, base, tick, window, slot, block, index = _walk_start(levels, meta, book, side)
-    lo = run[R_LO]
+    run, slot0, base, tick, window, slot, left, block, index, key = _walk_start(levels, meta, book, side)
     bound = side_key(side, price)
     reached = 0
     while reached < limit:
-        row = walk_row(run, block, index)
-        if slot >= 0 and (block < lo or base + slot * tick > levels[row, 0]):
+        if slot >= 0 and base + slot * tick > key:
             if base + slot * tick < bound:
                 break
-            slot = _held_at_or_below(ladder, slot0, window, slot - 1)
-        elif block >= lo:
-            if levels[row, 0] < bound:
+            left -= 1
+            slot = _walk_ladder(ladder, slot0, window, slot, left)
+        elif key != NO_LEVEL:
+            if key < bound:
                 break
-            block, index = walk_next(levels, run, block, index)
+            block, index, key = _walk_run(levels, run, block, index)
         else:
             break
         reached += 1
