@@ -242,7 +242,7 @@ def _anchor(levels, ladder, capacity, slot0, window, tick, run, base, count, new
                 _mark(ladder, slot0, window, i - shift)
         block, index = walk_start(levels, run)  # the run's rows >= new_base, best first
         while run[R_N] > 0 and block >= run[R_LO]:
-            row = walk_row(run, block, index)
+            row = walk_row(levels, run, block, index)
             key = levels[row, 0]
             if key < new_base:
                 break
@@ -559,7 +559,7 @@ def _walk_start(levels, meta, book, side):
     tick = meta[book, M_TICK]
     slot = (top - base) // tick if count > 0 else -1
     block, index = walk_start(levels, run)
-    key = levels[walk_row(run, block, index), 0] if run[R_N] > 0 else NO_LEVEL
+    key = levels[walk_row(levels, run, block, index), 0] if run[R_N] > 0 else NO_LEVEL
     return run, slot0, base, tick, meta[book, M_WINDOW], slot, count, block, index, key
 
 
@@ -574,7 +574,7 @@ def _walk_ladder(ladder, slot0, window, slot, left):
 def _walk_run(levels, run, block, index):
     """The run's next (block, index, key) best first; key NO_LEVEL at its end."""
     block, index = walk_next(levels, run, block, index)
-    return block, index, levels[walk_row(run, block, index), 0] if block >= run[R_LO] else NO_LEVEL
+    return block, index, levels[walk_row(levels, run, block, index), 0] if block >= run[R_LO] else NO_LEVEL
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -591,7 +591,7 @@ def copy_top(levels, ladder, meta, book, side, out, at, depth):
             slot = _walk_ladder(ladder, slot0, window, slot, left)
         elif key != NO_LEVEL:
             out[at + 2 * written] = side_key(side, key)
-            out[at + 2 * written + 1] = levels[walk_row(run, block, index), 1]
+            out[at + 2 * written + 1] = levels[walk_row(levels, run, block, index), 1]
             block, index, key = _walk_run(levels, run, block, index)
         else:
             break

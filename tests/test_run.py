@@ -27,7 +27,7 @@ class Run:
         out = []
         block, index = r.walk_start(self.levels, self.state)
         while block >= self.state[r.R_LO]:
-            row = r.walk_row(self.state, block, index)
+            row = r.walk_row(self.levels, self.state, block, index)
             out.append((int(self.levels[row, 0]), int(self.levels[row, 1])))
             block, index = r.walk_next(self.levels, self.state, block, index)
         return out
@@ -40,10 +40,12 @@ class Run:
             assert tuple(self.levels[r.run_bottom(self.levels, self.state)]) == min(reference.items())
         blocks, lo, hi = self.state[r.R_BLOCKS], self.state[r.R_LO], self.state[r.R_HI]
         directory = self.levels[blocks * r.RUN_BLOCK:]
+        lengths, starts = directory[:, 0] & 255, directory[:, 0] >> 8
+        assert lengths.sum() == len(reference)
+        assert all(starts[b] + lengths[b] <= r.RUN_BLOCK for b in range(blocks) if lengths[b])
+        assert all(lengths[b] == 0 for b in range(blocks) if not lo <= b < hi)
         firsts = directory[lo:hi, 1].tolist()
         assert firsts == sorted(firsts), "the directory's first keys must ascend where the run is"
-        assert directory[:, 0].sum() == len(reference)
-        assert all(directory[b, 0] == 0 for b in range(blocks) if not lo <= b < hi)
 
 
 def reference_set(reference: dict[int, int], key: int, qty: int) -> None:
@@ -122,3 +124,24 @@ def test_dropping_the_worst_rows_and_loading_sorted_rows():
     run.state, dropped = r.run_load(run.levels, run.state, keys, qtys, order, len(keys), 600)
     assert dropped == 400
     run.check({int(k): int(q) for k, q in zip(keys[400:], qtys[400:])})
+
+
+def test_full_blocks_pass_rows_to_the_nearest_block_with_room_either_way():
+    """Two full blocks: a new worst level goes to the empty block below, a new level inside the top
+    one sends that block's best row to the block above."""
+    run, reference = Run(1000), {}
+    for key in range(0, 96 * 4, 4):  # two blocks of 48, the run growing upwards
+        run.set(key, 1)
+        reference[key] = 1
+    lo = run.state[r.R_LO]
+    for key in list(range(1, 64 * 4, 4))[:16] + list(range(48 * 4 + 1, 96 * 4, 4))[:16]:
+        run.set(key, 2)  # 16 more rows in each: both full
+        reference[key] = 2
+    assert [int(run.levels[r.run_rows(1000) - r.run_blocks(1000) + b, 0]) & 255 for b in (lo, lo + 1)] == [64, 64]
+    run.set(-4, 3)
+    reference[-4] = 3
+    run.check(reference)
+    assert run.state[r.R_LO] == lo - 1
+    run.set(48 * 4 + 2, 4)
+    reference[48 * 4 + 2] = 4
+    run.check(reference)
