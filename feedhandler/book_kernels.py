@@ -202,6 +202,20 @@ def _held_at_or_above(ladder, slot0, window, i):
     return (w << 6) + trailing_zeros(word)
 
 
+@njit(inline="always", nogil=True)
+def _pop_lowest(word):
+    """(the lowest set bit of an occupancy word, the word without it)."""
+    bit = trailing_zeros(word)
+    return bit, word ^ (np.int64(1) << bit)
+
+
+@njit(inline="always", nogil=True)
+def _pop_highest(word):
+    """(the highest set bit of an occupancy word, the word without it)."""
+    bit = 63 - leading_zeros(word)
+    return bit, word ^ (np.int64(1) << bit)
+
+
 @njit(nogil=True, cache=True, _nrt=False)
 def _anchor(levels, ladder, capacity, slot0, window, tick, run, base, count, new_base):
     """Move the window to start at `new_base` (on the grid, like `base`): levels leaving it go to the
@@ -217,8 +231,7 @@ def _anchor(levels, ladder, capacity, slot0, window, tick, run, base, count, new
             word = ladder[bits0 + w]
             ladder[bits0 + w] = 0
             while word != 0:
-                bit = trailing_zeros(word)
-                word ^= np.int64(1) << bit
+                bit, word = _pop_lowest(word)
                 i = (w << 6) + bit
                 qty = ladder[slot0 + i]
                 ladder[slot0 + i] = 0
@@ -234,8 +247,7 @@ def _anchor(levels, ladder, capacity, slot0, window, tick, run, base, count, new
             word = ladder[bits0 + w]
             ladder[bits0 + w] = 0
             while word != 0:
-                bit = 63 - leading_zeros(word)
-                word ^= np.int64(1) << bit
+                bit, word = _pop_highest(word)
                 i = (w << 6) + bit
                 ladder[slot0 + i - shift] = ladder[slot0 + i]
                 ladder[slot0 + i] = 0
@@ -387,8 +399,7 @@ def clear_side(levels, ladder, meta, book, side):
         word = ladder[bits0 + w]
         ladder[bits0 + w] = 0
         while word != 0:
-            bit = trailing_zeros(word)
-            word ^= np.int64(1) << bit
+            bit, word = _pop_lowest(word)
             ladder[slot0 + (w << 6) + bit] = 0
     store_state(meta, book, side, run_clear(levels, run), base, top, 0)
 
