@@ -21,6 +21,7 @@ from decimal import Decimal
 from shm.segment import InstrumentSpec
 
 ASSET_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
+MAX_TICK_UNITS = 1 << 40  # a book's ladder spans window * tick units: kept far inside int64
 SPOT, PERPETUAL, FUTURE = "spot", "perpetual", "future"
 
 
@@ -82,11 +83,12 @@ class Instrument:
     @property
     def tick_units(self) -> int:
         """The tick in price units (px_dec decimals): the book's ladder step. 1 where the metadata
-        gives no tick or one finer than the decimals (never the case on a venue's own metadata)."""
-        if self.tick is None or self.tick <= 0:
+        gives no tick, one finer than the decimals (never the case on a venue's own metadata) or one
+        above MAX_TICK_UNITS (a step no book could span)."""
+        if self.tick is None or not self.tick.is_finite() or self.tick <= 0:
             return 1
         units = self.tick.scaleb(self.px_dec)
-        return int(units) if units == units.to_integral_value() and units >= 1 else 1
+        return int(units) if units == units.to_integral_value() and 1 <= units <= MAX_TICK_UNITS else 1
 
     def spec(self, capacity: int) -> InstrumentSpec:
         mant, dec = decimal_mantissa(self.contract_size)

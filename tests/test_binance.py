@@ -121,6 +121,21 @@ def test_instruments_use_the_printed_precision_and_normalized_assets():
     assert (instrument.symbol, instrument.px_dec, instrument.qty_dec) == ("BTC-USDT", 8, 8)
 
 
+@pytest.mark.parametrize("tick, units", [
+    ("0.00010000", 10_000),  # NKNUSDT's: the ladder steps by 10,000 units of 1e-8
+    ("0.00000001", 1),
+    ("0.000000001", 1),  # finer than the printed decimals: one unit (never so on Binance)
+    ("0.00000000", 1), ("-0.01", 1), ("NaN", 1), ("abc", 1), (None, 1),  # malformed: one unit, no error
+    ("1e30", 1),  # a step no book could span: one unit
+])
+def test_the_ladder_steps_by_the_price_filters_tick_and_by_one_unit_where_it_cannot(tick, units):
+    filters = [{"filterType": "PRICE_FILTER", "tickSize": tick}] if tick is not None else []
+    info = {"symbols": [{"symbol": "NKNUSDT", "baseAsset": "NKN", "quoteAsset": "USDT", "baseAssetPrecision": 8,
+                         "quoteAssetPrecision": 8, "filters": filters}]}
+    (instrument,) = parse_instruments("binance", info)
+    assert instrument.tick_units == units
+
+
 # ---------------------------------------------------------------- the real recording
 
 def reference_books(folder):

@@ -94,10 +94,11 @@ def test_version_is_the_one_setup_py_declares():
     assert (result.returncode, result.stdout, result.stderr) == (0, f"fh {declared}\n", "")
 
 
-def test_bench_rejects_a_non_positive_count():
-    result = fh("bench", "book", "--levels", "0")
+@pytest.mark.parametrize("flag", ["--levels", "--rounds"])
+def test_bench_rejects_a_non_positive_count(flag):
+    result = fh("bench", "book", flag, "0")
     assert result.returncode == 2
-    assert "--levels must be > 0" in result.stderr
+    assert f"{flag} must be > 0" in result.stderr
 
 
 @contextmanager

@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .bench.stats import emit
     for name in ("levels", "diffs", "samples", "records", "frames", "rate", "interval", "seconds", "trades",
-                 "repeats", "jobs"):
+                 "repeats", "jobs", "rounds"):
         if getattr(args, name, 1) <= 0:
             print(f"fh: --{name} must be > 0", file=sys.stderr)
             return 2

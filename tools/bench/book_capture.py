@@ -30,6 +30,11 @@ from ..warmup import load_kernels, replay_loop
 from .stats import machine
 
 ROUNDS = 7
+MAX_JOURNAL_ROWS = 1 << 26  # 2.5 GiB of journal: a capture with more level changes is benched in parts
+
+
+class BookBenchError(ValueError):
+    """A capture this bench cannot measure, with the reason."""
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -104,7 +109,7 @@ def journal_of(path: str) -> tuple[str, list, Journal, BookStore]:
     feed_class, instruments = capture_feed(reader)
     venue = reader.header["venue"]
     prefix = f"fhbenchbook{os.getpid()}"
-    rows = max(1 << 16, os.path.getsize(path))  # grown and the capture run again if that was not enough
+    rows = min(max(1 << 16, os.path.getsize(path)), MAX_JOURNAL_ROWS)  # grown, and the capture run again
     while True:
         with SegmentWriter.create(prefix, venue, [i.spec(feed_class.CAPACITY) for i in instruments], depth=10,
                                   ring_slots=1 << 16) as writer:
@@ -117,8 +122,11 @@ def journal_of(path: str) -> tuple[str, list, Journal, BookStore]:
                 writer.close(unlink=True)
         try:
             recorded = feed.books.recorded()
-        except OverflowError:
-            rows *= 4
+        except OverflowError as exc:
+            if rows == MAX_JOURNAL_ROWS:
+                raise BookBenchError(f"{path}: {exc}: more level changes than this bench holds; bench a shorter "
+                                     "capture") from exc
+            rows = min(rows * 4, MAX_JOURNAL_ROWS)
             continue
         store = feed.books
         return venue, instruments, Journal(recorded.copy(), store.capacities, store.window, store.ticks), store
@@ -147,7 +155,7 @@ def run(path: str, rounds: int = ROUNDS, unit_tick: bool = False, peers: bool = 
     venue, instruments, journal, fed = journal_of(path)
     levels = int(np.count_nonzero(journal.is_level))
     if levels == 0:
-        raise ValueError(f"{path}: the capture changed no book (no snapshot or update reached one)")
+        raise BookBenchError(f"{path}: the capture changed no book (no snapshot or update reached one)")
     _check_same_books(journal, fed)
     result: dict[str, object] = {"capture": path, "venue": venue, "rounds": rounds, "levels": levels,
                                  "snapshot_levels": int(np.count_nonzero(journal.is_snapshot_level)),
@@ -187,7 +195,8 @@ def _check_same_books(journal: Journal, fed: BookStore) -> None:
     for book in range(len(fed)):
         for side in (0, 1):
             if not np.array_equal(replayed.top(book, side), fed.top(book, side)):
-                raise AssertionError(f"book {book} side {side}: the journal replay differs from the feed's book")
+                raise BookBenchError(f"book {book} side {side}: the journal's replay built another book than the "
+                                     "feed did (a bug in the journal); its timing would be of something else")
 
 
 def _kernels(venue: str, prefix: str) -> None:
