@@ -35,7 +35,7 @@ class BookStore:
         if window < 1:
             raise ValueError(f"the ladder window must be >= 1 tick, got {window}")
         ticks = [1] * len(capacities) if ticks is None else [int(t) for t in ticks]
-        if len(ticks) != len(capacities) or any(not 1 <= t * window <= k.MAX_SPAN or t < 1 for t in ticks):
+        if len(ticks) != len(capacities) or any(not 1 <= t * window <= k.MAX_SPAN for t in ticks):
             raise ValueError(f"book ticks must be one per book, >= 1 and at most {k.MAX_SPAN} // window, got {ticks}")
         self.capacities = [int(c) for c in capacities]
         self.window = int(window)

@@ -39,8 +39,8 @@ from numba import njit
 
 from shm.intrinsics import leading_zeros, trailing_zeros
 
-from .run_kernels import (R_LO, R_N, RUN_ABSENT, RUN_DELETED, RUN_FULL, RUN_INSERTED, RUN_UPDATED, run_bottom, run_clear,
-                          run_drop_bottom, run_load, run_set, run_spread_gathered, run_top, walk_next, walk_row,
+from .run_kernels import (R_HI, R_LO, R_N, RUN_ABSENT, RUN_DELETED, RUN_FULL, RUN_INSERTED, RUN_UPDATED, run_bottom,
+                          run_clear, run_drop_bottom, run_set, run_spread_gathered, run_top, walk_next, walk_row,
                           walk_start)
 
 BID = 0
@@ -346,9 +346,9 @@ def load_state(meta, book, side):
 @njit(inline="always", nogil=True)
 def store_state(meta, book, side, run, base, top, count):
     c = SIDE_COLUMNS * side
-    meta[book, c + S_LO] = run[2]
-    meta[book, c + S_HI] = run[3]
-    meta[book, c + S_RUN] = run[4]
+    meta[book, c + S_LO] = run[R_LO]
+    meta[book, c + S_HI] = run[R_HI]
+    meta[book, c + S_RUN] = run[R_N]
     meta[book, c + S_BASE] = base
     meta[book, c + S_TOP] = top
     meta[book, c + S_COUNT] = count
@@ -452,7 +452,8 @@ def _best_first(sides, prices, qtys, side):
 @njit(inline="always", nogil=True)
 def _load_best_first(levels, ladder, meta, book, side, sides, prices, qtys):
     """One empty side from its best-first levels: the ladder anchored at the best, the rest (deeper
-    or off the grid) written ascending from the run's first row, the best `capacity` of them kept."""
+    or off the grid) written ascending from the run's first row, the best `capacity` of them kept.
+    Returns how many the run could not take."""
     run, slot0, base, top, count = load_state(meta, book, side)
     capacity = meta[book, M_CAPACITY]
     window = meta[book, M_WINDOW]
@@ -490,6 +491,7 @@ def _load_best_first(levels, ladder, meta, book, side, sides, prices, qtys):
             written += 1
     meta[book, M_OVERFLOW] += in_run - kept
     store_state(meta, book, side, run_spread_gathered(levels, run, kept), base, top, count)
+    return in_run - kept
 
 
 @njit(nogil=True, cache=True)
@@ -500,18 +502,14 @@ def load_side(levels, ladder, meta, book, side, prices, qtys, n):
     quantity and qty 0 leaves a price out. The run keeps its best `capacity` levels.
     """
     clear_side(levels, ladder, meta, book, side)
-    run, slot0, base, top, count = load_state(meta, book, side)
-    capacity = meta[book, M_CAPACITY]
-    window = meta[book, M_WINDOW]
-    tick = meta[book, M_TICK]
     keys = np.empty(n, np.int64)
     for k in range(n):
         keys[k] = side_key(side, prices[k])
     order = np.argsort(keys, kind="mergesort")
-    kept = np.empty(n, np.int64)
+    kept = np.empty(n, np.int64)  # best first: the last of each repeated price, non-zero and valid
     held = 0
     rejected = 0
-    for j in range(n):
+    for j in range(n - 1, -1, -1):
         k = order[j]
         if j + 1 < n and keys[order[j + 1]] == keys[k]:
             continue
@@ -521,27 +519,9 @@ def load_side(levels, ladder, meta, book, side, prices, qtys, n):
             kept[held] = k
             held += 1
     meta[book, M_REJECTED] += rejected
-    if held == 0:
-        return 0
-    top = keys[kept[held - 1]]
-    base = _anchor_at(top, window, tick)
-    in_run = 0  # kept, ascending, compacted to the levels the run takes
-    count = 0
-    for j in range(held):
-        k = kept[j]
-        slot = _slot_of(keys[k], base, tick)
-        if slot >= 0:
-            ladder[slot0 + slot] = qtys[k]
-            _mark(ladder, slot0, window, slot)
-            count += 1
-            top = keys[k]
-        else:
-            kept[in_run] = k
-            in_run += 1
-    run, dropped = run_load(levels, run, keys, qtys, kept, in_run, capacity)
-    meta[book, M_OVERFLOW] += dropped
-    store_state(meta, book, side, run, base, top, count)
-    return held - dropped
+    chosen = kept[:held]
+    return held - _load_best_first(levels, ladder, meta, book, side, np.full(held, side, np.int64), prices[chosen],
+                                   qtys[chosen])
 
 
 @njit(inline="always", nogil=True, cache=True)  # also called from Python: cached

@@ -347,19 +347,6 @@ def run_spread_gathered(levels, run, n):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def run_load(levels, run, keys, qtys, order, count, capacity):
-    """Replace the run with rows keys[order[j]], qtys[order[j]] for j < count, ascending keys,
-    keeping the best `capacity`; returns (state, rows dropped)."""
-    dropped = max(0, count - capacity)
-    at = run[R_OFFSET]
-    for j in range(dropped, count):
-        levels[at, 0] = keys[order[j]]
-        levels[at, 1] = qtys[order[j]]
-        at += 1
-    return run_spread_gathered(levels, run, count - dropped), dropped
-
-
-@njit(nogil=True, cache=True, _nrt=False)
 def run_drop_bottom(levels, run, count):
     """Remove the `count` worst rows (each block's stretch shortened from below: no row moves);
     returns the state."""

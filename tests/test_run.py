@@ -22,6 +22,13 @@ class Run:
         self.state, status = r.run_set(self.levels, self.state, key, qty, self.capacity)
         return status
 
+    def gather(self, keys: np.ndarray, qtys: np.ndarray) -> None:
+        """Replace the run with ascending rows, written from the slab's first row and dealt out
+        (as a snapshot loads one)."""
+        self.levels[:len(keys), 0] = keys
+        self.levels[:len(keys), 1] = qtys
+        self.state = r.run_spread_gathered(self.levels, self.state, len(keys))
+
     def rows(self) -> list[tuple[int, int]]:
         """Best first, by the walk the book's readers use."""
         out = []
@@ -108,21 +115,18 @@ def test_a_deep_run_built_level_by_level_then_changed_anywhere_matches_a_dict(or
     run.check(reference)
 
 
-def test_dropping_the_worst_rows_and_loading_sorted_rows():
+def test_dropping_the_worst_rows_and_dealing_gathered_rows_out():
     run, reference = Run(1000), {}
     keys = np.arange(0, 5000, 5, dtype=np.int64)
     qtys = keys + 7
-    order = np.arange(len(keys))
-    run.state, dropped = r.run_load(run.levels, run.state, keys, qtys, order, len(keys), run.capacity)
-    assert dropped == 0
+    run.gather(keys, qtys)
     reference = {int(k): int(q) for k, q in zip(keys, qtys)}
     run.check(reference)
     run.state = r.run_drop_bottom(run.levels, run.state, 130)
     for key in sorted(reference)[:130]:
         del reference[key]
     run.check(reference)
-    run.state, dropped = r.run_load(run.levels, run.state, keys, qtys, order, len(keys), 600)
-    assert dropped == 400
+    run.gather(keys[400:], qtys[400:])
     run.check({int(k): int(q) for k, q in zip(keys[400:], qtys[400:])})
 
 

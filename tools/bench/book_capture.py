@@ -181,7 +181,7 @@ def run(path: str, rounds: int = ROUNDS, unit_tick: bool = False, peers: bool = 
     result["books"] = books
     if peers:
         from .peers import replay_peers
-        result["peers"] = replay_peers(journal, rounds)
+        result["peers"] = replay_peers(journal, fed, rounds)
         fastest = min((p["ns_per_level"] for p in result["peers"].values() if "ns_per_level" in p), default=None)
         if fastest:
             result["ratio_to_fastest_peer"] = result["ns_per_level"] / fastest

@@ -95,10 +95,10 @@ def _same_as(sides: list[list], store) -> bool:
     return True
 
 
-def replay_peers(journal, rounds: int) -> dict[str, dict[str, object]]:
-    """Each peer's ns per level (median of `rounds` replays after one warm-up), as fh's are reported."""
+def replay_peers(journal, store, rounds: int) -> dict[str, dict[str, object]]:
+    """Each peer's ns per level (median of `rounds` replays after one warm-up), as fh's are reported;
+    `store`: the books fh built from the journal, which each peer's must equal."""
     books = len(journal.capacities)
-    store, _ = journal.replay()
     snapshot = int(np.count_nonzero(journal.is_snapshot_level))
     levels = int(np.count_nonzero(journal.is_level))
     results: dict[str, dict[str, object]] = {}
